@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` (install + run the pipeline), `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+
+.PHONY: demo test lint bench-lake
+
+$(BIN)/tideline: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/tideline
+	$(BIN)/tideline run
+
+# pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
+test: $(BIN)/tideline
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: $(BIN)/tideline
+	$(BIN)/ruff check .
+
+bench-lake: $(BIN)/tideline
+	$(BIN)/python benchmarks/lake_bench.py

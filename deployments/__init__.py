@@ -1,0 +1,1 @@
+"""How tideline runs: the CLI entry point, deployments and automations, worker helpers."""

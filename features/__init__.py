@@ -1,0 +1,1 @@
+"""Feature declarations, the engine that computes them, and the feature store."""

@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only, each reading like the architecture picture."""

@@ -1,0 +1,1 @@
+"""Source connectors, raw landing, checkpoints, schema contracts, validation and quarantine."""

@@ -1,0 +1,5 @@
+"""Versioned storage: a small `Lake` protocol with an embedded `local` backend and a `lakefs` one."""
+from lake.base import Change, Commit, Lake, ObjectInfo
+from lake.open import open_lake
+
+__all__ = ["Change", "Commit", "Lake", "ObjectInfo", "open_lake"]

@@ -1,0 +1,146 @@
+"""The `Lake` protocol every backend implements, its value types, and the naming rules they share.
+
+Semantics follow lakeFS so the embedded backend and a lakeFS server behave alike: reads from a
+branch see its uncommitted writes, reads from a commit or tag see only committed data, commits and
+merges with nothing to change are no-ops that return the current head.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, Literal, Protocol, runtime_checkable
+
+from tideline.errors import InvalidName, InvalidPath, LakeError
+
+MAIN = "main"
+
+# lakeFS's own rules (api/swagger.yml), so names valid here are valid on a lakeFS server too.
+_REPOSITORY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
+_BRANCH_RE = re.compile(r"^\w[-\w]*$", re.ASCII)
+_TAG_RE = re.compile(r"^[\w][-\w.]*$", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Commit:
+    id: str
+    message: str
+    metadata: dict[str, str]
+    parents: tuple[str, ...]
+    created_at: datetime
+    committer: str = ""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    path: str
+    checksum: str
+    size: int
+
+
+@dataclass(frozen=True, order=True)
+class Change:
+    path: str
+    kind: Literal["added", "removed", "changed"] = field(compare=False)
+    size: int | None = field(default=None, compare=False)
+
+
+@runtime_checkable
+class Lake(Protocol):
+    """Branches, objects, commits, merges, diffs, tags and history over one repository."""
+
+    # branches and refs
+    def branches(self) -> dict[str, str]: ...
+    def create_branch(self, name: str, source: str = MAIN) -> str: ...
+    def delete_branch(self, name: str) -> None: ...
+    def resolve(self, ref: str) -> str: ...
+
+    # objects (write to a branch; read from any ref)
+    def put(self, branch: str, path: str, data: bytes) -> ObjectInfo: ...
+    def writer(self, branch: str, path: str) -> AbstractContextManager[BinaryIO]: ...
+    def get(self, ref: str, path: str) -> bytes: ...
+    def reader(self, ref: str, path: str) -> AbstractContextManager[BinaryIO]: ...
+    def stat(self, ref: str, path: str) -> ObjectInfo: ...
+    def exists(self, ref: str, path: str) -> bool: ...
+    def list(self, ref: str, prefix: str = "") -> list[ObjectInfo]: ...
+    def delete(self, branch: str, path: str) -> None: ...
+
+    # history
+    def uncommitted(self, branch: str) -> list[Change]: ...
+    def commit(self, branch: str, message: str, metadata: dict[str, str] | None = None) -> Commit: ...
+    def merge(
+        self, source: str, dest: str, message: str = "", metadata: dict[str, str] | None = None
+    ) -> Commit: ...
+    def diff(self, left: str, right: str) -> list[Change]: ...
+    def log(self, ref: str, limit: int = 50) -> list[Commit]: ...
+    def get_commit(self, ref: str) -> Commit: ...
+    def reset(self, branch: str) -> None: ...
+    def revert(self, branch: str, ref: str) -> Commit: ...
+
+    # tags
+    def tag(self, name: str, ref: str) -> str: ...
+    def tags(self) -> dict[str, str]: ...
+
+
+def check_repository(name: str) -> str:
+    if not _REPOSITORY_RE.match(name):
+        raise InvalidName(
+            f"invalid repository name {name!r}: use 3-63 lowercase letters, digits and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_branch(name: str) -> str:
+    if not isinstance(name, str) or not _BRANCH_RE.match(name):
+        raise InvalidName(
+            f"invalid branch name {name!r}: use letters, digits, '_' and '-', "
+            "starting with a letter, digit or '_'"
+        )
+    return name
+
+
+def check_tag(name: str) -> str:
+    if not isinstance(name, str) or not _TAG_RE.match(name):
+        raise InvalidName(f"invalid tag name {name!r}: use letters, digits, '_', '-' and '.'")
+    return name
+
+
+def check_path(path: str) -> str:
+    """Reject paths that are empty, absolute, climb with `..`, or carry control characters."""
+    if not isinstance(path, str) or not path or not path.strip("/"):
+        raise InvalidPath(f"invalid object path {path!r}: it is empty")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", path):
+        raise InvalidPath(f"invalid object path {path!r}: use a path relative to the repository root")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise InvalidPath(f"invalid object path {path!r}: no '.', '..' or empty segments")
+    if any(ord(ch) < 32 or ch == "\\" for ch in path):
+        raise InvalidPath(f"invalid object path {path!r}: no control characters or backslashes")
+    return path
+
+
+def check_prefix(prefix: str) -> str:
+    """A listing prefix: empty (everything) or a path-like string that may end in '/'."""
+    if prefix:
+        check_path(prefix.rstrip("/") or "/")
+    return prefix
+
+
+def iter_chunks(stream: BinaryIO, size: int = 8 * 1024 * 1024) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def check_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
+    """Commit metadata is a flat string map (as in lakeFS); say which key breaks that."""
+    metadata = dict(metadata or {})
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise LakeError(
+                f"commit metadata must map non-empty strings to strings; key {key!r} has "
+                f"{type(value).__name__} value {value!r}"
+            )
+    return metadata

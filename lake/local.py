@@ -1,0 +1,564 @@
+"""The embedded lake: content-addressed objects, immutable commits and atomically replaced refs
+under one directory, with lakeFS's semantics (branches, staging, commits, three-way merges, tags).
+
+Layout under the root::
+
+    objects/ab/<sha256>          blob bytes and tree manifests, named by their SHA-256
+    commits/<id>.json            immutable commit records
+    refs/heads/<branch>          the branch's head commit id
+    refs/tags/<tag>              the tag's commit id
+    staging/<branch>/<key>.json  one uncommitted change per path
+    locks/                       flock files: writers share a branch lock, commit/merge take it alone
+    tmp/                         files being written; renamed into place when complete
+
+Every visible change is one `os.replace`, so a process killed at any point leaves each ref at its
+old or its new commit, never in between, and no half-written object is reachable.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import heapq
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO
+
+from lake.base import (
+    MAIN,
+    Change,
+    Commit,
+    ObjectInfo,
+    check_branch,
+    check_metadata,
+    check_path,
+    check_prefix,
+    check_tag,
+    iter_chunks,
+)
+from tideline.errors import (
+    BranchExists,
+    CorruptObject,
+    DirtyBranch,
+    LakeError,
+    MergeConflict,
+    ObjectNotFound,
+    ObjectTooLarge,
+    RefNotFound,
+)
+
+Tree = dict[str, tuple[str, int]]
+
+
+class _HashingWriter(io.RawIOBase):
+    """A write-only file that hashes what passes through it on its way to disk."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw, self._hash, self.size = raw, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(data).cast("B")
+        self._hash.update(view)
+        self._raw.write(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def close(self) -> None:  # the lake closes the real file once the object is complete
+        self.flush()
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class LocalLake:
+    """One repository on the local file system. Safe for concurrent processes."""
+
+    def __init__(
+        self, root: Path | str, *, fsync: bool = False, max_read_bytes: int = 2 * 1024**3
+    ) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+        self.max_read_bytes = max_read_bytes
+        self._commits: dict[str, Commit] = {}
+        self._trees: dict[str, Tree] = {}
+        self._verified: set[str] = set()
+        for sub in ("objects", "commits", "refs/heads", "refs/tags", "staging", "locks", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if not self._ref_file("heads", MAIN).exists():
+            with self._lock("repository", exclusive=True):
+                if not self._ref_file("heads", MAIN).exists():
+                    first = self._write_commit({}, (), "Repository created", {})
+                    self._write_ref(self._ref_file("heads", MAIN), first)
+
+    def __repr__(self) -> str:
+        return f"LocalLake({str(self.root)!r})"
+
+    # ---- files, locks and atomic replacement -------------------------------------------------
+
+    @contextmanager
+    def _lock(self, name: str, *, exclusive: bool) -> Iterator[None]:
+        with open(self.root / "locks" / f"{name}.lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _branch_lock(self, branch: str, *, exclusive: bool) -> AbstractContextManager[None]:
+        return self._lock(f"branch-{branch}", exclusive=exclusive)
+
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                if self.fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        if self.fsync:
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def _object_file(self, checksum: str) -> Path:
+        return self.root / "objects" / checksum[:2] / checksum[2:]
+
+    def _adopt(self, tmp: Path, checksum: str) -> None:
+        """Move a finished temp file to its content address (a no-op if the content exists)."""
+        dest = self._object_file(checksum)
+        if dest.exists():
+            tmp.unlink()
+            return
+        dest.parent.mkdir(exist_ok=True)
+        os.replace(tmp, dest)
+
+    def _store(self, data: bytes) -> tuple[str, int]:
+        checksum = hashlib.sha256(data).hexdigest()
+        if not self._object_file(checksum).exists():
+            self._object_file(checksum).parent.mkdir(exist_ok=True)
+            self._atomic_write(self._object_file(checksum), data)
+        return checksum, len(data)
+
+    # ---- refs, commits and trees -------------------------------------------------------------
+
+    def _ref_file(self, kind: str, name: str) -> Path:
+        return self.root / "refs" / kind / name
+
+    def _write_ref(self, path: Path, commit_id: str) -> None:
+        self._atomic_write(path, commit_id.encode())
+
+    def _read_ref(self, kind: str, name: str) -> str | None:
+        try:
+            return self._ref_file(kind, name).read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def _head(self, branch: str) -> str:
+        check_branch(branch)
+        head = self._read_ref("heads", branch)
+        if head is None:
+            raise RefNotFound(f"no branch named {branch!r} (branches: {', '.join(self.branches())})")
+        return head
+
+    def _write_commit(
+        self, tree: Tree, parents: tuple[str, ...], message: str, metadata: dict[str, str]
+    ) -> str:
+        tree_id, _ = self._store(json.dumps(tree, sort_keys=True).encode())
+        record = {
+            "tree": tree_id,
+            "parents": list(parents),
+            "message": message,
+            "metadata": metadata,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "committer": os.environ.get("USER", "tideline"),
+        }
+        body = json.dumps(record, sort_keys=True).encode()
+        commit_id = hashlib.sha256(body).hexdigest()
+        self._atomic_write(self.root / "commits" / f"{commit_id}.json", body)
+        return commit_id
+
+    def _commit_record(self, commit_id: str) -> dict:
+        try:
+            return json.loads((self.root / "commits" / f"{commit_id}.json").read_bytes())
+        except FileNotFoundError:
+            raise RefNotFound(f"no commit {commit_id!r}") from None
+
+    def _tree(self, commit_id: str) -> Tree:
+        if commit_id not in self._trees:
+            tree_id = self._commit_record(commit_id)["tree"]
+            raw = json.loads(self._read_object(tree_id, f"<tree of commit {commit_id}>"))
+            self._trees[commit_id] = {path: (entry[0], entry[1]) for path, entry in raw.items()}
+        return self._trees[commit_id]
+
+    def get_commit(self, ref: str) -> Commit:
+        commit_id = self.resolve(ref)
+        if commit_id not in self._commits:
+            record = self._commit_record(commit_id)
+            self._commits[commit_id] = Commit(
+                id=commit_id,
+                message=record["message"],
+                metadata=record["metadata"],
+                parents=tuple(record["parents"]),
+                created_at=datetime.fromisoformat(record["created_at"]),
+                committer=record["committer"],
+            )
+        return self._commits[commit_id]
+
+    def resolve(self, ref: str) -> str:
+        """A branch, tag or full commit id, optionally followed by `~N` (N first parents back)."""
+        if not isinstance(ref, str) or not ref:
+            raise RefNotFound(f"invalid ref {ref!r}")
+        name, _, back = ref.partition("~")
+        commit_id = self._read_ref("heads", name) if _is_name(name) else None
+        if commit_id is None and _is_name(name):
+            commit_id = self._read_ref("tags", name)
+        if commit_id is None and len(name) == 64 and (self.root / "commits" / f"{name}.json").exists():
+            commit_id = name
+        if commit_id is None:
+            raise RefNotFound(f"no branch, tag or commit named {name!r}")
+        if back and not back.isdigit():
+            raise RefNotFound(f"invalid ref {ref!r}: expected NAME~N")
+        steps = int(back or 1) if "~" in ref else 0
+        for _ in range(steps):
+            parents = self.get_commit(commit_id).parents
+            if not parents:
+                raise RefNotFound(f"ref {ref!r} goes back past the first commit")
+            commit_id = parents[0]
+        return commit_id
+
+    # ---- staging -----------------------------------------------------------------------------
+
+    def _staging_dir(self, branch: str) -> Path:
+        return self.root / "staging" / branch
+
+    def _stage(self, branch: str, path: str, entry: tuple[str, int] | None) -> None:
+        key = hashlib.sha1(path.encode()).hexdigest()
+        staging = self._staging_dir(branch)
+        staging.mkdir(exist_ok=True)
+        record = {"path": path, "checksum": entry[0] if entry else None, "size": entry[1] if entry else 0}
+        self._atomic_write(staging / f"{key}.json", json.dumps(record).encode())
+
+    def _staged(self, branch: str) -> dict[str, tuple[str, int] | None]:
+        staged: dict[str, tuple[str, int] | None] = {}
+        try:
+            files = list(os.scandir(self._staging_dir(branch)))
+        except FileNotFoundError:
+            return staged
+        for item in files:
+            record = json.loads(Path(item.path).read_bytes())
+            staged[record["path"]] = (record["checksum"], record["size"]) if record["checksum"] else None
+        return staged
+
+    def _clear_staging(self, branch: str) -> None:
+        staging = self._staging_dir(branch)
+        for item in list(os.scandir(staging)) if staging.exists() else []:
+            os.unlink(item.path)
+
+    def _view(self, ref: str) -> Tree:
+        """What a reader of `ref` sees: a commit's tree, or a branch's head plus its staging."""
+        branch_head = self._read_ref("heads", ref) if _is_name(ref) else None
+        if branch_head is None:
+            return self._tree(self.resolve(ref))
+        with self._branch_lock(ref, exclusive=False):
+            tree = dict(self._tree(self._head(ref)))
+            return _apply(tree, self._staged(ref))
+
+    # ---- branches ----------------------------------------------------------------------------
+
+    def branches(self) -> dict[str, str]:
+        heads = self.root / "refs" / "heads"
+        return {path.name: path.read_text().strip() for path in sorted(heads.iterdir())
+                if not path.name.startswith(".")}
+
+    def create_branch(self, name: str, source: str = MAIN) -> str:
+        check_branch(name)
+        commit_id = self.resolve(source)
+        if not _create_exclusive(self._ref_file("heads", name), commit_id, self.root / "tmp"):
+            raise BranchExists(f"branch {name!r} exists already (at {self._read_ref('heads', name)})")
+        return commit_id
+
+    def delete_branch(self, name: str) -> None:
+        self._head(name)
+        if name == MAIN:
+            raise LakeError(f"refusing to delete the default branch {MAIN!r}")
+        with self._branch_lock(name, exclusive=True):
+            self._clear_staging(name)
+            self._ref_file("heads", name).unlink(missing_ok=True)
+
+    # ---- objects -----------------------------------------------------------------------------
+
+    def put(self, branch: str, path: str, data: bytes) -> ObjectInfo:
+        with self.writer(branch, path) as handle:
+            handle.write(data)
+        return self.stat(branch, path)
+
+    @contextmanager
+    def writer(self, branch: str, path: str) -> Iterator[BinaryIO]:
+        check_path(path)
+        self._head(branch)
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                stream = _HashingWriter(raw)
+                yield stream  # type: ignore[misc]
+                raw.flush()
+                if self.fsync:
+                    os.fsync(raw.fileno())
+            checksum = stream.hexdigest()
+            self._adopt(Path(tmp), checksum)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        with self._branch_lock(branch, exclusive=False):
+            self._head(branch)
+            self._stage(branch, path, (checksum, stream.size))
+
+    def stat(self, ref: str, path: str) -> ObjectInfo:
+        check_path(path)
+        entry = self._view(ref).get(path)
+        if entry is None:
+            raise ObjectNotFound(f"no object {path!r} on {ref!r}")
+        return ObjectInfo(path, entry[0], entry[1])
+
+    def exists(self, ref: str, path: str) -> bool:
+        check_path(path)
+        return path in self._view(ref)
+
+    def _read_object(self, checksum: str, label: str) -> bytes:
+        data = self._object_file(checksum).read_bytes()
+        if hashlib.sha256(data).hexdigest() != checksum:
+            raise CorruptObject(f"object {label!r} is corrupt: its bytes no longer match {checksum}")
+        return data
+
+    def get(self, ref: str, path: str) -> bytes:
+        info = self.stat(ref, path)
+        if info.size > self.max_read_bytes:
+            raise ObjectTooLarge(
+                f"object {path!r} on {ref!r} is {info.size:,} bytes, over the "
+                f"{self.max_read_bytes:,}-byte limit for reading into memory; stream it with reader()"
+            )
+        return self._read_object(info.checksum, f"{path} on {ref}")
+
+    @contextmanager
+    def reader(self, ref: str, path: str) -> Iterator[BinaryIO]:
+        info = self.stat(ref, path)
+        file = self._object_file(info.checksum)
+        if info.checksum not in self._verified:
+            digest = hashlib.sha256()
+            with open(file, "rb") as handle:
+                for chunk in iter_chunks(handle):
+                    digest.update(chunk)
+            if digest.hexdigest() != info.checksum:
+                raise CorruptObject(f"object {path!r} on {ref!r} is corrupt: checksum mismatch")
+            self._verified.add(info.checksum)
+        with open(file, "rb") as handle:
+            yield handle
+
+    def list(self, ref: str, prefix: str = "") -> list[ObjectInfo]:
+        check_prefix(prefix)
+        tree = self._view(ref)
+        return [ObjectInfo(p, c, s) for p, (c, s) in sorted(tree.items()) if p.startswith(prefix)]
+
+    def delete(self, branch: str, path: str) -> None:
+        if not self.exists(branch, path):
+            raise ObjectNotFound(f"no object {path!r} on {branch!r} to delete")
+        with self._branch_lock(branch, exclusive=False):
+            self._stage(branch, path, None)
+
+    # ---- history -----------------------------------------------------------------------------
+
+    def uncommitted(self, branch: str) -> list[Change]:
+        with self._branch_lock(branch, exclusive=False):
+            head_tree = self._tree(self._head(branch))
+            staged = self._staged(branch)
+        return _changes(head_tree, _apply(dict(head_tree), staged))
+
+    def commit(self, branch: str, message: str, metadata: dict[str, str] | None = None) -> Commit:
+        metadata = check_metadata(metadata)
+        with self._branch_lock(branch, exclusive=True):
+            head = self._head(branch)
+            staged = self._staged(branch)
+            tree = self._tree(head)
+            new_tree = _apply(dict(tree), staged)
+            if new_tree != tree:
+                head = self._write_commit(new_tree, (head,), message, metadata)
+                self._write_ref(self._ref_file("heads", branch), head)
+            self._clear_staging(branch)
+        return self.get_commit(head)
+
+    def _ancestors(self, commit_id: str) -> set[str]:
+        seen, todo = set(), [commit_id]
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(self.get_commit(current).parents)
+        return seen
+
+    def _merge_base(self, left: str, right: str) -> str | None:
+        """The nearest common ancestor, searching from `left` newest first."""
+        right_ancestors = self._ancestors(right)
+        for commit in self._walk(left):
+            if commit.id in right_ancestors:
+                return commit.id
+        return None
+
+    def merge(
+        self, source: str, dest: str, message: str = "", metadata: dict[str, str] | None = None
+    ) -> Commit:
+        metadata = check_metadata(metadata)
+        source_id = self.resolve(source)
+        with self._branch_lock(dest, exclusive=True):
+            dest_id = self._head(dest)
+            if self._staged(dest):
+                raise DirtyBranch(f"branch {dest!r} has uncommitted changes; commit or reset it first")
+            base_id = self._merge_base(source_id, dest_id)
+            base = self._tree(base_id) if base_id else {}
+            ours, theirs = self._tree(dest_id), self._tree(source_id)
+            merged, conflicts = _three_way(base, ours, theirs)
+            if conflicts:
+                raise MergeConflict(source, dest, conflicts)
+            if base_id == source_id or merged == ours:
+                return self.get_commit(dest_id)
+            message = message or f"Merge '{source}' into '{dest}'"
+            head = self._write_commit(merged, (dest_id, source_id), message, metadata)
+            self._write_ref(self._ref_file("heads", dest), head)
+        return self.get_commit(head)
+
+    def diff(self, left: str, right: str) -> list[Change]:
+        return _changes(self._tree(self.resolve(left)), self._tree(self.resolve(right)))
+
+    def _walk(self, commit_id: str) -> Iterator[Commit]:
+        """Commits reachable from `commit_id`, newest first."""
+        start = self.get_commit(commit_id)
+        heap, seen = [(-start.created_at.timestamp(), start.id)], {start.id}
+        while heap:
+            _, current = heapq.heappop(heap)
+            commit = self.get_commit(current)
+            yield commit
+            for parent in commit.parents:
+                if parent not in seen:
+                    seen.add(parent)
+                    heapq.heappush(heap, (-self.get_commit(parent).created_at.timestamp(), parent))
+
+    def log(self, ref: str, limit: int = 50) -> list[Commit]:
+        commits = []
+        for commit in self._walk(self.resolve(ref)):
+            if len(commits) >= limit:
+                break
+            commits.append(commit)
+        return commits
+
+    def reset(self, branch: str) -> None:
+        with self._branch_lock(branch, exclusive=True):
+            self._head(branch)
+            self._clear_staging(branch)
+
+    def revert(self, branch: str, ref: str) -> Commit:
+        target = self.get_commit(ref)
+        if not target.parents:
+            raise LakeError(f"cannot revert {ref!r}: it is the first commit")
+        with self._branch_lock(branch, exclusive=True):
+            head = self._head(branch)
+            if self._staged(branch):
+                raise DirtyBranch(f"branch {branch!r} has uncommitted changes; commit or reset it first")
+            merged, conflicts = _three_way(
+                self._tree(target.id), self._tree(head), self._tree(target.parents[0])
+            )
+            if conflicts:
+                raise MergeConflict(f"revert of {target.id[:12]}", branch, conflicts)
+            head = self._write_commit(
+                merged, (head,), f"Revert {target.id}", {"reverted_commit": target.id}
+            )
+            self._write_ref(self._ref_file("heads", branch), head)
+        return self.get_commit(head)
+
+    # ---- tags --------------------------------------------------------------------------------
+
+    def tag(self, name: str, ref: str) -> str:
+        check_tag(name)
+        commit_id = self.resolve(ref)
+        if not _create_exclusive(self._ref_file("tags", name), commit_id, self.root / "tmp"):
+            existing = self._read_ref("tags", name)
+            if existing != commit_id:
+                raise BranchExists(f"tag {name!r} exists already, pointing at {existing}")
+        return commit_id
+
+    def tags(self) -> dict[str, str]:
+        tags = self.root / "refs" / "tags"
+        return {path.name: path.read_text().strip() for path in sorted(tags.iterdir())}
+
+
+def _is_name(ref: str) -> bool:
+    return "/" not in ref and ref not in ("", ".", "..")
+
+
+def _create_exclusive(path: Path, commit_id: str, tmp_dir: Path) -> bool:
+    """Create a ref file only if absent, atomically: a complete temp file hard-linked into place."""
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(commit_id.encode())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
+def _apply(tree: Tree, staged: dict[str, tuple[str, int] | None]) -> Tree:
+    for path, entry in staged.items():
+        if entry is None:
+            tree.pop(path, None)
+        else:
+            tree[path] = entry
+    return tree
+
+
+def _changes(left: Tree, right: Tree) -> list[Change]:
+    changes = [Change(p, "removed", left[p][1]) for p in left.keys() - right.keys()]
+    changes += [Change(p, "added", right[p][1]) for p in right.keys() - left.keys()]
+    changes += [
+        Change(p, "changed", right[p][1]) for p in left.keys() & right.keys() if left[p] != right[p]
+    ]
+    return sorted(changes)
+
+
+def _three_way(base: Tree, ours: Tree, theirs: Tree) -> tuple[Tree, list[str]]:
+    """Object-level three-way merge: take each side's change; both changing a path differently
+    is a conflict."""
+    merged, conflicts = dict(ours), []
+    for path in base.keys() | ours.keys() | theirs.keys():
+        b, o, t = base.get(path), ours.get(path), theirs.get(path)
+        if t == b or t == o:
+            continue
+        if o == b:
+            if t is None:
+                merged.pop(path, None)
+            else:
+                merged[path] = t
+        else:
+            conflicts.append(path)
+    return merged, conflicts

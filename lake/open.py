@@ -1,0 +1,25 @@
+"""Pick the lake backend the settings ask for."""
+from __future__ import annotations
+
+from lake.base import Lake
+from tideline.settings import Settings
+
+
+def open_lake(settings: Settings) -> Lake:
+    if settings.lake_backend == "lakefs":
+        from lake.lakefs import LakeFSLake
+
+        return LakeFSLake(
+            settings.lakefs_endpoint or "",
+            settings.lakefs_access_key_id.get_secret_value() if settings.lakefs_access_key_id else "",
+            settings.lakefs_secret_access_key.get_secret_value()
+            if settings.lakefs_secret_access_key
+            else "",
+            settings.lakefs_repository,
+            max_read_bytes=settings.lake_max_read_bytes,
+        )
+    from lake.local import LocalLake
+
+    return LocalLake(
+        settings.lake_dir, fsync=settings.lake_fsync, max_read_bytes=settings.lake_max_read_bytes
+    )

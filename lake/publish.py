@@ -1,0 +1,64 @@
+"""Write-audit-publish: a run writes only to its own branch, and main moves only by merging that
+branch after the run's checks pass. A failure keeps the branch for inspection and leaves main as
+it was; re-running a run id starts its branch afresh from main, so nothing is written twice."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from lake.base import MAIN, Commit, Lake, check_branch
+
+log = logging.getLogger(__name__)
+
+
+def run_branch_name(run_id: str) -> str:
+    return check_branch(f"run-{run_id}")
+
+
+@dataclass
+class RunBranch:
+    """The branch a run writes to, and (after a successful exit) the commit it published."""
+
+    lake: Lake
+    run_id: str
+    branch: str
+    into: str
+    published: Commit | None = field(default=None)
+
+    def commit(self, message: str, metadata: dict[str, str] | None = None) -> Commit:
+        return self.lake.commit(self.branch, message, {**(metadata or {}), "run_id": self.run_id})
+
+
+@contextmanager
+def publish(
+    lake: Lake,
+    run_id: str,
+    *,
+    message: str,
+    metadata: dict[str, str] | None = None,
+    into: str = MAIN,
+) -> Iterator[RunBranch]:
+    """Open `run-<run_id>` from `into`, yield it, then commit and merge it into `into`.
+
+    Raise inside the block to stop publication (a failed quality gate does exactly that).
+    """
+    branch = run_branch_name(run_id)
+    if branch in lake.branches():
+        log.info("run %s ran before; starting its branch %s afresh from %s", run_id, branch, into)
+        lake.delete_branch(branch)
+    lake.create_branch(branch, into)
+    run = RunBranch(lake, run_id, branch, into)
+    try:
+        yield run
+    except BaseException:
+        log.warning("run %s failed; branch %s is kept for inspection, %s is unchanged",
+                    run_id, branch, into)
+        raise
+    run.commit(message, metadata)
+    run.published = lake.merge(
+        branch, into, message=f"Publish run {run_id}: {message}",
+        metadata={**(metadata or {}), "run_id": run_id},
+    )
+    lake.delete_branch(branch)

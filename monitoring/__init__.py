@@ -1,0 +1,1 @@
+"""Drift and data-quality reports, alert rules, events and e-mail."""

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that set names, retries and caching around domain functions."""

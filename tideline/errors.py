@@ -1,0 +1,66 @@
+"""The one error family: every failure tideline reports on purpose is a `TidelineError`.
+
+Messages name the branch, ref, path, file or column at fault and say what to do next; the CLI
+prints them without a traceback.
+"""
+from __future__ import annotations
+
+
+class TidelineError(Exception):
+    """Base of every error tideline raises on purpose."""
+
+
+class ConfigError(TidelineError):
+    """Settings are missing or invalid."""
+
+
+class LakeError(TidelineError):
+    """Something about the versioned lake went wrong."""
+
+
+class InvalidName(LakeError):
+    """A repository, branch or tag name breaks the naming rules."""
+
+
+class InvalidPath(LakeError):
+    """An object path is empty, absolute, or climbs out with `..`."""
+
+
+class RefNotFound(LakeError):
+    """A branch, tag or commit does not exist."""
+
+
+class BranchExists(LakeError):
+    """A branch or tag with that name exists already."""
+
+
+class ObjectNotFound(LakeError):
+    """No object at that path on that ref."""
+
+
+class ObjectTooLarge(LakeError):
+    """An object is too large to read into memory at once."""
+
+
+class CorruptObject(LakeError):
+    """An object's bytes no longer match its checksum."""
+
+
+class DirtyBranch(LakeError):
+    """A branch has uncommitted changes where a clean branch is required."""
+
+
+class MergeConflict(LakeError):
+    """Both sides of a merge changed the same paths differently."""
+
+    def __init__(self, source: str, dest: str, paths: list[str]) -> None:
+        self.source, self.dest, self.paths = source, dest, sorted(paths)
+        shown = ", ".join(self.paths[:10]) + (" …" if len(self.paths) > 10 else "")
+        super().__init__(
+            f"cannot merge {source!r} into {dest!r}: {len(self.paths)} conflicting path(s): {shown}. "
+            f"Both branches are unchanged; resolve on {source!r} and merge again."
+        )
+
+
+class LakeUnavailable(LakeError):
+    """The lake backend could not be reached."""

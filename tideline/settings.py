@@ -1,0 +1,76 @@
+"""The one settings object: read from `TIDELINE_*` environment variables and an optional
+`tideline.toml`, validated once at start and passed down."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from tideline.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Everything tideline can be configured with. Secrets are `SecretStr` and never printed."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TIDELINE_", toml_file="tideline.toml", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Path(".tideline")
+    """Where embedded state lives: the local lake, SQLite databases, the e-mail outbox."""
+
+    lake_backend: Literal["local", "lakefs"] = "local"
+    lake_fsync: bool = False
+    """fsync objects, commits and refs (survive power loss, not only process crashes)."""
+    lake_max_read_bytes: int = 2 * 1024**3
+    """Refuse to read a single object larger than this into memory."""
+
+    lakefs_endpoint: str | None = None
+    lakefs_access_key_id: SecretStr | None = None
+    lakefs_secret_access_key: SecretStr | None = None
+    lakefs_repository: str = "tideline"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @model_validator(mode="after")
+    def _lakefs_complete(self) -> Settings:
+        if self.lake_backend == "lakefs":
+            missing = [
+                f"TIDELINE_{name.upper()}"
+                for name in ("lakefs_endpoint", "lakefs_access_key_id", "lakefs_secret_access_key")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"lake_backend 'lakefs' needs {', '.join(missing)}")
+        return self
+
+    @cached_property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build and validate the settings, turning pydantic's error into a `ConfigError`."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid tideline settings: {exc}") from None
