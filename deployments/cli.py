@@ -136,3 +136,7 @@ def main() -> None:
     except TidelineError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

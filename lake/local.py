@@ -22,7 +22,9 @@ import heapq
 import io
 import json
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
@@ -56,32 +58,68 @@ Tree = dict[str, tuple[str, int]]
 
 
 class _HashingWriter(io.RawIOBase):
-    """A write-only file that hashes what passes through it on its way to disk."""
+    """A write-only file that hashes what passes through it on its way to disk.
 
-    def __init__(self, raw: BinaryIO) -> None:
+    Hashing and disk writes run on a helper thread (both release the GIL), so a Parquet encoder
+    writing into this file keeps encoding while earlier pages are hashed and written.
+    """
+
+    INLINE_BYTES = 4 * 1024 * 1024  # small objects are hashed inline: a thread costs more
+
+    def __init__(self, raw: BinaryIO, depth: int = 16) -> None:
         self._raw, self._hash, self.size = raw, hashlib.sha256(), 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def _drain(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._hash.update(chunk)
+                    self._raw.write(chunk)
+                except BaseException as exc:  # surfaced to the caller on its next write/finish
+                    self._error = exc
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        view = memoryview(data).cast("B")
-        self._hash.update(view)
-        self._raw.write(view)
-        self.size += view.nbytes
-        return view.nbytes
+        self._raise_pending()
+        if self._thread is None and self.size + len(data) <= self.INLINE_BYTES:
+            self._hash.update(data)
+            self._raw.write(data)
+            self.size += len(data)
+            return len(data)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, name="lake-writer", daemon=True)
+            self._thread.start()
+        chunk = bytes(data)  # the caller may reuse its buffer as soon as we return
+        self._queue.put(chunk)
+        self.size += len(chunk)
+        return len(chunk)
 
     def tell(self) -> int:
         return self.size
 
-    def close(self) -> None:  # the lake closes the real file once the object is complete
-        self.flush()
+    def close(self) -> None:  # the lake finishes the object itself, in finish()
+        pass
 
     @property
     def closed(self) -> bool:
         return False
 
-    def hexdigest(self) -> str:
+    def finish(self, *, raise_errors: bool = True) -> str:
+        """Wait for every queued chunk to reach the file; return the SHA-256 of the content."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+        if raise_errors:
+            self._raise_pending()
         return self._hash.hexdigest()
 
 
@@ -252,12 +290,13 @@ class LocalLake:
     def _staging_dir(self, branch: str) -> Path:
         return self.root / "staging" / branch
 
+    def _staging_file(self, branch: str, path: str) -> Path:
+        return self._staging_dir(branch) / f"{hashlib.sha1(path.encode()).hexdigest()}.json"
+
     def _stage(self, branch: str, path: str, entry: tuple[str, int] | None) -> None:
-        key = hashlib.sha1(path.encode()).hexdigest()
-        staging = self._staging_dir(branch)
-        staging.mkdir(exist_ok=True)
+        self._staging_dir(branch).mkdir(exist_ok=True)
         record = {"path": path, "checksum": entry[0] if entry else None, "size": entry[1] if entry else 0}
-        self._atomic_write(staging / f"{key}.json", json.dumps(record).encode())
+        self._atomic_write(self._staging_file(branch, path), json.dumps(record).encode())
 
     def _staged(self, branch: str) -> dict[str, tuple[str, int] | None]:
         staged: dict[str, tuple[str, int] | None] = {}
@@ -321,11 +360,15 @@ class LocalLake:
         try:
             with os.fdopen(fd, "wb") as raw:
                 stream = _HashingWriter(raw)
-                yield stream  # type: ignore[misc]
+                try:
+                    yield stream  # type: ignore[misc]
+                except BaseException:
+                    stream.finish(raise_errors=False)
+                    raise
+                checksum = stream.finish()
                 raw.flush()
                 if self.fsync:
                     os.fsync(raw.fileno())
-            checksum = stream.hexdigest()
             self._adopt(Path(tmp), checksum)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -334,16 +377,27 @@ class LocalLake:
             self._head(branch)
             self._stage(branch, path, (checksum, stream.size))
 
+    def _entry(self, ref: str, path: str) -> tuple[str, int] | None:
+        """One path's entry as a reader of `ref` sees it, without building the whole view."""
+        if not (_is_name(ref) and self._read_ref("heads", ref) is not None):
+            return self._tree(self.resolve(ref)).get(path)
+        with self._branch_lock(ref, exclusive=False):
+            try:
+                record = json.loads(self._staging_file(ref, path).read_bytes())
+            except FileNotFoundError:
+                return self._tree(self._head(ref)).get(path)
+        return (record["checksum"], record["size"]) if record["checksum"] else None
+
     def stat(self, ref: str, path: str) -> ObjectInfo:
         check_path(path)
-        entry = self._view(ref).get(path)
+        entry = self._entry(ref, path)
         if entry is None:
             raise ObjectNotFound(f"no object {path!r} on {ref!r}")
         return ObjectInfo(path, entry[0], entry[1])
 
     def exists(self, ref: str, path: str) -> bool:
         check_path(path)
-        return path in self._view(ref)
+        return self._entry(ref, path) is not None
 
     def _read_object(self, checksum: str, label: str) -> bytes:
         data = self._object_file(checksum).read_bytes()

@@ -1,0 +1,78 @@
+"""The `tideline` command line as a user meets it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deployments.cli import app
+from lake.local import LocalLake
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def lake(data_dir: Path) -> LocalLake:
+    lake = LocalLake(data_dir / "lake")
+    lake.put("main", "raw/a.csv", b"id\n1\n")
+    lake.commit("main", "load a", {"run_id": "r1"})
+    return lake
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args), terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_every_command_has_help() -> None:
+    for command in ([], ["run"], ["lake"], ["lake", "init"], ["lake", "branches"], ["lake", "log"],
+                    ["lake", "diff"], ["lake", "show"], ["lake", "tag"], ["lake", "tags"]):
+        assert "Usage" in invoke(*command, "--help")
+
+
+def test_log_shows_id_message_metadata_and_time(lake: LocalLake) -> None:
+    out = invoke("lake", "log", "main")
+    head = lake.get_commit("main")
+    assert head.id[:12] in out and "load a" in out and "run_id=r1" in out
+    assert f"{head.created_at:%Y-%m-%d %H:%M}" in out
+    assert "Repository created" in out
+
+
+def test_diff_lists_changes(lake: LocalLake) -> None:
+    lake.put("main", "raw/b.csv", b"id\n2\n")
+    lake.delete("main", "raw/a.csv")
+    lake.commit("main", "swap")
+    out = invoke("lake", "diff", "main~1", "main")
+    assert "added" in out and "raw/b.csv" in out and "removed" in out and "raw/a.csv" in out
+    assert "2 change(s)" in out
+
+
+def test_show_tag_and_branches(lake: LocalLake) -> None:
+    assert "raw/a.csv" in invoke("lake", "show", "main")
+    invoke("lake", "tag", "v1")
+    assert "v1" in invoke("lake", "tags")
+    assert lake.tags()["v1"] == lake.resolve("main")
+    assert "main" in invoke("lake", "branches")
+
+
+def test_errors_are_one_line_without_traceback(lake: LocalLake, data_dir: Path) -> None:
+    for args, expected in ((["lake", "log", "nosuch"], "nosuch"),
+                           (["lake", "show", "main", "../etc"], "../etc"),
+                           (["lake", "tag", "bad tag"], "bad tag")):
+        done = subprocess.run([sys.executable, "-m", "deployments.cli", *args],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1
+        assert expected in done.stderr and "error:" in done.stderr
+        assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_invalid_settings_are_a_clear_error(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIDELINE_LAKE_BACKEND", "lakefs")
+    done = subprocess.run([sys.executable, "-m", "deployments.cli", "lake", "log"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "TIDELINE_LAKEFS_ENDPOINT" in done.stderr and "Traceback" not in done.stderr
