@@ -6,6 +6,7 @@ Two loads: 1,000 small Parquet files (one commit), and one ~1 GB Parquet dataset
 as plain `pyarrow.parquet.write_table` into a directory and as `lake.tables.write_table` + commit
 into the local lake, on the same disk. Prints a table and writes benchmarks/out/lake_bench.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,13 @@ from lake.tables import read_table, write_table
 def small_tables(count: int) -> list[pa.Table]:
     rng = np.random.default_rng(0)
     return [
-        pa.table({"customer_id": rng.integers(0, 1_000_000, 200), "amount": rng.random(200),
-                  "category": rng.choice(["a", "b", "c"], 200)})
+        pa.table(
+            {
+                "customer_id": rng.integers(0, 1_000_000, 200),
+                "amount": rng.random(200),
+                "category": rng.choice(["a", "b", "c"], 200),
+            }
+        )
         for _ in range(count)
     ]
 
@@ -53,9 +59,17 @@ def timed(fn) -> float:  # noqa: ANN001
 def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(dir=args.dir))
     smalls, big = small_tables(args.small), big_table(args.big_gb)
-    results: dict[str, list[float]] = {k: [] for k in
-                                       ("small_plain", "small_lake", "big_plain", "big_lake",
-                                        "big_read_plain", "big_read_lake")}
+    results: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "small_plain",
+            "small_lake",
+            "big_plain",
+            "big_lake",
+            "big_read_plain",
+            "big_read_lake",
+        )
+    }
     try:
         for attempt in range(args.repeat):
             plain, lake_dir = work / f"plain{attempt}", work / f"lake{attempt}"
@@ -74,18 +88,30 @@ def run(args: argparse.Namespace) -> dict:
             results["small_plain"].append(timed(small_plain))
             results["small_lake"].append(timed(small_lake))
             results["big_plain"].append(timed(lambda: pq.write_table(big, plain / "big.parquet")))
-            results["big_lake"].append(timed(lambda: (write_table(lake, "main", "big/big.parquet", big),
-                                                      lake.commit("main", "big"))))
+            results["big_lake"].append(
+                timed(
+                    lambda: (
+                        write_table(lake, "main", "big/big.parquet", big),
+                        lake.commit("main", "big"),
+                    )
+                )
+            )
             results["big_read_plain"].append(timed(lambda: pq.read_table(plain / "big.parquet")))
-            results["big_read_lake"].append(timed(lambda: read_table(lake, "main", "big/big.parquet")))
+            results["big_read_lake"].append(
+                timed(lambda: read_table(lake, "main", "big/big.parquet"))
+            )
             shutil.rmtree(plain)
             shutil.rmtree(lake_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     size = big.nbytes
-    return {"big_bytes_in_memory": size, "small_files": args.small, "repeat": args.repeat,
-            "median_seconds": {k: statistics.median(v) for k, v in results.items()},
-            "all_seconds": results}
+    return {
+        "big_bytes_in_memory": size,
+        "small_files": args.small,
+        "repeat": args.repeat,
+        "median_seconds": {k: statistics.median(v) for k, v in results.items()},
+        "all_seconds": results,
+    }
 
 
 def main() -> None:
@@ -99,9 +125,11 @@ def main() -> None:
     table = Table(title=f"local lake vs plain pyarrow (median of {report['repeat']})")
     for column in ("load", "plain pyarrow (s)", "local lake (s)", "lake / plain"):
         table.add_column(column)
-    for label, key in (("1,000 small files, write + commit", "small"),
-                       (f"one {report['big_bytes_in_memory'] / 1024**3:.2f} GiB table, write + commit", "big"),
-                       ("same table, read back (checksum verified)", "big_read")):
+    for label, key in (
+        ("1,000 small files, write + commit", "small"),
+        (f"one {report['big_bytes_in_memory'] / 1024**3:.2f} GiB table, write + commit", "big"),
+        ("same table, read back (checksum verified)", "big_read"),
+    ):
         plain, lake = med[f"{key}_plain"], med[f"{key}_lake"]
         table.add_row(label, f"{plain:.2f}", f"{lake:.2f}", f"{lake / plain:.2f}×")
     Console().print(table)

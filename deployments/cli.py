@@ -3,6 +3,7 @@
 Heavy imports (prefect, ray, pandas) happen inside the commands that need them, so `--help` and
 the lake commands start fast.
 """
+
 from __future__ import annotations
 
 import os
@@ -74,8 +75,9 @@ def lake_log(
     table = Table("commit", "time (UTC)", "message", "metadata")
     for commit in _lake().log(ref, limit):
         metadata = ", ".join(f"{k}={v}" for k, v in sorted(commit.metadata.items()))
-        table.add_row(_short(commit.id), f"{commit.created_at:%Y-%m-%d %H:%M:%S}",
-                      commit.message, metadata)
+        table.add_row(
+            _short(commit.id), f"{commit.created_at:%Y-%m-%d %H:%M:%S}", commit.message, metadata
+        )
     console.print(table)
 
 
@@ -86,8 +88,11 @@ def lake_diff(left: str, right: str) -> None:
     table = Table("change", "path", "size")
     style = {"added": "green", "removed": "red", "changed": "yellow"}
     for change in changes:
-        table.add_row(f"[{style[change.kind]}]{change.kind}[/]", change.path,
-                      f"{change.size:,}" if change.size is not None else "")
+        table.add_row(
+            f"[{style[change.kind]}]{change.kind}[/]",
+            change.path,
+            f"{change.size:,}" if change.size is not None else "",
+        )
     console.print(table)
     console.print(f"{len(changes)} change(s) from {left} to {right}")
 
@@ -100,9 +105,11 @@ def lake_show(
     """Show a commit and the objects it holds."""
     lake = _lake()
     commit = lake.get_commit(ref)
-    console.print(f"[bold]commit[/] {commit.id}\n[bold]time[/]   {commit.created_at:%Y-%m-%d %H:%M:%S} UTC"
-                  f"\n[bold]parents[/] {', '.join(map(_short, commit.parents)) or '-'}"
-                  f"\n\n    {commit.message}\n")
+    console.print(
+        f"[bold]commit[/] {commit.id}\n[bold]time[/]   {commit.created_at:%Y-%m-%d %H:%M:%S} UTC"
+        f"\n[bold]parents[/] {', '.join(map(_short, commit.parents)) or '-'}"
+        f"\n\n    {commit.message}\n"
+    )
     for key, value in sorted(commit.metadata.items()):
         console.print(f"    {key}: {value}")
     objects = lake.list(ref, prefix)

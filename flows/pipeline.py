@@ -1,7 +1,8 @@
 """The whole pipeline, end to end, on whatever stages exist so far."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -15,7 +16,7 @@ STAGES = ["lake"]
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 @flow(name="pipeline")
@@ -25,7 +26,9 @@ def pipeline(run_id: str | None = None) -> dict[str, str]:
     run_id = run_id or new_run_id()
     logger = get_run_logger()
     lake = open_lake(settings)
-    with publish(lake, run_id, message="pipeline run", metadata={"stages": ",".join(STAGES)}) as run:
+    with publish(
+        lake, run_id, message="pipeline run", metadata={"stages": ",".join(STAGES)}
+    ) as run:
         logger.info("run %s writes to branch %s", run_id, run.branch)
         record_run(lake, run.branch, run_id, STAGES)
     commit = run.published

@@ -1,4 +1,4 @@
-"""Versioned storage: a small `Lake` protocol with an embedded `local` backend and a `lakefs` one."""
+"""Versioned storage: a small `Lake` protocol, an embedded `local` backend and a `lakefs` one."""
 from lake.base import Change, Commit, Lake, ObjectInfo
 from lake.open import open_lake
 

@@ -8,12 +8,13 @@ Layout under the root::
     refs/heads/<branch>          the branch's head commit id
     refs/tags/<tag>              the tag's commit id
     staging/<branch>/<key>.json  one uncommitted change per path
-    locks/                       flock files: writers share a branch lock, commit/merge take it alone
+    locks/                       flock files: writers share a branch lock, commit/merge own it
     tmp/                         files being written; renamed into place when complete
 
 Every visible change is one `os.replace`, so a process killed at any point leaves each ref at its
 old or its new commit, never in between, and no half-written object is reachable.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -27,7 +28,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -216,7 +217,9 @@ class LocalLake:
         check_branch(branch)
         head = self._read_ref("heads", branch)
         if head is None:
-            raise RefNotFound(f"no branch named {branch!r} (branches: {', '.join(self.branches())})")
+            raise RefNotFound(
+                f"no branch named {branch!r} (branches: {', '.join(self.branches())})"
+            )
         return head
 
     def _write_commit(
@@ -228,7 +231,7 @@ class LocalLake:
             "parents": list(parents),
             "message": message,
             "metadata": metadata,
-            "created_at": datetime.now(timezone.utc).isoformat(),
+            "created_at": datetime.now(UTC).isoformat(),
             "committer": os.environ.get("USER", "tideline"),
         }
         body = json.dumps(record, sort_keys=True).encode()
@@ -271,7 +274,11 @@ class LocalLake:
         commit_id = self._read_ref("heads", name) if _is_name(name) else None
         if commit_id is None and _is_name(name):
             commit_id = self._read_ref("tags", name)
-        if commit_id is None and len(name) == 64 and (self.root / "commits" / f"{name}.json").exists():
+        if (
+            commit_id is None
+            and len(name) == 64
+            and (self.root / "commits" / f"{name}.json").exists()
+        ):
             commit_id = name
         if commit_id is None:
             raise RefNotFound(f"no branch, tag or commit named {name!r}")
@@ -295,7 +302,11 @@ class LocalLake:
 
     def _stage(self, branch: str, path: str, entry: tuple[str, int] | None) -> None:
         self._staging_dir(branch).mkdir(exist_ok=True)
-        record = {"path": path, "checksum": entry[0] if entry else None, "size": entry[1] if entry else 0}
+        record = {
+            "path": path,
+            "checksum": entry[0] if entry else None,
+            "size": entry[1] if entry else 0,
+        }
         self._atomic_write(self._staging_file(branch, path), json.dumps(record).encode())
 
     def _staged(self, branch: str) -> dict[str, tuple[str, int] | None]:
@@ -306,7 +317,9 @@ class LocalLake:
             return staged
         for item in files:
             record = json.loads(Path(item.path).read_bytes())
-            staged[record["path"]] = (record["checksum"], record["size"]) if record["checksum"] else None
+            staged[record["path"]] = (
+                (record["checksum"], record["size"]) if record["checksum"] else None
+            )
         return staged
 
     def _clear_staging(self, branch: str) -> None:
@@ -327,14 +340,19 @@ class LocalLake:
 
     def branches(self) -> dict[str, str]:
         heads = self.root / "refs" / "heads"
-        return {path.name: path.read_text().strip() for path in sorted(heads.iterdir())
-                if not path.name.startswith(".")}
+        return {
+            path.name: path.read_text().strip()
+            for path in sorted(heads.iterdir())
+            if not path.name.startswith(".")
+        }
 
     def create_branch(self, name: str, source: str = MAIN) -> str:
         check_branch(name)
         commit_id = self.resolve(source)
         if not _create_exclusive(self._ref_file("heads", name), commit_id, self.root / "tmp"):
-            raise BranchExists(f"branch {name!r} exists already (at {self._read_ref('heads', name)})")
+            raise BranchExists(
+                f"branch {name!r} exists already (at {self._read_ref('heads', name)})"
+            )
         return commit_id
 
     def delete_branch(self, name: str) -> None:
@@ -402,7 +420,9 @@ class LocalLake:
     def _read_object(self, checksum: str, label: str) -> bytes:
         data = self._object_file(checksum).read_bytes()
         if hashlib.sha256(data).hexdigest() != checksum:
-            raise CorruptObject(f"object {label!r} is corrupt: its bytes no longer match {checksum}")
+            raise CorruptObject(
+                f"object {label!r} is corrupt: its bytes no longer match {checksum}"
+            )
         return data
 
     def get(self, ref: str, path: str) -> bytes:
@@ -410,7 +430,8 @@ class LocalLake:
         if info.size > self.max_read_bytes:
             raise ObjectTooLarge(
                 f"object {path!r} on {ref!r} is {info.size:,} bytes, over the "
-                f"{self.max_read_bytes:,}-byte limit for reading into memory; stream it with reader()"
+                f"{self.max_read_bytes:,}-byte limit for reading into memory; "
+                "stream it with reader()"
             )
         return self._read_object(info.checksum, f"{path} on {ref}")
 
@@ -486,7 +507,9 @@ class LocalLake:
         with self._branch_lock(dest, exclusive=True):
             dest_id = self._head(dest)
             if self._staged(dest):
-                raise DirtyBranch(f"branch {dest!r} has uncommitted changes; commit or reset it first")
+                raise DirtyBranch(
+                    f"branch {dest!r} has uncommitted changes; commit or reset it first"
+                )
             base_id = self._merge_base(source_id, dest_id)
             base = self._tree(base_id) if base_id else {}
             ours, theirs = self._tree(dest_id), self._tree(source_id)
@@ -536,7 +559,9 @@ class LocalLake:
         with self._branch_lock(branch, exclusive=True):
             head = self._head(branch)
             if self._staged(branch):
-                raise DirtyBranch(f"branch {branch!r} has uncommitted changes; commit or reset it first")
+                raise DirtyBranch(
+                    f"branch {branch!r} has uncommitted changes; commit or reset it first"
+                )
             merged, conflicts = _three_way(
                 self._tree(target.id), self._tree(head), self._tree(target.parents[0])
             )
@@ -606,7 +631,7 @@ def _three_way(base: Tree, ours: Tree, theirs: Tree) -> tuple[Tree, list[str]]:
     merged, conflicts = dict(ours), []
     for path in base.keys() | ours.keys() | theirs.keys():
         b, o, t = base.get(path), ours.get(path), theirs.get(path)
-        if t == b or t == o:
+        if t in (b, o):
             continue
         if o == b:
             if t is None:

@@ -1,4 +1,5 @@
 """Tasks that record a run in the lake."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Session-wide fixtures: lake backends for the contract suite, the Prefect test server."""
+
 from __future__ import annotations
 
 import os

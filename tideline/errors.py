@@ -3,6 +3,7 @@
 Messages name the branch, ref, path, file or column at fault and say what to do next; the CLI
 prints them without a traceback.
 """
+
 from __future__ import annotations
 
 
@@ -57,7 +58,8 @@ class MergeConflict(LakeError):
         self.source, self.dest, self.paths = source, dest, sorted(paths)
         shown = ", ".join(self.paths[:10]) + (" …" if len(self.paths) > 10 else "")
         super().__init__(
-            f"cannot merge {source!r} into {dest!r}: {len(self.paths)} conflicting path(s): {shown}. "
+            f"cannot merge {source!r} into {dest!r}: "
+            f"{len(self.paths)} conflicting path(s): {shown}. "
             f"Both branches are unchanged; resolve on {source!r} and merge again."
         )
 

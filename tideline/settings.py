@@ -1,5 +1,6 @@
 """The one settings object: read from `TIDELINE_*` environment variables and an optional
 `tideline.toml`, validated once at start and passed down."""
+
 from __future__ import annotations
 
 from functools import cached_property

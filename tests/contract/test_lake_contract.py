@@ -1,4 +1,5 @@
 """One behaviour contract for every lake backend (local, and lakeFS through its real client)."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -106,8 +107,12 @@ class TestObjects:
 
     def test_tables_round_trip_as_parquet(self, lake: Lake) -> None:
         frame = pd.DataFrame(
-            {"customer_id": [3, 1, 2], "amount": [1.5, None, 2.25], "segment": ["a", "b", None],
-             "ts": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True)}
+            {
+                "customer_id": [3, 1, 2],
+                "amount": [1.5, None, 2.25],
+                "segment": ["a", "b", None],
+                "ts": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True),
+            }
         )
         write_table(lake, MAIN, "tables/tx.parquet", frame)
         pd.testing.assert_frame_equal(read_frame(lake, MAIN, "tables/tx.parquet"), frame)

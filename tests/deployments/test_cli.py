@@ -1,4 +1,5 @@
 """The `tideline` command line as a user meets it."""
+
 from __future__ import annotations
 
 import subprocess
@@ -29,8 +30,18 @@ def invoke(*args: str) -> str:
 
 
 def test_every_command_has_help() -> None:
-    for command in ([], ["run"], ["lake"], ["lake", "init"], ["lake", "branches"], ["lake", "log"],
-                    ["lake", "diff"], ["lake", "show"], ["lake", "tag"], ["lake", "tags"]):
+    for command in (
+        [],
+        ["run"],
+        ["lake"],
+        ["lake", "init"],
+        ["lake", "branches"],
+        ["lake", "log"],
+        ["lake", "diff"],
+        ["lake", "show"],
+        ["lake", "tag"],
+        ["lake", "tags"],
+    ):
         assert "Usage" in invoke(*command, "--help")
 
 
@@ -60,19 +71,31 @@ def test_show_tag_and_branches(lake: LocalLake) -> None:
 
 
 def test_errors_are_one_line_without_traceback(lake: LocalLake, data_dir: Path) -> None:
-    for args, expected in ((["lake", "log", "nosuch"], "nosuch"),
-                           (["lake", "show", "main", "../etc"], "../etc"),
-                           (["lake", "tag", "bad tag"], "bad tag")):
-        done = subprocess.run([sys.executable, "-m", "deployments.cli", *args],
-                              capture_output=True, text=True, timeout=60)
+    for args, expected in (
+        (["lake", "log", "nosuch"], "nosuch"),
+        (["lake", "show", "main", "../etc"], "../etc"),
+        (["lake", "tag", "bad tag"], "bad tag"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "deployments.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 1
         assert expected in done.stderr and "error:" in done.stderr
         assert "Traceback" not in done.stderr + done.stdout
 
 
-def test_invalid_settings_are_a_clear_error(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_settings_are_a_clear_error(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TIDELINE_LAKE_BACKEND", "lakefs")
-    done = subprocess.run([sys.executable, "-m", "deployments.cli", "lake", "log"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "deployments.cli", "lake", "log"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "TIDELINE_LAKEFS_ENDPOINT" in done.stderr and "Traceback" not in done.stderr

@@ -1,4 +1,5 @@
 """The pipeline flow on a real (test) Prefect server."""
+
 from __future__ import annotations
 
 import json

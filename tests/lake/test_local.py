@@ -1,5 +1,6 @@
 """Promises only the embedded backend can be held to from here: crash safety, concurrency,
 checksums, and agreement with a plain model of branch state under random operations."""
+
 from __future__ import annotations
 
 import subprocess
@@ -103,8 +104,9 @@ def _write_and_merge(root: str, branch: str, count: int) -> None:
 
 def test_concurrent_processes_on_different_branches_all_land(lake: LocalLake) -> None:
     ctx = get_context("spawn")
-    workers = [ctx.Process(target=_write_and_merge, args=(str(lake.root), f"b{n}", 15))
-               for n in range(3)]
+    workers = [
+        ctx.Process(target=_write_and_merge, args=(str(lake.root), f"b{n}", 15)) for n in range(3)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -187,6 +189,8 @@ class BranchModel(RuleBasedStateMachine):
 
 TestBranchModel = BranchModel.TestCase
 TestBranchModel.settings = settings(
-    max_examples=30, stateful_step_count=15, deadline=None,
+    max_examples=30,
+    stateful_step_count=15,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
