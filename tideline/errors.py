@@ -66,3 +66,11 @@ class MergeConflict(LakeError):
 
 class LakeUnavailable(LakeError):
     """The lake backend could not be reached."""
+
+
+class IngestionError(TidelineError):
+    """Landing or checkpointing a source's data failed."""
+
+
+class QualityGateFailed(TidelineError):
+    """Validation found data too bad to publish; the run's branch is kept and main is untouched."""
