@@ -4,6 +4,7 @@ Semantics follow lakeFS so the embedded backend and a lakeFS server behave alike
 branch see its uncommitted writes, reads from a commit or tag see only committed data, commits and
 merges with nothing to change are no-ops that return the current head.
 """
+
 from __future__ import annotations
 
 import re
@@ -69,7 +70,9 @@ class Lake(Protocol):
 
     # history
     def uncommitted(self, branch: str) -> list[Change]: ...
-    def commit(self, branch: str, message: str, metadata: dict[str, str] | None = None) -> Commit: ...
+    def commit(
+        self, branch: str, message: str, metadata: dict[str, str] | None = None
+    ) -> Commit: ...
     def merge(
         self, source: str, dest: str, message: str = "", metadata: dict[str, str] | None = None
     ) -> Commit: ...
@@ -113,7 +116,9 @@ def check_path(path: str) -> str:
     if not isinstance(path, str) or not path or not path.strip("/"):
         raise InvalidPath(f"invalid object path {path!r}: it is empty")
     if path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", path):
-        raise InvalidPath(f"invalid object path {path!r}: use a path relative to the repository root")
+        raise InvalidPath(
+            f"invalid object path {path!r}: use a path relative to the repository root"
+        )
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise InvalidPath(f"invalid object path {path!r}: no '.', '..' or empty segments")

@@ -1,4 +1,5 @@
 """Pick the lake backend the settings ask for."""
+
 from __future__ import annotations
 
 from lake.base import Lake
@@ -11,7 +12,9 @@ def open_lake(settings: Settings) -> Lake:
 
         return LakeFSLake(
             settings.lakefs_endpoint or "",
-            settings.lakefs_access_key_id.get_secret_value() if settings.lakefs_access_key_id else "",
+            settings.lakefs_access_key_id.get_secret_value()
+            if settings.lakefs_access_key_id
+            else "",
             settings.lakefs_secret_access_key.get_secret_value()
             if settings.lakefs_secret_access_key
             else "",

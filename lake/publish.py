@@ -1,6 +1,7 @@
 """Write-audit-publish: a run writes only to its own branch, and main moves only by merging that
 branch after the run's checks pass. A failure keeps the branch for inspection and leaves main as
 it was; re-running a run id starts its branch afresh from main, so nothing is written twice."""
+
 from __future__ import annotations
 
 import logging
@@ -53,12 +54,15 @@ def publish(
     try:
         yield run
     except BaseException:
-        log.warning("run %s failed; branch %s is kept for inspection, %s is unchanged",
-                    run_id, branch, into)
+        log.warning(
+            "run %s failed; branch %s is kept for inspection, %s is unchanged", run_id, branch, into
+        )
         raise
     run.commit(message, metadata)
     run.published = lake.merge(
-        branch, into, message=f"Publish run {run_id}: {message}",
+        branch,
+        into,
+        message=f"Publish run {run_id}: {message}",
         metadata={**(metadata or {}), "run_id": run_id},
     )
     lake.delete_branch(branch)

@@ -1,4 +1,5 @@
 """DataFrames and Arrow tables in the lake as Parquet objects, streamed through any backend."""
+
 from __future__ import annotations
 
 import pandas as pd
