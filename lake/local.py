@@ -491,10 +491,10 @@ class LocalLake:
                 todo.extend(self.get_commit(current).parents)
         return seen
 
-    def _merge_base(self, left: str, right: str) -> str | None:
-        """The nearest common ancestor, searching from `left` newest first."""
-        right_ancestors = self._ancestors(right)
-        for commit in self._walk(left):
+    def merge_base(self, left: str, right: str) -> str | None:
+        """The nearest common ancestor of two refs, searching from `left` newest first."""
+        right_ancestors = self._ancestors(self.resolve(right))
+        for commit in self._walk(self.resolve(left)):
             if commit.id in right_ancestors:
                 return commit.id
         return None
@@ -510,7 +510,7 @@ class LocalLake:
                 raise DirtyBranch(
                     f"branch {dest!r} has uncommitted changes; commit or reset it first"
                 )
-            base_id = self._merge_base(source_id, dest_id)
+            base_id = self.merge_base(source_id, dest_id)
             base = self._tree(base_id) if base_id else {}
             ours, theirs = self._tree(dest_id), self._tree(source_id)
             merged, conflicts = _three_way(base, ours, theirs)

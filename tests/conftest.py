@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 from lake.base import Lake  # noqa: E402
 from lake.local import LocalLake  # noqa: E402
 
-LAKE_BACKENDS = ["local"]  # "lakefs" joins when its stand-in lands
+LAKE_BACKENDS = ["local", "lakefs"]
 
 
 @pytest.fixture(params=LAKE_BACKENDS)
@@ -23,6 +24,26 @@ def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Lake:
     if request.param == "local":
         return LocalLake(tmp_path / "lake")
     return request.getfixturevalue("lakefs_lake")
+
+
+LAKEFS_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+
+
+@pytest.fixture(scope="session")
+def lakefs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One lakeFS stand-in server for the session (see tests/lake/lakefs_server.py)."""
+    from tests.lake.lakefs_server import serve_lakefs
+
+    with serve_lakefs(tmp_path_factory.mktemp("lakefs"), *LAKEFS_KEYS) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def lakefs_lake(lakefs_endpoint: str) -> Lake:
+    """A fresh repository on the stand-in, driven through the real lakefs_sdk client."""
+    from lake.lakefs import LakeFSLake
+
+    return LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, f"test-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(scope="session")

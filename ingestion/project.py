@@ -1,0 +1,78 @@
+"""A project declares its sources and the contract of each dataset they feed, in one YAML file
+(or in code). The pipeline reads nothing else to know what to ingest and how to judge it."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from ingestion.contracts import Contract
+from ingestion.sources import Source
+from tideline.errors import ConfigError
+
+
+class Project(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sources: tuple[Source, ...]
+    contracts: tuple[Contract, ...]
+    validation_time: datetime | None = None
+    """The 'now' of freshness and not-in-future checks; None means the wall clock. The demo sets
+    it to the end of its generated period so its checks mean the same on any day."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Project:
+        names = [source.name for source in self.sources]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(repeated)}")
+        declared = {contract.dataset for contract in self.contracts}
+        for source in self.sources:
+            if source.dataset not in declared:
+                raise ValueError(f"source {source.name!r} feeds dataset {source.dataset!r}, "
+                                 "which has no contract")
+        for contract in self.contracts:
+            for ref in contract.references:
+                if ref.dataset not in declared:
+                    raise ValueError(f"contract {contract.dataset!r} references dataset "
+                                     f"{ref.dataset!r}, which has no contract")
+        self.validation_order()  # raises on cycles
+        return self
+
+    def contract(self, dataset: str) -> Contract:
+        return next(c for c in self.contracts if c.dataset == dataset)
+
+    def sources_of(self, dataset: str) -> list[Source]:
+        return [source for source in self.sources if source.dataset == dataset]
+
+    def validation_order(self) -> list[str]:
+        """Datasets ordered so every referenced dataset is validated before its referrers."""
+        depends = {c.dataset: {r.dataset for r in c.references} - {c.dataset}
+                   for c in self.contracts}
+        order: list[str] = []
+        while depends:
+            ready = sorted(name for name, needs in depends.items() if needs <= set(order))
+            if not ready:
+                raise ValueError(f"contract references form a cycle among: {sorted(depends)}")
+            order += ready
+            for name in ready:
+                del depends[name]
+        return order
+
+
+def load_project(path: Path, **placeholders: str) -> Project:
+    """Read a project file; `{name}` placeholders in it are filled from `placeholders`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read project file {path}: {exc}") from None
+    for name, value in placeholders.items():
+        text = text.replace("{" + name + "}", value)
+    try:
+        data: Any = yaml.safe_load(text)
+        return Project.model_validate(data)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"invalid project file {path}: {exc}") from None
