@@ -74,14 +74,6 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _partition_dates(frame: pd.DataFrame, column: str) -> pd.Series:
-    """The `dt=` of each record; records whose timestamp cannot be read land under `unknown`."""
-    if column not in frame.columns:
-        return pd.Series(UNKNOWN_DATE, index=frame.index)
-    stamps = pd.to_datetime(frame[column], errors="coerce", utc=True, format="mixed")
-    return stamps.dt.strftime("%Y-%m-%d").fillna(UNKNOWN_DATE)
-
-
 def land(
     lake: Lake,
     branch: str,
@@ -96,14 +88,8 @@ def land(
     """Write one pull to the run branch; the checkpoint moves only if this is not a backfill."""
     prefix = f"raw/source={source.name}"
     raw = _as_text(pull.frame)
-    dates = _partition_dates(pull.frame, source.timestamp_column)
-    replaced: list[str] = []
-    if window is not None:
-        check_window(window)
-        replaced = [o.path for o in lake.list(branch, f"{prefix}/dt=")
-                    if _in_window(o.path.split("/")[2].removeprefix("dt="), window)]
-        for path in replaced:
-            lake.delete(branch, path)
+    dates = partition_dates(pull.frame, source.timestamp_column)
+    replaced = clear_days(lake, branch, prefix, window) if window is not None else []
     parts = []
     for day, rows in raw.groupby(dates, sort=True):
         path = f"{prefix}/dt={day}/part-{run_id}.parquet"
@@ -131,6 +117,26 @@ def land(
     lake.put(branch, f"{prefix}/_runs/{run_id}.json",
              json.dumps(asdict(record), sort_keys=True, default=str, indent=1).encode())
     return record
+
+
+def clear_days(lake: Lake, branch: str, prefix: str, window: Window) -> list[str]:
+    """Delete the `<prefix>/dt=<day>/` objects of the window's days (a backfill replaces them)."""
+    check_window(window)
+    doomed = [o.path for o in lake.list(branch, f"{prefix}/dt=")
+              if _in_window(o.path[len(prefix) + 4:].split("/")[0], window)]
+    for path in doomed:
+        lake.delete(branch, path)
+    return doomed
+
+
+def partition_dates(frame: pd.DataFrame, column: str) -> pd.Series:
+    """The `dt=` of each record; records whose timestamp cannot be read land under `unknown`."""
+    if column not in frame.columns:
+        return pd.Series(UNKNOWN_DATE, index=frame.index)
+    stamps = frame[column]
+    if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        stamps = pd.to_datetime(stamps, errors="coerce", utc=True, format="mixed")
+    return stamps.dt.strftime("%Y-%m-%d").fillna(UNKNOWN_DATE)
 
 
 def _in_window(day: str, window: Window) -> bool:
@@ -162,3 +168,16 @@ def read_landed(lake: Lake, ref: str, record: IngestRecord) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame({column: pd.Series(dtype="string") for column in record.columns})
     return pd.concat(frames, ignore_index=True)
+
+
+def pull_and_land(
+    lake: Lake, branch: str, source: Source, *, run_id: str, window: Window | None = None
+) -> IngestRecord:
+    """Pull a source from its committed checkpoint (or its backfill window) and land it."""
+    from ingestion.connectors import connector_for
+
+    started = time.perf_counter()
+    before = read_checkpoint(lake, branch, source.name)
+    pull = connector_for(source).pull(source, before, window)
+    return land(lake, branch, source, pull, run_id=run_id, checkpoint_before=before,
+                window=window, started=started)

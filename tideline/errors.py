@@ -74,3 +74,24 @@ class IngestionError(TidelineError):
 
 class QualityGateFailed(TidelineError):
     """Validation found data too bad to publish; the run's branch is kept and main is untouched."""
+
+
+class ContractError(TidelineError):
+    """A schema contract is invalid: unreadable YAML, an unknown type, a rule that does not fit."""
+
+
+class SourceError(IngestionError):
+    """A connector could not read its source: the message names the source and what failed."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source, self.detail = source, message
+        super().__init__(f"source {source!r}: {message}")
+
+    def __reduce__(self) -> tuple:
+        # rebuilt from its own arguments, so it survives pickling between Ray/Prefect workers
+        return type(self), (self.source, self.detail)
+
+
+class SourceUnavailable(SourceError):
+    """The source could not be reached (connection refused, timeouts, retries exhausted): a
+    later run may succeed, so tasks may retry on this one."""
