@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
 
 import typer
 from rich.console import Console
@@ -32,21 +33,48 @@ def _short(commit_id: str) -> str:
     return commit_id[:12]
 
 
+def _prefect_quiet() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def _print_audit(audit) -> None:  # noqa: ANN001 - ingestion.audit.Audit, imported lazily
+    table = Table(title=f"run {audit.run_id}")
+    for column in ("dataset", "rows", "clean", "quarantined", "quality score", "gate"):
+        table.add_column(column, justify="right" if column != "dataset" else "left")
+    for o in audit.outcomes:
+        verdict = "[green]pass[/]" if o.gate_passed else "[red]fail[/]"
+        table.add_row(o.dataset, f"{o.rows:,}", f"{o.clean:,}", f"{o.quarantined:,}",
+                      f"{o.score:.2f}", verdict)
+    console.print(table)
+    console.print(f"quality report: {audit.local_report}")
+
+
 @app.command()
 def run(
     run_id: str = typer.Option(None, help="Re-use a run id to re-run it idempotently."),
 ) -> None:
     """Run the pipeline end to end on the configured sources (bundled demo data by default)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
+    _prefect_quiet()
     from flows.pipeline import pipeline
 
-    result = pipeline(run_id=run_id)
-    table = Table(title="tideline run")
-    table.add_column("run id")
-    table.add_column("published to main at")
-    table.add_row(result["run_id"], _short(result["commit"]))
-    console.print(table)
+    _print_audit(pipeline(run_id=run_id))
+
+
+@app.command()
+def ingest(
+    run_id: str = typer.Option(None, help="Re-use a run id to re-run it idempotently."),
+    since: datetime = typer.Option(None, formats=["%Y-%m-%d"], help="Backfill from this day."),
+    until: datetime = typer.Option(None, formats=["%Y-%m-%d"], help="Backfill up to (excl.)."),
+) -> None:
+    """Ingest, validate and publish every source; with --since/--until, backfill those days."""
+    _prefect_quiet()
+    from flows.ingest import ingest as ingest_flow
+    from flows.pipeline import new_run_id
+
+    _print_audit(ingest_flow(run_id=run_id or new_run_id(),
+                             since=since.date() if since else None,
+                             until=until.date() if until else None))
 
 
 @lake_app.command("init")

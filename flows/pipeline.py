@@ -1,18 +1,15 @@
 """The whole pipeline, end to end, on whatever stages exist so far."""
-
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from lake import open_lake
-from lake.publish import publish
-from tasks.lake import record_run
-from tideline.settings import load_settings
+from flows.ingest import ingest
+from ingestion.audit import Audit
 
-STAGES = ["lake"]
+STAGES = ["ingest", "validate", "publish"]
 
 
 def new_run_id() -> str:
@@ -20,22 +17,19 @@ def new_run_id() -> str:
 
 
 @flow(name="pipeline")
-def pipeline(run_id: str | None = None) -> dict[str, str]:
+def pipeline(run_id: str | None = None, since: date | None = None,
+             until: date | None = None) -> Audit:
     """sources → run branch → quality gate → main (later stages extend this)."""
-    settings = load_settings()
     run_id = run_id or new_run_id()
-    logger = get_run_logger()
-    lake = open_lake(settings)
-    with publish(
-        lake, run_id, message="pipeline run", metadata={"stages": ",".join(STAGES)}
-    ) as run:
-        logger.info("run %s writes to branch %s", run_id, run.branch)
-        record_run(lake, run.branch, run_id, STAGES)
-    commit = run.published
+    audit = ingest(run_id=run_id, since=since, until=until)
+    rows = "\n".join(f"| {o.dataset} | {o.rows:,} | {o.clean:,} | {o.quarantined:,} | "
+                     f"{o.score:.2f} | {'pass' if o.gate_passed else 'fail'} |"
+                     for o in audit.outcomes)
     create_markdown_artifact(
         key="pipeline-summary",
-        markdown=f"# Pipeline run `{run_id}`\n\nPublished to `main` at commit `{commit.id}`.\n\n"
-        f"Stages: {', '.join(STAGES)}\n",
+        markdown=f"# Pipeline run `{run_id}`\n\nStages: {', '.join(STAGES)}\n\n"
+        "| dataset | rows | clean | quarantined | score | gate |\n|---|---|---|---|---|---|\n"
+        f"{rows}\n\nQuality report: `{audit.local_report}`\n",
         description=f"tideline pipeline run {run_id}",
     )
-    return {"run_id": run_id, "commit": commit.id}
+    return audit

@@ -12,7 +12,7 @@ Layout on the branch::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,11 +69,23 @@ class Audit:
 
 
 def clean_keys(lake: Lake, ref: str, dataset: str, column: str) -> set[str]:
-    """Every value of `column` in the clean table of `dataset` (as text, for reference checks)."""
+    """Every value of `column` in the clean table of `dataset`, as text."""
     keys: set[str] = set()
     for info in lake.list(ref, f"clean/{dataset}/dt="):
         values = read_frame(lake, ref, info.path, columns=[column])[column].dropna()
         keys.update(values.astype(str))
+    return keys
+
+
+def known_keys(lake: Lake, ref: str, dataset: str, column: str) -> set[str]:
+    """The keys a reference may point at: clean rows, plus quarantined rows whose failure is not
+    about `column` itself. A customer quarantined for a bad e-mail still exists, so its orders
+    are not orphans; a customer whose id is malformed does not."""
+    keys = clean_keys(lake, ref, dataset, column)
+    for info in lake.list(ref, f"quarantine/{dataset}/part-"):
+        frame = read_frame(lake, ref, info.path, columns=[column, "_rules"])
+        about_key = frame["_rules"].str.contains(f":{column}(?:;|$)", regex=True)
+        keys.update(frame.loc[~about_key, column].dropna().astype(str))
     return keys
 
 
@@ -115,7 +127,9 @@ def validate_dataset(
     """Validate what this run landed for one dataset and write its clean rows and quarantine."""
     frames = [read_landed(lake, branch, record) for record in records]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    references = {f"{ref.dataset}.{ref.ref_column}": clean_keys(lake, branch, ref.dataset,
+    if frame.empty and frame.columns.empty:  # nothing new since the checkpoint: not a schema break
+        frame = pd.DataFrame({c.name: pd.Series(dtype="string") for c in contract.columns})
+    references = {f"{ref.dataset}.{ref.ref_column}": known_keys(lake, branch, ref.dataset,
                                                                 ref.ref_column)
                   for ref in contract.references}
     result = validate(frame, contract, references=references,
@@ -168,13 +182,25 @@ def audit(
     report = f"reports/quality/{run_id}.html"
     lake.put(branch, report, html.encode())
     lake.put(branch, f"reports/quality/{run_id}.csv", render_csv(results).encode())
-    lake.put(branch, f"reports/quality/{run_id}.json", json.dumps(
-        [vars(outcome) for outcome in outcomes], indent=1, default=list).encode())
     report_dir.mkdir(parents=True, exist_ok=True)
     local = report_dir / f"quality-{run_id}.html"
     local.write_text(html, encoding="utf-8")
-    return Audit(run_id=run_id, outcomes=tuple(outcomes), report=report,
-                 local_report=str(local.resolve()))
+    result = Audit(run_id=run_id, outcomes=tuple(outcomes), report=report,
+                   local_report=str(local.resolve()))
+    lake.put(branch, _summary_path(run_id), json.dumps(asdict(result), indent=1).encode())
+    return result
+
+
+def _summary_path(run_id: str) -> str:
+    return f"reports/quality/{run_id}.json"
+
+
+def load_audit(lake: Lake, ref: str, run_id: str) -> Audit:
+    """The audit a run published, read back from the lake."""
+    data = json.loads(lake.get(ref, _summary_path(run_id)))
+    outcomes = tuple(DatasetOutcome(**{**o, "gate_reasons": tuple(o["gate_reasons"])})
+                     for o in data.pop("outcomes"))
+    return Audit(outcomes=outcomes, **data)
 
 
 def enforce_gate(lake: Lake, branch: str, result: Audit) -> None:

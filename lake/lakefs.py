@@ -1,13 +1,14 @@
 """The `Lake` protocol on a lakeFS server, through the official generated client (`lakefs_sdk`).
 
-lakeFS's own semantics already match the protocol (branch reads see staging, three-way merges,
-immutable commits). Where lakeFS answers an error for something the protocol treats as a no-op —
-committing or merging with nothing to change (lakefs-spec #22, lakeFS #7528) — this backend
-returns the current head instead. Uploads go through the API in one request: the generated
-client holds each object in memory while sending it (no multipart upload; see `writer`).
+lakeFS already has the protocol's semantics (branch reads see staging, three-way merges, immutable
+commits). Where lakeFS answers an error for what the protocol treats as a no-op (committing or
+merging with nothing to change: lakefs-spec #22, lakeFS #7528), this backend returns the current
+head instead. Every HTTP failure becomes a tideline error that names the branch, ref or path.
 """
+
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from lake.base import (
 )
 from tideline.errors import (
     BranchExists,
+    ConfigError,
     DirtyBranch,
     LakeError,
     LakeUnavailable,
@@ -43,12 +45,30 @@ from tideline.errors import (
 )
 
 T = TypeVar("T")
+
 PAGE = 1000
+"""Items per listing request: lakeFS's maximum page size (`DefaultMaxPerPage`)."""
+
 CHUNK = 8 * 1024 * 1024
+"""Bytes per ranged request when streaming an object with `reader`."""
+
+LAKEFS_METADATA_PREFIX = ".lakefs."
+"""lakeFS writes its own keys into commit metadata (`.lakefs.merge.strategy` on every merge);
+they are bookkeeping of the server, not tideline's metadata, so commits are returned without
+them."""
+
+_TRANSIENT = {429, 502, 503, 504}
 
 
 class LakeFSLake:
-    """One lakeFS repository. Names and paths are checked locally before any request."""
+    """One lakeFS repository. Names, refs and paths are checked locally before any request.
+
+    The repository is created on first use (with default branch `main` and `storage_namespace`,
+    `local://<repository>` unless given) when `create` is true; otherwise a missing repository is
+    an error. A merge is previewed first (lakeFS's three-dot diff), so a merge whose changes the
+    destination already has is a no-op here, as in the embedded lake, rather than the empty merge
+    commit lakeFS would record.
+    """
 
     def __init__(
         self,
@@ -59,8 +79,19 @@ class LakeFSLake:
         *,
         max_read_bytes: int = 2 * 1024**3,
         storage_namespace: str | None = None,
+        create: bool = True,
     ) -> None:
-        self.endpoint = endpoint.rstrip("/")
+        if not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"lakeFS endpoint {endpoint!r} is not an http(s) URL; set TIDELINE_LAKEFS_ENDPOINT "
+                "to e.g. http://localhost:8000"
+            )
+        if not access_key_id or not secret_access_key:
+            raise ConfigError(
+                "lakeFS credentials are missing; set TIDELINE_LAKEFS_ACCESS_KEY_ID and "
+                "TIDELINE_LAKEFS_SECRET_ACCESS_KEY"
+            )
+        self.endpoint = endpoint.rstrip("/").removesuffix("/api/v1")
         self.repository = check_repository(repository)
         self.max_read_bytes = max_read_bytes
         config = lakefs_sdk.Configuration(
@@ -73,118 +104,238 @@ class LakeFSLake:
         self._refs = lakefs_sdk.RefsApi(client)
         self._tags = lakefs_sdk.TagsApi(client)
         self._repositories = lakefs_sdk.RepositoriesApi(client)
-        self._ensure_repository(storage_namespace or f"local://{repository}")
+        self._open_repository(storage_namespace or f"local://{repository}", create)
 
     def __repr__(self) -> str:
         return f"LakeFSLake({self.endpoint!r}, repository={self.repository!r})"
 
     # ---- requests and errors -----------------------------------------------------------------
 
-    def _call(self, what: str, request: Callable[[], T], *, missing: type[LakeError] = RefNotFound
-              ) -> T:
-        """Run one API request; turn HTTP failures into tideline errors that name `what`."""
+    def _request(
+        self,
+        what: str,
+        call: Callable[[], T],
+        *,
+        missing: Callable[[], LakeError] | None = None,
+        exists: Callable[[], LakeError] | None = None,
+    ) -> T:
+        """Run one API request. `missing` and `exists` build the errors for 404 and 409, which
+        only the caller can name well; other failures are translated by `_error`."""
         try:
-            return request()
+            return call()
         except ApiException as exc:
-            raise self._translate(what, exc, missing) from None
+            if exc.status == 404 and missing is not None:
+                raise missing() from None
+            if exc.status == 409 and exists is not None:
+                raise exists() from None
+            raise self._error(what, exc) from None
         except (Urllib3Error, OSError) as exc:
-            raise LakeUnavailable(f"{what}: cannot reach lakeFS at {self.endpoint} "
-                                  f"({type(exc).__name__})") from None
+            raise self._unreachable(what, exc) from None
 
-    def _translate(self, what: str, exc: ApiException,
-                   missing: type[LakeError] = RefNotFound) -> LakeError:
-        message = _message(exc)
-        if exc.status == 404:
-            return missing(f"{what}: not found ({message})")
-        if exc.status in (401, 403):
-            return LakeError(f"{what}: lakeFS at {self.endpoint} refused the credentials "
-                             f"({message})")
-        if exc.status == 409:
+    def _unreachable(self, what: str, exc: BaseException) -> LakeUnavailable:
+        reason = getattr(exc, "reason", None) or exc
+        return LakeUnavailable(
+            f"{what}: cannot reach lakeFS at {self.endpoint} ({type(reason).__name__}); "
+            "check that the server is running and TIDELINE_LAKEFS_ENDPOINT points at it"
+        )
+
+    def _error(self, what: str, exc: ApiException) -> LakeError:
+        status, message = exc.status, _message(exc)
+        if status == 0:  # the client could not complete the exchange (TLS failure)
+            return LakeUnavailable(f"{what}: cannot reach lakeFS at {self.endpoint} ({message})")
+        if status == 401:
+            return LakeError(
+                f"{what}: lakeFS at {self.endpoint} refused the credentials ({message}); check "
+                "TIDELINE_LAKEFS_ACCESS_KEY_ID and TIDELINE_LAKEFS_SECRET_ACCESS_KEY"
+            )
+        if status == 403:
+            return LakeError(
+                f"{what}: lakeFS at {self.endpoint} does not allow it ({message}); check the "
+                "user's policies and the repository's branch protection"
+            )
+        if status == 400 and "dirty branch" in message:
+            return DirtyBranch(f"{what}: the branch has uncommitted changes; commit or reset it")
+        if status == 404:
+            return RefNotFound(f"{what}: not found ({message})")
+        if status == 409:
             return BranchExists(f"{what}: {message}")
-        return LakeError(f"{what}: lakeFS answered {exc.status}: {message}")
+        if status in _TRANSIENT or (status == 500 and "try again" in message):
+            return LakeUnavailable(
+                f"{what}: lakeFS at {self.endpoint} is busy ({status}: {message}); retry later"
+            )
+        return LakeError(f"{what}: lakeFS at {self.endpoint} answered {status}: {message}")
 
-    def _ensure_repository(self, storage_namespace: str) -> None:
+    def _open_repository(self, storage_namespace: str, create: bool) -> None:
+        what = f"repository {self.repository!r}"
         try:
-            self._repositories.get_repository(self.repository)
+            found = self._repositories.get_repository(self.repository)
         except ApiException as exc:
             if exc.status != 404:
-                self._call(f"repository {self.repository!r}",
-                           lambda: self._repositories.get_repository(self.repository))
-            self._call(f"create repository {self.repository!r}",
-                       lambda: self._repositories.create_repository(
-                           lakefs_sdk.RepositoryCreation(name=self.repository,
-                                                         storage_namespace=storage_namespace,
-                                                         default_branch=MAIN)))
+                raise self._error(what, exc) from None
+            if not create:
+                raise LakeError(
+                    f"no repository {self.repository!r} on lakeFS at {self.endpoint}; create it "
+                    "or open it with create=True"
+                ) from None
+            found = self._create_repository(storage_namespace) or self._request(
+                what, lambda: self._repositories.get_repository(self.repository)
+            )
         except (Urllib3Error, OSError) as exc:
-            raise LakeUnavailable(f"cannot reach lakeFS at {self.endpoint} "
-                                  f"({type(exc).__name__})") from None
+            raise self._unreachable(what, exc) from None
+        if found.default_branch != MAIN:
+            raise LakeError(
+                f"{what} on lakeFS has default branch {found.default_branch!r}; tideline "
+                f"publishes to {MAIN!r}, so use a repository whose default branch is {MAIN!r}"
+            )
 
-    def _pages(self, what: str, fetch: Callable[[str], Any]) -> Iterator[Any]:
+    def _create_repository(self, storage_namespace: str) -> Any:
+        """The new repository, or None if another client created it first (409)."""
+        creation = lakefs_sdk.RepositoryCreation(
+            name=self.repository, storage_namespace=storage_namespace, default_branch=MAIN
+        )
+        try:
+            return self._repositories.create_repository(creation)
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise self._error(
+                f"create repository {self.repository!r} at {storage_namespace!r}", exc
+            ) from None
+
+    def _pages(self, what: str, fetch: Callable[[str], Any], **errors: Any) -> Iterator[Any]:
+        """Every result of a paginated listing, following `after` = `next_offset`."""
         after = ""
         while True:
-            page = self._call(what, lambda after=after: fetch(after))
+            page = self._request(what, lambda after=after: fetch(after), **errors)
             yield from page.results
             if not page.pagination.has_more:
                 return
             after = page.pagination.next_offset
 
-    # ---- branches ----------------------------------------------------------------------------
+    def _no_ref(self, ref: str) -> Callable[[], LakeError]:
+        return lambda: RefNotFound(f"no branch, tag or commit named {ref!r}")
+
+    def _no_branch(self, branch: str) -> Callable[[], LakeError]:
+        return lambda: RefNotFound(f"no branch named {branch!r}")
+
+    def _object_missing(self, ref: str, path: str) -> Callable[[], LakeError]:
+        """lakeFS answers 404 alike for a missing object and a missing ref: tell them apart."""
+
+        def missing() -> LakeError:
+            self.resolve(ref)  # raises RefNotFound naming the ref when that is what is missing
+            return ObjectNotFound(f"no object {path!r} on {ref!r}")
+
+        return missing
+
+    # ---- branches and refs -------------------------------------------------------------------
 
     def branches(self) -> dict[str, str]:
-        refs = self._pages("list branches", lambda after: self._branches.list_branches(
-            self.repository, after=after, amount=PAGE))
+        refs = self._pages(
+            "list branches",
+            lambda after: self._branches.list_branches(self.repository, after=after, amount=PAGE),
+        )
         return {ref.id: ref.commit_id for ref in sorted(refs, key=lambda r: r.id)}
 
     def create_branch(self, name: str, source: str = MAIN) -> str:
         check_branch(name)
-        commit_id = self.resolve(source)
-        self._call(f"create branch {name!r}", lambda: self._branches.create_branch(
-            self.repository, lakefs_sdk.BranchCreation(name=name, source=commit_id)))
-        return commit_id
+        _check_ref(source)
+
+        def exists() -> LakeError:
+            if name in self.branches():
+                return BranchExists(f"branch {name!r} exists already")
+            return BranchExists(f"cannot create branch {name!r}: a tag has that name")
+
+        response = self._request(
+            f"create branch {name!r} from {source!r}",
+            lambda: self._branches.create_branch_with_http_info(
+                self.repository, lakefs_sdk.BranchCreation(name=name, source=source)
+            ),
+            missing=lambda: RefNotFound(
+                f"cannot create branch {name!r}: no branch, tag or commit named {source!r}"
+            ),
+            exists=exists,
+        )
+        # the body is the commit id as text; read it raw, not through the client's JSON parsing
+        return str(response.raw_data or response.data).strip()
 
     def delete_branch(self, name: str) -> None:
         check_branch(name)
         if name == MAIN:
             raise LakeError(f"refusing to delete the default branch {MAIN!r}")
-        self._call(f"branch {name!r}",
-                   lambda: self._branches.delete_branch(self.repository, name))
+        self._request(
+            f"delete branch {name!r}",
+            lambda: self._branches.delete_branch(self.repository, name),
+            missing=self._no_branch(name),
+        )
 
     def resolve(self, ref: str) -> str:
         return self.get_commit(ref).id
 
+    def get_commit(self, ref: str) -> Commit:
+        _check_ref(ref)
+        # lakeFS dereferences any ref expression here: branch, tag, commit id, `ref~N`
+        return _commit(
+            self._request(
+                f"commit {ref!r}",
+                lambda: self._commits.get_commit(self.repository, ref),
+                missing=self._no_ref(ref),
+            )
+        )
+
     # ---- objects -----------------------------------------------------------------------------
 
-    def put(self, branch: str, path: str, data: bytes) -> ObjectInfo:
-        with self.writer(branch, path) as sink:
-            sink.write(data)
-        return self.stat(branch, path)
+    def _upload(self, branch: str, path: str, spool: Path) -> ObjectInfo:
+        stats = self._request(
+            f"write {path!r} to branch {branch!r}",
+            lambda: self._objects.upload_object(self.repository, branch, path, content=str(spool)),
+            missing=self._no_branch(branch),
+        )
+        return _info(stats)
 
-    @contextmanager
-    def writer(self, branch: str, path: str) -> Iterator[BinaryIO]:
-        """Spool to a local temp file, then upload it in one request when the block ends
-        cleanly; nothing is uploaded if it raises. The generated client uploads from a file path
-        and reads the whole file into memory to send it, so an object is bounded by memory."""
+    def put(self, branch: str, path: str, data: bytes) -> ObjectInfo:
         check_branch(branch)
         check_path(path)
         with tempfile.TemporaryDirectory(prefix="tideline-upload-") as spool_dir:
             spool = Path(spool_dir) / "content"
+            spool.write_bytes(data)
+            return self._upload(branch, path, spool)
+
+    @contextmanager
+    def writer(self, branch: str, path: str) -> Iterator[BinaryIO]:
+        """A local temp file; uploaded in one request when the block ends cleanly, discarded if
+        it raises. The branch is checked first, so a long write is not wasted on a typo.
+
+        The generated client takes the upload as a file path, reads the whole file into memory
+        and sends it as one multipart request (it has no multipart-upload API), so an object
+        needs about twice its size in memory while it is sent.
+        """
+        check_branch(branch)
+        check_path(path)
+        self._request(
+            f"branch {branch!r}",
+            lambda: self._branches.get_branch(self.repository, branch),
+            missing=self._no_branch(branch),
+        )
+        with tempfile.TemporaryDirectory(prefix="tideline-upload-") as spool_dir:
+            spool = Path(spool_dir) / "content"
             with open(spool, "wb") as sink:
                 yield sink  # type: ignore[misc]
-            self._call(f"write {path!r} to branch {branch!r}",
-                       lambda: self._objects.upload_object(self.repository, branch, path,
-                                                           content=str(spool)))
+            self._upload(branch, path, spool)
 
     def stat(self, ref: str, path: str) -> ObjectInfo:
         check_path(path)
-        return _info(self._call(f"object {path!r} on {ref!r}",
-                                lambda: self._objects.stat_object(self.repository, ref, path),
-                                missing=ObjectNotFound))
+        _check_ref(ref)
+        stats = self._request(
+            f"object {path!r} on {ref!r}",
+            lambda: self._objects.stat_object(self.repository, ref, path),
+            missing=self._object_missing(ref, path),
+        )
+        return _info(stats)
 
     def exists(self, ref: str, path: str) -> bool:
         try:
             self.stat(ref, path)
         except ObjectNotFound:
-            self.resolve(ref)  # an unknown ref is an error, not "absent"
             return False
         return True
 
@@ -196,176 +347,313 @@ class LakeFSLake:
                 f"{self.max_read_bytes:,}-byte limit for reading into memory; "
                 "stream it with reader()"
             )
-        return bytes(self._call(f"object {path!r} on {ref!r}",
-                                lambda: self._objects.get_object(self.repository, ref, path),
-                                missing=ObjectNotFound))
+        data = self._request(
+            f"object {path!r} on {ref!r}",
+            lambda: self._objects.get_object(self.repository, ref, path),
+            missing=self._object_missing(ref, path),
+        )
+        return bytes(data)
 
     @contextmanager
     def reader(self, ref: str, path: str) -> Iterator[BinaryIO]:
-        """Download in ranged requests of `CHUNK` bytes into a local temp file, so memory stays
-        bounded whatever the object's size."""
+        """Download into a local temp file in ranged requests of `CHUNK` bytes, so memory stays
+        bounded whatever the object's size (the generated client buffers each response whole).
+        Every range must carry the ETag the object had when the download began; if a writer
+        replaced the object on the branch meanwhile, the read fails rather than mixing versions.
+        """
         info = self.stat(ref, path)
-        with tempfile.TemporaryFile() as spool:
+        what = f"object {path!r} on {ref!r}"
+        with tempfile.TemporaryFile(prefix="tideline-download-") as spool:
             for start in range(0, info.size, CHUNK):
                 end = min(start + CHUNK, info.size) - 1
-                spool.write(self._call(
-                    f"object {path!r} on {ref!r}",
-                    lambda start=start, end=end: self._objects.get_object(
-                        self.repository, ref, path, range=f"bytes={start}-{end}"),
-                    missing=ObjectNotFound))
+                response = self._request(
+                    what,
+                    lambda start=start, end=end: self._objects.get_object_with_http_info(
+                        self.repository, ref, path, range=f"bytes={start}-{end}"
+                    ),
+                    missing=self._object_missing(ref, path),
+                )
+                etag = (response.headers or {}).get("ETag", "").strip('"')
+                if etag and etag != info.checksum:
+                    raise LakeError(f"{what} changed while it was being read; read it again")
+                spool.write(response.data)
             spool.seek(0)
             yield spool  # type: ignore[misc]
 
     def list(self, ref: str, prefix: str = "") -> list[ObjectInfo]:
         check_prefix(prefix)
-        return [_info(stats) for stats in self._pages(
-            f"list {prefix!r} on {ref!r}", lambda after: self._objects.list_objects(
-                self.repository, ref, prefix=prefix, after=after, amount=PAGE))]
+        _check_ref(ref)
+        objects = self._pages(
+            f"list {prefix!r} on {ref!r}",
+            lambda after: self._objects.list_objects(
+                self.repository, ref, prefix=prefix, after=after, amount=PAGE
+            ),
+            missing=self._no_ref(ref),
+        )
+        return [_info(stats) for stats in objects if stats.path_type == "object"]
 
     def delete(self, branch: str, path: str) -> None:
         check_branch(branch)
-        check_path(path)
-        self._call(f"object {path!r} on {branch!r}",
-                   lambda: self._objects.delete_object(self.repository, branch, path),
-                   missing=ObjectNotFound)
+        # lakeFS deletes a missing path silently (204); the protocol names it, as the local lake
+        self.stat(branch, path)
+        self._request(
+            f"delete {path!r} on {branch!r}",
+            lambda: self._objects.delete_object(self.repository, branch, path),
+            missing=self._no_branch(branch),
+        )
 
     # ---- history -----------------------------------------------------------------------------
 
     def uncommitted(self, branch: str) -> list[Change]:
         check_branch(branch)
-        diffs = self._pages(f"uncommitted changes on {branch!r}",
-                            lambda after: self._branches.diff_branch(
-                                self.repository, branch, after=after, amount=PAGE))
+        diffs = self._pages(
+            f"uncommitted changes on {branch!r}",
+            lambda after: self._branches.diff_branch(
+                self.repository, branch, after=after, amount=PAGE
+            ),
+            missing=self._no_branch(branch),
+        )
         return sorted(_change(diff) for diff in diffs)
 
     def commit(self, branch: str, message: str, metadata: dict[str, str] | None = None) -> Commit:
         check_branch(branch)
         metadata = check_metadata(metadata)
-        if not self.uncommitted(branch):
-            return self.get_commit(branch)
         try:
             created = self._commits.commit(
-                self.repository, branch,
-                lakefs_sdk.CommitCreation(message=message, metadata=metadata))
+                self.repository,
+                branch,
+                lakefs_sdk.CommitCreation(message=message, metadata=metadata),
+            )
         except ApiException as exc:
-            if exc.status == 400 and "no changes" in _message(exc):  # raced with another commit
-                return self.get_commit(branch)
-            raise self._translate(f"commit on {branch!r}", exc) from None
+            if exc.status == 400 and "no changes" in _message(exc):
+                return self.get_commit(branch)  # nothing to commit: the head is the answer
+            if exc.status == 404:
+                raise self._no_branch(branch)() from None
+            raise self._error(f"commit on branch {branch!r}", exc) from None
+        except (Urllib3Error, OSError) as exc:
+            raise self._unreachable(f"commit on branch {branch!r}", exc) from None
         return _commit(created)
+
+    def _compare(self, dest: str, source: str) -> list[Any]:
+        """What merging `source` into `dest` would change: lakeFS's three-dot diff, whose
+        entries of type `conflict` are the paths both sides changed differently."""
+
+        def missing() -> LakeError:
+            self.resolve(source)
+            return RefNotFound(f"no branch named {dest!r}")
+
+        return list(
+            self._pages(
+                f"compare {source!r} with {dest!r}",
+                lambda after: self._refs.diff_refs(
+                    self.repository, dest, source, after=after, amount=PAGE, type="three_dot"
+                ),
+                missing=missing,
+            )
+        )
+
+    def _conflicts(self, dest: str, source: str) -> list[str]:
+        return sorted(diff.path for diff in self._compare(dest, source) if diff.type == "conflict")
 
     def merge(
         self, source: str, dest: str, message: str = "", metadata: dict[str, str] | None = None
     ) -> Commit:
         check_branch(dest)
+        _check_ref(source)
         metadata = check_metadata(metadata)
-        if self.uncommitted(dest):
-            raise DirtyBranch(f"branch {dest!r} has uncommitted changes; commit or reset it first")
-        before = self.resolve(dest)
-        body = lakefs_sdk.Merge(message=message or f"Merge '{source}' into '{dest}'",
-                                metadata=metadata)
+        preview = self._compare(dest, source)
+        conflicts = sorted(diff.path for diff in preview if diff.type == "conflict")
+        if conflicts or not preview:
+            # the same order of checks as the embedded lake: a dirty branch first
+            if self.uncommitted(dest):
+                raise DirtyBranch(
+                    f"branch {dest!r} has uncommitted changes; commit or reset it first"
+                )
+            if conflicts:
+                raise MergeConflict(source, dest, conflicts)
+            return self.get_commit(dest)  # nothing to merge
+        body = lakefs_sdk.Merge(
+            message=message or f"Merge '{source}' into '{dest}'", metadata=metadata
+        )
+        what = f"merge {source!r} into {dest!r}"
         try:
-            self._refs.merge_into_branch(self.repository, source, dest, merge=body)
+            result = self._refs.merge_into_branch(self.repository, source, dest, merge=body)
         except ApiException as exc:
+            # the branches moved since the preview: answer for their current state
             text = _message(exc)
             if exc.status == 409:
-                raise MergeConflict(source, dest, self._conflicts(source, dest)) from None
+                raise MergeConflict(source, dest, self._conflicts(dest, source)) from None
             if exc.status == 400 and "no changes" in text:
-                return self.get_commit(before)
-            raise self._translate(f"merge {source!r} into {dest!r}", exc) from None
-        return self.get_commit(dest)
+                return self.get_commit(dest)
+            if exc.status == 400 and "dirty branch" in text:
+                raise DirtyBranch(
+                    f"branch {dest!r} has uncommitted changes; commit or reset it first"
+                ) from None
+            if exc.status == 404:
+                raise self._no_branch(dest)() from None
+            raise self._error(what, exc) from None
+        except (Urllib3Error, OSError) as exc:
+            raise self._unreachable(what, exc) from None
+        return self.get_commit(result.reference)
 
-    def _conflicts(self, source: str, dest: str) -> list[str]:
-        """Paths both sides changed since their merge base, differently."""
-        theirs = {c.path for c in self._diff(dest, source, "three_dot")}
-        ours = {c.path for c in self._diff(source, dest, "three_dot")}
-        return sorted(path for path in theirs & ours
-                      if self._checksum(source, path) != self._checksum(dest, path))
+    def _diff(self, left: str, right: str) -> list[Change]:
+        def missing() -> LakeError:
+            self.resolve(left)
+            self.resolve(right)
+            return RefNotFound(f"diff {left!r}..{right!r}: not found")
 
-    def _checksum(self, ref: str, path: str) -> str | None:
-        try:
-            return self.stat(ref, path).checksum
-        except ObjectNotFound:
-            return None
-
-    def _diff(self, left: str, right: str, kind: str) -> list[Change]:
-        diffs = self._pages(f"diff {left!r}..{right!r}", lambda after: self._refs.diff_refs(
-            self.repository, left, right, after=after, amount=PAGE, type=kind))
+        diffs = self._pages(
+            f"diff {left!r}..{right!r}",
+            lambda after: self._refs.diff_refs(
+                self.repository, left, right, after=after, amount=PAGE, type="two_dot"
+            ),
+            missing=missing,
+        )
         return sorted(_change(diff) for diff in diffs)
 
     def diff(self, left: str, right: str) -> list[Change]:
-        return self._diff(self.resolve(left), self.resolve(right), "two_dot")
+        # two-dot, committed data only: lakeFS adds staging only for a `branch$` ref
+        _check_ref(left)
+        _check_ref(right)
+        return self._diff(left, right)
 
     def log(self, ref: str, limit: int = 50) -> list[Commit]:
-        commits = []
-        for commit in self._pages(f"log of {ref!r}", lambda after: self._refs.log_commits(
-                self.repository, ref, after=after, amount=min(limit, PAGE))):
+        _check_ref(ref)
+        commits: list[Commit] = []
+        if limit <= 0:
+            return commits
+        pages = self._pages(
+            f"log of {ref!r}",
+            lambda after: self._refs.log_commits(
+                self.repository, ref, after=after, amount=min(limit, PAGE)
+            ),
+            missing=self._no_ref(ref),
+        )
+        for commit in pages:
+            commits.append(_commit(commit))
             if len(commits) >= limit:
                 break
-            commits.append(_commit(commit))
         return commits
-
-    def get_commit(self, ref: str) -> Commit:
-        if not isinstance(ref, str) or not ref or "/" in ref:
-            raise RefNotFound(f"invalid ref {ref!r}")
-        # the log of any ref expression starts at the commit it names
-        page = self._call(f"no branch, tag or commit named {ref!r}",
-                          lambda: self._refs.log_commits(self.repository, ref, amount=1))
-        return _commit(page.results[0])
 
     def reset(self, branch: str) -> None:
         check_branch(branch)
-        self._call(f"reset branch {branch!r}", lambda: self._branches.reset_branch(
-            self.repository, branch, lakefs_sdk.ResetCreation(type="reset")))
+        self._request(
+            f"reset branch {branch!r}",
+            lambda: self._branches.reset_branch(
+                self.repository, branch, lakefs_sdk.ResetCreation(type="reset")
+            ),
+            missing=self._no_branch(branch),
+        )
 
     def revert(self, branch: str, ref: str) -> Commit:
         check_branch(branch)
         target = self.get_commit(ref)
         if not target.parents:
             raise LakeError(f"cannot revert {ref!r}: it is the first commit")
-        if self.uncommitted(branch):
-            raise DirtyBranch(f"branch {branch!r} has uncommitted changes; commit or reset it "
-                              "first")
+        # the embedded lake's message and metadata, so both backends record a revert alike
+        body = lakefs_sdk.RevertCreation(
+            ref=target.id,
+            parent_number=1,
+            commit_overrides=lakefs_sdk.CommitOverrides(
+                message=f"Revert {target.id}", metadata={"reverted_commit": target.id}
+            ),
+        )
+        what = f"revert {ref!r} on {branch!r}"
         try:
-            self._branches.revert_branch(
-                self.repository, branch,
-                lakefs_sdk.RevertCreation(ref=target.id, parent_number=1))
+            self._branches.revert_branch(self.repository, branch, body)
         except ApiException as exc:
+            text = _message(exc)
             if exc.status == 409:
-                raise MergeConflict(f"revert of {target.id[:12]}", branch,
-                                    [c.path for c in self._diff(target.id, branch, "two_dot")]
-                                    ) from None
-            raise self._translate(f"revert {ref!r} on {branch!r}", exc) from None
+                raise MergeConflict(
+                    f"revert of {target.id[:12]}", branch, self._revert_conflicts(target, branch)
+                ) from None
+            if exc.status == 400 and "dirty branch" in text:
+                raise DirtyBranch(
+                    f"branch {branch!r} has uncommitted changes; commit or reset it first"
+                ) from None
+            if exc.status == 400 and "no changes" in text:
+                return self.get_commit(branch)  # its changes are undone already
+            if exc.status == 404:
+                raise self._no_branch(branch)() from None
+            raise self._error(what, exc) from None
+        except (Urllib3Error, OSError) as exc:
+            raise self._unreachable(what, exc) from None
         return self.get_commit(branch)
+
+    def _revert_conflicts(self, target: Commit, branch: str) -> list[str]:
+        """Paths the reverted commit changed that the branch changed again since, differently
+        from the state the revert would restore (lakeFS does not list them)."""
+        parent = target.parents[0]
+        undone = {c.path for c in self._diff(target.id, parent)}
+        redone = {c.path for c in self._diff(target.id, branch)}
+        return sorted(
+            path
+            for path in undone & redone
+            if self._entry(parent, path) != self._entry(branch, path)
+        )
+
+    def _entry(self, ref: str, path: str) -> tuple[str, int] | None:
+        try:
+            info = self.stat(ref, path)
+        except ObjectNotFound:
+            return None
+        return info.checksum, info.size
 
     # ---- tags --------------------------------------------------------------------------------
 
     def tag(self, name: str, ref: str) -> str:
         check_tag(name)
-        commit_id = self.resolve(ref)
+        _check_ref(ref)
+        what = f"create tag {name!r} at {ref!r}"
         try:
-            self._tags.create_tag(self.repository, lakefs_sdk.TagCreation(id=name, ref=commit_id))
+            return self._tags.create_tag(
+                self.repository, lakefs_sdk.TagCreation(id=name, ref=ref)
+            ).commit_id
         except ApiException as exc:
+            if exc.status == 404:
+                raise RefNotFound(
+                    f"cannot tag {name!r}: no branch, tag or commit named {ref!r}"
+                ) from None
             if exc.status != 409:
-                raise self._translate(f"tag {name!r}", exc) from None
-            existing = self._call(f"tag {name!r}",
-                                  lambda: self._tags.get_tag(self.repository, name)).commit_id
-            if existing != commit_id:
-                raise BranchExists(f"tag {name!r} exists already, pointing at {existing}") from None
-        return commit_id
+                raise self._error(what, exc) from None
+        except (Urllib3Error, OSError) as exc:
+            raise self._unreachable(what, exc) from None
+        # 409: lakeFS refuses an existing tag whatever it points at, and a tag named like a
+        # branch; the protocol accepts the same tag at the same commit again
+        existing = self._request(
+            f"tag {name!r}",
+            lambda: self._tags.get_tag(self.repository, name),
+            missing=lambda: BranchExists(f"cannot create tag {name!r}: a branch has that name"),
+        ).commit_id
+        if existing != self.resolve(ref):
+            raise BranchExists(f"tag {name!r} exists already, pointing at {existing}")
+        return existing
 
     def tags(self) -> dict[str, str]:
-        refs = self._pages("list tags", lambda after: self._tags.list_tags(
-            self.repository, after=after, amount=PAGE))
+        refs = self._pages(
+            "list tags",
+            lambda after: self._tags.list_tags(self.repository, after=after, amount=PAGE),
+        )
         return {ref.id: ref.commit_id for ref in sorted(refs, key=lambda r: r.id)}
 
 
-def _message(exc: ApiException) -> str:
-    import json
+def _check_ref(ref: str) -> str:
+    """A ref goes into the URL path: no whitespace (lakeFS's rule) and no '/' (no branch, tag
+    or commit id has one, and it would change the route)."""
+    if not isinstance(ref, str) or not ref or "/" in ref or any(ch.isspace() for ch in ref):
+        raise RefNotFound(f"invalid ref {ref!r}: expected a branch, tag or commit id")
+    return ref
 
+
+def _message(exc: ApiException) -> str:
+    """The `message` of lakeFS's JSON error body, or the HTTP reason."""
     try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except (ValueError, AttributeError):
-        return str(exc.reason)
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        body = None
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return str(exc.reason or "no details")
 
 
 def _info(stats: Any) -> ObjectInfo:
@@ -378,8 +666,15 @@ def _change(diff: Any) -> Change:
 
 
 def _commit(commit: Any) -> Commit:
+    metadata = {
+        key: value
+        for key, value in (commit.metadata or {}).items()
+        if not key.startswith(LAKEFS_METADATA_PREFIX)
+    }
     return Commit(
-        id=commit.id, message=commit.message, metadata=dict(commit.metadata or {}),
+        id=commit.id,
+        message=commit.message,
+        metadata=metadata,
         parents=tuple(commit.parents),
         created_at=datetime.fromtimestamp(commit.creation_date, UTC),
         committer=commit.committer,

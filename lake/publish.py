@@ -32,6 +32,14 @@ class RunBranch:
         return self.lake.commit(self.branch, message, {**(metadata or {}), "run_id": self.run_id})
 
 
+def find_published(lake: Lake, run_id: str, into: str = MAIN, depth: int = 1000) -> Commit | None:
+    """The commit that published `run_id` into `into`, if it did (within `depth` commits)."""
+    for commit in lake.log(into, depth):
+        if commit.metadata.get("run_id") == run_id and len(commit.parents) == 2:
+            return commit
+    return None
+
+
 @contextmanager
 def publish(
     lake: Lake,

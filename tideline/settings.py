@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".tideline")
     """Where embedded state lives: the local lake, SQLite databases, the e-mail outbox."""
 
+    project_file: Path | None = None
+    """The project's sources and contracts (YAML); unset runs the bundled demo project."""
+
     lake_backend: Literal["local", "lakefs"] = "local"
     lake_fsync: bool = False
     """fsync objects, commits and refs (survive power loss, not only process crashes)."""

@@ -1,26 +1,38 @@
-"""The pipeline flow on a real (test) Prefect server."""
-
+"""The pipeline flow on the bundled demo, on a real (test) Prefect server."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from deployments.demo import DEFECT_RULES, injected_defects
 from flows.pipeline import pipeline
 from lake.local import LocalLake
 
 
 @pytest.mark.slow
-def test_pipeline_publishes_and_reruns_idempotently(prefect_server: None, data_dir: Path) -> None:
-    first = pipeline(run_id="t1")
+def test_demo_pipeline_catches_every_defect_and_reruns_idempotently(
+    prefect_server: None, data_dir: Path
+) -> None:
+    audit = pipeline(run_id="t1")
+    injected = injected_defects(data_dir / "demo")
+    for outcome in audit.outcomes:
+        expected = {DEFECT_RULES[outcome.dataset][kind]: count
+                    for kind, count in injected[outcome.dataset].items()}
+        assert outcome.failures == expected, outcome.dataset
+        assert outcome.quarantined == sum(expected.values())
+        assert outcome.clean + outcome.quarantined == outcome.rows
+        assert outcome.gate_passed
     lake = LocalLake(data_dir / "lake")
-    assert lake.resolve("main") == first["commit"]
-    manifest = json.loads(lake.get("main", "runs/t1/manifest.json"))
-    assert manifest == {"run_id": "t1", "stages": ["lake"]}
+    head = lake.resolve("main")
     assert lake.get_commit("main").metadata["run_id"] == "t1"
+    assert lake.list("main", "clean/transactions/dt=")
+    assert lake.exists("main", "reports/quality/t1.html")
     assert "run-t1" not in lake.branches()
 
-    again = pipeline(run_id="t1")
-    assert again["commit"] == first["commit"]
-    assert len(lake.log("main")) == 3  # created, run commit, publish merge: nothing added
+    assert pipeline(run_id="t1") == audit  # the same run again: nothing new
+    assert lake.resolve("main") == head
+
+    incremental = pipeline(run_id="t2")  # a new run: every checkpoint says nothing is new
+    assert {o.rows for o in incremental.outcomes} == {0}
+    assert lake.get_commit("main").metadata["run_id"] == "t2"

@@ -1,0 +1,83 @@
+"""The bundled demo: generate the seeded churn data into local stand-ins of its source systems
+(a CRM CSV export, a shop database, a helpdesk API, an app event log) and describe them as a
+project. Nothing here needs a network or a running service."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+from ingestion.project import Project, load_project
+
+PROJECT_FILE = Path(__file__).resolve().parent.parent / "ingestion" / "demo_project.yaml"
+API_TOKEN = "demo-token"  # the demo API's own bearer token; it guards nothing real
+DEFECT_RULES = {
+    "customers": {"missing_email": "not_null:email", "bad_email": "regex:email",
+                  "bad_signup_date": "type:signup_date", "duplicate": "duplicate"},
+    "transactions": {"negative_amount": "range:amount", "bad_amount_type": "type:amount",
+                     "future_ts": "not_in_future:ts", "orphan_customer": "reference:customer_id",
+                     "duplicate": "duplicate"},
+    "tickets": {"unknown_topic": "allowed:topic", "negative_resolution": "range:resolution_hours"},
+    "events": {"missing_customer_id": "not_null:customer_id",
+               "duplicate_event_id": "duplicate_key:event_id"},
+}
+"""Which rule of the demo project's contracts catches each defect the generator injects."""
+
+
+def _spec_digest(spec: object) -> str:
+    body = json.dumps(asdict(spec), default=str, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def prepare_demo_sources(root: Path, spec: object | None = None) -> Path:
+    """Write the demo's source systems under `root` once per generator spec; return `root`."""
+    from ingestion.demo import (
+        DemoSpec,
+        generate,
+        write_api_fixture,
+        write_crm_csv,
+        write_event_log,
+        write_sql,
+    )
+
+    spec = spec or DemoSpec()
+    marker = root / "spec.json"
+    digest = _spec_digest(spec)
+    if marker.exists() and json.loads(marker.read_text()).get("digest") == digest:
+        return root
+    data = generate(spec)
+    (root / "crm").mkdir(parents=True, exist_ok=True)
+    write_crm_csv(data, root / "crm" / f"customers-{spec.end:%Y-%m-%d}.csv")
+    write_sql(data, f"sqlite:///{(root / 'shop.db').resolve()}")
+    (root / "api").mkdir(exist_ok=True)
+    write_api_fixture(data, root / "api" / "tickets.jsonl")
+    write_event_log(data, root / "events")
+    marker.write_text(json.dumps({"digest": digest, "spec": asdict(spec),
+                                  "defects": data.defects}, default=str, indent=1))
+    return root
+
+
+def injected_defects(root: Path) -> dict[str, dict[str, int]]:
+    """What the generator injected, per dataset and defect kind (tests compare the audit)."""
+    return json.loads((root / "spec.json").read_text())["defects"]
+
+
+@contextmanager
+def demo_project(data_dir: Path) -> Iterator[Project]:
+    """The demo's sources, ready to ingest: the data written, the helpdesk API served locally."""
+    from ingestion.demo import DemoSpec
+    from ingestion.demo_api import serve_records
+
+    spec = DemoSpec()
+    root = prepare_demo_sources(data_dir / "demo", spec)
+    os.environ["TIDELINE_DEMO_SQL_URL"] = f"sqlite:///{(root / 'shop.db').resolve()}"
+    os.environ["TIDELINE_DEMO_API_TOKEN"] = API_TOKEN
+    as_of = datetime.combine(spec.end + timedelta(days=1), time(), tzinfo=UTC)
+    with serve_records(root / "api" / "tickets.jsonl", token=API_TOKEN) as api:
+        yield load_project(PROJECT_FILE, demo_dir=str(root.resolve()), demo_api=api.rstrip("/"),
+                           validation_time=as_of.isoformat())

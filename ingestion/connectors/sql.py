@@ -1,0 +1,216 @@
+"""SQL sources through SQLAlchemy: a table or a query, read in chunks, incrementally by a cursor
+column compared with a bound parameter (values are never formatted into SQL).
+
+Checkpoint: ``{"cursor": <largest cursor value read>, "cursor_type": "int" | "float" | "str" |
+"decimal" | "datetime" | "date"}``; the type tag turns the JSON value back into the value the
+driver returned, so ``cursor_column > :checkpoint`` compares like with like.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.pool import NullPool
+
+from ingestion.connectors import as_utc, filter_window
+from ingestion.sources import Pull, SqlSource, Window
+from tideline.errors import SourceError, SourceUnavailable
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 10
+# A backfill asks the database for the window widened by this much, then keeps exactly the
+# window by parsing the timestamps as landing does: text timestamps with offsets, or a session
+# time zone, cannot then move a record across a day boundary unseen.
+WINDOW_MARGIN = timedelta(days=1)
+
+
+class SqlConnector:
+    """Reads the rows of a `SqlSource` whose cursor is past the checkpoint, chunk by chunk."""
+
+    def pull(
+        self, source: SqlSource, checkpoint: dict[str, Any] | None, window: Window | None
+    ) -> Pull:
+        url = source_url(source)
+        engine = create_engine(source, url)
+        try:
+            with connect(engine, source, url) as conn:
+                frame, last = read_rows(conn, source, checkpoint, window)
+        finally:
+            engine.dispose()
+        log.info("source %s: read %d row(s) from %s", source.name, len(frame),
+                 url.render_as_string(hide_password=True))
+        if window is not None:
+            return Pull(frame=filter_window(frame, source.timestamp_column, window, source.name),
+                        checkpoint=dict(checkpoint or {}))
+        after = encode_cursor(last) if last is not None else dict(checkpoint or {})
+        return Pull(frame=frame, checkpoint=after)
+
+    def acknowledge(self, source: SqlSource, pull: Pull) -> None:
+        """Nothing to do: the checkpoint committed with the data is the acknowledgement."""
+
+
+def source_url(source: SqlSource) -> URL:
+    """The SQLAlchemy URL from the source's environment variable (its value is never echoed:
+    it may carry a password)."""
+    raw = os.environ.get(source.url_env)
+    if not raw:
+        raise SourceError(source.name, f"environment variable {source.url_env} is not set; it "
+                          "must hold the database's SQLAlchemy URL")
+    try:
+        return sa.make_url(raw)
+    except sa.exc.ArgumentError as exc:
+        raise SourceError(source.name, f"environment variable {source.url_env} does not hold "
+                          "a valid SQLAlchemy URL (dialect+driver://user:password@host/db)"
+                          ) from exc
+
+
+def create_engine(source: SqlSource, url: URL) -> sa.Engine:
+    backend = url.get_backend_name()
+    if backend == "sqlite" and url.database not in (None, "", ":memory:") and not (
+        url.database.startswith("file:") or Path(url.database).exists()
+    ):
+        # SQLite would create an empty database and then report a missing table
+        raise SourceError(source.name, f"SQLite database file not found: {url.database}")
+    connect_args = (
+        {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if backend in ("postgresql", "mysql") else {}
+    )
+    try:
+        return sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise SourceError(source.name, f"no database driver for {url.drivername!r}: {exc}"
+                          ) from exc
+
+
+def connect(engine: sa.Engine, source: SqlSource, url: URL) -> Connection:
+    try:
+        return engine.connect()
+    except sa.exc.DBAPIError as exc:
+        raise SourceUnavailable(
+            source.name,
+            f"cannot connect to the database at {describe(url)}: {driver_message(exc, url)}",
+        ) from exc
+
+
+def describe(url: URL) -> str:
+    """Where a database is, for messages: host, port and database, never the password."""
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite:{url.database or ':memory:'}"
+    where = f"{url.host or 'localhost'}" + (f":{url.port}" if url.port else "")
+    return f"{where}/{url.database or ''} ({url.drivername}, user {url.username or '-'})"
+
+
+def driver_message(exc: sa.exc.DBAPIError, url: URL) -> str:
+    """The driver's own first line of complaint, without SQLAlchemy's SQL dump or a password."""
+    text = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return text.replace(url.password, "***") if url.password else text
+
+
+def selectable(source: SqlSource) -> sa.FromClause:
+    """The table (quoted by SQLAlchemy where needed; `schema.table` names a schema) or the
+    query as a subquery named `tideline_source`."""
+    if source.table is not None:
+        schema, _, name = source.table.rpartition(".")
+        return sa.table(name, schema=schema or None)
+    query = source.query.strip().rstrip(";")
+    columns = dict.fromkeys([source.cursor_column, source.timestamp_column])
+    return sa.text(query).columns(*map(sa.column, columns)).subquery("tideline_source")
+
+
+def column_of(table: sa.FromClause, name: str) -> sa.ColumnElement:
+    """A column of the query's subquery, or a column of the table (quoted where needed)."""
+    return table.c[name] if isinstance(table, sa.Subquery) else sa.column(name)
+
+
+def read_rows(
+    conn: Connection, source: SqlSource, checkpoint: dict[str, Any] | None,
+    window: Window | None,
+) -> tuple[pd.DataFrame, Any]:
+    """The rows past the checkpoint (or near the window) in cursor order, and the last cursor
+    value read (None if no row had one)."""
+    table = selectable(source)
+    cursor = column_of(table, source.cursor_column)
+    stamp = column_of(table, source.timestamp_column)
+    statement = sa.select(sa.text("*")).select_from(table)
+    if window is not None:
+        # ISO text binds compare correctly with timestamp columns and with ISO text columns
+        if window.since is not None:
+            since = (as_utc(window.since) - WINDOW_MARGIN).isoformat()
+            statement = statement.where(stamp >= sa.bindparam("since", since, sa.types.NullType()))
+        if window.until is not None:
+            until = (as_utc(window.until) + WINDOW_MARGIN).isoformat()
+            statement = statement.where(stamp < sa.bindparam("until", until, sa.types.NullType()))
+    elif checkpoint and checkpoint.get("cursor") is not None:
+        value = decode_cursor(checkpoint, source)
+        statement = statement.where(cursor > sa.bindparam("checkpoint", value,
+                                                          sa.types.NullType()))
+    statement = statement.order_by(cursor)
+    frames: list[pd.DataFrame] = []
+    last = None
+    try:
+        result = conn.execution_options(stream_results=True).execute(statement)
+        columns = list(result.keys())
+        duplicated = sorted({c for c in columns if columns.count(c) > 1})
+        if duplicated:
+            raise SourceError(source.name, f"the query returns duplicate column names "
+                              f"{duplicated}; alias them apart")
+        if source.cursor_column not in columns:
+            raise SourceError(source.name, f"cursor column {source.cursor_column!r} is not in "
+                              f"the result ({', '.join(columns)})")
+        position = columns.index(source.cursor_column)
+        for chunk in result.partitions(source.chunk_rows):
+            frames.append(pd.DataFrame(list(chunk), columns=columns, dtype=object))
+            # rows arrive in cursor order, so the last non-null cursor is the largest one in
+            # the database's own ordering (NULLs sort first or last depending on the database)
+            last = next((row[position] for row in reversed(chunk)
+                         if row[position] is not None), last)
+    except sa.exc.DBAPIError as exc:
+        what = f"table {source.table!r}" if source.table else "the query"
+        url = conn.engine.url
+        raise SourceError(source.name, f"reading {what} from {describe(url)} failed: "
+                          f"{driver_message(exc, url)}") from exc
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}), last
+    # object columns keep the driver's own values (an int column with a NULL stays ints,
+    # not floats), and the chunk size cannot change a column's dtype
+    return pd.concat(frames, ignore_index=True), last
+
+
+_CURSOR_TYPES: dict[str, type] = {
+    "int": int, "float": float, "str": str, "decimal": Decimal, "datetime": datetime,
+    "date": date,
+}
+
+
+def encode_cursor(value: Any) -> dict[str, Any]:
+    """A cursor value as JSON-safe data plus its type, for the checkpoint."""
+    if isinstance(value, datetime):
+        return {"cursor": value.isoformat(), "cursor_type": "datetime"}
+    if isinstance(value, date):
+        return {"cursor": value.isoformat(), "cursor_type": "date"}
+    if isinstance(value, Decimal):
+        return {"cursor": str(value), "cursor_type": "decimal"}
+    if isinstance(value, bool | int):
+        return {"cursor": int(value), "cursor_type": "int"}
+    if isinstance(value, float):
+        return {"cursor": value, "cursor_type": "float"}
+    return {"cursor": str(value), "cursor_type": "str"}
+
+
+def decode_cursor(checkpoint: dict[str, Any], source: SqlSource) -> Any:
+    """The checkpoint's cursor as the value the driver gave, ready to bind."""
+    value, kind = checkpoint["cursor"], checkpoint.get("cursor_type", "str")
+    if kind not in _CURSOR_TYPES:
+        raise SourceError(source.name, f"checkpoint has an unknown cursor type {kind!r}")
+    if kind == "datetime":
+        return datetime.fromisoformat(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    return _CURSOR_TYPES[kind](value)

@@ -1,0 +1,198 @@
+"""File connector: CSV/Parquet/JSON-lines through fsspec, incremental by file version,
+backfill windows, and the faults a real export directory has."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import fsspec
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingestion.connectors import connector_for
+from ingestion.connectors.files import FileConnector, read_csv
+from ingestion.sources import FileSource, Window
+from tideline.errors import SourceError
+
+HEADER = "customer_id,email,plan,updated_at\n"
+DAY1 = HEADER + (
+    "C0000001,a@x.com,basic,2026-07-01T10:00:00Z\n"
+    "C0000002,,plus,2026-07-01T23:59:59Z\n"
+    "C0000003,NULL,premium,2026-07-02T00:00:00Z\n"
+)
+DAY2 = HEADER + (
+    "C0000004,d@x.com,basic,2026-07-02T08:00:00Z\n"
+    "C0000005,e@x.com,plus,not a date\n"
+)
+
+
+def source(url: str, fmt: str = "csv", **extra: object) -> FileSource:
+    return FileSource(name="crm", dataset="customers", timestamp_column="updated_at", url=url,
+                      format=fmt, **extra)
+
+
+def round_trip(checkpoint: dict) -> dict:
+    """What the lead stores in the lake commit and hands back next run."""
+    return json.loads(json.dumps(checkpoint, sort_keys=True, default=str))
+
+
+@pytest.fixture
+def export_dir(tmp_path: Path) -> Path:
+    (tmp_path / "crm").mkdir()
+    (tmp_path / "crm" / "customers-2026-07-01.csv").write_text(DAY1)
+    (tmp_path / "crm" / "customers-2026-07-02.csv").write_text(DAY2)
+    return tmp_path / "crm"
+
+
+def test_connector_for_picks_the_file_connector() -> None:
+    assert isinstance(connector_for(source("x.csv")), FileConnector)
+
+
+def test_reads_every_file_a_glob_matches_as_raw_text(export_dir: Path) -> None:
+    pull = FileConnector().pull(source(f"{export_dir}/customers-*.csv"), None, None)
+    frame = pull.frame
+    assert frame["customer_id"].tolist() == [f"C000000{i}" for i in range(1, 6)]
+    assert all(isinstance(v, str) for v in frame["updated_at"])
+    assert pd.isna(frame.loc[1, "email"])  # an empty field is null
+    assert frame.loc[2, "email"] == "NULL"  # the text "NULL" is a value for validation to judge
+    assert sorted(Path(p).name for p in pull.checkpoint["files"]) == [
+        "customers-2026-07-01.csv", "customers-2026-07-02.csv"]
+    assert pull.rejected == []
+
+
+def test_incremental_pull_reads_only_new_or_changed_files(export_dir: Path) -> None:
+    connector, src = FileConnector(), source(f"{export_dir}/*.csv")
+    first = connector.pull(src, None, None)
+    again = connector.pull(src, round_trip(first.checkpoint), None)
+    assert len(first.frame) == 5 and len(again.frame) == 0
+    assert again.checkpoint == round_trip(first.checkpoint)
+
+    (export_dir / "customers-2026-07-03.csv").write_text(
+        HEADER + "C0000006,f@x.com,plus,2026-07-03T09:00:00Z\n")
+    new = connector.pull(src, round_trip(again.checkpoint), None)
+    assert new.frame["customer_id"].tolist() == ["C0000006"]
+
+    changed = export_dir / "customers-2026-07-01.csv"
+    changed.write_text(DAY1 + "C0000007,g@x.com,basic,2026-07-01T12:00:00Z\n")
+    os.utime(changed, (1, 1_900_000_000))
+    reread = connector.pull(src, round_trip(new.checkpoint), None)
+    assert reread.frame["customer_id"].tolist() == ["C0000001", "C0000002", "C0000003",
+                                                    "C0000007"]
+    assert len(reread.checkpoint["files"]) == 3
+
+
+def test_backfill_returns_exactly_the_window_whatever_the_checkpoint(export_dir: Path) -> None:
+    connector, src = FileConnector(), source(f"{export_dir}/*.csv")
+    done = connector.pull(src, None, None).checkpoint
+    window = Window(since=datetime(2026, 7, 2), until=datetime(2026, 7, 3))
+    pull = connector.pull(src, round_trip(done), window)
+    assert pull.frame["customer_id"].tolist() == ["C0000003", "C0000004"]
+    assert pull.checkpoint == round_trip(done)  # a backfill does not move the checkpoint
+    open_start = connector.pull(src, None, Window(until=datetime(2026, 7, 2)))
+    assert open_start.frame["customer_id"].tolist() == ["C0000001", "C0000002"]
+
+
+def test_missing_path_and_empty_glob_name_what_was_looked_for(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"crm.*file not found.*nowhere\.csv"):
+        FileConnector().pull(source(str(tmp_path / "nowhere.csv")), None, None)
+    with pytest.raises(SourceError, match=r"no files match .*customers-\*\.csv"):
+        FileConnector().pull(source(str(tmp_path / "customers-*.csv")), None, None)
+
+
+def test_wrong_encoding_names_the_file_and_the_setting(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(("name,updated_at\nJosé Müller,2026-07-01\n").encode("latin-1"))
+    with pytest.raises(SourceError) as caught:
+        FileConnector().pull(source(str(path)), None, None)
+    assert "latin.csv" in str(caught.value) and "encoding:" in str(caught.value)
+    pull = FileConnector().pull(source(str(path), encoding="latin-1"), None, None)
+    assert pull.frame["name"].tolist() == ["José Müller"]
+
+
+def test_truncated_last_line_is_rejected_and_the_rest_kept(tmp_path: Path) -> None:
+    path = tmp_path / "cut.csv"
+    path.write_text(DAY1 + "C0000009,i@x.com,ba")
+    pull = FileConnector().pull(source(str(path)), None, None)
+    assert pull.frame["customer_id"].tolist() == ["C0000001", "C0000002", "C0000003"]
+    assert pull.rejected == [("C0000009,i@x.com,ba",
+                              f"{path}: truncated last record (the file ends mid-record: "
+                              "3 of 4 fields)")]
+    # a complete last row without its final newline is not truncated
+    whole = tmp_path / "whole.csv"
+    whole.write_text(DAY1.rstrip("\n"))
+    assert len(FileConnector().pull(source(str(whole)), None, None).frame) == 3
+
+
+def test_rows_with_too_many_fields_are_rejected_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text(HEADER + "C1,a@x.com,basic,2026-07-01,EXTRA\nC2,b@x.com,plus,2026-07-01\n")
+    pull = FileConnector().pull(source(str(path)), None, None)
+    assert pull.frame["customer_id"].tolist() == ["C2"]
+    assert pull.rejected[0][0] == "C1,a@x.com,basic,2026-07-01,EXTRA"
+    assert "expected 4 fields, saw 5" in pull.rejected[0][1]
+
+
+def test_jsonl_keeps_good_lines_and_rejects_malformed_ones(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"id": 1, "updated_at": "2026-07-01T00:00:00Z", "v": null}\n'
+                    '{"id": 2, "updated_at": \n'
+                    "\n"
+                    "[1, 2]\n"
+                    '{"id": 3, "updated_at": "2026-07-02T00:00:00Z", "v": "x"}\n')
+    pull = FileConnector().pull(source(str(path), "jsonl"), None, None)
+    assert pull.frame["id"].tolist() == [1, 3]
+    assert pull.frame["v"].isna().tolist() == [True, False]
+    assert [raw for raw, _ in pull.rejected] == ['{"id": 2, "updated_at": ', "[1, 2]"]
+    assert "line 2: invalid JSON" in pull.rejected[0][1]
+    assert "line 4: expected a JSON object" in pull.rejected[1][1]
+    backfill = FileConnector().pull(source(str(path), "jsonl"), None,
+                                    Window(since=datetime(2026, 7, 2)))
+    assert backfill.frame["id"].tolist() == [3] and backfill.rejected == []  # no time, no window
+
+
+def test_parquet_keeps_the_source_types(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"id": [1, 2], "amount": [1.5, None],
+                          "updated_at": pd.to_datetime(["2026-07-01", "2026-07-02"], utc=True)})
+    frame.to_parquet(tmp_path / "part-0.parquet")
+    pull = FileConnector().pull(source(str(tmp_path / "*.parquet"), "parquet"), None, None)
+    pd.testing.assert_frame_equal(pull.frame, frame)
+    window = Window(since=datetime(2026, 7, 2))
+    assert FileConnector().pull(source(str(tmp_path), "parquet"), None,
+                                window).frame["id"].tolist() == [2]
+    (tmp_path / "part-1.parquet").write_bytes(b"PAR1 but not really")
+    with pytest.raises(SourceError, match="part-1.parquet.*not a readable Parquet"):
+        FileConnector().pull(source(str(tmp_path / "*.parquet"), "parquet"), None, None)
+
+
+def test_any_fsspec_url_works_memory_included() -> None:
+    root = f"memory://tideline-{uuid.uuid4().hex}"
+    fs = fsspec.filesystem("memory")
+    fs.pipe(f"{root}/a.csv", DAY1.encode())
+    src = source(f"{root}/*.csv")
+    first = FileConnector().pull(src, None, None)
+    assert len(first.frame) == 3
+    fs.pipe(f"{root}/b.csv", DAY2.encode())
+    second = FileConnector().pull(src, round_trip(first.checkpoint), None)
+    assert second.frame["customer_id"].tolist() == ["C0000004", "C0000005"]
+    fs.rm(root, recursive=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(min_value=len(HEADER), max_value=len(DAY1) - 1))
+def test_a_file_cut_anywhere_loses_no_complete_row(cut: int) -> None:
+    """Every complete row survives a cut; the row being cut is kept only if it still has every
+    field, otherwise it is rejected, whole, with its text."""
+    original = pd.read_csv(io.StringIO(DAY1), dtype=str)
+    text = DAY1[:cut]
+    frame, rejected = read_csv(text, "cut.csv", source("cut.csv"))
+    complete = text.count("\n") - 1
+    assert frame.iloc[:complete].equals(original.iloc[:complete])
+    assert len(frame) + len(rejected) == complete + (0 if text.endswith("\n") else 1)
+    for raw, _ in rejected:
+        assert text.endswith(raw)

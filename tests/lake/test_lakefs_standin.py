@@ -1,0 +1,482 @@
+"""What only the lakeFS backend has: credentials, an unreachable server, paging, lakeFS's own
+answers (empty commits and merges, conflicts, dirty branches, 404s that do not say what is
+missing), checked on the wire through the real `lakefs_sdk` client and through `LakeFSLake`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lakefs_sdk
+import pytest
+import urllib3
+from hypothesis import given
+from hypothesis import strategies as st
+from lakefs_sdk.exceptions import ApiException
+
+import lake.lakefs as lakefs_module
+from lake.base import MAIN, Change
+from lake.lakefs import LakeFSLake
+from lake.local import _three_way
+from tests.conftest import LAKEFS_KEYS
+from tests.lake.lakefs_server import _compare, serve_lakefs
+from tideline.errors import (
+    BranchExists,
+    ConfigError,
+    DirtyBranch,
+    LakeError,
+    LakeUnavailable,
+    MergeConflict,
+    ObjectNotFound,
+    RefNotFound,
+)
+
+
+@pytest.fixture
+def client(lakefs_endpoint: str) -> Iterator[lakefs_sdk.ApiClient]:
+    """The generated client itself, to see the server's answers before `LakeFSLake` maps them."""
+    config = lakefs_sdk.Configuration(
+        host=f"{lakefs_endpoint}/api/v1", username=LAKEFS_KEYS[0], password=LAKEFS_KEYS[1]
+    )
+    with lakefs_sdk.ApiClient(config) as api_client:
+        yield api_client
+
+
+def raw(endpoint: str, method: str, path: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+    """A request the generated client cannot make (a malformed upload, a bad parameter)."""
+    token = base64.b64encode(":".join(LAKEFS_KEYS).encode()).decode()
+    headers = {"Authorization": f"Basic {token}", **kwargs.pop("headers", {})}
+    return urllib3.request(method, f"{endpoint}/api/v1{path}", headers=headers, **kwargs)
+
+
+def committed(lake: LakeFSLake, branch: str, files: dict[str, bytes]) -> str:
+    for path, data in files.items():
+        lake.put(branch, path, data)
+    return lake.commit(branch, "c").id
+
+
+def error_of(call: Any) -> tuple[int, dict]:
+    with pytest.raises(ApiException) as info:
+        call()
+    return info.value.status, json.loads(info.value.body)
+
+
+# ---- connection and credentials -------------------------------------------------------------
+
+
+def test_wrong_credentials_are_refused_and_the_secret_never_shown(lakefs_endpoint: str) -> None:
+    reply = raw(lakefs_endpoint, "GET", "/repositories/x", headers={"Authorization": "Basic eDp5"})
+    assert reply.status == 401 and reply.json() == {"message": "error authenticating request"}
+    with pytest.raises(LakeError, match="refused the credentials") as info:
+        LakeFSLake(lakefs_endpoint, LAKEFS_KEYS[0], "not-the-secret", "creds-test")
+    assert "not-the-secret" not in str(info.value)
+    lake = LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, f"creds-{uuid.uuid4().hex[:8]}")
+    assert LAKEFS_KEYS[1] not in repr(lake) and LAKEFS_KEYS[1] not in str(vars(lake))
+
+
+def test_unreachable_server_is_named() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(LakeUnavailable, match=f"127.0.0.1:{port}"):
+        LakeFSLake(f"http://127.0.0.1:{port}", *LAKEFS_KEYS, "offline")
+
+
+def test_a_server_that_goes_away_is_named(tmp_path: Path) -> None:
+    with serve_lakefs(tmp_path, *LAKEFS_KEYS) as endpoint:
+        lake = LakeFSLake(endpoint, *LAKEFS_KEYS, "short-lived")
+    with pytest.raises(LakeUnavailable, match=endpoint):
+        lake.branches()
+
+
+def test_settings_problems_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="TIDELINE_LAKEFS_ENDPOINT"):
+        LakeFSLake("localhost:8000", *LAKEFS_KEYS, "repo")
+    with pytest.raises(ConfigError, match="TIDELINE_LAKEFS_SECRET_ACCESS_KEY"):
+        LakeFSLake("http://localhost:8000", LAKEFS_KEYS[0], "", "repo")
+    with pytest.raises(LakeError, match="invalid repository name"):
+        LakeFSLake("http://127.0.0.1:1", *LAKEFS_KEYS, "Bad_Name")
+
+
+# ---- repositories ---------------------------------------------------------------------------
+
+
+def test_existing_repository_is_reused_and_a_missing_one_created_only_on_request(
+    lakefs_endpoint: str,
+) -> None:
+    name = f"reuse-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(LakeError, match=f"no repository '{name}'"):
+        LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, name, create=False)
+    first = LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, name)
+    committed(first, MAIN, {"a.txt": b"a"})
+    again = LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, name, create=False)
+    assert again.get(MAIN, "a.txt") == b"a"
+
+
+def test_a_storage_namespace_in_use_is_refused(lakefs_endpoint: str) -> None:
+    one, two, namespace = (f"ns-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, one, storage_namespace=f"local://{namespace}")
+    with pytest.raises(LakeError, match="storage namespace already in use"):
+        LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, two, storage_namespace=f"local://{namespace}")
+
+
+# ---- errors lakeFS reports tersely, named by the backend ------------------------------------
+
+
+def test_404_names_the_missing_ref_or_object(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient
+) -> None:
+    objects = lakefs_sdk.ObjectsApi(client)
+    repo = lakefs_lake.repository
+    # the server says only "not found", for a missing object and a missing ref alike
+    assert error_of(lambda: objects.stat_object(repo, MAIN, "nope.txt")) == (
+        404,
+        {"message": "not found"},
+    )
+    assert error_of(lambda: objects.stat_object(repo, "nosuch", "nope.txt"))[0] == 404
+    with pytest.raises(ObjectNotFound, match="no object 'nope.txt' on 'main'"):
+        lakefs_lake.get(MAIN, "nope.txt")
+    with pytest.raises(RefNotFound, match="no branch, tag or commit named 'nosuch'"):
+        lakefs_lake.get("nosuch", "nope.txt")
+    with pytest.raises(RefNotFound, match="nosuch"):
+        lakefs_lake.exists("nosuch", "nope.txt")
+    with pytest.raises(RefNotFound, match="no branch named 'nosuch'"):
+        lakefs_lake.put("nosuch", "a.txt", b"x")
+    with (
+        pytest.raises(RefNotFound, match="no branch named 'nosuch'"),
+        lakefs_lake.writer("nosuch", "a.txt"),
+    ):
+        pytest.fail("the branch is checked before anything is written")
+    with pytest.raises(RefNotFound, match="'main~5'"):
+        lakefs_lake.resolve("main~5")
+    with pytest.raises(RefNotFound, match="invalid ref"):
+        lakefs_lake.resolve("a/b")
+
+
+def test_existing_names_are_409_and_named(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient
+) -> None:
+    branches = lakefs_sdk.BranchesApi(client)
+    repo = lakefs_lake.repository
+    lakefs_lake.create_branch("dev")
+    creation = lakefs_sdk.BranchCreation(name="dev", source=MAIN)
+    assert error_of(lambda: branches.create_branch(repo, creation)) == (
+        409,
+        {"message": "branch already exists: not unique"},
+    )
+    with pytest.raises(BranchExists, match="branch 'dev' exists already"):
+        lakefs_lake.create_branch("dev")
+    # lakeFS keeps branch and tag names apart
+    lakefs_lake.tag("v1", MAIN)
+    with pytest.raises(BranchExists, match="a tag has that name"):
+        lakefs_lake.create_branch("v1")
+    with pytest.raises(BranchExists, match="a branch has that name"):
+        lakefs_lake.tag("dev", MAIN)
+
+
+def test_deleting_the_default_branch_is_forbidden_by_the_server(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient
+) -> None:
+    branches = lakefs_sdk.BranchesApi(client)
+    assert error_of(lambda: branches.delete_branch(lakefs_lake.repository, MAIN)) == (
+        403,
+        {"message": "cannot delete repository default branch"},
+    )
+    with pytest.raises(LakeError, match="default branch"):
+        lakefs_lake.delete_branch(MAIN)
+
+
+def test_deleting_a_missing_object_is_204_on_lakefs_but_named_here(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient
+) -> None:
+    lakefs_sdk.ObjectsApi(client).delete_object(lakefs_lake.repository, MAIN, "never.txt")
+    with pytest.raises(ObjectNotFound, match="never.txt"):
+        lakefs_lake.delete(MAIN, "never.txt")
+
+
+def test_bad_requests_get_lakefs_error_bodies(
+    lakefs_lake: LakeFSLake, lakefs_endpoint: str
+) -> None:
+    base = f"/repositories/{lakefs_lake.repository}"
+    reply = raw(lakefs_endpoint, "GET", f"{base}/refs/main/objects/ls?amount=1001")
+    assert reply.status == 400 and "at most 1000" in reply.json()["message"]
+    reply = raw(
+        lakefs_endpoint,
+        "POST",
+        f"{base}/branches/main/objects?path=a.txt",
+        fields={"not-content": ("a.txt", b"a")},
+    )
+    assert reply.status == 500 and "missing key 'content'" in reply.json()["message"]
+    reply = raw(lakefs_endpoint, "GET", "/no/such/route")
+    assert reply.status == 404 and "message" in reply.json()
+
+
+# ---- pagination -----------------------------------------------------------------------------
+
+
+def test_listing_objects_pages_with_after_and_amount(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = [f"p/{i:02}.txt" for i in range(7)]
+    for path in paths:
+        lakefs_lake.put(MAIN, path, b"x")
+    lakefs_lake.put(MAIN, "q.txt", b"outside the prefix")
+    objects = lakefs_sdk.ObjectsApi(client)
+    first = objects.list_objects(lakefs_lake.repository, MAIN, prefix="p/", amount=3)
+    assert [o.path for o in first.results] == paths[:3]
+    assert first.pagination.has_more and first.pagination.next_offset == paths[2]
+    last = objects.list_objects(lakefs_lake.repository, MAIN, prefix="p/", after=paths[5], amount=3)
+    assert [o.path for o in last.results] == paths[6:] and not last.pagination.has_more
+    assert last.pagination.next_offset == ""
+
+    requests: list[str] = []
+    real = objects.list_objects
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        requests.append(kwargs.get("after", ""))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lakefs_lake._objects, "list_objects", counted)
+    monkeypatch.setattr(lakefs_module, "PAGE", 3)
+    assert [o.path for o in lakefs_lake.list(MAIN, "p/")] == paths
+    assert requests == ["", paths[2], paths[5]]
+
+
+def test_every_listing_follows_pages(
+    lakefs_lake: LakeFSLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lakefs_module, "PAGE", 2)
+    for i in range(5):
+        lakefs_lake.put(MAIN, f"p/{i}.txt", b"x")
+        lakefs_lake.commit(MAIN, f"c{i}")
+        lakefs_lake.create_branch(f"b{i}")
+        lakefs_lake.tag(f"t{i}", MAIN)
+    for i in range(5):
+        lakefs_lake.put(MAIN, f"u/{i}.txt", b"y")
+    assert len(lakefs_lake.uncommitted(MAIN)) == 5
+    assert len(lakefs_lake.branches()) == 6 and len(lakefs_lake.tags()) == 5
+    assert [c.message for c in lakefs_lake.log(MAIN, limit=3)] == ["c4", "c3", "c2"]
+    assert len(lakefs_lake.log(MAIN)) == 6
+    assert len(lakefs_lake.diff(f"{MAIN}~5", MAIN)) == 5
+
+
+# ---- lakeFS's answers for nothing to do -----------------------------------------------------
+
+
+def test_an_empty_commit_is_an_error_on_lakefs_and_a_no_op_here(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient
+) -> None:
+    commits = lakefs_sdk.CommitsApi(client)
+    empty = lakefs_sdk.CommitCreation(message="empty")
+    assert error_of(lambda: commits.commit(lakefs_lake.repository, MAIN, empty)) == (
+        400,
+        {"message": "no changes"},
+    )
+    head = lakefs_lake.resolve(MAIN)
+    assert lakefs_lake.commit(MAIN, "empty").id == head
+    first = committed(lakefs_lake, MAIN, {"a.txt": b"1"})
+    lakefs_lake.put(MAIN, "a.txt", b"1")  # the same bytes: staged, but no visible change
+    assert lakefs_lake.uncommitted(MAIN) == []
+    assert lakefs_lake.commit(MAIN, "again").id == first
+
+
+def test_an_empty_merge_is_an_error_on_lakefs_and_a_no_op_here(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refs = lakefs_sdk.RefsApi(client)
+    lakefs_lake.create_branch("dev")
+    assert error_of(lambda: refs.merge_into_branch(lakefs_lake.repository, "dev", MAIN)) == (
+        400,
+        {"message": "no changes"},
+    )
+    head = lakefs_lake.resolve(MAIN)
+    assert lakefs_lake.merge("dev", MAIN).id == head
+    # if the branches move between the preview and the merge, the server's answer decides
+    stale = [lakefs_sdk.Diff(type="added", path="a.txt", path_type="object")]
+    monkeypatch.setattr(lakefs_lake, "_compare", lambda dest, source: stale)
+    assert lakefs_lake.merge("dev", MAIN).id == head
+
+
+def test_a_change_made_on_both_sides_alike_is_nothing_to_merge(lakefs_lake: LakeFSLake) -> None:
+    lakefs_lake.create_branch("dev")
+    committed(lakefs_lake, "dev", {"same.txt": b"s"})
+    head = committed(lakefs_lake, MAIN, {"same.txt": b"s"})
+    assert lakefs_lake.merge("dev", MAIN).id == head  # as the embedded lake: no empty commit
+
+
+# ---- merges ---------------------------------------------------------------------------------
+
+
+def test_merge_commits_hide_lakefs_bookkeeping(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient
+) -> None:
+    lakefs_lake.create_branch("dev")
+    committed(lakefs_lake, "dev", {"a.txt": b"1"})
+    merge = lakefs_lake.merge("dev", MAIN, metadata={"run_id": "r"})
+    stored = lakefs_sdk.CommitsApi(client).get_commit(lakefs_lake.repository, merge.id)
+    assert stored.metadata == {"run_id": "r", ".lakefs.merge.strategy": "default"}
+    assert stored.message == "Merge 'dev' into 'main'"
+    assert merge.metadata == {"run_id": "r"} and len(merge.parents) == 2
+
+
+def test_a_conflict_is_409_with_a_merge_result_and_the_paths_come_from_the_preview(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refs = lakefs_sdk.RefsApi(client)
+    repo = lakefs_lake.repository
+    committed(lakefs_lake, MAIN, {"x.txt": b"0", "gone.txt": b"g"})
+    lakefs_lake.create_branch("dev")
+    committed(lakefs_lake, "dev", {"x.txt": b"dev", "new.txt": b"n"})
+    lakefs_lake.delete("dev", "gone.txt")
+    lakefs_lake.commit("dev", "rm")
+    main_head = committed(lakefs_lake, MAIN, {"x.txt": b"main", "gone.txt": b"changed"})
+    assert error_of(lambda: refs.merge_into_branch(repo, "dev", MAIN)) == (
+        409,
+        {"reference": ""},
+    )
+    preview = refs.diff_refs(repo, MAIN, "dev", type="three_dot").results
+    assert {(d.path, d.type) for d in preview} == {
+        ("gone.txt", "conflict"),
+        ("new.txt", "added"),
+        ("x.txt", "conflict"),
+    }
+    with pytest.raises(MergeConflict) as info:
+        lakefs_lake.merge("dev", MAIN)
+    assert info.value.paths == ["gone.txt", "x.txt"]
+    assert lakefs_lake.resolve(MAIN) == main_head
+    # a conflict appearing after the preview is still named
+    real = lakefs_lake._compare
+    calls = iter([[lakefs_sdk.Diff(type="added", path="new.txt", path_type="object")]])
+    monkeypatch.setattr(
+        lakefs_lake, "_compare", lambda dest, source: next(calls, None) or real(dest, source)
+    )
+    with pytest.raises(MergeConflict) as info:
+        lakefs_lake.merge("dev", MAIN)
+    assert info.value.paths == ["gone.txt", "x.txt"]
+
+
+def test_a_dirty_destination_is_400_and_identical_bytes_are_not_dirt(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient
+) -> None:
+    refs = lakefs_sdk.RefsApi(client)
+    committed(lakefs_lake, MAIN, {"a.txt": b"1"})
+    lakefs_lake.create_branch("dev")
+    committed(lakefs_lake, "dev", {"b.txt": b"b"})
+    lakefs_lake.put(MAIN, "wip.txt", b"w")
+    assert error_of(lambda: refs.merge_into_branch(lakefs_lake.repository, "dev", MAIN)) == (
+        400,
+        {"message": "uncommitted changes (dirty branch)"},
+    )
+    with pytest.raises(DirtyBranch, match="'main'"):
+        lakefs_lake.merge("dev", MAIN)
+    lakefs_lake.reset(MAIN)
+    lakefs_lake.put(MAIN, "a.txt", b"1")  # re-staged, unchanged
+    assert lakefs_lake.get(lakefs_lake.merge("dev", MAIN).id, "b.txt") == b"b"
+
+
+# ---- reverts --------------------------------------------------------------------------------
+
+
+def test_revert_records_what_it_undid_and_names_conflicts(lakefs_lake: LakeFSLake) -> None:
+    committed(lakefs_lake, MAIN, {"a.txt": b"1"})
+    bad = committed(lakefs_lake, MAIN, {"a.txt": b"2", "b.txt": b"b"})
+    revert = lakefs_lake.revert(MAIN, bad)
+    assert revert.message == f"Revert {bad}" and revert.metadata == {"reverted_commit": bad}
+    assert lakefs_lake.get(MAIN, "a.txt") == b"1" and not lakefs_lake.exists(MAIN, "b.txt")
+    assert lakefs_lake.revert(MAIN, bad).id == revert.id  # undone already: nothing to do
+    again = committed(lakefs_lake, MAIN, {"a.txt": b"3"})
+    lakefs_lake.put(MAIN, "a.txt", b"4")
+    lakefs_lake.commit(MAIN, "edit a again")
+    with pytest.raises(MergeConflict) as info:
+        lakefs_lake.revert(MAIN, again)
+    assert info.value.paths == ["a.txt"]
+
+
+# ---- objects --------------------------------------------------------------------------------
+
+
+def test_reader_streams_in_ranges(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = bytes(range(256)) * 40 + b"\r\n--tail\r\n"
+    info = lakefs_lake.put(MAIN, "big.bin", data)
+    assert info.size == len(data)
+    objects = lakefs_sdk.ObjectsApi(client)
+    part = objects.get_object_with_http_info(
+        lakefs_lake.repository, MAIN, "big.bin", range="bytes=10-19"
+    )
+    assert part.status_code == 206 and part.data == data[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
+    assert part.headers["ETag"] == f'"{info.checksum}"'
+    status, body = error_of(
+        lambda: objects.get_object(lakefs_lake.repository, MAIN, "big.bin", range="bytes=99999-")
+    )
+    assert status == 416 and body == {"message": "Requested Range Not Satisfiable"}
+    monkeypatch.setattr(lakefs_module, "CHUNK", 1000)
+    with lakefs_lake.reader(MAIN, "big.bin") as stream:
+        assert stream.read() == data
+
+
+def test_reader_refuses_an_object_replaced_mid_read(
+    lakefs_lake: LakeFSLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lakefs_lake.put(MAIN, "big.bin", b"a" * 3000)
+    monkeypatch.setattr(lakefs_module, "CHUNK", 1000)
+    real = lakefs_lake._objects.get_object_with_http_info
+
+    def replaced_after_first_range(*args: Any, **kwargs: Any) -> Any:
+        response = real(*args, **kwargs)
+        lakefs_lake.put(MAIN, "big.bin", b"b" * 3000)
+        return response
+
+    monkeypatch.setattr(
+        lakefs_lake._objects, "get_object_with_http_info", replaced_after_first_range
+    )
+    with (
+        pytest.raises(LakeError, match="changed while it was being read"),
+        lakefs_lake.reader(MAIN, "big.bin"),
+    ):
+        pass
+
+
+def test_empty_and_binary_objects_round_trip(lakefs_lake: LakeFSLake) -> None:
+    lakefs_lake.put(MAIN, "empty.bin", b"")
+    assert lakefs_lake.get(MAIN, "empty.bin") == b""
+    with lakefs_lake.reader(MAIN, "empty.bin") as stream:
+        assert stream.read() == b""
+    tricky = b"--boundary\r\n\r\n\x00\xff" * 100
+    with lakefs_lake.writer(MAIN, "tricky.bin") as sink:
+        sink.write(tricky)
+    assert lakefs_lake.get(MAIN, "tricky.bin") == tricky
+    assert lakefs_lake.uncommitted(MAIN) == [
+        Change("empty.bin", "added", 0),
+        Change("tricky.bin", "added", len(tricky)),
+    ]
+
+
+# ---- the stand-in's merge preview agrees with the embedded lake's merge ---------------------
+
+entries = st.one_of(st.none(), st.sampled_from([("c1", 1), ("c2", 2), ("c3", 3)]))
+trees = st.dictionaries(st.sampled_from("abcdef"), entries).map(
+    lambda d: {k: v for k, v in d.items() if v is not None}
+)
+
+
+@given(base=trees, dest=trees, source=trees)
+def test_compare_is_the_embedded_three_way_merge(base: dict, dest: dict, source: dict) -> None:
+    merged, conflicts = _three_way(base, dest, source)
+    changes = _compare(dest, source, base)
+    assert sorted(c["path"] for c in changes if c["type"] == "conflict") == sorted(conflicts)
+    if not conflicts:
+        applied = dict(dest)
+        for change in changes:
+            if change["type"] == "removed":
+                del applied[change["path"]]
+            else:
+                applied[change["path"]] = source[change["path"]]
+        assert applied == merged
