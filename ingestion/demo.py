@@ -20,6 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tideline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,7 @@ FIRST_NAMES = np.array(["anna", "ben", "chloe", "david", "emma", "felix", "greta
 LAST_NAMES = np.array(["smith", "muller", "martin", "jansen", "garcia", "rossi", "berg",
                        "nowak", "brown", "schmidt", "dubois", "visser"])
 DOMAINS = np.array(["example.com", "mail.example.org", "post.example.net"])
+DOMAIN_P = np.array([0.6, 0.25, 0.15])
 
 CATEGORIES = np.array(["grocery", "electronics", "fashion", "home", "travel", "refund"],
                       dtype=object)
@@ -78,9 +83,9 @@ BAD_DATES = np.array(["31/02/2026x", "2026-02-30", "someday", "2026-13-01"], dty
 BAD_AMOUNTS = np.array(["12,5O", "EUR 19.99", "1O.00", "twelve"], dtype=object)
 BAD_TOPICS = np.array(["complaint", "refund?", "feedback", "unknown"], dtype=object)
 
-US_PER_DAY = 86_400_000_000
-_DIGITS = np.frombuffer(b"0123456789abcdef", dtype="S1")
-_TEXT_CHUNK = 1_000_000
+TICKS_PER_DAY = {"s": 86_400, "ms": 86_400_000}
+_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_TEXT_CHUNK = 1_000_000  # rows formatted at a time, to bound the temporary arrays
 
 
 @dataclass(frozen=True)
@@ -116,40 +121,45 @@ class DemoData:
 
 # -- generation ----------------------------------------------------------------------------
 
+Columns = dict[str, np.ndarray]
+"""A dataset under construction: column name -> values (naive datetime64[ns] means UTC)."""
+
 
 def generate(spec: DemoSpec = DemoSpec()) -> DemoData:  # noqa: B008 - a frozen dataclass
     """The demo's four datasets for `spec`; the same spec always gives the same data."""
     if spec.customers < 1:
-        raise ValueError(f"DemoSpec.customers must be at least 1, not {spec.customers}")
+        raise ConfigError(f"DemoSpec.customers must be at least 1, not {spec.customers}")
     if spec.end < spec.start:
-        raise ValueError(f"DemoSpec.end ({spec.end}) is before DemoSpec.start ({spec.start})")
+        raise ConfigError(f"DemoSpec.end ({spec.end}) is before DemoSpec.start ({spec.start})")
     if not 0 <= spec.defect_rate <= 0.1:
-        raise ValueError(f"DemoSpec.defect_rate must be within [0, 0.1], not {spec.defect_rate}")
+        raise ConfigError(f"DemoSpec.defect_rate must be within [0, 0.1], not "
+                          f"{spec.defect_rate}")
     rng = np.random.default_rng(spec.seed)
     days = float((spec.end - spec.start).days + 1)
     drift_day = float((spec.drift_from - spec.start).days) if spec.drift_from else np.inf
+    origin = np.datetime64(datetime.combine(spec.start, time()), "ns")
     people = _population(rng, spec.customers, days)
-    customers = _customers(rng, spec, people, days)
-    ids = customers["customer_id"].to_numpy()
-    transactions = _transactions(rng, spec, people, ids, days, drift_day)
-    tickets = _tickets(rng, spec, people, ids, days)
-    events = _events(rng, spec, people, ids, days, drift_day)
-
-    customers, customer_defects = _customer_defects(rng, spec, customers)
-    transactions, transaction_defects = _transaction_defects(rng, spec, transactions)
-    tickets, ticket_defects = _ticket_defects(rng, spec, tickets)
-    events, event_defects = _event_defects(rng, spec, events)
-    churned = pd.Series(np.isfinite(people.churn_day), index=pd.Index(ids, name="customer_id"),
+    customers = _customers(rng, people, origin, days)
+    ids = customers["customer_id"]
+    churned = pd.Series(np.isfinite(people.churn_day), index=pd.Index(ids.copy(),
+                                                                      name="customer_id"),
                         name="churned")
+    transactions = _transactions(rng, people, ids, origin, days, drift_day)
+    tickets = _tickets(rng, people, ids, origin, days)
+    events = _events(rng, people, ids, origin, days, drift_day)
+    defects = {
+        "customers": _customer_defects(rng, spec, customers),
+        "transactions": _transaction_defects(rng, spec, transactions),
+        "tickets": _ticket_defects(rng, spec, tickets),
+        "events": _event_defects(rng, spec, events),
+    }
+    data = DemoData(customers=_frame(customers), transactions=_frame(transactions),
+                    tickets=_frame(tickets), events=_frame(events), defects=defects,
+                    churned=churned)
     log.info("demo data: %d customers (%.1f%% churned), %d transactions, %d tickets, "
-             "%d events", spec.customers, 100 * churned.mean(), len(transactions),
-             len(tickets), len(events))
-    return DemoData(
-        customers=customers, transactions=transactions, tickets=tickets, events=events,
-        defects={"customers": customer_defects, "transactions": transaction_defects,
-                 "tickets": ticket_defects, "events": event_defects},
-        churned=churned,
-    )
+             "%d events", spec.customers, 100 * churned.mean(), len(data.transactions),
+             len(data.tickets), len(data.events))
+    return data
 
 
 @dataclass
@@ -160,9 +170,9 @@ class _People:
     fee_factor: np.ndarray
     signup_day: np.ndarray  # negative: signed up before the period
     begin: np.ndarray  # first day of activity inside the period
-    engagement: np.ndarray  # mean 1; scales purchases and sessions
-    issues: np.ndarray  # mean 1; scales support tickets
-    service: np.ndarray  # mean 1; scales resolution times (the support experience)
+    engagement: np.ndarray  # mean about 1; scales purchases and sessions
+    issues: np.ndarray  # mean about 1; scales support tickets
+    service: np.ndarray  # mean about 1; scales resolution times (the support experience)
     churn_day: np.ndarray  # +inf for customers who stay
 
 
@@ -186,49 +196,51 @@ def _population(rng: np.random.Generator, n: int, days: float) -> _People:
                    engagement=engagement, issues=issues, service=service, churn_day=churn_day)
 
 
-def _customers(rng: np.random.Generator, spec: DemoSpec, people: _People,
-               days: float) -> pd.DataFrame:
+def _customers(rng: np.random.Generator, people: _People, origin: np.datetime64,
+               days: float) -> Columns:
     n = len(people.plan)
     number = np.arange(1, n + 1)
-    start = np.datetime64(spec.start, "D")
-    names = np.char.add(np.char.add(FIRST_NAMES[rng.integers(0, len(FIRST_NAMES), n)], "."),
-                        LAST_NAMES[rng.integers(0, len(LAST_NAMES), n)])
-    email = np.char.add(np.char.add(np.char.add(names, number.astype(str)), "@"),
-                        DOMAINS[_draw(rng, np.array([0.6, 0.25, 0.15]), n)])
-    signup = start + people.signup_day.astype(np.int64).astype("timedelta64[D]")
+    email = pc.binary_join_element_wise(
+        pa.array(FIRST_NAMES).take(rng.integers(0, len(FIRST_NAMES), n)), ".",
+        pa.array(LAST_NAMES).take(rng.integers(0, len(LAST_NAMES), n)),
+        pa.array(number).cast(pa.string()), "@",
+        pa.array(DOMAINS).take(_draw(rng, DOMAIN_P, n)), "",
+    ).to_numpy(zero_copy_only=False)
+    signup = origin + (people.signup_day * 86_400).astype(np.int64).astype("timedelta64[s]")
     # the CRM record last changed some time in the last 30 days, never before the signup
     touched = np.maximum(days - rng.uniform(0, 30, n), people.signup_day + rng.random(n))
-    updated = _stamps(spec.start, touched, "s")
-    return pd.DataFrame({
+    return {
         "customer_id": _numbered("C", number, _id_width(n)),
-        "email": email.astype(object),
+        "email": email,
         "country": COUNTRIES[_draw(rng, COUNTRY_P, n)],
         "plan": PLANS[people.plan],
-        "signup_date": np.datetime_as_string(signup, unit="D").astype(object),
+        "signup_date": _iso(signup, "D"),
         "monthly_fee": np.round(PLAN_FEE[people.plan] * people.fee_factor, 2),
-        "updated_at": np.datetime_as_string(updated, unit="s", timezone="UTC").astype(object),
-    })
+        "updated_at": _iso(_stamps(origin, _ticks(touched, "s"), "s"), "s"),
+    }
 
 
-def _transactions(rng: np.random.Generator, spec: DemoSpec, people: _People, ids: np.ndarray,
-                  days: float, drift_day: float) -> pd.DataFrame:
+def _transactions(rng: np.random.Generator, people: _People, ids: np.ndarray,
+                  origin: np.datetime64, days: float, drift_day: float) -> Columns:
     rate = people.engagement * TRANSACTIONS_PER_CUSTOMER / 120.0
     who, t = _arrivals(rng, rate, people.begin, days)
     keep = rng.random(len(t)) < _fade(people.churn_day[who] - t, floor=0.04)
-    who, t = _in_time_order(who[keep], t[keep])
-    m = len(t)
-    drifted = t >= drift_day
+    who, ticks = who[keep], _ticks(t[keep], "s")
+    order = _time_order(ticks)
+    who, ticks = who[order], ticks[order]
+    m = len(ticks)
+    drifted = ticks >= drift_day * TICKS_PER_DAY["s"]
     category = np.where(drifted, _draw(rng, CATEGORY_P_DRIFT, m), _draw(rng, CATEGORY_P, m))
     median = CATEGORY_MEDIAN[category] * PLAN_SPEND[people.plan[who]]
     amount = rng.lognormal(np.log(median), 0.55) * np.where(drifted, 1.3, 1.0)
     amount = np.maximum(np.round(amount, 2), 0.5)
     channel = np.where(drifted, _draw(rng, CHANNEL_P_DRIFT, m), _draw(rng, CHANNEL_P, m))
-    stamps = _utc(_stamps(spec.start, t, "s"))
     values = amount.astype(object)
     # exports often hold numbers as text; parseable text is not a defect
     as_text = np.flatnonzero(rng.random(m) < 0.05)
-    values[as_text] = np.char.mod("%.2f", amount[as_text]).astype(object)
-    return pd.DataFrame({
+    values[as_text] = _two_decimals(amount[as_text])
+    stamps = _stamps(origin, ticks, "s")
+    return {
         "transaction_id": np.arange(1, m + 1, dtype=np.int64),
         "customer_id": ids[who],
         "ts": stamps,
@@ -236,85 +248,82 @@ def _transactions(rng: np.random.Generator, spec: DemoSpec, people: _People, ids
         "category": CATEGORIES[category],
         "channel": CHANNELS[channel],
         "updated_at": stamps.copy(),
-    })
+    }
 
 
-def _tickets(rng: np.random.Generator, spec: DemoSpec, people: _People, ids: np.ndarray,
-             days: float) -> pd.DataFrame:
+def _tickets(rng: np.random.Generator, people: _People, ids: np.ndarray,
+             origin: np.datetime64, days: float) -> Columns:
     rate = people.issues * np.sqrt(people.engagement) * TICKETS_PER_CUSTOMER / 120.0
     who, t = _arrivals(rng, rate, people.begin, days)
     keep = rng.random(len(t)) < np.where(people.churn_day[who] < t, 0.1, 1.0)
     who, t = who[keep], t[keep]
     # churners write in about billing and cancelling in the weeks before they go
     churners = np.flatnonzero(np.isfinite(people.churn_day))
-    extra = rng.poisson(CHURN_TICKETS_PER_CHURNER, len(churners))
-    late_who = np.repeat(churners, extra)
+    late_who = np.repeat(churners, rng.poisson(CHURN_TICKETS_PER_CHURNER, len(churners)))
     late_t = people.churn_day[late_who] - rng.random(len(late_who)) * PRECURSOR_DAYS * 0.8
     inside = (late_t >= people.begin[late_who]) & (late_t < days)
     urgent = np.concatenate([np.zeros(len(who), bool), np.ones(int(inside.sum()), bool)])
     who = np.concatenate([who, late_who[inside]])
-    t = np.concatenate([t, late_t[inside]])
-    order = np.argsort(t, kind="stable")
-    who, t, urgent = who[order], t[order], urgent[order]
-    m = len(t)
+    ticks = _ticks(np.concatenate([t, late_t[inside]]), "s")
+    order = _time_order(ticks)
+    who, ticks, urgent = who[order], ticks[order], urgent[order]
+    m = len(ticks)
     topic = np.where(urgent, _draw(rng, TOPIC_P_CHURNING, m), _draw(rng, TOPIC_P, m))
     priority = np.where(urgent, _draw(rng, PRIORITY_P_CHURNING, m), _draw(rng, PRIORITY_P, m))
     hours = np.round(rng.gamma(2.0, 9.0, m) * people.service[who] ** 1.5
                      * np.where(urgent, 1.6, 1.0), 1) + 0.1
     # unresolved: a few at random, and those whose resolution lies beyond the snapshot
-    open_ = (rng.random(m) < 0.04) | (t + hours / 24.0 >= days)
-    created = _utc(_stamps(spec.start, t, "s"))
-    updated = _utc(_stamps(spec.start, np.where(open_, t, t + hours / 24.0), "s"))
-    return pd.DataFrame({
+    resolved_at = ticks + np.round(hours * 3600).astype(np.int64)
+    open_ = (rng.random(m) < 0.04) | (resolved_at >= days * TICKS_PER_DAY["s"])
+    return {
         "ticket_id": np.arange(1, m + 1, dtype=np.int64),
         "customer_id": ids[who],
-        "created_at": created,
+        "created_at": _stamps(origin, ticks, "s"),
         "topic": TOPICS[topic],
         "priority": PRIORITIES[priority],
         "resolution_hours": np.where(open_, np.nan, hours),
-        "updated_at": updated,
-    })
+        "updated_at": _stamps(origin, np.where(open_, ticks, resolved_at), "s"),
+    }
 
 
-def _events(rng: np.random.Generator, spec: DemoSpec, people: _People, ids: np.ndarray,
-            days: float, drift_day: float) -> pd.DataFrame:
+def _events(rng: np.random.Generator, people: _People, ids: np.ndarray,
+            origin: np.datetime64, days: float, drift_day: float) -> Columns:
     rate = people.engagement * SESSIONS_PER_CUSTOMER / 120.0
     session_who, session_t = _arrivals(rng, rate, people.begin, days)
     keep = rng.random(len(session_t)) < _fade(people.churn_day[session_who] - session_t,
                                               floor=0.03)
     session_who, session_t = session_who[keep], session_t[keep]
-    sessions = len(session_t)
     drifted = session_t >= drift_day
-    mean_extra = np.where(drifted, EVENTS_PER_SESSION_DRIFT, EVENTS_PER_SESSION) - 1.0
-    size = 1 + rng.poisson(mean_extra)
-    session_ids = _hex(rng.integers(0, 256, (sessions, 8), dtype=np.uint8), (16,), "s-")
-    session = np.repeat(np.arange(sessions), size)
+    size = 1 + rng.poisson(np.where(drifted, EVENTS_PER_SESSION_DRIFT, EVENTS_PER_SESSION) - 1)
+    session_ids = _hex(rng.integers(0, 256, (len(session_t), 8), dtype=np.uint8), (16,), "s-")
+    session = np.repeat(np.arange(len(session_t)), size)
     m = len(session)
-    # events of a session follow each other by some seconds
+    # a session's events follow each other by some seconds
     gaps = rng.exponential(40.0, m)
     ends = np.cumsum(gaps)
     firsts = np.cumsum(size) - size
     offset = ends - np.repeat(ends[firsts] - gaps[firsts], size)
-    t = np.minimum(session_t[session] + offset / 86_400, days - 1e-6)
+    last_tick = int(days * TICKS_PER_DAY["ms"]) - 1
+    ticks = np.minimum(_ticks(session_t[session] + offset / 86_400, "ms"), last_tick)
+    order = _time_order(ticks)
+    session, ticks = session[order], ticks[order]
     who = session_who[session]
-    order = np.argsort(t, kind="stable")
-    session, who, t = session[order], who[order], t[order]
-    to_churn = people.churn_day[who] - t
+    to_churn = people.churn_day[who] - ticks / TICKS_PER_DAY["ms"]
     churning = np.where(to_churn < 0, 1.0, np.clip(1.0 - to_churn / PRECURSOR_DAYS, 0.0, 1.0))
     kind = np.where(rng.random(m) < 0.85 * churning, _draw(rng, EVENT_P_CHURNING, m),
                     _draw(rng, EVENT_P, m))
     duration = rng.gamma(2.0, 30.0, m) * np.where(drifted[session], 1.4, 1.0)
     raw = rng.integers(0, 256, (m, 16), dtype=np.uint8)
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # uuid version 4
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    return pd.DataFrame({
+    return {
         "event_id": _hex(raw, (8, 4, 4, 4, 12)),
         "customer_id": ids[who],
-        "ts": _utc(_stamps(spec.start, t, "ms")),
+        "ts": _stamps(origin, ticks, "ms"),
         "event_type": EVENT_TYPES[kind],
         "session_id": session_ids[session],
         "duration_s": np.round(duration, 1),
-    })
+    }
 
 
 def _arrivals(rng: np.random.Generator, rate: np.ndarray, begin: np.ndarray,
@@ -333,26 +342,43 @@ def _fade(to_churn: np.ndarray, floor: float) -> np.ndarray:
     return np.where(to_churn < 0, floor, 0.25 + 0.75 * before)
 
 
-def _in_time_order(who: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(t, kind="stable")
-    return who[order], t[order]
-
-
 def _draw(rng: np.random.Generator, p: np.ndarray, size: int) -> np.ndarray:
     """`size` indices drawn with probabilities `p`."""
     cdf = np.cumsum(p)
     return np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(size), side="right"), len(p) - 1)
 
 
-def _stamps(start: date, t: np.ndarray, unit: str) -> np.ndarray:
-    """Days since `start` as datetime64 of `unit` (truncated)."""
-    origin = np.datetime64(datetime.combine(start, time()), unit)
-    per_day = {"s": 86_400, "ms": 86_400_000, "us": US_PER_DAY}[unit]
-    return origin + np.floor(t * per_day).astype(np.int64).astype(f"timedelta64[{unit}]")
+def _ticks(t: np.ndarray, unit: str) -> np.ndarray:
+    """Days since the start as whole seconds or milliseconds (truncated)."""
+    return np.floor(t * TICKS_PER_DAY[unit]).astype(np.int64)
 
 
-def _utc(stamps: np.ndarray) -> pd.Series:
-    return pd.Series(stamps.astype("datetime64[ns]")).dt.tz_localize("UTC")
+def _stamps(origin: np.datetime64, ticks: np.ndarray, unit: str) -> np.ndarray:
+    return origin + ticks.astype(f"timedelta64[{unit}]")
+
+
+def _time_order(ticks: np.ndarray) -> np.ndarray:
+    """The stable sorting order of non-negative integer times. Packs each time with its row
+    number into one uint64 and sorts those (several times faster than an argsort)."""
+    n = len(ticks)
+    bits = max(n - 1, 1).bit_length()
+    if n == 0 or ticks.min() < 0 or int(ticks.max()) >= 1 << (64 - bits):
+        return np.argsort(ticks, kind="stable")
+    key = (ticks.astype(np.uint64) << np.uint64(bits)) | np.arange(n, dtype=np.uint64)
+    key.sort()
+    return (key & np.uint64((1 << bits) - 1)).astype(np.int64)
+
+
+def _frame(columns: Columns) -> pd.DataFrame:
+    """The finished dataset: timestamps UTC-aware, columns not copied."""
+    return pd.DataFrame({
+        name: pd.Series(values, copy=False).dt.tz_localize("UTC")
+        if values.dtype.kind == "M" else values
+        for name, values in columns.items()
+    }, copy=False)
+
+
+# -- text, vectorised ----------------------------------------------------------------------
 
 
 def _id_width(customers: int) -> int:
@@ -363,55 +389,106 @@ def _id_width(customers: int) -> int:
 
 def _numbered(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
     """`prefix` + zero-padded decimal numbers, as an object array of str."""
-    chars = np.empty((len(numbers), len(prefix) + width), dtype="S1")
-    chars[:, : len(prefix)] = np.frombuffer(prefix.encode(), dtype="S1")
-    for position in range(width):
-        chars[:, len(prefix) + position] = _DIGITS[(numbers // 10 ** (width - 1 - position)) % 10]
+    chars = np.empty((len(numbers), len(prefix) + width), dtype=np.uint8)
+    chars[:, : len(prefix)] = np.frombuffer(prefix.encode(), dtype=np.uint8)
+    _put_digits(chars, len(prefix), numbers, width)
     return _as_text(chars)
+
+
+def _two_decimals(values: np.ndarray) -> np.ndarray:
+    """Non-negative numbers as text with two decimals ("12.50"), as an object array of str."""
+    cents = np.round(values * 100).astype(np.int64)
+    return pc.binary_join_element_wise(
+        pa.array(cents // 100).cast(pa.string()),
+        pc.utf8_lpad(pa.array(cents % 100).cast(pa.string()), 2, "0"), ".",
+    ).to_numpy(zero_copy_only=False)
 
 
 def _hex(raw: np.ndarray, groups: tuple[int, ...], prefix: str = "") -> np.ndarray:
     """Rows of random bytes as lowercase hex in dash-separated groups of so many digits
     (uuid-like for (8, 4, 4, 4, 12)), as an object array of str."""
-    out: list[np.ndarray] = []
+    width = len(prefix) + sum(groups) + len(groups) - 1
+    out = np.empty(len(raw), dtype=object)
     for first in range(0, len(raw), _TEXT_CHUNK):
         block = raw[first:first + _TEXT_CHUNK]
-        digits = np.empty((len(block), 2 * raw.shape[1]), dtype="S1")
+        digits = np.empty((len(block), 2 * raw.shape[1]), dtype=np.uint8)
         digits[:, 0::2] = _DIGITS[block >> 4]
         digits[:, 1::2] = _DIGITS[block & 0x0F]
-        width = len(prefix) + sum(groups) + len(groups) - 1
-        chars = np.full((len(block), width), b"-", dtype="S1")
-        chars[:, : len(prefix)] = np.frombuffer(prefix.encode(), dtype="S1")
+        chars = np.full((len(block), width), ord("-"), dtype=np.uint8)
+        chars[:, : len(prefix)] = np.frombuffer(prefix.encode(), dtype=np.uint8)
         at, taken = len(prefix), 0
         for size in groups:
             chars[:, at:at + size] = digits[:, taken:taken + size]
             at, taken = at + size + 1, taken + size
-        out.append(_as_text(chars))
-    return np.concatenate(out) if out else np.empty(0, dtype=object)
+        out[first:first + len(block)] = _as_text(chars)
+    return out
+
+
+def _iso(stamps: np.ndarray, unit: str) -> np.ndarray:
+    """Naive UTC datetime64 values as ISO-8601 text: "YYYY-MM-DD" for unit "D", else
+    "YYYY-MM-DDTHH:MM:SSZ" ("s") or "YYYY-MM-DDTHH:MM:SS.mmmZ" ("ms"); NaT becomes None.
+    Built from digits (numpy's own formatting is slow on tens of millions of values)."""
+    template = np.frombuffer({"D": b"0000-00-00", "s": b"0000-00-00T00:00:00Z",
+                              "ms": b"0000-00-00T00:00:00.000Z"}[unit], dtype=np.uint8)
+    out = np.empty(len(stamps), dtype=object)
+    for first in range(0, len(stamps), _TEXT_CHUNK):
+        block = stamps[first:first + _TEXT_CHUNK]
+        missing = np.isnat(block)
+        block = np.where(missing, np.datetime64(0, "ms"), block).astype("datetime64[ms]")
+        day = block.astype("datetime64[D]")
+        month = day.astype("datetime64[M]")
+        year = month.astype("datetime64[Y]")
+        chars = np.tile(template, (len(block), 1))
+        _put_digits(chars, 0, year.astype(np.int64) + 1970, 4)
+        _put_digits(chars, 5, (month - year.astype("datetime64[M]")).astype(np.int64) + 1, 2)
+        _put_digits(chars, 8, (day - month.astype("datetime64[D]")).astype(np.int64) + 1, 2)
+        if unit != "D":
+            ms = (block - day.astype("datetime64[ms]")).astype(np.int64)
+            _put_digits(chars, 11, ms // 3_600_000, 2)
+            _put_digits(chars, 14, ms // 60_000 % 60, 2)
+            _put_digits(chars, 17, ms // 1000 % 60, 2)
+            if unit == "ms":
+                _put_digits(chars, 20, ms % 1000, 3)
+        text = _as_text(chars)
+        text[missing] = None
+        out[first:first + len(block)] = text
+    return out
+
+
+def _put_digits(chars: np.ndarray, at: int, numbers: np.ndarray, width: int) -> None:
+    """Write `numbers` zero-padded to `width` decimal digits into columns `at`… of `chars`."""
+    for position in range(width):
+        chars[:, at + position] = _DIGITS[numbers // 10 ** (width - 1 - position) % 10]
 
 
 def _as_text(chars: np.ndarray) -> np.ndarray:
-    """An (n, width) array of ASCII bytes as an object array of n str."""
-    joined = np.ascontiguousarray(chars).view(f"S{chars.shape[1]}").ravel()
-    return joined.astype(f"U{chars.shape[1]}").astype(object)
+    """An (n, width) uint8 array of ASCII as an object array of n str (through Arrow, which
+    makes the str objects several times faster than numpy's unicode casts)."""
+    n, width = chars.shape
+    buffers = [None, pa.py_buffer(np.arange(n + 1, dtype=np.int64) * width),
+               pa.py_buffer(np.ascontiguousarray(chars))]
+    binary = pa.Array.from_buffers(pa.large_binary(), n, buffers)
+    return binary.cast(pa.large_string()).to_numpy(zero_copy_only=False)
 
 
 # -- defects -------------------------------------------------------------------------------
 
 
-class _Rows:
-    """Hands out row positions of a frame not yet given a defect, so no row gets two."""
+def _defect_rows(rng: np.random.Generator, length: int, counts: list[int]) -> list[np.ndarray]:
+    """Disjoint sets of row positions of the given sizes, so no row gets two defects (the
+    sizes fit: at most 5 kinds of at most 10% each)."""
+    chosen = rng.choice(length, size=sum(counts), replace=False)
+    return [np.sort(part) for part in np.split(chosen, np.cumsum(counts)[:-1])]
 
-    def __init__(self, rng: np.random.Generator, length: int, rate: float) -> None:
-        self.rng, self.free = rng, np.ones(length, bool)
-        self.count = int(round(rate * length))
 
-    def take(self, count: int | None = None) -> np.ndarray:
-        wanted = self.count if count is None else count
-        chosen = self.rng.choice(np.flatnonzero(self.free), size=min(wanted, int(self.free.sum())),
-                                 replace=False)
-        self.free[chosen] = False
-        return np.sort(chosen)
+def _count(spec: DemoSpec, columns: Columns) -> int:
+    return int(round(spec.defect_rate * len(next(iter(columns.values())))))
+
+
+def _append_copies(columns: Columns, rows: np.ndarray) -> None:
+    """Append exact copies of `rows` (the duplicate defect)."""
+    for name, values in columns.items():
+        columns[name] = np.concatenate([values, values[rows]])
 
 
 def _pick(rng: np.random.Generator, values: np.ndarray, size: int) -> np.ndarray:
@@ -419,71 +496,57 @@ def _pick(rng: np.random.Generator, values: np.ndarray, size: int) -> np.ndarray
 
 
 def _customer_defects(rng: np.random.Generator, spec: DemoSpec,
-                      frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    rows = _Rows(rng, len(frame), spec.defect_rate)
-    email = frame.columns.get_loc("email")
-    missing = rows.take()
-    frame.iloc[missing, email] = None
-    bad = rows.take()
-    frame.iloc[bad, email] = _pick(rng, BAD_EMAILS, len(bad))
-    dates = rows.take()
-    frame.iloc[dates, frame.columns.get_loc("signup_date")] = _pick(rng, BAD_DATES, len(dates))
-    copies = frame.iloc[rows.take()]
-    frame = pd.concat([frame, copies], ignore_index=True)
-    return frame, {"missing_email": len(missing), "bad_email": len(bad),
-                   "bad_signup_date": len(dates), "duplicate": len(copies)}
+                      columns: Columns) -> dict[str, int]:
+    k = _count(spec, columns)
+    missing, bad, dates, copies = _defect_rows(rng, len(columns["email"]), [k] * 4)
+    columns["email"][missing] = None
+    columns["email"][bad] = _pick(rng, BAD_EMAILS, len(bad))
+    columns["signup_date"][dates] = _pick(rng, BAD_DATES, len(dates))
+    _append_copies(columns, copies)
+    return {"missing_email": len(missing), "bad_email": len(bad),
+            "bad_signup_date": len(dates), "duplicate": len(copies)}
 
 
 def _transaction_defects(rng: np.random.Generator, spec: DemoSpec,
-                         frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    rows = _Rows(rng, len(frame), spec.defect_rate)
-    amount = frame.columns.get_loc("amount")
-    negative = rows.take()
-    values = pd.to_numeric(frame["amount"].iloc[negative]).to_numpy(dtype=float)
-    frame.iloc[negative, amount] = -values
-    bad = rows.take()
-    frame.iloc[bad, amount] = _pick(rng, BAD_AMOUNTS, len(bad))
-    future = rows.take()
+                         columns: Columns) -> dict[str, int]:
+    k = _count(spec, columns)
+    negative, bad, future, orphans, copies = _defect_rows(rng, len(columns["ts"]), [k] * 5)
+    amount = columns["amount"]
+    amount[negative] = -pd.to_numeric(pd.Series(amount[negative])).to_numpy(dtype=float)
+    amount[bad] = _pick(rng, BAD_AMOUNTS, len(bad))
     # a skewed clock: `ts` lands 31-90 days after the period; `updated_at`, the sync cursor,
     # stays as the database set it
-    skew = pd.to_timedelta(rng.integers(31 * 86_400, 90 * 86_400, len(future)), unit="s")
-    frame.iloc[future, frame.columns.get_loc("ts")] = (
-        pd.Timestamp(spec.end, tz="UTC") + pd.Timedelta(days=1) + skew)
-    orphans = rows.take()
+    after = np.datetime64(spec.end, "D").astype("datetime64[ns]") + np.timedelta64(1, "D")
+    skew = rng.integers(31 * 86_400, 90 * 86_400, len(future)).astype("timedelta64[s]")
+    columns["ts"][future] = after + skew
     # ids of customers the CRM no longer has (deleted accounts): past the last real id
     width = _id_width(spec.customers)
-    room = min(5000, 10**width - spec.customers - 1)
-    unknown = spec.customers + 1 + rng.integers(0, room, len(orphans))
-    frame.iloc[orphans, frame.columns.get_loc("customer_id")] = _numbered("C", unknown, width)
-    copies = frame.iloc[rows.take()]
-    frame = pd.concat([frame, copies], ignore_index=True)
-    return frame, {"negative_amount": len(negative), "bad_amount_type": len(bad),
-                   "future_ts": len(future), "orphan_customer": len(orphans),
-                   "duplicate": len(copies)}
+    unknown = spec.customers + 1 + rng.integers(0, 5000, len(orphans))
+    columns["customer_id"][orphans] = _numbered("C", unknown, width)
+    _append_copies(columns, copies)
+    return {"negative_amount": len(negative), "bad_amount_type": len(bad),
+            "future_ts": len(future), "orphan_customer": len(orphans), "duplicate": len(copies)}
 
 
 def _ticket_defects(rng: np.random.Generator, spec: DemoSpec,
-                    frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    rows = _Rows(rng, len(frame), spec.defect_rate)
-    topics = rows.take()
-    frame.iloc[topics, frame.columns.get_loc("topic")] = _pick(rng, BAD_TOPICS, len(topics))
-    negative = rows.take()
-    hours = frame["resolution_hours"].iloc[negative].fillna(1.0).to_numpy()
-    frame.iloc[negative, frame.columns.get_loc("resolution_hours")] = -hours
-    return frame, {"unknown_topic": len(topics), "negative_resolution": len(negative)}
+                    columns: Columns) -> dict[str, int]:
+    k = _count(spec, columns)
+    topics, negative = _defect_rows(rng, len(columns["topic"]), [k] * 2)
+    columns["topic"][topics] = _pick(rng, BAD_TOPICS, len(topics))
+    hours = columns["resolution_hours"]
+    hours[negative] = -np.nan_to_num(hours[negative], nan=1.0)
+    return {"unknown_topic": len(topics), "negative_resolution": len(negative)}
 
 
 def _event_defects(rng: np.random.Generator, spec: DemoSpec,
-                   frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    rows = _Rows(rng, len(frame), spec.defect_rate)
-    missing = rows.take()
-    frame.iloc[missing, frame.columns.get_loc("customer_id")] = None
-    pairs = rows.take(2 * rows.count)
+                   columns: Columns) -> dict[str, int]:
+    k = _count(spec, columns)
+    missing, pairs = _defect_rows(rng, len(columns["event_id"]), [k, 2 * k])
     pairs = pairs[: len(pairs) // 2 * 2]
-    event_id = frame.columns.get_loc("event_id")
+    columns["customer_id"][missing] = None
     # the later row of each pair repeats the earlier (clean) row's id: one duplicate per pair
-    frame.iloc[pairs[1::2], event_id] = frame["event_id"].to_numpy()[pairs[0::2]]
-    return frame, {"missing_customer_id": len(missing), "duplicate_event_id": len(pairs) // 2}
+    columns["event_id"][pairs[1::2]] = columns["event_id"][pairs[0::2]]
+    return {"missing_customer_id": len(missing), "duplicate_event_id": len(pairs) // 2}
 
 
 # -- writers -------------------------------------------------------------------------------
@@ -507,30 +570,31 @@ def write_sql(data: DemoData, url: str, chunk_rows: int = 50_000) -> None:
     table = pd.DataFrame({
         "transaction_id": frame["transaction_id"],
         "customer_id": frame["customer_id"],
-        "ts": _iso(frame["ts"], "s"),
+        "ts": _iso_utc(frame["ts"], "s"),
         "amount": frame["amount"].astype(str),
         "category": frame["category"],
         "channel": frame["channel"],
-        "updated_at": _iso(frame["updated_at"], "s"),
+        "updated_at": _iso_utc(frame["updated_at"], "s"),
     })
     text = sa.types.Text()
     engine = sa.create_engine(url)
     try:
         table.to_sql("transactions", engine, if_exists="replace", index=False,
                      chunksize=chunk_rows,
-                     dtype={"customer_id": text, "ts": text, "amount": text, "category": text,
-                            "channel": text, "updated_at": text})
+                     dtype={"transaction_id": sa.types.BigInteger(), "customer_id": text,
+                            "ts": text, "amount": text, "category": text, "channel": text,
+                            "updated_at": text})
     finally:
         engine.dispose()
 
 
 def write_api_fixture(data: DemoData, path: str | Path) -> Path:
-    """Tickets as JSON lines (ISO-8601 UTC timestamps, null for unresolved), the records the
+    """Tickets as JSON lines (ISO-8601 UTC timestamps, null while unresolved), the records the
     local helpdesk API serves page by page. Returns the file's path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame = data.tickets.assign(created_at=_iso(data.tickets["created_at"], "s"),
-                                updated_at=_iso(data.tickets["updated_at"], "s"))
+    frame = data.tickets.assign(created_at=_iso_utc(data.tickets["created_at"], "s"),
+                                updated_at=_iso_utc(data.tickets["updated_at"], "s"))
     frame.to_json(path, orient="records", lines=True, force_ascii=False)
     return path
 
@@ -545,24 +609,20 @@ def write_event_log(data: DemoData, directory: str | Path, subject: str = SUBJEC
     for old in folder.glob("*.jsonl"):
         old.unlink()
     events = data.events.iloc[np.argsort(data.events["ts"].to_numpy(), kind="stable")]
-    events = events.assign(ts=_iso(events["ts"], "ms"))
+    events = events.assign(ts=_iso_utc(events["ts"], "ms"))
     files: list[Path] = []
     for first in range(0, len(events), segment_rows):
         chunk = events.iloc[first:first + segment_rows]
-        body = chunk.to_json(orient="records", lines=True, force_ascii=False)
-        records = np.array(body.splitlines(), dtype=object)
+        records = np.array(chunk.to_json(orient="records", lines=True, force_ascii=False)
+                           .splitlines(), dtype=object)
         seqs = np.arange(first + 1, first + 1 + len(chunk)).astype(str).astype(object)
-        lines = '{"seq": ' + seqs + ', "data": ' + records + "}\n"
         path = folder / f"{first + 1:012d}.jsonl"
-        path.write_text("".join(lines), encoding="utf-8")
+        path.write_text("".join('{"seq": ' + seqs + ', "data": ' + records + "}\n"),
+                        encoding="utf-8")
         files.append(path)
     return files
 
 
-def _iso(values: pd.Series, unit: str) -> np.ndarray:
-    """UTC timestamps as ISO-8601 text ending in Z (null stays null)."""
-    naive = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-    text = np.datetime_as_string(naive, unit=unit, timezone="UTC").astype(object)
-    text[pd.isna(naive)] = None
-    return text
-
+def _iso_utc(values: pd.Series, unit: str) -> np.ndarray:
+    """A tz-aware timestamp column as ISO-8601 UTC text."""
+    return _iso(values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(), unit)

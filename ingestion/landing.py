@@ -47,6 +47,8 @@ class IngestRecord:
     window: dict[str, str | None] | None = None
     seconds: float = 0.0
     replaced: tuple[str, ...] = field(default_factory=tuple)
+    ack: Any = None
+    """What the connector acknowledges once the run is published (NATS reply subjects)."""
 
 
 def checkpoint_path(source: str) -> str:
@@ -113,6 +115,7 @@ def land(
             "until": window.until.isoformat() if window.until else None},
         seconds=round(time.perf_counter() - started, 3) if started is not None else 0.0,
         replaced=tuple(p for p in replaced if p not in parts),
+        ack=pull.ack,
     )
     lake.put(branch, f"{prefix}/_runs/{run_id}.json",
              json.dumps(asdict(record), sort_keys=True, default=str, indent=1).encode())
@@ -181,3 +184,12 @@ def pull_and_land(
     pull = connector_for(source).pull(source, before, window)
     return land(lake, branch, source, pull, run_id=run_id, checkpoint_before=before,
                 window=window, started=started)
+
+
+def acknowledge(source: Source, record: IngestRecord) -> None:
+    """Tell the source its records are safe (after the merge into main); streams ack here."""
+    from ingestion.connectors import connector_for
+
+    if record.ack:
+        pull = Pull(frame=pd.DataFrame(), checkpoint=record.checkpoint_after or {}, ack=record.ack)
+        connector_for(source).acknowledge(source, pull)

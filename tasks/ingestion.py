@@ -5,11 +5,15 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_table_artifact
 
 from ingestion.audit import Audit, audit, enforce_gate
-from ingestion.landing import pull_and_land
+from ingestion.landing import acknowledge, pull_and_land
 
 ingest_source = task(
     pull_and_land, name="ingest", task_run_name="ingest[{source.name}]",
     retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5,
+)
+acknowledge_source = task(
+    acknowledge, name="acknowledge", task_run_name="acknowledge[{source.name}]",
+    retries=3, retry_delay_seconds=[2, 10, 30],
 )
 audit_run = task(audit, name="audit", task_run_name="audit[{run_id}]")
 gate = task(enforce_gate, name="quality-gate")
