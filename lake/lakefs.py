@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
+from urllib.parse import urlsplit
 
 import lakefs_sdk
 from lakefs_sdk.exceptions import ApiException
@@ -65,9 +66,7 @@ class LakeFSLake:
 
     The repository is created on first use (with default branch `main` and `storage_namespace`,
     `local://<repository>` unless given) when `create` is true; otherwise a missing repository is
-    an error. A merge is previewed first (lakeFS's three-dot diff), so a merge whose changes the
-    destination already has is a no-op here, as in the embedded lake, rather than the empty merge
-    commit lakeFS would record.
+    an error.
     """
 
     def __init__(
@@ -85,6 +84,11 @@ class LakeFSLake:
             raise ConfigError(
                 f"lakeFS endpoint {endpoint!r} is not an http(s) URL; set TIDELINE_LAKEFS_ENDPOINT "
                 "to e.g. http://localhost:8000"
+            )
+        if "@" in urlsplit(endpoint).netloc:  # not echoed: the URL may hold a password
+            raise ConfigError(
+                "the lakeFS endpoint URL contains user information; give the keys as "
+                "TIDELINE_LAKEFS_ACCESS_KEY_ID and TIDELINE_LAKEFS_SECRET_ACCESS_KEY instead"
             )
         if not access_key_id or not secret_access_key:
             raise ConfigError(
@@ -124,13 +128,15 @@ class LakeFSLake:
         try:
             return call()
         except ApiException as exc:
-            if exc.status == 404 and missing is not None:
-                raise missing() from None
-            if exc.status == 409 and exists is not None:
-                raise exists() from None
-            raise self._error(what, exc) from None
-        except (Urllib3Error, OSError) as exc:
+            failure = exc
+        except (Urllib3Error, ConnectionError, TimeoutError) as exc:
             raise self._unreachable(what, exc) from None
+        # outside the except block: the callbacks may make requests of their own
+        if failure.status == 404 and missing is not None:
+            raise missing()
+        if failure.status == 409 and exists is not None:
+            raise exists()
+        raise self._error(what, failure)
 
     def _unreachable(self, what: str, exc: BaseException) -> LakeUnavailable:
         reason = getattr(exc, "reason", None) or exc
@@ -180,7 +186,7 @@ class LakeFSLake:
             found = self._create_repository(storage_namespace) or self._request(
                 what, lambda: self._repositories.get_repository(self.repository)
             )
-        except (Urllib3Error, OSError) as exc:
+        except (Urllib3Error, ConnectionError, TimeoutError) as exc:
             raise self._unreachable(what, exc) from None
         if found.default_branch != MAIN:
             raise LakeError(
@@ -430,48 +436,49 @@ class LakeFSLake:
             if exc.status == 404:
                 raise self._no_branch(branch)() from None
             raise self._error(f"commit on branch {branch!r}", exc) from None
-        except (Urllib3Error, OSError) as exc:
+        except (Urllib3Error, ConnectionError, TimeoutError) as exc:
             raise self._unreachable(f"commit on branch {branch!r}", exc) from None
         return _commit(created)
 
-    def _compare(self, dest: str, source: str) -> list[Any]:
+    def _compare(self, dest: str, source: str, *, amount: int | None = None) -> list[Any]:
         """What merging `source` into `dest` would change: lakeFS's three-dot diff, whose
-        entries of type `conflict` are the paths both sides changed differently."""
+        entries of type `conflict` are the paths both sides changed differently. With `amount`,
+        only that many entries (one request)."""
 
         def missing() -> LakeError:
             self.resolve(source)
             return RefNotFound(f"no branch named {dest!r}")
 
-        return list(
-            self._pages(
-                f"compare {source!r} with {dest!r}",
-                lambda after: self._refs.diff_refs(
-                    self.repository, dest, source, after=after, amount=PAGE, type="three_dot"
-                ),
-                missing=missing,
+        def fetch(after: str) -> Any:
+            return self._refs.diff_refs(
+                self.repository, dest, source, after=after, amount=amount or PAGE, type="three_dot"
             )
-        )
 
-    def _conflicts(self, dest: str, source: str) -> list[str]:
-        return sorted(diff.path for diff in self._compare(dest, source) if diff.type == "conflict")
+        what = f"compare {source!r} with {dest!r}"
+        if amount is not None:
+            return self._request(what, lambda: fetch(""), missing=missing).results
+        return list(self._pages(what, fetch, missing=missing))
 
     def merge(
         self, source: str, dest: str, message: str = "", metadata: dict[str, str] | None = None
     ) -> Commit:
+        """Merge `source` into the branch `dest`.
+
+        One preview request first: if merging would change nothing (nothing new on `source`,
+        or `dest` already has its changes), this is a no-op returning the head of `dest`, as in
+        the embedded lake; lakeFS itself answers `no changes` for the first case and records an
+        empty merge commit for the second. Conflicts are named from the full preview.
+        """
         check_branch(dest)
         _check_ref(source)
         metadata = check_metadata(metadata)
-        preview = self._compare(dest, source)
-        conflicts = sorted(diff.path for diff in preview if diff.type == "conflict")
-        if conflicts or not preview:
-            # the same order of checks as the embedded lake: a dirty branch first
+        if not self._compare(dest, source, amount=1):
+            # the embedded lake's order of checks: a dirty branch is refused even then
             if self.uncommitted(dest):
                 raise DirtyBranch(
                     f"branch {dest!r} has uncommitted changes; commit or reset it first"
                 )
-            if conflicts:
-                raise MergeConflict(source, dest, conflicts)
-            return self.get_commit(dest)  # nothing to merge
+            return self.get_commit(dest)
         body = lakefs_sdk.Merge(
             message=message or f"Merge '{source}' into '{dest}'", metadata=metadata
         )
@@ -479,11 +486,11 @@ class LakeFSLake:
         try:
             result = self._refs.merge_into_branch(self.repository, source, dest, merge=body)
         except ApiException as exc:
-            # the branches moved since the preview: answer for their current state
             text = _message(exc)
-            if exc.status == 409:
-                raise MergeConflict(source, dest, self._conflicts(dest, source)) from None
-            if exc.status == 400 and "no changes" in text:
+            if exc.status == 409:  # lakeFS's body is an empty MergeResult: list them ourselves
+                conflicts = [d.path for d in self._compare(dest, source) if d.type == "conflict"]
+                raise MergeConflict(source, dest, conflicts) from None
+            if exc.status == 400 and "no changes" in text:  # the branches moved meanwhile
                 return self.get_commit(dest)
             if exc.status == 400 and "dirty branch" in text:
                 raise DirtyBranch(
@@ -492,7 +499,7 @@ class LakeFSLake:
             if exc.status == 404:
                 raise self._no_branch(dest)() from None
             raise self._error(what, exc) from None
-        except (Urllib3Error, OSError) as exc:
+        except (Urllib3Error, ConnectionError, TimeoutError) as exc:
             raise self._unreachable(what, exc) from None
         return self.get_commit(result.reference)
 
@@ -576,7 +583,7 @@ class LakeFSLake:
             if exc.status == 404:
                 raise self._no_branch(branch)() from None
             raise self._error(what, exc) from None
-        except (Urllib3Error, OSError) as exc:
+        except (Urllib3Error, ConnectionError, TimeoutError) as exc:
             raise self._unreachable(what, exc) from None
         return self.get_commit(branch)
 
@@ -616,7 +623,7 @@ class LakeFSLake:
                 ) from None
             if exc.status != 409:
                 raise self._error(what, exc) from None
-        except (Urllib3Error, OSError) as exc:
+        except (Urllib3Error, ConnectionError, TimeoutError) as exc:
             raise self._unreachable(what, exc) from None
         # 409: lakeFS refuses an existing tag whatever it points at, and a tag named like a
         # branch; the protocol accepts the same tag at the same commit again
