@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
-from tideline.errors import InvalidName, InvalidPath, LakeError
+from tideline.errors import InvalidName, InvalidPath, LakeError, ObjectTooLarge
 
 MAIN = "main"
 
@@ -149,3 +149,12 @@ def check_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
                 f"{type(value).__name__} value {value!r}"
             )
     return metadata
+
+
+def check_readable(info: ObjectInfo, ref: str, max_read_bytes: int) -> None:
+    """Refuse to read an object into memory past the configured limit, naming it."""
+    if info.size > max_read_bytes:
+        raise ObjectTooLarge(
+            f"object {info.path!r} on {ref!r} is {info.size:,} bytes, over the "
+            f"{max_read_bytes:,}-byte limit for reading into memory; stream it with reader()"
+        )

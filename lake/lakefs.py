@@ -30,6 +30,7 @@ from lake.base import (
     check_metadata,
     check_path,
     check_prefix,
+    check_readable,
     check_repository,
     check_tag,
 )
@@ -41,7 +42,6 @@ from tideline.errors import (
     LakeUnavailable,
     MergeConflict,
     ObjectNotFound,
-    ObjectTooLarge,
     RefNotFound,
 )
 
@@ -347,12 +347,7 @@ class LakeFSLake:
 
     def get(self, ref: str, path: str) -> bytes:
         info = self.stat(ref, path)
-        if info.size > self.max_read_bytes:
-            raise ObjectTooLarge(
-                f"object {path!r} on {ref!r} is {info.size:,} bytes, over the "
-                f"{self.max_read_bytes:,}-byte limit for reading into memory; "
-                "stream it with reader()"
-            )
+        check_readable(info, ref, self.max_read_bytes)
         data = self._request(
             f"object {path!r} on {ref!r}",
             lambda: self._objects.get_object(self.repository, ref, path),

@@ -41,6 +41,7 @@ from lake.base import (
     check_metadata,
     check_path,
     check_prefix,
+    check_readable,
     check_tag,
     iter_chunks,
 )
@@ -51,7 +52,6 @@ from tideline.errors import (
     LakeError,
     MergeConflict,
     ObjectNotFound,
-    ObjectTooLarge,
     RefNotFound,
 )
 
@@ -427,12 +427,7 @@ class LocalLake:
 
     def get(self, ref: str, path: str) -> bytes:
         info = self.stat(ref, path)
-        if info.size > self.max_read_bytes:
-            raise ObjectTooLarge(
-                f"object {path!r} on {ref!r} is {info.size:,} bytes, over the "
-                f"{self.max_read_bytes:,}-byte limit for reading into memory; "
-                "stream it with reader()"
-            )
+        check_readable(info, ref, self.max_read_bytes)
         return self._read_object(info.checksum, f"{path} on {ref}")
 
     @contextmanager
