@@ -9,19 +9,23 @@ payments and cancel-page visits) and all but stops after it. No column carries t
 
 Deliberate defects are injected at `DemoSpec.defect_rate` per kind, one defect per row, and
 counted exactly in `DemoData.defects`: what validation must catch. Everything is vectorised
-numpy, so millions of customers take seconds, and the same seed gives the same frames.
+(numpy, and Arrow to make strings), so a million customers take well under a minute, and the
+same seed gives the same frames.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlalchemy as sa
 
 from tideline.errors import ConfigError
 
@@ -85,6 +89,10 @@ BAD_TOPICS = np.array(["complaint", "refund?", "feedback", "unknown"], dtype=obj
 
 TICKS_PER_DAY = {"s": 86_400, "ms": 86_400_000}
 _DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# byte -> its two hex digits, as one uint16 whose memory holds them in order
+_HEX_PAIRS = np.ascontiguousarray(np.stack([_DIGITS[np.arange(256) >> 4],
+                                            _DIGITS[np.arange(256) & 0x0F]], axis=1)
+                                  ).view(np.uint16).ravel()
 _TEXT_CHUNK = 1_000_000  # rows formatted at a time, to bound the temporary arrays
 
 
@@ -107,7 +115,11 @@ class DemoSpec:
 
 @dataclass
 class DemoData:
-    """The generated datasets as their raw sources hold them, with what was injected."""
+    """The generated datasets as their raw sources hold them, with what was injected.
+
+    Transactions and events come grouped by customer, in time order within each customer
+    (transaction ids follow time across all customers); tickets come in time order. Duplicate
+    rows are appended at the end of their dataset."""
 
     customers: pd.DataFrame
     transactions: pd.DataFrame
@@ -226,22 +238,20 @@ def _transactions(rng: np.random.Generator, people: _People, ids: np.ndarray,
     who, t = _arrivals(rng, rate, people.begin, days)
     keep = rng.random(len(t)) < _fade(people.churn_day[who] - t, floor=0.04)
     who, ticks = who[keep], _ticks(t[keep], "s")
-    order = _time_order(ticks)
-    who, ticks = who[order], ticks[order]
     m = len(ticks)
     drifted = ticks >= drift_day * TICKS_PER_DAY["s"]
-    category = np.where(drifted, _draw(rng, CATEGORY_P_DRIFT, m), _draw(rng, CATEGORY_P, m))
+    category = _draw(rng, CATEGORY_P, m, CATEGORY_P_DRIFT, drifted)
     median = CATEGORY_MEDIAN[category] * PLAN_SPEND[people.plan[who]]
     amount = rng.lognormal(np.log(median), 0.55) * np.where(drifted, 1.3, 1.0)
     amount = np.maximum(np.round(amount, 2), 0.5)
-    channel = np.where(drifted, _draw(rng, CHANNEL_P_DRIFT, m), _draw(rng, CHANNEL_P, m))
+    channel = _draw(rng, CHANNEL_P, m, CHANNEL_P_DRIFT, drifted)
     values = amount.astype(object)
     # exports often hold numbers as text; parseable text is not a defect
     as_text = np.flatnonzero(rng.random(m) < 0.05)
     values[as_text] = _two_decimals(amount[as_text])
     stamps = _stamps(origin, ticks, "s")
     return {
-        "transaction_id": np.arange(1, m + 1, dtype=np.int64),
+        "transaction_id": _rank(ticks) + 1,  # the shop numbers orders as they come in
         "customer_id": ids[who],
         "ts": stamps,
         "amount": values,
@@ -265,11 +275,11 @@ def _tickets(rng: np.random.Generator, people: _People, ids: np.ndarray,
     urgent = np.concatenate([np.zeros(len(who), bool), np.ones(int(inside.sum()), bool)])
     who = np.concatenate([who, late_who[inside]])
     ticks = _ticks(np.concatenate([t, late_t[inside]]), "s")
-    order = _time_order(ticks)
+    order = np.argsort(ticks, kind="stable")
     who, ticks, urgent = who[order], ticks[order], urgent[order]
     m = len(ticks)
-    topic = np.where(urgent, _draw(rng, TOPIC_P_CHURNING, m), _draw(rng, TOPIC_P, m))
-    priority = np.where(urgent, _draw(rng, PRIORITY_P_CHURNING, m), _draw(rng, PRIORITY_P, m))
+    topic = _draw(rng, TOPIC_P, m, TOPIC_P_CHURNING, urgent)
+    priority = _draw(rng, PRIORITY_P, m, PRIORITY_P_CHURNING, urgent)
     hours = np.round(rng.gamma(2.0, 9.0, m) * people.service[who] ** 1.5
                      * np.where(urgent, 1.6, 1.0), 1) + 0.1
     # unresolved: a few at random, and those whose resolution lies beyond the snapshot
@@ -292,26 +302,23 @@ def _events(rng: np.random.Generator, people: _People, ids: np.ndarray,
     session_who, session_t = _arrivals(rng, rate, people.begin, days)
     keep = rng.random(len(session_t)) < _fade(people.churn_day[session_who] - session_t,
                                               floor=0.03)
-    session_who, session_t = session_who[keep], session_t[keep]
-    drifted = session_t >= drift_day
+    session_who, session_ticks = session_who[keep], _ticks(session_t[keep], "ms")
+    drifted = session_ticks >= drift_day * TICKS_PER_DAY["ms"]
     size = 1 + rng.poisson(np.where(drifted, EVENTS_PER_SESSION_DRIFT, EVENTS_PER_SESSION) - 1)
-    session_ids = _hex(rng.integers(0, 256, (len(session_t), 8), dtype=np.uint8), (16,), "s-")
-    session = np.repeat(np.arange(len(session_t)), size)
+    session_ids = _hex(rng.integers(0, 256, (len(session_ticks), 8), dtype=np.uint8), (16,),
+                       "s-")
+    session = np.repeat(np.arange(len(session_ticks)), size)
     m = len(session)
     # a session's events follow each other by some seconds
-    gaps = rng.exponential(40.0, m)
+    gaps = np.floor(rng.exponential(40_000.0, m)).astype(np.int64)
     ends = np.cumsum(gaps)
     firsts = np.cumsum(size) - size
     offset = ends - np.repeat(ends[firsts] - gaps[firsts], size)
-    last_tick = int(days * TICKS_PER_DAY["ms"]) - 1
-    ticks = np.minimum(_ticks(session_t[session] + offset / 86_400, "ms"), last_tick)
-    order = _time_order(ticks)
-    session, ticks = session[order], ticks[order]
+    ticks = np.minimum(session_ticks[session] + offset, int(days * TICKS_PER_DAY["ms"]) - 1)
     who = session_who[session]
     to_churn = people.churn_day[who] - ticks / TICKS_PER_DAY["ms"]
     churning = np.where(to_churn < 0, 1.0, np.clip(1.0 - to_churn / PRECURSOR_DAYS, 0.0, 1.0))
-    kind = np.where(rng.random(m) < 0.85 * churning, _draw(rng, EVENT_P_CHURNING, m),
-                    _draw(rng, EVENT_P, m))
+    kind = _draw(rng, EVENT_P, m, EVENT_P_CHURNING, rng.random(m) < 0.85 * churning)
     duration = rng.gamma(2.0, 30.0, m) * np.where(drifted[session], 1.4, 1.0)
     raw = rng.integers(0, 256, (m, 16), dtype=np.uint8)
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # uuid version 4
@@ -329,10 +336,19 @@ def _events(rng: np.random.Generator, people: _People, ids: np.ndarray,
 def _arrivals(rng: np.random.Generator, rate: np.ndarray, begin: np.ndarray,
               days: float) -> tuple[np.ndarray, np.ndarray]:
     """A Poisson process per customer at `rate` per day over `[begin, days)`: (customer index,
-    time in days) of every arrival, grouped by customer."""
+    time in days) of every arrival, sorted by customer, then time. The times of a customer's
+    k arrivals are k sorted uniforms, made from the spacings of k + 1 exponentials (no sort)."""
     span = np.maximum(days - begin, 0.0)
-    who = np.repeat(np.arange(len(rate)), rng.poisson(rate * span))
-    return who, begin[who] + rng.random(len(who)) * span[who]
+    counts = rng.poisson(rate * span)
+    who = np.repeat(np.arange(len(rate)), counts)
+    ends = np.cumsum(counts + 1) - 1  # each customer's last spacing
+    running = np.cumsum(rng.exponential(1.0, int(ends[-1]) + 1 if len(ends) else 0))
+    before = np.concatenate([[0.0], running[ends[:-1]]])
+    inner = np.ones(len(running), dtype=bool)
+    inner[ends] = False
+    share = (running[inner] - np.repeat(before, counts)) / np.repeat(running[ends] - before,
+                                                                     counts)
+    return who, begin[who] + share * span[who]
 
 
 def _fade(to_churn: np.ndarray, floor: float) -> np.ndarray:
@@ -342,10 +358,23 @@ def _fade(to_churn: np.ndarray, floor: float) -> np.ndarray:
     return np.where(to_churn < 0, floor, 0.25 + 0.75 * before)
 
 
-def _draw(rng: np.random.Generator, p: np.ndarray, size: int) -> np.ndarray:
-    """`size` indices drawn with probabilities `p`."""
-    cdf = np.cumsum(p)
-    return np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(size), side="right"), len(p) - 1)
+def _draw(rng: np.random.Generator, p: np.ndarray, size: int, p_alt: np.ndarray | None = None,
+          alt: np.ndarray | None = None) -> np.ndarray:
+    """`size` indices drawn with probabilities `p`, or `p_alt` where `alt` is true, from one
+    uniform each (so rows outside `alt` come out the same whatever `alt` is)."""
+    u = rng.random(size)
+    index = _bucket(u, p)
+    if p_alt is not None and alt is not None and alt.any():
+        index[alt] = _bucket(u[alt], p_alt)
+    return index
+
+
+def _bucket(u: np.ndarray, p: np.ndarray) -> np.ndarray:
+    edges = np.cumsum(p) / np.sum(p)
+    index = np.zeros(len(u), dtype=np.int8)
+    for edge in edges[:-1]:
+        index += u >= edge
+    return index
 
 
 def _ticks(t: np.ndarray, unit: str) -> np.ndarray:
@@ -354,19 +383,26 @@ def _ticks(t: np.ndarray, unit: str) -> np.ndarray:
 
 
 def _stamps(origin: np.datetime64, ticks: np.ndarray, unit: str) -> np.ndarray:
-    return origin + ticks.astype(f"timedelta64[{unit}]")
+    """Ticks of `unit` since `origin` as datetime64[ns]."""
+    per_tick = {"s": 1_000_000_000, "ms": 1_000_000}[unit]
+    return (ticks * per_tick + origin.astype("datetime64[ns]").astype(np.int64)).view(
+        "datetime64[ns]")
 
 
-def _time_order(ticks: np.ndarray) -> np.ndarray:
-    """The stable sorting order of non-negative integer times. Packs each time with its row
-    number into one uint64 and sorts those (several times faster than an argsort)."""
+def _rank(ticks: np.ndarray) -> np.ndarray:
+    """Each row's position in time order (ties by row), from 0. Packs each time with its row
+    number into one uint64 and sorts those, several times faster than an argsort."""
     n = len(ticks)
     bits = max(n - 1, 1).bit_length()
-    if n == 0 or ticks.min() < 0 or int(ticks.max()) >= 1 << (64 - bits):
-        return np.argsort(ticks, kind="stable")
-    key = (ticks.astype(np.uint64) << np.uint64(bits)) | np.arange(n, dtype=np.uint64)
-    key.sort()
-    return (key & np.uint64((1 << bits) - 1)).astype(np.int64)
+    if n and int(ticks.max()) >= 1 << (64 - bits):
+        order = np.argsort(ticks, kind="stable")
+    else:
+        key = (ticks.astype(np.uint64) << np.uint64(bits)) | np.arange(n, dtype=np.uint64)
+        key.sort()
+        order = (key & np.uint64((1 << bits) - 1)).astype(np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    return rank
 
 
 def _frame(columns: Columns) -> pd.DataFrame:
@@ -411,9 +447,7 @@ def _hex(raw: np.ndarray, groups: tuple[int, ...], prefix: str = "") -> np.ndarr
     out = np.empty(len(raw), dtype=object)
     for first in range(0, len(raw), _TEXT_CHUNK):
         block = raw[first:first + _TEXT_CHUNK]
-        digits = np.empty((len(block), 2 * raw.shape[1]), dtype=np.uint8)
-        digits[:, 0::2] = _DIGITS[block >> 4]
-        digits[:, 1::2] = _DIGITS[block & 0x0F]
+        digits = _HEX_PAIRS[block].view(np.uint8)
         chars = np.full((len(block), width), ord("-"), dtype=np.uint8)
         chars[:, : len(prefix)] = np.frombuffer(prefix.encode(), dtype=np.uint8)
         at, taken = len(prefix), 0
@@ -564,8 +598,6 @@ def write_sql(data: DemoData, url: str, chunk_rows: int = 50_000) -> None:
     """The shop database's `transactions` table (replaced) at a SQLAlchemy `url`, such as
     `sqlite:///shop.db` or `postgresql+psycopg://…`. Like many legacy shop schemas it keeps
     amounts and timestamps as text (ISO-8601 UTC), which is how malformed amounts get in."""
-    import sqlalchemy as sa
-
     frame = data.transactions
     table = pd.DataFrame({
         "transaction_id": frame["transaction_id"],
@@ -580,12 +612,52 @@ def write_sql(data: DemoData, url: str, chunk_rows: int = 50_000) -> None:
     engine = sa.create_engine(url)
     try:
         table.to_sql("transactions", engine, if_exists="replace", index=False,
-                     chunksize=chunk_rows,
+                     chunksize=chunk_rows, method=_insert_method(engine),
                      dtype={"transaction_id": sa.types.BigInteger(), "customer_id": text,
                             "ts": text, "amount": text, "category": text, "channel": text,
                             "updated_at": text})
     finally:
         engine.dispose()
+
+
+def _insert_method(engine: sa.Engine) -> Callable[..., int] | None:
+    """How `to_sql` inserts: PostgreSQL (psycopg 3) by COPY, SQLite by the driver's own
+    executemany, both many times faster than SQLAlchemy's per-row parameter handling for the
+    millions of rows of a benchmark; other databases by pandas' default."""
+    dialect = engine.dialect
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        return _copy_rows
+    if dialect.name == "sqlite":
+        return _executemany_rows
+    return None
+
+
+def _quoted_name(table: Any) -> str:
+    return ".".join(f'"{part}"' for part in (table.schema, table.name) if part)
+
+
+def _copy_rows(table: Any, conn: Any, keys: list[str], rows: Iterator[tuple]) -> int:
+    """Insert a chunk through COPY as CSV (None, written as an unquoted empty field, is NULL;
+    the data hold no empty strings)."""
+    chunk = pd.DataFrame.from_records(list(rows), columns=keys)
+    columns = ", ".join(f'"{key}"' for key in keys)
+    with conn.connection.cursor() as cursor, cursor.copy(
+            f"COPY {_quoted_name(table)} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+        copy.write(chunk.to_csv(index=False, header=False))
+    return len(chunk)
+
+
+def _executemany_rows(table: Any, conn: Any, keys: list[str], rows: Iterator[tuple]) -> int:
+    chunk = list(rows)
+    columns = ", ".join(f'"{key}"' for key in keys)
+    marks = ", ".join("?" * len(keys))
+    cursor = conn.connection.cursor()
+    try:
+        cursor.executemany(f"INSERT INTO {_quoted_name(table)} ({columns}) VALUES ({marks})",
+                           chunk)
+    finally:
+        cursor.close()
+    return len(chunk)
 
 
 def write_api_fixture(data: DemoData, path: str | Path) -> Path:
@@ -608,7 +680,7 @@ def write_event_log(data: DemoData, directory: str | Path, subject: str = SUBJEC
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.jsonl"):
         old.unlink()
-    events = data.events.iloc[np.argsort(data.events["ts"].to_numpy(), kind="stable")]
+    events = data.events.iloc[np.argsort(_naive_utc(data.events["ts"]), kind="stable")]
     events = events.assign(ts=_iso_utc(events["ts"], "ms"))
     files: list[Path] = []
     for first in range(0, len(events), segment_rows):
@@ -625,4 +697,9 @@ def write_event_log(data: DemoData, directory: str | Path, subject: str = SUBJEC
 
 def _iso_utc(values: pd.Series, unit: str) -> np.ndarray:
     """A tz-aware timestamp column as ISO-8601 UTC text."""
-    return _iso(values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(), unit)
+    return _iso(_naive_utc(values), unit)
+
+
+def _naive_utc(values: pd.Series) -> np.ndarray:
+    """A tz-aware timestamp column as naive datetime64[ns] in UTC (not Timestamp objects)."""
+    return values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
