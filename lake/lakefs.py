@@ -235,12 +235,14 @@ class LakeFSLake:
 
     # ---- branches and refs -------------------------------------------------------------------
 
-    def branches(self) -> dict[str, str]:
+    def _ref_map(self, what: str, lister: Callable[..., Any]) -> dict[str, str]:
         refs = self._pages(
-            "list branches",
-            lambda after: self._branches.list_branches(self.repository, after=after, amount=PAGE),
+            what, lambda after: lister(self.repository, after=after, amount=PAGE)
         )
         return {ref.id: ref.commit_id for ref in sorted(refs, key=lambda r: r.id)}
+
+    def branches(self) -> dict[str, str]:
+        return self._ref_map("list branches", self._branches.list_branches)
 
     def create_branch(self, name: str, source: str = MAIN) -> str:
         check_branch(name)
@@ -632,11 +634,7 @@ class LakeFSLake:
         return existing
 
     def tags(self) -> dict[str, str]:
-        refs = self._pages(
-            "list tags",
-            lambda after: self._tags.list_tags(self.repository, after=after, amount=PAGE),
-        )
-        return {ref.id: ref.commit_id for ref in sorted(refs, key=lambda r: r.id)}
+        return self._ref_map("list tags", self._tags.list_tags)
 
 
 def _check_ref(ref: str) -> str:
