@@ -637,14 +637,14 @@ def _quoted_name(table: Any) -> str:
 
 
 def _copy_rows(table: Any, conn: Any, keys: list[str], rows: Iterator[tuple]) -> int:
-    """Insert a chunk through COPY as CSV (None, written as an unquoted empty field, is NULL;
-    the data hold no empty strings)."""
-    chunk = pd.DataFrame.from_records(list(rows), columns=keys)
     columns = ", ".join(f'"{key}"' for key in keys)
+    count = 0
     with conn.connection.cursor() as cursor, cursor.copy(
-            f"COPY {_quoted_name(table)} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
-        copy.write(chunk.to_csv(index=False, header=False))
-    return len(chunk)
+            f"COPY {_quoted_name(table)} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
 
 
 def _executemany_rows(table: Any, conn: Any, keys: list[str], rows: Iterator[tuple]) -> int:
