@@ -13,6 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from ingestion.project import Project, load_project
+from tideline.settings import Settings
 
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "ingestion" / "demo_project.yaml"
 API_TOKEN = "demo-token"  # the demo API's own bearer token; it guards nothing real
@@ -81,3 +82,13 @@ def demo_project(data_dir: Path) -> Iterator[Project]:
     with serve_records(root / "api" / "tickets.jsonl", token=API_TOKEN) as api:
         yield load_project(PROJECT_FILE, demo_dir=str(root.resolve()), demo_api=api.rstrip("/"),
                            validation_time=as_of.isoformat())
+
+
+@contextmanager
+def open_project(settings: Settings) -> Iterator[Project]:
+    """The configured project (`TIDELINE_PROJECT_FILE`), or the bundled demo when none is set."""
+    if settings.project_file is not None:
+        yield load_project(settings.project_file)
+        return
+    with demo_project(settings.data_dir) as project:
+        yield project

@@ -1,13 +1,12 @@
 """Ingest: every source into the run's branch, audit, and publish to main only past the gate."""
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import date
 
 from prefect import flow, get_run_logger
 
-from deployments.demo import demo_project
+from deployments.demo import open_project
 from ingestion.audit import Audit, load_audit
-from ingestion.project import load_project
 from ingestion.sources import Window
 from lake import open_lake
 from lake.publish import find_published, publish
@@ -18,22 +17,7 @@ from tasks.ingestion import (
     ingest_source,
     publish_quality_artifacts,
 )
-from tideline.settings import Settings, load_settings
-
-
-def _window(since: date | None, until: date | None) -> Window | None:
-    if since is None and until is None:
-        return None
-    as_utc = lambda day: day and datetime.combine(day, time(), tzinfo=UTC)  # noqa: E731
-    return Window(as_utc(since), as_utc(until))
-
-
-def _project(settings: Settings):  # noqa: ANN202 - a context manager yielding a Project
-    if settings.project_file is None:
-        return demo_project(settings.data_dir)
-    from contextlib import nullcontext
-
-    return nullcontext(load_project(settings.project_file))
+from tideline.settings import load_settings
 
 
 @flow(name="ingest")
@@ -41,13 +25,13 @@ def ingest(run_id: str, since: date | None = None, until: date | None = None) ->
     """sources → run branch → validate → quality gate → merge into main."""
     settings = load_settings()
     logger = get_run_logger()
-    window = _window(since, until)
+    window = Window.of_days(since, until)
     lake = open_lake(settings)
     done = find_published(lake, run_id)
     if done is not None:
         logger.info("run %s was published at %s already; nothing to do", run_id, done.id)
         return load_audit(lake, done.id, run_id)
-    with _project(settings) as project:
+    with open_project(settings) as project:
         with publish(lake, run_id, message=f"ingest {len(project.sources)} sources",
                      metadata={"stage": "ingest", "backfill": "yes" if window else "no"}) as run:
             futures = [ingest_source.submit(lake, run.branch, source, run_id=run_id,

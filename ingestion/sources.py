@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal, Protocol
 
 import pandas as pd
@@ -105,6 +105,13 @@ class Window:
 
     since: datetime | None = None
     until: datetime | None = None
+
+    @classmethod
+    def of_days(cls, since: date | None, until: date | None) -> Window | None:
+        """The backfill of whole days `[since, until)` in UTC; None when neither is given."""
+        if since is None and until is None:
+            return None
+        return cls(*(day and datetime.combine(day, time(), tzinfo=UTC) for day in (since, until)))
 
 
 @dataclass

@@ -93,3 +93,11 @@ def test_bad_backfill_windows_are_named(lake: LocalLake, window: Window) -> None
     with pytest.raises(IngestionError, match="backfill"):
         land(lake, "main", SOURCE, pull_of(ROWS, {}), run_id="b", checkpoint_before=None,
              window=window)
+
+
+def test_window_of_days_is_utc_midnights() -> None:
+    from datetime import UTC, date
+
+    assert Window.of_days(None, None) is None
+    window = Window.of_days(date(2026, 7, 1), None)
+    assert window == Window(datetime(2026, 7, 1, tzinfo=UTC), None)
