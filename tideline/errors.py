@@ -95,3 +95,8 @@ class SourceError(IngestionError):
 class SourceUnavailable(SourceError):
     """The source could not be reached (connection refused, timeouts, retries exhausted): a
     later run may succeed, so tasks may retry on this one."""
+
+
+class FeatureDefinitionError(TidelineError):
+    """A feature view cannot be computed as declared: an unknown column or entity, a bad window,
+    an aggregation that does not fit its column, a duplicate name, a missing source table."""

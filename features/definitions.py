@@ -1,0 +1,233 @@
+"""Feature definitions as data: entities, sources, windowed features, derived features and the
+feature views that group them. Each view's version is a stable hash of its definition, so a
+changed definition is a new version and the old one stays readable.
+
+A view reads like this::
+
+    FeatureView(
+        name="transactions_30d", entity=CUSTOMER, source=TRANSACTIONS,
+        owner="growth@example.com", description="Spending over the last month",
+        features=[Feature("spend_30d", "amount", "sum", window=30),
+                  Feature("refund_share_30d", agg="share", window=30,
+                          filter="category == 'refund'")],
+    )
+
+Every windowed value at as-of time t uses the source's events with event time in [t - w, t):
+strictly before t, never at or after it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tideline.errors import FeatureDefinitionError
+
+# Aggregations over a window's events, by what they need of the column.
+COUNTING = {"count", "share"}
+"""No column: they count events (`share` is the fraction of events matching the filter)."""
+ANY_COLUMN = {"nunique", "first", "last"}
+"""Any column type."""
+NUMERIC = {"sum", "mean", "min", "max", "std", "var", "skew", "kurtosis", "cv", "range",
+           "p25", "p50", "p75", "p95"}
+"""A numeric column."""
+DAILY = {"daily_mean", "trend_slope", "trend_r2", "ema_7d"}
+"""Over the window's daily totals of a numeric column (daily event counts without a column);
+day k covers [t - (k+1) d, t - k d), empty days count as 0. `daily_mean` is the moving average,
+`trend_slope`/`trend_r2` fit a line through the days (oldest first), `ema_7d` weighs them by a
+7-day half-life."""
+TEMPORAL = {"days_since_last", "days_since_first"}
+"""Days from the newest / oldest event in the window to t; with a column (a date or timestamp),
+from that column's newest / oldest value instead (tenure from a signup date, say)."""
+AGGREGATIONS = COUNTING | ANY_COLUMN | NUMERIC | DAILY | TEMPORAL
+QUANTILES = {"p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
+VIRTUAL_COLUMNS = {"weekday", "hour"}
+"""Usable in filters: the event time's weekday (Monday = 0) and hour, in UTC."""
+
+
+def _stable_hash(payload: Any) -> str:
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Entity:
+    """What features describe: one row per `key` value (a customer, say)."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Source:
+    """A clean, validated lake table (`clean/<dataset>/`) of events of an entity."""
+
+    name: str
+    dataset: str
+    timestamp: str
+    """Event time: the column windows and point-in-time correctness are measured on."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One value per entity and as-of time: `agg` of `column` over the events of `window` days
+    before the as-of time (all history before it when `window` is None), optionally only the
+    events matching `filter` (an expression over the source's columns, e.g.
+    ``category == 'refund'`` or ``weekday >= 5``)."""
+
+    name: str
+    column: str | None = None
+    agg: str = "count"
+    window: int | None = None
+    filter: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A feature computed from other features of the same view, row by row: an arithmetic
+    expression over their names (``spend_30d / spend_90d``), with `ratio(a, b)` (null when b is
+    0), `where(cond, a, b)`, `log1p`, `clip(x, lo, hi)`, `abs`, `fillna(x, v)`, `least`,
+    `greatest`. With `cases`, a CASE-style segment: the label of the first condition that holds,
+    else `default`."""
+
+    name: str
+    expression: str | None = None
+    cases: tuple[tuple[str, str], ...] = ()
+    default: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """A named group of features of one entity from one source, with an owner to tell."""
+
+    name: str
+    entity: Entity
+    source: Source
+    features: tuple[Feature, ...]
+    owner: str
+    description: str = ""
+    derived: tuple[Derived, ...] = ()
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        # lists read better in declarations; tuples keep the view hashable and frozen
+        object.__setattr__(self, "features", tuple(self.features))
+        object.__setattr__(self, "derived", tuple(
+            Derived(d.name, d.expression, tuple(tuple(c) for c in d.cases), d.default,
+                    d.description) for d in self.derived))
+        object.__setattr__(self, "tags", tuple(self.tags))
+        check_view(self)
+
+    @property
+    def version(self) -> str:
+        """Stable hash of everything that changes the values (not owner, tags or prose)."""
+        return _stable_hash({
+            "entity": asdict(self.entity), "source": asdict(self.source),
+            "features": [_semantic(f) for f in self.features],
+            "derived": [_semantic(d) for d in self.derived],
+        })
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features] + [d.name for d in self.derived]
+
+    @property
+    def max_window(self) -> int | None:
+        """The longest window (None when a feature looks at all history)."""
+        windows = [f.window for f in self.features]
+        return None if None in windows else max(windows)  # type: ignore[type-var]
+
+
+def _semantic(item: Feature | Derived) -> dict[str, Any]:
+    body = asdict(item)
+    body.pop("description")
+    return body
+
+
+def check_view(view: FeatureView) -> None:
+    """Everything that can be checked without the data: names, windows, aggregations, filters,
+    derived expressions. The source's columns are checked at plan time."""
+    from features.expressions import names_in
+
+    where = f"feature view {view.name!r}"
+    if not view.features:
+        raise FeatureDefinitionError(f"{where} declares no features")
+    if "@" not in view.owner:
+        raise FeatureDefinitionError(f"{where}: owner must be an e-mail address, got "
+                                     f"{view.owner!r}")
+    seen: set[str] = {view.entity.key}
+    for item in (*view.features, *view.derived):
+        if not item.name.isidentifier():
+            raise FeatureDefinitionError(f"{where}: feature name {item.name!r} is not an "
+                                         "identifier (letters, digits, _)")
+        if item.name in seen:
+            raise FeatureDefinitionError(f"{where}: duplicate feature name {item.name!r}")
+        seen.add(item.name)
+    for feature in view.features:
+        at = f"{where}, feature {feature.name!r}"
+        if feature.agg not in AGGREGATIONS:
+            raise FeatureDefinitionError(f"{at}: unknown aggregation {feature.agg!r}; one of "
+                                         f"{', '.join(sorted(AGGREGATIONS))}")
+        if feature.window is not None and (not isinstance(feature.window, int)
+                                           or feature.window <= 0):
+            raise FeatureDefinitionError(f"{at}: window must be a positive number of days, got "
+                                         f"{feature.window!r}")
+        if feature.agg in COUNTING and feature.column is not None:
+            raise FeatureDefinitionError(f"{at}: {feature.agg!r} counts events and takes no "
+                                         "column")
+        if (feature.agg in ANY_COLUMN | NUMERIC) and feature.column is None:
+            raise FeatureDefinitionError(f"{at}: {feature.agg!r} needs a column")
+        if feature.agg == "share" and feature.filter is None:
+            raise FeatureDefinitionError(f"{at}: 'share' needs a filter (the events to count)")
+        if feature.agg in DAILY and feature.window is None:
+            raise FeatureDefinitionError(f"{at}: {feature.agg!r} needs a window")
+        if feature.filter is not None:
+            names_in(feature.filter, at)
+    known = {f.name for f in view.features}
+    for derived in view.derived:
+        at = f"{where}, derived feature {derived.name!r}"
+        if (derived.expression is None) == (not derived.cases):
+            raise FeatureDefinitionError(f"{at}: give either an expression or cases")
+        texts = [derived.expression] if derived.expression else [c for c, _ in derived.cases]
+        for text in texts:
+            unknown = names_in(text, at) - known
+            if unknown:
+                raise FeatureDefinitionError(
+                    f"{at}: refers to unknown feature(s) {', '.join(sorted(unknown))}; a derived "
+                    "feature may use the view's features and the derived ones before it")
+        known.add(derived.name)
+
+
+# -- YAML ------------------------------------------------------------------------------------
+
+def load_views(path: str | Path) -> list[FeatureView]:
+    """Feature views from a YAML file: top-level `entities`, `sources` and `views`."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise FeatureDefinitionError(f"cannot read feature definitions {path}: {exc}") from exc
+    try:
+        entities = {e["name"]: Entity(**e) for e in doc.get("entities", [])}
+        sources = {s["name"]: Source(**s) for s in doc.get("sources", [])}
+        views = []
+        for body in doc.get("views", []):
+            name = body.get("name", "?")
+            for ref, table in (("entity", entities), ("source", sources)):
+                if body.get(ref) not in table:
+                    raise FeatureDefinitionError(
+                        f"{path}: view {name!r} names unknown {ref} {body.get(ref)!r}")
+            views.append(FeatureView(
+                **{**body, "entity": entities[body["entity"]], "source": sources[body["source"]],
+                   "features": [Feature(**f) for f in body.get("features", [])],
+                   "derived": [Derived(**{**d, "cases": [tuple(c) for c in d.get("cases", [])]})
+                               for d in body.get("derived", [])]}))
+    except TypeError as exc:
+        raise FeatureDefinitionError(f"{path}: {exc}") from exc
+    return views

@@ -1,0 +1,84 @@
+"""The offline store's layout in the lake: reading the clean source tables the engine needs
+(one entity partition at a time) and writing feature tables per view and as-of date.
+
+    clean/<dataset>/dt=<day>/*.parquet                                 sources (from ingestion)
+    features/<view>/v=<version>/as_of=<YYYY-MM-DD>/part-<k>-of-<n>.parquet   feature tables
+    features/_runs/<run_id>.json                                       what a build wrote
+"""
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from features.definitions import FeatureView, Source
+from lake.base import Lake
+from lake.tables import read_table, write_table
+from tideline.errors import FeatureDefinitionError
+
+
+def source_parts(lake: Lake, ref: str, source: Source) -> list[str]:
+    return [info.path for info in lake.list(ref, f"clean/{source.dataset}/")
+            if info.path.endswith(".parquet")]
+
+
+def source_schema(lake: Lake, ref: str, source: Source, view: str) -> pa.Schema:
+    """The schema of a source table; a clear error when the lake has no such table."""
+    parts = source_parts(lake, ref, source)
+    if not parts:
+        raise FeatureDefinitionError(
+            f"feature view {view!r}: source {source.name!r} reads dataset "
+            f"{source.dataset!r}, but the lake has no clean/{source.dataset}/ table at {ref}; "
+            "ingest it first (`tideline ingest`)")
+    with lake.reader(ref, parts[0]) as handle:
+        return pq.read_schema(handle)
+
+
+def partition_of(keys: pa.Array | np.ndarray, partitions: int) -> np.ndarray:
+    """A stable hash partition (0..partitions-1) of each entity key, the same in every process."""
+    values = keys.to_numpy(zero_copy_only=False) if isinstance(keys, pa.Array) else keys
+    return (pd.util.hash_array(np.asarray(values, dtype=object)) % partitions).astype(np.int64)
+
+
+def read_source(lake: Lake, ref: str, source: Source, key: str, columns: list[str],
+                partition: int = 0, partitions: int = 1) -> pa.Table:
+    """The columns of a source for the entities of one hash partition."""
+    tables = [read_table(lake, ref, path, columns=columns)
+              for path in source_parts(lake, ref, source)]
+    table = pa.concat_tables(tables, promote_options="default")
+    if partitions == 1:
+        return table
+    encoded = pc.dictionary_encode(table.column(key).combine_chunks())
+    mine = partition_of(encoded.dictionary, partitions) == partition
+    keep = mine[encoded.indices.fill_null(0).to_numpy()] & encoded.indices.is_valid().to_numpy(
+        zero_copy_only=False)
+    return table.filter(pa.array(keep))
+
+
+def feature_path(view: FeatureView, as_of: date, partition: int, partitions: int) -> str:
+    return (f"features/{view.name}/v={view.version}/as_of={as_of:%Y-%m-%d}/"
+            f"part-{partition:04d}-of-{partitions:04d}.parquet")
+
+
+def write_features(lake: Lake, branch: str, view: FeatureView, as_of: date, partition: int,
+                   partitions: int, frame: pd.DataFrame) -> str:
+    path = feature_path(view, as_of, partition, partitions)
+    write_table(lake, branch, path, frame)
+    return path
+
+
+def read_features(lake: Lake, ref: str, view: FeatureView, as_of: date) -> pd.DataFrame:
+    """A view's feature table as of a date, all partitions, ordered by entity key."""
+    prefix = f"features/{view.name}/v={view.version}/as_of={as_of:%Y-%m-%d}/"
+    parts = [info.path for info in lake.list(ref, prefix)]
+    if not parts:
+        raise FeatureDefinitionError(
+            f"no feature table for view {view.name!r} version {view.version} as of {as_of} at "
+            f"{ref}; build it with `tideline features --as-of {as_of}`")
+    frame = pd.concat([read_table(lake, ref, path).to_pandas() for path in parts],
+                      ignore_index=True)
+    return frame.sort_values(view.entity.key, kind="stable").reset_index(drop=True)

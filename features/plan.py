@@ -1,0 +1,113 @@
+"""Plan time: check feature views against the lake's source tables before any Ray work starts,
+and work out which columns each source must provide."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from features.definitions import (
+    COUNTING,
+    DAILY,
+    NUMERIC,
+    TEMPORAL,
+    VIRTUAL_COLUMNS,
+    FeatureView,
+    Source,
+)
+from features.expressions import names_in
+from features.offline import source_schema
+from lake.base import Lake
+from tideline.errors import FeatureDefinitionError
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    views: tuple[FeatureView, ...]
+    columns: dict[str, tuple[str, ...]]
+    """Source name -> the columns to read (entity key and event time included)."""
+    sources: dict[str, Source]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {view.name: view.version for view in self.views}
+
+
+def _numeric(dtype: pa.DataType) -> bool:
+    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(
+        dtype)
+
+
+def _temporal(dtype: pa.DataType) -> bool:
+    return pa.types.is_timestamp(dtype) or pa.types.is_date(dtype)
+
+
+def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema]) -> FeaturePlan:
+    """Check every view against its source's schema; the first problem raises, naming the view
+    and feature."""
+    names: dict[str, str] = {}
+    columns: dict[str, set[str]] = {}
+    sources: dict[str, Source] = {}
+    for view in views:
+        where = f"feature view {view.name!r}"
+        schema = schemas[view.source.name]
+        known = set(schema.names)
+        for column, role in ((view.entity.key, f"entity key of {view.entity.name!r}"),
+                             (view.source.timestamp, "event time")):
+            if column not in known:
+                raise FeatureDefinitionError(
+                    f"{where}: source {view.source.name!r} has no column {column!r} (the "
+                    f"{role}); it has {', '.join(schema.names)}")
+        if not _temporal(schema.field(view.source.timestamp).type):
+            raise FeatureDefinitionError(
+                f"{where}: event time {view.source.timestamp!r} is "
+                f"{schema.field(view.source.timestamp).type}, not a timestamp")
+        if sources.setdefault(view.source.name, view.source) != view.source:
+            raise FeatureDefinitionError(f"{where}: two different sources are named "
+                                         f"{view.source.name!r}")
+        needed = columns.setdefault(view.source.name, {view.entity.key, view.source.timestamp})
+        for feature in view.features:
+            at = f"{where}, feature {feature.name!r}"
+            if feature.name in names:
+                raise FeatureDefinitionError(
+                    f"{at}: the name is used by view {names[feature.name]!r} too; feature names "
+                    "must be unique across the views built together")
+            names[feature.name] = view.name
+            used = names_in(feature.filter, at) - VIRTUAL_COLUMNS if feature.filter else set()
+            if feature.column is not None:
+                used.add(feature.column)
+            for column in sorted(used):
+                if column not in known:
+                    raise FeatureDefinitionError(
+                        f"{at}: unknown column {column!r} in source {view.source.name!r}; it "
+                        f"has {', '.join(schema.names)}")
+            needed |= used
+            if feature.column is None or feature.agg in COUNTING:
+                continue
+            dtype = schema.field(feature.column).type
+            if feature.agg in NUMERIC | DAILY and not _numeric(dtype):
+                raise FeatureDefinitionError(
+                    f"{at}: {feature.agg!r} needs a numeric column, but {feature.column!r} is "
+                    f"{dtype}")
+            if feature.agg in TEMPORAL and not _temporal(dtype):
+                raise FeatureDefinitionError(
+                    f"{at}: {feature.agg!r} of a column needs a date or timestamp, but "
+                    f"{feature.column!r} is {dtype}")
+        for derived in view.derived:
+            if derived.name in names:
+                raise FeatureDefinitionError(
+                    f"{where}, derived feature {derived.name!r}: the name is used by view "
+                    f"{names[derived.name]!r} too")
+            names[derived.name] = view.name
+    return FeaturePlan(views=tuple(views), sources=sources,
+                       columns={name: tuple(sorted(cols)) for name, cols in columns.items()})
+
+
+def plan_from_lake(views: Sequence[FeatureView], lake: Lake, ref: str) -> FeaturePlan:
+    """Plan against the source tables at `ref` (a commit, so every partition reads the same)."""
+    schemas: dict[str, pa.Schema] = {}
+    for view in views:
+        if view.source.name not in schemas:
+            schemas[view.source.name] = source_schema(lake, ref, view.source, view.name)
+    return plan_views(views, schemas)
