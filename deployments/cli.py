@@ -50,6 +50,19 @@ def _print_audit(audit) -> None:  # noqa: ANN001 - ingestion.audit.Audit, import
     console.print(f"quality report: {audit.local_report}")
 
 
+def _print_features(build) -> None:  # noqa: ANN001 - features.materialize.FeatureBuild
+    table = Table(title=f"features of run {build.run_id} as of {', '.join(build.as_of)}")
+    for column in ("view", "version", "features"):
+        table.add_column(column)
+    counts = build.view_features
+    for name, version in build.versions.items():
+        table.add_row(name, version, str(counts[name]))
+    console.print(table)
+    console.print(f"{build.features} features for {build.entities:,} entities from lake commit "
+                  f"{_short(build.source_commit)} in {len(build.partitions)} Ray partitions; "
+                  f"manifest: {build.manifest}")
+
+
 @app.command()
 def run(
     run_id: str = typer.Option(None, help="Re-use a run id to re-run it idempotently."),
@@ -58,7 +71,9 @@ def run(
     _prefect_quiet()
     from flows.pipeline import pipeline
 
-    _print_audit(pipeline(run_id=run_id))
+    result = pipeline(run_id=run_id)
+    _print_audit(result.audit)
+    _print_features(result.features)
 
 
 @app.command()

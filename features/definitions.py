@@ -204,7 +204,22 @@ def check_view(view: FeatureView) -> None:
         known.add(derived.name)
 
 
-# -- YAML ------------------------------------------------------------------------------------
+# -- loading ---------------------------------------------------------------------------------
+
+def load_definitions(spec: str) -> list[FeatureView]:
+    """Views from `module:attribute` (a list of views in Python) or from a YAML file."""
+    if spec.endswith((".yaml", ".yml")):
+        return load_views(spec)
+    import importlib
+
+    module, _, attribute = spec.partition(":")
+    try:
+        views = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise FeatureDefinitionError(f"cannot load feature views {spec!r}: {exc}; give "
+                                     "`module:attribute` or a .yaml file") from exc
+    return list(views)
+
 
 def load_views(path: str | Path) -> list[FeatureView]:
     """Feature views from a YAML file: top-level `entities`, `sources` and `views`."""

@@ -3,10 +3,11 @@ computed from the lake at one commit and written to a build branch. A partition 
 work a Ray task runs; running one twice writes the same objects again (idempotent)."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -84,3 +85,53 @@ def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
              entities, rows, seconds)
     return PartitionResult(partition=partition, entities=entities, rows=rows,
                            paths=tuple(paths), seconds=seconds)
+
+
+@dataclass(frozen=True)
+class FeatureBuild:
+    """What a feature build published: the offline tables, and where they came from."""
+
+    run_id: str
+    source_commit: str
+    as_of: tuple[str, ...]
+    versions: dict[str, str]
+    """View name -> version."""
+    view_features: dict[str, int]
+    """View name -> how many features it has."""
+    partitions: tuple[PartitionResult, ...]
+    manifest: str
+
+    @property
+    def features(self) -> int:
+        return sum(self.view_features.values())
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.partitions)
+
+    @property
+    def entities(self) -> int:
+        return sum(p.entities for p in self.partitions)
+
+
+def record_build(lake: Lake, branch: str, run_id: str, source_commit: str, plan: FeaturePlan,
+                 as_of: Sequence[date], results: Sequence[PartitionResult]) -> FeatureBuild:
+    """Write the build's manifest next to its tables (it is committed with them)."""
+    build = FeatureBuild(
+        run_id=run_id, source_commit=source_commit,
+        as_of=tuple(f"{day:%Y-%m-%d}" for day in as_of), versions=plan.versions,
+        view_features={view.name: len(view.feature_names) for view in plan.views},
+        partitions=tuple(sorted(results, key=lambda r: r.partition)),
+        manifest=f"features/_runs/{run_id}.json")
+    lake.put(branch, build.manifest,
+             json.dumps(asdict(build), indent=1, sort_keys=True).encode())
+    return build
+
+
+def load_build(lake: Lake, ref: str, run_id: str) -> FeatureBuild:
+    """The record of a build that was published before (a re-run returns it unchanged)."""
+    body = json.loads(lake.get(ref, f"features/_runs/{run_id}.json"))
+    body["as_of"] = tuple(body["as_of"])
+    body["partitions"] = tuple(PartitionResult(**{**p, "paths": tuple(p["paths"])})
+                               for p in body["partitions"])
+    return FeatureBuild(**body)

@@ -7,7 +7,8 @@
 """
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Iterable
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,16 @@ def source_schema(lake: Lake, ref: str, source: Source, view: str) -> pa.Schema:
             "ingest it first (`tideline ingest`)")
     with lake.reader(ref, parts[0]) as handle:
         return pq.read_schema(handle)
+
+
+def default_as_of(lake: Lake, ref: str, sources: Iterable[Source]) -> date:
+    """The day after the newest `dt=` partition of any source: features as of the end of the
+    data the lake holds."""
+    days = {info.path.split("/dt=", 1)[1][:10] for source in sources
+            for info in lake.list(ref, f"clean/{source.dataset}/dt=")}
+    if not days:
+        raise FeatureDefinitionError(f"no dated partitions under clean/ at {ref}")
+    return date.fromisoformat(max(days)) + timedelta(days=1)
 
 
 def partition_of(keys: pa.Array | np.ndarray, partitions: int) -> np.ndarray:

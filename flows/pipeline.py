@@ -1,15 +1,25 @@
 """The whole pipeline, end to end, on whatever stages exist so far."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from features.materialize import FeatureBuild
+from flows.features import build_features, ray_task_runner
 from flows.ingest import ingest
 from ingestion.audit import Audit
+from tideline.settings import load_settings
 
-STAGES = ["ingest", "validate", "publish"]
+STAGES = ["ingest", "validate", "publish", "features"]
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    audit: Audit
+    features: FeatureBuild
 
 
 def new_run_id() -> str:
@@ -18,10 +28,12 @@ def new_run_id() -> str:
 
 @flow(name="pipeline")
 def pipeline(run_id: str | None = None, since: date | None = None,
-             until: date | None = None) -> Audit:
-    """sources → run branch → quality gate → main (later stages extend this)."""
+             until: date | None = None) -> PipelineRun:
+    """sources → run branch → quality gate → main → features on Ray → offline store."""
     run_id = run_id or new_run_id()
     audit = ingest(run_id=run_id, since=since, until=until)
+    features = build_features.with_options(task_runner=ray_task_runner(load_settings()))(
+        run_id=run_id)
     rows = "\n".join(f"| {o.dataset} | {o.rows:,} | {o.clean:,} | {o.quarantined:,} | "
                      f"{o.score:.2f} | {'pass' if o.gate_passed else 'fail'} |"
                      for o in audit.outcomes)
@@ -29,7 +41,9 @@ def pipeline(run_id: str | None = None, since: date | None = None,
         key="pipeline-summary",
         markdown=f"# Pipeline run `{run_id}`\n\nStages: {', '.join(STAGES)}\n\n"
         "| dataset | rows | clean | quarantined | score | gate |\n|---|---|---|---|---|---|\n"
-        f"{rows}\n\nQuality report: `{audit.local_report}`\n",
+        f"{rows}\n\nQuality report: `{audit.local_report}`\n\n"
+        f"Features: {features.features} for {features.entities:,} customers as of "
+        f"{', '.join(features.as_of)} (`{features.manifest}`)\n",
         description=f"tideline pipeline run {run_id}",
     )
-    return audit
+    return PipelineRun(audit=audit, features=features)

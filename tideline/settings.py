@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     """fsync objects, commits and refs (survive power loss, not only process crashes)."""
     lake_max_read_bytes: int = 2 * 1024**3
     """Refuse to read a single object larger than this into memory."""
+
+    feature_views: str = "features.churn:CHURN_VIEWS"
+    """The feature views to build: `module:attribute` of a list of views, or a YAML file."""
+    feature_partitions: int = Field(default=2, ge=1)
+    """Entity hash partitions: one Ray task each."""
+    ray_address: str | None = None
+    """Join this Ray cluster (`ray://host:10001`, `auto`); unset starts Ray locally (Ray's own
+    RAY_ADDRESS variable is honoured too)."""
 
     lakefs_endpoint: str | None = None
     lakefs_access_key_id: SecretStr | None = None

@@ -1,0 +1,53 @@
+"""Tasks around the feature engine: plan, one entity partition per Ray task, the build record
+and its artifacts."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+from features.materialize import (
+    FeatureBuild,
+    PartitionResult,
+    materialize_partition,
+    record_build,
+)
+from features.plan import FeaturePlan, plan_from_lake
+from lake import open_lake
+from tideline.settings import Settings
+
+plan_features = task(plan_from_lake, name="plan-features", cache_policy=NONE)
+record_feature_build = task(record_build, name="record-feature-build", cache_policy=NONE)
+
+
+@task(name="compute-partition", task_run_name="features[{partition}/{partitions}]",
+      retries=2, retry_delay_seconds=5, cache_policy=NONE)
+def compute_partition(settings: Settings, ref: str, branch: str, plan: FeaturePlan,
+                      as_of: Sequence[date], partition: int, partitions: int
+                      ) -> PartitionResult:
+    """One entity partition on a Ray worker: it opens the lake itself (lake clients do not
+    travel between processes) and returns only a small summary."""
+    return materialize_partition(open_lake(settings), ref, branch, plan, as_of, partition,
+                                 partitions)
+
+
+@task(name="publish-feature-artifacts")
+def publish_feature_artifacts(build: FeatureBuild) -> None:
+    create_table_artifact(
+        key="feature-partitions",
+        table=[{"partition": p.partition, "entities": p.entities, "rows": p.rows,
+                "seconds": p.seconds} for p in build.partitions],
+        description=f"Feature build {build.run_id}: one Ray task per entity partition",
+    )
+    views = "\n".join(f"| {name} | `{version}` |" for name, version in build.versions.items())
+    create_markdown_artifact(
+        key="feature-build",
+        markdown=f"# Feature build `{build.run_id}`\n\n{build.features} features as of "
+                 f"{', '.join(build.as_of)} for {build.entities:,} entities, from lake commit "
+                 f"`{build.source_commit[:12]}`.\n\n| view | version |\n|---|---|\n{views}\n\n"
+                 f"Manifest: `{build.manifest}`\n",
+        description=f"feature build {build.run_id}",
+    )
