@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.definitions import DAILY, QUANTILES, Derived, Feature, FeatureView
+from features.definitions import DAILY, NUMERIC, QUANTILES, Derived, Feature, FeatureView
 from features.expressions import evaluate
 
 DAY_NS = 86_400 * 10**9
@@ -83,12 +83,17 @@ class Events:
             return values.to_numpy(dtype=float, na_value=np.nan)
         return values
 
+    def slices(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each entity code's slice `[start, end)`; empty for -1 (not in this source)."""
+        known = codes >= 0
+        start = np.where(known, np.take(self.offsets, codes, mode="clip"), 0)
+        end = np.where(known, np.take(self.offsets, codes + 1, mode="clip"), 0)
+        return start, end
+
     def first_at_or_after(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Per query (entity code, time): index of the entity's first event at or after t (its
         slice's end if none). Codes of -1 (entity not in this source) give empty slices."""
-        known = codes >= 0
-        lo = np.where(known, self.offsets[np.where(known, codes, 0)], 0)
-        hi = np.where(known, self.offsets[np.where(known, codes, 0) + 1], 0)
+        lo, hi = self.slices(codes)
         while True:  # a binary search per query, all queries at once
             active = lo < hi
             if not active.any():
@@ -165,25 +170,31 @@ class ViewComputation:
     def __init__(self, view: FeatureView, events: Events, spine: Spine) -> None:
         self.view, self.events, self.spine = view, events, spine
         self.codes = events.keys.get_indexer(spine.keys)
-        self._subsets: dict[str | None, Events] = {None: events}
-        self._segments: dict[tuple[str | None, int | None], Segments] = {}
+        self._subsets: dict[tuple[str | None, str | None], Events] = {}
+        self._segments: dict[tuple[str | None, int | None, str | None], Segments] = {}
         self._sorted: dict[tuple, np.ndarray] = {}
 
-    def subset(self, filter_: str | None) -> Events:
-        if filter_ not in self._subsets:
-            env = _FilterColumns(self.events)
-            mask = np.asarray(evaluate(filter_, env), dtype=bool)
-            self._subsets[filter_] = self.events.subset(mask)
-        return self._subsets[filter_]
+    def subset(self, filter_: str | None, valued: str | None = None) -> Events:
+        """The events matching `filter_`, and with a value in column `valued` if given (numeric
+        statistics skip missing values, as pandas does)."""
+        key = (filter_, valued)
+        if key not in self._subsets:
+            mask = np.ones(len(self.events.time), dtype=bool)
+            if filter_ is not None:
+                mask &= np.asarray(evaluate(filter_, _FilterColumns(self.events)), dtype=bool)
+            if valued is not None:
+                mask &= ~np.isnan(self.events.column(valued))
+            self._subsets[key] = self.events if mask.all() else self.events.subset(mask)
+        return self._subsets[key]
 
-    def segments(self, filter_: str | None, window: int | None) -> Segments:
-        key = (filter_, window)
+    def segments(self, filter_: str | None, window: int | None,
+                 valued: str | None = None) -> Segments:
+        key = (filter_, window, valued)
         if key not in self._segments:
-            events, t = self.subset(filter_), self.spine.t
+            events, t = self.subset(filter_, valued), self.spine.t
             hi = events.first_at_or_after(self.codes, t)
             if window is None:
-                known = self.codes >= 0
-                lo = np.where(known, events.offsets[np.where(known, self.codes, 0)], 0)
+                lo, _ = events.slices(self.codes)
             else:
                 lo = events.first_at_or_after(self.codes, t - window * DAY_NS)
             self._segments[key] = Segments(lo=lo, hi=hi, t=t)
@@ -198,8 +209,9 @@ class ViewComputation:
         return pd.DataFrame(values)
 
     def compute(self, f: Feature) -> np.ndarray:
-        seg = self.segments(f.filter, f.window)
-        events = self.subset(f.filter)
+        valued = f.column if f.agg in NUMERIC else None
+        seg = self.segments(f.filter, f.window, valued)
+        events = self.subset(f.filter, valued)
         n = seg.n
         if f.agg == "count":
             return n.astype(np.int64)
@@ -215,14 +227,13 @@ class ViewComputation:
             out[seg.nonempty] = column[at[seg.nonempty]]
             return out
         if f.agg in ("days_since_last", "days_since_first"):
-            if f.column is None:
-                at = seg.hi - 1 if f.agg == "days_since_last" else seg.lo
-                stamp = np.where(seg.nonempty, events.time[np.maximum(at, 0)], 0).astype(float)
-                stamp[~seg.nonempty] = np.nan
-            else:
+            if f.column is not None:
                 ufunc = np.fmax if f.agg == "days_since_last" else np.fmin
-                stamp = seg.reduce(ufunc, events.column(f.column)[seg.index])
-            return (seg.t - stamp) / DAY_NS
+                return (seg.t - seg.reduce(ufunc, events.column(f.column)[seg.index])) / DAY_NS
+            at = (seg.hi - 1 if f.agg == "days_since_last" else seg.lo)[seg.nonempty]
+            days = np.full(len(n), np.nan)
+            days[seg.nonempty] = (seg.t[seg.nonempty] - events.time[at]) / DAY_NS  # exact ns
+            return days
         if f.agg == "nunique":
             return self._nunique(f, seg, events)
         if f.column is None:  # daily statistics of event counts
@@ -247,7 +258,7 @@ class ViewComputation:
     def _sorted_values(self, f: Feature, seg: Segments, values: np.ndarray) -> np.ndarray:
         """The window's values sorted inside each window (shared by a column's quantiles)."""
         key = (f.column, f.filter, f.window)
-        if key not in self._sorted:
+        if key not in self._sorted:  # one sort serves every quantile of the column
             self._sorted[key] = np.lexsort((values, seg.owner))
         return values[self._sorted[key]]
 

@@ -56,6 +56,8 @@ def reference_value(events: pd.DataFrame, view: FeatureView, key: object, t: pd.
             return (t - edge) / DAY
         case agg if agg in QUANTILES:
             return values.quantile(QUANTILES[agg]) if len(values) else np.nan
+    if values is None:  # daily statistics of event counts
+        values = pd.Series(1.0, index=rows.index)
     daily = np.array([values[(ts >= t - (k + 1) * DAY) & (ts < t - k * DAY)].sum()
                       for k in range(f.window)])[::-1]  # oldest day first
     x = np.arange(f.window, dtype=float)
