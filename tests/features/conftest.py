@@ -50,6 +50,7 @@ def churn_tables(customers: int = 120, seed: int = 3) -> dict[str, pd.DataFrame]
         "priority": rng.choice(["low", "high"], n),
         "resolution_hours": np.where(rng.random(n) < 0.3, np.nan, rng.exponential(20, n))})
     signup = START - pd.to_timedelta(rng.integers(-40, 700, customers), unit="D")
+    signup.values[-3:] = np.datetime64("2026-08-20")  # three sign up late in the period
     profile = pd.DataFrame({
         "customer_id": ids, "plan": rng.choice(["basic", "plus"], customers),
         "monthly_fee": rng.choice([9.99, 19.99], customers),

@@ -1,20 +1,26 @@
 """The pipeline flow on the bundled demo, on a real (test) Prefect server."""
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from deployments.demo import DEFECT_RULES, injected_defects
+from features.churn import CHURN_VIEWS
+from features.offline import read_features
 from flows.pipeline import pipeline
 from lake.local import LocalLake
+from lake.tables import read_frame
 
 
 @pytest.mark.slow
-def test_demo_pipeline_catches_every_defect_and_reruns_idempotently(
-    prefect_server: None, data_dir: Path
+def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempotently(
+    ray_cluster: str, prefect_server: None, data_dir: Path
 ) -> None:
-    audit = pipeline(run_id="t1")
+    run = pipeline(run_id="t1")
+    audit = run.audit
     injected = injected_defects(data_dir / "demo")
     for outcome in audit.outcomes:
         expected = {DEFECT_RULES[outcome.dataset][kind]: count
@@ -24,18 +30,30 @@ def test_demo_pipeline_catches_every_defect_and_reruns_idempotently(
         assert outcome.clean + outcome.quarantined == outcome.rows
         assert outcome.gate_passed
     lake = LocalLake(data_dir / "lake")
-    head = lake.resolve("main")
-    assert lake.get_commit("main").metadata["run_id"] == "t1"
+    head = lake.get_commit("main")
+    ingested = lake.get_commit(head.parents[0])  # main: ingest merge, then the features merge
+    assert ingested.metadata["run_id"] == "t1" and ingested.metadata["stage"] == "ingest"
     assert lake.list("main", "clean/transactions/dt=")
     assert lake.exists("main", "reports/quality/t1.html")
     assert "run-t1" not in lake.branches()
 
-    assert pipeline(run_id="t1") == audit  # the same run again: nothing new
-    assert lake.resolve("main") == head
+    features = run.features
+    assert head.metadata["stage"] == "features"
+    assert head.metadata["source_commit"] == features.source_commit == ingested.id
+    assert (features.features, features.entities, features.as_of) == (57, 3000, ("2026-10-01",))
+    spending = read_features(lake, "main", CHURN_VIEWS[0], date(2026, 10, 1))
+    stamps = pd.concat([read_frame(lake, "main", o.path, columns=["ts"])["ts"]
+                        for o in lake.list("main", "clean/transactions/dt=")])
+    in_window = ((stamps >= pd.Timestamp("2026-07-03", tz="UTC"))
+                 & (stamps < pd.Timestamp("2026-10-01", tz="UTC"))).sum()
+    assert spending["txn_count_90d"].sum() == in_window > 0
+
+    assert pipeline(run_id="t1") == run  # the same run again: nothing new
+    assert lake.resolve("main") == head.id
 
     incremental = pipeline(run_id="t2")  # a new run: every checkpoint says nothing is new
-    assert {o.rows for o in incremental.outcomes} == {0}
-    assert lake.get_commit("main").metadata["run_id"] == "t2"
+    assert {o.rows for o in incremental.audit.outcomes} == {0}
+    assert lake.get_commit("main").metadata["run_id"] == "t2-features"
 
 
 @pytest.mark.slow
@@ -44,9 +62,8 @@ def test_backfill_replaces_its_days_without_duplicates(prefect_server: None, dat
     from datetime import date
 
     from flows.ingest import ingest
-    from lake.tables import read_frame
 
-    pipeline(run_id="b0")
+    ingest(run_id="b0")
     lake = LocalLake(data_dir / "lake")
     day = "clean/transactions/dt=2026-07-15/"
 

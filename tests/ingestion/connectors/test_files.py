@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from ingestion.connectors import connector_for
 from ingestion.connectors.files import FileConnector, read_csv
+from ingestion.landing import RAW_TEXT
 from ingestion.sources import FileSource, Window
 from tideline.errors import SourceError
 
@@ -188,9 +189,9 @@ def test_any_fsspec_url_works_memory_included() -> None:
 def test_a_file_cut_anywhere_loses_no_complete_row(cut: int) -> None:
     """Every complete row survives a cut; the row being cut is kept only if it still has every
     field, otherwise it is rejected, whole, with its text."""
-    original = pd.read_csv(io.StringIO(DAY1), dtype=str)
+    original = pd.read_csv(io.StringIO(DAY1), dtype=str).astype(RAW_TEXT)
     text = DAY1[:cut]
-    frame, rejected = read_csv(text, "cut.csv", source("cut.csv"))
+    frame, rejected = read_csv(text.encode(), "cut.csv", source("cut.csv"))
     complete = text.count("\n") - 1
     assert frame.iloc[:complete].equals(original.iloc[:complete])
     assert len(frame) + len(rejected) == complete + (0 if text.endswith("\n") else 1)
