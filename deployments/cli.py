@@ -92,6 +92,26 @@ def ingest(
                              until=until.date() if until else None))
 
 
+@app.command()
+def features(
+    run_id: str = typer.Option(None, help="Re-use a run id to re-run it idempotently."),
+    as_of: list[datetime] = typer.Option(None, formats=["%Y-%m-%d"],
+                                         help="As-of date (repeat for several); default: the "
+                                              "day after the newest data."),
+    partitions: int = typer.Option(None, min=1, help="Entity partitions (Ray tasks)."),
+) -> None:
+    """Build the feature views from the clean tables on main, on Ray, into the offline store."""
+    _prefect_quiet()
+    from flows.features import build_features, ray_task_runner
+    from flows.pipeline import new_run_id
+    from tideline.settings import load_settings
+
+    flow = build_features.with_options(task_runner=ray_task_runner(load_settings()))
+    _print_features(flow(run_id=run_id or new_run_id(),
+                         as_of=[day.date() for day in as_of] if as_of else None,
+                         partitions=partitions))
+
+
 @lake_app.command("init")
 def lake_init() -> None:
     """Create the lake repository (a no-op when it exists)."""
