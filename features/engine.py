@@ -35,53 +35,67 @@ EMA_HALF_LIFE_DAYS = 7.0
 
 @dataclass
 class Events:
-    """One source's events sorted by (entity code, time); `offsets[c]:offsets[c+1]` is entity
-    c's slice. Entity codes index `keys`."""
+    """One source's events in (entity code, time) order; `offsets[c]:offsets[c+1]` is entity
+    c's slice. Entity codes index `keys`. Other columns stay in the source frame, unsorted, and
+    are gathered in event order only when a feature asks for them."""
 
     keys: pd.Index
     entity: np.ndarray
     time: np.ndarray
     """Event time as int64 nanoseconds since the epoch (UTC)."""
     frame: pd.DataFrame
-    """The source's other columns, in the same order."""
+    """The source's columns as read (unsorted)."""
+    rows: np.ndarray
+    """Positions in `frame` of the events, in event order."""
+    converted: dict[str, np.ndarray | pd.Series] = field(default_factory=dict, repr=False)
+    """Whole-frame columns converted for computing, shared with subsets."""
     offsets: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.offsets = np.searchsorted(self.entity, np.arange(len(self.keys) + 1))
+        self._columns: dict[str, np.ndarray | pd.Series] = {}
 
     @classmethod
     def from_table(cls, table: pa.Table, key: str, timestamp: str) -> Events:
-        """Sort a source table's events; text columns stay Arrow-backed (cheap to filter)."""
+        """Order a source table's events; text columns stay Arrow-backed (cheap to filter)."""
         table = table.filter(pc.is_valid(table.column(key)))
         encoded = pc.dictionary_encode(table.column(key).combine_chunks())
         codes = encoded.indices.to_numpy().astype(np.int64)
         frame = table.drop_columns([key]).to_pandas(types_mapper=_arrow_text,
                                                    date_as_object=False)
         time = _nanoseconds(frame[timestamp])
-        order = np.lexsort((time, codes))
+        order = _event_order(codes, time, len(encoded.dictionary))
         return cls(keys=pd.Index(encoded.dictionary.to_pandas(), dtype=object),
-                   entity=codes[order], time=time[order],
-                   frame=frame.take(order).reset_index(drop=True))
+                   entity=codes[order], time=time[order], frame=frame, rows=order)
 
     def subset(self, mask: np.ndarray) -> Events:
         """The events where `mask` holds, same keys and order."""
         return Events(keys=self.keys, entity=self.entity[mask], time=self.time[mask],
-                      frame=self.frame[mask].reset_index(drop=True))
+                      frame=self.frame, rows=self.rows[mask], converted=self.converted)
 
     def column(self, name: str) -> np.ndarray | pd.Series:
-        """A column: numeric and time columns as float numpy values (time in ns), text as the
-        Arrow-backed Series; virtual `weekday`/`hour` come from the event time."""
+        """A column in event order: numeric and time columns as float numpy values (time in
+        ns), text as an Arrow-backed Series; virtual `weekday`/`hour` from the event time."""
         if name == "weekday":
             return ((self.time // DAY_NS) + 3) % 7  # 1970-01-01 was a Thursday
         if name == "hour":
             return (self.time % DAY_NS) // (3600 * 10**9)
-        values = self.frame[name]
-        if _is_time(values.dtype):
-            return _nanoseconds(values).astype(float)
-        if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(
-                values.dtype):
-            return values.to_numpy(dtype=float, na_value=np.nan)
-        return values
+        if name not in self._columns:
+            whole = self._converted(name)
+            self._columns[name] = (whole.take(self.rows).reset_index(drop=True)
+                                   if isinstance(whole, pd.Series) else whole[self.rows])
+        return self._columns[name]
+
+    def _converted(self, name: str) -> np.ndarray | pd.Series:
+        if name not in self.converted:
+            values = self.frame[name]
+            if _is_time(values.dtype):
+                values = _nanoseconds(values).astype(float)
+            elif pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(
+                    values.dtype):
+                values = values.to_numpy(dtype=float, na_value=np.nan)
+            self.converted[name] = values
+        return self.converted[name]
 
     def slices(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each entity code's slice `[start, end)`; empty for -1 (not in this source)."""
@@ -275,7 +289,7 @@ class ViewComputation:
         return out
 
     def _nunique(self, f: Feature, seg: Segments, events: Events) -> np.ndarray:
-        codes, _ = pd.factorize(events.frame[f.column], use_na_sentinel=True)
+        codes, _ = pd.factorize(events.column(f.column), use_na_sentinel=True)
         gathered = codes[seg.index]
         owner = seg.owner
         keep = gathered >= 0
@@ -309,6 +323,21 @@ def _is_time(dtype: object) -> bool:
     if isinstance(dtype, pd.ArrowDtype):
         return pa.types.is_timestamp(dtype.pyarrow_dtype) or pa.types.is_date(dtype.pyarrow_dtype)
     return isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype)
+
+
+def _event_order(codes: np.ndarray, time: np.ndarray, entities: int) -> np.ndarray:
+    """Positions sorted by (entity, time), ties in source order. One stable sort of a combined
+    int64 key when the times' resolution allows (3x faster than a two-key lexsort)."""
+    if len(time) == 0:
+        return np.zeros(0, dtype=np.int64)
+    low = time.min()
+    for unit in (10**9, 10**6, 10**3, 1):  # the coarsest unit that keeps every time exact
+        if not np.any((time - low) % unit):
+            break
+    span = int((time.max() - low) // unit) + 1
+    if entities * span < 2**62:
+        return np.argsort(codes * span + (time - low) // unit, kind="stable")
+    return np.lexsort((time, codes))
 
 
 def _nanoseconds(values: pd.Series) -> np.ndarray:
