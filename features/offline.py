@@ -57,17 +57,19 @@ def partition_of(keys: pa.Array | np.ndarray, partitions: int) -> np.ndarray:
 
 def read_source(lake: Lake, ref: str, source: Source, key: str, columns: list[str],
                 partition: int = 0, partitions: int = 1) -> pa.Table:
-    """The columns of a source for the entities of one hash partition."""
-    tables = [read_table(lake, ref, path, columns=columns)
-              for path in source_parts(lake, ref, source)]
-    table = pa.concat_tables(tables, promote_options="default")
-    if partitions == 1:
-        return table
-    encoded = pc.dictionary_encode(table.column(key).combine_chunks())
-    mine = partition_of(encoded.dictionary, partitions) == partition
-    keep = mine[encoded.indices.fill_null(0).to_numpy()] & encoded.indices.is_valid().to_numpy(
-        zero_copy_only=False)
-    return table.filter(pa.array(keep))
+    """The columns of a source for the entities of one hash partition (filtered file by file,
+    so a worker never holds more than its share plus one file)."""
+    tables = []
+    for path in source_parts(lake, ref, source):
+        table = read_table(lake, ref, path, columns=columns)
+        if partitions > 1:
+            encoded = pc.dictionary_encode(table.column(key).combine_chunks())
+            mine = partition_of(encoded.dictionary, partitions) == partition
+            keep = mine[encoded.indices.fill_null(0).to_numpy()] & encoded.indices.is_valid(
+                ).to_numpy(zero_copy_only=False)
+            table = table.filter(pa.array(keep))
+        tables.append(table)
+    return pa.concat_tables(tables, promote_options="default")
 
 
 def feature_path(view: FeatureView, as_of: date, partition: int, partitions: int) -> str:
