@@ -17,18 +17,33 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ingestion.sources import Pull, Source, Window
 from lake.base import Lake
-from lake.tables import read_frame, write_table
+from lake.tables import read_table, write_table
 from tideline.errors import IngestionError
 
 UNKNOWN_DATE = "unknown"
+WRITERS = 4
+"""Partitions written at a time: Parquet's encoder releases the GIL."""
+SPLIT_ROWS = 262_144
+"""Rows regrouped by day at a time (`_split_days`): enough to keep Python's share small."""
+RAW_TEXT = pd.StringDtype("pyarrow")
+"""The dtype of raw values: text held in Arrow memory, null where missing."""
+_STR_KINDS = frozenset({"string", "empty", "integer", "floating", "mixed-integer-float",
+                        "decimal", "boolean"})
+"""Kinds of column (`pandas.api.types.infer_dtype`) whose `astype(RAW_TEXT)` is `str` of each
+value; datetimes (`str` is not ISO 8601) and bytes (`astype` decodes them) are not among them."""
 
 
 @dataclass(frozen=True)
@@ -62,12 +77,24 @@ def read_checkpoint(lake: Lake, ref: str, source: str) -> dict[str, Any] | None:
 
 
 def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every column as nullable text: the raw layer keeps values exactly as received."""
-    return pd.DataFrame(
-        {column: frame[column].map(_text, na_action="ignore").astype("string")
-         for column in frame.columns},
-        index=frame.index,
-    )
+    """Every column as `RAW_TEXT`: the raw layer keeps values exactly as received."""
+    return pd.DataFrame({column: _column_text(frame[column]) for column in frame.columns},
+                        index=frame.index)
+
+
+def as_raw_text(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as a frame whose text columns are `RAW_TEXT` (sharing Arrow's memory)."""
+    return table.to_pandas(types_mapper={pa.string(): RAW_TEXT, pa.large_string(): RAW_TEXT}.get)
+
+
+def _column_text(values: pd.Series) -> pd.Series:
+    """Each value as `str` gives it (datetimes in ISO 8601), nulls kept null. Columns of text,
+    numbers, decimals or booleans are converted in one pass; others value by value."""
+    if values.dtype == RAW_TEXT:
+        return values
+    if pd.api.types.infer_dtype(values, skipna=True) not in _STR_KINDS:
+        values = values.map(_text, na_action="ignore")
+    return values.astype(RAW_TEXT)
 
 
 def _text(value: object) -> str:
@@ -89,14 +116,10 @@ def land(
 ) -> IngestRecord:
     """Write one pull to the run branch; the checkpoint moves only if this is not a backfill."""
     prefix = f"raw/source={source.name}"
-    raw = _as_text(pull.frame)
-    dates = partition_dates(pull.frame, source.timestamp_column)
+    raw = pa.Table.from_pandas(_as_text(pull.frame), preserve_index=False)
     replaced = clear_days(lake, branch, prefix, window) if window is not None else []
-    parts = []
-    for day, rows in raw.groupby(dates, sort=True):
-        path = f"{prefix}/dt={day}/part-{run_id}.parquet"
-        write_table(lake, branch, path, rows.reset_index(drop=True))
-        parts.append(path)
+    parts = write_days(lake, branch, f"{prefix}/dt={{day}}/part-{run_id}.parquet", raw,
+                       *day_codes(pull.frame, source.timestamp_column))
     if pull.rejected:
         path = f"{prefix}/rejected/part-{run_id}.parquet"
         write_table(lake, branch, path,
@@ -107,8 +130,8 @@ def land(
         lake.put(branch, checkpoint_path(source.name),
                  json.dumps(pull.checkpoint, sort_keys=True, default=str).encode())
     record = IngestRecord(
-        source=source.name, dataset=source.dataset, run_id=run_id, rows=len(raw),
-        rejected=len(pull.rejected), parts=tuple(parts), columns=tuple(map(str, raw.columns)),
+        source=source.name, dataset=source.dataset, run_id=run_id, rows=raw.num_rows,
+        rejected=len(pull.rejected), parts=tuple(parts), columns=tuple(raw.column_names),
         checkpoint_before=checkpoint_before, checkpoint_after=after,
         window=None if window is None else {
             "since": window.since.isoformat() if window.since else None,
@@ -122,6 +145,42 @@ def land(
     return record
 
 
+def write_days(lake: Lake, branch: str, path: str, table: pa.Table, codes: np.ndarray,
+               days: np.ndarray) -> list[str]:
+    """Write the rows of each day (`codes` index `days`), in input order, to `path` with `{day}`
+    filled in, several days at a time; the paths written, in order of day."""
+    pieces = _split_days(table, codes, len(days))
+
+    def write(day: int) -> str:
+        where = path.format(day=days[day])
+        with lake.writer(branch, where) as sink:
+            # raw text is mostly distinct values (ids, times, amounts): a dictionary would
+            # double the encoding time to save a few percent of space
+            pq.write_table(pa.Table.from_batches(pieces[day], table.schema), sink,
+                           use_dictionary=False)
+        return where
+
+    with ThreadPoolExecutor(WRITERS, thread_name_prefix="land") as pool:
+        return list(pool.map(write, [day for day, rows in enumerate(pieces) if rows]))
+
+
+def _split_days(table: pa.Table, codes: np.ndarray, count: int) -> list[list[pa.RecordBatch]]:
+    """The rows of each of `count` days in input order, as slices of the table's batches
+    regrouped by day. Rows move only within a batch, so memory is read close together: one
+    shuffle of the whole table misses the CPU's caches on nearly every value (four times
+    slower on 10M rows)."""
+    pieces: list[list[pa.RecordBatch]] = [[] for _ in range(count)]
+    start = 0
+    for batch in table.to_batches(max_chunksize=SPLIT_ROWS):
+        mine = codes[start:start + batch.num_rows]
+        start += batch.num_rows
+        grouped = batch.take(np.argsort(mine.astype(np.min_scalar_type(count)), kind="stable"))
+        sizes = np.bincount(mine, minlength=count)
+        for day, end in zip(np.flatnonzero(sizes), np.cumsum(sizes)[sizes > 0], strict=True):
+            pieces[day].append(grouped.slice(end - sizes[day], sizes[day]))
+    return pieces
+
+
 def clear_days(lake: Lake, branch: str, prefix: str, window: Window) -> list[str]:
     """Delete the `<prefix>/dt=<day>/` objects of the window's days (a backfill replaces them)."""
     check_window(window)
@@ -133,13 +192,32 @@ def clear_days(lake: Lake, branch: str, prefix: str, window: Window) -> list[str
 
 
 def partition_dates(frame: pd.DataFrame, column: str) -> pd.Series:
-    """The `dt=` of each record; records whose timestamp cannot be read land under `unknown`."""
+    """The `dt=` (UTC) of each record; records whose timestamp cannot be read land under
+    `unknown`."""
+    codes, days = day_codes(frame, column)
+    return pd.Series(days[codes], index=frame.index)
+
+
+def day_codes(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's `dt=` as a position in the sorted days the frame has (`unknown` last)."""
     if column not in frame.columns:
-        return pd.Series(UNKNOWN_DATE, index=frame.index)
-    stamps = frame[column]
-    if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
-        stamps = pd.to_datetime(stamps, errors="coerce", utc=True, format="mixed")
-    return stamps.dt.strftime("%Y-%m-%d").fillna(UNKNOWN_DATE)
+        return np.zeros(len(frame), dtype=np.intp), np.array([UNKNOWN_DATE], dtype=object)
+    codes, uniques = pd.factorize(utc_stamps(frame[column]).astype("datetime64[D]"), sort=True)
+    days = np.append(np.datetime_as_string(uniques, unit="D").astype(object), UNKNOWN_DATE)
+    return np.where(codes < 0, len(uniques), codes), days
+
+
+def utc_stamps(values: pd.Series) -> np.ndarray:
+    """Values as naive UTC datetime64, NaT where unreadable, as `pandas.to_datetime(values,
+    utc=True, format="mixed")` reads them. Arrow parses a column of ISO 8601 with offsets, the
+    usual case, many times faster (it reads those as pandas does, and fails on any other)."""
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        try:
+            text = pa.array(values, type=pa.large_string(), from_pandas=True)
+            return pc.cast(text, pa.timestamp("ns", tz="UTC")).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            values = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    return np.asarray(values.array, dtype=f"datetime64[{values.dtype.unit}]")
 
 
 def _in_window(day: str, window: Window) -> bool:
@@ -167,10 +245,12 @@ def check_window(window: Window) -> Window:
 
 def read_landed(lake: Lake, ref: str, record: IngestRecord) -> pd.DataFrame:
     """The records a pull landed, back as one text frame in landing order."""
-    frames = [read_frame(lake, ref, path) for path in record.parts if "/dt=" in path]
-    if not frames:
-        return pd.DataFrame({column: pd.Series(dtype="string") for column in record.columns})
-    return pd.concat(frames, ignore_index=True)
+    tables = [read_table(lake, ref, path) for path in record.parts if "/dt=" in path]
+    if not tables:
+        return pd.DataFrame({column: pd.Series(dtype=RAW_TEXT) for column in record.columns})
+    # one chunk per column: validation takes rows from these columns, and a take from many
+    # chunks joins them first, every time
+    return as_raw_text(pa.concat_tables(tables).combine_chunks())
 
 
 def pull_and_land(
