@@ -1,0 +1,573 @@
+"""Feature engine throughput: the churn feature set (`features.churn`: 48 windowed and 9 derived
+features) computed by tideline on Ray, against the same features hand-written in DuckDB SQL, polars
+(lazy) and plain pandas groupby, and Featuretools DFS on a slice.
+
+    python benchmarks/feature_bench.py [--customers 2100000] [--work-dir DIR]
+        [--scale-customers 500000 1000000] [--slice-customers 50000] [--partitions 2]
+
+Data: the demo generator without defects over 2026-06-01..09-30, generated 50,000 customers at a
+time and written to a local lake as the typed clean tables ingestion publishes (one Parquet
+object per dataset and day), committed on main. Lakes are cached under the work dir, keyed by
+the spec, so re-runs skip generation; the smaller ones (scaling points, the Featuretools slice)
+hold the first customers of the same sequence.
+
+tideline runs `materialize_partition` (the function the Prefect task wraps) as one Ray task per
+hash partition, writing to a branch that is then committed, as of 2026-10-01 and for four weekly
+dates; timed from submitting the tasks to the commit (Ray's start-up is reported apart). Each
+reference reads the same Parquet objects from the lake's object store and computes the 57
+features as of 2026-10-01; its output must equal tideline's (read back with `read_features`) to
+rtol 1e-6. Featuretools runs deep feature synthesis with the nearest primitives over 30- and
+90-day training windows, and is compared on the features that have a twin in the churn set.
+
+Every measurement runs in a fresh interpreter while this process samples the RSS of its process
+tree (the driver and, for tideline, Ray's GCS, raylet and workers) every 0.2 s; peak memory is
+the largest sum. Summed RSS counts a page shared by several processes once per process, so for
+Ray it is an upper bound. Prints a table and writes benchmarks/out/feature_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+from feature_references import FEATURETOOLS_TWINS, REFERENCES, Files
+from rich.console import Console
+from rich.table import Table
+
+from features.churn import CHURN_VIEWS
+from features.materialize import materialize_partition
+from features.offline import read_features
+from features.plan import plan_from_lake
+from ingestion.demo import DemoSpec, generate
+from lake.local import LocalLake
+from lake.tables import write_table
+
+AS_OF = date(2026, 10, 1)
+WEEKLY = (date(2026, 9, 10), date(2026, 9, 17), date(2026, 9, 24), AS_OF)
+RTOL, ATOL = 1e-6, 1e-9
+SAMPLE_SECONDS = 0.2
+MEMORY_TARGET = 8 * 2**30
+PUBLISHED = {"seconds": 2.8, "features": 47, "customers": 2_100_000,
+             "engine": "a distributed SQL engine"}
+FEATURES = [name for view in CHURN_VIEWS for name in view.feature_names]
+OUT = Path(__file__).parent / "out" / "feature_bench.json"
+
+CHUNK_CUSTOMERS = 50_000
+"""Customers generated at a time (bounds the generator's memory); a lake of n customers is the
+first chunks of the same sequence, so the smaller lakes are slices of the larger ones."""
+DATA_VERSION = 1
+"""Bump when the prepared lake's layout or types change, to invalidate cached lakes."""
+
+TIMESTAMP = pa.timestamp("ns", tz="UTC")
+SCHEMAS = {
+    "transactions": pa.schema([("transaction_id", pa.int64()), ("customer_id", pa.string()),
+                               ("ts", TIMESTAMP), ("amount", pa.float64()),
+                               ("category", pa.string()), ("channel", pa.string()),
+                               ("updated_at", TIMESTAMP)]),
+    "events": pa.schema([("event_id", pa.string()), ("customer_id", pa.string()),
+                         ("ts", TIMESTAMP), ("event_type", pa.string()),
+                         ("session_id", pa.string()), ("duration_s", pa.float64())]),
+    "tickets": pa.schema([("ticket_id", pa.int64()), ("customer_id", pa.string()),
+                          ("created_at", TIMESTAMP), ("topic", pa.string()),
+                          ("priority", pa.string()), ("resolution_hours", pa.float64()),
+                          ("updated_at", TIMESTAMP)]),
+    "customers": pa.schema([("customer_id", pa.string()), ("email", pa.string()),
+                            ("country", pa.string()), ("plan", pa.string()),
+                            ("signup_date", pa.date32()), ("monthly_fee", pa.float64()),
+                            ("updated_at", TIMESTAMP)]),
+}
+DAY_COLUMN = {"transactions": "ts", "events": "ts", "tickets": "created_at",
+              "customers": "updated_at"}
+"""The column whose UTC day picks a row's `dt=` partition, as ingestion does."""
+ROW_IDS = {"transactions": "transaction_id", "tickets": "ticket_id"}
+"""Sequential ids renumbered across chunks (event ids are random uuids)."""
+
+
+@dataclass(frozen=True)
+class PreparedLake:
+    """A lake holding the clean tables of one generated population, committed on main."""
+
+    root: str
+    commit: str
+    customers: int
+    rows: dict[str, int]
+
+    @property
+    def source_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+def _typed(dataset: str, frame: pd.DataFrame, first_customer: int,
+           first_row: int) -> pa.Table:
+    """A generated dataset as its clean table: typed columns, customer ids (and row ids)
+    renumbered to continue after the chunks before."""
+    columns = {}
+    for field in SCHEMAS[dataset]:
+        values = frame[field.name]
+        if field.name == "customer_id":
+            number = pc.add(pc.cast(pc.utf8_slice_codeunits(pa.array(values), 1), pa.int64()),
+                            first_customer)
+            values = pc.binary_join_element_wise(
+                "C", pc.utf8_lpad(pc.cast(number, pa.string()), 7, "0"), "")
+        elif field.name == ROW_IDS.get(dataset):
+            values = values + first_row
+        elif field.type == pa.float64():
+            values = pd.to_numeric(values)  # a few amounts come as text, as exports have them
+        columns[field.name] = pa.array(values).cast(field.type)
+    return pa.table(columns, schema=SCHEMAS[dataset])
+
+
+def prepared_lake(work: Path, customers: int, spec: DemoSpec) -> PreparedLake:
+    """The lake for `customers` of `spec`, generated chunk by chunk on first use and cached on
+    disk (keyed by the spec) for later runs."""
+    key = (f"lake-{customers}-seed{spec.seed}-{spec.start:%Y%m%d}-{spec.end:%Y%m%d}"
+           f"-v{DATA_VERSION}")
+    root, ready = work / key, work / key / "prepared.json"
+    if ready.exists():
+        return PreparedLake(**json.loads(ready.read_text()))
+    shutil.rmtree(root, ignore_errors=True)
+    days: dict[str, dict[date, list[pa.Table]]] = {name: {} for name in SCHEMAS}
+    ids = {name: 0 for name in ROW_IDS}
+    for chunk in range(math.ceil(customers / CHUNK_CUSTOMERS)):
+        size = min(CHUNK_CUSTOMERS, customers - chunk * CHUNK_CUSTOMERS)
+        data = generate(replace(spec, customers=size, seed=spec.seed + chunk, defect_rate=0))
+        for dataset in SCHEMAS:
+            table = _typed(dataset, getattr(data, dataset), chunk * CHUNK_CUSTOMERS,
+                           ids.get(dataset, 0))
+            if dataset in ids:
+                ids[dataset] += len(table)
+            _split_by_day(table, DAY_COLUMN[dataset], days[dataset])
+    lake = LocalLake(root)
+    rows = {}
+    for dataset, by_day in days.items():
+        rows[dataset] = 0
+        for day in sorted(by_day):
+            table = pa.concat_tables(by_day.pop(day))
+            write_table(lake, "main", f"clean/{dataset}/dt={day:%Y-%m-%d}/part-bench.parquet",
+                        table)
+            rows[dataset] += len(table)
+    commit = lake.commit("main", f"feature bench: {customers:,} demo customers",
+                         {"customers": str(customers), **{k: str(v) for k, v in rows.items()}})
+    prepared = PreparedLake(root=str(root), commit=commit.id, customers=customers, rows=rows)
+    ready.write_text(json.dumps(asdict(prepared)))
+    return prepared
+
+
+def _split_by_day(table: pa.Table, column: str, into: dict[date, list[pa.Table]]) -> None:
+    """Append each UTC day's rows of `table` (in their order) to `into[day]`."""
+    day = pc.cast(table.column(column), pa.date32()).to_numpy(zero_copy_only=False)
+    order = np.argsort(day, kind="stable")
+    ordered, day = table.take(order), day[order]
+    edges = np.flatnonzero(np.diff(day.astype(np.int64))) + 1
+    for start, stop in zip(np.r_[0, edges], np.r_[edges, len(day)], strict=True):
+        into.setdefault(day[start].astype(date), []).append(ordered.slice(start, stop - start))
+
+
+def source_files(lake: PreparedLake) -> Files:
+    """Each clean table's Parquet objects, as files in the local lake's object store (its
+    layout: objects/<first two hex digits>/<rest of the SHA-256>)."""
+    local = LocalLake(lake.root)
+    return {dataset: [str(local.root / "objects" / info.checksum[:2] / info.checksum[2:])
+                      for info in local.list(lake.commit, f"clean/{dataset}/")]
+            for dataset in SCHEMAS}
+
+
+# -- one measurement, in a fresh interpreter -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """An engine over a prepared lake: tideline on Ray, or a reference of `REFERENCES`."""
+
+    name: str
+    engine: str
+    lake: PreparedLake
+    dates: tuple[str, ...] = (AS_OF.isoformat(),)
+    workers: int = 2
+    partitions: int = 2
+    output: str = ""
+    """Where a reference writes its features, for the agreement check."""
+
+    @property
+    def branch(self) -> str:
+        return "bench-" + re.sub(r"[^A-Za-z0-9_-]+", "-", self.name).strip("-")
+
+    @classmethod
+    def from_json(cls, text: str) -> Case:
+        body = json.loads(text)
+        return cls(**{**body, "lake": PreparedLake(**body["lake"]), "dates": tuple(body["dates"])})
+
+
+def run_case(case: Case) -> dict:
+    if case.engine == "tideline":
+        return run_tideline(case)
+    files = source_files(case.lake)
+    started = time.perf_counter()
+    frame = REFERENCES[case.engine](files, date.fromisoformat(case.dates[0]))
+    seconds = time.perf_counter() - started
+    frame.to_parquet(case.output)
+    return {"seconds": seconds}
+
+
+def run_tideline(case: Case) -> dict:
+    """The churn views for every partition as Ray tasks into a fresh branch, then its commit."""
+    lake = LocalLake(case.lake.root)
+    plan = plan_from_lake(CHURN_VIEWS, lake, case.lake.commit)
+    if case.branch in lake.branches():
+        lake.delete_branch(case.branch)
+    lake.create_branch(case.branch, case.lake.commit)
+    dates = [date.fromisoformat(day) for day in case.dates]
+    started = time.perf_counter()
+    # a fresh local cluster: never one that `ray start` or a test's Cluster left announced
+    ray.init(address="local", num_cpus=case.workers, include_dashboard=False,
+             logging_level="warning", log_to_driver=False)
+    ready = time.perf_counter()
+    idle, _ = tree_rss(os.getpid())
+    task = ray.remote(max_retries=0)(materialize_partition)
+    results = ray.get([task.remote(lake, case.lake.commit, case.branch, plan, dates, partition,
+                                   case.partitions) for partition in range(case.partitions)])
+    lake.commit(case.branch, f"feature bench: {case.name}",
+                {"source_commit": case.lake.commit,
+                 **{f"version.{name}": version for name, version in plan.versions.items()}})
+    seconds = time.perf_counter() - ready
+    ray.shutdown()
+    return {"seconds": seconds, "ray_start_seconds": ready - started,
+            "ray_idle_rss_bytes": idle, "partition_seconds": [r.seconds for r in results],
+            "feature_rows": sum(r.rows for r in results)}
+
+
+def tree_rss(pid: int) -> tuple[int, int]:
+    """Summed RSS of a process and all its descendants, and how many there are."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0, 0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += process.memory_info().rss
+    return total, len(processes)
+
+
+class PeakMemory(threading.Thread):
+    """The largest `tree_rss` of a process while it runs, sampled every `SAMPLE_SECONDS`."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.processes = pid, 0, 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            total, count = tree_rss(self.pid)
+            if total > self.peak:
+                self.peak, self.processes = total, count
+            if self._done.wait(SAMPLE_SECONDS):
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def in_child(args: list[str], log: Path) -> tuple[dict, PeakMemory]:
+    """This script with `args` in a fresh interpreter: the JSON it prints last, and the peak
+    memory of its process tree. Its stderr goes to `log`."""
+    with open(log, "w") as errors:
+        child = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
+                                 stderr=errors, text=True)
+        memory = PeakMemory(child.pid)
+        memory.start()
+        out, _ = child.communicate()
+        memory.stop()
+    if child.returncode:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
+        raise SystemExit(f"{' '.join(args[:2])} failed (exit {child.returncode}); end of {log}:"
+                         f"\n{tail}")
+    return json.loads(out.splitlines()[-1]), memory
+
+
+def measure(case: Case, work: Path) -> dict:
+    load = os.getloadavg()[0]  # anything else running skews the timing: say so
+    result, memory = in_child(["--case", json.dumps(asdict(case))],
+                              work / "logs" / f"{case.branch}.log")
+    return {**result, "engine": case.engine, "customers": case.lake.customers,
+            "dates": len(case.dates), "source_rows": case.lake.source_rows,
+            **({"workers": case.workers, "partitions": case.partitions}
+               if case.engine == "tideline" else {"workers": None, "partitions": None}),
+            "rows_per_second": case.lake.source_rows / result["seconds"],
+            "peak_rss_bytes": memory.peak, "peak_processes": memory.processes,
+            "load_average_before": load}
+
+
+def prepare(customers: int, work: Path, seed: int) -> PreparedLake:
+    """The cached lake, generated in a fresh interpreter when missing (so this process stays
+    small while the measurements run)."""
+    result, _ = in_child(["--prepare", str(customers), "--seed", str(seed), "--work-dir",
+                          str(work)], work / "logs" / f"prepare-{customers}.log")
+    return PreparedLake(**result)
+
+
+# -- agreement -----------------------------------------------------------------------------
+
+
+def tideline_features(lake: PreparedLake, branch: str, as_of: date) -> pd.DataFrame:
+    """Every churn view's features as written by a tideline case, by customer id."""
+    local = LocalLake(lake.root)
+    return pd.concat([read_features(local, branch, view, as_of).set_index(view.entity.key)
+                      for view in CHURN_VIEWS], axis=1)
+
+
+def disagreements(expected: pd.DataFrame, actual: pd.DataFrame, names: list[str]) -> dict:
+    """Where `actual` (by customer id) differs from `expected` beyond RTOL/ATOL: entities in
+    one only, and per feature the rows that differ, with an example."""
+    actual = actual.set_index("customer_id")
+    common = expected.index.intersection(actual.index)
+    found: dict = {"missing_entities": len(expected.index.difference(actual.index)),
+                   "extra_entities": len(actual.index.difference(expected.index)),
+                   "compared_entities": len(common), "features_compared": len(names),
+                   "features": {}}
+    expected, actual = expected.reindex(common), actual.reindex(common)
+    for name in names:
+        ours, theirs = expected[name], actual[name]
+        if pd.api.types.is_numeric_dtype(ours) and pd.api.types.is_numeric_dtype(theirs):
+            same = np.isclose(ours.to_numpy(float), theirs.to_numpy(float), rtol=RTOL,
+                              atol=ATOL, equal_nan=True)
+        else:
+            same = ((ours == theirs) | (ours.isna() & theirs.isna())).to_numpy()
+        differ = np.flatnonzero(~same)
+        if len(differ):
+            at = differ[0]
+            found["features"][name] = {"rows": len(differ), "example": {
+                "customer_id": common[at], "tideline": repr(ours.iloc[at]),
+                "reference": repr(theirs.iloc[at])}}
+    return found
+
+
+def agreement(cases: dict[str, Case], results: dict[str, dict]) -> dict[str, dict]:
+    """Each reference against the tideline case on the same lake, as of AS_OF."""
+    checks = {}
+    for name, case in cases.items():
+        if case.engine == "tideline" or name not in results:
+            continue
+        twin = next(c for c in cases.values() if c.engine == "tideline"
+                    and c.lake == case.lake and c.dates == case.dates)
+        expected = tideline_features(case.lake, twin.branch, AS_OF)
+        actual = pd.read_parquet(case.output)
+        if case.engine == "featuretools":
+            checks[name] = disagreements(expected, actual.rename(columns=FEATURETOOLS_TWINS),
+                                         list(FEATURETOOLS_TWINS.values()))
+        else:
+            checks[name] = disagreements(expected, actual, FEATURES)
+    return checks
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def label(customers: int) -> str:
+    return f"{customers / 1e6:g}M" if customers >= 1_000_000 else f"{customers / 1e3:g}k"
+
+
+def plan_cases(args: argparse.Namespace, lakes: dict[int, PreparedLake],
+               work: Path) -> dict[str, Case]:
+    """The measurements, by name, in the order they run."""
+    size, main = label(args.customers), lakes[args.customers]
+
+    def tideline(lake: PreparedLake, **changes: object) -> Case:
+        return replace(Case("", "tideline", lake, workers=args.workers,
+                            partitions=args.partitions), **changes)
+
+    def reference(engine: str, lake: PreparedLake) -> Case:
+        name = f"{engine} {label(lake.customers)}"
+        return Case(name, engine, lake, output=str(work / "out" / f"{name}.parquet"))
+
+    cases = [tideline(main, name=f"tideline {size}"),
+             *(reference(engine, main) for engine in ("duckdb", "polars", "pandas")),
+             tideline(main, name=f"tideline {size} 4 dates",
+                      dates=tuple(day.isoformat() for day in WEEKLY))]
+    if args.workers != 1:
+        cases.append(tideline(main, name=f"tideline {size} 1 worker", workers=1))
+    # every partition reads all the sources: more partitions trade time for memory
+    cases.append(tideline(main, name=f"tideline {size} {2 * args.partitions} partitions",
+                          partitions=2 * args.partitions))
+    cases += [tideline(lakes[n], name=f"tideline {label(n)}") for n in sorted(lakes)
+              if n not in (args.customers, args.slice_customers)]
+    if args.slice_customers != args.customers:
+        cases.append(tideline(lakes[args.slice_customers],
+                              name=f"tideline {label(args.slice_customers)}"))
+    if importlib.util.find_spec("featuretools") is not None:
+        cases.append(reference("featuretools", lakes[args.slice_customers]))
+    return {case.name: case for case in cases}
+
+
+def summarise(args: argparse.Namespace, results: dict[str, dict]) -> dict:
+    size = label(args.customers)
+    seconds = results[f"tideline {size}"]["seconds"]
+    references = {engine: results[f"{engine} {size}"]["seconds"]
+                  for engine in ("duckdb", "polars", "pandas")}
+    fastest = min(references, key=references.__getitem__)
+    ours = [r for r in results.values() if r["engine"] == "tideline"]
+    scaling = {label(r["customers"]): r["seconds"] / (r["customers"] / 1e6) for r in ours
+               if (r["dates"], r["workers"], r["partitions"]) == (1, args.workers,
+                                                                  args.partitions)}
+    published_rate = PUBLISHED["features"] * PUBLISHED["customers"] / PUBLISHED["seconds"]
+    summary = {
+        "tideline_seconds": seconds,
+        "fastest_reference": fastest,
+        "vs_fastest_reference": seconds / references[fastest],
+        "four_dates_over_one": results[f"tideline {size} 4 dates"]["seconds"] / seconds,
+        "seconds_per_million_customers": dict(sorted(scaling.items(),
+                                                     key=lambda item: item[1])),
+        "tideline_peak_rss_bytes": max(r["peak_rss_bytes"] for r in ours),
+        "feature_values_per_second": len(FEATURES) * args.customers / seconds,
+        "published_feature_values_per_second": published_rate,
+        "published_over_tideline": published_rate / (len(FEATURES) * args.customers / seconds),
+    }
+    if f"tideline {size} 1 worker" in results:
+        summary["speedup_1_to_n_workers"] = results[f"tideline {size} 1 worker"][
+            "seconds"] / seconds
+    featuretools = results.get(f"featuretools {label(args.slice_customers)}")
+    if featuretools:
+        summary["featuretools_over_tideline"] = featuretools["seconds"] / results[
+            f"tideline {label(args.slice_customers)}"]["seconds"]
+    return summary
+
+
+def report(console: Console, results: dict[str, dict], checks: dict[str, dict],
+           summary: dict, workers: int) -> None:
+    table = Table(title=f"churn features ({len(FEATURES)}): tideline on Ray vs references")
+    for column in ("case", "customers", "as-of dates", "Ray workers", "seconds",
+                   "source rows/s", "peak RSS (GiB)", "load avg before",
+                   "agreement with tideline"):
+        table.add_column(column, justify="left" if column in ("case", "agreement with tideline")
+                         else "right")
+    for name, result in results.items():
+        check = checks.get(name)
+        agree = "—" if check is None else (
+            f"{len(check['features'])} of {check['features_compared']} features differ"
+            if check["features"] or check["missing_entities"] or check["extra_entities"]
+            else f"all {check['features_compared']} features agree")
+        table.add_row(name, f"{result['customers']:,}", str(result["dates"]),
+                      str(result["workers"] or "—"), f"{result['seconds']:.1f}",
+                      f"{result['rows_per_second']:,.0f}",
+                      f"{result['peak_rss_bytes'] / 2**30:.2f}",
+                      f"{result['load_average_before']:.1f}", agree)
+    console.print(table)
+    lines = [
+        f"tideline vs the fastest reference ({summary['fastest_reference']}): "
+        f"{summary['vs_fastest_reference']:.2f}× its time (target ≤ 1×)",
+        f"4 weekly as-of dates: {summary['four_dates_over_one']:.2f}× the single date "
+        "(target < 2×)",
+        "seconds per million customers: " + ", ".join(
+            f"{size} {value:.1f} s" for size, value in summary[
+                "seconds_per_million_customers"].items()),
+        f"tideline peak memory (summed RSS, driver + Ray): "
+        f"{summary['tideline_peak_rss_bytes'] / 2**30:.2f} GiB (target < "
+        f"{MEMORY_TARGET / 2**30:.0f} GiB)",
+    ]
+    if "speedup_1_to_n_workers" in summary:
+        lines.append(f"1 → {workers} Ray workers: {summary['speedup_1_to_n_workers']:.2f}× "
+                     "faster")
+    if "featuretools_over_tideline" in summary:
+        lines.append(f"Featuretools DFS: {summary['featuretools_over_tideline']:.1f}× "
+                     "tideline's time on the same slice (target ≥ 20×)")
+    else:
+        lines.append("Featuretools: not installed (`pip install featuretools`; it needs "
+                     "pandas < 3), skipped")
+    for name, check in checks.items():
+        if check["missing_entities"] or check["extra_entities"]:
+            lines.append(f"{name}: {check['missing_entities']:,} of tideline's customers "
+                         f"missing, {check['extra_entities']:,} extra")
+        for feature, found in check["features"].items():
+            lines.append(f"{name}: {feature} differs on {found['rows']:,} of "
+                         f"{check['compared_entities']:,} customers, e.g. {found['example']}")
+    lines.append(
+        f"calibration: published {PUBLISHED['features']} features for "
+        f"{PUBLISHED['customers'] / 1e6:g}M customers in {PUBLISHED['seconds']} s on "
+        f"{PUBLISHED['engine']} ({summary['published_feature_values_per_second'] / 1e6:.0f}M "
+        f"feature values/s); tideline here: {summary['feature_values_per_second'] / 1e6:.1f}M "
+        f"feature values/s on {os.cpu_count()} cores, {summary['published_over_tideline']:.0f}× "
+        "slower")
+    for line in lines:
+        console.print(line)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 150)  # logs get the whole table
+    work = Path(args.work_dir)
+    for folder in ("logs", "out"):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+    args.slice_customers = min(args.slice_customers, args.customers)
+    sizes = {args.customers, args.slice_customers,
+             *(n for n in args.scale_customers if n < args.customers)}
+    lakes = {}
+    for customers in sorted(sizes):
+        with console.status(f"lake of {customers:,} customers (generated on first use)"):
+            lakes[customers] = prepare(customers, work, args.seed)
+    cases = plan_cases(args, lakes, work)
+    results = {}
+    for name, case in cases.items():
+        with console.status(name):
+            results[name] = measure(case, work)
+        console.log(f"{name}: {results[name]['seconds']:.1f} s, peak "
+                    f"{results[name]['peak_rss_bytes'] / 2**30:.2f} GiB")
+    with console.status("checking that every engine computed the same features"):
+        checks = agreement(cases, results)
+    summary = summarise(args, results)
+    report(console, results, checks, summary, args.workers)
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps({
+        "customers": args.customers, "partitions": args.partitions, "workers": args.workers,
+        "as_of": AS_OF.isoformat(), "weekly": [day.isoformat() for day in WEEKLY],
+        "features": len(FEATURES), "rtol": RTOL, "atol": ATOL,
+        "lakes": {label(n): asdict(lake) for n, lake in lakes.items()},
+        "cases": results, "agreement": checks, "summary": summary,
+        "published": PUBLISHED}, indent=2, default=str))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=2_100_000)
+    parser.add_argument("--scale-customers", type=int, nargs="*", default=[500_000, 1_000_000],
+                        help="smaller lakes for the scaling rows (those below --customers)")
+    parser.add_argument("--slice-customers", type=int, default=50_000,
+                        help="the slice Featuretools and tideline both run on")
+    parser.add_argument("--workers", type=int, default=2, help="Ray CPUs (tasks at once)")
+    parser.add_argument("--partitions", type=int, default=2, help="hash partitions (Ray tasks)")
+    parser.add_argument("--seed", type=int, default=DemoSpec().seed)
+    parser.add_argument("--work-dir", default="/tmp/tideline-feature-bench")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(Case.from_json(args.case))))
+    elif args.prepare:
+        lake = prepared_lake(Path(args.work_dir), args.prepare, DemoSpec(seed=args.seed))
+        print(json.dumps(asdict(lake)))
+    else:
+        run_bench(args)
+
+
+if __name__ == "__main__":
+    main()
