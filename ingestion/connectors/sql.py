@@ -1,5 +1,7 @@
 """SQL sources through SQLAlchemy: a table or a query, read in chunks, incrementally by a cursor
-column compared with a bound parameter (values are never formatted into SQL).
+column compared with a bound parameter (values are never formatted into SQL). Values are the
+driver's: columns of text or integers are held in Arrow chunk by chunk, any other column as the
+driver's objects.
 
 Checkpoint: ``{"cursor": <largest cursor value read>, "cursor_type": "int" | "float" | "str" |
 "decimal" | "datetime" | "date"}``; the type tag turns the JSON value back into the value the
@@ -14,7 +16,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
@@ -152,7 +156,7 @@ def read_rows(
         statement = statement.where(cursor > sa.bindparam("checkpoint", value,
                                                           sa.types.NullType()))
     statement = statement.order_by(cursor)
-    frames: list[pd.DataFrame] = []
+    chunks: list[list[pa.Array | np.ndarray]] = []
     last = None
     try:
         result = conn.execution_options(stream_results=True).execute(statement)
@@ -166,7 +170,8 @@ def read_rows(
                               f"the result ({', '.join(columns)})")
         position = columns.index(source.cursor_column)
         for chunk in result.partitions(source.chunk_rows):
-            frames.append(pd.DataFrame(list(chunk), columns=columns, dtype=object))
+            rows = pd.DataFrame(list(chunk), dtype=object)
+            chunks.append([held(rows[column].to_numpy()) for column in rows.columns])
             # rows arrive in cursor order, so the last non-null cursor is the largest one in
             # the database's own ordering (NULLs sort first or last depending on the database)
             last = next((row[position] for row in reversed(chunk)
@@ -176,11 +181,42 @@ def read_rows(
         url = conn.engine.url
         raise SourceError(source.name, f"reading {what} from {describe(url)} failed: "
                           f"{driver_message(exc, url)}") from exc
-    if not frames:
+    if not chunks:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}), last
-    # object columns keep the driver's own values (an int column with a NULL stays ints,
-    # not floats), and the chunk size cannot change a column's dtype
-    return pd.concat(frames, ignore_index=True), last
+    return pd.DataFrame({name: stacked([chunk[i] for chunk in chunks])
+                         for i, name in enumerate(columns)}), last
+
+
+def held(values: np.ndarray) -> pa.Array | np.ndarray:
+    """One chunk of a column as the driver returned it: in Arrow when Arrow holds every value
+    exactly (all text, or all integers within int64; nulls allowed), else the objects. Done
+    chunk by chunk, while the objects are fresh, and then they are freed: a 10M-row table is
+    never held as Python objects, nor converted from them cold."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    try:
+        if kind in ("string", "empty"):
+            return pa.array(values, type=pa.large_string())
+        if kind == "integer":
+            return pa.array(values, type=pa.int64())
+    except (OverflowError, pa.ArrowInvalid):  # an integer beyond int64
+        pass
+    return values
+
+
+def stacked(chunks: list[pa.Array | np.ndarray]) -> pd.Series:
+    """A column from its chunks: Arrow text or integers when every chunk with a value agrees
+    (all-null chunks go along), otherwise the driver's objects, as they came (an int column
+    with a NULL stays ints, not floats), whatever the chunk size."""
+    kinds = {chunk.type if isinstance(chunk, pa.Array) else None for chunk in chunks
+             if not isinstance(chunk, pa.Array) or chunk.null_count < len(chunk)}
+    kind = next(iter(kinds), pa.large_string())
+    if len(kinds) <= 1 and kind is not None:
+        arrow = pa.chunked_array([chunk.cast(kind) for chunk in chunks], kind)
+        return pd.Series(pd.arrays.ArrowStringArray(arrow) if kind == pa.large_string()
+                         else pd.arrays.ArrowExtensionArray(arrow))
+    return pd.Series(np.concatenate([
+        pd.Series(chunk.to_pylist(), dtype=object).to_numpy() if isinstance(chunk, pa.Array)
+        else chunk for chunk in chunks]), dtype=object)
 
 
 _CURSOR_TYPES: dict[str, type] = {

@@ -7,13 +7,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from ingestion.connectors import connector_for
-from ingestion.connectors.sql import SqlConnector
+from ingestion.connectors.sql import SqlConnector, held, stacked
 from ingestion.sources import SqlSource, Window
 from tideline.errors import SourceError, SourceUnavailable
 
@@ -157,3 +160,22 @@ def test_configuration_faults_are_named(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("TEST_BAD_URL", "not a url")
     with pytest.raises(SourceError, match="TEST_BAD_URL does not hold a valid"):
         SqlConnector().pull(database.source(url_env="TEST_BAD_URL"), None, None)
+
+
+@pytest.mark.parametrize(("chunks", "arrow"), [
+    ([[1, None], [None, None], [2**40]], True),  # an all-NULL chunk goes along with the rest
+    ([["a", None], [None]], True),
+    ([[None], [None]], True),
+    ([[1, None], [True]], False),  # a bool is not an int; the ints stay ints
+    ([[1], ["1"]], False),  # text in one chunk, ints in another: the driver's values
+    ([[1], [2**63]], False),  # beyond int64
+    ([[Decimal("1.50")], [None]], False),
+])
+def test_a_column_is_held_in_arrow_only_when_every_value_fits(chunks: list[list], arrow: bool
+                                                              ) -> None:
+    column = stacked([held(np.array(chunk, dtype=object)) for chunk in chunks])
+    values = [value for chunk in chunks for value in chunk]
+    assert (column.dtype != object) is arrow
+    assert [None if pd.isna(v) else v for v in column] == values
+    assert [type(v) for v in column if not pd.isna(v)] == [type(v) for v in values
+                                                          if v is not None]
