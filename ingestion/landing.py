@@ -34,8 +34,8 @@ from lake.tables import read_table, write_table
 from tideline.errors import IngestionError
 
 UNKNOWN_DATE = "unknown"
-WRITERS = 4
-"""Partitions written at a time: Parquet's encoder releases the GIL."""
+PARTITION_THREADS = 4
+"""Partitions written or read at a time: Parquet's encoder and decoder release the GIL."""
 SPLIT_ROWS = 262_144
 """Rows regrouped by day at a time (`_split_days`): enough to keep Python's share small."""
 RAW_TEXT = pd.StringDtype("pyarrow")
@@ -92,7 +92,16 @@ def _column_text(values: pd.Series) -> pd.Series:
     numbers, decimals or booleans are converted in one pass; others value by value."""
     if values.dtype == RAW_TEXT:
         return values
-    if pd.api.types.infer_dtype(values, skipna=True) not in _STR_KINDS:
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind == "integer":
+        try:  # Arrow writes integers as `str` does, many times faster
+            ints = pa.array(values, type=pa.int64(), from_pandas=True)
+        except (OverflowError, pa.ArrowInvalid):  # beyond int64
+            pass
+        else:
+            text = pc.cast(ints, pa.large_string())
+            return pd.Series(pd.arrays.ArrowStringArray(text), index=values.index)
+    if kind not in _STR_KINDS:
         values = values.map(_text, na_action="ignore")
     return values.astype(RAW_TEXT)
 
@@ -160,7 +169,7 @@ def write_days(lake: Lake, branch: str, path: str, table: pa.Table, codes: np.nd
                            use_dictionary=False)
         return where
 
-    with ThreadPoolExecutor(WRITERS, thread_name_prefix="land") as pool:
+    with ThreadPoolExecutor(PARTITION_THREADS, thread_name_prefix="land") as pool:
         return list(pool.map(write, [day for day, rows in enumerate(pieces) if rows]))
 
 
@@ -245,7 +254,9 @@ def check_window(window: Window) -> Window:
 
 def read_landed(lake: Lake, ref: str, record: IngestRecord) -> pd.DataFrame:
     """The records a pull landed, back as one text frame in landing order."""
-    tables = [read_table(lake, ref, path) for path in record.parts if "/dt=" in path]
+    paths = [path for path in record.parts if "/dt=" in path]
+    with ThreadPoolExecutor(PARTITION_THREADS, thread_name_prefix="read-landed") as pool:
+        tables = list(pool.map(lambda path: read_table(lake, ref, path), paths))
     if not tables:
         return pd.DataFrame({column: pd.Series(dtype=RAW_TEXT) for column in record.columns})
     # one chunk per column: validation takes rows from these columns, and a take from many

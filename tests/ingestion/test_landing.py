@@ -1,13 +1,18 @@
 """Raw landing: partitions, text fidelity, checkpoints that move only with a commit, backfills."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ingestion.landing import land, read_checkpoint, read_landed
+from ingestion import landing
+from ingestion.landing import RAW_TEXT, land, partition_dates, read_checkpoint, read_landed
 from ingestion.sources import FileSource, Pull, Window
 from lake.local import LocalLake
 from lake.publish import publish
@@ -101,3 +106,69 @@ def test_window_of_days_is_utc_midnights() -> None:
     assert Window.of_days(None, None) is None
     window = Window.of_days(date(2026, 7, 1), None)
     assert window == Window(datetime(2026, 7, 1, tzinfo=UTC), None)
+
+
+DRIVER_VALUES = {
+    "ints": [1, None, -3, 2**70],  # the last one beyond int64
+    "int64": np.array([7, -8], dtype=np.int64),
+    "nullable": pd.array([1, None], dtype="Int64"),
+    "floats": [0.1, 1e16, None, 100.0],
+    "decimals": [Decimal("1.50"), Decimal("-0.00"), None],
+    "bools": [True, False, None],
+    "stamps": [datetime(2026, 7, 1, 10, tzinfo=UTC), None,
+               datetime(2026, 7, 1, 10, 30, 0, 5, tzinfo=timezone(timedelta(hours=2)))],
+    "mixed": [1, "a", 2.5, b"x"],
+}
+
+
+@pytest.mark.parametrize("name", DRIVER_VALUES)
+def test_raw_text_is_what_str_makes_of_each_value(lake: LocalLake, name: str) -> None:
+    """Whichever way a column is converted (in one pass or value by value), each value lands
+    as `str` writes it (ISO 8601 for datetimes), nulls as nulls."""
+    values = pd.Series(DRIVER_VALUES[name])
+    expected = [None if pd.isna(v) else v.isoformat() if isinstance(v, datetime) else str(v)
+                for v in values.astype(object)]
+    frame = pd.DataFrame({"ts": "2026-07-01T00:00:00Z", "value": values})
+    record = land(lake, "main", SOURCE, Pull(frame=frame, checkpoint={}), run_id="r1",
+                  checkpoint_before=None)
+    landed = read_landed(lake, "main", record)["value"]
+    assert landed.dtype == RAW_TEXT
+    assert [None if pd.isna(v) else v for v in landed] == expected
+
+
+STAMPS = st.one_of(
+    st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2040, 1, 1),
+                 timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7)),
+                                            timezone(timedelta(hours=5, minutes=30))])
+                 ).map(lambda d: d.isoformat().replace("+00:00", "Z")),
+    st.dates(min_value=datetime(1990, 1, 1).date()).map(str),
+    st.sampled_from(["not a date", "", "2026-02-30T00:00:00Z", "07/01/2026 23:30",
+                     "2026-07-01 23:30:00", "3000-01-01T00:00:00Z"]),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(STAMPS | st.none(), min_size=1, max_size=12))
+def test_dt_is_the_utc_day_pandas_reads(values: list[str | None]) -> None:
+    """Arrow reads the usual ISO 8601 column; anything else goes to pandas: the day is the
+    same either way, and an unreadable time lands under `unknown`."""
+    frame = pd.DataFrame({"ts": pd.Series(values, dtype=object)})
+    stamps = pd.to_datetime(frame["ts"], errors="coerce", utc=True, format="mixed")
+    assert partition_dates(frame, "ts").tolist() == stamps.dt.strftime("%Y-%m-%d").fillna(
+        "unknown").tolist()
+
+
+def test_each_day_keeps_its_rows_in_input_order_across_batches(
+    lake: LocalLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(landing, "SPLIT_ROWS", 7)  # many batches, each holding several days
+    rng = np.random.default_rng(3)
+    days = rng.integers(1, 6, 100)
+    frame = pd.DataFrame({"id": np.arange(100),
+                          "ts": [f"2026-07-0{d}T12:00:00Z" for d in days]}).astype(RAW_TEXT)
+    record = land(lake, "main", SOURCE, Pull(frame=frame, checkpoint={}), run_id="r1",
+                  checkpoint_before=None)
+    assert [p.split("/")[2] for p in record.parts] == [f"dt=2026-07-0{d}" for d in range(1, 6)]
+    landed = read_landed(lake, "main", record)
+    expected = frame.assign(day=days).sort_values("day", kind="stable").drop(columns="day")
+    pd.testing.assert_frame_equal(landed, expected.reset_index(drop=True))
