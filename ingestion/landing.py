@@ -9,7 +9,9 @@ Layout on the branch::
     checkpoints/<name>.json                                   where the next pull resumes
 
 Raw values are stored as text exactly as the source gave them (types are the validator's job),
-so nothing a source sends is lost or altered before validation. Part names carry the run id, so
+so nothing a source sends is lost or altered before validation; in memory the text is held by
+Arrow (`RAW_TEXT`). A day's records keep the order they came in, and a pull's parts are listed
+by day, so `read_landed` returns them day by day in that order. Part names carry the run id, so
 re-running a run id rewrites the same objects instead of adding copies; a backfill replaces the
 partitions of its window.
 """
