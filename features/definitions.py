@@ -101,6 +101,10 @@ class Derived:
     default: str | None = None
     description: str = ""
 
+    def __post_init__(self) -> None:
+        # YAML and declarations give lists; tuples keep the feature hashable and comparable
+        object.__setattr__(self, "cases", tuple(tuple(case) for case in self.cases))
+
 
 @dataclass(frozen=True)
 class FeatureView:
@@ -118,9 +122,7 @@ class FeatureView:
     def __post_init__(self) -> None:
         # lists read better in declarations; tuples keep the view hashable and frozen
         object.__setattr__(self, "features", tuple(self.features))
-        object.__setattr__(self, "derived", tuple(
-            Derived(d.name, d.expression, tuple(tuple(c) for c in d.cases), d.default,
-                    d.description) for d in self.derived))
+        object.__setattr__(self, "derived", tuple(self.derived))
         object.__setattr__(self, "tags", tuple(self.tags))
         check_view(self)
 
@@ -241,8 +243,7 @@ def load_views(path: str | Path) -> list[FeatureView]:
             views.append(FeatureView(
                 **{**body, "entity": entities[body["entity"]], "source": sources[body["source"]],
                    "features": [Feature(**f) for f in body.get("features", [])],
-                   "derived": [Derived(**{**d, "cases": [tuple(c) for c in d.get("cases", [])]})
-                               for d in body.get("derived", [])]}))
+                   "derived": [Derived(**d) for d in body.get("derived", [])]}))
     except TypeError as exc:
         raise FeatureDefinitionError(f"{path}: {exc}") from exc
     return views

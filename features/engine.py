@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.definitions import DAILY, NUMERIC, QUANTILES, Derived, Feature, FeatureView
-from features.expressions import evaluate
+from features.expressions import evaluate, names_in
 
 DAY_NS = 86_400 * 10**9
 EMA_HALF_LIFE_DAYS = 7.0
@@ -169,12 +169,8 @@ class Spine:
 
     @classmethod
     def of(cls, keys: Iterable, as_of: pd.Series | pd.DatetimeIndex | Iterable) -> Spine:
-        return cls(keys=np.asarray(list(keys) if not isinstance(keys, np.ndarray) else keys,
-                                   dtype=object),
+        return cls(keys=np.asarray(list(keys), dtype=object),
                    t=_nanoseconds(pd.Series(pd.to_datetime(as_of, utc=True))))
-
-    def __len__(self) -> int:
-        return len(self.keys)
 
 
 class ViewComputation:
@@ -195,7 +191,9 @@ class ViewComputation:
         if key not in self._subsets:
             mask = np.ones(len(self.events.time), dtype=bool)
             if filter_ is not None:
-                mask &= np.asarray(evaluate(filter_, _FilterColumns(self.events)), dtype=bool)
+                columns = {name: self.events.column(name)
+                           for name in names_in(filter_, f"filter {filter_!r}")}
+                mask &= np.asarray(evaluate(filter_, columns), dtype=bool)
             if valued is not None:
                 mask &= ~np.isnan(self.events.column(valued))
             self._subsets[key] = self.events if mask.all() else self.events.subset(mask)
@@ -250,14 +248,13 @@ class ViewComputation:
             return days
         if f.agg == "nunique":
             return self._nunique(f, seg, events)
-        if f.column is None:  # daily statistics of event counts
-            return _daily(f.agg, seg, events.time[seg.index], np.ones(len(seg.index)),
-                          f.window)
+        if f.agg in DAILY:  # without a column, statistics of daily event counts
+            values = (np.ones(len(seg.index)) if f.column is None
+                      else events.column(f.column)[seg.index])
+            return _daily(f.agg, seg, events.time[seg.index], values, f.window)
         values = events.column(f.column)[seg.index]
         if f.agg in QUANTILES:
             return self._quantile(f, seg, values, QUANTILES[f.agg])
-        if f.agg in DAILY:
-            return _daily(f.agg, seg, events.time[seg.index], values, f.window)
         total = seg.reduce(np.add, values, empty=0.0)
         if f.agg == "sum":
             return total
@@ -301,18 +298,6 @@ class ViewComputation:
         return np.bincount(owner[new], minlength=len(seg.lo)).astype(np.int64)
 
 
-class _FilterColumns(dict):
-    """Columns of an event table, converted only when a filter names them."""
-
-    def __init__(self, events: Events) -> None:
-        super().__init__()
-        self.events = events
-
-    def __missing__(self, name: str) -> np.ndarray:
-        self[name] = self.events.column(name)
-        return self[name]
-
-
 def _arrow_text(dtype: pa.DataType) -> pd.ArrowDtype | None:
     if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
         return pd.ArrowDtype(dtype)
@@ -342,9 +327,8 @@ def _event_order(codes: np.ndarray, time: np.ndarray, entities: int) -> np.ndarr
 
 def _nanoseconds(values: pd.Series) -> np.ndarray:
     """int64 ns since the epoch, UTC (naive timestamps are taken as UTC)."""
-    stamps = pd.to_datetime(values, utc=True)
-    return stamps.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]").to_numpy(
-        ).view(np.int64)
+    stamps = pd.to_datetime(values, utc=True).dt.tz_localize(None)
+    return stamps.astype("datetime64[ns]").to_numpy().view(np.int64)
 
 
 def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -52,15 +52,14 @@ def load_events(lake: Lake, ref: str, plan: FeaturePlan, partition: int = 0,
 
 def population(events: dict[str, Events], t: pd.Timestamp) -> np.ndarray:
     """The entities known at t: those with an event strictly before t in any source, sorted."""
-    cutoff = t.value
-    known: set = set()
+    known = []
     for source in events.values():
-        first = np.full(len(source.keys), np.iinfo(np.int64).max)
         starts = source.offsets[:-1]
-        present = source.offsets[1:] > starts
-        first[present] = source.time[starts[present]]
-        known.update(source.keys[first < cutoff])
-    return np.array(sorted(known), dtype=object)
+        present = source.offsets[1:] > starts  # an entity's first event opens its slice
+        early = np.zeros(len(source.keys), dtype=bool)
+        early[present] = source.time[starts[present]] < t.value
+        known.append(source.keys.to_numpy(dtype=object)[early])
+    return np.unique(np.concatenate(known)) if known else np.zeros(0, dtype=object)
 
 
 def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,

@@ -66,14 +66,15 @@ def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema]) -> F
         if sources.setdefault(view.source.name, view.source) != view.source:
             raise FeatureDefinitionError(f"{where}: two different sources are named "
                                          f"{view.source.name!r}")
+        for name in view.feature_names:
+            if name in names:
+                raise FeatureDefinitionError(
+                    f"{where}, feature {name!r}: the name is used by view {names[name]!r} too; "
+                    "feature names must be unique across the views built together")
+            names[name] = view.name
         needed = columns.setdefault(view.source.name, {view.entity.key, view.source.timestamp})
         for feature in view.features:
             at = f"{where}, feature {feature.name!r}"
-            if feature.name in names:
-                raise FeatureDefinitionError(
-                    f"{at}: the name is used by view {names[feature.name]!r} too; feature names "
-                    "must be unique across the views built together")
-            names[feature.name] = view.name
             used = names_in(feature.filter, at) - VIRTUAL_COLUMNS if feature.filter else set()
             if feature.column is not None:
                 used.add(feature.column)
@@ -94,12 +95,6 @@ def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema]) -> F
                 raise FeatureDefinitionError(
                     f"{at}: {feature.agg!r} of a column needs a date or timestamp, but "
                     f"{feature.column!r} is {dtype}")
-        for derived in view.derived:
-            if derived.name in names:
-                raise FeatureDefinitionError(
-                    f"{where}, derived feature {derived.name!r}: the name is used by view "
-                    f"{names[derived.name]!r} too")
-            names[derived.name] = view.name
     return FeaturePlan(views=tuple(views), sources=sources,
                        columns={name: tuple(sorted(cols)) for name, cols in columns.items()})
 
