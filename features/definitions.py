@@ -118,6 +118,9 @@ class FeatureView:
     description: str = ""
     derived: tuple[Derived, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
+    ttl_days: int | None = None
+    """How long a materialised value stays valid after its as-of date; past that, online and
+    offline retrieval both return null for the view (None: valid until the next one)."""
 
     def __post_init__(self) -> None:
         # lists read better in declarations; tuples keep the view hashable and frozen
@@ -128,7 +131,7 @@ class FeatureView:
 
     @property
     def version(self) -> str:
-        """Stable hash of everything that changes the values (not owner, tags or prose)."""
+        """Stable hash of everything that changes the values (not owner, tags, TTL or prose)."""
         return _stable_hash({
             "entity": asdict(self.entity), "source": asdict(self.source),
             "features": [_semantic(f) for f in self.features],
@@ -160,6 +163,9 @@ def check_view(view: FeatureView) -> None:
     where = f"feature view {view.name!r}"
     if not view.features:
         raise FeatureDefinitionError(f"{where} declares no features")
+    if view.ttl_days is not None and (not isinstance(view.ttl_days, int) or view.ttl_days <= 0):
+        raise FeatureDefinitionError(f"{where}: ttl_days must be a positive number of days, "
+                                     f"got {view.ttl_days!r}")
     if "@" not in view.owner:
         raise FeatureDefinitionError(f"{where}: owner must be an e-mail address, got "
                                      f"{view.owner!r}")

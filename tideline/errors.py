@@ -100,3 +100,16 @@ class SourceUnavailable(SourceError):
 class FeatureDefinitionError(TidelineError):
     """A feature view cannot be computed as declared: an unknown column or entity, a bad window,
     an aggregation that does not fit its column, a duplicate name, a missing source table."""
+
+
+class RegistryError(TidelineError):
+    """The feature registry's database cannot be opened or is newer than this tideline."""
+
+
+class RetrievalError(TidelineError):
+    """A training-set or online request that cannot be answered: a missing column, an unknown
+    or ambiguous feature, timestamps that cannot be compared."""
+
+
+class OnlineStoreUnavailable(TidelineError):
+    """The online store (Redis, SQLite file) cannot be reached; offline retrieval still works."""

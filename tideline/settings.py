@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     """Join this Ray cluster (`ray://host:10001`, `auto`); unset starts Ray locally (Ray's own
     RAY_ADDRESS variable is honoured too)."""
 
+    registry_url: SecretStr | None = None
+    """SQLAlchemy URL of the feature registry (`postgresql+psycopg://user:pw@host/db`); unset:
+    SQLite in the data directory."""
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    """Where the latest feature values are served from."""
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+
     lakefs_endpoint: str | None = None
     lakefs_access_key_id: SecretStr | None = None
     lakefs_secret_access_key: SecretStr | None = None
