@@ -1,0 +1,156 @@
+"""What every online store promises, and the value encoding they share.
+
+Promises (checked by tests/features/test_online.py against every backend):
+- A reader sees one version of a view: a new version is written aside and switched to in one
+  step; an entity's row is written whole, never field by field.
+- The view's state (version, as-of date, columns, TTL) is written after its rows, so a crash
+  mid-write leaves the old state, and a re-run repeats the write.
+- An unreachable store raises `OnlineStoreUnavailable` naming it.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+@dataclass(frozen=True)
+class OnlineState:
+    """What the online store holds for one view."""
+
+    view: str
+    version: str
+    as_of: date
+    key: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    """Arrow type of each column (`double`, `int64`, `string`, `timestamp[ns, tz=UTC]`...)."""
+    ttl_days: int | None
+    source_commit: str
+    written_at: datetime
+
+    def expired(self, now: datetime) -> bool:
+        """Past the view's TTL, measured from the as-of date's midnight UTC."""
+        if self.ttl_days is None:
+            return False
+        start = datetime(self.as_of.year, self.as_of.month, self.as_of.day, tzinfo=UTC)
+        return now >= start + timedelta(days=self.ttl_days)
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        body.update(as_of=self.as_of.isoformat(), written_at=self.written_at.isoformat())
+        return json.dumps(body, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> OnlineState:
+        body = json.loads(text)
+        return cls(**{**body, "as_of": date.fromisoformat(body["as_of"]),
+                      "written_at": datetime.fromisoformat(body["written_at"]),
+                      "columns": tuple(body["columns"]), "types": tuple(body["types"])})
+
+
+class OnlineStore(Protocol):
+    """One row of feature values per entity and view, with the view's state."""
+
+    name: str
+
+    def state(self, view: str) -> OnlineState | None:
+        """What the store holds for `view`, or None when it holds nothing."""
+        ...
+
+    def write(self, state: OnlineState, rows: pa.Table, deleted: Sequence[str],
+              replace: bool) -> None:
+        """Write `rows` (the key column, then `state.columns`) and delete `deleted` keys, then
+        record `state`. With `replace`, the rows are the view's complete new contents, written
+        aside and switched to at once; without, they update the current contents in place."""
+        ...
+
+    def read(self, view: str, keys: Sequence[str]) -> tuple[OnlineState | None,
+                                                           list[list[Any] | None]]:
+        """The state and, per key in order, its row (values in `state.columns` order) or None,
+        read consistently with each other."""
+        ...
+
+    def drop(self, view: str) -> None:
+        """Forget a view entirely."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def arrow_types(schema: pa.Schema, columns: Sequence[str]) -> tuple[str, ...]:
+    return tuple(str(schema.field(c).type) for c in columns)
+
+
+def _quoted(values: pa.Array) -> pa.Array:
+    """JSON strings of a text column: each distinct value escaped once by the json module."""
+    encoded = pc.dictionary_encode(values.cast(pa.string()))
+    words = pa.array([json.dumps(w) for w in encoded.dictionary.to_pylist()], pa.string())
+    return words.take(encoded.indices)
+
+
+def _json_column(values: pa.ChunkedArray) -> pa.Array:
+    values = values.combine_chunks()
+    kind = values.type
+    if pa.types.is_dictionary(kind):
+        values, kind = values.cast(kind.value_type), kind.value_type
+    if pa.types.is_floating(kind):
+        text = pc.cast(values, pa.string())
+        text = pc.if_else(pc.is_nan(values), pa.scalar(None, pa.string()), text)
+        text = pc.if_else(pc.is_inf(values), pc.binary_join_element_wise('"', text, '"', ""),
+                          text)  # JSON has no infinity: "inf" as a string, decoded back
+    elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        text = pc.cast(values, pa.string())
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = _quoted(values)
+    elif pa.types.is_temporal(kind):
+        text = pc.binary_join_element_wise('"', pc.cast(values, pa.string()), '"', "")
+    else:
+        raise TypeError(f"cannot serve a feature of type {kind} online")
+    return pc.fill_null(text, "null")
+
+
+def encode_rows(table: pa.Table, columns: Sequence[str]) -> list[str]:
+    """Each row's values as a JSON array, built column by column in Arrow (no Python object
+    per value)."""
+    if not len(table):
+        return []
+    parts = [_json_column(table.column(c)) for c in columns]
+    joined = pc.binary_join_element_wise(*parts, ",") if parts else pa.array(
+        [""] * len(table))
+    return pc.binary_join_element_wise("[", joined, "]", "").to_pylist()
+
+
+def restore_values(state: OnlineState, rows: list[list[Any] | None]
+                   ) -> list[list[Any] | None]:
+    """Stored values back to what the offline store holds: infinities from their strings,
+    booleans from 0/1, times as Timestamps."""
+    floats = [k for k, t in enumerate(state.types) if t in ("double", "float", "halffloat")]
+    flags = [k for k, t in enumerate(state.types) if t == "bool"]
+    times = [k for k, t in enumerate(state.types) if t.startswith(("timestamp", "date"))]
+    for values in rows:
+        if values is None:
+            continue
+        for k in floats:
+            if isinstance(values[k], str):
+                values[k] = float(values[k])
+        for k in flags:
+            if values[k] is not None:
+                values[k] = bool(values[k])
+        for k in times:
+            if values[k] is not None:
+                values[k] = pd.Timestamp(values[k])
+    return rows
+
+
+def decode_rows(state: OnlineState, rows: Sequence[bytes | str | None]
+                ) -> list[list[Any] | None]:
+    """JSON arrays (see `encode_rows`) back to values."""
+    return restore_values(state, [None if row is None else orjson.loads(row) for row in rows])
