@@ -1,0 +1,292 @@
+"""The online store contract, run against SQLite and the machine's real Redis: round trips of
+every value type, version switches, incremental writes, failures that leave the old contents,
+and online values equal to offline retrieval at the same time."""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import redis as redis_client
+
+from features.churn import CHURN_VIEWS, SPENDING
+from features.materialize import as_of_time
+from features.online.base import OnlineState, OnlineStore, arrow_types
+from features.online.redis import RedisOnlineStore
+from features.online.sqlite import SQLiteOnlineStore
+from features.registry import Registry
+from features.store import FeatureStore
+from lake.local import LocalLake
+from tests.features.built import AS_OF, build_features, built_lake
+from tideline.errors import OnlineStoreUnavailable, RetrievalError
+
+REDIS_TEST_DB = "redis://127.0.0.1:6379/13"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.service("redis"))])
+def online(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
+    if request.param == "sqlite":
+        store: OnlineStore = SQLiteOnlineStore(tmp_path / "online.db")
+    else:
+        redis_client.Redis.from_url(REDIS_TEST_DB).flushdb()
+        store = RedisOnlineStore(REDIS_TEST_DB)
+    yield store
+    store.close()
+
+
+def table(version: int = 1) -> pa.Table:
+    return pa.table({
+        "customer_id": ["a", "b", "c", 'd"quoted\\'],
+        "spend": pa.array([1.5, None, float("inf"), 0.1 + 0.2 * version]),
+        "count": pa.array([1, 2, None, 4 * version], pa.int64()),
+        "segment": ["gold", "ünïcode \n line", None, f"v{version}"],
+        "active": [True, False, None, True],
+        "last_seen": pa.array([datetime(2026, 9, 1, 12, tzinfo=UTC), None,
+                               datetime(2026, 8, 1, tzinfo=UTC),
+                               datetime(2026, 7, 1, tzinfo=UTC)], pa.timestamp("us", tz="UTC")),
+    })
+
+
+def state(rows: pa.Table, version: str = "v1", as_of: date = date(2026, 9, 1)) -> OnlineState:
+    columns = tuple(rows.column_names[1:])
+    return OnlineState(view="spending", version=version, as_of=as_of, key="customer_id",
+                       columns=columns, types=arrow_types(rows.schema, columns), ttl_days=None,
+                       source_commit="c0", written_at=datetime(2026, 9, 2, tzinfo=UTC))
+
+
+def expected(rows: pa.Table, key: str) -> list:
+    record = next(r for r in rows.to_pylist() if r["customer_id"] == key)
+    values = [record[c] for c in rows.column_names[1:]]
+    return [pd.Timestamp(v) if isinstance(v, datetime) else v for v in values]
+
+
+def test_rows_of_every_type_come_back_as_written(online: OnlineStore) -> None:
+    rows = table()
+    online.write(state(rows), rows, [], replace=True)
+    got_state, got = online.read("spending", ['d"quoted\\', "missing", "a", "a"])
+    assert got_state == state(rows)
+    assert got[1] is None
+    assert got[0] == expected(rows, 'd"quoted\\') and got[2] == got[3] == expected(rows, "a")
+    _, [b, c] = online.read("spending", ["b", "c"])
+    assert b == expected(rows, "b") and c[0] == float("inf") and c[1] is None
+    assert online.read("nothing", ["a"]) == (None, [None])
+
+
+def test_a_new_version_replaces_the_old_one_whole(online: OnlineStore) -> None:
+    online.write(state(table(1)), table(1), [], replace=True)
+    online.write(state(table(2), "v2"), table(2).slice(1, 3), [], replace=True)
+    got_state, got = online.read("spending", ["a", "d\"quoted\\"])
+    assert got_state.version == "v2"
+    assert got[0] is None  # 'a' is not in v2: nothing of v1 is left to read
+    assert got[1] == expected(table(2), 'd"quoted\\')
+    if isinstance(online, RedisOnlineStore):
+        assert not list(online._client.scan_iter(match="tl:spending:v1:*"))
+    else:
+        connection = online._connect()
+        assert connection.execute('SELECT count(*), max("count") FROM spending').fetchone() == (
+            3, 8)
+        names = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+        assert "spending@v1" not in names
+
+
+def test_an_incremental_write_updates_and_deletes_in_place(online: OnlineStore) -> None:
+    online.write(state(table(1)), table(1), [], replace=True)
+    online.write(state(table(2), as_of=date(2026, 9, 2)), table(2).slice(3, 1), ["b"],
+                 replace=False)
+    got_state, got = online.read("spending", ["a", "b", 'd"quoted\\'])
+    assert got_state.as_of == date(2026, 9, 2)
+    assert got == [expected(table(1), "a"), None, expected(table(2), 'd"quoted\\')]
+
+
+def test_a_failed_write_leaves_the_previous_contents(online: OnlineStore) -> None:
+    online.write(state(table(1)), table(1), [], replace=True)
+    bad = table(2).append_column("tags", pa.array([[1], [2], [3], [4]]))
+    with pytest.raises((TypeError, sqlite3.Error)):
+        online.write(state(bad, "v2"), bad, [], replace=True)
+    got_state, got = online.read("spending", ["a"])
+    assert got_state.version == "v1" and got == [expected(table(1), "a")]
+
+
+def test_an_unreachable_store_is_named() -> None:
+    with pytest.raises(OnlineStoreUnavailable, match="redis://127.0.0.1:1 is unreachable"):
+        RedisOnlineStore("redis://:secret@127.0.0.1:1/0", socket_timeout=1).state("x")
+    with pytest.raises(OnlineStoreUnavailable, match="no/such/dir/online.db"):
+        SQLiteOnlineStore("/no/such/dir/online.db")
+
+
+# -- through the feature store -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lake_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("online") / "lake"
+    built_lake(path)
+    return path
+
+
+@pytest.fixture
+def store(lake_template: Path, tmp_path: Path, online: OnlineStore) -> FeatureStore:
+    shutil.copytree(lake_template, tmp_path / "lake")
+    return FeatureStore(LocalLake(tmp_path / "lake"),
+                        Registry(f"sqlite:///{tmp_path / 'registry.db'}"), CHURN_VIEWS, online)
+
+
+ALL = [f"{view.name}:*" for view in CHURN_VIEWS]
+
+
+def offline_at(store: FeatureStore, ids: list[str], day: date) -> pd.DataFrame:
+    rows = pd.DataFrame({"customer_id": ids, "event_timestamp": as_of_time(day)})
+    return store.get_training_set(rows, ALL, save=False).frame.drop(columns="event_timestamp")
+
+
+def test_online_values_equal_offline_retrieval_at_the_same_time(store: FeatureStore) -> None:
+    ids = [f"C{i:07d}" for i in range(1, 126)]  # the last five are unknown
+    first = store.materialize_online(as_of=AS_OF[1])
+    assert {w.mode for w in first} == {"full"}
+    online = store.get_online_features(ids, ALL)
+    pd.testing.assert_frame_equal(online.frame, offline_at(store, ids, AS_OF[1]))
+    assert online.views[SPENDING.name] == {"version": SPENDING.version,
+                                           "as_of": "2026-08-15", "stale": False}
+
+    second = store.materialize_online()  # the newest table: only what changed is written
+    spending = next(w for w in second if w.view == SPENDING.name)
+    assert spending.mode == "incremental" and spending.as_of == AS_OF[2]
+    assert 0 < spending.written < len(ids) - 5
+    pd.testing.assert_frame_equal(store.get_online_features(ids, ALL).frame,
+                                  offline_at(store, ids, AS_OF[2]))
+    assert {w.mode for w in store.materialize_online()} == {"unchanged"}
+
+
+def test_a_view_past_its_ttl_serves_nulls(store: FeatureStore) -> None:
+    store.views = [replace(v, ttl_days=7) for v in store.views]
+    store.materialize_online()
+    fresh = store.get_online_features(["C0000001"], ["spend_30d"],
+                                      now=datetime(2026, 9, 7, 23, tzinfo=UTC))
+    stale = store.get_online_features(["C0000001"], ["spend_30d"],
+                                      now=datetime(2026, 9, 8, tzinfo=UTC))
+    assert np.isfinite(fresh.frame["spend_30d"][0]) and not fresh.views[SPENDING.name]["stale"]
+    assert stale.frame["spend_30d"].isna().all() and stale.views[SPENDING.name]["stale"]
+
+
+def test_serving_refuses_a_version_the_definitions_do_not_have(store: FeatureStore) -> None:
+    with pytest.raises(RetrievalError, match="not in the online store yet"):
+        store.get_online_features(["C0000001"], ["spend_30d"])
+    store.materialize_online()
+    store.views = [replace(SPENDING, features=SPENDING.features[1:], derived=())]
+    with pytest.raises(RetrievalError, match="at version .* the definitions are at"):
+        store.get_online_features(["C0000001"], ["spend_30d"])
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """A Redis server of our own (no persistence), so a test may kill and restart it."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    servers: list[subprocess.Popen] = []
+
+    def start() -> None:
+        servers.append(subprocess.Popen(
+            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL))
+        for _ in range(100):
+            try:
+                redis_client.Redis(port=port).ping()
+                return
+            except redis_client.ConnectionError:
+                time.sleep(0.05)
+
+    start()
+    yield f"redis://127.0.0.1:{port}/0", servers, start
+    for server in servers:
+        server.kill()
+        server.wait()
+
+
+def test_redis_killed_mid_materialisation_then_a_rerun_completes(
+        private_redis, lake_template: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url, servers, start = private_redis
+    shutil.copytree(lake_template, tmp_path / "lake")
+    store = FeatureStore(LocalLake(tmp_path / "lake"),
+                         Registry(f"sqlite:///{tmp_path / 'registry.db'}"), CHURN_VIEWS,
+                         RedisOnlineStore(url, socket_timeout=2))
+    store.materialize_online(as_of=AS_OF[1])
+
+    # a new version of one view is being written when the server dies after the first batch
+    changed = replace(SPENDING, features=SPENDING.features[:-1])
+    build_features(store.lake, [AS_OF[2]], views=[changed])
+    store.views = [changed if v.name == SPENDING.name else v for v in CHURN_VIEWS]
+    monkeypatch.setattr("features.online.redis._BATCH", 20)
+    calls = {"n": 0}
+    execute = redis_client.client.Pipeline.execute
+
+    def dying(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            servers[-1].kill()
+            servers[-1].wait()
+        return execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis_client.client.Pipeline, "execute", dying)
+    with pytest.raises(OnlineStoreUnavailable, match="unreachable"):
+        store.materialize_online()
+    monkeypatch.setattr(redis_client.client.Pipeline, "execute", execute)
+
+    start()  # it comes back empty (no persistence): the re-run writes everything again
+    writes = store.materialize_online()
+    assert {w.mode for w in writes} == {"full"}
+    ids = [f"C{i:07d}" for i in range(1, 121)]
+    pd.testing.assert_frame_equal(store.get_online_features(ids, ALL).frame,
+                                  offline_at(store, ids, AS_OF[2]))
+
+
+def test_a_new_version_that_fails_half_way_leaves_readers_on_the_old_one(
+        lake_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        private_redis) -> None:
+    url, _, _ = private_redis
+    shutil.copytree(lake_template, tmp_path / "lake")
+    online = RedisOnlineStore(url)
+    store = FeatureStore(LocalLake(tmp_path / "lake"),
+                         Registry(f"sqlite:///{tmp_path / 'registry.db'}"), [SPENDING], online)
+    store.materialize_online()
+    before = store.get_online_features([f"C{i:07d}" for i in range(1, 121)], ["spend_30d"])
+
+    changed = replace(SPENDING, features=SPENDING.features[:-1])
+    build_features(store.lake, [AS_OF[2]], views=[changed])
+    store.views = [changed]
+    monkeypatch.setattr("features.online.redis._BATCH", 20)
+    calls = {"n": 0}
+    execute = redis_client.client.Pipeline.execute
+
+    def failing(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise redis_client.ConnectionError("connection reset by peer")
+        return execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis_client.client.Pipeline, "execute", failing)
+    with pytest.raises(OnlineStoreUnavailable):
+        store.materialize_online()
+    monkeypatch.setattr(redis_client.client.Pipeline, "execute", execute)
+    assert online._client.keys(f"tl:{SPENDING.name}:{changed.version}:*")  # half written
+    assert online.state(SPENDING.name).version == SPENDING.version
+    store.views = [SPENDING]  # a reader of the old definitions still gets the old values whole
+    pd.testing.assert_frame_equal(
+        store.get_online_features([f"C{i:07d}" for i in range(1, 121)], ["spend_30d"]).frame,
+        before.frame)
+    store.views = [changed]
+    assert {w.mode for w in store.materialize_online()} == {"full"}
+    assert not online._client.keys(f"tl:{SPENDING.name}:{SPENDING.version}:*")
