@@ -1,5 +1,6 @@
 """Build features: the clean tables at one main commit → plan → one Ray task per entity
-partition → offline feature tables, published to main with their versions and source commit."""
+partition → offline feature tables, published to main with their versions and source commit,
+and recorded in the registry; then the newest tables into the online store."""
 from __future__ import annotations
 
 import json
@@ -8,17 +9,19 @@ from datetime import date
 from prefect import flow, get_run_logger
 from prefect_ray import RayTaskRunner
 
-from features.definitions import load_definitions
 from features.materialize import FeatureBuild, load_build
 from features.offline import default_as_of
-from lake import open_lake
+from features.store import FeatureStore, OnlineWrite
 from lake.base import MAIN
 from lake.publish import find_published, publish
 from tasks.features import (
     compute_partition,
+    materialize_online_store,
     plan_features,
     publish_feature_artifacts,
+    publish_online_artifacts,
     record_feature_build,
+    register_feature_build,
 )
 from tideline.settings import Settings, load_settings
 
@@ -37,13 +40,16 @@ def build_features(run_id: str, as_of: list[date] | None = None,
     settings = load_settings()
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     logger = get_run_logger()
-    lake = open_lake(settings)
+    store = FeatureStore.open(settings)
+    lake = store.lake
     done = find_published(lake, f"{run_id}-features")
     if done is not None:
         logger.info("features of run %s were published at %s already", run_id, done.id)
-        return load_build(lake, done.id, run_id)
+        build = load_build(lake, done.id, run_id)
+        register_feature_build(store, build, done.id)
+        return build
     source_commit = lake.resolve(MAIN)
-    plan = plan_features(load_definitions(settings.feature_views), lake, source_commit)
+    plan = plan_features(store.views, lake, source_commit)
     dates = as_of or [default_as_of(lake, source_commit, plan.sources.values())]
     count = partitions or settings.feature_partitions
     with publish(lake, f"{run_id}-features", message=f"features as of {dates[-1]}",
@@ -53,7 +59,17 @@ def build_features(run_id: str, as_of: list[date] | None = None,
                                             count) for k in range(count)]
         build = record_feature_build(lake, run.branch, run_id, source_commit, plan, dates,
                                      [future.result() for future in futures])
+    register_feature_build(store, build, run.published.id)
     publish_feature_artifacts(build)
     logger.info("published %d features for %d entities as of %s", build.features,
                 build.entities, ", ".join(build.as_of))
     return build
+
+
+@flow(name="materialize-online")
+def materialize_online() -> list[OnlineWrite]:
+    """The newest feature tables on main → the online store (only changed entities)."""
+    settings = load_settings()
+    writes = materialize_online_store(FeatureStore.open(settings))
+    publish_online_artifacts(writes, settings.online_store)
+    return writes

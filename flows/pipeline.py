@@ -8,18 +8,20 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from features.materialize import FeatureBuild
-from flows.features import build_features, ray_task_runner
+from features.store import OnlineWrite
+from flows.features import build_features, materialize_online, ray_task_runner
 from flows.ingest import ingest
 from ingestion.audit import Audit
 from tideline.settings import load_settings
 
-STAGES = ["ingest", "validate", "publish", "features"]
+STAGES = ["ingest", "validate", "publish", "features", "registry", "online store"]
 
 
 @dataclass(frozen=True)
 class PipelineRun:
     audit: Audit
     features: FeatureBuild
+    online: list[OnlineWrite]
 
 
 def new_run_id() -> str:
@@ -29,11 +31,13 @@ def new_run_id() -> str:
 @flow(name="pipeline")
 def pipeline(run_id: str | None = None, since: date | None = None,
              until: date | None = None) -> PipelineRun:
-    """sources → run branch → quality gate → main → features on Ray → offline store."""
+    """sources → run branch → quality gate → main → features on Ray → offline store and
+    registry → online store."""
     run_id = run_id or new_run_id()
     audit = ingest(run_id=run_id, since=since, until=until)
     features = build_features.with_options(task_runner=ray_task_runner(load_settings()))(
         run_id=run_id)
+    online = materialize_online()
     rows = "\n".join(f"| {o.dataset} | {o.rows:,} | {o.clean:,} | {o.quarantined:,} | "
                      f"{o.score:.2f} | {'pass' if o.gate_passed else 'fail'} |"
                      for o in audit.outcomes)
@@ -43,7 +47,8 @@ def pipeline(run_id: str | None = None, since: date | None = None,
         "| dataset | rows | clean | quarantined | score | gate |\n|---|---|---|---|---|---|\n"
         f"{rows}\n\nQuality report: `{audit.local_report}`\n\n"
         f"Features: {features.features} for {features.entities:,} customers as of "
-        f"{', '.join(features.as_of)} (`{features.manifest}`)\n",
+        f"{', '.join(features.as_of)} (`{features.manifest}`)\n\nOnline store: "
+        f"{sum(w.written for w in online):,} rows written for {len(online)} views\n",
         description=f"tideline pipeline run {run_id}",
     )
-    return PipelineRun(audit=audit, features=features)
+    return PipelineRun(audit=audit, features=features, online=online)

@@ -16,11 +16,36 @@ from features.materialize import (
     record_build,
 )
 from features.plan import FeaturePlan, plan_from_lake
+from features.store import FeatureStore, OnlineWrite, register_build
 from lake import open_lake
 from tideline.settings import Settings
 
 plan_features = task(plan_from_lake, name="plan-features", cache_policy=NONE)
 record_feature_build = task(record_build, name="record-feature-build", cache_policy=NONE)
+
+
+@task(name="register-feature-build", retries=2, retry_delay_seconds=5, cache_policy=NONE)
+def register_feature_build(store: FeatureStore, build: FeatureBuild,
+                           published_commit: str) -> None:
+    """Views, lineage and value statistics of a published build into the registry (again on
+    a re-run: recording is idempotent)."""
+    register_build(store.lake, store.registry, build, store.views, published_commit)
+
+
+@task(name="materialize-online", retries=2, retry_delay_seconds=[5, 30], cache_policy=NONE)
+def materialize_online_store(store: FeatureStore) -> list[OnlineWrite]:
+    """The newest feature tables on main into the online store (retried: Redis may restart)."""
+    return store.materialize_online()
+
+
+@task(name="publish-online-artifacts")
+def publish_online_artifacts(writes: list[OnlineWrite], backend: str) -> None:
+    create_table_artifact(
+        key="online-store",
+        table=[{"view": w.view, "version": w.version, "as of": f"{w.as_of}", "mode": w.mode,
+                "written": w.written, "deleted": w.deleted} for w in writes],
+        description=f"Online store ({backend}): entities written per view",
+    )
 
 
 @task(name="compute-partition", task_run_name="features[{partition}/{partitions}]",

@@ -10,6 +10,9 @@ import pytest
 from deployments.demo import DEFECT_RULES, injected_defects
 from features.churn import CHURN_VIEWS
 from features.offline import read_features
+from features.online.sqlite import SQLiteOnlineStore
+from features.registry import Registry
+from features.store import FeatureStore
 from flows.pipeline import pipeline
 from lake.local import LocalLake
 from lake.tables import read_frame
@@ -48,7 +51,22 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
                  & (stamps < pd.Timestamp("2026-10-01", tz="UTC"))).sum()
     assert spending["txn_count_90d"].sum() == in_window > 0
 
-    assert pipeline(run_id="t1") == run  # the same run again: nothing new
+    registry = Registry(f"sqlite:///{data_dir / 'registry.db'}")
+    [built] = registry.materializations(CHURN_VIEWS[0].name)
+    assert (built.run_id, built.published_commit, built.rows) == ("t1", head.id, 3000)
+    stats = {s.feature: s for s in registry.stats(CHURN_VIEWS[0].name, CHURN_VIEWS[0].version)}
+    assert stats["txn_count_90d"].mean_value == pytest.approx(in_window / 3000)
+    assert {w.mode for w in run.online} == {"full"}
+    assert sum(w.written for w in run.online) == 4 * 3000
+    store = FeatureStore(lake, registry, CHURN_VIEWS, SQLiteOnlineStore(data_dir / "online.db"))
+    some = list(spending["customer_id"][:50])
+    served = store.get_online_features(some, ["txn_count_90d", "value_segment"]).frame
+    pd.testing.assert_frame_equal(served, spending.loc[:49, ["customer_id", "txn_count_90d",
+                                                             "value_segment"]])
+
+    again = pipeline(run_id="t1")  # the same run again: nothing new
+    assert (again.audit, again.features) == (run.audit, run.features)
+    assert {w.mode for w in again.online} == {"unchanged"}
     assert lake.resolve("main") == head.id
 
     incremental = pipeline(run_id="t2")  # a new run: every checkpoint says nothing is new
