@@ -14,12 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tideline.errors import TidelineError
+from tideline.errors import FeatureDefinitionError, TidelineError
 from tideline.settings import load_settings
 
 app = typer.Typer(help="tideline: an ML feature platform for churn models.", no_args_is_help=True)
 lake_app = typer.Typer(help="Inspect and manage the versioned lake.", no_args_is_help=True)
 app.add_typer(lake_app, name="lake")
+features_app = typer.Typer(help="Build, inspect and serve feature views.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
 console = Console()
 
 
@@ -92,8 +94,8 @@ def ingest(
                              until=until.date() if until else None))
 
 
-@app.command()
-def features(
+@features_app.command("build")
+def features_build(
     run_id: str = typer.Option(None, help="Re-use a run id to re-run it idempotently."),
     as_of: list[datetime] = typer.Option(None, formats=["%Y-%m-%d"],
                                          help="As-of date (repeat for several); default: the "
@@ -104,12 +106,134 @@ def features(
     _prefect_quiet()
     from flows.features import build_features, ray_task_runner
     from flows.pipeline import new_run_id
-    from tideline.settings import load_settings
 
     flow = build_features.with_options(task_runner=ray_task_runner(load_settings()))
     _print_features(flow(run_id=run_id or new_run_id(),
                          as_of=[day.date() for day in as_of] if as_of else None,
                          partitions=partitions))
+
+
+def _registry():  # noqa: ANN202 - features.registry.Registry, imported lazily
+    from features.registry import open_registry
+
+    return open_registry(load_settings())
+
+
+@features_app.command("list")
+def features_list() -> None:
+    """Every feature view (newest version): owner, features, last materialisation."""
+    registry = _registry()
+    table = Table("view", "version", "owner", "features", "source", "last as-of", "updated (UTC)")
+    for view in registry.views():
+        done = registry.materializations(view.name, view.version)
+        table.add_row(view.name, view.version, view.owner, str(len(registry.features(view))),
+                      view.source_dataset, f"{done[-1].as_of}" if done else "-",
+                      f"{view.updated_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:,.4g}"
+
+
+@features_app.command("describe")
+def features_describe(
+    name: str = typer.Argument(help="A view (`name` or `name@version`) or a feature."),
+) -> None:
+    """A view's definition, owner, versions, value statistics and lineage."""
+    registry = _registry()
+    view_name, _, version = name.partition("@")
+    if not any(v.name == view_name for v in registry.views()):
+        owners = [v for v in registry.views()
+                  if any(f["name"] == view_name for f in registry.features(v))]
+        if not owners:
+            raise FeatureDefinitionError(f"no feature view or feature named {name!r} in the "
+                                         "registry (`tideline features list`)")
+        view_name = owners[0].name
+    view = registry.view(view_name, version or None)
+    console.print(f"[bold]{view.name}[/] @ {view.version}  —  {view.description}\n"
+                  f"owner {view.owner} · entity {view.entity} ({view.entity_key}) · source "
+                  f"{view.source_dataset} (time: {view.source_timestamp}) · tags "
+                  f"{', '.join(view.tags) or '-'} · TTL "
+                  f"{f'{view.ttl_days} days' if view.ttl_days else 'none'}")
+    stats = {s.feature: s for s in registry.stats(view.name, view.version)}
+    table = Table("feature", "definition", "null rate", "min", "mean", "max", "p50",
+                  title="features (statistics of the newest materialisation)")
+    for f in registry.features(view):
+        if f["kind"] == "derived":
+            definition = f["expression"]
+        else:
+            definition = f"{f['aggregation']}({f['source_column'] or ''})" + (
+                f" over {f['window_days']}d" if f["window_days"] else "") + (
+                f" where {f['event_filter']}" if f["event_filter"] else "")
+        s = stats.get(f["name"])
+        table.add_row(f["name"], definition, *(
+            [f"{s.null_rate:.1%}", _number(s.min_value), _number(s.mean_value),
+             _number(s.max_value), _number(s.p50) if s.p50 is not None else s.top_value or ""]
+            if s else [""] * 5))
+    console.print(table)
+    versions = Table("version", "created (UTC)", "features", title="versions")
+    for record in registry.versions(view.name):
+        versions.add_row(record.version, f"{record.created_at:%Y-%m-%d %H:%M}",
+                         str(len(registry.features(record))))
+    console.print(versions)
+    lineage = Table("run", "as of", "rows", "source commit", "published commit",
+                    title="lineage: builds of this version")
+    for m in registry.materializations(view.name, view.version):
+        lineage.add_row(m.run_id, f"{m.as_of}", f"{m.rows:,}", _short(m.source_commit),
+                        _short(m.published_commit))
+    console.print(lineage)
+
+
+@features_app.command("diff")
+def features_diff(
+    left: str = typer.Argument(help="`view@version`, a view name or a version hash."),
+    right: str = typer.Argument(help="The same, to compare with."),
+) -> None:
+    """What changed between two versions of a view."""
+    diff = _registry().diff(left, right)
+    console.print(f"{diff.left.name}@{diff.left.version} → {diff.right.name}@"
+                  f"{diff.right.version}")
+    table = Table("what", "before", "after")
+    for field, (a, b) in diff.changed.items():
+        table.add_row(field, str(a), str(b))
+    for name in diff.removed:
+        table.add_row(f"[red]- {name}[/]", "feature", "")
+    for name in diff.added:
+        table.add_row(f"[green]+ {name}[/]", "", "feature")
+    for name, fields in diff.features_changed.items():
+        for field, (a, b) in fields.items():
+            table.add_row(f"[yellow]~ {name}[/].{field}", str(a), str(b))
+    console.print(table)
+    if not (diff.changed or diff.added or diff.removed or diff.features_changed):
+        console.print("no differences")
+
+
+@features_app.command("materialize")
+def features_materialize() -> None:
+    """Load the newest feature tables on main into the online store (changed entities only)."""
+    _prefect_quiet()
+    from flows.features import materialize_online
+
+    table = Table("view", "version", "as of", "mode", "written", "deleted")
+    for w in materialize_online():
+        table.add_row(w.view, w.version, f"{w.as_of}", w.mode, f"{w.written:,}",
+                      f"{w.deleted:,}")
+    console.print(table)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Serve online features over HTTP (POST /features; docs at /docs)."""
+    import uvicorn
+
+    from features.serving import create_app
+    from features.store import FeatureStore
+
+    uvicorn.run(create_app(FeatureStore.open(load_settings())), host=host, port=port)
 
 
 @lake_app.command("init")

@@ -23,7 +23,7 @@ from features.definitions import FeatureView
 from features.materialize import as_of_time
 from lake.base import Lake
 from lake.tables import read_table
-from tideline.errors import RetrievalError
+from tideline.errors import RetrievalError, UnknownFeature
 
 DAY_NS = 86_400 * 10**9
 
@@ -47,18 +47,18 @@ def resolve_features(views: Sequence[FeatureView], requested: Sequence[str]) -> 
         view_name, _, feature = item.rpartition(":")
         if view_name:
             if view_name not in by_name:
-                raise RetrievalError(f"unknown feature view {view_name!r} in {item!r}; views: "
+                raise UnknownFeature(f"unknown feature view {view_name!r} in {item!r}; views: "
                                      f"{', '.join(sorted(by_name))}")
             view = by_name[view_name]
             names = view.feature_names if feature == "*" else [feature]
             for name in names:
                 if name not in view.feature_names:
-                    raise RetrievalError(f"view {view_name!r} has no feature {name!r}")
+                    raise UnknownFeature(f"view {view_name!r} has no feature {name!r}")
                 refs.append((view, name))
             continue
         owners = [view for view in views if feature in view.feature_names]
         if not owners:
-            raise RetrievalError(f"unknown feature {feature!r}; name it as `view:feature` "
+            raise UnknownFeature(f"unknown feature {feature!r}; name it as `view:feature` "
                                  f"with a view of {', '.join(sorted(by_name))}")
         if len(owners) > 1:
             raise RetrievalError(f"feature {feature!r} is ambiguous: it is defined by "

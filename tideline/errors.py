@@ -113,3 +113,7 @@ class RetrievalError(TidelineError):
 
 class OnlineStoreUnavailable(TidelineError):
     """The online store (Redis, SQLite file) cannot be reached; offline retrieval still works."""
+
+
+class UnknownFeature(RetrievalError):
+    """A requested feature or view that the definitions do not have."""

@@ -41,6 +41,13 @@ def test_every_command_has_help() -> None:
         ["lake", "show"],
         ["lake", "tag"],
         ["lake", "tags"],
+        ["features"],
+        ["features", "build"],
+        ["features", "list"],
+        ["features", "describe"],
+        ["features", "diff"],
+        ["features", "materialize"],
+        ["serve"],
     ):
         assert "Usage" in invoke(*command, "--help")
 
@@ -99,3 +106,41 @@ def test_invalid_settings_are_a_clear_error(
     )
     assert done.returncode == 1
     assert "TIDELINE_LAKEFS_ENDPOINT" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_features_list_describe_and_diff(data_dir: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    from dataclasses import replace
+    from datetime import date
+
+    import pandas as pd
+
+    from deployments import cli
+    from features.churn import PROFILE
+    from features.definitions import Feature
+    from features.registry import Registry
+    from features.stats import profile_features
+
+    monkeypatch.setattr(cli.console, "width", 250)  # wide tables keep each cell on one line
+    data_dir.mkdir(parents=True)
+    registry = Registry(f"sqlite:///{data_dir / 'registry.db'}")
+    frame = pd.DataFrame({"tenure_days": [10, 20, None], "plan": ["basic", "plus", "plus"],
+                          "monthly_fee": [9.99, 19.99, 19.99]})
+    day = date(2026, 9, 1)
+    registry.record_build("r7", "a" * 64, "b" * 64, [PROFILE], {(PROFILE.name, day): 3},
+                          {(PROFILE.name, day): profile_features(frame, PROFILE.feature_names)})
+    newer = replace(PROFILE, features=(*PROFILE.features, Feature("region", "region", "last")))
+    registry.register_views([newer])
+
+    listed = invoke("features", "list")
+    assert "customer_profile" in listed and newer.version in listed
+    described = invoke("features", "describe", f"customer_profile@{PROFILE.version}")
+    assert "crm-team@example.com" in described and "last(plan)" in described
+    assert "33.3%" in described and "plus" in described  # null rate, top value
+    assert "r7" in described and "aaaaaaaaaaaa" in described  # lineage
+    assert "customer_profile" in invoke("features", "describe", "monthly_fee")
+    diff = invoke("features", "diff", PROFILE.version, newer.version)
+    assert "+ region" in diff
+    result = runner.invoke(app, ["features", "describe", "nope"])
+    assert result.exit_code != 0 and "no feature view or feature named 'nope'" in str(
+        result.exception)
