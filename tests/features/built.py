@@ -32,3 +32,12 @@ def built_lake(path: Path, customers: int = 120) -> LocalLake:
     write_clean(lake, churn_tables(customers=customers))
     build_features(lake, AS_OF)
     return lake
+
+
+def doc_queries(kind: str) -> list[str]:
+    """The SQL blocks of docs/feature_store.md that start with `-- <kind>`."""
+    import re
+
+    text = (Path(__file__).parents[2] / "docs" / "feature_store.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, flags=re.S)
+    return [b for b in blocks if b.startswith(f"-- {kind}\n")]

@@ -17,6 +17,7 @@ from features.churn import ACTIVITY, PROFILE, SPENDING
 from features.definitions import Feature
 from features.registry import MIGRATIONS, Registry, metadata
 from features.stats import profile_features
+from tests.features.built import doc_queries
 from tideline.errors import FeatureDefinitionError, RegistryError
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
@@ -139,3 +140,20 @@ def test_an_unreachable_database_is_a_clear_error() -> None:
     with pytest.raises(RegistryError, match="cannot open the feature registry at "
                                             "postgresql\\+psycopg://tideline:\\*\\*\\*@127.0.0.1:1"):
         Registry("postgresql+psycopg://tideline:secret@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_the_documented_registry_queries_answer(registry: Registry) -> None:
+    frame = pd.DataFrame({"monthly_fee": [9.99, None, None, 19.99], "plan": ["a", "b", "b", "b"],
+                          "tenure_days": [1, 2, 3, 4]})
+    day = date(2026, 9, 1)
+    registry.record_build("r1", "c" * 64, "p" * 64, [PROFILE, SPENDING],
+                          {(PROFILE.name, day): 4},
+                          {(PROFILE.name, day): profile_features(frame, PROFILE.feature_names)})
+    nulls, owners = doc_queries("registry")
+    with registry.engine.connect() as connection:
+        top = connection.execute(sa.text(nulls)).all()
+        by_owner = connection.execute(sa.text(owners)).all()
+    assert [(r.feature, r.null_rate) for r in top] == [("monthly_fee", 0.5), ("plan", 0.0),
+                                                      ("tenure_days", 0.0)]
+    assert [(r.owner, r.view_name, r.features) for r in by_owner] == [
+        (PROFILE.owner, PROFILE.name, 3), (SPENDING.owner, SPENDING.name, 35)]

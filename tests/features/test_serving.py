@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
 
-from features.churn import CHURN_VIEWS
+from features.churn import CHURN_VIEWS, SPENDING
+from features.offline import read_features
 from features.online.redis import RedisOnlineStore
 from features.online.sqlite import SQLiteOnlineStore
 from features.registry import Registry
 from features.serving import create_app
 from features.store import FeatureStore
-from tests.features.built import built_lake
+from tests.features.built import built_lake, doc_queries
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +65,12 @@ def test_the_online_store_down_is_a_503(store: FeatureStore) -> None:
     response = TestClient(create_app(down)).post(
         "/features", json={"entities": ["C0000001"], "features": ["spend_30d"]})
     assert response.status_code == 503 and "unreachable" in response.json()["detail"]
+
+
+def test_the_documented_online_query_counts_customers_by_segment(store: FeatureStore) -> None:
+    [query] = doc_queries("online")
+    rows = store.online._connect().execute(query).fetchall()
+    frame = read_features(store.lake, "main", SPENDING, date(2026, 9, 1))
+    expected = frame["value_segment"].value_counts()
+    assert {segment: count for segment, count, _ in rows} == expected.to_dict()
+    assert sum(count for _, count, _ in rows) == len(frame)
