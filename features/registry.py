@@ -22,13 +22,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from features.definitions import Derived, Entity, Feature, FeatureView, Source
 from features.stats import FeatureStats
-from tideline.errors import FeatureDefinitionError, RegistryError
+from tideline.database import database_url, open_database, schema_version, shown
+from tideline.errors import FeatureDefinitionError
 
 metadata = sa.MetaData()
 _text = sa.String(255)
 
-schema_table = sa.Table("registry_schema", metadata, sa.Column("version", sa.Integer,
-                                                               nullable=False))
+SCHEMA = "registry_schema"
 views_table = sa.Table(
     "feature_views", metadata,
     sa.Column("name", _text, primary_key=True),
@@ -188,40 +188,17 @@ class Registry:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        try:
-            self.engine: Engine = sa.create_engine(url, future=True)
-            self._migrate()
-        except sa.exc.SQLAlchemyError as exc:
-            raise RegistryError(f"cannot open the feature registry at "
-                                f"{sa.engine.make_url(url).render_as_string()}: "
-                                f"{exc.__class__.__name__}: {exc}") from exc
+        self.engine: Engine = open_database(url, SCHEMA, MIGRATIONS)
 
     def __repr__(self) -> str:
-        return f"Registry({sa.engine.make_url(self.url).render_as_string()!r})"
+        return f"Registry({shown(self.url)!r})"
 
     def close(self) -> None:
         self.engine.dispose()
 
-    # -- schema --------------------------------------------------------------------------
-
     @property
     def schema_version(self) -> int:
-        with self.engine.connect() as connection:
-            if not sa.inspect(connection).has_table(schema_table.name):
-                return 0
-            return connection.execute(sa.select(schema_table.c.version)).scalar() or 0
-
-    def _migrate(self) -> None:
-        current = self.schema_version
-        if current > len(MIGRATIONS):
-            raise RegistryError(f"the registry at {self!r} has schema version {current}, newer "
-                                f"than this tideline knows ({len(MIGRATIONS)}); upgrade tideline")
-        for version in range(current, len(MIGRATIONS)):
-            with self.engine.begin() as connection:
-                MIGRATIONS[version](connection)
-                schema_table.create(connection, checkfirst=True)
-                connection.execute(sa.delete(schema_table))
-                connection.execute(sa.insert(schema_table).values(version=version + 1))
+        return schema_version(self.engine, SCHEMA)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -401,9 +378,6 @@ class Registry:
 
 
 def open_registry(settings: Any) -> Registry:
-    """The registry the settings name (`registry_url`), else SQLite in the data directory."""
-    url = settings.registry_url.get_secret_value() if settings.registry_url else None
-    if url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{(settings.data_dir / 'registry.db').resolve()}"
-    return Registry(url)
+    """The registry in the settings' metadata database (`registry_url`, else SQLite in the
+    data directory)."""
+    return Registry(database_url(settings))

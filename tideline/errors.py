@@ -117,3 +117,8 @@ class OnlineStoreUnavailable(TidelineError):
 
 class UnknownFeature(RetrievalError):
     """A requested feature or view that the definitions do not have."""
+
+
+class ModelError(TidelineError):
+    """A model cannot be trained, registered or used as asked: too few labels, one class only,
+    features the store does not serve at the model's versions, a missing artifact."""

@@ -137,7 +137,7 @@ def test_the_schema_is_versioned_and_a_newer_one_is_refused(tmp_path: Path) -> N
 
 
 def test_an_unreachable_database_is_a_clear_error() -> None:
-    with pytest.raises(RegistryError, match="cannot open the feature registry at "
+    with pytest.raises(RegistryError, match="cannot open the metadata database at "
                                             "postgresql\\+psycopg://tideline:\\*\\*\\*@127.0.0.1:1"):
         Registry("postgresql+psycopg://tideline:secret@127.0.0.1:1/none?connect_timeout=2")
 

@@ -1,0 +1,66 @@
+"""Model specifications as data: what to predict (a label), from which features, how to split
+time, train and judge. A spec's version is a hash of everything that changes the model."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from models.labels import ChurnLabel
+from tideline.errors import ModelError
+
+
+@dataclass(frozen=True)
+class PromotionGate:
+    """A candidate becomes champion only with at least these test metrics and, when there is a
+    champion, a test ROC-AUC higher than the champion's on the same rows by `margin`."""
+
+    min_roc_auc: float = 0.65
+    min_pr_auc: float = 0.0
+    margin: float = 0.002
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    label: ChurnLabel
+    features: tuple[str, ...]
+    """Feature references as the store takes them: `feature`, `view:feature`, `view:*`."""
+    owner: str
+    as_of_dates: int = 10
+    """Training examples at this many as-of dates ..."""
+    every_days: int = 7
+    """... this many days apart, the latest whose label horizon the data covers."""
+    valid_dates: int = 2
+    test_dates: int = 2
+    """The latest dates are the test fold, the ones before them validation, the rest training."""
+    params: dict[str, Any] = field(default_factory=lambda: {
+        # small trees and slow learning: a few thousand customers' weeks are easy to overfit
+        "learning_rate": 0.03, "num_leaves": 7, "min_data_in_leaf": 100,
+        "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
+        "lambda_l2": 1.0})
+    num_boost_round: int = 600
+    early_stopping_rounds: int = 40
+    leakage_auc: float = 0.98
+    """A feature that alone separates the classes better than this is treated as a leak."""
+    gate: PromotionGate = PromotionGate()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(self.features))
+        if self.test_dates < 1 or self.valid_dates < 1:
+            raise ModelError(f"model {self.name!r}: needs at least one validation and one test "
+                             "date")
+        if self.as_of_dates < self.valid_dates + self.test_dates + 1:
+            raise ModelError(f"model {self.name!r}: {self.as_of_dates} as-of dates leave none "
+                             f"to train on after {self.valid_dates} validation and "
+                             f"{self.test_dates} test dates")
+        if "@" not in self.owner:
+            raise ModelError(f"model {self.name!r}: owner must be an e-mail address")
+
+    @property
+    def version(self) -> str:
+        body = asdict(self)
+        body.pop("owner")
+        text = json.dumps(body, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]

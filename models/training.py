@@ -1,0 +1,204 @@
+"""Training a churn model on a point-in-time training set: a time-based split (earlier as-of
+dates train, later ones validate and test, never shuffled across time), LightGBM with class
+weighting and early stopping on the validation fold, a logistic-regression baseline, and test
+metrics for both."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from models.evaluation import Metrics, best_f1_threshold, evaluate
+from models.spec import ModelSpec
+from tideline.errors import ModelError
+
+MIN_POSITIVES = 20
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+
+    def dates(self) -> dict[str, list[str]]:
+        return {name: sorted(f"{t:%Y-%m-%d}" for t in getattr(self, name)["as_of"].unique())
+                for name in ("train", "valid", "test")}
+
+
+def time_split(frame: pd.DataFrame, spec: ModelSpec) -> Split:
+    """The latest `test_dates` as-of dates test, the `valid_dates` before them validate, the
+    rest train; each fold needs both classes and enough churners to learn from."""
+    dates = sorted(frame["as_of"].unique())
+    if len(dates) < spec.valid_dates + spec.test_dates + 1:
+        raise ModelError(f"model {spec.name!r}: the training set has {len(dates)} as-of dates; "
+                         f"a time split needs at least {spec.valid_dates + spec.test_dates + 1}")
+    test = dates[-spec.test_dates:]
+    valid = dates[-(spec.test_dates + spec.valid_dates):-spec.test_dates]
+    folds = Split(train=frame[frame["as_of"] < valid[0]],
+                  valid=frame[frame["as_of"].isin(valid)], test=frame[frame["as_of"].isin(test)])
+    label = spec.label.name
+    for name in ("train", "valid", "test"):
+        y = getattr(folds, name)[label]
+        if y.nunique() < 2:
+            days = ", ".join(folds.dates()[name])
+            raise ModelError(f"model {spec.name!r}: the {name} fold ({days}) has a single class "
+                             f"({label} = {y.iloc[0] if len(y) else 'none'})")
+        if y.sum() < MIN_POSITIVES:
+            raise ModelError(f"model {spec.name!r}: the {name} fold has {int(y.sum())} positive "
+                             f"labels; at least {MIN_POSITIVES} are needed to fit and judge")
+    return folds
+
+
+@dataclass(frozen=True)
+class FeatureMatrix:
+    """The model's input columns, in order, and the categories of its text columns (fixed at
+    training so scoring encodes them the same way; an unseen value becomes missing)."""
+
+    columns: tuple[str, ...]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, columns: Sequence[str]) -> FeatureMatrix:
+        empty = [c for c in columns if frame[c].isna().all()]
+        if empty:
+            raise ModelError(f"feature(s) {', '.join(empty)} have no value in the training fold; "
+                             "drop them from the model's features or build them first")
+        categories = {c: sorted(map(str, frame[c].dropna().unique())) for c in columns
+                      if not pd.api.types.is_numeric_dtype(frame[c])
+                      or pd.api.types.is_bool_dtype(frame[c])}
+        return cls(tuple(columns), categories)
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise ModelError(f"the model needs feature(s) {', '.join(missing)}, which the input "
+                             "lacks")
+        out = {}
+        for column in self.columns:
+            values = frame[column]
+            if column in self.categories:
+                out[column] = pd.Categorical(values.astype(object).where(values.notna()).map(
+                    lambda v: None if v is None else str(v)), categories=self.categories[column])
+            else:  # infinities (a ratio over zero) count as missing, in training and scoring
+                out[column] = pd.to_numeric(values, errors="coerce").astype(float).replace(
+                    [np.inf, -np.inf], np.nan).to_numpy()
+        return pd.DataFrame(out, index=frame.index)
+
+    @property
+    def numeric(self) -> list[str]:
+        return [c for c in self.columns if c not in self.categories]
+
+
+def single_feature_auc(frame: pd.DataFrame, matrix: FeatureMatrix, label: str
+                       ) -> dict[str, float]:
+    """How well each feature alone separates the classes (max of AUC and 1 - AUC); text features
+    are scored by their category's churn rate."""
+    x = matrix.transform(frame)
+    y = frame[label].to_numpy()
+    result = {}
+    for column in matrix.columns:
+        values = x[column]
+        if column in matrix.categories:
+            values = values.astype(object).map(pd.Series(y, index=x.index).groupby(
+                values.astype(object)).mean())
+        values = pd.to_numeric(values, errors="coerce").astype(float)
+        values = values.fillna(values.median() if values.notna().any() else 0.0)
+        auc = skm.roc_auc_score(y, values) if values.nunique() > 1 else 0.5
+        result[column] = float(max(auc, 1 - auc))
+    return result
+
+
+@dataclass
+class TrainedModel:
+    booster: lgb.Booster
+    baseline: Pipeline
+    matrix: FeatureMatrix
+    threshold: float
+    metrics: Metrics
+    baseline_metrics: Metrics
+    importance: dict[str, float]
+    """Feature -> total gain, largest first."""
+    leaks: dict[str, float]
+    """Features left out for separating the classes too well alone -> their AUC."""
+    dates: dict[str, list[str]]
+    test_scores: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    test_labels: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(self.matrix.transform(frame),
+                                    num_iteration=self.booster.best_iteration or None)
+
+
+def fit_baseline(x: pd.DataFrame, y: np.ndarray, matrix: FeatureMatrix) -> Pipeline:
+    """Logistic regression on standardised numbers (median-imputed, with missing indicators)
+    and one-hot categories."""
+    columns = ColumnTransformer([
+        ("numbers", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
+                                                keep_empty_features=True), StandardScaler()),
+         matrix.numeric),
+        ("categories", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
+                                     OneHotEncoder(handle_unknown="ignore")),
+         list(matrix.categories)),
+    ])
+    model = Pipeline([("columns", columns),
+                      ("classifier", LogisticRegression(class_weight="balanced", max_iter=2000))])
+    return model.fit(_for_sklearn(x, matrix), y)
+
+
+def _for_sklearn(x: pd.DataFrame, matrix: FeatureMatrix) -> pd.DataFrame:
+    return x.astype({c: object for c in matrix.categories})
+
+
+def fit_lightgbm(x: pd.DataFrame, y: np.ndarray, x_valid: pd.DataFrame, y_valid: np.ndarray,
+                 spec: ModelSpec, params: dict[str, Any] | None = None) -> lgb.Booster:
+    """LightGBM with the classes balanced (`is_unbalance`) and early stopping on validation."""
+    train = lgb.Dataset(x, y, free_raw_data=False)
+    valid = lgb.Dataset(x_valid, y_valid, reference=train)
+    return lgb.train(
+        {"objective": "binary", "metric": "auc", "is_unbalance": True, "verbosity": -1,
+         "seed": 7, "deterministic": True, "force_col_wise": True, **spec.params,
+         **(params or {})},
+        train, num_boost_round=spec.num_boost_round, valid_sets=[valid],
+        callbacks=[lgb.early_stopping(spec.early_stopping_rounds, verbose=False)])
+
+
+def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec) -> TrainedModel:
+    """Split by time, leave out leaking features, fit LightGBM and the baseline, and judge both
+    on the test fold at the threshold that maximises F1 on validation."""
+    folds = time_split(frame, spec)
+    label = spec.label.name
+    matrix = FeatureMatrix.fit(folds.train, columns)
+    aucs = single_feature_auc(folds.train, matrix, label)
+    leaks = {c: auc for c, auc in aucs.items() if auc > spec.leakage_auc}
+    if leaks:
+        matrix = FeatureMatrix.fit(folds.train, [c for c in columns if c not in leaks])
+    x, x_valid, x_test = (matrix.transform(f) for f in (folds.train, folds.valid, folds.test))
+    y, y_valid, y_test = (f[label].to_numpy() for f in (folds.train, folds.valid, folds.test))
+    booster = fit_lightgbm(x, y, x_valid, y_valid, spec)
+    baseline = fit_baseline(x, y, matrix)
+    iteration = booster.best_iteration or None
+    threshold = best_f1_threshold(y_valid, booster.predict(x_valid, num_iteration=iteration))
+    scores = booster.predict(x_test, num_iteration=iteration)
+    baseline_valid = baseline.predict_proba(_for_sklearn(x_valid, matrix))[:, 1]
+    baseline_scores = baseline.predict_proba(_for_sklearn(x_test, matrix))[:, 1]
+    gain = booster.feature_importance(importance_type="gain", iteration=iteration)
+    importance = dict(sorted(zip(matrix.columns, map(float, gain), strict=True),
+                             key=lambda item: -item[1]))
+    return TrainedModel(
+        booster=booster, baseline=baseline, matrix=matrix, threshold=threshold,
+        metrics=evaluate(y_test, scores, threshold),
+        baseline_metrics=evaluate(y_test, baseline_scores,
+                                  best_f1_threshold(y_valid, baseline_valid)),
+        importance=importance, leaks=leaks, dates=folds.dates(),
+        test_scores={"lightgbm": scores, "baseline": baseline_scores}, test_labels=y_test)
