@@ -7,7 +7,8 @@ features) computed by tideline on Ray, against the same features hand-written in
 
 Data: the demo generator without defects over 2026-06-01..09-30, generated 50,000 customers at a
 time and written to a local lake as the typed clean tables ingestion publishes (one Parquet
-object per dataset and day), committed on main. Lakes are cached under the work dir, keyed by
+object per dataset and day, in hash buckets of the customer id: `ingestion.layout`), committed
+on main. Lakes are cached under the work dir, keyed by
 the spec, so re-runs skip generation; the smaller ones (scaling points, the Featuretools slice)
 hold the first customers of the same sequence.
 
@@ -58,8 +59,8 @@ from features.materialize import materialize_partition
 from features.offline import read_features
 from features.plan import plan_from_lake
 from ingestion.demo import DemoSpec, generate
+from ingestion.layout import clean_path, write_bucketed
 from lake.local import LocalLake
-from lake.tables import write_table
 
 AS_OF = date(2026, 10, 1)
 WEEKLY = (date(2026, 9, 10), date(2026, 9, 17), date(2026, 9, 24), AS_OF)
@@ -74,7 +75,7 @@ OUT = Path(__file__).parent / "out" / "feature_bench.json"
 CHUNK_CUSTOMERS = 50_000
 """Customers generated at a time (bounds the generator's memory); a lake of n customers is the
 first chunks of the same sequence, so the smaller lakes are slices of the larger ones."""
-DATA_VERSION = 1
+DATA_VERSION = 2
 """Bump when the prepared lake's layout or types change, to invalidate cached lakes."""
 
 TIMESTAMP = pa.timestamp("ns", tz="UTC")
@@ -98,6 +99,8 @@ SCHEMAS = {
 DAY_COLUMN = {"transactions": "ts", "events": "ts", "tickets": "created_at",
               "customers": "updated_at"}
 """The column whose UTC day picks a row's `dt=` partition, as ingestion does."""
+ENTITY_KEY = "customer_id"
+"""Every dataset's clean rows are bucketed by it, as the demo contracts' `bucket_by` says."""
 ROW_IDS = {"transactions": "transaction_id", "tickets": "ticket_id"}
 """Sequential ids renumbered across chunks (event ids are random uuids)."""
 
@@ -162,8 +165,8 @@ def prepared_lake(work: Path, customers: int, spec: DemoSpec) -> PreparedLake:
         rows[dataset] = 0
         for day in sorted(by_day):
             table = pa.concat_tables(by_day.pop(day))
-            write_table(lake, "main", f"clean/{dataset}/dt={day:%Y-%m-%d}/part-bench.parquet",
-                        table)
+            write_bucketed(lake, "main", clean_path(dataset, f"{day:%Y-%m-%d}", "bench"), table,
+                           ENTITY_KEY)
             rows[dataset] += len(table)
     commit = lake.commit("main", f"feature bench: {customers:,} demo customers",
                          {"customers": str(customers), **{k: str(v) for k, v in rows.items()}})
@@ -408,7 +411,7 @@ def plan_cases(args: argparse.Namespace, lakes: dict[int, PreparedLake],
                       dates=tuple(day.isoformat() for day in WEEKLY))]
     if args.workers != 1:
         cases.append(tideline(main, name=f"tideline {size} 1 worker", workers=1))
-    # every partition reads all the sources: more partitions trade time for memory
+    # a partition reads only its buckets: more partitions hold less at once
     cases.append(tideline(main, name=f"tideline {size} {2 * args.partitions} partitions",
                           partitions=2 * args.partitions))
     cases += [tideline(lakes[n], name=f"tideline {label(n)}") for n in sorted(lakes)

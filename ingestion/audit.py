@@ -3,7 +3,9 @@ rows, the quarantine and the quality report to the run's branch, and decide the 
 
 Layout on the branch::
 
-    clean/<dataset>/dt=<day>/part-<run_id>.parquet     typed rows that passed every rule
+    clean/<dataset>/dt=<day>/part-<run_id>.parquet     typed rows that passed every rule, in
+                                                       hash buckets of the contract's
+                                                       `bucket_by` key (`ingestion.layout`)
     quarantine/<dataset>/part-<run_id>.parquet         failing rows as received, with reasons
     quarantine/<dataset>/rejected-<run_id>.parquet     records no connector could parse
     quality/<dataset>/stats/<run_id>.json              row count and null rates, for volume checks
@@ -20,6 +22,7 @@ import pandas as pd
 
 from ingestion.contracts import Contract
 from ingestion.landing import IngestRecord, clear_days, partition_dates, read_landed
+from ingestion.layout import clean_path, write_bucketed
 from ingestion.project import Project
 from ingestion.report import render_csv, render_html
 from ingestion.sources import Window
@@ -139,8 +142,8 @@ def validate_dataset(
         clear_days(lake, branch, prefix, window)
     days = partition_dates(result.clean, timestamp_column)
     for day, rows in result.clean.groupby(days, sort=True):
-        write_table(lake, branch, f"{prefix}/dt={day}/part-{run_id}.parquet",
-                    rows.reset_index(drop=True))
+        write_bucketed(lake, branch, clean_path(contract.dataset, day, run_id),
+                       rows.reset_index(drop=True), contract.bucket_by)
     if len(result.quarantine):
         write_table(lake, branch, f"quarantine/{contract.dataset}/part-{run_id}.parquet",
                     result.quarantine.reset_index(drop=True))

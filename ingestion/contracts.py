@@ -14,6 +14,7 @@ A contract in YAML::
     references:
       - {column: customer_id, dataset: customers, ref_column: customer_id}
     freshness: {column: ts, max_age: 24h}
+    bucket_by: customer_id
     gate: {min_score: 95, max_rule_failure_rate: {reference: 0.01, "type:amount": 0.001}}
 
 `columns` may also be a mapping `{name: {type: ..., ...}}`; `max_age` takes `90s`, `30m`, `24h`,
@@ -244,6 +245,10 @@ class Contract(_Frozen):
     """When False, a column the contract does not declare is a schema break."""
     gate: Gate = Gate()
     description: str = ""
+    bucket_by: str | None = None
+    """The entity key column (e.g. `customer_id`) whose hash buckets group each day's clean
+    rows (`ingestion.layout`), so that a feature partition reads only its entities' rows. A
+    storage layout, not a rule: it does not change the version."""
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -269,6 +274,8 @@ class Contract(_Frozen):
         for name in self.key:
             if name not in names:
                 raise ValueError(f"{where}: key column {name!r} is not declared")
+        if self.bucket_by is not None and self.bucket_by not in names:
+            raise ValueError(f"{where}: bucket_by column {self.bucket_by!r} is not declared")
         for ref in self.references:
             if ref.column not in names:
                 raise ValueError(f"{where}: reference column {ref.column!r} is not declared")
@@ -293,8 +300,8 @@ class Contract(_Frozen):
     @property
     def version(self) -> str:
         """A stable hash of the definition: equal contracts give equal versions on any machine;
-        editing only the description keeps the version."""
-        definition = self.model_dump(mode="json", exclude={"description"})
+        editing only the description or the bucketing keeps the version."""
+        definition = self.model_dump(mode="json", exclude={"description", "bucket_by"})
         body = json.dumps(definition, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ingestion.layout import clean_path, write_bucketed
 from lake.local import LocalLake
-from lake.tables import write_table
 
 START = pd.Timestamp("2026-06-01", tz="UTC")
 AS_OF = pd.Timestamp("2026-09-01", tz="UTC")
@@ -59,15 +59,16 @@ def churn_tables(customers: int = 120, seed: int = 3) -> dict[str, pd.DataFrame]
             "customers": profile}
 
 
-def write_clean(lake: LocalLake, tables: dict[str, pd.DataFrame]) -> str:
-    """The tables as ingestion publishes them: clean/<dataset>/dt=<day>/, committed on main."""
+def write_clean(lake: LocalLake, tables: dict[str, pd.DataFrame], buckets: int = 4) -> str:
+    """The tables as ingestion publishes them: clean/<dataset>/dt=<day>/, in `buckets` hash
+    buckets of the customer id, committed on main."""
     times = {"transactions": "ts", "events": "ts", "tickets": "created_at",
              "customers": "signup_date"}
     for dataset, frame in tables.items():
         days = pd.to_datetime(frame[times[dataset]]).dt.strftime("%Y-%m-%d")
         for day, rows in frame.groupby(days):
-            write_table(lake, "main", f"clean/{dataset}/dt={day}/part-t.parquet",
-                        rows.reset_index(drop=True))
+            write_bucketed(lake, "main", clean_path(dataset, day, "t"),
+                           rows.reset_index(drop=True), "customer_id", buckets)
     return lake.commit("main", "clean churn tables").id
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from features.churn import CHURN_VIEWS
 from features.definitions import AGGREGATIONS, Derived, Entity, Feature, FeatureView, Source
 from features.engine import Events, Spine, ViewComputation, compute_views
-from features.offline import partition_of
+from ingestion.layout import hash_bucket
 from tests.features.conftest import AS_OF
 from tests.features.reference import reference_frame
 
@@ -190,7 +190,7 @@ def test_partitioning_entities_does_not_change_any_value(partitions: int, seed: 
     v = view(*every_aggregation(30))
     keys = np.array(list("abcdefghijk"), dtype=object)
     whole = run(v, frame, list(keys), [T] * len(keys))
-    part = partition_of(keys, partitions)
+    part = hash_bucket(keys, partitions)
     pieces = []
     for k in range(partitions):
         mine = keys[part == k]

@@ -4,13 +4,15 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from features.churn import CHURN_VIEWS
-from features.materialize import materialize_partition
+from features.materialize import load_events, materialize_partition, population
 from features.offline import read_features
 from features.plan import plan_from_lake
+from ingestion.layout import hash_bucket
 from lake.local import LocalLake
 from tests.features.conftest import churn_tables, write_clean
 from tideline.errors import FeatureDefinitionError
@@ -25,19 +27,37 @@ def build(lake: LocalLake, ref: str, branch: str, partitions: int) -> None:
         materialize_partition(lake, ref, branch, plan, AS_OF, k, partitions)
 
 
-def test_one_and_many_partitions_give_identical_tables(churn_lake: tuple[LocalLake, str]
-                                                       ) -> None:
-    lake, ref = churn_lake
-    build(lake, ref, "one", 1)
-    build(lake, ref, "four", 4)
+@pytest.mark.parametrize(("buckets", "partitions"), [
+    (4, 4),  # each partition reads its bucket's row groups
+    (4, 3),  # 3 does not divide 4: each partition filters every object
+    (12, 2), (1, 2),
+])
+def test_one_and_many_partitions_give_identical_tables(
+        tmp_path: Path, tables: dict[str, pd.DataFrame], buckets: int, partitions: int) -> None:
+    single = LocalLake(tmp_path / "single")
+    build(single, write_clean(single, tables, buckets=1), "one", 1)
+    lake = LocalLake(tmp_path / "lake")
+    build(lake, write_clean(lake, tables, buckets=buckets), "many", partitions)
     for view in CHURN_VIEWS:
         for day in AS_OF:
-            pd.testing.assert_frame_equal(read_features(lake, "four", view, day),
-                                          read_features(lake, "one", view, day),
+            pd.testing.assert_frame_equal(read_features(lake, "many", view, day),
+                                          read_features(single, "one", view, day),
                                           check_exact=True)
-    parts = lake.list("four", f"features/customer_spending/v={CHURN_VIEWS[0].version}/"
+    parts = lake.list("many", f"features/customer_spending/v={CHURN_VIEWS[0].version}/"
                               "as_of=2026-09-01/")
-    assert len(parts) == 4
+    assert len(parts) == partitions
+
+
+def test_a_partition_loads_only_its_entities(churn_lake: tuple[LocalLake, str]) -> None:
+    lake, ref = churn_lake
+    plan = plan_from_lake(CHURN_VIEWS, lake, ref)
+    seen = []
+    for k in range(4):
+        events = load_events(lake, ref, plan, k, 4)
+        keys = set(population(events, pd.Timestamp("2026-10-01", tz="UTC")))
+        assert set(hash_bucket(np.array(sorted(keys), dtype=object), 4)) == {k}
+        seen.append(keys)
+    assert len(set().union(*seen)) == sum(map(len, seen))
 
 
 def test_the_population_at_t_is_every_entity_with_an_event_before_t(
@@ -90,18 +110,3 @@ def test_build_features_flow_on_a_two_node_ray_cluster(
         build_features(run_id="f2")
     assert lake.resolve("main") == head.id
     assert "run-f2-features" not in lake.branches()  # it failed before any Ray work
-
-
-def test_partition_hash_is_stable_even_and_width_independent() -> None:
-    import numpy as np
-    import pyarrow as pa
-
-    from features.offline import partition_of
-
-    keys = [f"C{i:07d}" for i in range(100_000)]
-    parts = partition_of(pa.array(keys), 4)
-    assert np.bincount(parts).min() > 0.98 * len(keys) / 4
-    mixed = partition_of(np.array([*keys[:3], "x", "", "é"], dtype=object), 4)
-    assert list(mixed[:3]) == list(parts[:3])  # the same key, fixed- or variable-width path
-    assert list(partition_of(pa.array(["C0000005", "C0000006", "C0000007"]), 1000)) == [
-        704, 127, 474]  # pinned: every process and release must agree

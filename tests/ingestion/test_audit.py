@@ -1,10 +1,12 @@
 """The audit step: clean rows, quarantine with reasons, references across datasets, the gate."""
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from ingestion.audit import audit, clean_keys, enforce_gate
@@ -25,7 +27,7 @@ CUSTOMERS = Contract.from_dict({
     "gate": {"min_score": 60},
 })
 ORDERS = Contract.from_dict({
-    "dataset": "orders", "key": ["order_id"],
+    "dataset": "orders", "key": ["order_id"], "bucket_by": "customer_id",
     "columns": [{"name": "order_id", "type": "int", "nullable": False},
                 {"name": "customer_id", "type": "string", "nullable": False},
                 {"name": "amount", "type": "float", "min": 0},
@@ -93,6 +95,9 @@ def test_audit_writes_clean_quarantine_and_report(lake: LocalLake, tmp_path: Pat
         == ["malformed JSON"]
     clean = read_frame(lake, "main", "clean/orders/dt=2026-07-01/part-r1.parquet")
     assert clean["amount"].tolist() == [12.5] and str(clean["ts"].dtype) == "datetime64[ns, UTC]"
+    with lake.reader("main", "clean/orders/dt=2026-07-01/part-r1.parquet") as handle:
+        layout = json.loads(pq.read_schema(handle).metadata[b"tideline.buckets"])
+    assert layout == {"key": "customer_id", "count": 1, "row_groups": [0]}  # few rows: 1 bucket
     assert Path(result.local_report).read_text().count("orders") > 0
     assert lake.exists("main", "reports/quality/r1.html") and result.passed
 

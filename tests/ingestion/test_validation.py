@@ -424,6 +424,8 @@ def test_contract_version_is_stable_and_changes_with_the_definition() -> None:
     assert looser.version != TRANSACTIONS.version
     documented = TRANSACTIONS.model_copy(update={"description": "card payments"})
     assert documented.version == TRANSACTIONS.version
+    bucketed = TRANSACTIONS.model_copy(update={"bucket_by": "customer_id"})
+    assert bucketed.version == TRANSACTIONS.version  # a storage layout, not a rule
 
 
 def test_load_contracts_from_a_file(tmp_path) -> None:
@@ -439,6 +441,8 @@ def test_load_contracts_from_a_file(tmp_path) -> None:
     ({"columns": {"a": {"type": "int", "regex": "x"}}}, "regex applies to string columns"),
     ({"columns": {"a": {"type": "uuid"}}}, "type"),
     ({"columns": {"a": {"type": "int"}}, "key": ["b"]}, "key column 'b' is not declared"),
+    ({"columns": {"a": {"type": "int"}}, "bucket_by": "b"},
+     "bucket_by column 'b' is not declared"),
     ({"columns": {"a": {"type": "int", "min": 5, "max": 1}}}, "min 5.0 is above max 1.0"),
     ({"columns": {"a": {"type": "int"}}, "gate": {"max_rule_failure_rate": {"typo": 0.1}}},
      "unknown rule 'typo'"),

@@ -1,0 +1,122 @@
+"""How clean tables are laid out for readers that split entities by hash: each day's object
+holds its rows grouped by a stable hash bucket of the entity key, one Parquet row group per
+bucket, so a reader of one hash partition reads only its row groups.
+
+    clean/<dataset>/dt=<day>/part-<run_id>.parquet
+
+A bucketed object names its key and bucket count in the Parquet metadata (`tideline.buckets`)
+and lists the bucket of each row group. Bucket b holds the keys with `hash % count == b`; when
+a reader's partition count divides `count`, partition k is exactly the buckets b with
+`b % partitions == k`, since `hash % partitions == (hash % count) % partitions`.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lake.base import Lake, ObjectInfo
+
+BUCKET_COUNTS = (1, 2, 4, 12, 24, 48, 96)
+"""Bucket counts an object may have, each divisible by many partition counts (1-4, 6, 8, 12,
+16, ...): the largest that leaves `MIN_BUCKET_ROWS` rows per bucket on average is used."""
+MIN_BUCKET_ROWS = 8_192
+"""Fewer rows per row group than this cost more in Parquet overhead than bucketing saves."""
+METADATA_KEY = b"tideline.buckets"
+
+_PRIME = np.uint64(0x100000001B3)
+
+
+def clean_path(dataset: str, day: str, run_id: str) -> str:
+    return f"clean/{dataset}/dt={day}/part-{run_id}.parquet"
+
+
+def hash_bucket(keys: pa.Array | np.ndarray, buckets: int) -> np.ndarray:
+    """A stable hash bucket (0..buckets-1) of each entity key, the same in every process: a
+    polynomial hash of the key's UTF-8 bytes, computed over Arrow's buffers (no Python object
+    per key), then mixed (splitmix64) so that similar keys spread evenly. Null counts as ''."""
+    array = keys if isinstance(keys, pa.Array) else pa.array(np.asarray(keys, dtype=object))
+    array = pc.cast(array, pa.large_string())
+    if array.null_count or len(array) == 0:
+        array = array.fill_null("")
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[
+        array.offset:array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
+    powers = np.cumprod(np.full(max(int(lengths.max(initial=0)), 1), _PRIME, dtype=np.uint64),
+                        dtype=np.uint64)
+    if len(array) and (lengths == lengths[0]).all():  # fixed-width ids: one matrix product
+        width = int(lengths[0])
+        hashed = (data.reshape(len(array), width).astype(np.uint64) * powers[:width]).sum(
+            axis=1, dtype=np.uint64)
+    else:
+        position = np.arange(len(data)) - np.repeat(starts, lengths)
+        terms = data.astype(np.uint64) * powers[position]
+        hashed = np.zeros(len(array), dtype=np.uint64)
+        filled = lengths > 0
+        if filled.any():
+            hashed[filled] = np.add.reduceat(terms, starts[filled], dtype=np.uint64)
+    hashed += lengths.astype(np.uint64)
+    hashed ^= hashed >> np.uint64(30)
+    hashed *= np.uint64(0xBF58476D1CE4E5B9)
+    hashed ^= hashed >> np.uint64(27)
+    hashed *= np.uint64(0x94D049BB133111EB)
+    hashed ^= hashed >> np.uint64(31)
+    return (hashed % np.uint64(buckets)).astype(np.int64)
+
+
+def bucket_count(rows: int) -> int:
+    return max(count for count in BUCKET_COUNTS if count == 1 or rows >= count * MIN_BUCKET_ROWS)
+
+
+def write_bucketed(lake: Lake, branch: str, path: str, data: pd.DataFrame | pa.Table,
+                   key: str | None, buckets: int | None = None) -> ObjectInfo:
+    """Write `data` as one Parquet object with a row group per hash bucket of column `key`
+    (rows in their order inside a bucket); one plain row group when `key` is None. `buckets`
+    defaults to `bucket_count(rows)`."""
+    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data,
+                                                                       preserve_index=False)
+    count = 1 if key is None else buckets or bucket_count(len(table))
+    if count == 1:
+        bucket = np.zeros(len(table), dtype=np.int64)
+    else:
+        bucket = hash_bucket(table.column(key).combine_chunks(), count)
+    order = np.argsort(bucket, kind="stable")
+    sizes = np.bincount(bucket, minlength=count)
+    present = np.flatnonzero(sizes)
+    stops = np.cumsum(sizes)[present]
+    layout = {"key": key, "count": count, "row_groups": present.tolist()}
+    table = table.take(order).replace_schema_metadata(
+        {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(layout).encode()})
+    with lake.writer(branch, path) as sink, pq.ParquetWriter(sink, table.schema) as writer:
+        for start, stop in zip(stops - sizes[present], stops, strict=True):
+            writer.write_table(table.slice(start, stop - start), row_group_size=stop - start)
+    return lake.stat(branch, path)
+
+
+def read_partition(lake: Lake, ref: str, path: str, columns: list[str], key: str,
+                   partition: int, partitions: int) -> pa.Table:
+    """The rows of one object whose `key` falls in hash partition `partition` of `partitions`
+    (null keys in none when `partitions` > 1): only the partition's row groups when the object
+    is bucketed by `key` into a multiple of `partitions` buckets, else every row, filtered."""
+    with lake.reader(ref, path) as source:
+        parquet = pq.ParquetFile(source)
+        if partitions == 1:
+            return parquet.read(columns=columns, use_pandas_metadata=True)
+        layout = json.loads((parquet.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
+        if layout.get("key") == key and layout["count"] % partitions == 0:
+            groups = [i for i, bucket in enumerate(layout["row_groups"])
+                      if bucket % partitions == partition]
+            table = parquet.read_row_groups(groups, columns=columns, use_pandas_metadata=True)
+            nulls = table.column(key).null_count
+            return table.filter(pc.is_valid(table.column(key))) if nulls else table
+        table = parquet.read(columns=columns, use_pandas_metadata=True)
+    encoded = pc.dictionary_encode(table.column(key).combine_chunks())
+    mine = hash_bucket(encoded.dictionary, partitions) == partition
+    keep = mine[encoded.indices.fill_null(0).to_numpy()] & encoded.indices.is_valid(
+        ).to_numpy(zero_copy_only=False)
+    return table.filter(pa.array(keep))
