@@ -22,6 +22,9 @@ lake_app = typer.Typer(help="Inspect and manage the versioned lake.", no_args_is
 app.add_typer(lake_app, name="lake")
 features_app = typer.Typer(help="Build, inspect and serve feature views.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+models_app = typer.Typer(help="Trained models: versions, stages, metrics, lineage.",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
 console = Console()
 
 
@@ -234,6 +237,136 @@ def serve(
     from features.store import FeatureStore
 
     uvicorn.run(create_app(FeatureStore.open(load_settings())), host=host, port=port)
+
+
+@app.command()
+def train(
+    run_id: str = typer.Option(None, help="Re-use a run id (its feature build is reused)."),
+    model: str = typer.Option("models.churn:CHURN_MODEL", help="`module:attribute` of a "
+                                                              "ModelSpec."),
+) -> None:
+    """Train a model on point-in-time features from main, register it, run the promotion
+    gate."""
+    _prefect_quiet()
+    from flows.pipeline import new_run_id
+    from flows.train import train as train_flow
+
+    _print_training(train_flow(run_id=run_id or new_run_id(), model=model))
+
+
+def _print_training(outcome) -> None:  # noqa: ANN001 - flows.train.TrainingOutcome
+    record, decision = outcome.model, outcome.decision
+    table = Table("model", "ROC-AUC", "PR-AUC", "precision", "recall", "F1", "lift@10%",
+                  title=f"{record.ref} on the test fold")
+    for name, m in (("LightGBM", record.metrics), ("baseline", record.baseline_metrics)):
+        table.add_row(name, f"{m['roc_auc']:.4f}", f"{m['pr_auc']:.4f}", f"{m['precision']:.3f}",
+                      f"{m['recall']:.3f}", f"{m['f1']:.3f}", f"{m['lift_top_10']:.2f}")
+    console.print(table)
+    if decision.promoted:
+        console.print(f"[green]{record.ref} is the champion[/]"
+                      + (f" (beat {decision.champion}: {decision.champion_roc_auc:.4f})"
+                         if decision.champion else ""))
+    else:
+        console.print(f"[yellow]{record.ref} stays a candidate:[/] " + "; ".join(decision.reasons))
+
+
+def _model_registry():  # noqa: ANN202 - models.registry.ModelRegistry, imported lazily
+    from models.registry import open_model_registry
+
+    return open_model_registry(load_settings())
+
+
+def _model_ref(ref: str) -> tuple[str, int | None]:
+    name, _, version = ref.partition(":")
+    version = version.removeprefix("v")
+    if version and not version.isdigit():
+        raise typer.BadParameter(f"{ref!r}: give NAME or NAME:VERSION (churn:3)")
+    return name, int(version) if version else None
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every model version: stage, test metrics, training set."""
+    table = Table("model", "stage", "ROC-AUC", "PR-AUC", "baseline AUC", "training set",
+                  "created (UTC)")
+    for r in _model_registry().models():
+        style = {"champion": "bold green", "archived": "dim"}.get(r.stage, "")
+        table.add_row(r.ref, f"[{style}]{r.stage}[/]" if style else r.stage, f"{r.roc_auc:.4f}",
+                      f"{r.pr_auc:.4f}", f"{r.baseline_metrics['roc_auc']:.4f}",
+                      r.training_set_tag, f"{r.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@models_app.command("describe")
+def models_describe(ref: str = typer.Argument(help="NAME (the champion) or NAME:VERSION")) -> None:
+    """A model's metrics, parameters, lineage and promotion history."""
+    registry = _model_registry()
+    r = registry.get(*_model_ref(ref))
+    console.print(f"[bold]{r.ref}[/] ({r.stage}) · owner {r.owner} · {r.code_version}\n"
+                  f"artifacts {r.artifact_path} @ {_short(r.artifact_commit)} · training set "
+                  f"{r.training_set_tag} @ {_short(r.training_set_commit)} · threshold "
+                  f"{r.threshold:.3f}")
+    metrics = Table("metric", "LightGBM", "baseline", title="test fold")
+    for key in ("roc_auc", "pr_auc", "precision", "recall", "f1", "lift_top_10", "brier",
+                "rows", "positives"):
+        metrics.add_row(key, f"{r.metrics[key]:.4g}", f"{r.baseline_metrics[key]:.4g}")
+    console.print(metrics)
+    console.print("parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(r.params.items())))
+    console.print("feature views: " + ", ".join(f"{k}@{v}" for k, v in r.feature_views.items()))
+    history = Table("version", "event", "detail", title="history")
+    for event in registry.events(r.name):
+        detail = event["detail"]
+        text = "; ".join(detail.get("reasons", [])) if isinstance(detail, dict) else str(detail)
+        if isinstance(detail, dict) and detail.get("champion"):
+            text += f" (vs {detail['champion']}: {detail['champion_roc_auc']:.4f})"
+        history.add_row(f"v{event['version']}", event["event"], text)
+    console.print(history)
+
+
+@models_app.command("promote")
+def models_promote(ref: str = typer.Argument(help="NAME:VERSION to make the champion")) -> None:
+    """Make a version the champion by hand (the one before is archived)."""
+    name, version = _model_ref(ref)
+    if version is None:
+        raise typer.BadParameter("give the version to promote: NAME:VERSION")
+    registry = _model_registry()
+    record = registry.get(name, version)
+    registry.set_champion(record, {"by": "hand", "reasons": []})
+    console.print(f"{record.ref} is the champion")
+
+
+@models_app.command("lineage")
+def models_lineage(ref: str = typer.Argument(help="NAME (the champion) or NAME:VERSION")) -> None:
+    """model → training set → feature views and builds → source commits and ingestion runs."""
+    lineage_command(ref)
+
+
+@app.command("lineage")
+def lineage_command(ref: str = typer.Argument(help="MODEL or MODEL:VERSION")) -> None:
+    """Where a model came from, down to the ingestion runs."""
+    from rich.tree import Tree
+
+    from models.lineage import lineage
+
+    settings = load_settings()
+    from features.registry import open_registry
+    from lake import open_lake
+
+    chain = lineage(_model_registry().get(*_model_ref(ref)), open_registry(settings),
+                    open_lake(settings))
+    ts = chain["training_set"]
+    tree = Tree(f"[bold]{chain['model']}[/] ({chain['stage']}) · {chain['code_version']} · "
+                f"{chain['artifacts']}")
+    node = tree.add(f"training set {ts['tag']} ({ts['rows']:,} rows) @ {_short(ts['commit'])},"
+                    f" features read at {_short(ts['feature_commit'])}")
+    for view in chain["feature_views"]:
+        branch = node.add(f"{view['view']}@{view['version']} · {view['owner']} · source "
+                          f"clean/{view['source_dataset']}")
+        for b in view["builds"]:
+            branch.add(f"as of {b['as_of']}: build {b['run_id']} ({b['rows']:,} rows) @ "
+                       f"{_short(b['published_commit'])} ← source {_short(b['source_commit'])}"
+                       f" (ingestion run {b['ingestion_run']}, {b['ingested_at']})")
+    console.print(tree)
 
 
 @lake_app.command("init")

@@ -64,3 +64,18 @@ class ModelSpec:
         body.pop("owner")
         text = json.dumps(body, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def load_model_spec(spec: str) -> ModelSpec:
+    """A spec from `module:attribute`."""
+    import importlib
+
+    module, _, attribute = spec.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ModelError(f"cannot load model spec {spec!r}: {exc}; give `module:attribute`"
+                         ) from exc
+    if not isinstance(found, ModelSpec):
+        raise ModelError(f"{spec!r} is a {type(found).__name__}, not a ModelSpec")
+    return found

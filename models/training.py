@@ -134,6 +134,9 @@ class TrainedModel:
     dates: dict[str, list[str]]
     test_scores: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     test_labels: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    test_frame: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    """The test fold's rows (entity, as-of date, features, label): the held-out data a
+    champion is compared on."""
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return self.booster.predict(self.matrix.transform(frame),
@@ -201,4 +204,5 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec) ->
         baseline_metrics=evaluate(y_test, baseline_scores,
                                   best_f1_threshold(y_valid, baseline_valid)),
         importance=importance, leaks=leaks, dates=folds.dates(),
-        test_scores={"lightgbm": scores, "baseline": baseline_scores}, test_labels=y_test)
+        test_scores={"lightgbm": scores, "baseline": baseline_scores}, test_labels=y_test,
+        test_frame=folds.test)

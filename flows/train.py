@@ -1,0 +1,55 @@
+"""Train: labels from the lake at main → features at the spec's as-of dates (built on Ray where
+missing) → a point-in-time training set, saved and tagged → LightGBM and the baseline on a
+time split → the model registry → the promotion gate."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import flow, get_run_logger
+
+from features.store import FeatureStore
+from flows.features import build_features, ray_task_runner
+from models.promotion import GateDecision
+from models.registry import ModelRecord, open_model_registry
+from models.spec import load_model_spec
+from tasks.models import (
+    assemble_training_set,
+    fit_model,
+    label_training_examples,
+    plan_training_dates,
+    promotion_gate,
+    publish_model_artifacts,
+    register_trained_model,
+)
+from tideline.settings import load_settings
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    model: ModelRecord
+    decision: GateDecision
+
+
+@flow(name="train")
+def train(run_id: str, model: str = "models.churn:CHURN_MODEL") -> TrainingOutcome:
+    """lake → labels + point-in-time features → LightGBM → registry → promotion gate."""
+    settings = load_settings()
+    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    logger = get_run_logger()
+    spec = load_model_spec(model)
+    store = FeatureStore.open(settings)
+    dates, missing = plan_training_dates(store, spec)
+    if missing:
+        build_features.with_options(task_runner=ray_task_runner(settings))(
+            run_id=f"{run_id}-train", as_of=missing)
+    examples = label_training_examples(store, spec, dates)
+    training = assemble_training_set(store, examples, spec)
+    trained = fit_model(training, spec)
+    registry = open_model_registry(settings)
+    record = register_trained_model(registry, store, spec, trained, training)
+    decision = promotion_gate(registry, store, record, trained, spec)
+    publish_model_artifacts(record, trained, decision)
+    logger.info("model %s: test ROC-AUC %.4f (baseline %.4f); %s", record.ref, record.roc_auc,
+                trained.baseline_metrics.roc_auc,
+                "champion" if decision.promoted else "candidate")
+    return TrainingOutcome(model=record, decision=decision)

@@ -1,0 +1,299 @@
+"""The model registry: every trained model version with its stage (candidate, champion,
+archived), metrics, parameters and lineage (training set tag and commit, feature view
+versions, code version) in the metadata database, and its artifacts in the lake:
+
+    models/<name>/v<version>/model.txt        the LightGBM booster
+    models/<name>/v<version>/baseline.joblib  the logistic-regression baseline
+    models/<name>/v<version>/card.json        everything needed to score: columns, categories,
+                                              threshold, metrics, lineage
+    models/<name>/v<version>/*.png|csv        plots and feature importance
+
+published through a branch of their own and tagged `model-<name>-v<version>`. One champion per
+name at most; the promotion history (with each comparison) is kept in `model_events`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import joblib
+import lightgbm as lgb
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from features.store import TrainingSet
+from lake.base import Lake
+from lake.publish import publish
+from models.evaluation import save_plots
+from models.spec import ModelSpec
+from models.training import FeatureMatrix, TrainedModel
+from tideline.database import database_url, open_database
+from tideline.errors import ModelError
+
+SCHEMA = "model_registry_schema"
+STAGES = ("candidate", "champion", "archived")
+metadata = sa.MetaData()
+models_table = sa.Table(
+    "models", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("spec_version", sa.String(32), nullable=False),
+    sa.Column("owner", sa.String(320), nullable=False),
+    sa.Column("roc_auc", sa.Float, nullable=False),
+    sa.Column("pr_auc", sa.Float, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("baseline_metrics", sa.Text, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("features", sa.Text, nullable=False),
+    sa.Column("feature_views", sa.Text, nullable=False),
+    sa.Column("training_set", sa.String(255), nullable=False),
+    sa.Column("training_set_tag", sa.String(255), nullable=False),
+    sa.Column("training_set_commit", sa.String(64), nullable=False),
+    sa.Column("feature_commit", sa.String(64), nullable=False),
+    sa.Column("code_version", sa.String(255), nullable=False),
+    sa.Column("artifact_path", sa.Text, nullable=False),
+    sa.Column("artifact_commit", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+events_table = sa.Table(
+    "model_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _create_v1(connection: Connection) -> None:
+    metadata.create_all(connection)
+
+
+MIGRATIONS = (_create_v1,)
+
+
+def code_version() -> str:
+    """The tideline release, and the git commit when running from a checkout."""
+    text = f"tideline {package_version('tideline')}"
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=5, cwd=Path(__file__).parent, check=True)
+        return f"{text} @ {head.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        return text
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    version: int
+    stage: str
+    spec_version: str
+    owner: str
+    roc_auc: float
+    pr_auc: float
+    metrics: dict[str, Any]
+    baseline_metrics: dict[str, Any]
+    params: dict[str, Any]
+    threshold: float
+    features: list[str]
+    feature_views: dict[str, str]
+    training_set: str
+    training_set_tag: str
+    training_set_commit: str
+    feature_commit: str
+    code_version: str
+    artifact_path: str
+    artifact_commit: str
+    created_at: datetime
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:v{self.version}"
+
+
+@dataclass
+class LoadedModel:
+    """A registered model ready to score: the booster and how to build its input."""
+
+    record: ModelRecord
+    booster: lgb.Booster
+    matrix: FeatureMatrix
+
+    def predict(self, frame: Any) -> Any:
+        return self.booster.predict(self.matrix.transform(frame))
+
+    def contributions(self, frame: Any) -> Any:
+        """Per row, each feature's contribution to the log-odds (and the bias, last)."""
+        return self.booster.predict(self.matrix.transform(frame), pred_contrib=True)
+
+
+_JSON = ("metrics", "baseline_metrics", "params", "features", "feature_views")
+
+
+class ModelRegistry:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = open_database(url, SCHEMA, MIGRATIONS)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _records(self, where: sa.ColumnElement[bool] | None = None) -> list[ModelRecord]:
+        query = sa.select(models_table).order_by(models_table.c.name, models_table.c.version)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query if where is None else query.where(where)).mappings()
+            return [ModelRecord(**{**row, **{k: json.loads(row[k]) for k in _JSON},
+                                   "created_at": row["created_at"].replace(tzinfo=UTC)
+                                   if row["created_at"].tzinfo is None else row["created_at"]})
+                    for row in rows]
+
+    def models(self, name: str | None = None) -> list[ModelRecord]:
+        return self._records(None if name is None else models_table.c.name == name)
+
+    def get(self, name: str, version: int | None = None) -> ModelRecord:
+        """A version, or with none the champion (else the newest version)."""
+        records = self.models(name)
+        if not records:
+            known = sorted({r.name for r in self.models()})
+            raise ModelError(f"no model named {name!r} in the registry (models: "
+                             f"{', '.join(known) or 'none yet; train one with `tideline train`'})")
+        if version is None:
+            champions = [r for r in records if r.stage == "champion"]
+            return champions[0] if champions else records[-1]
+        for record in records:
+            if record.version == version:
+                return record
+        raise ModelError(f"model {name!r} has no version {version} (versions: "
+                         f"{', '.join(str(r.version) for r in records)})")
+
+    def champion(self, name: str) -> ModelRecord | None:
+        return next((r for r in self.models(name) if r.stage == "champion"), None)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        query = sa.select(events_table).where(events_table.c.name == name).order_by(
+            events_table.c.id)
+        with self.engine.connect() as connection:
+            return [{**row, "detail": json.loads(row["detail"])}
+                    for row in connection.execute(query).mappings()]
+
+    def next_version(self, name: str, lake: Lake) -> int:
+        """One past every version the registry or the lake's tags know (a tag without a row is
+        left by a run that died between publishing and registering; its number is skipped)."""
+        known = [r.version for r in self.models(name)]
+        prefix = f"model-{name}-v"
+        known += [int(t[len(prefix):]) for t in lake.tags() if t.startswith(prefix)
+                  and t[len(prefix):].isdigit()]
+        return max(known, default=0) + 1
+
+    def add(self, record: ModelRecord, detail: dict[str, Any]) -> None:
+        values = {**asdict(record), **{k: json.dumps(getattr(record, k), sort_keys=True)
+                                       for k in _JSON}}
+        with self.engine.begin() as connection:
+            connection.execute(sa.insert(models_table).values(**values))
+            self._event(connection, record, "registered", detail)
+
+    def _event(self, connection: Connection, record: ModelRecord, event: str,
+               detail: dict[str, Any]) -> None:
+        connection.execute(sa.insert(events_table).values(
+            name=record.name, version=record.version, event=event,
+            detail=json.dumps(detail, sort_keys=True, default=str), at=datetime.now(UTC)))
+
+    def set_champion(self, record: ModelRecord, detail: dict[str, Any]) -> None:
+        """Make `record` the champion and archive the one before, in one transaction."""
+        t = models_table
+        with self.engine.begin() as connection:
+            for old in connection.execute(sa.select(t.c.version).where(
+                    (t.c.name == record.name) & (t.c.stage == "champion"))).scalars():
+                connection.execute(sa.update(t).where((t.c.name == record.name)
+                                                      & (t.c.version == old))
+                                   .values(stage="archived"))
+                connection.execute(sa.insert(events_table).values(
+                    name=record.name, version=old, event="archived",
+                    detail=json.dumps({"replaced_by": record.version}), at=datetime.now(UTC)))
+            connection.execute(sa.update(t).where((t.c.name == record.name)
+                                                  & (t.c.version == record.version))
+                               .values(stage="champion"))
+            self._event(connection, record, "promoted", detail)
+
+    def note(self, record: ModelRecord, event: str, detail: dict[str, Any]) -> None:
+        with self.engine.begin() as connection:
+            self._event(connection, record, event, detail)
+
+
+def open_model_registry(settings: Any) -> ModelRegistry:
+    return ModelRegistry(database_url(settings))
+
+
+def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained: TrainedModel,
+                   training: TrainingSet) -> ModelRecord:
+    """Publish the model's artifacts to the lake (tagged), then record it as a candidate."""
+    version = registry.next_version(spec.name, lake)
+    path = f"models/{spec.name}/v{version}"
+    card = {
+        "name": spec.name, "version": version, "spec_version": spec.version,
+        "label": asdict(spec.label), "columns": list(trained.matrix.columns),
+        "categories": trained.matrix.categories, "threshold": trained.threshold,
+        "best_iteration": trained.booster.best_iteration,
+        "metrics": trained.metrics.as_dict(),
+        "baseline_metrics": trained.baseline_metrics.as_dict(),
+        "importance": trained.importance, "leaks": trained.leaks, "dates": trained.dates,
+        "training_set": {"name": training.name, "tag": training.tag,
+                         "commit": training.lake_commit, "feature_commit": training.ref_commit},
+        "feature_views": training.views, "code_version": code_version()}
+    with tempfile.TemporaryDirectory() as scratch:
+        plots = save_plots(trained.test_labels, trained.test_scores, trained.threshold,
+                           Path(scratch))
+        buffer = io.BytesIO()
+        joblib.dump(trained.baseline, buffer)
+        files = {
+            "model.txt": trained.booster.model_to_string(
+                num_iteration=trained.booster.best_iteration or None).encode(),
+            "baseline.joblib": buffer.getvalue(),
+            "card.json": json.dumps(card, indent=1, sort_keys=True, default=str).encode(),
+            "importance.csv": ("feature,gain\n" + "".join(
+                f"{k},{v:.6g}\n" for k, v in trained.importance.items())).encode(),
+            **{p.name: p.read_bytes() for p in plots.values()}}
+        with publish(lake, f"model-{spec.name}-v{version}",
+                     message=f"model {spec.name} v{version}: test ROC-AUC "
+                             f"{trained.metrics.roc_auc:.4f}",
+                     metadata={"stage": "model", "training_set": training.tag}) as run:
+            for name, body in files.items():
+                lake.put(run.branch, f"{path}/{name}", body)
+    commit = run.published.id
+    lake.tag(f"model-{spec.name}-v{version}", commit)
+    record = ModelRecord(
+        name=spec.name, version=version, stage="candidate", spec_version=spec.version,
+        owner=spec.owner, roc_auc=trained.metrics.roc_auc, pr_auc=trained.metrics.pr_auc,
+        metrics=trained.metrics.as_dict(), baseline_metrics=trained.baseline_metrics.as_dict(),
+        params={**spec.params, "num_boost_round": spec.num_boost_round,
+                "best_iteration": trained.booster.best_iteration},
+        threshold=trained.threshold, features=list(trained.matrix.columns),
+        feature_views=training.views, training_set=training.name,
+        training_set_tag=training.tag, training_set_commit=training.lake_commit,
+        feature_commit=training.ref_commit, code_version=card["code_version"],
+        artifact_path=path, artifact_commit=commit, created_at=datetime.now(UTC))
+    registry.add(record, {"leaks": trained.leaks, "dates": trained.dates})
+    return record
+
+
+def load_model(lake: Lake, record: ModelRecord) -> LoadedModel:
+    """A registered model's booster and input encoding, from its commit in the lake."""
+    try:
+        card = json.loads(lake.get(record.artifact_commit, f"{record.artifact_path}/card.json"))
+        text = lake.get(record.artifact_commit, f"{record.artifact_path}/model.txt").decode()
+    except Exception as exc:  # noqa: BLE001 - any lake error: the artifact is not there
+        raise ModelError(f"model {record.ref}: its artifacts at {record.artifact_path} "
+                         f"(commit {record.artifact_commit[:12]}) cannot be read: {exc}") from exc
+    return LoadedModel(record=record, booster=lgb.Booster(model_str=text),
+                       matrix=FeatureMatrix(tuple(card["columns"]), card["categories"]))

@@ -1,0 +1,50 @@
+"""The demo's churn data (generated without defects) as clean tables in a lake, with the churn
+features built at the model's as-of dates: what the training tests learn from."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.churn import CHURN_VIEWS
+from features.registry import Registry
+from features.store import FeatureStore
+from ingestion.demo import DemoSpec, generate
+from lake.local import LocalLake
+from models.churn import CHURN_MODEL
+from models.labels import labelable_dates, load_activity
+from tests.features.built import build_features
+from tests.features.conftest import write_clean
+
+CUSTOMERS = 1500
+
+
+def demo_tables(customers: int = CUSTOMERS, seed: int = 7) -> dict[str, pd.DataFrame]:
+    data = generate(DemoSpec(customers=customers, defect_rate=0.0, seed=seed))
+    profile = data.customers.assign(
+        signup_date=pd.to_datetime(data.customers["signup_date"]).dt.date)
+    return {"customers": profile.drop(columns=["updated_at"]),
+            "transactions": data.transactions.assign(
+                amount=pd.to_numeric(data.transactions["amount"])),
+            "tickets": data.tickets, "events": data.events}
+
+
+@pytest.fixture(scope="session")
+def demo_lake_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Clean demo tables and the churn features at the churn model's as-of dates, on main."""
+    path = tmp_path_factory.mktemp("models") / "lake"
+    lake = LocalLake(path)
+    write_clean(lake, demo_tables())
+    dates = labelable_dates(load_activity(lake, "main", CHURN_MODEL.label),
+                            CHURN_MODEL.label, CHURN_MODEL.as_of_dates, CHURN_MODEL.every_days)
+    build_features(lake, dates, partitions=1)
+    return path
+
+
+@pytest.fixture
+def demo_store(demo_lake_template: Path, tmp_path: Path) -> FeatureStore:
+    shutil.copytree(demo_lake_template, tmp_path / "lake")
+    return FeatureStore(LocalLake(tmp_path / "lake"),
+                        Registry(f"sqlite:///{tmp_path / 'registry.db'}"), CHURN_VIEWS)

@@ -1,0 +1,50 @@
+"""Churn labels from activity, on hand-built events at the edges of the windows."""
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.churn import EVENTS, TRANSACTIONS
+from models.labels import Activity, ChurnLabel, label_examples, labelable_dates
+from tideline.errors import ModelError
+
+LABEL = ChurnLabel(activity=(TRANSACTIONS, EVENTS), horizon_days=10, active_days=5)
+T = pd.Timestamp("2026-08-01", tz="UTC")
+
+
+def activity(events: list[tuple[str, pd.Timestamp]]) -> Activity:
+    keys, codes = np.unique([k for k, _ in events], return_inverse=True)
+    return Activity(keys=keys, codes=codes,
+                    times=pd.DatetimeIndex([t for _, t in events]).as_unit("ns").asi8)
+
+
+def test_labels_at_the_window_edges() -> None:
+    day = pd.Timedelta(days=1)
+    data = activity([
+        ("stays", T - day), ("stays", T),                       # active at t itself: stays
+        ("leaves", T - day), ("leaves", T + 10 * day),          # back only after the horizon
+        ("late", T - 5 * day - pd.Timedelta("1ns")),            # not active in the 5 days
+        ("edge", T - 5 * day), ("edge", T + 10 * day - pd.Timedelta("1ns")),
+        ("end", T + 30 * day),                                  # the data runs to here
+    ])
+    examples = label_examples(data, LABEL, [date(2026, 8, 1)]).set_index("customer_id")
+    assert examples["churned"].to_dict() == {"stays": 0, "leaves": 1, "edge": 0}
+    assert (examples["as_of"] == T).all()
+
+
+def test_a_horizon_past_the_data_is_refused_and_dates_stop_before_it() -> None:
+    data = activity([("a", T), ("a", T + pd.Timedelta(days=20))])
+    assert data.last_day == date(2026, 8, 21)
+    assert labelable_dates(data, LABEL, 3, every_days=7) == [
+        date(2026, 7, 29), date(2026, 8, 5), date(2026, 8, 12)]
+    with pytest.raises(ModelError, match="needs activity through 2026-08-22, but the data "
+                                         "ends on 2026-08-21"):
+        label_examples(data, LABEL, [date(2026, 8, 13)])
+
+
+def test_a_label_needs_positive_windows() -> None:
+    with pytest.raises(ModelError, match="horizon_days must be a positive"):
+        ChurnLabel(activity=(EVENTS,), horizon_days=0)
