@@ -3,99 +3,226 @@ from the events strictly before that time.
 
 How it works, vectorised end to end (no Python loop per entity or per row):
 
-1. A source's events are sorted once by (entity, event time) (`Events`).
-2. For each spine row and window, two vectorised binary searches inside the entity's slice give
-   the half-open range of events ``[lo, hi)`` with time in ``[t - w, t)`` (`Segments`). An event
-   exactly at t is outside by construction; the same search serves a batch as-of date and a
-   training set with a different time on every row.
+1. Entity keys become integer codes once, in key order (`encode_entities`; sources loaded
+   together share one dictionary), and a source's events are sorted once by (entity code,
+   event time), kept as one int64 key per event (`Events.position`).
+2. For each spine row and window, a binary search of that key gives the half-open range of
+   events ``[lo, hi)`` with time in ``[t - w, t)`` (`Segments`). An event exactly at t is
+   outside by construction; the same search serves a batch as-of date and a training set with
+   a different time on every row.
 3. Aggregations reduce those ranges with `numpy.ufunc.reduceat` over the gathered values:
-   sums and extremes directly, moments on centred values, quantiles and distinct counts after a
-   sort inside each range, trends and EMAs on daily totals binned back from t.
+   sums and extremes directly, moments on centred values, trends and EMAs on daily totals
+   binned back from t. Quantiles read each entity's events pre-sorted by value, distinct
+   counts each event's previous occurrence of its value; both orders are computed once.
 
-Segments are shared by every feature with the same filter and window, and the sorted events by
-every window and as-of date, so adding dates or features costs only the reductions.
+Filters are evaluated once per source (on the unsorted frame), segments are shared by every
+feature with the same filter and window, gathered values and sums by every feature of a window,
+and the sorted events by every window and as-of date, so adding dates or features costs only
+the searches and reductions.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.definitions import DAILY, NUMERIC, QUANTILES, Derived, Feature, FeatureView
+from features.definitions import (
+    DAILY,
+    NUMERIC,
+    QUANTILES,
+    VIRTUAL_COLUMNS,
+    Derived,
+    Feature,
+    FeatureView,
+)
 from features.expressions import evaluate, names_in
 
 DAY_NS = 86_400 * 10**9
 EMA_HALF_LIFE_DAYS = 7.0
 
 
+@dataclass(frozen=True)
+class Clock:
+    """Event times as small integer ticks, so that (entity, time) orders as one int64 key:
+    whole steps of the coarsest unit that keeps every time exact, or the rank among the
+    distinct times when too many entities times steps would overflow."""
+
+    low: int
+    unit: int
+    span: int
+    """Ticks run 0..span-1."""
+    distinct: np.ndarray | None = None
+    """The sorted distinct times, when ticks are their ranks."""
+
+    @classmethod
+    def of(cls, time: np.ndarray, entities: int) -> Clock:
+        if len(time) == 0:
+            return cls(low=0, unit=1, span=1)
+        low = int(time.min())
+        for unit in (10**9, 10**6, 10**3, 1):
+            if not np.any((time - low) % unit):
+                break
+        span = int((time.max() - low) // unit) + 1
+        if max(entities, 1) * span < 2**62:
+            return cls(low=low, unit=unit, span=span)
+        distinct = np.unique(time)
+        return cls(low=low, unit=1, span=len(distinct), distinct=distinct)
+
+    def ticks(self, time: np.ndarray) -> np.ndarray:
+        """The tick of each event time (times the clock was made from)."""
+        if self.distinct is not None:
+            return np.searchsorted(self.distinct, time)
+        return (time - self.low) // self.unit
+
+    def first_at_or_after(self, t: np.ndarray) -> np.ndarray:
+        """For each time, the first tick at or after it (`span` when none)."""
+        if self.distinct is not None:
+            return np.searchsorted(self.distinct, t)
+        return np.clip(-((self.low - t) // self.unit), 0, self.span)
+
+
 @dataclass
 class Events:
     """One source's events in (entity code, time) order; `offsets[c]:offsets[c+1]` is entity
-    c's slice. Entity codes index `keys`. Other columns stay in the source frame, unsorted, and
-    are gathered in event order only when a feature asks for them."""
+    c's slice. Entity codes index `keys` (sorted, so code order is key order). Other columns
+    stay in the source frame, unsorted: a filter is evaluated there, and a column is gathered
+    in event order only when a feature asks for it."""
 
-    keys: pd.Index
+    keys: pa.Array
     entity: np.ndarray
     time: np.ndarray
     """Event time as int64 nanoseconds since the epoch (UTC)."""
+    position: np.ndarray
+    """`entity * clock.span + tick`: ascending, one binary search finds a time in a slice."""
+    clock: Clock
     frame: pd.DataFrame
     """The source's columns as read (unsorted)."""
+    timestamp: str
     rows: np.ndarray
     """Positions in `frame` of the events, in event order."""
-    converted: dict[str, np.ndarray | pd.Series] = field(default_factory=dict, repr=False)
-    """Whole-frame columns converted for computing, shared with subsets."""
+    converted: dict[tuple[str, str], np.ndarray | pd.Series] = field(default_factory=dict,
+                                                                      repr=False)
+    """Whole-frame columns converted for computing (and their codes), shared with subsets."""
     offsets: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.offsets = np.searchsorted(self.entity, np.arange(len(self.keys) + 1))
-        self._columns: dict[str, np.ndarray | pd.Series] = {}
+        self._columns: dict[tuple[str, str], np.ndarray] = {}
+        self._subsets: dict[tuple[str | None, str | None], Events] = {}
 
     @classmethod
-    def from_table(cls, table: pa.Table, key: str, timestamp: str) -> Events:
-        """Order a source table's events; text columns stay Arrow-backed (cheap to filter)."""
-        table = table.filter(pc.is_valid(table.column(key)))
-        encoded = pc.dictionary_encode(table.column(key).combine_chunks())
-        codes = encoded.indices.to_numpy().astype(np.int64)
+    def from_table(cls, table: pa.Table, key: str, timestamp: str,
+                   entities: tuple[pa.Array, np.ndarray] | None = None) -> Events:
+        """Order a source table's events; text columns stay Arrow-backed. `entities` are the
+        sorted keys and each row's code into them (`encode_entities`), when several sources
+        share one key dictionary; by default the table's own keys."""
+        keys, codes = entities or _single(encode_entities([table.column(key)]))
+        known = codes >= 0
+        if not known.all():
+            table, codes = table.filter(pa.array(known)), codes[known]
         frame = table.drop_columns([key]).to_pandas(types_mapper=_arrow_text,
                                                    date_as_object=False)
         time = _nanoseconds(frame[timestamp])
-        order = _event_order(codes, time, len(encoded.dictionary))
-        return cls(keys=pd.Index(encoded.dictionary.to_pandas(), dtype=object),
-                   entity=codes[order], time=time[order], frame=frame, rows=order)
+        clock = Clock.of(time, len(keys))
+        position = codes * clock.span + clock.ticks(time)
+        order = np.argsort(position, kind="stable")
+        return cls(keys=keys, entity=codes[order], time=time[order], position=position[order],
+                   clock=clock, frame=frame, timestamp=timestamp, rows=order)
 
     def subset(self, mask: np.ndarray) -> Events:
         """The events where `mask` holds, same keys and order."""
         return Events(keys=self.keys, entity=self.entity[mask], time=self.time[mask],
-                      frame=self.frame, rows=self.rows[mask], converted=self.converted)
+                      position=self.position[mask], clock=self.clock, frame=self.frame,
+                      timestamp=self.timestamp, rows=self.rows[mask], converted=self.converted)
 
-    def column(self, name: str) -> np.ndarray | pd.Series:
-        """A column in event order: numeric and time columns as float numpy values (time in
-        ns), text as an Arrow-backed Series; virtual `weekday`/`hour` from the event time."""
-        if name == "weekday":
-            return ((self.time // DAY_NS) + 3) % 7  # 1970-01-01 was a Thursday
-        if name == "hour":
-            return (self.time % DAY_NS) // (3600 * 10**9)
-        if name not in self._columns:
-            whole = self._converted(name)
-            self._columns[name] = (whole.take(self.rows).reset_index(drop=True)
-                                   if isinstance(whole, pd.Series) else whole[self.rows])
-        return self._columns[name]
+    def matching(self, filter_: str | None, valued: str | None = None) -> Events:
+        """The events matching `filter_`, and with a value in column `valued` if given (numeric
+        statistics skip missing values, as pandas does); kept for every later spine."""
+        key = (filter_, valued)
+        if key not in self._subsets:
+            mask = np.ones(len(self.time), dtype=bool)
+            if filter_ is not None:  # element-wise: evaluated on the unsorted frame
+                columns = {name: self.whole(name)
+                           for name in names_in(filter_, f"filter {filter_!r}")}
+                mask &= np.asarray(evaluate(filter_, columns), dtype=bool)[self.rows]
+            if valued is not None:
+                mask &= ~np.isnan(self.values(valued))
+            self._subsets[key] = self if mask.all() else self.subset(mask)
+        return self._subsets[key]
 
-    def _converted(self, name: str) -> np.ndarray | pd.Series:
-        if name not in self.converted:
-            values = self.frame[name]
-            if _is_time(values.dtype):
-                values = _nanoseconds(values).astype(float)
-            elif pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(
-                    values.dtype):
-                values = values.to_numpy(dtype=float, na_value=np.nan)
-            self.converted[name] = values
-        return self.converted[name]
+    def whole(self, name: str) -> np.ndarray | pd.Series:
+        """A column of the whole frame, in its order: numeric and time columns as float numpy
+        values (time in ns), text as an Arrow-backed Series; virtual `weekday`/`hour` from
+        the event time."""
+        if ("value", name) not in self.converted:
+            if name in VIRTUAL_COLUMNS:
+                ns = _nanoseconds(self.frame[self.timestamp])
+                values = ((ns // DAY_NS) + 3) % 7 if name == "weekday" else (
+                    (ns % DAY_NS) // (3600 * 10**9))  # 1970-01-01 was a Thursday
+            else:
+                values = self.frame[name]
+                if _is_time(values.dtype):
+                    values = _nanoseconds(values).astype(float)
+                elif pd.api.types.is_numeric_dtype(values.dtype) and not (
+                        pd.api.types.is_bool_dtype(values.dtype)):
+                    values = values.to_numpy(dtype=float, na_value=np.nan)
+            self.converted["value", name] = values
+        return self.converted["value", name]
+
+    def values(self, name: str) -> np.ndarray:
+        """A numeric (or time) column in event order."""
+        if ("value", name) not in self._columns:
+            self._columns["value", name] = self.whole(name)[self.rows]
+        return self._columns["value", name]
+
+    def codes(self, name: str) -> np.ndarray:
+        """A column's values as integer codes (equal values, equal codes) in event order; -1
+        where missing."""
+        if ("codes", name) not in self.converted:
+            self.converted["codes", name] = pd.factorize(self.whole(name),
+                                                         use_na_sentinel=True)[0]
+        if ("codes", name) not in self._columns:
+            self._columns["codes", name] = self.converted["codes", name][self.rows]
+        return self._columns["codes", name]
+
+    def by_entity_then_value(self, name: str) -> np.ndarray:
+        """The events sorted by entity, then by a column's value; computed once, for every
+        window and spine."""
+        if ("by value", name) not in self._columns:  # in entity order: sort (entity, rank)
+            values = self.values(name)
+            rank = np.empty(len(values), dtype=np.int64)
+            rank[np.argsort(values)] = np.arange(len(values))
+            self._columns["by value", name] = np.argsort(self.entity * len(values) + rank,
+                                                         kind="stable")
+        return self._columns["by value", name]
+
+    def previous_same(self, name: str) -> np.ndarray:
+        """For each event, the entity's latest earlier event with the same value of a column
+        (-1 if none); computed once, for every window and spine."""
+        if ("previous", name) not in self._columns:
+            codes = self.codes(name)
+            order = np.argsort(self.entity * (int(codes.max(initial=0)) + 2) + codes + 1,
+                               kind="stable")  # (entity, value) groups, each in time order
+            same = (self.entity[order[1:]] == self.entity[order[:-1]]) & (
+                codes[order[1:]] == codes[order[:-1]])
+            previous = np.full(len(codes), -1, dtype=np.int64)
+            previous[order[1:][same]] = order[:-1][same]
+            self._columns["previous", name] = previous
+        return self._columns["previous", name]
+
+    def at(self, name: str, events: np.ndarray) -> np.ndarray:
+        """A column's values at some events: float for numbers, objects (None if missing) for
+        text."""
+        whole = self.whole(name)
+        if isinstance(whole, pd.Series):
+            return whole.take(self.rows[events]).to_numpy(dtype=object, na_value=None)
+        return whole[self.rows[events]]
 
     def slices(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each entity code's slice `[start, end)`; empty for -1 (not in this source)."""
@@ -107,16 +234,74 @@ class Events:
     def first_at_or_after(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Per query (entity code, time): index of the entity's first event at or after t (its
         slice's end if none). Codes of -1 (entity not in this source) give empty slices."""
-        lo, hi = self.slices(codes)
-        while True:  # a binary search per query, all queries at once
-            active = lo < hi
-            if not active.any():
-                return lo
-            mid = (lo + hi) // 2
-            before = np.zeros(len(lo), dtype=bool)
-            before[active] = self.time[mid[active]] < t[active]
-            lo = np.where(active & before, mid + 1, lo)
-            hi = np.where(active & ~before, mid, hi)
+        known = codes >= 0
+        found = np.searchsorted(self.position, np.where(known, codes, 0) * self.clock.span
+                                + self.clock.first_at_or_after(t))
+        return np.where(known, found, 0)
+
+    def code_of(self, keys: np.ndarray | pa.Array) -> np.ndarray:
+        """Each key's entity code; -1 for a key without events."""
+        if len(self.keys) == 0:
+            return np.full(len(keys), -1, dtype=np.int64)
+        found = pc.index_in(pa.array(keys, type=self.keys.type), value_set=self.keys)
+        return found.fill_null(-1).to_numpy().astype(np.int64)
+
+
+def encode_entities(columns: Sequence[pa.ChunkedArray | pa.Array]
+                    ) -> tuple[pa.Array, list[np.ndarray]]:
+    """One dictionary of the entity keys of several columns, sorted so that code order is key
+    order, and each column's codes into it (-1 where null)."""
+    kind = columns[0].type
+    values = pa.chunked_array([chunk.cast(kind) for column in columns
+                               for chunk in _chunks(column)], type=kind).combine_chunks()
+    numbers = _ordered_integers(values)
+    if numbers is not None:  # hashing integers is many times faster than hashing text
+        codes, uniques = pd.factorize(numbers, sort=True)
+        last = np.empty(len(uniques), dtype=np.int64)
+        last[codes] = np.arange(len(codes))
+        keys = values.take(pa.array(last))
+    else:
+        encoded = pc.dictionary_encode(values)
+        order = pc.sort_indices(encoded.dictionary).to_numpy()
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        codes = rank[encoded.indices.fill_null(0).to_numpy()] if len(order) else np.full(
+            len(values), -1, dtype=np.int64)
+        if encoded.indices.null_count:
+            codes[~encoded.indices.is_valid().to_numpy(zero_copy_only=False)] = -1
+        keys = encoded.dictionary.take(order)
+    ends = np.cumsum([len(column) for column in columns])
+    return keys, np.split(codes.astype(np.int64, copy=False), ends[:-1])
+
+
+def _ordered_integers(values: pa.Array) -> np.ndarray | None:
+    """Keys as integers that order as the keys do, when that is exact and cheap: integer keys
+    themselves, or text keys of one width up to 8 bytes read as big-endian numbers. None
+    otherwise (nulls, mixed widths, other types)."""
+    if values.null_count or len(values) == 0:
+        return None
+    if pa.types.is_integer(values.type):
+        return values.to_numpy()
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return None
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if pa.types.is_large_string(
+        values.type) else np.int32)[values.offset:values.offset + len(values) + 1]
+    width = int(offsets[1] - offsets[0])
+    if not 0 < width <= 8 or np.any(np.diff(offsets) != width):
+        return None
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    padded = np.zeros((len(values), 8), dtype=np.uint8)
+    padded[:, 8 - width:] = data.reshape(len(values), width)
+    return padded.view(">u8").ravel().astype(np.uint64)
+
+
+def _chunks(column: pa.ChunkedArray | pa.Array) -> list[pa.Array]:
+    return column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+
+
+def _single(encoded: tuple[pa.Array, list[np.ndarray]]) -> tuple[pa.Array, np.ndarray]:
+    keys, (codes,) = encoded
+    return keys, codes
 
 
 @dataclass
@@ -162,10 +347,13 @@ class Segments:
 
 @dataclass
 class Spine:
-    """The rows to compute features for: entity keys and as-of times (int64 ns, UTC)."""
+    """The rows to compute features for: entity keys and as-of times (int64 ns, UTC), and the
+    keys' entity codes when the caller has them (codes into the `keys` of every source's
+    `Events`, as `encode_entities` gives), sparing a lookup per view."""
 
     keys: np.ndarray
     t: np.ndarray
+    codes: np.ndarray | None = None
 
     @classmethod
     def of(cls, keys: Iterable, as_of: pd.Series | pd.DatetimeIndex | Iterable) -> Spine:
@@ -179,32 +367,20 @@ class ViewComputation:
 
     def __init__(self, view: FeatureView, events: Events, spine: Spine) -> None:
         self.view, self.events, self.spine = view, events, spine
-        self.codes = events.keys.get_indexer(spine.keys)
-        self._subsets: dict[tuple[str | None, str | None], Events] = {}
+        self.codes = spine.codes if spine.codes is not None else events.code_of(spine.keys)
         self._segments: dict[tuple[str | None, int | None, str | None], Segments] = {}
-        self._sorted: dict[tuple, np.ndarray] = {}
+        self._memo: dict[tuple, Any] = {}
 
     def subset(self, filter_: str | None, valued: str | None = None) -> Events:
-        """The events matching `filter_`, and with a value in column `valued` if given (numeric
-        statistics skip missing values, as pandas does)."""
-        key = (filter_, valued)
-        if key not in self._subsets:
-            mask = np.ones(len(self.events.time), dtype=bool)
-            if filter_ is not None:
-                columns = {name: self.events.column(name)
-                           for name in names_in(filter_, f"filter {filter_!r}")}
-                mask &= np.asarray(evaluate(filter_, columns), dtype=bool)
-            if valued is not None:
-                mask &= ~np.isnan(self.events.column(valued))
-            self._subsets[key] = self.events if mask.all() else self.events.subset(mask)
-        return self._subsets[key]
+        return self.events.matching(filter_, valued)
 
     def segments(self, filter_: str | None, window: int | None,
                  valued: str | None = None) -> Segments:
         key = (filter_, window, valued)
         if key not in self._segments:
             events, t = self.subset(filter_, valued), self.spine.t
-            hi = events.first_at_or_after(self.codes, t)
+            hi = self._once(("ends", filter_, valued),  # every window of the subset ends at t
+                            lambda: events.first_at_or_after(self.codes, t))
             if window is None:
                 lo, _ = events.slices(self.codes)
             else:
@@ -232,50 +408,56 @@ class ViewComputation:
             return _divide(n, total)
         if f.agg in ("first", "last"):
             at = seg.lo if f.agg == "first" else seg.hi - 1
-            column = events.column(f.column)
-            if isinstance(column, pd.Series):
-                column = column.to_numpy(dtype=object, na_value=None)
-            out = np.full(len(n), None if column.dtype == object else np.nan, dtype=column.dtype)
-            out[seg.nonempty] = column[at[seg.nonempty]]
+            found = events.at(f.column, at[seg.nonempty])
+            out = np.full(len(n), None if found.dtype == object else np.nan, dtype=found.dtype)
+            out[seg.nonempty] = found
             return out
         if f.agg in ("days_since_last", "days_since_first"):
             if f.column is not None:
                 ufunc = np.fmax if f.agg == "days_since_last" else np.fmin
-                return (seg.t - seg.reduce(ufunc, events.column(f.column)[seg.index])) / DAY_NS
+                return (seg.t - seg.reduce(ufunc, events.values(f.column)[seg.index])) / DAY_NS
             at = (seg.hi - 1 if f.agg == "days_since_last" else seg.lo)[seg.nonempty]
             days = np.full(len(n), np.nan)
             days[seg.nonempty] = (seg.t[seg.nonempty] - events.time[at]) / DAY_NS  # exact ns
             return days
         if f.agg == "nunique":
             return self._nunique(f, seg, events)
-        if f.agg in DAILY:  # without a column, statistics of daily event counts
-            values = (np.ones(len(seg.index)) if f.column is None
-                      else events.column(f.column)[seg.index])
-            return _daily(f.agg, seg, events.time[seg.index], values, f.window)
-        values = events.column(f.column)[seg.index]
         if f.agg in QUANTILES:
-            return self._quantile(f, seg, values, QUANTILES[f.agg])
-        total = seg.reduce(np.add, values, empty=0.0)
+            return self._quantile(f, seg, events, QUANTILES[f.agg])
+        key = (f.column, f.filter, f.window, valued)  # what features of one window share
+        values = self._once(("values", *key), lambda: np.ones(len(seg.index)) if f.column is None
+                            else events.values(f.column)[seg.index])
+        if f.agg in DAILY:  # without a column, statistics of daily event counts
+            times = events.time[seg.index]
+            if f.agg in ("daily_mean", "ema_7d"):
+                return _smoothed(f.agg, seg, times, values, f.window)
+            return _trend(f.agg, f.window, *self._once(
+                ("daily", *key), lambda: _daily_sums(seg, times, values, f.window)))
+        total = self._once(("sum", *key), lambda: seg.reduce(np.add, values, empty=0.0))
         if f.agg == "sum":
             return total
         mean = _divide(total, n)
         if f.agg == "mean":
             return mean
         if f.agg in ("min", "max", "range"):
-            low, high = seg.reduce(np.minimum, values), seg.reduce(np.maximum, values)
+            low = self._once(("min", *key), lambda: seg.reduce(np.minimum, values))
+            high = self._once(("max", *key), lambda: seg.reduce(np.maximum, values))
             return {"min": low, "max": high, "range": high - low}[f.agg]
-        return _moment(f.agg, seg, values, mean)
+        centred = self._once(("centred", *key), lambda: values - np.repeat(mean, seg.n))
+        m2 = self._once(("m2", *key), lambda: seg.reduce(np.add, centred**2))
+        return _moment(f.agg, seg, centred, m2, mean)
 
-    def _sorted_values(self, f: Feature, seg: Segments, values: np.ndarray) -> np.ndarray:
-        """The window's values sorted inside each window (shared by a column's quantiles)."""
-        key = (f.column, f.filter, f.window)
-        if key not in self._sorted:  # one sort serves every quantile of the column
-            self._sorted[key] = np.lexsort((values, seg.owner))
-        return values[self._sorted[key]]
+    def _once(self, key: tuple, make: Callable[[], Any]) -> Any:
+        """`make()`, computed once per key for this spine: features of one window share their
+        gathered values, sums and daily totals."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
-    def _quantile(self, f: Feature, seg: Segments, values: np.ndarray, q: float) -> np.ndarray:
+    def _quantile(self, f: Feature, seg: Segments, events: Events, q: float) -> np.ndarray:
         """Linear interpolation between the closest ranks, as numpy and pandas do."""
-        ordered = self._sorted_values(f, seg, values)
+        ordered = self._once(("ordered", f.column, f.filter, f.window),  # for every quantile
+                             lambda: events.values(f.column)[self._in_value_order(seg, events, f)])
         n = seg.n[seg.nonempty]
         position = q * (n - 1)
         below = np.floor(position).astype(np.int64)
@@ -285,17 +467,22 @@ class ViewComputation:
         out[seg.nonempty] = low + (high - low) * (position - below)
         return out
 
-    def _nunique(self, f: Feature, seg: Segments, events: Events) -> np.ndarray:
-        codes, _ = pd.factorize(events.column(f.column), use_na_sentinel=True)
-        gathered = codes[seg.index]
-        owner = seg.owner
-        keep = gathered >= 0
-        gathered, owner = gathered[keep], owner[keep]
-        order = np.lexsort((gathered, owner))
-        gathered, owner = gathered[order], owner[order]
-        new = np.ones(len(gathered), dtype=bool)
-        new[1:] = (gathered[1:] != gathered[:-1]) | (owner[1:] != owner[:-1])
-        return np.bincount(owner[new], minlength=len(seg.lo)).astype(np.int64)
+    def _in_value_order(self, seg: Segments, events: Events, f: Feature) -> np.ndarray:
+        """Each window's events (indices into `events`), window after window, in value order
+        inside a window: the entity's slice of the events sorted by (entity, value), keeping
+        those inside the window. That one sort serves every window and as-of date."""
+        start, end = events.slices(self.codes)
+        slices = Segments(lo=start, hi=end, t=seg.t)
+        found, owner = events.by_entity_then_value(f.column)[slices.index], slices.owner
+        return found[(found >= seg.lo[owner]) & (found < seg.hi[owner])]
+
+    @staticmethod
+    def _nunique(f: Feature, seg: Segments, events: Events) -> np.ndarray:
+        """Events whose value has not occurred earlier in the window: their last earlier
+        occurrence for the entity is before the window (or there is none)."""
+        codes, previous = events.codes(f.column)[seg.index], events.previous_same(f.column)
+        first = (codes >= 0) & (previous[seg.index] < np.repeat(seg.lo, seg.n))
+        return seg.reduce(np.add, first.astype(np.int64), empty=0).astype(np.int64)
 
 
 def _arrow_text(dtype: pa.DataType) -> pd.ArrowDtype | None:
@@ -310,21 +497,6 @@ def _is_time(dtype: object) -> bool:
     return isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype)
 
 
-def _event_order(codes: np.ndarray, time: np.ndarray, entities: int) -> np.ndarray:
-    """Positions sorted by (entity, time), ties in source order. One stable sort of a combined
-    int64 key when the times' resolution allows (3x faster than a two-key lexsort)."""
-    if len(time) == 0:
-        return np.zeros(0, dtype=np.int64)
-    low = time.min()
-    for unit in (10**9, 10**6, 10**3, 1):  # the coarsest unit that keeps every time exact
-        if not np.any((time - low) % unit):
-            break
-    span = int((time.max() - low) // unit) + 1
-    if entities * span < 2**62:
-        return np.argsort(codes * span + (time - low) // unit, kind="stable")
-    return np.lexsort((time, codes))
-
-
 def _nanoseconds(values: pd.Series) -> np.ndarray:
     """int64 ns since the epoch, UTC (naive timestamps are taken as UTC)."""
     stamps = pd.to_datetime(values, utc=True).dt.tz_localize(None)
@@ -337,12 +509,11 @@ def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _moment(agg: str, seg: Segments, values: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Variance-based statistics on values centred per window, with pandas' definitions
-    (sample variance; bias-corrected skewness and excess kurtosis)."""
+def _moment(agg: str, seg: Segments, centred: np.ndarray, m2: np.ndarray,
+            mean: np.ndarray) -> np.ndarray:
+    """Variance-based statistics on values centred per window (`m2`: their summed squares),
+    with pandas' definitions (sample variance; bias-corrected skewness and excess kurtosis)."""
     n = seg.n.astype(float)
-    centred = values - np.repeat(mean, seg.n)
-    m2 = seg.reduce(np.add, centred**2)
     if agg in ("std", "var", "cv"):
         with np.errstate(invalid="ignore", divide="ignore"):
             var = np.where(n >= 2, m2 / (n - 1), np.nan)
@@ -365,35 +536,48 @@ def _moment(agg: str, seg: Segments, values: np.ndarray, mean: np.ndarray) -> np
         return np.where(n < 4, np.nan, out)
 
 
-def _daily(agg: str, seg: Segments, times: np.ndarray, values: np.ndarray,
-           window: int) -> np.ndarray:
-    """Statistics of a window's daily totals: day k (0 = the 24 h just before t) covers
-    [t - (k+1) d, t - k d); x = window - 1 - k runs oldest (0) to newest."""
-    age = (np.repeat(seg.t, seg.n) - times - 1) // DAY_NS  # event exactly k days before t: k-1
+def _age(seg: Segments, times: np.ndarray) -> np.ndarray:
+    """Whole days before t of each gathered event: day k (0 = the 24 h just before t) covers
+    [t - (k+1) d, t - k d)."""
+    return (np.repeat(seg.t, seg.n) - times - 1) // DAY_NS  # exactly k days before t: k-1
+
+
+def _smoothed(agg: str, seg: Segments, times: np.ndarray, values: np.ndarray,
+              window: int) -> np.ndarray:
+    """The moving average (`daily_mean`) or EMA of a window's daily totals."""
     values = np.nan_to_num(values)
     if agg == "daily_mean":
         return seg.reduce(np.add, values, empty=0.0) / window
-    if agg == "ema_7d":
-        weights = 0.5 ** (np.arange(window) / EMA_HALF_LIFE_DAYS)
-        return seg.reduce(np.add, values * weights[age], empty=0.0) / weights.sum()
+    weights = 0.5 ** (np.arange(window) / EMA_HALF_LIFE_DAYS)
+    return seg.reduce(np.add, values * weights[_age(seg, times)], empty=0.0) / weights.sum()
+
+
+def _daily_sums(seg: Segments, times: np.ndarray, values: np.ndarray,
+                window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Σy, Σxy and Σy² of each window's daily totals y at x = window - 1 - k (oldest day 0);
+    empty days add nothing."""
+    age = _age(seg, times)
     # daily totals: runs of equal (row, day) are contiguous since times ascend in a window
     owner = seg.owner
     boundary = np.ones(len(age), dtype=bool)
     boundary[1:] = (age[1:] != age[:-1]) | (owner[1:] != owner[:-1])
     starts = np.flatnonzero(boundary)
-    y = np.add.reduceat(values, starts) if len(starts) else np.zeros(0)
+    y = np.add.reduceat(np.nan_to_num(values), starts) if len(starts) else np.zeros(0)
     x = (window - 1 - age[starts]).astype(float)
-    rows = owner[starts]
-    size = len(seg.lo)
-    sy = np.bincount(rows, y, minlength=size)
-    sxy = np.bincount(rows, x * y, minlength=size)
-    syy = np.bincount(rows, y * y, minlength=size)
+    rows, size = owner[starts], len(seg.lo)
+    return (np.bincount(rows, y, minlength=size), np.bincount(rows, x * y, minlength=size),
+            np.bincount(rows, y * y, minlength=size))
+
+
+def _trend(agg: str, window: int, sy: np.ndarray, sxy: np.ndarray,
+           syy: np.ndarray) -> np.ndarray:
+    """Slope or r² of the least-squares line through a window's daily totals."""
     w = float(window)
     sx, sxx = w * (w - 1) / 2, (w - 1) * w * (2 * w - 1) / 6
     cov = w * sxy - sx * sy
     var_x = w * sxx - sx**2
     if agg == "trend_slope":
-        return cov / var_x if var_x else np.zeros(size)
+        return cov / var_x if var_x else np.zeros(len(sy))
     var_y = w * syy - sy**2
     flat = var_y <= 1e-12 * w * syy  # no variation in the daily totals: r² is undefined
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 
-from features.engine import Events, Spine, compute_views
+from features.engine import Events, Spine, compute_views, encode_entities
 from features.offline import read_source, write_features
 from features.plan import FeaturePlan
 from lake.base import Lake
@@ -39,27 +39,45 @@ def as_of_time(day: date) -> pd.Timestamp:
 
 def load_events(lake: Lake, ref: str, plan: FeaturePlan, partition: int = 0,
                 partitions: int = 1) -> dict[str, Events]:
-    """Every source the plan needs, for one entity partition, sorted for the engine."""
-    events = {}
+    """Every source the plan needs, for one entity partition, sorted for the engine, with one
+    entity dictionary for all of them (keys are encoded once, and codes agree across
+    sources)."""
+    tables, specs = {}, {}
     for view in plan.views:
         source = view.source
-        if source.name not in events:
-            table = read_source(lake, ref, source, view.entity.key,
-                                list(plan.columns[source.name]), partition, partitions)
-            events[source.name] = Events.from_table(table, view.entity.key, source.timestamp)
-    return events
+        if source.name not in tables:
+            tables[source.name] = read_source(lake, ref, source, view.entity.key,
+                                              list(plan.columns[source.name]), partition,
+                                              partitions)
+            specs[source.name] = (view.entity.key, source.timestamp)
+    if not tables:
+        return {}
+    keys, codes = encode_entities([tables[name].column(key) for name, (key, _) in specs.items()])
+    return {name: Events.from_table(tables.pop(name), key, timestamp, (keys, code))
+            for (name, (key, timestamp)), code in zip(specs.items(), codes, strict=True)}
+
+
+def known_codes(events: dict[str, Events], t: pd.Timestamp) -> np.ndarray:
+    """The entity codes (into the key dictionary `load_events` gives every source) of the
+    entities with an event strictly before t in any source, ascending: in key order."""
+    known = np.zeros(max((len(source.keys) for source in events.values()), default=0),
+                     dtype=bool)
+    for source in events.values():
+        starts = source.offsets[:-1]
+        present = source.offsets[1:] > starts  # an entity's first event opens its slice
+        known[np.flatnonzero(present)[source.time[starts[present]] < t.value]] = True
+    return np.flatnonzero(known)
 
 
 def population(events: dict[str, Events], t: pd.Timestamp) -> np.ndarray:
     """The entities known at t: those with an event strictly before t in any source, sorted."""
-    known = []
-    for source in events.values():
-        starts = source.offsets[:-1]
-        present = source.offsets[1:] > starts  # an entity's first event opens its slice
-        early = np.zeros(len(source.keys), dtype=bool)
-        early[present] = source.time[starts[present]] < t.value
-        known.append(source.keys.to_numpy(dtype=object)[early])
-    return np.unique(np.concatenate(known)) if known else np.zeros(0, dtype=object)
+    return _keys(events, known_codes(events, t))
+
+
+def _keys(events: dict[str, Events], codes: np.ndarray) -> np.ndarray:
+    if not events:
+        return np.zeros(0, dtype=object)
+    return next(iter(events.values())).keys.take(codes).to_numpy(zero_copy_only=False)
 
 
 def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
@@ -71,9 +89,10 @@ def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
     paths, rows, entities = [], 0, 0
     for day in as_of:
         t = as_of_time(day)
-        keys = population(events, t)
+        codes = known_codes(events, t)
+        keys = _keys(events, codes)
         entities = max(entities, len(keys))
-        spine = Spine(keys=keys, t=np.full(len(keys), t.value, dtype=np.int64))
+        spine = Spine(keys=keys, t=np.full(len(keys), t.value, dtype=np.int64), codes=codes)
         for view in plan.views:
             frame = compute_views([view], events, spine)
             frame.insert(0, view.entity.key, keys)

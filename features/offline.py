@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from features.definitions import FeatureView, Source
 from ingestion.layout import read_partition
 from lake.base import Lake
-from lake.tables import read_table, write_table
+from lake.tables import read_table
 from tideline.errors import FeatureDefinitionError
 
 
@@ -65,8 +65,13 @@ def feature_path(view: FeatureView, as_of: date, partition: int, partitions: int
 
 def write_features(lake: Lake, branch: str, view: FeatureView, as_of: date, partition: int,
                    partitions: int, frame: pd.DataFrame) -> str:
+    """One partition's feature table. Feature values are mostly distinct numbers, so only
+    text columns are dictionary-encoded (dictionaries of numbers cost 4x the write time)."""
     path = feature_path(view, as_of, partition, partitions)
-    write_table(lake, branch, path, frame)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    with lake.writer(branch, path) as sink:
+        pq.write_table(table, sink, use_dictionary=text)
     return path
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from features.churn import CHURN_VIEWS
 from features.definitions import AGGREGATIONS, Derived, Entity, Feature, FeatureView, Source
-from features.engine import Events, Spine, ViewComputation, compute_views
+from features.engine import Events, Spine, ViewComputation, compute_views, encode_entities
 from ingestion.layout import hash_bucket
 from tests.features.conftest import AS_OF
 from tests.features.reference import reference_frame
@@ -200,3 +200,16 @@ def test_partitioning_entities_does_not_change_any_value(partitions: int, seed: 
         pieces.append(run(v, subset, list(mine), [T] * len(mine)).set_index(pd.Index(mine)))
     combined = pd.concat(pieces).loc[keys].reset_index(drop=True)
     pd.testing.assert_frame_equal(combined, whole, check_exact=True)
+
+
+@pytest.mark.parametrize("keys", [
+    ["C0000007", "C0000002", "C0000003", "C0000010", "C0000002"],  # one width: as numbers
+    ["b", "a", None, "ab", "a"],  # mixed widths, a null: hashed as text
+    [7, 2, 3, 10, 2], [7, 2, None, 10, 2],
+])
+def test_entity_codes_follow_key_order_and_agree_across_sources(keys: list) -> None:
+    first, second = pa.array(keys[:3]), pa.chunked_array([pa.array(keys[3:])])
+    dictionary, (a, b) = encode_entities([first, second])
+    known = sorted({key for key in keys if key is not None})
+    assert dictionary.to_pylist() == known
+    assert [known[c] if c >= 0 else None for c in [*a, *b]] == keys
