@@ -75,7 +75,7 @@ OUT = Path(__file__).parent / "out" / "feature_bench.json"
 CHUNK_CUSTOMERS = 50_000
 """Customers generated at a time (bounds the generator's memory); a lake of n customers is the
 first chunks of the same sequence, so the smaller lakes are slices of the larger ones."""
-DATA_VERSION = 2
+DATA_VERSION = 3
 """Bump when the prepared lake's layout or types change, to invalidate cached lakes."""
 
 TIMESTAMP = pa.timestamp("ns", tz="UTC")

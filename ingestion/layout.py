@@ -21,9 +21,10 @@ import pyarrow.parquet as pq
 
 from lake.base import Lake, ObjectInfo
 
-BUCKET_COUNTS = (1, 2, 4, 12, 24, 48, 96)
-"""Bucket counts an object may have, each divisible by many partition counts (1-4, 6, 8, 12,
-16, ...): the largest that leaves `MIN_BUCKET_ROWS` rows per bucket on average is used."""
+BUCKET_COUNTS = (1, 2, 4, 8, 24, 48, 96)
+"""Bucket counts an object may have, each dividing the next, so that a partition count that
+divides a small object's count divides every larger one's (1, 2, 4, 8, then also 3, 6, 12 and
+16 from 24 or 48 on): the largest that leaves `MIN_BUCKET_ROWS` rows per bucket on average."""
 MIN_BUCKET_ROWS = 8_192
 """Fewer rows per row group than this cost more in Parquet overhead than bucketing saves."""
 METADATA_KEY = b"tideline.buckets"
