@@ -1,0 +1,642 @@
+"""Feature store: point-in-time training sets and online lookups (issue 5, "Performance").
+
+    python benchmarks/store_bench.py [--customers 500000] [--entity-rows 1000000]
+        [--feast-rows 1000000] [--feast-python /tmp/feast-venv/bin/python] [--smoke]
+
+Data: the demo lake of `feature_bench` (cached under the work dir), its 57 churn features
+materialised by `materialize_partition` at four weekly as-of dates (2026-09-10 .. 10-01) on a
+branch `store-bench` (cached too). Entity rows: customer ids drawn from the population (2 %
+unknown ids), timestamps uniform over 2026-09-08 .. 10-08 (1 % exactly on an as-of midnight,
+some before the first table: no values), and a label. The same feature tables are flattened,
+once and untimed, into one long Parquet file (customer_id, as_of, 57 features) for the
+references.
+
+Training set, each case in a fresh interpreter, timed around the retrieval call only, peak RSS
+being the process's high-water mark (`ru_maxrss`) at the end of the call:
+- tideline: `FeatureStore.get_training_set(..., save=False)`, and with `save=True` (written to
+  the lake, tagged and recorded in the registry) under a fresh name each run;
+- DuckDB: the entity rows `ASOF LEFT JOIN` the long table on customer_id and
+  `event_timestamp >= as_of`, back in input order, fetched as pandas;
+- Feast 0.67 `get_historical_features(...).to_df()` with the local file (Dask) offline store:
+  a `FileSource` over the long table (event timestamp = as_of), one `FeatureView` with a 30-day
+  TTL. Feast is not a project dependency: its interpreter (a separate venv) runs the source of
+  `feast_training_set` only. When `--feast-rows` is below the entity rows, Feast gets the first
+  rows and its time is scaled linearly to the full count (and said so).
+DuckDB's result is compared with tideline's on every row, Feast's on the rows it was given.
+
+Online: per backend (SQLite file, Redis db 12 of the local server, flushed first), in a fresh
+interpreter: `materialize_online` as of 2026-09-24 into an empty store (full), then as of 10-01
+(incremental: changed entities only); latency of `get_online_features` for 1 and 100 random
+known entities, all 57 features and 5 of them; throughput of 8 client threads, each with its own
+`FeatureStore` and online client, asking for 100 entities × 57 features; and online values
+compared with `get_training_set` just after 10-01 for a sample.
+
+Prints tables and writes benchmarks/out/store_bench.json. `--smoke` runs the whole thing on a
+small lake in under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import redis
+from feature_bench import WEEKLY, PreparedLake, disagreements, prepare
+from rich.console import Console
+from rich.table import Table
+
+from features.churn import CHURN_VIEWS
+from features.materialize import as_of_time, materialize_partition
+from features.online.base import OnlineStore
+from features.online.redis import RedisOnlineStore
+from features.online.sqlite import SQLiteOnlineStore
+from features.plan import plan_from_lake
+from features.registry import Registry
+from features.retrieval import read_snapshot
+from features.store import FeatureStore
+from ingestion.demo import DemoSpec
+from lake.local import LocalLake
+
+FEATURES = [name for view in CHURN_VIEWS for name in view.feature_names]
+REQUEST = [f"{view.name}:*" for view in CHURN_VIEWS]
+"""All 57 features, asked for by view."""
+SUBSET = ["spend_30d", "txn_count_7d", "logins_7d", "tickets_90d", "plan"]
+KEY, TIMESTAMP, AS_OF = "customer_id", "event_timestamp", "as_of"
+ENTITY_START = datetime(2026, 9, 8, tzinfo=UTC)
+ENTITY_DAYS = 30
+UNKNOWN_SHARE, EXACT_SHARE = 0.02, 0.01
+FEAST_TTL_DAYS = 30
+"""Longer than any gap between a row and the newest table before it (tideline's views have no
+TTL), so Feast's TTL never hides a value that tideline returns."""
+BRANCH = "store-bench"
+DATA_VERSION = 1
+"""Bump when the feature build, the entity rows or the long table change."""
+REDIS_URL = "redis://127.0.0.1:6379/12"
+THREADS = 8
+P99_TARGET_MS = 5.0
+FEAST_TARGET, DUCKDB_TARGET = 5.0, 1.5
+CASES = {"tideline": "tideline save=False", "tideline-save": "tideline save=True",
+         "duckdb": "DuckDB ASOF JOIN", "feast": "Feast 0.67 file store"}
+"""Training-set cases by id, with their names in the table."""
+OUT = Path(__file__).parent / "out" / "store_bench.json"
+
+
+@dataclass(frozen=True)
+class Scale:
+    customers: int
+    entity_rows: int
+    feast_rows: int
+    latency_calls: int
+    """Timed calls per latency case (after a tenth as many warm-up calls)."""
+    throughput_seconds: float
+    partitions: int = 2
+
+
+FULL = Scale(customers=500_000, entity_rows=1_000_000, feast_rows=1_000_000,
+             latency_calls=2_000, throughput_seconds=10.0)
+SMOKE = Scale(customers=20_000, entity_rows=50_000, feast_rows=10_000, latency_calls=50,
+              throughput_seconds=1.0)
+
+
+@dataclass(frozen=True)
+class BenchData:
+    """The feature tables on the lake's `store-bench` branch and the files built from them."""
+
+    root: str
+    commit: str
+    """The commit on `store-bench` holding the feature tables."""
+    customers: int
+    entity_rows: int
+    entities: str
+    """Parquet: row, customer_id, event_timestamp, churned."""
+    long_table: str
+    """Parquet: customer_id, as_of, the 57 features; one row per customer and as-of date."""
+    long_rows: int
+    build_seconds: float
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def build_features(lake: PreparedLake, dates: tuple[date, ...], partitions: int) -> str:
+    """The churn views at `dates` for every partition (one process each) on a fresh branch
+    from the prepared commit; returns the branch's new commit."""
+    local = LocalLake(lake.root)
+    if BRANCH in local.branches():
+        local.delete_branch(BRANCH)
+    local.create_branch(BRANCH, lake.commit)
+    plan = plan_from_lake(CHURN_VIEWS, local, lake.commit)
+    with ProcessPoolExecutor(partitions) as pool:
+        list(pool.map(materialize_partition, *zip(*[
+            (local, lake.commit, BRANCH, plan, dates, k, partitions)
+            for k in range(partitions)], strict=True)))
+    return local.commit(BRANCH, f"store bench: churn features as of {dates[0]}..{dates[-1]}").id
+
+
+def long_table(lake: LocalLake, commit: str, dates: tuple[date, ...]) -> pa.Table:
+    """Every view's table at every date, joined on the customer, stacked with its as-of time."""
+    stacked = []
+    for day in dates:
+        joined = None
+        for view in CHURN_VIEWS:
+            table = read_snapshot(lake, commit, view, day, view.feature_names)
+            joined = table if joined is None else joined.join(table, KEY, join_type="full outer")
+        assert joined is not None
+        stamp = pa.array(np.full(len(joined), as_of_time(day).value), pa.timestamp("ns", "UTC"))
+        stacked.append(joined.select([KEY, *FEATURES]).add_column(1, AS_OF, stamp))
+    return pa.concat_tables(stacked)
+
+
+def entity_rows(population: np.ndarray, rows: int, dates: tuple[date, ...],
+                seed: int) -> pd.DataFrame:
+    """Known and unknown customers at random times over the weeks of the tables."""
+    rng = np.random.default_rng(seed)
+    ids = population[rng.integers(0, len(population), rows)].astype(object)
+    unknown = rng.random(rows) < UNKNOWN_SHARE
+    ids[unknown] = [f"X{k:07d}" for k in range(int(unknown.sum()))]
+    start = pd.Timestamp(ENTITY_START).as_unit("ns").value
+    times = start + rng.integers(0, ENTITY_DAYS * 86_400, rows) * 10**9
+    exact = rng.random(rows) < EXACT_SHARE
+    midnights = np.array([as_of_time(day).value for day in dates])
+    times[exact] = midnights[rng.integers(0, len(dates), int(exact.sum()))]
+    return pd.DataFrame({"row": np.arange(rows), KEY: ids,
+                         TIMESTAMP: pd.to_datetime(times, utc=True).as_unit("ns"),
+                         "churned": rng.integers(0, 2, rows)})
+
+
+def bench_data(work: Path, scale: Scale, seed: int) -> BenchData:
+    """The cached features and files for `scale`, built on first use."""
+    lake = prepare(scale.customers, work, seed)
+    ready = work / f"store-{scale.customers}-{scale.entity_rows}-v{DATA_VERSION}.json"
+    if ready.exists():
+        data = BenchData(**json.loads(ready.read_text()))
+        if LocalLake(data.root).resolve(BRANCH) == data.commit:
+            return data
+    started = time.perf_counter()
+    commit = build_features(lake, WEEKLY, scale.partitions)
+    build_seconds = time.perf_counter() - started
+    local = LocalLake(lake.root)
+    table = long_table(local, commit, WEEKLY)
+    folder = work / "data"
+    folder.mkdir(exist_ok=True)
+    long_path = folder / f"features-long-{scale.customers}.parquet"
+    pq.write_table(table, long_path)
+    population = pc.unique(table.column(KEY)).to_numpy(zero_copy_only=False)
+    entities = entity_rows(np.sort(population), scale.entity_rows, WEEKLY, seed)
+    entity_path = folder / f"entities-{scale.customers}-{scale.entity_rows}.parquet"
+    entities.to_parquet(entity_path, index=False)
+    data = BenchData(root=lake.root, commit=commit, customers=scale.customers,
+                     entity_rows=scale.entity_rows, entities=str(entity_path),
+                     long_table=str(long_path), long_rows=len(table),
+                     build_seconds=build_seconds)
+    ready.write_text(json.dumps(asdict(data)))
+    return data
+
+
+# -- training sets, one per fresh interpreter -------------------------------------------------
+
+
+def peak_rss() -> int:
+    """This process's peak resident set so far, in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def open_store(data: BenchData, work: Path, online: OnlineStore | None = None) -> FeatureStore:
+    return FeatureStore(LocalLake(data.root), Registry(f"sqlite:///{work / 'registry.db'}"),
+                        CHURN_VIEWS, online=online)
+
+
+def tideline_training_set(data: BenchData, work: Path, save: bool, output: Path) -> dict:
+    store = open_store(data, work)
+    entities = pd.read_parquet(data.entities)
+    name = f"bench-{datetime.now(UTC):%Y%m%d%H%M%S}" if save else None
+    started = time.perf_counter()
+    result = store.get_training_set(entities, REQUEST, ref=data.commit, name=name, save=save)
+    seconds = time.perf_counter() - started
+    peak = peak_rss()
+    if not save:
+        result.frame.to_parquet(output, index=False)
+    return {"seconds": seconds, "peak_rss_bytes": peak, "entity_rows": len(entities),
+            "rows": len(result.frame),
+            "lake_commit": result.lake_commit or None}
+
+
+DUCKDB_ASOF = f"""
+-- pandas' timestamps arrive as TIMESTAMPTZ (µs), the Parquet ones as TIMESTAMPTZ_NS
+SELECT e.*, f.* EXCLUDE ({KEY}, {AS_OF})
+FROM entities e ASOF LEFT JOIN (
+  SELECT * REPLACE ({AS_OF}::TIMESTAMPTZ AS {AS_OF}) FROM read_parquet(?)) f
+  ON e.{KEY} = f.{KEY} AND e.{TIMESTAMP} >= f.{AS_OF}
+ORDER BY e.row
+"""
+
+
+def duckdb_training_set(data: BenchData, output: Path) -> dict:
+    entities = pd.read_parquet(data.entities)
+    connection = duckdb.connect()
+    connection.register("entities", entities)
+    started = time.perf_counter()
+    frame = connection.execute(DUCKDB_ASOF, [data.long_table]).df()
+    seconds = time.perf_counter() - started
+    peak = peak_rss()
+    frame.to_parquet(output, index=False)
+    threads = connection.execute("SELECT current_setting('threads')").fetchone()
+    return {"seconds": seconds, "peak_rss_bytes": peak, "entity_rows": len(entities),
+            "rows": len(frame), "threads": int(threads[0]) if threads else None}
+
+
+def feast_training_set(spec: dict[str, Any]) -> dict[str, Any]:
+    """Feast's point-in-time join over the long table, in Feast's own interpreter: this
+    function's source is all it runs, so it imports what it needs itself."""
+    import resource
+    import time
+    from datetime import timedelta
+    from pathlib import Path
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from feast import (
+        Entity,
+        FeatureStore,
+        FeatureView,
+        Field,
+        FileSource,
+        RepoConfig,
+        ValueType,
+        types,
+    )
+
+    kinds = {"double": types.Float64, "float": types.Float32, "int64": types.Int64,
+             "int32": types.Int32, "string": types.String, "large_string": types.String,
+             "bool": types.Bool}
+    repo = Path(spec["repo"])
+    repo.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    store = FeatureStore(config=RepoConfig(
+        project="tideline_bench", provider="local", repo_path=repo,
+        registry=str(repo / "registry.db"), offline_store={"type": "file"},
+        online_store={"type": "sqlite", "path": str(repo / "online.db")},
+        entity_key_serialization_version=3))
+    customer = Entity(name="customer", join_keys=[spec["key"]], value_type=ValueType.STRING)
+    schema = pq.read_schema(spec["long_table"])
+    view = FeatureView(
+        name="churn", entities=[customer], ttl=timedelta(days=spec["ttl_days"]),
+        schema=[Field(name=name, dtype=kinds[str(schema.field(name).type)])
+                for name in spec["features"]],
+        source=FileSource(path=spec["long_table"], timestamp_field=spec["as_of"]))
+    store.apply([customer, view])
+    entities = pd.read_parquet(spec["entities"]).head(spec["rows"])
+    setup = time.perf_counter() - started
+    started = time.perf_counter()
+    frame = store.get_historical_features(
+        entity_df=entities, features=[f"churn:{name}" for name in spec["features"]]).to_df()
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    frame.sort_values("row").to_parquet(spec["output"], index=False)
+    return {"seconds": seconds, "setup_seconds": setup, "peak_rss_bytes": peak,
+            "entity_rows": len(entities), "rows": len(frame)}
+
+
+def run_feast(data: BenchData, work: Path, rows: int, python: str, output: Path) -> dict:
+    """`feast_training_set` in the Feast venv's interpreter; its JSON result."""
+    spec = {"repo": str(work / "feast-repo"), "long_table": data.long_table,
+            "entities": data.entities, "rows": rows, "key": KEY, "as_of": AS_OF,
+            "features": FEATURES, "ttl_days": FEAST_TTL_DAYS, "output": str(output)}
+    source = (f"from typing import Any\n{inspect.getsource(feast_training_set)}\n"
+              f"import json, sys\nprint(json.dumps(feast_training_set(json.loads(sys.argv[1]))))")
+    log = work / "logs" / "feast.log"
+    with open(log, "w") as errors:
+        done = subprocess.run([python, "-c", source, json.dumps(spec)], stdout=subprocess.PIPE,
+                              stderr=errors, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"Feast failed (exit {done.returncode}); see {log}:\n"
+                         + "".join(log.read_text().splitlines(keepends=True)[-15:]))
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+# -- online ----------------------------------------------------------------------------------
+
+
+def empty_online_store(backend: str, work: Path) -> OnlineStore:
+    if backend == "redis":
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        return RedisOnlineStore(REDIS_URL)
+    path = work / "online.db"
+    for leftover in (path, path.with_name("online.db-wal"), path.with_name("online.db-shm")):
+        leftover.unlink(missing_ok=True)
+    return SQLiteOnlineStore(path)
+
+
+def online_store(backend: str, work: Path) -> OnlineStore:
+    return RedisOnlineStore(REDIS_URL) if backend == "redis" else SQLiteOnlineStore(
+        work / "online.db")
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.array(seconds) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "calls": len(ms)}
+
+
+def timed_calls(call: Callable[[], object], calls: int) -> list[float]:
+    for _ in range(max(1, calls // 10)):
+        call()
+    spent = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        spent.append(time.perf_counter() - started)
+    return spent
+
+
+def throughput(data: BenchData, work: Path, backend: str, keys: np.ndarray,
+               seconds: float) -> dict:
+    """THREADS clients, each with its own store and online client, asking for 100 random
+    entities × all features for `seconds`."""
+    stores = [open_store(data, work, online_store(backend, work)) for _ in range(THREADS)]
+    latencies: list[list[float]] = [[] for _ in range(THREADS)]
+    go = threading.Barrier(THREADS + 1)
+    stop = threading.Event()
+
+    def client(k: int) -> None:
+        rng = np.random.default_rng(100 + k)
+        go.wait()
+        while not stop.is_set():
+            ids = keys[rng.integers(0, len(keys), 100)]
+            started = time.perf_counter()
+            stores[k].get_online_features(ids, REQUEST)
+            latencies[k].append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    go.wait()
+    started = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    every = [s for mine in latencies for s in mine]
+    for store in stores:
+        store.online.close()
+    return {"threads": THREADS, "seconds": elapsed, "requests_per_second": len(every) / elapsed,
+            "entities_per_second": 100 * len(every) / elapsed, **percentiles(every)}
+
+
+def online_agreement(store: FeatureStore, data: BenchData, keys: np.ndarray) -> dict:
+    """Online values against a training set read just after the newest as-of date."""
+    ids = keys[:200]
+    online = store.get_online_features(ids, REQUEST).frame
+    moment = as_of_time(WEEKLY[-1]) + pd.Timedelta(hours=1)
+    offline = store.get_training_set(pd.DataFrame({KEY: ids, TIMESTAMP: moment}), REQUEST,
+                                     ref=data.commit, save=False).frame
+    return disagreements(offline.set_index(KEY), online, FEATURES)
+
+
+def online_case(data: BenchData, work: Path, backend: str, scale: Scale) -> dict:
+    store = open_store(data, work, empty_online_store(backend, work))
+    materialised = {}
+    for mode, day in (("full", WEEKLY[-2]), ("incremental", WEEKLY[-1])):
+        started = time.perf_counter()
+        writes = store.materialize_online(ref=data.commit, as_of=day)
+        materialised[mode] = {"seconds": time.perf_counter() - started,
+                              "written": sum(w.written for w in writes),
+                              "deleted": sum(w.deleted for w in writes),
+                              "modes": sorted({w.mode for w in writes})}
+    keys = read_snapshot(store.lake, data.commit, CHURN_VIEWS[0], WEEKLY[-1], []).column(
+        KEY).to_numpy(zero_copy_only=False)
+    rng = np.random.default_rng(7)
+    latency = {}
+    for entities in (1, 100):
+        for features in (REQUEST, SUBSET):
+            batches = iter([keys[rng.integers(0, len(keys), entities)]
+                            for _ in range(scale.latency_calls * 2)])
+            spent = timed_calls(lambda f=features: store.get_online_features(next(batches), f),
+                                scale.latency_calls)
+            width = len(FEATURES) if features is REQUEST else len(features)
+            latency[f"{entities}x{width}"] = percentiles(spent)
+    agree = online_agreement(store, data, rng.permutation(keys))
+    concurrent = throughput(data, work, backend, keys, scale.throughput_seconds)
+    return {"backend": backend, "materialize": materialised, "latency": latency,
+            "throughput": concurrent, "agreement": agree, "peak_rss_bytes": peak_rss()}
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def in_child(args: list[str], log: Path) -> dict:
+    """This script with `args` in a fresh interpreter; the JSON it prints last."""
+    with open(log, "w") as errors:
+        done = subprocess.run([sys.executable, __file__, *args], stdout=subprocess.PIPE,
+                              stderr=errors, text=True, check=False)
+    if done.returncode:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
+        raise SystemExit(f"{' '.join(args[:2])} failed (exit {done.returncode}); end of {log}:"
+                         f"\n{tail}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def run_case(body: dict) -> dict:
+    work = Path(body["work"])
+    if body["case"] == "data":
+        return asdict(bench_data(work, Scale(**body["scale"]), body["seed"]))
+    data = BenchData(**body["data"])
+    output = work / "out" / f"{body['case']}.parquet"
+    if body["case"] == "tideline":
+        return tideline_training_set(data, work, save=False, output=output)
+    if body["case"] == "tideline-save":
+        return tideline_training_set(data, work, save=True, output=output)
+    if body["case"] == "duckdb":
+        return duckdb_training_set(data, output)
+    return online_case(data, work, body["case"], Scale(**body["scale"]))
+
+
+def training_agreement(work: Path, training: dict[str, dict]) -> dict[str, dict]:
+    """DuckDB's and Feast's rows against tideline's, keyed by the entity row number, over the
+    entity rows each was given (the first ones): a row missing from the result counts."""
+    expected = pd.read_parquet(work / "out" / "tideline.parquet").set_index("row")
+    checks = {}
+    for name in ("duckdb", "feast"):
+        # `disagreements` keys the other side by its customer_id column: give it the row number
+        actual = pd.read_parquet(work / "out" / f"{name}.parquet")
+        actual = actual.drop(columns=KEY).rename(columns={"row": KEY})
+        checks[name] = disagreements(expected.iloc[:training[name]["entity_rows"]], actual,
+                                     FEATURES)
+    return checks
+
+
+def agreement_text(check: dict | None) -> str:
+    if check is None:
+        return "—"
+    parts = []
+    if check["missing_entities"] or check["extra_entities"]:
+        parts.append(f"{check['missing_entities']:,} rows missing, {check['extra_entities']:,} "
+                     "extra")
+    if check["features"]:
+        worst = max(check["features"].values(), key=lambda f: f["rows"])
+        parts.append(f"{len(check['features'])} of {check['features_compared']} features "
+                     f"differ (up to {worst['rows']:,} rows)")
+    else:
+        parts.append(f"all {check['features_compared']} features agree on "
+                     f"{check['compared_entities']:,} rows")
+    return "; ".join(parts)
+
+
+def report(console: Console, data: BenchData, training: dict[str, dict],
+           checks: dict[str, dict], online: dict[str, dict], summary: dict) -> None:
+    table = Table(title=f"point-in-time training set: {data.entity_rows:,} entity rows × "
+                        f"{len(FEATURES)} features, {data.customers:,} customers × "
+                        f"{len(WEEKLY)} as-of dates")
+    for column in ("case", "rows run", "seconds", "seconds at full rows", "rows/s",
+                   "× tideline", "peak RSS (GiB)", "load avg before", "agreement with tideline"):
+        table.add_column(column, justify="left" if column in ("case", "agreement with tideline")
+                         else "right")
+    base = training["tideline"]["seconds"]
+    for case, result in training.items():
+        table.add_row(result["name"], f"{result['entity_rows']:,}", f"{result['seconds']:.2f}",
+                      f"{result['scaled_seconds']:.2f}",
+                      f"{result['entity_rows'] / result['seconds']:,.0f}",
+                      f"{result['scaled_seconds'] / base:.2f}",
+                      f"{result['peak_rss_bytes'] / 2**30:.2f}",
+                      f"{result['load_average_before']:.1f}", agreement_text(checks.get(case)))
+    console.print(table)
+    table = Table(title="online store: get_online_features latency (ms) and materialisation")
+    for column in ("backend", "request", "p50", "p99", "mean", "calls"):
+        table.add_column(column, justify="left" if column in ("backend", "request") else "right")
+    for backend, result in online.items():
+        for request, stats in result["latency"].items():
+            table.add_row(backend, f"{request} (entities × features)", f"{stats['p50_ms']:.2f}",
+                          f"{stats['p99_ms']:.2f}", f"{stats['mean_ms']:.2f}",
+                          f"{stats['calls']:,}")
+        t = result["throughput"]
+        table.add_row(backend, f"{THREADS} threads, 100×{len(FEATURES)}: "
+                               f"{t['requests_per_second']:,.0f} req/s, "
+                               f"{t['entities_per_second']:,.0f} entities/s",
+                      f"{t['p50_ms']:.2f}", f"{t['p99_ms']:.2f}", f"{t['mean_ms']:.2f}",
+                      f"{t['calls']:,}")
+        for mode, m in result["materialize"].items():
+            table.add_row(backend, f"materialise {mode}: {m['written']:,} rows written, "
+                                   f"{m['deleted']:,} deleted", f"{m['seconds']:.1f} s", "",
+                          "", "")
+        table.add_row(backend, f"online vs offline: {agreement_text(result['agreement'])}",
+                      "", "", "", "", end_section=True)
+    console.print(table)
+    for line in summary["targets"]:
+        console.print(line)
+
+
+def summarise(scale: Scale, training: dict[str, dict], online: dict[str, dict]) -> dict:
+    ours = training["tideline"]["seconds"]
+    feast = training["feast"]
+    duck = training["duckdb"]["seconds"]
+    redis_p99 = online["redis"]["latency"][f"100x{len(FEATURES)}"]["p99_ms"]
+    summary = {"feast_over_tideline": feast["scaled_seconds"] / ours,
+               "tideline_over_duckdb": ours / duck, "redis_100_p99_ms": redis_p99,
+               "feast_rows": feast["entity_rows"], "entity_rows": scale.entity_rows}
+    verdict = {True: "met", False: "NOT met"}
+    scaled = ("" if feast["entity_rows"] == scale.entity_rows else
+              f" (Feast ran {feast['entity_rows']:,} rows, scaled linearly to "
+              f"{scale.entity_rows:,})")
+    summary["targets"] = [
+        f"Feast / tideline: {summary['feast_over_tideline']:.1f}× (target ≥ {FEAST_TARGET:g}×: "
+        f"{verdict[summary['feast_over_tideline'] >= FEAST_TARGET]}){scaled}",
+        f"tideline / DuckDB ASOF JOIN: {summary['tideline_over_duckdb']:.2f}× (target ≤ "
+        f"{DUCKDB_TARGET:g}×: {verdict[summary['tideline_over_duckdb'] <= DUCKDB_TARGET]})",
+        f"Redis p99 for 100 entities × {len(FEATURES)} features: {redis_p99:.2f} ms (target < "
+        f"{P99_TARGET_MS:g} ms: {verdict[redis_p99 < P99_TARGET_MS]})",
+    ]
+    return summary
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    scale = SMOKE if args.smoke else Scale(
+        customers=args.customers, entity_rows=args.entity_rows,
+        feast_rows=min(args.feast_rows, args.entity_rows), latency_calls=FULL.latency_calls,
+        throughput_seconds=FULL.throughput_seconds)
+    work = Path(args.work_dir)
+    for folder in ("logs", "out"):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+    with console.status(f"lake and features for {scale.customers:,} customers (cached)"):
+        data = BenchData(**in_child(["--case", json.dumps({
+            "case": "data", "work": str(work), "scale": asdict(scale), "seed": args.seed})],
+            work / "logs" / "data.log"))
+    console.log(f"data ready: {data.long_rows:,} feature rows, built in "
+                f"{data.build_seconds:.0f} s (when not cached)")
+    body = {"data": asdict(data), "work": str(work), "scale": asdict(scale)}
+    training: dict[str, dict] = {}
+    for case, name in CASES.items():
+        load = os.getloadavg()[0]  # anything else running skews the timing: say so
+        with console.status(name):
+            if case == "feast":
+                result = run_feast(data, work, scale.feast_rows, args.feast_python,
+                                   work / "out" / "feast.parquet")
+            else:
+                result = in_child(["--case", json.dumps({**body, "case": case})],
+                                  work / "logs" / f"{case}.log")
+        training[case] = {"name": name, **result, "load_average_before": load}
+        console.log(f"{name}: {result['seconds']:.2f} s for {result['rows']:,} rows")
+    for result in training.values():
+        result["scaled_seconds"] = result["seconds"] * scale.entity_rows / result["entity_rows"]
+    with console.status("comparing training sets"):
+        checks = training_agreement(work, training)
+    online = {}
+    for backend in ("sqlite", "redis"):
+        load = os.getloadavg()[0]
+        with console.status(f"online store: {backend}"):
+            online[backend] = in_child(["--case", json.dumps({**body, "case": backend})],
+                                       work / "logs" / f"{backend}.log")
+        online[backend]["load_average_before"] = load
+        console.log(f"online {backend}: done")
+    summary = summarise(scale, training, online)
+    report(console, data, training, checks, online, summary)
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps({
+        "scale": asdict(scale), "smoke": args.smoke, "data": asdict(data),
+        "weekly": [day.isoformat() for day in WEEKLY], "features": len(FEATURES),
+        "subset": SUBSET, "cpus": os.cpu_count(),
+        "training": training, "agreement": checks, "online": online, "summary": summary},
+        indent=2, default=str))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=FULL.customers)
+    parser.add_argument("--entity-rows", type=int, default=FULL.entity_rows)
+    parser.add_argument("--feast-rows", type=int, default=FULL.feast_rows,
+                        help="entity rows Feast gets (its time is scaled to --entity-rows)")
+    parser.add_argument("--feast-python", default="/tmp/feast-venv/bin/python",
+                        help="an interpreter with feast==0.67.0 installed")
+    parser.add_argument("--smoke", action="store_true", help="a small run, under a minute")
+    parser.add_argument("--seed", type=int, default=DemoSpec().seed)
+    parser.add_argument("--work-dir", default="/tmp/tideline-store-bench")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case)), default=str))
+    else:
+        run_bench(args)
+
+
+if __name__ == "__main__":
+    main()
