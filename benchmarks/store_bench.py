@@ -32,12 +32,13 @@ known entities, all 57 features and 5 of them; throughput of 8 client threads, e
 compared with `get_training_set` just after 10-01 for a sample.
 
 Prints tables and writes benchmarks/out/store_bench.json. `--smoke` runs the whole thing on a
-small lake in under a minute.
+small lake in under a minute, the cases in this interpreter (so its peak RSS is cumulative).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import json
 import os
@@ -113,7 +114,7 @@ class Scale:
 
 FULL = Scale(customers=500_000, entity_rows=1_000_000, feast_rows=1_000_000,
              latency_calls=2_000, throughput_seconds=10.0)
-SMOKE = Scale(customers=20_000, entity_rows=50_000, feast_rows=10_000, latency_calls=50,
+SMOKE = Scale(customers=20_000, entity_rows=20_000, feast_rows=5_000, latency_calls=30,
               throughput_seconds=1.0)
 
 
@@ -183,14 +184,28 @@ def entity_rows(population: np.ndarray, rows: int, dates: tuple[date, ...],
                          "churned": rng.integers(0, 2, rows)})
 
 
+def ready_file(work: Path, scale: Scale) -> Path:
+    """Where the data of `scale` is described once built; named after the view versions too,
+    since the tables' paths hold them."""
+    versions = hashlib.sha256(" ".join(v.version for v in CHURN_VIEWS).encode()).hexdigest()
+    return work / f"store-{scale.customers}-{scale.entity_rows}-v{DATA_VERSION}-{versions[:8]}.json"
+
+
+def cached_data(work: Path, scale: Scale) -> BenchData | None:
+    ready = ready_file(work, scale)
+    if not ready.exists():
+        return None
+    data = BenchData(**json.loads(ready.read_text()))
+    lake = LocalLake(data.root)
+    return data if lake.branches().get(BRANCH) == data.commit else None
+
+
 def bench_data(work: Path, scale: Scale, seed: int) -> BenchData:
     """The cached features and files for `scale`, built on first use."""
+    cached = cached_data(work, scale)
+    if cached is not None:
+        return cached
     lake = prepare(scale.customers, work, seed)
-    ready = work / f"store-{scale.customers}-{scale.entity_rows}-v{DATA_VERSION}.json"
-    if ready.exists():
-        data = BenchData(**json.loads(ready.read_text()))
-        if LocalLake(data.root).resolve(BRANCH) == data.commit:
-            return data
     started = time.perf_counter()
     commit = build_features(lake, WEEKLY, scale.partitions)
     build_seconds = time.perf_counter() - started
@@ -208,7 +223,7 @@ def bench_data(work: Path, scale: Scale, seed: int) -> BenchData:
                      entity_rows=scale.entity_rows, entities=str(entity_path),
                      long_table=str(long_path), long_rows=len(table),
                      build_seconds=build_seconds)
-    ready.write_text(json.dumps(asdict(data)))
+    ready_file(work, scale).write_text(json.dumps(asdict(data)))
     return data
 
 
@@ -456,6 +471,14 @@ def in_child(args: list[str], log: Path) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def measure(body: dict, work: Path, isolated: bool) -> dict:
+    """One case in a fresh interpreter; or, for a smoke run (interpreters take seconds to
+    start), in this one, where its peak RSS is this process's so far."""
+    if not isolated:
+        return json.loads(json.dumps(run_case(body), default=str))
+    return in_child(["--case", json.dumps(body)], work / "logs" / f"{body['case']}.log")
+
+
 def run_case(body: dict) -> dict:
     work = Path(body["work"])
     if body["case"] == "data":
@@ -475,13 +498,16 @@ def training_agreement(work: Path, training: dict[str, dict]) -> dict[str, dict]
     """DuckDB's and Feast's rows against tideline's, keyed by the entity row number, over the
     entity rows each was given (the first ones): a row missing from the result counts."""
     expected = pd.read_parquet(work / "out" / "tideline.parquet").set_index("row")
+    first = as_of_time(WEEKLY[0])
     checks = {}
     for name in ("duckdb", "feast"):
+        given = expected.iloc[:training[name]["entity_rows"]]
         # `disagreements` keys the other side by its customer_id column: give it the row number
         actual = pd.read_parquet(work / "out" / f"{name}.parquet")
         actual = actual.drop(columns=KEY).rename(columns={"row": KEY})
-        checks[name] = disagreements(expected.iloc[:training[name]["entity_rows"]], actual,
-                                     FEATURES)
+        checks[name] = disagreements(given, actual, FEATURES)
+        missing = given[~given.index.isin(actual[KEY])]
+        checks[name]["missing_rows_before_first_table"] = int((missing[TIMESTAMP] < first).sum())
     return checks
 
 
@@ -490,8 +516,10 @@ def agreement_text(check: dict | None) -> str:
         return "—"
     parts = []
     if check["missing_entities"] or check["extra_entities"]:
-        parts.append(f"{check['missing_entities']:,} rows missing, {check['extra_entities']:,} "
-                     "extra")
+        early = check.get("missing_rows_before_first_table")
+        parts.append(f"{check['missing_entities']:,} rows missing"
+                     + ("" if early is None else f" ({early:,} dated before the first table)")
+                     + f", {check['extra_entities']:,} extra")
     if check["features"]:
         worst = max(check["features"].values(), key=lambda f: f["rows"])
         parts.append(f"{len(check['features'])} of {check['features_compared']} features "
@@ -535,10 +563,12 @@ def report(console: Console, data: BenchData, training: dict[str, dict],
                       f"{t['p50_ms']:.2f}", f"{t['p99_ms']:.2f}", f"{t['mean_ms']:.2f}",
                       f"{t['calls']:,}")
         for mode, m in result["materialize"].items():
-            table.add_row(backend, f"materialise {mode}: {m['written']:,} rows written, "
-                                   f"{m['deleted']:,} deleted", f"{m['seconds']:.1f} s", "",
-                          "", "")
+            table.add_row(backend, f"materialise {mode}: {m['written']:,} entity rows of "
+                                   f"{len(CHURN_VIEWS)} views written, {m['deleted']:,} deleted",
+                          f"{m['seconds']:.1f} s", "", "", "")
         table.add_row(backend, f"online vs offline: {agreement_text(result['agreement'])}",
+                      "", "", "", "")
+        table.add_row(backend, f"load average before: {result['load_average_before']:.1f}",
                       "", "", "", "", end_section=True)
     console.print(table)
     for line in summary["targets"]:
@@ -577,10 +607,13 @@ def run_bench(args: argparse.Namespace) -> None:
     work = Path(args.work_dir)
     for folder in ("logs", "out"):
         (work / folder).mkdir(parents=True, exist_ok=True)
-    with console.status(f"lake and features for {scale.customers:,} customers (cached)"):
-        data = BenchData(**in_child(["--case", json.dumps({
-            "case": "data", "work": str(work), "scale": asdict(scale), "seed": args.seed})],
-            work / "logs" / "data.log"))
+    data = cached_data(work, scale)
+    if data is None:
+        with console.status(f"lake and features for {scale.customers:,} customers (cached "
+                            "for later runs)"):
+            data = BenchData(**measure({"case": "data", "work": str(work),
+                                        "scale": asdict(scale), "seed": args.seed}, work,
+                                       isolated=True))
     console.log(f"data ready: {data.long_rows:,} feature rows, built in "
                 f"{data.build_seconds:.0f} s (when not cached)")
     body = {"data": asdict(data), "work": str(work), "scale": asdict(scale)}
@@ -592,8 +625,7 @@ def run_bench(args: argparse.Namespace) -> None:
                 result = run_feast(data, work, scale.feast_rows, args.feast_python,
                                    work / "out" / "feast.parquet")
             else:
-                result = in_child(["--case", json.dumps({**body, "case": case})],
-                                  work / "logs" / f"{case}.log")
+                result = measure({**body, "case": case}, work, isolated=not args.smoke)
         training[case] = {"name": name, **result, "load_average_before": load}
         console.log(f"{name}: {result['seconds']:.2f} s for {result['rows']:,} rows")
     for result in training.values():
@@ -604,8 +636,8 @@ def run_bench(args: argparse.Namespace) -> None:
     for backend in ("sqlite", "redis"):
         load = os.getloadavg()[0]
         with console.status(f"online store: {backend}"):
-            online[backend] = in_child(["--case", json.dumps({**body, "case": backend})],
-                                       work / "logs" / f"{backend}.log")
+            online[backend] = measure({**body, "case": backend}, work,
+                                      isolated=not args.smoke)
         online[backend]["load_average_before"] = load
         console.log(f"online {backend}: done")
     summary = summarise(scale, training, online)
