@@ -41,6 +41,8 @@ def _short(commit_id: str) -> str:
 def _prefect_quiet() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # the ephemeral server's 20 s start-up limit is too short on a busy 2-core machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _print_audit(audit) -> None:  # noqa: ANN001 - ingestion.audit.Audit, imported lazily
@@ -79,6 +81,7 @@ def run(
     result = pipeline(run_id=run_id)
     _print_audit(result.audit)
     _print_features(result.features)
+    _print_training(result.training)
 
 
 @app.command()
@@ -130,7 +133,7 @@ def features_list() -> None:
     for view in registry.views():
         done = registry.materializations(view.name, view.version)
         table.add_row(view.name, view.version, view.owner, str(len(registry.features(view))),
-                      view.source_dataset, f"{done[-1].as_of}" if done else "-",
+                      view.source_dataset, f"{max(m.as_of for m in done)}" if done else "-",
                       f"{view.updated_at:%Y-%m-%d %H:%M}")
     console.print(table)
 

@@ -119,6 +119,9 @@ def read_snapshot(lake: Lake, ref: str, view: FeatureView, day: date,
                   columns: Sequence[str]) -> pa.Table:
     """One materialisation of a view: the entity key and the given feature columns."""
     parts = [info.path for info in lake.list(ref, f"{view_prefix(view)}as_of={day:%Y-%m-%d}/")]
+    if not parts:
+        raise RetrievalError(f"view {view.name!r} version {view.version} has no feature table "
+                             f"as of {day} at {ref}")
     return pa.concat_tables([read_table(lake, ref, path, [view.entity.key, *columns])
                              for path in parts], promote_options="permissive")
 

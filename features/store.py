@@ -42,7 +42,7 @@ from lake import open_lake
 from lake.base import MAIN, Lake
 from lake.publish import publish
 from lake.tables import read_table, write_table
-from tideline.errors import RetrievalError
+from tideline.errors import LakeError, RetrievalError
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +228,9 @@ class FeatureStore:
     def materialize_online(self, ref: str = MAIN, as_of: date | None = None
                            ) -> list[OnlineWrite]:
         """Load each view's newest materialisation at `ref` (or the one as of `as_of`) into the
-        online store. Only entities whose values changed are written when the store holds the
-        same version at an older date that `ref` still has; a new version is written whole."""
+        online store. When the store holds the same version, only the entities whose values
+        differ from what it holds (read back from the commit it was loaded from) are written
+        and the ones gone are deleted; a new version, or an empty store, is written whole."""
         commit = self.lake.resolve(ref)
         writes = []
         for view in self.views:
@@ -248,23 +249,36 @@ class FeatureStore:
                                 types=arrow_types(current.schema, view.feature_names),
                                 ttl_days=view.ttl_days, source_commit=commit,
                                 written_at=datetime.now(UTC))
-            if (old is not None and old.version == view.version and old.as_of == day
-                    and old.source_commit == commit):
-                writes.append(OnlineWrite(view.name, view.version, day, "unchanged", 0, 0))
-            elif old is not None and old.version == view.version and old.as_of in dates:
-                previous = read_snapshot(self.lake, commit, view, old.as_of, view.feature_names)
-                previous = previous.set_column(0, key, previous.column(key).cast(pa.string()))
-                rows, deleted = _changed_rows(previous, current, key, view.feature_names)
+            previous = self._loaded(old, view)
+            if previous is None:
+                self.online.write(state, current, [], replace=True)
+                writes.append(OnlineWrite(view.name, view.version, day, "full", len(current),
+                                          0))
+                continue
+            rows, deleted = _changed_rows(previous, current, key, view.feature_names)
+            if len(rows) or deleted or old.as_of != day:
                 self.online.write(state, rows, deleted, replace=False)
                 writes.append(OnlineWrite(view.name, view.version, day, "incremental",
                                           len(rows), len(deleted)))
             else:
-                self.online.write(state, current, [], replace=True)
-                writes.append(OnlineWrite(view.name, view.version, day, "full", len(current),
-                                          0))
-            log.info("online store: %s %s as of %s (%s, %d written)", view.name, view.version,
-                     day, writes[-1].mode, writes[-1].written)
+                writes.append(OnlineWrite(view.name, view.version, day, "unchanged", 0, 0))
+        for w in writes:
+            log.info("online store: %s %s as of %s (%s, %d written, %d deleted)", w.view,
+                     w.version, w.as_of, w.mode, w.written, w.deleted)
         return writes
+
+    def _loaded(self, state: OnlineState | None, view: FeatureView) -> pa.Table | None:
+        """The table the online store holds for a view, read back from the lake commit it was
+        loaded from; None when it holds another version or that commit is gone."""
+        if state is None or state.version != view.version:
+            return None
+        try:
+            table = read_snapshot(self.lake, state.source_commit, view, state.as_of,
+                                  view.feature_names)
+        except (LakeError, RetrievalError):
+            return None
+        key = view.entity.key
+        return table.set_column(0, key, table.column(key).cast(pa.string()))
 
     def get_online_features(self, entity_ids: Sequence[Any], features: Sequence[str],
                             now: datetime | None = None) -> OnlineFeatures:

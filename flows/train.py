@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 
 from features.store import FeatureStore
 from flows.features import build_features, ray_task_runner
-from models.promotion import GateDecision
+from models.promotion import GateDecision, recorded_decision
 from models.registry import ModelRecord, open_model_registry
 from models.spec import load_model_spec
 from tasks.models import (
@@ -44,10 +44,15 @@ def train(run_id: str, model: str = "models.churn:CHURN_MODEL") -> TrainingOutco
             run_id=f"{run_id}-train", as_of=missing)
     examples = label_training_examples(store, spec, dates)
     training = assemble_training_set(store, examples, spec)
-    trained = fit_model(training, spec)
     registry = open_model_registry(settings)
+    done = registry.trained_on(spec.name, training.name, spec.version)
+    if done is not None:
+        logger.info("model %s was trained on %s already", done.ref, training.tag)
+        return TrainingOutcome(model=done, decision=recorded_decision(registry, done))
+    trained = fit_model(training, spec)
     record = register_trained_model(registry, store, spec, trained, training)
     decision = promotion_gate(registry, store, record, trained, spec)
+    record = registry.get(record.name, record.version)  # its stage after the gate
     publish_model_artifacts(record, trained, decision)
     logger.info("model %s: test ROC-AUC %.4f (baseline %.4f); %s", record.ref, record.roc_auc,
                 trained.baseline_metrics.roc_auc,

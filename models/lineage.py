@@ -6,8 +6,21 @@ import json
 from typing import Any
 
 from features.registry import Registry
-from lake.base import Lake
+from lake.base import Commit, Lake
 from models.registry import ModelRecord
+
+
+def last_ingestion(lake: Lake, commit_id: str, depth: int = 10_000) -> Commit | None:
+    """The newest ingestion publish on main's first-parent history at or before a commit: the
+    run whose clean tables a build read."""
+    commit = lake.get_commit(commit_id)
+    for _ in range(depth):
+        if commit.metadata.get("stage") == "ingest":
+            return commit
+        if not commit.parents:
+            return None
+        commit = lake.get_commit(commit.parents[0])
+    return None
 
 
 def lineage(record: ModelRecord, features: Registry, lake: Lake) -> dict[str, Any]:
@@ -21,12 +34,14 @@ def lineage(record: ModelRecord, features: Registry, lake: Lake) -> dict[str, An
         for build in features.materializations(name, version):
             if f"{build.as_of}" not in used or build.published_commit not in reachable:
                 continue
-            source = lake.get_commit(build.source_commit)
+            ingested = last_ingestion(lake, build.source_commit)
             builds.append({"run_id": build.run_id, "as_of": f"{build.as_of}",
                            "rows": build.rows, "published_commit": build.published_commit,
                            "source_commit": build.source_commit,
-                           "ingestion_run": source.metadata.get("run_id", "?"),
-                           "ingested_at": f"{source.created_at:%Y-%m-%d %H:%M}"})
+                           "ingestion_run": ingested.metadata.get("run_id", "?")
+                           if ingested else "?",
+                           "ingested_at": f"{ingested.created_at:%Y-%m-%d %H:%M}"
+                           if ingested else "?"})
         view = features.view(name, version)
         views.append({"view": name, "version": version, "owner": view.owner,
                       "source_dataset": view.source_dataset, "builds": builds})

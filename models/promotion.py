@@ -58,3 +58,15 @@ def judge(registry: ModelRegistry, lake: Lake, record: ModelRecord, trained: Tra
     else:
         registry.note(record, "kept as candidate", asdict(decision))
     return decision
+
+
+def recorded_decision(registry: ModelRegistry, record: ModelRecord) -> GateDecision:
+    """The gate's decision on a version, as it was recorded."""
+    for event in reversed(registry.events(record.name)):
+        if event["version"] == record.version and event["event"] in ("promoted",
+                                                                      "kept as candidate"):
+            detail = event["detail"]
+            if "candidate" in detail:
+                return GateDecision(**{**detail, "reasons": tuple(detail["reasons"])})
+    return GateDecision(promoted=record.stage == "champion", reasons=(), candidate=record.ref,
+                        candidate_roc_auc=record.roc_auc)

@@ -177,6 +177,12 @@ class ModelRegistry:
         raise ModelError(f"model {name!r} has no version {version} (versions: "
                          f"{', '.join(str(r.version) for r in records)})")
 
+    def trained_on(self, name: str, training_set: str, spec_version: str) -> ModelRecord | None:
+        """The version trained from this training set with this spec, if there is one (a
+        re-run of a training finds it instead of registering a twin)."""
+        return next((r for r in self.models(name) if r.training_set == training_set
+                     and r.spec_version == spec_version), None)
+
     def champion(self, name: str) -> ModelRecord | None:
         return next((r for r in self.models(name) if r.stage == "champion"), None)
 
@@ -244,7 +250,7 @@ def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained
         "name": spec.name, "version": version, "spec_version": spec.version,
         "label": asdict(spec.label), "columns": list(trained.matrix.columns),
         "categories": trained.matrix.categories, "threshold": trained.threshold,
-        "best_iteration": trained.booster.best_iteration,
+        "rounds": trained.booster.current_iteration(),
         "metrics": trained.metrics.as_dict(),
         "baseline_metrics": trained.baseline_metrics.as_dict(),
         "importance": trained.importance, "leaks": trained.leaks, "dates": trained.dates,
@@ -257,8 +263,7 @@ def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained
         buffer = io.BytesIO()
         joblib.dump(trained.baseline, buffer)
         files = {
-            "model.txt": trained.booster.model_to_string(
-                num_iteration=trained.booster.best_iteration or None).encode(),
+            "model.txt": trained.booster.model_to_string().encode(),
             "baseline.joblib": buffer.getvalue(),
             "card.json": json.dumps(card, indent=1, sort_keys=True, default=str).encode(),
             "importance.csv": ("feature,gain\n" + "".join(
@@ -277,7 +282,7 @@ def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained
         owner=spec.owner, roc_auc=trained.metrics.roc_auc, pr_auc=trained.metrics.pr_auc,
         metrics=trained.metrics.as_dict(), baseline_metrics=trained.baseline_metrics.as_dict(),
         params={**spec.params, "num_boost_round": spec.num_boost_round,
-                "best_iteration": trained.booster.best_iteration},
+                "rounds": trained.booster.current_iteration()},
         threshold=trained.threshold, features=list(trained.matrix.columns),
         feature_views=training.views, training_set=training.name,
         training_set_tag=training.tag, training_set_commit=training.lake_commit,

@@ -15,7 +15,10 @@ from features.registry import Registry
 from features.store import FeatureStore
 from flows.pipeline import pipeline
 from lake.local import LocalLake
+from lake.publish import find_published
 from lake.tables import read_frame
+from models.lineage import lineage
+from models.registry import ModelRegistry
 
 
 @pytest.mark.slow
@@ -34,15 +37,21 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
         assert outcome.gate_passed
     lake = LocalLake(data_dir / "lake")
     head = lake.get_commit("main")
-    ingested = lake.get_commit(head.parents[0])  # main: ingest merge, then the features merge
-    assert ingested.metadata["run_id"] == "t1" and ingested.metadata["stage"] == "ingest"
+    ingested, built = find_published(lake, "t1"), find_published(lake, "t1-features")
+    assert ingested.metadata["stage"] == "ingest" and built.parents[0] == ingested.id
     assert lake.list("main", "clean/transactions/dt=")
     assert lake.exists("main", "reports/quality/t1.html")
     assert "run-t1" not in lake.branches()
 
     features = run.features
-    assert head.metadata["stage"] == "features"
-    assert head.metadata["source_commit"] == features.source_commit == ingested.id
+    assert built.metadata["stage"] == "features"
+    assert built.metadata["source_commit"] == features.source_commit == ingested.id
+    merges = [head]  # main's own history, newest first: training's merges on top
+    while len(merges) < 4:
+        merges.append(lake.get_commit(merges[-1].parents[0]))
+    assert [c.metadata["stage"] for c in merges] == [
+        "model", "training-set", "features", "features"]
+    assert merges[3].id == built.id
     assert (features.features, features.entities, features.as_of) == (57, 3000, ("2026-10-01",))
     spending = read_features(lake, "main", CHURN_VIEWS[0], date(2026, 10, 1))
     stamps = pd.concat([read_frame(lake, "main", o.path, columns=["ts"])["ts"]
@@ -52,8 +61,9 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     assert spending["txn_count_90d"].sum() == in_window > 0
 
     registry = Registry(f"sqlite:///{data_dir / 'registry.db'}")
-    [built] = registry.materializations(CHURN_VIEWS[0].name)
-    assert (built.run_id, built.published_commit, built.rows) == ("t1", head.id, 3000)
+    built_commit = find_published(lake, "t1-features").id
+    [built, *_] = registry.materializations(CHURN_VIEWS[0].name)
+    assert (built.run_id, built.published_commit, built.rows) == ("t1", built_commit, 3000)
     stats = {s.feature: s for s in registry.stats(CHURN_VIEWS[0].name, CHURN_VIEWS[0].version)}
     assert stats["txn_count_90d"].mean_value == pytest.approx(in_window / 3000)
     assert {w.mode for w in run.online} == {"full"}
@@ -64,14 +74,27 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     pd.testing.assert_frame_equal(served, spending.loc[:49, ["customer_id", "txn_count_90d",
                                                              "value_segment"]])
 
+    model, decision = run.training.model, run.training.decision
+    assert (model.ref, model.stage, decision.promoted) == ("churn:v1", "champion", True)
+    assert model.roc_auc > max(0.8, model.baseline_metrics["roc_auc"])
+    assert lake.exists("main", "models/churn/v1/model.txt")
+    chain = lineage(ModelRegistry(f"sqlite:///{data_dir / 'registry.db'}").get("churn"),
+                    registry, lake)
+    builds = {b["run_id"] for view in chain["feature_views"] for b in view["builds"]}
+    assert builds == {"t1-train"}
+    assert {b["ingestion_run"] for view in chain["feature_views"] for b in view["builds"]} == {
+        "t1"}
+
     again = pipeline(run_id="t1")  # the same run again: nothing new
     assert (again.audit, again.features) == (run.audit, run.features)
+    assert again.training.model == model and again.training.decision == decision
     assert {w.mode for w in again.online} == {"unchanged"}
     assert lake.resolve("main") == head.id
 
     incremental = pipeline(run_id="t2")  # a new run: every checkpoint says nothing is new
     assert {o.rows for o in incremental.audit.outcomes} == {0}
-    assert lake.get_commit("main").metadata["run_id"] == "t2-features"
+    assert find_published(lake, "t2-features") is not None
+    assert incremental.training.model == model  # same training data: the same model
 
 
 @pytest.mark.slow
