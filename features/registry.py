@@ -334,11 +334,12 @@ class Registry:
                     for row in connection.execute(query).mappings()]
 
     def stats(self, name: str, version: str) -> list[FeatureStats]:
-        """The statistics of a view version's newest materialisation (its latest as-of date)."""
+        """The statistics of a view version's newest materialisation: its latest as-of date,
+        from the newest build of that date."""
         done = self.materializations(name, version)
         if not done:
             return []
-        last = done[-1]
+        last = max(done, key=lambda m: (m.as_of, m.created_at))
         s = stats_table
         query = sa.select(*(s.c[f.name] for f in fields(FeatureStats))).where(
             (s.c.run_id == last.run_id) & (s.c.view_name == name) & (s.c.as_of == last.as_of))
