@@ -498,7 +498,6 @@ def training_agreement(work: Path, training: dict[str, dict]) -> dict[str, dict]
     """DuckDB's and Feast's rows against tideline's, keyed by the entity row number, over the
     entity rows each was given (the first ones): a row missing from the result counts."""
     expected = pd.read_parquet(work / "out" / "tideline.parquet").set_index("row")
-    first = as_of_time(WEEKLY[0])
     checks = {}
     for name in ("duckdb", "feast"):
         given = expected.iloc[:training[name]["entity_rows"]]
@@ -506,8 +505,13 @@ def training_agreement(work: Path, training: dict[str, dict]) -> dict[str, dict]
         actual = pd.read_parquet(work / "out" / f"{name}.parquet")
         actual = actual.drop(columns=KEY).rename(columns={"row": KEY})
         checks[name] = disagreements(given, actual, FEATURES)
-        missing = given[~given.index.isin(actual[KEY])]
-        checks[name]["missing_rows_before_first_table"] = int((missing[TIMESTAMP] < first).sum())
+        returned = given.index.isin(actual[KEY])
+        missing, kept = given[~returned], given[returned]
+        pairs = [KEY, TIMESTAMP]
+        checks[name]["missing_rows_without_values"] = int(
+            missing[FEATURES].isna().all(axis=1).sum())
+        checks[name]["missing_rows_sharing_key_and_time"] = int(pd.MultiIndex.from_frame(
+            missing[pairs]).isin(pd.MultiIndex.from_frame(kept[pairs])).sum())
     return checks
 
 
@@ -516,10 +520,10 @@ def agreement_text(check: dict | None) -> str:
         return "—"
     parts = []
     if check["missing_entities"] or check["extra_entities"]:
-        early = check.get("missing_rows_before_first_table")
-        parts.append(f"{check['missing_entities']:,} rows missing"
-                     + ("" if early is None else f" ({early:,} dated before the first table)")
-                     + f", {check['extra_entities']:,} extra")
+        parts.append(f"{check['missing_entities']:,} rows missing (tideline gives "
+                     f"{check['missing_rows_without_values']:,} of them no values; "
+                     f"{check['missing_rows_sharing_key_and_time']:,} share customer and time "
+                     f"with a returned row), {check['extra_entities']:,} extra")
     if check["features"]:
         worst = max(check["features"].values(), key=lambda f: f["rows"])
         parts.append(f"{len(check['features'])} of {check['features_compared']} features "
