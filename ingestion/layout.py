@@ -25,7 +25,7 @@ BUCKET_COUNTS = (1, 2, 4, 8, 24, 48, 96)
 """Bucket counts an object may have, each dividing the next, so that a partition count that
 divides a small object's count divides every larger one's (1, 2, 4, 8, then also 3, 6, 12 and
 16 from 24 or 48 on): the largest that leaves `MIN_BUCKET_ROWS` rows per bucket on average."""
-MIN_BUCKET_ROWS = 8_192
+MIN_BUCKET_ROWS = 4_096
 """Fewer rows per row group than this cost more in Parquet overhead than bucketing saves."""
 METADATA_KEY = b"tideline.buckets"
 

@@ -90,7 +90,7 @@ def test_a_partition_reads_only_its_row_groups(lake: LocalLake,
 
 def test_small_objects_get_one_bucket_and_unkeyed_ones_none(lake: LocalLake) -> None:
     assert bucket_count(100) == 1 and bucket_count(10**6) == 96
-    assert bucket_count(100_000) == 8 and bucket_count(200_000) == 24
+    assert bucket_count(50_000) == 8 and bucket_count(100_000) == 24
     write_bucketed(lake, "main", PATH, orders(), None)
     with lake.reader("main", PATH) as handle:
         assert pq.ParquetFile(handle).num_row_groups == 1
