@@ -82,6 +82,7 @@ def run(
     _print_audit(result.audit)
     _print_features(result.features)
     _print_training(result.training)
+    _print_scoring(result.scores)
 
 
 @app.command()
@@ -233,13 +234,16 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
 ) -> None:
-    """Serve online features over HTTP (POST /features; docs at /docs)."""
+    """Serve online features and churn predictions over HTTP (POST /features, POST /predict;
+    docs at /docs)."""
     import uvicorn
 
     from features.serving import create_app
     from features.store import FeatureStore
 
-    uvicorn.run(create_app(FeatureStore.open(load_settings())), host=host, port=port)
+    settings = load_settings()
+    uvicorn.run(create_app(FeatureStore.open(settings), _model_registry()), host=host,
+                port=port)
 
 
 @app.command()
@@ -255,6 +259,29 @@ def train(
     from flows.train import train as train_flow
 
     _print_training(train_flow(run_id=run_id or new_run_id(), model=model))
+
+
+@app.command("score")
+def score_command(
+    run_id: str = typer.Option(None, help="Re-use a run id."),
+    model: str = typer.Option("models.churn:CHURN_MODEL", help="`module:attribute` of a "
+                                                              "ModelSpec."),
+    as_of: datetime = typer.Option(None, formats=["%Y-%m-%d"],
+                                   help="Score as of this day; default: the newest features."),
+) -> None:
+    """Score every active customer with the champion: probability, risk and reasons, into the
+    lake and the `scores` table."""
+    _prefect_quiet()
+    from flows.pipeline import new_run_id
+    from flows.score import score
+
+    _print_scoring(score(run_id=run_id or new_run_id(), model=model,
+                         as_of=as_of.date() if as_of else None))
+
+
+def _print_scoring(run) -> None:  # noqa: ANN001 - flows.score.ScoringRun
+    console.print(f"{run.model} scored {run.customers:,} customers as of {run.as_of}: "
+                  f"{run.high_risk:,} at high risk; scores in {run.path} and the `scores` table")
 
 
 def _print_training(outcome) -> None:  # noqa: ANN001 - flows.train.TrainingOutcome

@@ -1,7 +1,8 @@
-"""Online features over HTTP (`tideline serve`): a small FastAPI app in front of the feature
-store's online lookup, with request validation and errors a client can act on (404 for an
-unknown feature, 400 for a request the store cannot answer, 503 when the online store is down).
-"""
+"""Online features and churn predictions over HTTP (`tideline serve`): a small FastAPI app in
+front of the feature store's online lookup and the champion model, with request validation and
+errors a client can act on (404 for an unknown feature or no champion, 400 for a request the
+store cannot answer, 409 when the champion needs feature versions the store does not serve,
+503 when the online store is down)."""
 from __future__ import annotations
 
 import math
@@ -10,8 +11,10 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from features.store import FeatureStore
-from tideline.errors import OnlineStoreUnavailable, RetrievalError, UnknownFeature
+from features.store import FeatureStore, OnlineFeatures
+from models.registry import LoadedModel, ModelRegistry, load_model
+from models.scoring import check_versions, score
+from tideline.errors import ModelError, OnlineStoreUnavailable, RetrievalError, UnknownFeature
 
 
 class FeatureRequest(BaseModel):
@@ -35,9 +38,33 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def create_app(store: FeatureStore) -> FastAPI:
+class PredictRequest(BaseModel):
+    entities: list[str] = Field(min_length=1, max_length=10_000)
+
+
+class Prediction(BaseModel):
+    entity: str
+    probability: float | None
+    """Null for an entity the online store does not know."""
+    risk: str | None
+    reasons: list[str]
+    """The features that pushed the score up most: `feature=value (+contribution)`."""
+
+
+class PredictResponse(BaseModel):
+    model: str
+    predictions: list[Prediction]
+    views: dict[str, dict[str, Any]]
+
+
+def create_app(store: FeatureStore, models: ModelRegistry | None = None,
+               model: str = "churn") -> FastAPI:
+    """The app; `/predict` scores with `model`'s champion from `models`, loaded once per
+    version."""
     app = FastAPI(title="tideline online features",
-                  description="The latest feature values, as the models were trained on them.")
+                  description="The latest feature values, as the models were trained on them, "
+                              "and churn predictions from the champion model.")
+    loaded: dict[str, LoadedModel] = {}
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -49,20 +76,46 @@ def create_app(store: FeatureStore) -> FastAPI:
         return {v.name: {"version": v.version, "entity": v.entity.key, "owner": v.owner,
                          "features": v.feature_names} for v in store.views}
 
-    @app.post("/features", response_model=FeatureResponse)
-    def features(request: FeatureRequest) -> FeatureResponse:
+    def online(entities: list[str], features: list[str]) -> OnlineFeatures:
         try:
-            result = store.get_online_features(request.entities, request.features)
+            return store.get_online_features(entities, features)
         except UnknownFeature as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
         except RetrievalError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from exc
         except OnlineStoreUnavailable as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
+
+    @app.post("/features", response_model=FeatureResponse)
+    def features(request: FeatureRequest) -> FeatureResponse:
+        result = online(request.entities, request.features)
         frame = result.frame.astype(object).where(result.frame.notna(), None)
         return FeatureResponse(
             entities=request.entities,
             features={c: [_json_value(v) for v in frame[c]] for c in frame.columns[1:]},
             views=result.views)
+
+    @app.post("/predict", response_model=PredictResponse)
+    def predict(request: PredictRequest) -> PredictResponse:
+        record = models.champion(model) if models is not None else None
+        if record is None:
+            raise HTTPException(status_code=404, detail=f"model {model!r} has no champion; "
+                                                        "train one (`tideline train`)")
+        try:
+            check_versions(record, store.views)
+        except ModelError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        if record.ref not in loaded:
+            loaded.clear()
+            loaded[record.ref] = load_model(store.lake, record)
+        result = online(request.entities, record.features)
+        scored = score(loaded[record.ref], result.frame, result.frame.columns[0])
+        return PredictResponse(model=record.ref, views=result.views, predictions=[
+            Prediction(entity=entity, probability=p if known else None,
+                       risk=risk if known else None,
+                       reasons=reasons.split("; ") if known and reasons else [])
+            for entity, p, risk, reasons, known in zip(
+                request.entities, scored["probability"], scored["risk"], scored["reasons"],
+                result.found, strict=True)])
 
     return app

@@ -88,6 +88,8 @@ class OnlineFeatures:
     """The entity key column, then one column per requested feature, in request order."""
     views: dict[str, dict[str, Any]]
     """View name -> version, as-of date and whether the values are past the view's TTL."""
+    found: list[bool] = field(default_factory=list)
+    """Per entity: whether any requested view holds a row for it."""
 
 
 def register_build(lake: Lake, registry: Registry, build: FeatureBuild,
@@ -293,6 +295,7 @@ class FeatureStore:
         now = now or datetime.now(UTC)
         columns: dict[str, pd.Series] = {}
         meta: dict[str, dict[str, Any]] = {}
+        found = [False] * len(ids)
         for view in dict.fromkeys(r.view for r in refs):
             state, rows = self.online.read(view.name, ids)
             if state is None:
@@ -303,6 +306,7 @@ class FeatureStore:
                     f"the online store holds view {view.name!r} at version {state.version}, "
                     f"the definitions are at {view.version}; materialise again")
             stale = state.expired(now)
+            found = [f or row is not None for f, row in zip(found, rows, strict=True)]
             meta[view.name] = {"version": state.version, "as_of": state.as_of.isoformat(),
                                "stale": stale}
             for r in (r for r in refs if r.view is view):
@@ -311,4 +315,4 @@ class FeatureStore:
                 kind = _arrow_type(state.types[k])
                 columns[r.column] = pa.array(values, type=kind).to_pandas()
         frame = pd.DataFrame({keys.pop(): ids, **{r.column: columns[r.column] for r in refs}})
-        return OnlineFeatures(frame=frame, views=meta)
+        return OnlineFeatures(frame=frame, views=meta, found=found)

@@ -11,12 +11,13 @@ from features.materialize import FeatureBuild
 from features.store import OnlineWrite
 from flows.features import build_features, materialize_online, ray_task_runner
 from flows.ingest import ingest
+from flows.score import ScoringRun, score
 from flows.train import TrainingOutcome, train
 from ingestion.audit import Audit
 from tideline.settings import load_settings
 
 STAGES = ["ingest", "validate", "publish", "features", "registry", "online store", "train",
-          "promotion gate"]
+          "promotion gate", "score"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class PipelineRun:
     features: FeatureBuild
     online: list[OnlineWrite]
     training: TrainingOutcome
+    scores: ScoringRun
 
 
 def new_run_id() -> str:
@@ -35,13 +37,15 @@ def new_run_id() -> str:
 def pipeline(run_id: str | None = None, since: date | None = None,
              until: date | None = None) -> PipelineRun:
     """sources → run branch → quality gate → main → features on Ray → offline store and
-    registry → online store → training set → LightGBM → model registry → promotion gate."""
+    registry → online store → training set → LightGBM → model registry → promotion gate →
+    batch scores."""
     run_id = run_id or new_run_id()
     audit = ingest(run_id=run_id, since=since, until=until)
     features = build_features.with_options(task_runner=ray_task_runner(load_settings()))(
         run_id=run_id)
     online = materialize_online()
     training = train(run_id=run_id)
+    scores = score(run_id=run_id)
     rows = "\n".join(f"| {o.dataset} | {o.rows:,} | {o.clean:,} | {o.quarantined:,} | "
                      f"{o.score:.2f} | {'pass' if o.gate_passed else 'fail'} |"
                      for o in audit.outcomes)
@@ -54,7 +58,10 @@ def pipeline(run_id: str | None = None, since: date | None = None,
         f"{', '.join(features.as_of)} (`{features.manifest}`)\n\nOnline store: "
         f"{sum(w.written for w in online):,} rows written for {len(online)} views\n\n"
         f"Model {training.model.ref}: test ROC-AUC {training.model.roc_auc:.4f} ("
-        f"{'champion' if training.decision.promoted else 'candidate'})\n",
+        f"{'champion' if training.decision.promoted else 'candidate'})\n\n"
+        f"Scores: {scores.customers:,} customers as of {scores.as_of}, {scores.high_risk:,} at "
+        f"high risk (`{scores.path}`)\n",
         description=f"tideline pipeline run {run_id}",
     )
-    return PipelineRun(audit=audit, features=features, online=online, training=training)
+    return PipelineRun(audit=audit, features=features, online=online, training=training,
+                       scores=scores)

@@ -81,6 +81,15 @@ def labelable_dates(activity: Activity, label: ChurnLabel, count: int, every_day
     return [last - timedelta(days=every_days * k) for k in reversed(range(count))]
 
 
+def active_at(activity: Activity, label: ChurnLabel, day: date) -> pd.DataFrame:
+    """The entities active in the `active_days` before `day` (the customers to score then):
+    `entity_key` and `as_of`."""
+    t = as_of_time(day).value
+    before = (activity.times >= t - label.active_days * DAY_NS) & (activity.times < t)
+    return pd.DataFrame({label.entity_key: activity.keys[np.unique(activity.codes[before])],
+                         "as_of": as_of_time(day)})
+
+
 def label_examples(activity: Activity, label: ChurnLabel, as_of: Sequence[date]) -> pd.DataFrame:
     """One row per (entity active before t, t): `entity_key`, `as_of` (t's midnight UTC) and the
     label, 1 for churned. Refuses an as-of date whose horizon runs past the data."""

@@ -9,7 +9,8 @@ versions, code version) in the metadata database, and its artifacts in the lake:
     models/<name>/v<version>/*.png|csv        plots and feature importance
 
 published through a branch of their own and tagged `model-<name>-v<version>`. One champion per
-name at most; the promotion history (with each comparison) is kept in `model_events`.
+name at most; the promotion history (with each comparison) is kept in `model_events`, and batch
+scores in `scores` (one row per model, as-of date and customer) for analysts.
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ import json
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
 import joblib
 import lightgbm as lgb
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -75,11 +77,28 @@ events_table = sa.Table(
 )
 
 
+scores_table = sa.Table(
+    "scores", metadata,
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("as_of", sa.Date, primary_key=True),
+    sa.Column("entity_id", sa.String(255), primary_key=True),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("risk", sa.String(16), nullable=False),
+    sa.Column("reasons", sa.Text, nullable=False),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _create_v1(connection: Connection) -> None:
-    metadata.create_all(connection)
+    metadata.create_all(connection, tables=[models_table, events_table])
 
 
-MIGRATIONS = (_create_v1,)
+def _add_scores(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[scores_table])
+
+
+MIGRATIONS = (_create_v1, _add_scores)
 
 
 def code_version() -> str:
@@ -235,6 +254,24 @@ class ModelRegistry:
     def note(self, record: ModelRecord, event: str, detail: dict[str, Any]) -> None:
         with self.engine.begin() as connection:
             self._event(connection, record, event, detail)
+
+
+    def save_scores(self, record: ModelRecord, day: date, scores: pd.DataFrame,
+                    key: str) -> None:
+        """The scores of `day` for analysts, replacing an earlier scoring of that day."""
+        t = scores_table
+        now = datetime.now(UTC)
+        rows = [{"model": record.name, "as_of": day, "entity_id": str(entity),
+                 "model_version": record.version, "probability": float(p), "risk": risk,
+                 "reasons": reasons, "scored_at": now}
+                for entity, p, risk, reasons in zip(scores[key], scores["probability"],
+                                                    scores["risk"], scores["reasons"],
+                                                    strict=True)]
+        with self.engine.begin() as connection:
+            connection.execute(sa.delete(t).where((t.c.model == record.name)
+                                                  & (t.c.as_of == day)))
+            if rows:
+                connection.execute(sa.insert(t), rows)
 
 
 def open_model_registry(settings: Any) -> ModelRegistry:

@@ -1,54 +1,22 @@
 """Registering models with their artifacts, the promotion gate and its history, loading a
-model back, lineage down to the feature builds."""
+model back."""
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from features.churn import CHURN_VIEWS
-from features.registry import Registry
 from features.store import FeatureStore, TrainingSet
-from lake.local import LocalLake
 from models.churn import CHURN_MODEL
-from models.labels import label_examples, labelable_dates, load_activity
 from models.promotion import judge
 from models.registry import ModelRegistry, load_model, register_model
 from models.spec import PromotionGate
-from models.training import TrainedModel, train_model
+from models.training import TrainedModel
 from tideline.errors import ModelError
 
 Trained = tuple[FeatureStore, TrainingSet, TrainedModel]
-
-
-@pytest.fixture(scope="module")
-def trained_once(demo_lake_template: Path, tmp_path_factory: pytest.TempPathFactory
-                 ) -> tuple[Path, TrainingSet, TrainedModel]:
-    """A saved training set and a model trained on it, once for the module."""
-    path = tmp_path_factory.mktemp("trained") / "lake"
-    shutil.copytree(demo_lake_template, path)
-    store = FeatureStore(LocalLake(path), Registry(f"sqlite:///{path.parent / 'r.db'}"),
-                         CHURN_VIEWS)
-    activity = load_activity(store.lake, "main", CHURN_MODEL.label)
-    dates = labelable_dates(activity, CHURN_MODEL.label, CHURN_MODEL.as_of_dates,
-                            CHURN_MODEL.every_days)
-    training = store.get_training_set(label_examples(activity, CHURN_MODEL.label, dates),
-                                      CHURN_MODEL.features, timestamp_column="as_of")
-    return path, training, train_model(training.frame, training.features, CHURN_MODEL)
-
-
-@pytest.fixture
-def trained(trained_once: tuple[Path, TrainingSet, TrainedModel], tmp_path: Path
-            ) -> tuple[FeatureStore, TrainingSet, TrainedModel]:
-    """The module's lake copied for one test (registering publishes into it)."""
-    path, training, model = trained_once
-    shutil.copytree(path, tmp_path / "lake")
-    store = FeatureStore(LocalLake(tmp_path / "lake"),
-                         Registry(f"sqlite:///{tmp_path / 'r.db'}"), CHURN_VIEWS)
-    return store, training, model
 
 
 def test_the_first_model_becomes_champion_and_an_equal_one_does_not(

@@ -1,0 +1,50 @@
+"""Score: the champion model × every active customer's features as of a day → churn
+probability, risk segment and reasons, into the lake and the analysts' `scores` table."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from prefect import flow, get_run_logger
+
+from features.store import FeatureStore
+from lake.publish import find_published
+from models.registry import open_model_registry
+from models.spec import load_model_spec
+from tasks.scoring import champion_for, publish_score_artifacts, publish_scores, score_customers
+from tideline.settings import load_settings
+
+
+@dataclass(frozen=True)
+class ScoringRun:
+    model: str
+    as_of: date
+    customers: int
+    high_risk: int
+    path: str
+
+
+@flow(name="score")
+def score(run_id: str, model: str = "models.churn:CHURN_MODEL",
+          as_of: date | None = None) -> ScoringRun:
+    """champion → active customers' features as of a day → scores in the lake and the DB."""
+    settings = load_settings()
+    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    spec = load_model_spec(model)
+    store, registry = FeatureStore.open(settings), open_model_registry(settings)
+    done = find_published(store.lake, f"{run_id}-scores")
+    if done is not None:  # this run scored already: the same answer, nothing written again
+        m = done.metadata
+        return ScoringRun(model=m["model"], as_of=date.fromisoformat(m["as_of"]),
+                          customers=int(m["customers"]), high_risk=int(m["high_risk"]),
+                          path=m["path"])
+    record = champion_for(registry, store, spec)
+    day, scores = score_customers(store, record, spec, as_of)
+    key = spec.label.entity_key
+    path = publish_scores(store, registry, record, day, scores, run_id, key)
+    publish_score_artifacts(record, day, scores, key)
+    high = int((scores["risk"] == "high").sum())
+    get_run_logger().info("%s scored %d customers as of %s: %d at high risk", record.ref,
+                          len(scores), day, high)
+    return ScoringRun(model=record.ref, as_of=day, customers=len(scores), high_risk=high,
+                      path=path)

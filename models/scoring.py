@@ -1,0 +1,58 @@
+"""Scoring customers with a registered model, the same way in batch and online: the model's own
+feature columns at the versions it was trained on (never re-ordered or filled in), a churn
+probability, a risk segment and the features that pushed the score up most (LightGBM's
+per-feature contributions to the log-odds)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from features.definitions import FeatureView
+from models.registry import LoadedModel, ModelRecord
+from tideline.errors import ModelError
+
+REASONS = 3
+
+
+def check_versions(record: ModelRecord, views: Sequence[FeatureView]) -> None:
+    """The store must serve every view the model was trained on, at the same version."""
+    serving = {view.name: view.version for view in views}
+    for name, version in record.feature_views.items():
+        if serving.get(name) != version:
+            now = f"at {serving[name]}" if name in serving else "not at all"
+            raise ModelError(
+                f"model {record.ref} was trained on feature view {name!r} version {version}, "
+                f"but the store serves it {now}; retrain the model, or build and serve that "
+                "version")
+
+
+def risk_segment(probability: np.ndarray, threshold: float) -> np.ndarray:
+    """`high` at or above the model's threshold, `medium` above half of it, else `low`."""
+    return np.where(probability >= threshold, "high",
+                    np.where(probability >= threshold / 2, "medium", "low"))
+
+
+def score(model: LoadedModel, frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """One row per input row: key, churn probability, risk segment and the top reasons
+    (`feature=value (+contribution)`, largest push towards churn first)."""
+    x = model.matrix.transform(frame)
+    probability = model.booster.predict(x)
+    contributions = model.booster.predict(x, pred_contrib=True)[:, :-1]  # last: the bias
+    order = np.argsort(-contributions, axis=1, kind="stable")[:, :REASONS]
+    columns = np.array(model.matrix.columns)
+    reasons = []
+    for row, picks in enumerate(order):
+        reasons.append("; ".join(
+            f"{columns[k]}={_shown(frame[columns[k]].iloc[row])} ({contributions[row, k]:+.3f})"
+            for k in picks if contributions[row, k] > 0))
+    return pd.DataFrame({key: frame[key].to_numpy(), "probability": probability,
+                         "risk": risk_segment(probability, model.record.threshold),
+                         "reasons": reasons}, index=frame.index)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, float):
+        return "null" if np.isnan(value) else f"{value:.4g}"
+    return "null" if value is None else str(value)
