@@ -48,6 +48,14 @@ def test_every_command_has_help() -> None:
         ["features", "diff"],
         ["features", "materialize"],
         ["serve"],
+        ["train"],
+        ["score"],
+        ["models"],
+        ["models", "list"],
+        ["models", "describe"],
+        ["models", "promote"],
+        ["models", "lineage"],
+        ["lineage"],
     ):
         assert "Usage" in invoke(*command, "--help")
 

@@ -41,3 +41,16 @@ def doc_queries(kind: str) -> list[str]:
     text = (Path(__file__).parents[2] / "docs" / "feature_store.md").read_text()
     blocks = re.findall(r"```sql\n(.*?)```", text, flags=re.S)
     return [b for b in blocks if b.startswith(f"-- {kind}\n")]
+
+
+def copied_store(template: Path, into: Path, views=CHURN_VIEWS, online=None):  # noqa: ANN001, ANN201
+    """A feature store on a private copy of a built lake (tests publish into it), with a fresh
+    registry next to it."""
+    import shutil
+
+    from features.registry import Registry
+    from features.store import FeatureStore
+
+    shutil.copytree(template, into / "lake")
+    return FeatureStore(LocalLake(into / "lake"), Registry(f"sqlite:///{into / 'registry.db'}"),
+                        list(views), online)

@@ -3,11 +3,13 @@ every value type, version switches, incremental writes, failures that leave the 
 and online values equal to offline retrieval at the same time."""
 from __future__ import annotations
 
+import itertools
 import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,10 +25,8 @@ from features.materialize import as_of_time
 from features.online.base import OnlineState, OnlineStore, arrow_types
 from features.online.redis import RedisOnlineStore
 from features.online.sqlite import SQLiteOnlineStore
-from features.registry import Registry
 from features.store import FeatureStore
-from lake.local import LocalLake
-from tests.features.built import AS_OF, build_features, built_lake
+from tests.features.built import AS_OF, build_features, built_lake, copied_store
 from tideline.errors import OnlineStoreUnavailable, RetrievalError
 
 REDIS_TEST_DB = "redis://127.0.0.1:6379/13"
@@ -134,9 +134,7 @@ def lake_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def store(lake_template: Path, tmp_path: Path, online: OnlineStore) -> FeatureStore:
-    shutil.copytree(lake_template, tmp_path / "lake")
-    return FeatureStore(LocalLake(tmp_path / "lake"),
-                        Registry(f"sqlite:///{tmp_path / 'registry.db'}"), CHURN_VIEWS, online)
+    return copied_store(lake_template, tmp_path, online=online)
 
 
 ALL = [f"{view.name}:*" for view in CHURN_VIEWS]
@@ -185,6 +183,26 @@ def test_serving_refuses_a_version_the_definitions_do_not_have(store: FeatureSto
         store.get_online_features(["C0000001"], ["spend_30d"])
 
 
+@contextmanager
+def fault_on_third_batch(monkeypatch: pytest.MonkeyPatch, fault: Callable[[], None]
+                         ) -> Iterator[None]:
+    """Batches of 20 keys; `fault` happens just before the third batch reaches Redis."""
+    monkeypatch.setattr("features.online.redis._BATCH", 20)
+    execute = redis_client.client.Pipeline.execute
+    calls = itertools.count(1)
+
+    def faulty(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        if next(calls) == 3:
+            fault()
+        return execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis_client.client.Pipeline, "execute", faulty)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(redis_client.client.Pipeline, "execute", execute)
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
     """A Redis server of our own (no persistence), so a test may kill and restart it."""
@@ -219,31 +237,20 @@ def test_redis_killed_mid_materialisation_then_a_rerun_completes(
         private_redis, lake_template: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     url, servers, start = private_redis
-    shutil.copytree(lake_template, tmp_path / "lake")
-    store = FeatureStore(LocalLake(tmp_path / "lake"),
-                         Registry(f"sqlite:///{tmp_path / 'registry.db'}"), CHURN_VIEWS,
-                         RedisOnlineStore(url, socket_timeout=2))
+    store = copied_store(lake_template, tmp_path, online=RedisOnlineStore(url, socket_timeout=2))
     store.materialize_online(as_of=AS_OF[1])
 
     # a new version of one view is being written when the server dies after the first batch
     changed = replace(SPENDING, features=SPENDING.features[:-1])
     build_features(store.lake, [AS_OF[2]], views=[changed])
     store.views = [changed if v.name == SPENDING.name else v for v in CHURN_VIEWS]
-    monkeypatch.setattr("features.online.redis._BATCH", 20)
-    calls = {"n": 0}
-    execute = redis_client.client.Pipeline.execute
+    def die() -> None:
+        servers[-1].kill()
+        servers[-1].wait()
 
-    def dying(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        calls["n"] += 1
-        if calls["n"] == 3:
-            servers[-1].kill()
-            servers[-1].wait()
-        return execute(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis_client.client.Pipeline, "execute", dying)
-    with pytest.raises(OnlineStoreUnavailable, match="unreachable"):
+    with fault_on_third_batch(monkeypatch, die), pytest.raises(OnlineStoreUnavailable,
+                                                               match="unreachable"):
         store.materialize_online()
-    monkeypatch.setattr(redis_client.client.Pipeline, "execute", execute)
 
     start()  # it comes back empty (no persistence): the re-run writes everything again
     writes = store.materialize_online()
@@ -257,30 +264,19 @@ def test_a_new_version_that_fails_half_way_leaves_readers_on_the_old_one(
         lake_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         private_redis) -> None:
     url, _, _ = private_redis
-    shutil.copytree(lake_template, tmp_path / "lake")
     online = RedisOnlineStore(url)
-    store = FeatureStore(LocalLake(tmp_path / "lake"),
-                         Registry(f"sqlite:///{tmp_path / 'registry.db'}"), [SPENDING], online)
+    store = copied_store(lake_template, tmp_path, [SPENDING], online)
     store.materialize_online()
     before = store.get_online_features([f"C{i:07d}" for i in range(1, 121)], ["spend_30d"])
 
     changed = replace(SPENDING, features=SPENDING.features[:-1])
     build_features(store.lake, [AS_OF[2]], views=[changed])
     store.views = [changed]
-    monkeypatch.setattr("features.online.redis._BATCH", 20)
-    calls = {"n": 0}
-    execute = redis_client.client.Pipeline.execute
+    def reset() -> None:
+        raise redis_client.ConnectionError("connection reset by peer")
 
-    def failing(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise redis_client.ConnectionError("connection reset by peer")
-        return execute(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis_client.client.Pipeline, "execute", failing)
-    with pytest.raises(OnlineStoreUnavailable):
+    with fault_on_third_batch(monkeypatch, reset), pytest.raises(OnlineStoreUnavailable):
         store.materialize_online()
-    monkeypatch.setattr(redis_client.client.Pipeline, "execute", execute)
     assert online._client.keys(f"tl:{SPENDING.name}:{changed.version}:*")  # half written
     assert online.state(SPENDING.name).version == SPENDING.version
     store.views = [SPENDING]  # a reader of the old definitions still gets the old values whole

@@ -2,7 +2,6 @@
 merge_asof, TTLs, saving and tagging, reproducibility from a tag, and bad entity tables."""
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -15,10 +14,8 @@ from features.churn import ACTIVITY, CHURN_VIEWS, PROFILE, SPENDING
 from features.definitions import Feature
 from features.materialize import as_of_time
 from features.offline import read_features
-from features.registry import Registry
 from features.store import FeatureStore
-from lake.local import LocalLake
-from tests.features.built import AS_OF, build_features, built_lake
+from tests.features.built import AS_OF, build_features, built_lake, copied_store
 from tideline.errors import RetrievalError
 
 FEATURES = ["spend_30d", "txn_count_7d", "last_category", "value_segment",
@@ -34,10 +31,7 @@ def lake_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def store(lake_template: Path, tmp_path: Path) -> FeatureStore:
-    """A private copy of the built lake (tests publish into it) and a fresh registry."""
-    shutil.copytree(lake_template, tmp_path / "lake")
-    return FeatureStore(LocalLake(tmp_path / "lake"),
-                        Registry(f"sqlite:///{tmp_path / 'registry.db'}"), CHURN_VIEWS)
+    return copied_store(lake_template, tmp_path)
 
 
 def entity_rows(n: int = 400, seed: int = 1) -> pd.DataFrame:

@@ -2,21 +2,18 @@
 features built at the model's as-of dates: what the training tests learn from."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from features.churn import CHURN_VIEWS
-from features.registry import Registry
 from features.store import FeatureStore, TrainingSet
 from ingestion.demo import DemoSpec, generate
 from lake.local import LocalLake
 from models.churn import CHURN_MODEL
 from models.labels import label_examples, labelable_dates, load_activity
 from models.training import TrainedModel, train_model
-from tests.features.built import build_features
+from tests.features.built import build_features, copied_store
 from tests.features.conftest import write_clean
 
 CUSTOMERS = 1500
@@ -46,25 +43,20 @@ def demo_lake_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def demo_store(demo_lake_template: Path, tmp_path: Path) -> FeatureStore:
-    shutil.copytree(demo_lake_template, tmp_path / "lake")
-    return FeatureStore(LocalLake(tmp_path / "lake"),
-                        Registry(f"sqlite:///{tmp_path / 'registry.db'}"), CHURN_VIEWS)
+    return copied_store(demo_lake_template, tmp_path)
 
 
 @pytest.fixture(scope="module")
 def trained_once(demo_lake_template: Path, tmp_path_factory: pytest.TempPathFactory
                  ) -> tuple[Path, TrainingSet, TrainedModel]:
     """A saved training set and a model trained on it, once for the module."""
-    path = tmp_path_factory.mktemp("trained") / "lake"
-    shutil.copytree(demo_lake_template, path)
-    store = FeatureStore(LocalLake(path), Registry(f"sqlite:///{path.parent / 'r.db'}"),
-                         CHURN_VIEWS)
+    store = copied_store(demo_lake_template, tmp_path_factory.mktemp("trained"))
     activity = load_activity(store.lake, "main", CHURN_MODEL.label)
     dates = labelable_dates(activity, CHURN_MODEL.label, CHURN_MODEL.as_of_dates,
                             CHURN_MODEL.every_days)
     training = store.get_training_set(label_examples(activity, CHURN_MODEL.label, dates),
                                       CHURN_MODEL.features, timestamp_column="as_of")
-    return path, training, train_model(training.frame, training.features, CHURN_MODEL)
+    return store.lake.root, training, train_model(training.frame, training.features, CHURN_MODEL)
 
 
 @pytest.fixture
@@ -72,7 +64,4 @@ def trained(trained_once: tuple[Path, TrainingSet, TrainedModel], tmp_path: Path
             ) -> tuple[FeatureStore, TrainingSet, TrainedModel]:
     """The module's lake copied for one test (registering publishes into it)."""
     path, training, model = trained_once
-    shutil.copytree(path, tmp_path / "lake")
-    store = FeatureStore(LocalLake(tmp_path / "lake"),
-                         Registry(f"sqlite:///{tmp_path / 'r.db'}"), CHURN_VIEWS)
-    return store, training, model
+    return copied_store(path, tmp_path), training, model
