@@ -46,12 +46,12 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     features = run.features
     assert built.metadata["stage"] == "features"
     assert built.metadata["source_commit"] == features.source_commit == ingested.id
-    merges = [head]  # main's own history, newest first: training's merges on top
-    while len(merges) < 4:
+    merges = [head]  # main's own history, newest first: training's and scoring's on top
+    while len(merges) < 5:
         merges.append(lake.get_commit(merges[-1].parents[0]))
     assert [c.metadata["stage"] for c in merges] == [
-        "model", "training-set", "features", "features"]
-    assert merges[3].id == built.id
+        "scores", "model", "training-set", "features", "features"]
+    assert merges[4].id == built.id
     assert (features.features, features.entities, features.as_of) == (57, 3000, ("2026-10-01",))
     spending = read_features(lake, "main", CHURN_VIEWS[0], date(2026, 10, 1))
     stamps = pd.concat([read_frame(lake, "main", o.path, columns=["ts"])["ts"]
@@ -85,8 +85,13 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     assert {b["ingestion_run"] for view in chain["feature_views"] for b in view["builds"]} == {
         "t1"}
 
+    scores = run.scores
+    assert (scores.model, scores.as_of) == ("churn:v1", date(2026, 10, 1))
+    assert 2000 < scores.customers <= 3000 and 0 < scores.high_risk < scores.customers / 2
+    assert len(read_frame(lake, "main", scores.path)) == scores.customers
+
     again = pipeline(run_id="t1")  # the same run again: nothing new
-    assert (again.audit, again.features) == (run.audit, run.features)
+    assert (again.audit, again.features, again.scores) == (run.audit, run.features, run.scores)
     assert again.training.model == model and again.training.decision == decision
     assert {w.mode for w in again.online} == {"unchanged"}
     assert lake.resolve("main") == head.id
