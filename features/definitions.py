@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,7 @@ class FeatureView:
         object.__setattr__(self, "tags", tuple(self.tags))
         check_view(self)
 
-    @property
+    @cached_property  # a frozen view never changes; store lookups ask for it on every call
     def version(self) -> str:
         """Stable hash of everything that changes the values (not owner, tags, TTL or prose)."""
         return _stable_hash({

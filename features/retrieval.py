@@ -188,10 +188,13 @@ def point_in_time(lake: Lake, ref: str, entity_df: pd.DataFrame, refs: Sequence[
         views.setdefault(r.view.name, r.view)
     columns: dict[str, pa.ChunkedArray] = {}
     used: dict[str, list[date]] = {}
+    keys: dict[str, pa.Array] = {}  # one Arrow key column per entity key, shared by its views
     for name, view in views.items():
         mine = [r for r in refs if r.view.name == name]
+        if view.entity.key not in keys:
+            keys[view.entity.key] = _keys(entity_df, view)
         table, used[name] = join_view(lake, ref, view, [r.feature for r in mine],
-                                      _keys(entity_df, view), times)
+                                      keys[view.entity.key], times)
         for r in mine:
             columns[r.column] = table.column(r.feature)
     values = pa.table({r.column: columns[r.column] for r in refs}).to_pandas()

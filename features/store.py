@@ -163,7 +163,9 @@ class FeatureStore:
         the same inputs at the same commit give the same name, so asking again is free."""
         refs = resolve_features(self.views, features)
         ref_commit = self.lake.resolve(ref)
-        name = name or self._content_name(entity_df, refs, ref_commit, timestamp_column)
+        if save:
+            name = name or self._content_name(entity_df, refs, ref_commit, timestamp_column)
+        name = name or "unsaved"
         if not _NAME.match(name):
             raise RetrievalError(f"training set name {name!r}: use letters, digits, - and _")
         if save and f"training-set-{name}" in self.lake.tags():
@@ -293,26 +295,30 @@ class FeatureStore:
                                  "ask for one entity's features at a time")
         ids = [str(k) for k in entity_ids]
         now = now or datetime.now(UTC)
-        columns: dict[str, pd.Series] = {}
+        columns: dict[str, pa.Array] = {}
         meta: dict[str, dict[str, Any]] = {}
         found = [False] * len(ids)
-        for view in dict.fromkeys(r.view for r in refs):
-            state, rows = self.online.read(view.name, ids)
+        views = {r.view.name: r.view for r in refs}
+        for name, view in views.items():
+            state, rows = self.online.read(name, ids)
             if state is None:
-                raise RetrievalError(f"view {view.name!r} is not in the online store yet; "
+                raise RetrievalError(f"view {name!r} is not in the online store yet; "
                                      "materialise it (`tideline features materialize`)")
             if state.version != view.version:
                 raise RetrievalError(
-                    f"the online store holds view {view.name!r} at version {state.version}, "
+                    f"the online store holds view {name!r} at version {state.version}, "
                     f"the definitions are at {view.version}; materialise again")
             stale = state.expired(now)
+            meta[name] = {"version": state.version, "as_of": state.as_of.isoformat(),
+                          "stale": stale}
             found = [f or row is not None for f, row in zip(found, rows, strict=True)]
-            meta[view.name] = {"version": state.version, "as_of": state.as_of.isoformat(),
-                               "stale": stale}
-            for r in (r for r in refs if r.view is view):
-                k = state.columns.index(r.feature)
-                values = [None if row is None or stale else row[k] for row in rows]
-                kind = _arrow_type(state.types[k])
-                columns[r.column] = pa.array(values, type=kind).to_pandas()
-        frame = pd.DataFrame({keys.pop(): ids, **{r.column: columns[r.column] for r in refs}})
+            empty = [None] * len(state.columns)
+            by_column = list(zip(*[empty if row is None or stale else row for row in rows],
+                                 strict=True)) if rows else [()] * len(state.columns)
+            for r in refs:
+                if r.view.name == name:
+                    k = state.columns.index(r.feature)
+                    columns[r.column] = pa.array(by_column[k], type=_arrow_type(state.types[k]))
+        frame = pa.table({keys.pop(): pa.array(ids, pa.string()),
+                          **{r.column: columns[r.column] for r in refs}}).to_pandas()
         return OnlineFeatures(frame=frame, views=meta, found=found)
