@@ -10,6 +10,7 @@ key with Arrow's hash lookup.
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -66,8 +67,8 @@ def resolve_features(views: Sequence[FeatureView], requested: Sequence[str]) -> 
         refs.append((owners[0], feature))
     seen = set()
     unique = [(v, f) for v, f in refs if (v.name, f) not in seen and not seen.add((v.name, f))]
-    clashes = {f for f in {f for _, f in unique}
-               if sum(1 for _, other in unique if other == f) > 1}
+    counts = Counter(f for _, f in unique)
+    clashes = {f for f, n in counts.items() if n > 1}
     return [FeatureRef(view, feature, f"{view.name}__{feature}" if feature in clashes else
                        feature) for view, feature in unique]
 

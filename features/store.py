@@ -11,6 +11,7 @@ were distributed.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -124,6 +125,7 @@ def _changed_rows(previous: pa.Table, current: pa.Table, key: str,
     return current.filter(changed), previous.column(key).filter(gone).to_pylist()
 
 
+@functools.lru_cache(maxsize=256)
 def _arrow_type(text: str) -> pa.DataType:
     match = re.fullmatch(r"timestamp\[(\w+)(?:, tz=(.+))?\]", text)
     if match:

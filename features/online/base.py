@@ -130,17 +130,15 @@ def encode_rows(table: pa.Table, columns: Sequence[str]) -> list[str]:
 
 def restore_values(state: OnlineState, rows: list[list[Any] | None]
                    ) -> list[list[Any] | None]:
-    """Stored values back to what the offline store holds: infinities from their strings,
-    booleans from 0/1, times as Timestamps."""
-    floats = [k for k, t in enumerate(state.types) if t in ("double", "float", "halffloat")]
+    """Stored values back to what the offline store holds: booleans from 0/1, times as
+    Timestamps (number and text columns need nothing)."""
     flags = [k for k, t in enumerate(state.types) if t == "bool"]
     times = [k for k, t in enumerate(state.types) if t.startswith(("timestamp", "date"))]
+    if not flags and not times:
+        return rows
     for values in rows:
         if values is None:
             continue
-        for k in floats:
-            if isinstance(values[k], str):
-                values[k] = float(values[k])
         for k in flags:
             if values[k] is not None:
                 values[k] = bool(values[k])
@@ -150,7 +148,19 @@ def restore_values(state: OnlineState, rows: list[list[Any] | None]
     return rows
 
 
-def decode_rows(state: OnlineState, rows: Sequence[bytes | str | None]
-                ) -> list[list[Any] | None]:
-    """JSON arrays (see `encode_rows`) back to values."""
-    return restore_values(state, [None if row is None else orjson.loads(row) for row in rows])
+def decode_rows(state: OnlineState, rows: Sequence[bytes | None]) -> list[list[Any] | None]:
+    """JSON arrays (see `encode_rows`) back to values; infinities come back from their
+    strings (only rows holding one are searched)."""
+    floats = [k for k, t in enumerate(state.types) if t in ("double", "float", "halffloat")]
+    decoded: list[list[Any] | None] = []
+    for row in rows:
+        if row is None:
+            decoded.append(None)
+            continue
+        values = orjson.loads(row)
+        if b'inf"' in row:
+            for k in floats:
+                if isinstance(values[k], str):
+                    values[k] = float(values[k])
+        decoded.append(values)
+    return restore_values(state, decoded)
