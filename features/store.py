@@ -43,7 +43,7 @@ from lake import open_lake
 from lake.base import MAIN, Lake
 from lake.publish import publish
 from lake.tables import read_table, write_table
-from tideline.errors import LakeError, RetrievalError
+from tideline.errors import LakeError, OnlineStoreUnavailable, RetrievalError
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,9 @@ class FeatureStore:
     @property
     def online(self) -> OnlineStore:
         if self._online is None:
+            if self._settings is None:
+                raise OnlineStoreUnavailable("this feature store was opened without an online "
+                                             "store (pass one, or open it from settings)")
             self._online = open_online_store(self._settings)
         return self._online
 
