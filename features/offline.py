@@ -82,7 +82,7 @@ def read_features(lake: Lake, ref: str, view: FeatureView, as_of: date) -> pd.Da
     if not parts:
         raise FeatureDefinitionError(
             f"no feature table for view {view.name!r} version {view.version} as of {as_of} at "
-            f"{ref}; build it with `tideline features --as-of {as_of}`")
+            f"{ref}; build it with `tideline features build --as-of {as_of}`")
     frame = pd.concat([read_table(lake, ref, path).to_pandas() for path in parts],
                       ignore_index=True)
     return frame.sort_values(view.entity.key, kind="stable").reset_index(drop=True)
