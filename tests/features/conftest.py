@@ -81,3 +81,14 @@ def tables() -> dict[str, pd.DataFrame]:
 def churn_lake(tmp_path: Path, tables: dict[str, pd.DataFrame]) -> tuple[LocalLake, str]:
     lake = LocalLake(tmp_path / "lake")
     return lake, write_clean(lake, tables)
+
+
+@pytest.fixture(scope="session")
+def lake_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The churn tables with features at three as-of dates (`tests/features/built.py`), built
+    once; tests that write copy it (`copied_store`)."""
+    from tests.features.built import built_lake
+
+    path = tmp_path_factory.mktemp("built") / "lake"
+    built_lake(path)
+    return path

@@ -26,7 +26,7 @@ from features.online.base import OnlineState, OnlineStore, arrow_types
 from features.online.redis import RedisOnlineStore
 from features.online.sqlite import SQLiteOnlineStore
 from features.store import FeatureStore
-from tests.features.built import AS_OF, build_features, built_lake, copied_store
+from tests.features.built import AS_OF, build_features, copied_store
 from tideline.errors import OnlineStoreUnavailable, RetrievalError
 
 REDIS_TEST_DB = "redis://127.0.0.1:6379/13"
@@ -124,13 +124,6 @@ def test_an_unreachable_store_is_named() -> None:
 
 
 # -- through the feature store -------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def lake_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("online") / "lake"
-    built_lake(path)
-    return path
-
 
 @pytest.fixture
 def store(lake_template: Path, tmp_path: Path, online: OnlineStore) -> FeatureStore:

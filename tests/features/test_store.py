@@ -15,18 +15,11 @@ from features.definitions import Feature
 from features.materialize import as_of_time
 from features.offline import read_features
 from features.store import FeatureStore
-from tests.features.built import AS_OF, build_features, built_lake, copied_store
+from tests.features.built import AS_OF, build_features, copied_store
 from tideline.errors import RetrievalError
 
 FEATURES = ["spend_30d", "txn_count_7d", "last_category", "value_segment",
             "customer_activity:logins_7d", "plan", "tenure_days"]
-
-
-@pytest.fixture(scope="module")
-def lake_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("store") / "lake"
-    built_lake(path)
-    return path
 
 
 @pytest.fixture
