@@ -376,12 +376,11 @@ def lineage_command(ref: str = typer.Argument(help="MODEL or MODEL:VERSION")) ->
     """Where a model came from, down to the ingestion runs."""
     from rich.tree import Tree
 
+    from features.registry import open_registry
+    from lake import open_lake
     from models.lineage import lineage
 
     settings = load_settings()
-    from features.registry import open_registry
-    from lake import open_lake
-
     chain = lineage(_model_registry().get(*_model_ref(ref)), open_registry(settings),
                     open_lake(settings))
     ts = chain["training_set"]

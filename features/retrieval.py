@@ -118,13 +118,15 @@ def materialized_dates(lake: Lake, ref: str, view: FeatureView) -> list[date]:
 
 def read_snapshot(lake: Lake, ref: str, view: FeatureView, day: date,
                   columns: Sequence[str]) -> pa.Table:
-    """One materialisation of a view: the entity key and the given feature columns."""
+    """One materialisation of a view: the entity key (as text, whatever the table stores) and
+    the given feature columns."""
     parts = [info.path for info in lake.list(ref, f"{view_prefix(view)}as_of={day:%Y-%m-%d}/")]
     if not parts:
         raise RetrievalError(f"view {view.name!r} version {view.version} has no feature table "
                              f"as of {day} at {ref}")
-    return pa.concat_tables([read_table(lake, ref, path, [view.entity.key, *columns])
-                             for path in parts], promote_options="permissive")
+    table = pa.concat_tables([read_table(lake, ref, path, [view.entity.key, *columns])
+                              for path in parts], promote_options="permissive")
+    return table.set_column(0, view.entity.key, table.column(0).cast(pa.string()))
 
 
 def _keys(entity_df: pd.DataFrame, view: FeatureView) -> pa.Array:
@@ -159,8 +161,7 @@ def join_view(lake: Lake, ref: str, view: FeatureView, features: Sequence[str],
         if not len(rows):
             continue
         snapshot = read_snapshot(lake, ref, view, dates[j], features)
-        found = pc.index_in(keys.take(pa.array(rows)), value_set=snapshot.column(
-            view.entity.key).cast(pa.string()))
+        found = pc.index_in(keys.take(pa.array(rows)), value_set=snapshot.column(0))
         pieces.append(snapshot.select(list(features)).take(found))
         schema = pieces[-1].schema
         used.append(dates[j])

@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -218,7 +218,7 @@ class FeatureStore:
         self.registry.record_training_set(result.name, result.tag, commit, result.path,
                                           result.ref_commit, len(result.frame),
                                           result.features, result.views)
-        return TrainingSet(**{**result.__dict__, "lake_commit": commit})
+        return replace(result, lake_commit=commit)
 
     def load_training_set(self, name: str) -> TrainingSet:
         """A saved training set, exactly as it was written (from its tag)."""
@@ -251,7 +251,6 @@ class FeatureStore:
                     f"{day or 'any date'} at {ref}; build it (`tideline features build`)")
             current = read_snapshot(self.lake, commit, view, day, view.feature_names)
             key = view.entity.key
-            current = current.set_column(0, key, current.column(key).cast(pa.string()))
             old = self.online.state(view.name)
             state = OnlineState(view=view.name, version=view.version, as_of=day, key=key,
                                 columns=tuple(view.feature_names),
@@ -282,12 +281,10 @@ class FeatureStore:
         if state is None or state.version != view.version:
             return None
         try:
-            table = read_snapshot(self.lake, state.source_commit, view, state.as_of,
-                                  view.feature_names)
+            return read_snapshot(self.lake, state.source_commit, view, state.as_of,
+                                 view.feature_names)
         except (LakeError, RetrievalError):
             return None
-        key = view.entity.key
-        return table.set_column(0, key, table.column(key).cast(pa.string()))
 
     def get_online_features(self, entity_ids: Sequence[Any], features: Sequence[str],
                             now: datetime | None = None) -> OnlineFeatures:

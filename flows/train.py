@@ -16,7 +16,6 @@ from tasks.models import (
     assemble_training_set,
     fit_model,
     label_training_examples,
-    plan_training_dates,
     promotion_gate,
     publish_model_artifacts,
     register_trained_model,
@@ -38,11 +37,10 @@ def train(run_id: str, model: str = "models.churn:CHURN_MODEL") -> TrainingOutco
     logger = get_run_logger()
     spec = load_model_spec(model)
     store = FeatureStore.open(settings)
-    dates, missing = plan_training_dates(store, spec)
+    examples, missing = label_training_examples(store, spec)
     if missing:
         build_features.with_options(task_runner=ray_task_runner(settings))(
             run_id=f"{run_id}-train", as_of=missing)
-    examples = label_training_examples(store, spec, dates)
     training = assemble_training_set(store, examples, spec)
     registry = open_model_registry(settings)
     done = registry.trained_on(spec.name, training.name, spec.version)

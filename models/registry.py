@@ -152,10 +152,6 @@ class LoadedModel:
     def predict(self, frame: Any) -> Any:
         return self.booster.predict(self.matrix.transform(frame))
 
-    def contributions(self, frame: Any) -> Any:
-        """Per row, each feature's contribution to the log-odds (and the bias, last)."""
-        return self.booster.predict(self.matrix.transform(frame), pred_contrib=True)
-
 
 _JSON = ("metrics", "baseline_metrics", "params", "features", "feature_views")
 

@@ -143,9 +143,6 @@ class TrainedModel:
     """The test fold's rows (entity, as-of date, features, label): the held-out data a
     champion is compared on."""
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.matrix.transform(frame))
-
 
 def fit_baseline(x: pd.DataFrame, y: np.ndarray, matrix: FeatureMatrix) -> Pipeline:
     """Logistic regression on standardised numbers (median-imputed, with missing indicators)

@@ -18,20 +18,17 @@ from models.spec import ModelSpec
 from models.training import TrainedModel, train_model
 
 
-@task(name="plan-training-dates", cache_policy=NONE)
-def plan_training_dates(store: FeatureStore, spec: ModelSpec) -> tuple[list[date], list[date]]:
-    """The spec's as-of dates at main, and those some view has no feature table for yet."""
-    activity = load_activity(store.lake, "main", spec.label)
-    dates = labelable_dates(activity, spec.label, spec.as_of_dates, spec.every_days)
-    commit = store.lake.resolve("main")
-    built = [set(materialized_dates(store.lake, commit, view)) for view in store.views]
-    return dates, [d for d in dates if not all(d in days for days in built)]
-
-
 @task(name="label-examples", cache_policy=NONE)
-def label_training_examples(store: FeatureStore, spec: ModelSpec, dates: list[date]
-                            ) -> pd.DataFrame:
-    return label_examples(load_activity(store.lake, "main", spec.label), spec.label, dates)
+def label_training_examples(store: FeatureStore, spec: ModelSpec
+                            ) -> tuple[pd.DataFrame, list[date]]:
+    """The labelled examples at the spec's as-of dates from main's activity, and the dates
+    some view has no feature table for yet."""
+    commit = store.lake.resolve("main")
+    activity = load_activity(store.lake, commit, spec.label)
+    dates = labelable_dates(activity, spec.label, spec.as_of_dates, spec.every_days)
+    built = [set(materialized_dates(store.lake, commit, view)) for view in store.views]
+    return (label_examples(activity, spec.label, dates),
+            [d for d in dates if not all(d in days for days in built)])
 
 
 @task(name="training-set", retries=1, cache_policy=NONE)

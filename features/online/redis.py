@@ -9,7 +9,7 @@ Redis runs atomically, so a reader never pairs one version's state with another'
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -73,12 +73,18 @@ class RedisOnlineStore:
             body = self._client.get(_prefix(view) + "state")
         return None if body is None else OnlineState.from_json(body)
 
-    def _unlink_version(self, view: str, version: str) -> None:
+    def _entities(self, view: str, version: str) -> Iterator[str]:
+        """The entities a version of a view holds rows for."""
+        prefix = f"{_prefix(view)}{version}:"
+        for key in self._client.scan_iter(match=prefix + "*", count=_BATCH):
+            yield key.decode()[len(prefix):]
+
+    def _unlink(self, view: str, version: str, entities: Iterable[str]) -> None:
+        prefix = f"{_prefix(view)}{version}:"
         pipe = self._client.pipeline(transaction=False)
-        for k, key in enumerate(self._client.scan_iter(match=f"{_prefix(view)}{version}:*",
-                                                       count=_BATCH)):
-            pipe.unlink(key)
-            if k % _BATCH == _BATCH - 1:
+        for k, entity in enumerate(entities, 1):
+            pipe.unlink(prefix + entity)
+            if k % _BATCH == 0:
                 pipe.execute()
         pipe.execute()
 
@@ -90,28 +96,23 @@ class RedisOnlineStore:
         with self._reachable():
             old = self.state(state.view)
             if replace and old is not None and old.version == state.version:
-                replace = False  # the same version again: overwrite in place, then drop the rest
-                deleted = [*deleted, *self._stale_keys(state.view, state.version, keys)]
-            elif replace:
-                self._unlink_version(state.view, state.version)  # leftovers of a failed write
+                # the same version again: overwrite in place, then drop the rest
+                kept = set(keys)
+                deleted = [*deleted, *(e for e in self._entities(state.view, state.version)
+                                       if e not in kept)]
+            elif replace:  # leftovers of a failed write of this version
+                self._unlink(state.view, state.version,
+                             list(self._entities(state.view, state.version)))
             pipe = self._client.pipeline(transaction=False)
             for start in range(0, len(keys), _BATCH):
                 pipe.mset({prefix + k: v for k, v in zip(keys[start:start + _BATCH],
                                                          values[start:start + _BATCH],
                                                          strict=True)})
                 pipe.execute()
-            for start in range(0, len(deleted), _BATCH):
-                pipe.unlink(*[prefix + k for k in deleted[start:start + _BATCH]])
-                pipe.execute()
+            self._unlink(state.view, state.version, deleted)
             self._client.set(_prefix(state.view) + "state", state.to_json())
             if old is not None and old.version != state.version:
-                self._unlink_version(state.view, old.version)
-
-    def _stale_keys(self, view: str, version: str, keep: Sequence[str]) -> list[str]:
-        prefix = f"{_prefix(view)}{version}:"
-        kept = set(keep)
-        return [key[len(prefix):] for key in (k.decode() for k in self._client.scan_iter(
-            match=prefix + "*", count=_BATCH)) if key[len(prefix):] not in kept]
+                self._unlink(old.view, old.version, list(self._entities(old.view, old.version)))
 
     def read(self, view: str, keys: Sequence[str]) -> tuple[OnlineState | None,
                                                            list[list[Any] | None]]:
@@ -126,7 +127,7 @@ class RedisOnlineStore:
         with self._reachable():
             state = self.state(view)
             if state is not None:
-                self._unlink_version(view, state.version)
+                self._unlink(view, state.version, list(self._entities(view, state.version)))
             self._client.delete(_prefix(view) + "state")
 
     def close(self) -> None:
