@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     """Where the latest feature values are served from."""
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
 
+    smtp_host: str | None = None
+    """SMTP server for alerts; unset writes `.eml` files to `<data_dir>/outbox/`."""
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_password_secret: str | None = None
+    """Name of a Prefect Secret block holding the SMTP password (instead of the variable)."""
+    mail_from: str = "tideline@localhost.localdomain"
+
     lakefs_endpoint: str | None = None
     lakefs_access_key_id: SecretStr | None = None
     lakefs_secret_access_key: SecretStr | None = None
