@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from ingestion.project import Project, load_project
@@ -28,6 +28,10 @@ DEFECT_RULES = {
                "duplicate_event_id": "duplicate_key:event_id"},
 }
 """Which rule of the demo project's contracts catches each defect the generator injects."""
+DEMO_DRIFT_FROM = date(2026, 9, 2)
+"""The demo's customers change after the model's last training date (1 September): spending,
+category and channel mix and app sessions shift for the drift monitor to flag when it scores
+October."""
 
 
 def _spec_digest(spec: object) -> str:
@@ -74,7 +78,7 @@ def demo_project(data_dir: Path) -> Iterator[Project]:
     from ingestion.demo import DemoSpec
     from ingestion.demo_api import serve_records
 
-    spec = DemoSpec()
+    spec = DemoSpec(drift_from=DEMO_DRIFT_FROM)
     root = prepare_demo_sources(data_dir / "demo", spec)
     os.environ["TIDELINE_DEMO_SQL_URL"] = f"sqlite:///{(root / 'shop.db').resolve()}"
     os.environ["TIDELINE_DEMO_API_TOKEN"] = API_TOKEN

@@ -122,6 +122,11 @@ class FeatureView:
     ttl_days: int | None = None
     """How long a materialised value stays valid after its as-of date; past that, online and
     offline retrieval both return null for the view (None: valid until the next one)."""
+    drift_method: str | None = None
+    """The drift test for this view's features (`wasserstein`, `jensenshannon`, `psi`, `ks`,
+    `chisquare`, `z`); None chooses by type and sample size."""
+    drift_threshold: float | None = None
+    """Its threshold (a distance at or above it, or a p-value below it, is drift)."""
 
     def __post_init__(self) -> None:
         # lists read better in declarations; tuples keep the view hashable and frozen
@@ -132,7 +137,8 @@ class FeatureView:
 
     @cached_property  # a frozen view never changes; store lookups ask for it on every call
     def version(self) -> str:
-        """Stable hash of everything that changes the values (not owner, tags, TTL or prose)."""
+        """Stable hash of everything that changes the values (not owner, tags, TTL, drift
+        rules or prose)."""
         return _stable_hash({
             "entity": asdict(self.entity), "source": asdict(self.source),
             "features": [_semantic(f) for f in self.features],
@@ -167,6 +173,10 @@ def check_view(view: FeatureView) -> None:
     if view.ttl_days is not None and (not isinstance(view.ttl_days, int) or view.ttl_days <= 0):
         raise FeatureDefinitionError(f"{where}: ttl_days must be a positive number of days, "
                                      f"got {view.ttl_days!r}")
+    if view.drift_threshold is not None and not (isinstance(view.drift_threshold, int | float)
+                                                 and view.drift_threshold > 0):
+        raise FeatureDefinitionError(f"{where}: drift_threshold must be a positive number, got "
+                                     f"{view.drift_threshold!r}")
     if "@" not in view.owner:
         raise FeatureDefinitionError(f"{where}: owner must be an e-mail address, got "
                                      f"{view.owner!r}")

@@ -5,12 +5,17 @@ per-feature contributions to the log-odds)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from features.definitions import FeatureView
+from features.retrieval import materialized_dates
+from features.store import FeatureStore
+from models.labels import active_at, load_activity
 from models.registry import LoadedModel, ModelRecord
+from models.spec import ModelSpec
 from tideline.errors import ModelError
 
 REASONS = 3
@@ -26,6 +31,24 @@ def check_versions(record: ModelRecord, views: Sequence[FeatureView]) -> None:
                 f"model {record.ref} was trained on feature view {name!r} version {version}, "
                 f"but the store serves it {now}; retrain the model, or build and serve that "
                 "version")
+
+
+def scoring_population(store: FeatureStore, record: ModelRecord, spec: ModelSpec,
+                       as_of: date | None) -> tuple[date, pd.DataFrame]:
+    """The model's features, at main, for every entity active before the day (the newest day
+    every view of the model has a table for, unless given): what batch scoring and the drift
+    monitor both look at."""
+    commit = store.lake.resolve("main")
+    days = set.intersection(*(set(materialized_dates(store.lake, commit, view))
+                              for view in store.views if view.name in record.feature_views))
+    day = as_of or max(days, default=None)
+    if day not in days:
+        raise ModelError(f"no feature tables as of {day or 'any day'} for every view of "
+                         f"{record.ref}; build them (`tideline features build --as-of`)")
+    customers = active_at(load_activity(store.lake, commit, spec.label), spec.label, day)
+    features = store.get_training_set(customers, record.features, ref=commit,
+                                      timestamp_column="as_of", save=False)
+    return day, features.frame
 
 
 def risk_segment(probability: np.ndarray, threshold: float) -> np.ndarray:

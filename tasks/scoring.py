@@ -9,13 +9,11 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
-from features.retrieval import materialized_dates
 from features.store import FeatureStore
 from lake.publish import publish
 from lake.tables import write_table
-from models.labels import active_at, load_activity
 from models.registry import ModelRecord, ModelRegistry, load_model
-from models.scoring import check_versions, score
+from models.scoring import check_versions, score, scoring_population
 from models.spec import ModelSpec
 from tideline.errors import ModelError
 
@@ -35,17 +33,8 @@ def score_customers(store: FeatureStore, record: ModelRecord, spec: ModelSpec,
                     as_of: date | None) -> tuple[date, pd.DataFrame]:
     """Every customer active before the day (the newest day every view has a table for) with
     the champion's probability, risk and reasons."""
-    commit = store.lake.resolve("main")
-    days = set.intersection(*(set(materialized_dates(store.lake, commit, view))
-                              for view in store.views if view.name in record.feature_views))
-    day = as_of or max(days, default=None)
-    if day not in days:
-        raise ModelError(f"no feature tables as of {day or 'any day'} for every view of "
-                         f"{record.ref}; build them (`tideline features build --as-of`)")
-    customers = active_at(load_activity(store.lake, commit, spec.label), spec.label, day)
-    features = store.get_training_set(customers, record.features, ref=commit,
-                                      timestamp_column="as_of", save=False)
-    return day, score(load_model(store.lake, record), features.frame, spec.label.entity_key)
+    day, features = scoring_population(store, record, spec, as_of)
+    return day, score(load_model(store.lake, record), features, spec.label.entity_key)
 
 
 @task(name="publish-scores", retries=1, cache_policy=NONE)

@@ -122,3 +122,7 @@ class UnknownFeature(RetrievalError):
 class ModelError(TidelineError):
     """A model cannot be trained, registered or used as asked: too few labels, one class only,
     features the store does not serve at the model's versions, a missing artifact."""
+
+
+class MonitoringError(TidelineError):
+    """Drift or quality monitoring cannot compare: missing columns, no data, a bad rule."""
