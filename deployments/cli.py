@@ -83,6 +83,7 @@ def run(
     _print_features(result.features)
     _print_training(result.training)
     _print_scoring(result.scores)
+    _print_monitoring(result.monitoring)
 
 
 @app.command()
@@ -277,6 +278,56 @@ def score_command(
 
     _print_scoring(score(run_id=run_id or new_run_id(), model=model,
                          as_of=as_of.date() if as_of else None))
+
+
+@app.command()
+def monitor(
+    run_id: str = typer.Option(None, help="Re-use a run id (a finished run alerts no one "
+                                          "twice)."),
+    model: str = typer.Option("models.churn:CHURN_MODEL", help="`module:attribute` of a "
+                                                              "ModelSpec."),
+    as_of: datetime = typer.Option(None, formats=["%Y-%m-%d"],
+                                   help="Compare the features as of this day; default: the "
+                                        "newest."),
+    notify: bool = typer.Option(True, help="E-mail the owners of what drifted."),
+) -> None:
+    """Compare the champion's training set with today's features: drift report, event, e-mail."""
+    _prefect_quiet()
+    from flows.monitor import monitor as monitor_flow
+    from flows.pipeline import new_run_id
+
+    _print_monitoring(monitor_flow(run_id=run_id or new_run_id(), model=model,
+                                   as_of=as_of.date() if as_of else None, notify=notify))
+
+
+@app.command()
+def retrain(
+    model: str = typer.Option("models.churn:CHURN_MODEL", help="`module:attribute` of a "
+                                                              "ModelSpec."),
+    report: str = typer.Option(None, help="The drift report asking for it (lake path)."),
+) -> None:
+    """Rebuild the training set from main, train, and run the promotion gate."""
+    _prefect_quiet()
+    from flows.retrain import retrain as retrain_flow
+
+    _print_training(retrain_flow(model=model, report=report))
+
+
+def _print_monitoring(run) -> None:  # noqa: ANN001 - flows.monitor.MonitorRun
+    console.print(f"{run.model} as of {run.as_of}: {len(run.drifted)} features drifted"
+                  + (f" ({', '.join(run.drifted[:8])}{', ...' if len(run.drifted) > 8 else ''})"
+                     if run.drifted else ""))
+    if run.retrain:
+        console.print("[yellow]retrain requested:[/] " + "; ".join(run.reasons))
+    if run.event is not None:
+        console.print(f"event {run.event.event}: "
+                      + ("delivered" if run.event.delivered else
+                         f"[red]not delivered[/] ({run.event.detail})"))
+    for mail in run.emails:
+        console.print(f"e-mail to {', '.join(mail.to)}: "
+                      + (mail.detail if mail.sent else f"[red]not sent[/] ({mail.detail})"))
+    console.print(f"report: {run.report['local']} (lake: {run.report['html']} at "
+                  f"{_short(run.report['commit'])})")
 
 
 def _print_scoring(run) -> None:  # noqa: ANN001 - flows.score.ScoringRun

@@ -11,13 +11,14 @@ from features.materialize import FeatureBuild
 from features.store import OnlineWrite
 from flows.features import build_features, materialize_online, ray_task_runner
 from flows.ingest import ingest
+from flows.monitor import MonitorRun, monitor
 from flows.score import ScoringRun, score
 from flows.train import TrainingOutcome, train
 from ingestion.audit import Audit
 from tideline.settings import load_settings
 
 STAGES = ["ingest", "validate", "publish", "features", "registry", "online store", "train",
-          "promotion gate", "score"]
+          "promotion gate", "score", "monitor"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class PipelineRun:
     online: list[OnlineWrite]
     training: TrainingOutcome
     scores: ScoringRun
+    monitoring: MonitorRun
 
 
 def new_run_id() -> str:
@@ -38,7 +40,7 @@ def pipeline(run_id: str | None = None, since: date | None = None,
              until: date | None = None) -> PipelineRun:
     """sources → run branch → quality gate → main → features on Ray → offline store and
     registry → online store → training set → LightGBM → model registry → promotion gate →
-    batch scores."""
+    batch scores → drift monitor (report, event, e-mail)."""
     run_id = run_id or new_run_id()
     audit = ingest(run_id=run_id, since=since, until=until)
     features = build_features.with_options(task_runner=ray_task_runner(load_settings()))(
@@ -46,6 +48,7 @@ def pipeline(run_id: str | None = None, since: date | None = None,
     online = materialize_online()
     training = train(run_id=run_id)
     scores = score(run_id=run_id)
+    monitoring = monitor(run_id=run_id)
     rows = "\n".join(f"| {o.dataset} | {o.rows:,} | {o.clean:,} | {o.quarantined:,} | "
                      f"{o.score:.2f} | {'pass' if o.gate_passed else 'fail'} |"
                      for o in audit.outcomes)
@@ -60,8 +63,10 @@ def pipeline(run_id: str | None = None, since: date | None = None,
         f"Model {training.model.ref}: test ROC-AUC {training.model.roc_auc:.4f} ("
         f"{'champion' if training.decision.promoted else 'candidate'})\n\n"
         f"Scores: {scores.customers:,} customers as of {scores.as_of}, {scores.high_risk:,} at "
-        f"high risk (`{scores.path}`)\n",
+        f"high risk (`{scores.path}`)\n\nDrift: {len(monitoring.drifted)} features drifted; "
+        + ("retrain requested: " + "; ".join(monitoring.reasons) if monitoring.retrain
+           else "no retrain needed") + f" (`{monitoring.report['html']}`)\n",
         description=f"tideline pipeline run {run_id}",
     )
     return PipelineRun(audit=audit, features=features, online=online, training=training,
-                       scores=scores)
+                       scores=scores, monitoring=monitoring)

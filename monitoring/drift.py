@@ -5,10 +5,10 @@ columns, when the frames are large).
 The test is chosen by type and sample size exactly as Evidently chooses it (its
 `_get_default_stattest`), so a report rendered by Evidently agrees with this summary:
 
-| reference rows (non-null) | numeric, > 5 distinct values | numeric, <= 5 | text / bool        |
-|---------------------------|------------------------------|---------------|--------------------|
-| <= 1000                   | Kolmogorov-Smirnov p-value   | chi-square (3-5 values) or Z-test (2) | same as left |
-| > 1000                    | normed Wasserstein distance  | Jensen-Shannon distance | Jensen-Shannon |
+| reference rows (non-null) | numbers, > 5 distinct values | <= 5 distinct, or text / bool |
+|---------------------------|------------------------------|-------------------------------|
+| <= 1000                   | Kolmogorov-Smirnov p-value   | chi-square (3+), Z-test (2)   |
+| > 1000                    | normed Wasserstein distance  | Jensen-Shannon distance       |
 
 p-values drift below their threshold (0.05), distances at or above theirs (0.1). With more
 than a thousand rows a p-value flags differences too small to matter, so large samples get a

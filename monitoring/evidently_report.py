@@ -5,12 +5,12 @@ rows; the verdicts in the summary always come from the whole columns)."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-
-from collections.abc import Mapping
 
 from monitoring.drift import METHODS, ColumnDrift, ColumnPolicy
 
@@ -43,11 +43,14 @@ def render_report(reference: pd.DataFrame, current: pd.DataFrame, drifts: list[C
         numerical_columns=[d.column for d in tested if d.kind == "num"],
         categorical_columns=[d.column for d in tested if d.kind == "cat"])
     sampled = max(len(reference), len(current)) > sample_rows
-    frames = [_sample(frame[columns], sample_rows, seed) for frame in (current, reference)]
-    for frame in frames:  # Evidently reads text categories; keep nulls as nulls
+    frames = [_sample(frame[columns], sample_rows, seed).copy() for frame in (current, reference)]
+    for frame in frames:
         for d in tested:
-            if d.kind == "cat":
-                frame[d.column] = frame[d.column].astype(object).where(frame[d.column].notna())
+            values = frame[d.column]
+            if d.kind == "cat":  # text categories, nulls kept as nulls
+                frame[d.column] = values.astype(object).where(values.notna())
+            else:  # Evidently keeps infinities in a column without NaN, and then disagrees
+                frame[d.column] = values.astype(float).replace([np.inf, -np.inf], np.nan)
     report = Report([
         DataDriftPreset(columns=columns,
                         per_column_method={c: p.method for c, p in policies.items()

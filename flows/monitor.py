@@ -1,0 +1,81 @@
+"""Monitor: the champion's training set vs the features it scores today → drift, missing
+values, score drift, performance and importance once labels exist → Evidently report and JSON
+summary in the lake → `tideline.drift.detected` when a retrain is due → e-mail to the owners
+of what drifted."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+
+from prefect import flow, get_run_logger
+
+from features.store import FeatureStore
+from lake.publish import find_published
+from models.registry import open_model_registry
+from models.spec import load_model_spec
+from monitoring.checks import MonitorRules
+from monitoring.events import Emitted
+from monitoring.mail import Delivery
+from tasks.monitoring import (
+    drift_checks,
+    email_owners,
+    emit_drift_event,
+    publish_drift_artifacts,
+    record_alerts,
+    write_drift_report,
+)
+from tasks.scoring import champion_for
+from tideline.settings import load_settings
+
+
+@dataclass(frozen=True)
+class MonitorRun:
+    model: str
+    as_of: date
+    drifted: list[str]
+    retrain: bool
+    reasons: list[str]
+    report: dict[str, str]
+    """Lake paths of the HTML and summary, their commit and the local copy."""
+    event: Emitted | None = None
+    emails: list[Delivery] = field(default_factory=list)
+
+
+@flow(name="monitor")
+def monitor(run_id: str, model: str = "models.churn:CHURN_MODEL", as_of: date | None = None,
+            notify: bool = True) -> MonitorRun:
+    """champion vs today's features → report in the lake → event → e-mails (when `notify`)."""
+    settings = load_settings()
+    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    logger = get_run_logger()
+    spec = load_model_spec(model)
+    store = FeatureStore.open(settings)
+    done = find_published(store.lake, f"{run_id}-alerts")
+    if done is not None:  # this run reported and alerted already: nobody is told twice
+        alerts = json.loads(store.lake.get(done.id, done.metadata["path"]))
+        summary = json.loads(store.lake.get(done.id, alerts["report"]["summary"]))
+        logger.info("monitor run %s alerted already (commit %s)", run_id, done.id[:12])
+        return MonitorRun(model=summary["model"], as_of=date.fromisoformat(summary["as_of"]),
+                          drifted=[f["column"] for f in summary["features"]
+                                   if f["drift"]["drifted"]],
+                          retrain=summary["retrain"], reasons=summary["reasons"],
+                          report=alerts["report"])
+    record = champion_for(open_model_registry(settings), store, spec)
+    result, compared = drift_checks(store, record, spec, as_of, MonitorRules())
+    report = write_drift_report(store, settings, result, compared, run_id)
+    event = emit_drift_event(result, report) if result.reasons else None
+    emails = email_owners(settings, result, report) if notify else []
+    record_alerts(store, result, report, event, emails, run_id)
+    publish_drift_artifacts(result, report, event, emails)
+    logger.info("%s as of %s: %d of %d features drifted; %s", result.model, result.as_of,
+                len(result.drifted), len(result.features),
+                "retrain requested: " + "; ".join(result.reasons) if result.reasons
+                else "no retrain needed")
+    if event is not None and not event.delivered:
+        logger.warning("the drift event was not delivered: %s", event.detail)
+    for failed in (d for d in emails if not d.sent):
+        logger.warning("e-mail to %s not sent: %s", ", ".join(failed.to), failed.detail)
+    return MonitorRun(model=result.model, as_of=result.as_of,
+                      drifted=[f.column for f in result.drifted], retrain=bool(result.reasons),
+                      reasons=result.reasons, report=report, event=event, emails=emails)

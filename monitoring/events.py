@@ -1,0 +1,75 @@
+"""The Prefect event a retrain-worthy drift report sends: `tideline.drift.detected`, about the
+model (the resource), naming the drifted features (related resources, role `feature`), with the
+scores and the report's place in the lake in the payload. Sent through Prefect's events client
+with a checkpoint after the event, so the monitor knows it reached the server; when it cannot,
+the report says the event is undelivered instead of failing the run."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prefect.events import Event
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+from monitoring.monitor import MonitorResult
+
+DRIFT_EVENT = "tideline.drift.detected"
+
+
+def model_resource(model_ref: str) -> str:
+    """`churn:v3` → `tideline.model.churn` (automations match the model, any version)."""
+    return f"tideline.model.{model_ref.partition(':')[0]}"
+
+
+def drift_event(result: MonitorResult, report: dict[str, str]) -> Event:
+    name, _, version = result.model.partition(":v")
+    return Event(
+        event=DRIFT_EVENT,
+        resource={"prefect.resource.id": model_resource(result.model),
+                  "prefect.resource.name": result.model, "tideline.model.version": version},
+        related=[{"prefect.resource.id": f"tideline.feature.{f.view}.{f.column}",
+                  "prefect.resource.role": "feature", "prefect.resource.name": f.column,
+                  "tideline.owner": f.owner} for f in result.drifted],
+        payload={"model": name, "model_ref": result.model, "as_of": f"{result.as_of}",
+                 "report": report["summary"], "html": report["html"],
+                 "commit": report["commit"], "reasons": result.reasons,
+                 "drifted_share": round(result.share, 4),
+                 "scores": {f.column: round(f.drift.score, 6) for f in result.drifted}})
+
+
+@dataclass(frozen=True)
+class Emitted:
+    event: str
+    id: str
+    delivered: bool
+    attempts: int
+    detail: str
+
+
+async def _send(event: Event) -> None:
+    from prefect.events.clients import get_events_client
+
+    async with get_events_client(reconnection_attempts=1, checkpoint_every=1) as client:
+        await client.emit(event)
+
+
+def emit(event: Event, attempts: int = 3, backoff: float = 1.0) -> Emitted:
+    """Send the event and wait for the server's acknowledgement; retry, then record."""
+    detail = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            run_coro_as_sync(_send(event))
+        except Exception as exc:  # noqa: BLE001 - any transport failure is "undelivered"
+            detail = f"{type(exc).__name__}: {exc}"
+            if attempt < attempts:
+                time.sleep(backoff * 2 ** (attempt - 1))
+        else:
+            return Emitted(event.event, str(event.id), True, attempt, "delivered")
+    return Emitted(event.event, str(event.id), False, attempts, detail)
+
+
+def emitted_summary(emitted: Emitted | None) -> dict[str, Any] | None:
+    return None if emitted is None else {"event": emitted.event, "id": emitted.id,
+                                         "delivered": emitted.delivered,
+                                         "attempts": emitted.attempts, "detail": emitted.detail}
