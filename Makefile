@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: demo test lint bench-lake
+.PHONY: demo test lint bench-lake bench-drift
 
 $(BIN)/tideline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,3 +26,8 @@ lint: $(BIN)/tideline
 
 bench-lake: $(BIN)/tideline
 	$(BIN)/python benchmarks/lake_bench.py
+
+# psutil (peak memory of the process tree) comes with the bench extra
+bench-drift: $(BIN)/tideline
+	$(BIN)/python -c 'import psutil' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/drift_bench.py

@@ -95,9 +95,8 @@ def ingest(
     """Ingest, validate and publish every source; with --since/--until, backfill those days."""
     _prefect_quiet()
     from flows.ingest import ingest as ingest_flow
-    from flows.pipeline import new_run_id
 
-    _print_audit(ingest_flow(run_id=run_id or new_run_id(),
+    _print_audit(ingest_flow(run_id=run_id,
                              since=since.date() if since else None,
                              until=until.date() if until else None))
 
@@ -113,10 +112,9 @@ def features_build(
     """Build the feature views from the clean tables on main, on Ray, into the offline store."""
     _prefect_quiet()
     from flows.features import build_features, ray_task_runner
-    from flows.pipeline import new_run_id
 
     flow = build_features.with_options(task_runner=ray_task_runner(load_settings()))
-    _print_features(flow(run_id=run_id or new_run_id(),
+    _print_features(flow(run_id=run_id,
                          as_of=[day.date() for day in as_of] if as_of else None,
                          partitions=partitions))
 
@@ -256,10 +254,9 @@ def train(
     """Train a model on point-in-time features from main, register it, run the promotion
     gate."""
     _prefect_quiet()
-    from flows.pipeline import new_run_id
     from flows.train import train as train_flow
 
-    _print_training(train_flow(run_id=run_id or new_run_id(), model=model))
+    _print_training(train_flow(run_id=run_id, model=model))
 
 
 @app.command("score")
@@ -273,10 +270,9 @@ def score_command(
     """Score every active customer with the champion: probability, risk and reasons, into the
     lake and the `scores` table."""
     _prefect_quiet()
-    from flows.pipeline import new_run_id
     from flows.score import score
 
-    _print_scoring(score(run_id=run_id or new_run_id(), model=model,
+    _print_scoring(score(run_id=run_id, model=model,
                          as_of=as_of.date() if as_of else None))
 
 
@@ -294,9 +290,8 @@ def monitor(
     """Compare the champion's training set with today's features: drift report, event, e-mail."""
     _prefect_quiet()
     from flows.monitor import monitor as monitor_flow
-    from flows.pipeline import new_run_id
 
-    _print_monitoring(monitor_flow(run_id=run_id or new_run_id(), model=model,
+    _print_monitoring(monitor_flow(run_id=run_id, model=model,
                                    as_of=as_of.date() if as_of else None, notify=notify))
 
 
@@ -311,6 +306,19 @@ def retrain(
     from flows.retrain import retrain as retrain_flow
 
     _print_training(retrain_flow(model=model, report=report))
+
+
+@app.command()
+def worker(
+    names: list[str] = typer.Argument(None, help="Deployments to serve (default: all of "
+                                                 "prefect.yaml)."),
+) -> None:
+    """Serve prefect.yaml's deployments from this process: their schedules, drift trigger and
+    runs started from the Prefect UI (set PREFECT_API_URL to a running server)."""
+    _prefect_quiet()
+    from deployments.serve import serve_deployments
+
+    serve_deployments(names or ())
 
 
 def _print_monitoring(run) -> None:  # noqa: ANN001 - flows.monitor.MonitorRun

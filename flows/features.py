@@ -13,7 +13,7 @@ from features.materialize import FeatureBuild, load_build
 from features.offline import default_as_of
 from features.store import FeatureStore, OnlineWrite
 from lake.base import MAIN
-from lake.publish import find_published, publish
+from lake.publish import find_published, new_run_id, publish
 from tasks.features import (
     compute_partition,
     materialize_online_store,
@@ -34,9 +34,10 @@ def ray_task_runner(settings: Settings) -> RayTaskRunner:
 
 
 @flow(name="build-features", task_runner=RayTaskRunner(init_kwargs=RAY_INIT))
-def build_features(run_id: str, as_of: list[date] | None = None,
+def build_features(run_id: str | None = None, as_of: list[date] | None = None,
                    partitions: int | None = None) -> FeatureBuild:
     """clean tables at a main commit → plan → entity partitions on Ray → offline store."""
+    run_id = run_id or new_run_id()
     settings = load_settings()
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     logger = get_run_logger()

@@ -9,7 +9,7 @@ from deployments.demo import open_project
 from ingestion.audit import Audit, load_audit
 from ingestion.sources import Window
 from lake import open_lake
-from lake.publish import find_published, publish
+from lake.publish import find_published, new_run_id, publish
 from tasks.ingestion import (
     acknowledge_source,
     audit_run,
@@ -21,8 +21,10 @@ from tideline.settings import load_settings
 
 
 @flow(name="ingest")
-def ingest(run_id: str, since: date | None = None, until: date | None = None) -> Audit:
+def ingest(run_id: str | None = None, since: date | None = None, until: date | None = None
+           ) -> Audit:
     """sources → run branch → validate → quality gate → merge into main."""
+    run_id = run_id or new_run_id()
     settings = load_settings()
     logger = get_run_logger()
     window = Window.of_days(since, until)

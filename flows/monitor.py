@@ -11,7 +11,7 @@ from datetime import date
 from prefect import flow, get_run_logger
 
 from features.store import FeatureStore
-from lake.publish import find_published
+from lake.publish import find_published, new_run_id
 from models.registry import open_model_registry
 from models.spec import load_model_spec
 from monitoring.checks import MonitorRules
@@ -43,9 +43,10 @@ class MonitorRun:
 
 
 @flow(name="monitor")
-def monitor(run_id: str, model: str = "models.churn:CHURN_MODEL", as_of: date | None = None,
-            notify: bool = True) -> MonitorRun:
+def monitor(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL",
+            as_of: date | None = None, notify: bool = True) -> MonitorRun:
     """champion vs today's features → report in the lake → event → e-mails (when `notify`)."""
+    run_id = run_id or new_run_id()
     settings = load_settings()
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     logger = get_run_logger()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -15,6 +15,7 @@ from flows.monitor import MonitorRun, monitor
 from flows.score import ScoringRun, score
 from flows.train import TrainingOutcome, train
 from ingestion.audit import Audit
+from lake.publish import new_run_id
 from tideline.settings import load_settings
 
 STAGES = ["ingest", "validate", "publish", "features", "registry", "online store", "train",
@@ -29,10 +30,6 @@ class PipelineRun:
     training: TrainingOutcome
     scores: ScoringRun
     monitoring: MonitorRun
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 @flow(name="pipeline")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.pipeline import new_run_id
 from flows.train import TrainingOutcome, train
+from lake.publish import new_run_id
 
 
 @flow(name="retrain")

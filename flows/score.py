@@ -8,7 +8,7 @@ from datetime import date
 from prefect import flow, get_run_logger
 
 from features.store import FeatureStore
-from lake.publish import find_published
+from lake.publish import find_published, new_run_id
 from models.registry import open_model_registry
 from models.spec import load_model_spec
 from tasks.scoring import champion_for, publish_score_artifacts, publish_scores, score_customers
@@ -25,9 +25,10 @@ class ScoringRun:
 
 
 @flow(name="score")
-def score(run_id: str, model: str = "models.churn:CHURN_MODEL",
+def score(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL",
           as_of: date | None = None) -> ScoringRun:
     """champion → active customers' features as of a day → scores in the lake and the DB."""
+    run_id = run_id or new_run_id()
     settings = load_settings()
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     spec = load_model_spec(model)

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 
 from features.store import FeatureStore
 from flows.features import build_features, ray_task_runner
+from lake.publish import new_run_id
 from models.promotion import GateDecision, recorded_decision
 from models.registry import ModelRecord, open_model_registry
 from models.spec import load_model_spec
@@ -30,8 +31,9 @@ class TrainingOutcome:
 
 
 @flow(name="train")
-def train(run_id: str, model: str = "models.churn:CHURN_MODEL") -> TrainingOutcome:
+def train(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL") -> TrainingOutcome:
     """lake → labels + point-in-time features → LightGBM → registry → promotion gate."""
+    run_id = run_id or new_run_id()
     settings = load_settings()
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     logger = get_run_logger()

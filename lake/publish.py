@@ -14,6 +14,13 @@ from lake.base import MAIN, Commit, Lake, check_branch
 log = logging.getLogger(__name__)
 
 
+def new_run_id() -> str:
+    """A run id from the time (UTC, to the second): what a run gets when nobody names it."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
 def run_branch_name(run_id: str) -> str:
     return check_branch(f"run-{run_id}")
 

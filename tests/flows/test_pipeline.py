@@ -1,8 +1,19 @@
-"""The pipeline flow on the bundled demo, on a real (test) Prefect server."""
+"""The pipeline flow on the bundled demo, on a real (test) Prefect server, with the retrain
+deployment served from prefect.yaml by `tideline worker` beside it: the demo's drift must reach
+the owners' outbox and, through the server's automation, start one retrain run."""
 from __future__ import annotations
 
+import email
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
+from email import policy
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -20,12 +31,58 @@ from lake.tables import read_frame
 from models.lineage import lineage
 from models.registry import ModelRegistry
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _wait_for(what: str, probe: Callable[[], Any], timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
+
+
+@contextmanager
+def retrain_worker(data_dir: Path) -> Iterator[Any]:
+    """`tideline worker retrain` in a subprocess against the test server: prefect.yaml's
+    retrain deployment and its drift automation, registered and served."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
+           "TIDELINE_DATA_DIR": str(data_dir), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    log = (data_dir.parent / "worker.log").open("w")
+    worker = subprocess.Popen([sys.executable, "-m", "deployments.cli", "worker", "retrain"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with get_client(sync_client=True) as client:
+            _wait_for("the retrain automation", lambda: worker.poll() is None
+                      and client.read_automations_by_name("retrain-on-drift"))
+            yield client
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        log.close()
+
+
+def _retrain_runs(client: Any) -> list[Any]:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    return client.read_flow_runs(
+        deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"])),
+        sort=FlowRunSort.EXPECTED_START_TIME_ASC)
+
 
 @pytest.mark.slow
 def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempotently(
     ray_cluster: str, prefect_server: None, data_dir: Path
 ) -> None:
-    run = pipeline(run_id="t1")
+    with retrain_worker(data_dir) as client:
+        run = pipeline(run_id="t1")
+        drift_loop(client, run, data_dir)
     audit = run.audit
     injected = injected_defects(data_dir / "demo")
     for outcome in audit.outcomes:
@@ -47,11 +104,11 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     assert built.metadata["stage"] == "features"
     assert built.metadata["source_commit"] == features.source_commit == ingested.id
     merges = [head]  # main's own history, newest first: training's and scoring's on top
-    while len(merges) < 5:
+    while len(merges) < 7:
         merges.append(lake.get_commit(merges[-1].parents[0]))
     assert [c.metadata["stage"] for c in merges] == [
-        "scores", "model", "training-set", "features", "features"]
-    assert merges[4].id == built.id
+        "alerts", "monitor", "scores", "model", "training-set", "features", "features"]
+    assert merges[6].id == built.id
     assert (features.features, features.entities, features.as_of) == (57, 3000, ("2026-10-01",))
     spending = read_features(lake, "main", CHURN_VIEWS[0], date(2026, 10, 1))
     stamps = pd.concat([read_frame(lake, "main", o.path, columns=["ts"])["ts"]
@@ -90,8 +147,11 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     assert 2000 < scores.customers <= 3000 and 0 < scores.high_risk < scores.customers / 2
     assert len(read_frame(lake, "main", scores.path)) == scores.customers
 
-    again = pipeline(run_id="t1")  # the same run again: nothing new
+    again = pipeline(run_id="t1")  # the same run again: nothing new, nobody told twice
     assert (again.audit, again.features, again.scores) == (run.audit, run.features, run.scores)
+    assert (again.monitoring.drifted, again.monitoring.report) == (run.monitoring.drifted,
+                                                                   run.monitoring.report)
+    assert again.monitoring.emails == [] and again.monitoring.event is None
     assert again.training.model == model and again.training.decision == decision
     assert {w.mode for w in again.online} == {"unchanged"}
     assert lake.resolve("main") == head.id
@@ -122,3 +182,52 @@ def test_backfill_replaces_its_days_without_duplicates(prefect_server: None, dat
     assert rows_on_day() == before > 0
     assert [o.path.rsplit("/", 1)[1] for o in lake.list("main", day)] == ["part-b1.parquet"]
     assert lake.get("main", "checkpoints/shop-transactions.json") == checkpoints
+
+
+SPENDING_DRIFT = {"spend_30d", "avg_amount_30d", "median_amount_30d", "app_share_30d"}
+"""Features the demo's September shift moves (amounts x1.3, more app purchases)."""
+
+
+def drift_loop(client: Any, run: Any, data_dir: Path) -> None:
+    """The demo's drift: found, reported in the lake, e-mailed per owner, sent as an event
+    the server logged, and answered by exactly one retrain run, which completes."""
+    from prefect.events import Event
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    from monitoring.events import DRIFT_EVENT, emit
+
+    monitoring = run.monitoring
+    assert set(monitoring.drifted) >= SPENDING_DRIFT
+    assert monitoring.retrain and "features drifted" in monitoring.reasons[0]
+    lake = LocalLake(data_dir / "lake")
+    assert lake.exists("main", monitoring.report["html"])
+    assert lake.exists("main", monitoring.report["summary"])
+    assert monitoring.event is not None and monitoring.event.delivered
+    sent = {tuple(m.to): Path(m.detail) for m in monitoring.emails}
+    assert all(m.sent for m in monitoring.emails)
+    assert ("growth-analytics@example.com",) in sent and ("retention-ds@example.com",) in sent
+    spending = email.message_from_bytes(sent[("growth-analytics@example.com",)].read_bytes(),
+                                        policy=policy.default)
+    text = spending.get_body(("plain",)).get_content()
+    assert "spend_30d (customer_spending)" in text and "activity" not in text
+    assert [a.get_filename() for a in spending.iter_attachments()] == ["drift-report.html"]
+
+    def logged() -> list[Any]:
+        return client.read_events(EventFilter(event=EventNameFilter(name=[DRIFT_EVENT])),
+                                  limit=50).events
+
+    (event,) = _wait_for("the drift event in the server's log", logged)
+    assert str(event.id) == monitoring.event.id
+    assert event.resource.id == "tideline.model.churn"
+    assert {r.id for r in event.related} >= {"tideline.feature.customer_spending.spend_30d"}
+    (first,) = _wait_for("the retrain run", lambda: _retrain_runs(client))
+    assert first.parameters["report"] == monitoring.report["summary"]
+    # more drift about the same model within the debounce window: no second retrain
+    for _ in range(2):
+        assert emit(Event(event=DRIFT_EVENT, resource=event.resource.root,
+                          payload={"report": "again", "reasons": []})).delivered
+    done = _wait_for("the retrain run to finish", lambda: [
+        r for r in _retrain_runs(client) if r.state and r.state.is_final()], timeout=180)
+    assert [r.state.name for r in done] == ["Completed"]
+    time.sleep(3)
+    assert len(_retrain_runs(client)) == 1

@@ -2,6 +2,7 @@
 features built at the model's as-of dates: what the training tests learn from."""
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -19,8 +20,10 @@ from tests.features.conftest import write_clean
 CUSTOMERS = 1500
 
 
-def demo_tables(customers: int = CUSTOMERS, seed: int = 7) -> dict[str, pd.DataFrame]:
-    data = generate(DemoSpec(customers=customers, defect_rate=0.0, seed=seed))
+def demo_tables(customers: int = CUSTOMERS, seed: int = 7, drift_from: date | None = None
+                ) -> dict[str, pd.DataFrame]:
+    data = generate(DemoSpec(customers=customers, defect_rate=0.0, seed=seed,
+                             drift_from=drift_from))
     profile = data.customers.assign(
         signup_date=pd.to_datetime(data.customers["signup_date"]).dt.date)
     return {"customers": profile.drop(columns=["updated_at"]),
