@@ -73,7 +73,7 @@ def _retrain_runs(client: Any) -> list[Any]:
 
     return client.read_flow_runs(
         deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"])),
-        sort=FlowRunSort.EXPECTED_START_TIME_ASC)
+        sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=20)
 
 
 @pytest.mark.slow
