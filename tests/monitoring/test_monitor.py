@@ -42,7 +42,7 @@ def test_october_drift_is_found_where_the_demo_put_it(october: MonitorResult,
     assert not drifted & STEADY
     assert october.as_of == OCTOBER and october.model == "churn:v1"
     assert october.reference["as_of"] == ["2026-08-25", "2026-09-01"]
-    assert october.reasons[0].endswith("features drifted ({:.0%} >= 25%)".format(october.share))
+    assert october.reasons[0].endswith(f"features drifted ({october.share:.0%} >= 25%)")
     views = {f.view for f in october.drifted}
     assert {"customer_spending", "customer_activity"} <= views
     by_column = {f.column: f for f in october.features}
