@@ -321,6 +321,25 @@ def worker(
     serve_deployments(names or ())
 
 
+@app.command()
+def server(
+    port: int = typer.Option(4200, help="Port of the API and UI."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+) -> None:
+    """Start a Prefect server (UI included; SQLite in the data directory, or
+    TIDELINE_PREFECT_DATABASE_URL) and serve every deployment of prefect.yaml against it."""
+    _prefect_quiet()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.serve import prefect_server, serve_deployments
+    from tideline.settings import load_settings
+
+    with prefect_server(load_settings(), host, port) as api, temporary_settings(
+            {PREFECT_API_URL: api}):
+        console.print(f"Prefect UI: {api.removesuffix('/api')}  (API {api})")
+        serve_deployments()
+
+
 def _print_monitoring(run) -> None:  # noqa: ANN001 - flows.monitor.MonitorRun
     console.print(f"{run.model} as of {run.as_of}: {len(run.drifted)} features drifted"
                   + (f" ({', '.join(run.drifted[:8])}{', ...' if len(run.drifted) > 8 else ''})"

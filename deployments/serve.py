@@ -5,14 +5,22 @@ reads them."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+import sqlalchemy as sa
 import yaml
 from prefect.deployments.runner import RunnerDeployment
 
 from tideline.errors import ConfigError
+from tideline.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
@@ -60,6 +68,50 @@ def project_deployments(names: Sequence[str] = (), path: Path = PREFECT_YAML
         raise ConfigError(f"no deployment {', '.join(map(repr, unknown))} in {path}; "
                           f"deployments: {', '.join(specs)}")
     return [runner_deployment(specs[n]) for n in (names or list(specs))]
+
+
+@contextmanager
+def prefect_server(settings: Settings, host: str = "127.0.0.1", port: int = 4200,
+                   timeout: float = 120.0) -> Iterator[str]:
+    """A Prefect server (API, UI and the services automations need) as a child process, on
+    `prefect_database_url` or SQLite in the data directory; yields its API URL."""
+    url = (settings.prefect_database_url.get_secret_value() if settings.prefect_database_url
+           else f"sqlite+aiosqlite:///{(settings.data_dir / 'prefect.db').resolve()}")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PREFECT_SERVER_DATABASE_CONNECTION_URL": url,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_API_URL": f"http://{host}:{port}/api"}
+    api = f"http://{host}:{port}/api"
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
+                               host, "--port", str(port)], env=env)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None:
+                raise ConfigError(f"the Prefect server exited with code {server.returncode}; "
+                                  f"is port {port} free and the database {_safe(url)} "
+                                  "reachable?")
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise ConfigError(f"the Prefect server did not answer on {api} within "
+                                  f"{timeout:.0f} s")
+            time.sleep(0.5)
+        yield api
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def serve_deployments(names: Sequence[str] = ()) -> None:

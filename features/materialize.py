@@ -30,6 +30,8 @@ class PartitionResult:
     rows: int
     paths: tuple[str, ...]
     seconds: float
+    node: str = ""
+    """The Ray node that computed it (empty outside Ray)."""
 
 
 def as_of_time(day: date) -> pd.Timestamp:

@@ -12,6 +12,7 @@ from prefect_ray import RayTaskRunner
 from features.materialize import FeatureBuild, load_build
 from features.offline import default_as_of
 from features.store import FeatureStore, OnlineWrite
+from flows.hooks import FAILURE_HOOKS
 from lake.base import MAIN
 from lake.publish import find_published, new_run_id, publish
 from tasks.features import (
@@ -33,7 +34,7 @@ def ray_task_runner(settings: Settings) -> RayTaskRunner:
     return RayTaskRunner(address=settings.ray_address, init_kwargs=RAY_INIT)
 
 
-@flow(name="build-features", task_runner=RayTaskRunner(init_kwargs=RAY_INIT))
+@flow(name="build-features", task_runner=RayTaskRunner(init_kwargs=RAY_INIT), **FAILURE_HOOKS)
 def build_features(run_id: str | None = None, as_of: list[date] | None = None,
                    partitions: int | None = None) -> FeatureBuild:
     """clean tables at a main commit → plan → entity partitions on Ray → offline store."""
@@ -67,7 +68,7 @@ def build_features(run_id: str | None = None, as_of: list[date] | None = None,
     return build
 
 
-@flow(name="materialize-online")
+@flow(name="materialize-online", **FAILURE_HOOKS)
 def materialize_online() -> list[OnlineWrite]:
     """The newest feature tables on main → the online store (only changed entities)."""
     settings = load_settings()

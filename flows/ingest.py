@@ -6,6 +6,7 @@ from datetime import date
 from prefect import flow, get_run_logger
 
 from deployments.demo import open_project
+from flows.hooks import FAILURE_HOOKS
 from ingestion.audit import Audit, load_audit
 from ingestion.sources import Window
 from lake import open_lake
@@ -20,7 +21,7 @@ from tasks.ingestion import (
 from tideline.settings import load_settings
 
 
-@flow(name="ingest")
+@flow(name="ingest", **FAILURE_HOOKS)
 def ingest(run_id: str | None = None, since: date | None = None, until: date | None = None
            ) -> Audit:
     """sources → run branch → validate → quality gate → merge into main."""

@@ -11,6 +11,7 @@ from datetime import date
 from prefect import flow, get_run_logger
 
 from features.store import FeatureStore
+from flows.hooks import FAILURE_HOOKS
 from lake.publish import find_published, new_run_id
 from models.registry import open_model_registry
 from models.spec import load_model_spec
@@ -42,7 +43,7 @@ class MonitorRun:
     emails: list[Delivery] = field(default_factory=list)
 
 
-@flow(name="monitor")
+@flow(name="monitor", **FAILURE_HOOKS)
 def monitor(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL",
             as_of: date | None = None, notify: bool = True) -> MonitorRun:
     """champion vs today's features → report in the lake → event → e-mails (when `notify`)."""

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from features.materialize import FeatureBuild
 from features.store import OnlineWrite
 from flows.features import build_features, materialize_online, ray_task_runner
+from flows.hooks import FAILURE_HOOKS
 from flows.ingest import ingest
 from flows.monitor import MonitorRun, monitor
 from flows.score import ScoringRun, score
@@ -32,7 +33,7 @@ class PipelineRun:
     monitoring: MonitorRun
 
 
-@flow(name="pipeline")
+@flow(name="pipeline", **FAILURE_HOOKS)
 def pipeline(run_id: str | None = None, since: date | None = None,
              until: date | None = None) -> PipelineRun:
     """sources → run branch → quality gate → main → features on Ray → offline store and

@@ -6,11 +6,12 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.hooks import FAILURE_HOOKS
 from flows.train import TrainingOutcome, train
 from lake.publish import new_run_id
 
 
-@flow(name="retrain")
+@flow(name="retrain", **FAILURE_HOOKS)
 def retrain(model: str = "models.churn:CHURN_MODEL", report: str | None = None,
             reasons: list[str] | None = None, run_id: str | None = None) -> TrainingOutcome:
     """drift report → train on current main → promotion gate."""

@@ -8,6 +8,7 @@ from datetime import date
 from prefect import flow, get_run_logger
 
 from features.store import FeatureStore
+from flows.hooks import FAILURE_HOOKS
 from lake.publish import find_published, new_run_id
 from models.registry import open_model_registry
 from models.spec import load_model_spec
@@ -24,7 +25,7 @@ class ScoringRun:
     path: str
 
 
-@flow(name="score")
+@flow(name="score", **FAILURE_HOOKS)
 def score(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL",
           as_of: date | None = None) -> ScoringRun:
     """champion → active customers' features as of a day → scores in the lake and the DB."""

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 
 from features.store import FeatureStore
 from flows.features import build_features, ray_task_runner
+from flows.hooks import FAILURE_HOOKS
 from lake.publish import new_run_id
 from models.promotion import GateDecision, recorded_decision
 from models.registry import ModelRecord, open_model_registry
@@ -30,7 +31,7 @@ class TrainingOutcome:
     decision: GateDecision
 
 
-@flow(name="train")
+@flow(name="train", **FAILURE_HOOKS)
 def train(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL") -> TrainingOutcome:
     """lake → labels + point-in-time features → LightGBM → registry → promotion gate."""
     run_id = run_id or new_run_id()

@@ -3,6 +3,7 @@ and its artifacts."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 
 from prefect import task
@@ -54,9 +55,13 @@ def compute_partition(settings: Settings, ref: str, branch: str, plan: FeaturePl
                       as_of: Sequence[date], partition: int, partitions: int
                       ) -> PartitionResult:
     """One entity partition on a Ray worker: it opens the lake itself (lake clients do not
-    travel between processes) and returns only a small summary."""
-    return materialize_partition(open_lake(settings), ref, branch, plan, as_of, partition,
-                                 partitions)
+    travel between processes) and returns only a small summary, naming its node."""
+    import ray
+
+    result = materialize_partition(open_lake(settings), ref, branch, plan, as_of, partition,
+                                   partitions)
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    return replace(result, node=node)
 
 
 @task(name="publish-feature-artifacts")
@@ -64,7 +69,7 @@ def publish_feature_artifacts(build: FeatureBuild) -> None:
     create_table_artifact(
         key="feature-partitions",
         table=[{"partition": p.partition, "entities": p.entities, "rows": p.rows,
-                "seconds": p.seconds} for p in build.partitions],
+                "seconds": p.seconds, "ray node": p.node[:12]} for p in build.partitions],
         description=f"Feature build {build.run_id}: one Ray task per entity partition",
     )
     views = "\n".join(f"| {name} | `{version}` |" for name, version in build.versions.items())

@@ -83,6 +83,26 @@ def ray_cluster() -> Iterator[str]:
         ray.shutdown()
         cluster.shutdown()
 
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
+
+
+@pytest.fixture(scope="module")
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL for this module, dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = f"tideline_test_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(POSTGRES + "postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield POSTGRES + name
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
 SERVICES = {
     "postgres": ("127.0.0.1", 5432),
     "nats": ("127.0.0.1", 4222),

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     """Where the latest feature values are served from."""
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
 
+    prefect_database_url: SecretStr | None = None
+    """The database of the server `tideline server` starts (`postgresql+asyncpg://…`); unset:
+    SQLite in the data directory."""
+
     smtp_host: str | None = None
     """SMTP server for alerts; unset writes `.eml` files to `<data_dir>/outbox/`."""
     smtp_port: int = 587
@@ -61,6 +65,8 @@ class Settings(BaseSettings):
     smtp_password_secret: str | None = None
     """Name of a Prefect Secret block holding the SMTP password (instead of the variable)."""
     mail_from: str = "tideline@localhost.localdomain"
+    pipeline_owner: str = "data-platform@example.com"
+    """Who is told when a flow fails."""
 
     lakefs_endpoint: str | None = None
     lakefs_access_key_id: SecretStr | None = None

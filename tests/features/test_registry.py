@@ -2,7 +2,6 @@
 builds with statistics, diffs, the versioned schema."""
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -19,23 +18,6 @@ from features.registry import MIGRATIONS, Registry, metadata
 from features.stats import profile_features
 from tests.features.built import doc_queries
 from tideline.errors import FeatureDefinitionError, RegistryError
-
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
-
-
-@pytest.fixture(scope="module")
-def postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL for this module, dropped afterwards."""
-    name = f"tideline_registry_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(POSTGRES + "postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield POSTGRES + name
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.service("postgres"))])

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from email import policy
@@ -30,18 +30,7 @@ from lake.publish import find_published
 from lake.tables import read_frame
 from models.lineage import lineage
 from models.registry import ModelRegistry
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _wait_for(what: str, probe: Callable[[], Any], timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(1)
-    raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
+from tests.waiting import ROOT, wait_for
 
 
 @contextmanager
@@ -58,7 +47,7 @@ def retrain_worker(data_dir: Path) -> Iterator[Any]:
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         with get_client(sync_client=True) as client:
-            _wait_for("the retrain automation", lambda: worker.poll() is None
+            wait_for("the retrain automation", lambda: worker.poll() is None
                       and client.read_automations_by_name("retrain-on-drift"))
             yield client
     finally:
@@ -110,6 +99,7 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
         "alerts", "monitor", "scores", "model", "training-set", "features", "features"]
     assert merges[6].id == built.id
     assert (features.features, features.entities, features.as_of) == (57, 3000, ("2026-10-01",))
+    assert len({p.node for p in features.partitions}) == 2  # both nodes of the Ray cluster
     spending = read_features(lake, "main", CHURN_VIEWS[0], date(2026, 10, 1))
     stamps = pd.concat([read_frame(lake, "main", o.path, columns=["ts"])["ts"]
                         for o in lake.list("main", "clean/transactions/dt=")])
@@ -216,17 +206,17 @@ def drift_loop(client: Any, run: Any, data_dir: Path) -> None:
         return client.read_events(EventFilter(event=EventNameFilter(name=[DRIFT_EVENT])),
                                   limit=50).events
 
-    (event,) = _wait_for("the drift event in the server's log", logged)
+    (event,) = wait_for("the drift event in the server's log", logged)
     assert str(event.id) == monitoring.event.id
     assert event.resource.id == "tideline.model.churn"
     assert {r.id for r in event.related} >= {"tideline.feature.customer_spending.spend_30d"}
-    (first,) = _wait_for("the retrain run", lambda: _retrain_runs(client))
+    (first,) = wait_for("the retrain run", lambda: _retrain_runs(client))
     assert first.parameters["report"] == monitoring.report["summary"]
     # more drift about the same model within the debounce window: no second retrain
     for _ in range(2):
         assert emit(Event(event=DRIFT_EVENT, resource=event.resource.root,
                           payload={"report": "again", "reasons": []})).delivered
-    done = _wait_for("the retrain run to finish", lambda: [
+    done = wait_for("the retrain run to finish", lambda: [
         r for r in _retrain_runs(client) if r.state and r.state.is_final()], timeout=180)
     assert [r.state.name for r in done] == ["Completed"]
     time.sleep(3)

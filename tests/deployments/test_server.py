@@ -1,0 +1,63 @@
+"""`tideline server` on the machine's real PostgreSQL: the Prefect server comes up with the UI,
+every deployment of prefect.yaml is registered and served (schedules and the drift automation
+included), and stopping the command stops the server."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deployments.serve import deployment_specs
+from tests.waiting import ROOT, wait_for
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.service("postgres")
+def test_server_on_postgres_registers_and_serves_every_deployment(
+        postgres_database: str, tmp_path: Path) -> None:
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "TIDELINE_DATA_DIR": str(tmp_path / "data"),
+           "TIDELINE_PREFECT_DATABASE_URL": postgres_database.replace("+psycopg", "+asyncpg")}
+    log = (tmp_path / "server.log").open("w")
+    command = subprocess.Popen([sys.executable, "-m", "deployments.cli", "server", "--port",
+                                str(port)], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def deployments() -> list[dict]:
+            if command.poll() is not None:
+                raise AssertionError((tmp_path / "server.log").read_text()[-3000:])
+            try:
+                found = httpx.post(f"{api}/deployments/filter", json={"limit": 50}, timeout=5)
+            except httpx.HTTPError:
+                return []
+            return found.json() if len(found.json()) == 7 else []
+
+        found = wait_for("the seven deployments", deployments, timeout=180)
+        assert {d["name"] for d in found} == {s["name"] for s in deployment_specs()}
+        schedules = {d["name"]: [s["schedule"].get("cron") for s in d["schedules"]]
+                     for d in found}
+        assert schedules["ingest"] == ["5 * * * *"] and schedules["retrain"] == []
+        automations = httpx.post(f"{api}/automations/filter", json={}, timeout=5).json()
+        (drift,) = [a for a in automations if a["name"] == "retrain-on-drift"]
+        assert drift["trigger"]["expect"] == ["tideline.drift.detected"]
+        assert drift["trigger"]["within"] == 1800
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200  # the UI
+    finally:
+        os.killpg(command.pid, signal.SIGINT)
+        command.wait(60)
+        log.close()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{api}/health", timeout=2)
