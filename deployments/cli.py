@@ -111,7 +111,7 @@ def features_build(
 ) -> None:
     """Build the feature views from the clean tables on main, on Ray, into the offline store."""
     _prefect_quiet()
-    from flows.features import build_features, ray_task_runner
+    from flows.build_features import build_features, ray_task_runner
 
     flow = build_features.with_options(task_runner=ray_task_runner(load_settings()))
     _print_features(flow(run_id=run_id,
@@ -219,7 +219,7 @@ def features_diff(
 def features_materialize() -> None:
     """Load the newest feature tables on main into the online store (changed entities only)."""
     _prefect_quiet()
-    from flows.features import materialize_online
+    from flows.build_features import materialize_online
 
     table = Table("view", "version", "as of", "mode", "written", "deleted")
     for w in materialize_online():

@@ -53,6 +53,7 @@ def runner_deployment(spec: dict[str, Any]) -> RunnerDeployment:
     return flow.to_deployment(
         name=name, description=spec.get("description"), tags=spec.get("tags"),
         parameters=spec.get("parameters") or {},
+        concurrency_limit=spec.get("concurrency_limit"),
         schedules=[_schedule_config_to_deployment_schedule(s)
                    for s in spec.get("schedules") or []],
         triggers=_initialize_deployment_triggers(name, [dict(t) for t in

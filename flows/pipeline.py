@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from features.materialize import FeatureBuild
 from features.store import OnlineWrite
-from flows.features import build_features, materialize_online, ray_task_runner
+from flows.build_features import build_features, materialize_online, ray_task_runner
 from flows.hooks import FAILURE_HOOKS
 from flows.ingest import ingest
 from flows.monitor import MonitorRun, monitor

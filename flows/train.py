@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from prefect import flow, get_run_logger
 
 from features.store import FeatureStore
-from flows.features import build_features, ray_task_runner
+from flows.build_features import build_features, ray_task_runner
 from flows.hooks import FAILURE_HOOKS
 from lake.publish import new_run_id
 from models.promotion import GateDecision, recorded_decision

@@ -84,7 +84,7 @@ def test_build_features_flow_on_a_two_node_ray_cluster(
 ) -> None:
     import ray
 
-    from flows.features import build_features
+    from flows.build_features import build_features
 
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     lake = LocalLake(data_dir / "lake")

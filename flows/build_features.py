@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect_ray import RayTaskRunner
@@ -27,11 +28,20 @@ from tasks.features import (
 from tideline.settings import Settings, load_settings
 
 RAY_INIT = {"include_dashboard": False, "log_to_driver": False}
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_EXCLUDES = [".venv/", ".tideline/", ".git/", "**/__pycache__/", "*.egg-info/",
+                    "benchmarks/", "tests/"]
 
 
 def ray_task_runner(settings: Settings) -> RayTaskRunner:
-    """Local Ray by default; the configured cluster when `ray_address` is set."""
-    return RayTaskRunner(address=settings.ray_address, init_kwargs=RAY_INIT)
+    """Local Ray by default. On the cluster `ray_address` names, the project's code travels
+    with the job (Ray's `working_dir` runtime environment); the workers need its dependencies
+    installed (the same image as the driver)."""
+    if settings.ray_address is None:
+        return RayTaskRunner(init_kwargs=RAY_INIT)
+    shipped = {"working_dir": str(PROJECT_ROOT), "excludes": SHIPPED_EXCLUDES}
+    return RayTaskRunner(address=settings.ray_address,
+                         init_kwargs={**RAY_INIT, "runtime_env": shipped})
 
 
 @flow(name="build-features", task_runner=RayTaskRunner(init_kwargs=RAY_INIT), **FAILURE_HOOKS)
