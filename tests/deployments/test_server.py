@@ -1,6 +1,7 @@
 """`tideline server` on the machine's real PostgreSQL: the Prefect server comes up with the UI,
 every deployment of prefect.yaml is registered and served (schedules and the drift automation
-included), and stopping the command stops the server."""
+included), `prefect deploy --all` registers the same file for a work pool, and stopping the
+command stops the server."""
 from __future__ import annotations
 
 import os
@@ -55,6 +56,17 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
         assert drift["trigger"]["expect"] == ["tideline.drift.detected"]
         assert drift["trigger"]["within"] == 1800
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200  # the UI
+
+        # the same prefect.yaml through `prefect deploy --all`, for a work pool's workers
+        prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
+        client_env = {**os.environ, "PREFECT_API_URL": api, "TIDELINE_PROJECT_DIR": str(ROOT)}
+        subprocess.run([*prefect, "work-pool", "create", "tideline", "--type", "process"],
+                       cwd=ROOT, env=client_env, check=True, capture_output=True, timeout=120)
+        deployed = subprocess.run([*prefect, "deploy", "--all"], cwd=ROOT, env=client_env,
+                                  capture_output=True, text=True, timeout=300)
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        pooled = httpx.post(f"{api}/deployments/filter", json={"limit": 50}, timeout=5).json()
+        assert {d["work_pool_name"] for d in pooled} == {"tideline"} and len(pooled) == 7
     finally:
         os.killpg(command.pid, signal.SIGINT)
         command.wait(60)
