@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: demo test lint bench-lake bench-drift
+.PHONY: demo test lint bench-lake bench-drift browser
 
 $(BIN)/tideline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,16 @@ $(BIN)/tideline: pyproject.toml
 demo: $(BIN)/tideline
 	$(BIN)/tideline run
 
+# The UI test drives Debian's Chromium through chromedriver; install them when missing (root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	  echo "could not install chromium and chromium-driver: the Prefect UI test will not run" >&2; }
+
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
-test: $(BIN)/tideline
+test: $(BIN)/tideline browser
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

@@ -1,15 +1,19 @@
 """`tideline server` on the machine's real PostgreSQL: the Prefect server comes up with the UI,
 every deployment of prefect.yaml is registered and served (schedules and the drift automation
-included), `prefect deploy --all` registers the same file for a work pool, and stopping the
-command stops the server."""
+included); a `pipeline` run started through the API completes on the demo data and shows, with
+its artifacts, in the Prefect UI in headless Chromium (screenshots kept with the test's files);
+`prefect deploy --all` registers the same file for a work pool; stopping the command stops the
+server."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +26,39 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _browser() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    missing = [b for b in ("chromium", "chromedriver") if shutil.which(b) is None]
+    if missing:
+        reason = f"{' and '.join(missing)} not installed (`make browser` installs them)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}, and CI=true requires them")
+        pytest.skip(reason)
+    options = Options()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1440,1000"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+def _shows(driver: Any, url: str, texts: list[str], screenshot: Path) -> None:
+    """Open `url` and wait until the rendered page holds every text; keep a screenshot."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    try:
+        WebDriverWait(driver, 90, poll_frequency=1).until(
+            lambda d: all(t in d.find_element(By.TAG_NAME, "body").text for t in texts))
+    finally:
+        driver.save_screenshot(str(screenshot))
+    print(f"screenshot: {screenshot}")
 
 
 @pytest.mark.slow
@@ -56,6 +93,30 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
         assert drift["trigger"]["expect"] == ["tideline.drift.detected"]
         assert drift["trigger"]["within"] == 1800
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200  # the UI
+
+        # a pipeline run, started as the UI's "Quick run" does, served by `tideline server`
+        pipeline = next(d for d in found if d["name"] == "pipeline")
+        started = httpx.post(f"{api}/deployments/{pipeline['id']}/create_flow_run", json={},
+                             timeout=10).json()
+
+        def finished() -> dict | None:
+            run = httpx.get(f"{api}/flow_runs/{started['id']}", timeout=10).json()
+            return run if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED",
+                                                   "CANCELLED") else None
+
+        run = wait_for("the pipeline run", finished, timeout=600)
+        assert run["state"]["type"] == "COMPLETED", run["state"]
+        driver = _browser()
+        try:
+            ui = f"http://127.0.0.1:{port}"
+            _shows(driver, f"{ui}/deployments", [s["name"] for s in deployment_specs()],
+                   tmp_path / "ui-deployments.png")
+            _shows(driver, f"{ui}/runs/flow-run/{run['id']}", [run["name"], "Completed"],
+                   tmp_path / "ui-pipeline-run.png")
+            _shows(driver, f"{ui}/artifacts", ["pipeline-summary", "drifted-features",
+                                               "model-metrics"], tmp_path / "ui-artifacts.png")
+        finally:
+            driver.quit()
 
         # the same prefect.yaml through `prefect deploy --all`, for a work pool's workers
         prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
