@@ -340,6 +340,17 @@ def server(
         serve_deployments()
 
 
+@app.command()
+def deploy(pool: str = typer.Option("tideline", help="The process work pool to deploy to.")
+           ) -> None:
+    """Register prefect.yaml's deployments and the drift automation with the server at
+    PREFECT_API_URL for a work pool (then: prefect worker start --pool tideline)."""
+    _prefect_quiet()
+    from deployments.serve import deploy_all
+
+    deploy_all(pool)
+
+
 def _print_monitoring(run) -> None:  # noqa: ANN001 - flows.monitor.MonitorRun
     console.print(f"{run.model} as of {run.as_of}: {len(run.drifted)} features drifted"
                   + (f" ({', '.join(run.drifted[:8])}{', ...' if len(run.drifted) > 8 else ''})"

@@ -115,6 +115,25 @@ def _safe(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
+def deploy_all(pool: str = "tideline") -> None:
+    """`prefect deploy --all` from the project directory against PREFECT_API_URL, creating the
+    process work pool first when the server does not have it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(pool)
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    env = {**os.environ, "TIDELINE_PROJECT_DIR": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+                          cwd=PROJECT_ROOT, env=env)
+    if done.returncode:
+        raise ConfigError(f"prefect deploy --all failed (exit {done.returncode}); see above")
+
+
 def serve_deployments(names: Sequence[str] = ()) -> None:
     """Register the deployments (and their automations) and run their flow runs here, until
     interrupted."""

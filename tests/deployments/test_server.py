@@ -2,8 +2,8 @@
 every deployment of prefect.yaml is registered and served (schedules and the drift automation
 included); a `pipeline` run started through the API completes on the demo data and shows, with
 its artifacts, in the Prefect UI in headless Chromium (screenshots kept with the test's files);
-`prefect deploy --all` registers the same file for a work pool; stopping the command stops the
-server."""
+`tideline deploy` (prefect deploy --all) registers the same file for a work pool; stopping the
+command stops the server."""
 from __future__ import annotations
 
 import os
@@ -118,12 +118,9 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
         finally:
             driver.quit()
 
-        # the same prefect.yaml through `prefect deploy --all`, for a work pool's workers
-        prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
-        client_env = {**os.environ, "PREFECT_API_URL": api, "TIDELINE_PROJECT_DIR": str(ROOT)}
-        subprocess.run([*prefect, "work-pool", "create", "tideline", "--type", "process"],
-                       cwd=ROOT, env=client_env, check=True, capture_output=True, timeout=120)
-        deployed = subprocess.run([*prefect, "deploy", "--all"], cwd=ROOT, env=client_env,
+        # the same prefect.yaml through `tideline deploy` (prefect deploy --all), for a pool
+        deployed = subprocess.run([sys.executable, "-m", "deployments.cli", "deploy"], cwd=ROOT,
+                                  env={**os.environ, "PREFECT_API_URL": api},
                                   capture_output=True, text=True, timeout=300)
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
         pooled = httpx.post(f"{api}/deployments/filter", json={"limit": 50}, timeout=5).json()
