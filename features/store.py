@@ -140,6 +140,7 @@ class FeatureStore:
                  online: OnlineStore | None = None, settings: Any = None) -> None:
         self.lake, self.registry, self.views = lake, registry, list(views)
         self._online, self._settings = online, settings
+        self._refs: dict[tuple[Any, ...], list[FeatureRef]] = {}
 
     @classmethod
     def open(cls, settings: Any) -> FeatureStore:
@@ -286,11 +287,19 @@ class FeatureStore:
         except (LakeError, RetrievalError):
             return None
 
+    def _resolved(self, features: tuple[str, ...]) -> list[FeatureRef]:
+        """`resolve_features`, remembered per request and definitions (serving asks the same
+        again and again)."""
+        key = (tuple((v.name, v.version) for v in self.views), features)
+        if key not in self._refs:
+            self._refs[key] = resolve_features(self.views, features)
+        return self._refs[key]
+
     def get_online_features(self, entity_ids: Sequence[Any], features: Sequence[str],
                             now: datetime | None = None) -> OnlineFeatures:
         """The latest values of `features` for each entity, in order; unknown entities get
         nulls, and so does a view past its TTL."""
-        refs = resolve_features(self.views, features)
+        refs = self._resolved(tuple(features))
         keys = {r.view.entity.key for r in refs}
         if len(keys) > 1:
             raise RetrievalError(f"the features describe different entities ({', '.join(keys)}); "
@@ -301,8 +310,9 @@ class FeatureStore:
         meta: dict[str, dict[str, Any]] = {}
         found = [False] * len(ids)
         views = {r.view.name: r.view for r in refs}
-        for name, view in views.items():
-            state, rows = self.online.read(name, ids)
+        for (name, view), (state, rows) in zip(views.items(),
+                                               self.online.read_views(list(views), ids),
+                                               strict=True):
             if state is None:
                 raise RetrievalError(f"view {name!r} is not in the online store yet; "
                                      "materialise it (`tideline features materialize`)")

@@ -78,6 +78,12 @@ class OnlineStore(Protocol):
         read consistently with each other."""
         ...
 
+    def read_views(self, views: Sequence[str], keys: Sequence[str]
+                   ) -> list[tuple[OnlineState | None, list[list[Any] | None]]]:
+        """`read` for several views at once (one round trip where the store allows), each
+        view's state consistent with its rows."""
+        ...
+
     def drop(self, view: str) -> None:
         """Forget a view entirely."""
         ...

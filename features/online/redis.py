@@ -4,8 +4,9 @@
     tl:<view>:<version>:<entity>     one entity's values, a JSON array in the state's column order
 
 A new version is written under its own prefix and switched to by replacing the state, then the
-old version's keys are unlinked. A read fetches the state and the rows in one Lua script, which
-Redis runs atomically, so a reader never pairs one version's state with another's rows.
+old version's keys are unlinked. A read fetches the states and rows of every asked view in one
+Lua script, which Redis runs atomically, so a reader never pairs one version's state with
+another's rows, and a request costs one round trip whatever the number of views.
 """
 from __future__ import annotations
 
@@ -22,20 +23,24 @@ from tideline.errors import OnlineStoreUnavailable
 _BATCH = 5_000
 
 _READ = """
-local state = redis.call('GET', KEYS[1])
-if not state then return {false} end
-local version = cjson.decode(state)['version']
-local out = {state}
-for i = 1, #ARGV, 1000 do
-  local chunk = {}
-  for j = i, math.min(i + 999, #ARGV) do
-    chunk[#chunk + 1] = KEYS[2] .. version .. ':' .. ARGV[j]
+local out = {}
+for v = 1, #KEYS do
+  local state = redis.call('GET', KEYS[v] .. 'state')
+  out[#out + 1] = state or false
+  if state then
+    local prefix = KEYS[v] .. cjson.decode(state)['version'] .. ':'
+    for i = 1, #ARGV, 1000 do
+      local chunk = {}
+      for j = i, math.min(i + 999, #ARGV) do chunk[#chunk + 1] = prefix .. ARGV[j] end
+      local values = redis.call('MGET', unpack(chunk))
+      for j = 1, #values do out[#out + 1] = values[j] end
+    end
   end
-  local values = redis.call('MGET', unpack(chunk))
-  for j = 1, #values do out[#out + 1] = values[j] end
 end
 return out
 """
+"""Each view's state, then (when it has one) a value or false per key: Redis runs the script
+atomically, so no view's state is paired with another version's rows."""
 
 
 def _prefix(view: str) -> str:
@@ -116,12 +121,22 @@ class RedisOnlineStore:
 
     def read(self, view: str, keys: Sequence[str]) -> tuple[OnlineState | None,
                                                            list[list[Any] | None]]:
+        return self.read_views([view], keys)[0]
+
+    def read_views(self, views: Sequence[str], keys: Sequence[str]
+                   ) -> list[tuple[OnlineState | None, list[list[Any] | None]]]:
         with self._reachable():
-            out = self._read(keys=[_prefix(view) + "state", _prefix(view)], args=list(keys))
-        if not out or out[0] is None:
-            return None, [None] * len(keys)
-        state = OnlineState.from_json(out[0])
-        return state, decode_rows(state, out[1:])
+            out = self._read(keys=[_prefix(v) for v in views], args=list(keys))
+        results, at = [], 0
+        for _ in views:
+            body, at = out[at], at + 1
+            if body is None:
+                results.append((None, [None] * len(keys)))
+                continue
+            state = OnlineState.from_json(body)
+            results.append((state, decode_rows(state, out[at:at + len(keys)])))
+            at += len(keys)
+        return results
 
     def drop(self, view: str) -> None:
         with self._reachable():

@@ -110,23 +110,31 @@ class SQLiteOnlineStore:
 
     def read(self, view: str, keys: Sequence[str]) -> tuple[OnlineState | None,
                                                            list[list[Any] | None]]:
+        return self.read_views([view], keys)[0]
+
+    def read_views(self, views: Sequence[str], keys: Sequence[str]
+                   ) -> list[tuple[OnlineState | None, list[list[Any] | None]]]:
         connection = self._connect()
-        connection.execute("BEGIN")  # state and rows from one snapshot of the file
+        connection.execute("BEGIN")  # states and rows from one snapshot of the file
         try:
-            state = self.state(view)
-            if state is None:
-                return None, [None] * len(keys)
-            found: dict[str, list[Any]] = {}
-            wanted = list(dict.fromkeys(keys))
-            table = _quote(f"{view}@{state.version}")
-            for start in range(0, len(wanted), _BATCH):
-                chunk = wanted[start:start + _BATCH]
-                for row in connection.execute(
-                        f"SELECT * FROM {table} WHERE {_quote(state.key)} IN "
-                        f"({', '.join('?' * len(chunk))})", chunk):
-                    found[row[0]] = list(row[1:])
+            return [self._read_one(connection, view, keys) for view in views]
         finally:
             connection.execute("COMMIT")
+
+    def _read_one(self, connection: sqlite3.Connection, view: str, keys: Sequence[str]
+                  ) -> tuple[OnlineState | None, list[list[Any] | None]]:
+        state = self.state(view)
+        if state is None:
+            return None, [None] * len(keys)
+        found: dict[str, list[Any]] = {}
+        wanted = list(dict.fromkeys(keys))
+        table = _quote(f"{view}@{state.version}")
+        for start in range(0, len(wanted), _BATCH):
+            chunk = wanted[start:start + _BATCH]
+            for row in connection.execute(
+                    f"SELECT * FROM {table} WHERE {_quote(state.key)} IN "
+                    f"({', '.join('?' * len(chunk))})", chunk):
+                found[row[0]] = list(row[1:])
         return state, restore_values(state, [found.get(k) for k in keys])
 
     def drop(self, view: str) -> None:

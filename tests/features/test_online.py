@@ -81,6 +81,18 @@ def test_rows_of_every_type_come_back_as_written(online: OnlineStore) -> None:
     assert online.read("nothing", ["a"]) == (None, [None])
 
 
+def test_several_views_are_read_at_once_each_with_its_own_state(online: OnlineStore) -> None:
+    rows, other = table(1), table(2)
+    online.write(state(rows), rows, [], replace=True)
+    online.write(replace(state(other, "v7"), view="activity"), other, [], replace=True)
+    keys = ["b", "missing", "a"]
+    together = online.read_views(["spending", "nothing", "activity"], keys)
+    assert together == [online.read("spending", keys), (None, [None] * 3),
+                        online.read("activity", keys)]
+    assert [s.version if s else None for s, _ in together] == ["v1", None, "v7"]
+    assert together[2][1][0] == expected(other, "b")
+
+
 def test_a_new_version_replaces_the_old_one_whole(online: OnlineStore) -> None:
     online.write(state(table(1)), table(1), [], replace=True)
     online.write(state(table(2), "v2"), table(2).slice(1, 3), [], replace=True)
