@@ -25,7 +25,7 @@ from tasks.features import (
     record_feature_build,
     register_feature_build,
 )
-from tideline.settings import Settings, load_settings
+from tideline.settings import Settings, flow_settings, load_settings
 
 RAY_INIT = {"include_dashboard": False, "log_to_driver": False}
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +49,7 @@ def build_features(run_id: str | None = None, as_of: list[date] | None = None,
                    partitions: int | None = None) -> FeatureBuild:
     """clean tables at a main commit → plan → entity partitions on Ray → offline store."""
     run_id = run_id or new_run_id()
-    settings = load_settings()
-    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    settings = flow_settings()
     logger = get_run_logger()
     store = FeatureStore.open(settings)
     lake = store.lake

@@ -27,7 +27,7 @@ from tasks.monitoring import (
     write_drift_report,
 )
 from tasks.scoring import champion_for
-from tideline.settings import load_settings
+from tideline.settings import flow_settings
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,7 @@ def monitor(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL",
             as_of: date | None = None, notify: bool = True) -> MonitorRun:
     """champion vs today's features → report in the lake → event → e-mails (when `notify`)."""
     run_id = run_id or new_run_id()
-    settings = load_settings()
-    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    settings = flow_settings()
     logger = get_run_logger()
     spec = load_model_spec(model)
     store = FeatureStore.open(settings)

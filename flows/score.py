@@ -13,7 +13,7 @@ from lake.publish import find_published, new_run_id
 from models.registry import open_model_registry
 from models.spec import load_model_spec
 from tasks.scoring import champion_for, publish_score_artifacts, publish_scores, score_customers
-from tideline.settings import load_settings
+from tideline.settings import flow_settings
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,7 @@ def score(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL",
           as_of: date | None = None) -> ScoringRun:
     """champion → active customers' features as of a day → scores in the lake and the DB."""
     run_id = run_id or new_run_id()
-    settings = load_settings()
-    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    settings = flow_settings()
     spec = load_model_spec(model)
     store, registry = FeatureStore.open(settings), open_model_registry(settings)
     done = find_published(store.lake, f"{run_id}-scores")

@@ -22,7 +22,7 @@ from tasks.models import (
     publish_model_artifacts,
     register_trained_model,
 )
-from tideline.settings import load_settings
+from tideline.settings import flow_settings
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,7 @@ class TrainingOutcome:
 def train(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL") -> TrainingOutcome:
     """lake → labels + point-in-time features → LightGBM → registry → promotion gate."""
     run_id = run_id or new_run_id()
-    settings = load_settings()
-    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    settings = flow_settings()
     logger = get_run_logger()
     spec = load_model_spec(model)
     store = FeatureStore.open(settings)

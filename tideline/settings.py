@@ -109,3 +109,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(f"invalid tideline settings: {exc}") from None
+
+
+def flow_settings() -> Settings:
+    """The settings a flow runs with: the data directory made absolute, so Ray workers and
+    subprocesses started elsewhere find the same lake."""
+    settings = load_settings()
+    return settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
