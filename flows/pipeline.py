@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from features.materialize import FeatureBuild
 from features.store import OnlineWrite
@@ -16,6 +16,7 @@ from flows.monitor import MonitorRun, monitor
 from flows.score import ScoringRun, score
 from flows.train import TrainingOutcome, train
 from ingestion.audit import Audit
+from lake.open import commit_link, open_lake
 from lake.publish import new_run_id
 from tideline.settings import load_settings
 
@@ -66,5 +67,10 @@ def pipeline(run_id: str | None = None, since: date | None = None,
            else "no retrain needed") + f" (`{monitoring.report['html']}`)\n",
         description=f"tideline pipeline run {run_id}",
     )
+    settings = load_settings()
+    main = open_lake(settings).resolve("main")
+    create_link_artifact(key="lake-main", link=commit_link(settings, main),
+                         link_text=f"main after run {run_id}: {main[:12]}",
+                         description="the lake commit this run left on main")
     return PipelineRun(audit=audit, features=features, online=online, training=training,
                        scores=scores, monitoring=monitoring)

@@ -26,3 +26,12 @@ def open_lake(settings: Settings) -> Lake:
     return LocalLake(
         settings.lake_dir, fsync=settings.lake_fsync, max_read_bytes=settings.lake_max_read_bytes
     )
+
+
+def commit_link(settings: Settings, commit: str) -> str:
+    """Where a person looks at a commit: its page in the lakeFS UI, or the local lake's
+    directory (then `tideline lake show <commit>`)."""
+    if settings.lake_backend == "lakefs":
+        endpoint = (settings.lakefs_endpoint or "").rstrip("/").removesuffix("/api/v1")
+        return f"{endpoint}/repositories/{settings.lakefs_repository}/commits/{commit}"
+    return f"{settings.lake_dir.resolve().as_uri()}#commit={commit}"
