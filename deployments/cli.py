@@ -248,8 +248,8 @@ def serve(
 @app.command()
 def train(
     run_id: str = typer.Option(None, help="Re-use a run id (its feature build is reused)."),
-    model: str = typer.Option("models.churn:CHURN_MODEL", help="`module:attribute` of a "
-                                                              "ModelSpec."),
+    model: str = typer.Option(None, help="`module:attribute` of a ModelSpec or a YAML file; "
+                                         "default: TIDELINE_MODEL_SPEC (the demo's churn)."),
 ) -> None:
     """Train a model on point-in-time features from main, register it, run the promotion
     gate."""
@@ -262,8 +262,8 @@ def train(
 @app.command("score")
 def score_command(
     run_id: str = typer.Option(None, help="Re-use a run id."),
-    model: str = typer.Option("models.churn:CHURN_MODEL", help="`module:attribute` of a "
-                                                              "ModelSpec."),
+    model: str = typer.Option(None, help="`module:attribute` of a ModelSpec or a YAML file; "
+                                         "default: TIDELINE_MODEL_SPEC (the demo's churn)."),
     as_of: datetime = typer.Option(None, formats=["%Y-%m-%d"],
                                    help="Score as of this day; default: the newest features."),
 ) -> None:
@@ -280,8 +280,8 @@ def score_command(
 def monitor(
     run_id: str = typer.Option(None, help="Re-use a run id (a finished run alerts no one "
                                           "twice)."),
-    model: str = typer.Option("models.churn:CHURN_MODEL", help="`module:attribute` of a "
-                                                              "ModelSpec."),
+    model: str = typer.Option(None, help="`module:attribute` of a ModelSpec or a YAML file; "
+                                         "default: TIDELINE_MODEL_SPEC (the demo's churn)."),
     as_of: datetime = typer.Option(None, formats=["%Y-%m-%d"],
                                    help="Compare the features as of this day; default: the "
                                         "newest."),
@@ -297,8 +297,8 @@ def monitor(
 
 @app.command()
 def retrain(
-    model: str = typer.Option("models.churn:CHURN_MODEL", help="`module:attribute` of a "
-                                                              "ModelSpec."),
+    model: str = typer.Option(None, help="`module:attribute` of a ModelSpec or a YAML file; "
+                                         "default: TIDELINE_MODEL_SPEC (the demo's churn)."),
     report: str = typer.Option(None, help="The drift report asking for it (lake path)."),
 ) -> None:
     """Rebuild the training set from main, train, and run the promotion gate."""

@@ -44,14 +44,14 @@ class MonitorRun:
 
 
 @flow(name="monitor", **FAILURE_HOOKS)
-def monitor(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL",
+def monitor(run_id: str | None = None, model: str | None = None,
             as_of: date | None = None, notify: bool = True) -> MonitorRun:
     """champion vs today's features → report in the lake → event → e-mails (when `notify`)."""
     run_id = run_id or new_run_id()
     settings = flow_settings()
     logger = get_run_logger()
-    spec = load_model_spec(model)
     store = FeatureStore.open(settings)
+    spec = load_model_spec(model or settings.model_spec, store.views)
     done = find_published(store.lake, f"{run_id}-alerts")
     if done is not None:  # this run reported and alerted already: nobody is told twice
         alerts = json.loads(store.lake.get(done.id, done.metadata["path"]))

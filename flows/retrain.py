@@ -12,7 +12,7 @@ from lake.publish import new_run_id
 
 
 @flow(name="retrain", **FAILURE_HOOKS)
-def retrain(model: str = "models.churn:CHURN_MODEL", report: str | None = None,
+def retrain(model: str | None = None, report: str | None = None,
             reasons: list[str] | None = None, run_id: str | None = None) -> TrainingOutcome:
     """drift report → train on current main → promotion gate."""
     run_id = run_id or f"retrain-{new_run_id()}"

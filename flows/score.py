@@ -26,13 +26,13 @@ class ScoringRun:
 
 
 @flow(name="score", **FAILURE_HOOKS)
-def score(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL",
+def score(run_id: str | None = None, model: str | None = None,
           as_of: date | None = None) -> ScoringRun:
     """champion → active customers' features as of a day → scores in the lake and the DB."""
     run_id = run_id or new_run_id()
     settings = flow_settings()
-    spec = load_model_spec(model)
     store, registry = FeatureStore.open(settings), open_model_registry(settings)
+    spec = load_model_spec(model or settings.model_spec, store.views)
     done = find_published(store.lake, f"{run_id}-scores")
     if done is not None:  # this run scored already: the same answer, nothing written again
         m = done.metadata

@@ -32,13 +32,13 @@ class TrainingOutcome:
 
 
 @flow(name="train", **FAILURE_HOOKS)
-def train(run_id: str | None = None, model: str = "models.churn:CHURN_MODEL") -> TrainingOutcome:
+def train(run_id: str | None = None, model: str | None = None) -> TrainingOutcome:
     """lake → labels + point-in-time features → LightGBM → registry → promotion gate."""
     run_id = run_id or new_run_id()
     settings = flow_settings()
     logger = get_run_logger()
-    spec = load_model_spec(model)
     store = FeatureStore.open(settings)
+    spec = load_model_spec(model or settings.model_spec, store.views)
     examples, missing = label_training_examples(store, spec)
     if missing:
         build_features.with_options(task_runner=ray_task_runner(settings))(

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from features.definitions import FeatureView
 from models.labels import ChurnLabel
 from tideline.errors import ModelError
 
@@ -67,16 +72,48 @@ class ModelSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def load_model_spec(spec: str) -> ModelSpec:
-    """A spec from `module:attribute`."""
+def load_model_spec(spec: str, views: Sequence[FeatureView] = ()) -> ModelSpec:
+    """A spec from `module:attribute`, or from a YAML file whose label names its activity
+    sources by the names the feature views (`views`) give them:
+
+        name: churn
+        owner: ds@example.com
+        label: {activity: [payments], entity_key: client, horizon_days: 30, active_days: 30}
+        features: ["payments_spend:*"]
+        as_of_dates: 8        # and any other ModelSpec field
+    """
+    if spec.endswith((".yaml", ".yml")):
+        return _spec_from_yaml(Path(spec), views)
     import importlib
 
     module, _, attribute = spec.partition(":")
     try:
         found = getattr(importlib.import_module(module), attribute)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise ModelError(f"cannot load model spec {spec!r}: {exc}; give `module:attribute`"
-                         ) from exc
+        raise ModelError(f"cannot load model spec {spec!r}: {exc}; give `module:attribute` "
+                         "or a .yaml file") from exc
     if not isinstance(found, ModelSpec):
         raise ModelError(f"{spec!r} is a {type(found).__name__}, not a ModelSpec")
     return found
+
+
+def _spec_from_yaml(path: Path, views: Sequence[FeatureView]) -> ModelSpec:
+    try:
+        body = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelError(f"cannot read model spec {path}: {exc}") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("label"), dict):
+        raise ModelError(f"model spec {path}: needs a mapping with a `label` mapping")
+    sources = {view.source.name: view.source for view in views}
+    label = dict(body.pop("label"))
+    names = label.pop("activity", [])
+    unknown = [n for n in names if n not in sources]
+    if unknown or not names:
+        raise ModelError(f"model spec {path}: label activity {unknown or names!r} is not a "
+                         f"source of the feature views ({', '.join(sorted(sources)) or 'none'})")
+    gate = body.pop("gate", {})
+    try:
+        return ModelSpec(label=ChurnLabel(activity=tuple(sources[n] for n in names), **label),
+                         gate=PromotionGate(**gate), **body)
+    except TypeError as exc:
+        raise ModelError(f"model spec {path}: {exc}") from exc

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     feature_views: str = "features.churn:CHURN_VIEWS"
     """The feature views to build: `module:attribute` of a list of views, or a YAML file."""
+    model_spec: str = "models.churn:CHURN_MODEL"
+    """The model to train, score and monitor: `module:attribute` of a ModelSpec, or a YAML file
+    (see `models.spec.load_model_spec`)."""
     feature_partitions: int = Field(default=2, ge=1)
     """Entity hash partitions: one Ray task each."""
     ray_address: str | None = None
