@@ -1,0 +1,39 @@
+"""Model specs from YAML: the label's sources come from the feature views by name; mistakes
+name the file and what is wrong."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from features.churn import CHURN_VIEWS
+from models.churn import CHURN_MODEL
+from models.spec import load_model_spec
+from tideline.errors import ModelError
+
+SPEC = """
+name: churn
+owner: retention-ds@example.com
+label: {activity: [transactions, events], horizon_days: 30, active_days: 30}
+features: [customer_spending:*, customer_activity:*, customer_support:*, customer_profile:*]
+"""
+
+
+def test_a_yaml_spec_equals_the_python_one(tmp_path: Path) -> None:
+    path = tmp_path / "model.yaml"
+    path.write_text(SPEC)
+    spec = load_model_spec(str(path), CHURN_VIEWS)
+    assert spec == CHURN_MODEL and spec.version == CHURN_MODEL.version
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    (SPEC.replace("events]", "clicks]"), "label activity \\['clicks'\\] is not a source"),
+    (SPEC.replace("owner:", "colour: red\nowner:"), "unexpected keyword argument 'colour'"),
+    ("name: churn\n", "needs a mapping with a `label` mapping"),
+    ("label: [", "cannot read model spec"),
+])
+def test_mistakes_name_the_file(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "model.yaml"
+    path.write_text(text)
+    with pytest.raises(ModelError, match=error):
+        load_model_spec(str(path), CHURN_VIEWS)
