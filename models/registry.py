@@ -287,6 +287,7 @@ def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained
         "metrics": trained.metrics.as_dict(),
         "baseline_metrics": trained.baseline_metrics.as_dict(),
         "importance": trained.importance, "leaks": trained.leaks, "dates": trained.dates,
+        "params": trained.params, "search": [asdict(t) for t in trained.trials],
         "training_set": {"name": training.name, "tag": training.tag,
                          "commit": training.lake_commit, "feature_commit": training.ref_commit},
         "feature_views": training.views, "code_version": code_version()}
@@ -314,7 +315,7 @@ def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained
         name=spec.name, version=version, stage="candidate", spec_version=spec.version,
         owner=spec.owner, roc_auc=trained.metrics.roc_auc, pr_auc=trained.metrics.pr_auc,
         metrics=trained.metrics.as_dict(), baseline_metrics=trained.baseline_metrics.as_dict(),
-        params={**spec.params, "num_boost_round": spec.num_boost_round,
+        params={**(trained.params or spec.params), "num_boost_round": spec.num_boost_round,
                 "rounds": trained.booster.current_iteration()},
         threshold=trained.threshold, features=list(trained.matrix.columns),
         feature_views=training.views, training_set=training.name,

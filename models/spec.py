@@ -48,6 +48,10 @@ class ModelSpec:
         "lambda_l2": 5.0, "scale_pos_weight": 3.0})
     num_boost_round: int = 3000
     early_stopping_rounds: int = 100
+    search_trials: int = 0
+    """Hyper-parameter sets to try (`models.search`); 0 or 1 trains with `params` alone."""
+    search_seconds: float = 300.0
+    """The search's time budget."""
     leakage_auc: float = 0.98
     """A feature that alone separates the classes better than this is treated as a leak."""
     gate: PromotionGate = PromotionGate()

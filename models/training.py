@@ -10,7 +10,7 @@ test ROC-AUC by about 0.04. The test fold is never seen before the metrics are c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
@@ -24,6 +24,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from models.evaluation import Metrics, best_f1_threshold, evaluate
+from models.search import Trial, search
 from models.spec import ModelSpec
 from tideline.errors import ModelError
 
@@ -137,6 +138,10 @@ class TrainedModel:
     leaks: dict[str, float]
     """Features left out for separating the classes too well alone -> their AUC."""
     dates: dict[str, list[str]]
+    params: dict[str, Any] = field(default_factory=dict)
+    """The LightGBM parameters it was fitted with (the search's pick, or the spec's)."""
+    trials: list[Trial] = field(default_factory=list)
+    """The hyper-parameter search's finished trials (empty without a search)."""
     test_scores: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     test_labels: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     test_frame: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
@@ -164,9 +169,10 @@ def _for_sklearn(x: pd.DataFrame, matrix: FeatureMatrix) -> pd.DataFrame:
     return x.astype({c: object for c in matrix.categories})
 
 
-def lightgbm_params(spec: ModelSpec) -> dict[str, Any]:
+def lightgbm_params(spec: ModelSpec, params: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"objective": "binary", "metric": "auc", "verbosity": -1, "seed": 7,
-            "deterministic": True, "force_col_wise": True, **spec.params}
+            "deterministic": True, "force_col_wise": True,
+            **(spec.params if params is None else params)}
 
 
 def rounds_on_validation(x: pd.DataFrame, y: np.ndarray, x_valid: pd.DataFrame,
@@ -193,11 +199,13 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec) ->
     y, y_valid, y_test = (f[label].to_numpy() for f in (folds.train, folds.valid, folds.test))
     x_all, y_all = pd.concat([x, x_valid]), np.concatenate([y, y_valid])
 
-    early = rounds_on_validation(x, y, x_valid, y_valid, spec)
+    params, trials = search(x, y, x_valid, y_valid, spec)
+    early = rounds_on_validation(x, y, x_valid, y_valid, replace(spec, params=params))
     threshold = best_f1_threshold(y_valid, early.predict(x_valid,
                                                          num_iteration=early.best_iteration))
     rounds = max(1, round(early.best_iteration * len(y_all) / len(y)))
-    booster = lgb.train(lightgbm_params(spec), lgb.Dataset(x_all, y_all), num_boost_round=rounds)
+    booster = lgb.train(lightgbm_params(spec, params), lgb.Dataset(x_all, y_all),
+                        num_boost_round=rounds)
     scores = booster.predict(x_test)
 
     baseline_valid = fit_baseline(x, y, matrix).predict_proba(_for_sklearn(x_valid, matrix))
@@ -211,6 +219,6 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec) ->
         metrics=evaluate(y_test, scores, threshold),
         baseline_metrics=evaluate(y_test, baseline_scores,
                                   best_f1_threshold(y_valid, baseline_valid[:, 1])),
-        importance=importance, leaks=leaks, dates=folds.dates(),
+        importance=importance, leaks=leaks, dates=folds.dates(), params=params, trials=trials,
         test_scores={"lightgbm": scores, "baseline": baseline_scores}, test_labels=y_test,
         test_frame=folds.test)
