@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: demo test lint bench-lake bench-drift browser
+.PHONY: demo test lint bench-lake bench-drift bench-train browser
 
 $(BIN)/tideline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,3 +39,8 @@ bench-lake: $(BIN)/tideline
 bench-drift: $(BIN)/tideline
 	$(BIN)/python -c 'import psutil' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/drift_bench.py
+
+# tideline's training overhead over plain LightGBM; on a shared machine add ARGS='--threads 1'
+bench-train: $(BIN)/tideline
+	$(BIN)/python -c 'import psutil' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/train_bench.py $(ARGS)
