@@ -48,14 +48,11 @@ fixed cost and Ray's start-up are most of it).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import resource
-import subprocess
 import sys
-import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -64,6 +61,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
+from children import run_child
 from rich.console import Console
 from rich.table import Table
 
@@ -73,7 +71,6 @@ OUT = Path(__file__).parent / "out" / "drift_bench.json"
 SMOKE_OUT = OUT.with_name("drift_bench_smoke.json")
 DATA_VERSION = 1
 """Bump when the generated frames change, to invalidate cached ones."""
-SAMPLE_SECONDS = 0.2
 SPEEDUP_TARGET = 3.0
 SMOKE_ROWS = 20_000
 STRENGTHS: list[float | str] = [0.6, 0.35, 0.25, 0.2, 0.15, 0.12, 0.11, 0.105, 0.102, 0.098,
@@ -416,53 +413,9 @@ def run_case(body: dict) -> dict:
 # -- measuring from outside -------------------------------------------------------------------
 
 
-def tree_rss(pid: int) -> int:
-    """Summed RSS of a process and all its descendants."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += process.memory_info().rss
-    return total
-
-
-class PeakMemory(threading.Thread):
-    """The largest `tree_rss` of a process while it runs, sampled every `SAMPLE_SECONDS`."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak = pid, 0
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            self.peak = max(self.peak, tree_rss(self.pid))
-            if self._done.wait(SAMPLE_SECONDS):
-                return
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join()
-
-
 def in_child(body: dict, log: Path) -> dict:
     """`run_case(body)` in a fresh interpreter: its JSON, with the peak RSS of its tree."""
-    with open(log, "w") as errors:
-        child = subprocess.Popen([sys.executable, __file__, "--case", json.dumps(body)],
-                                 stdout=subprocess.PIPE, stderr=errors, text=True)
-        memory = PeakMemory(child.pid)
-        memory.start()
-        out, _ = child.communicate()
-        memory.stop()
-    if child.returncode:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
-        raise RuntimeError(f"{body['case']} failed (exit {child.returncode}); end of {log}:"
-                           f"\n{tail}")
-    result = json.loads(out.splitlines()[-1])
+    result, memory = run_child(__file__, ["--case", json.dumps(body)], log)
     result["tree_peak_rss_bytes"] = max(memory.peak, result.get("driver_peak_rss_bytes", 0))
     return result
 

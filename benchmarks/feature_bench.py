@@ -29,16 +29,13 @@ Ray it is an upper bound. Prints a table and writes benchmarks/out/feature_bench
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import math
 import os
 import re
 import shutil
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import date
@@ -46,10 +43,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
+from children import PeakMemory, run_child, tree_rss
 from feature_references import FEATURETOOLS_TWINS, REFERENCES, Files
 from rich.console import Console
 from rich.table import Table
@@ -65,7 +62,6 @@ from lake.local import LocalLake
 AS_OF = date(2026, 10, 1)
 WEEKLY = (date(2026, 9, 10), date(2026, 9, 17), date(2026, 9, 24), AS_OF)
 RTOL, ATOL = 1e-6, 1e-9
-SAMPLE_SECONDS = 0.2
 MEMORY_TARGET = 8 * 2**30
 PUBLISHED = {"seconds": 2.8, "features": 47, "customers": 2_100_000,
              "engine": "a distributed SQL engine"}
@@ -258,56 +254,8 @@ def run_tideline(case: Case) -> dict:
             "feature_rows": sum(r.rows for r in results)}
 
 
-def tree_rss(pid: int) -> tuple[int, int]:
-    """Summed RSS of a process and all its descendants, and how many there are."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0, 0
-    total = 0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += process.memory_info().rss
-    return total, len(processes)
-
-
-class PeakMemory(threading.Thread):
-    """The largest `tree_rss` of a process while it runs, sampled every `SAMPLE_SECONDS`."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.processes = pid, 0, 0
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            total, count = tree_rss(self.pid)
-            if total > self.peak:
-                self.peak, self.processes = total, count
-            if self._done.wait(SAMPLE_SECONDS):
-                return
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join()
-
-
 def in_child(args: list[str], log: Path) -> tuple[dict, PeakMemory]:
-    """This script with `args` in a fresh interpreter: the JSON it prints last, and the peak
-    memory of its process tree. Its stderr goes to `log`."""
-    with open(log, "w") as errors:
-        child = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
-                                 stderr=errors, text=True)
-        memory = PeakMemory(child.pid)
-        memory.start()
-        out, _ = child.communicate()
-        memory.stop()
-    if child.returncode:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
-        raise SystemExit(f"{' '.join(args[:2])} failed (exit {child.returncode}); end of {log}:"
-                         f"\n{tail}")
-    return json.loads(out.splitlines()[-1]), memory
+    return run_child(__file__, args, log)
 
 
 def measure(case: Case, work: Path) -> dict:

@@ -65,6 +65,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import redis
+from children import run_child
 from feature_bench import WEEKLY, PreparedLake, disagreements, prepare
 from rich.console import Console
 from rich.table import Table
@@ -465,24 +466,13 @@ def online_case(data: BenchData, work: Path, backend: str, scale: Scale) -> dict
 # -- the run ---------------------------------------------------------------------------------
 
 
-def in_child(args: list[str], log: Path) -> dict:
-    """This script with `args` in a fresh interpreter; the JSON it prints last."""
-    with open(log, "w") as errors:
-        done = subprocess.run([sys.executable, __file__, *args], stdout=subprocess.PIPE,
-                              stderr=errors, text=True, check=False)
-    if done.returncode:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
-        raise SystemExit(f"{' '.join(args[:2])} failed (exit {done.returncode}); end of {log}:"
-                         f"\n{tail}")
-    return json.loads(done.stdout.splitlines()[-1])
-
-
 def measure(body: dict, work: Path, isolated: bool) -> dict:
     """One case in a fresh interpreter; or, for a smoke run (interpreters take seconds to
     start), in this one, where its peak RSS is this process's so far."""
     if not isolated:
         return json.loads(json.dumps(run_case(body), default=str))
-    return in_child(["--case", json.dumps(body)], work / "logs" / f"{body['case']}.log")
+    return run_child(__file__, ["--case", json.dumps(body)],
+                     work / "logs" / f"{body['case']}.log")[0]
 
 
 def run_case(body: dict) -> dict:

@@ -59,15 +59,12 @@ train_bench_smoke.json). `--smoke`: 20,000 rows, well under a minute.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
 import pickle
 import resource
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -75,6 +72,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
+from children import run_child
 from rich.console import Console
 from rich.table import Table
 
@@ -82,7 +80,6 @@ OUT = Path(__file__).parent / "out" / "train_bench.json"
 SMOKE_OUT = OUT.with_name("train_bench_smoke.json")
 DATA_VERSION = 1
 """Bump when the generated frames change, to invalidate cached ones."""
-SAMPLE_SECONDS = 0.2
 OVERHEAD_TARGET = 0.20
 SMOKE_ROWS = 20_000
 DATES = 10
@@ -435,39 +432,6 @@ def run_case(body: dict) -> dict:
 # -- measuring from outside -------------------------------------------------------------------
 
 
-def tree_rss(pid: int) -> int:
-    """Summed RSS of a process and all its descendants."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += process.memory_info().rss
-    return total
-
-
-class PeakMemory(threading.Thread):
-    """The largest `tree_rss` of a process while it runs, sampled every `SAMPLE_SECONDS`."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak = pid, 0
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            self.peak = max(self.peak, tree_rss(self.pid))
-            if self._done.wait(SAMPLE_SECONDS):
-                return
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join()
-
-
 def thread_env(threads: int | None) -> dict[str, str]:
     """The environment of the children: with `threads`, OpenMP (LightGBM) and BLAS (the
     baseline) use that many threads; without, their defaults (all CPUs)."""
@@ -480,19 +444,7 @@ def thread_env(threads: int | None) -> dict[str, str]:
 
 def in_child(body: dict, log: Path, threads: int | None = None) -> dict:
     """`run_case(body)` in a fresh interpreter: its JSON, with the peak RSS of its tree."""
-    with open(log, "w") as errors:
-        child = subprocess.Popen([sys.executable, __file__, "--case", json.dumps(body)],
-                                 stdout=subprocess.PIPE, stderr=errors, text=True,
-                                 env=thread_env(threads))
-        memory = PeakMemory(child.pid)
-        memory.start()
-        out, _ = child.communicate()
-        memory.stop()
-    if child.returncode:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
-        raise RuntimeError(f"{body['case']} failed (exit {child.returncode}); end of {log}:"
-                           f"\n{tail}")
-    result = json.loads(out.splitlines()[-1])
+    result, memory = run_child(__file__, ["--case", json.dumps(body)], log, thread_env(threads))
     result["tree_peak_rss_bytes"] = max(memory.peak, result.get("driver_peak_rss_bytes", 0))
     return result
 
