@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import threading
+from argparse import Namespace
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -66,3 +68,13 @@ def run_child(script: str, args: list[str], log: Path, env: dict[str, str] | Non
         raise SystemExit(f"{Path(script).name} {' '.join(args)[:80]} failed (exit "
                          f"{child.returncode}); end of {log}:\n{tail}")
     return json.loads(out.splitlines()[-1]), memory
+
+
+def dispatch(args: Namespace, run_case: Callable[[dict], dict],
+             run_bench: Callable[[Namespace], int]) -> None:
+    """In a `--case` child, print that case's JSON (what `run_child` reads); otherwise run
+    the whole benchmark and exit with its status."""
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case)), default=str))
+        return
+    sys.exit(run_bench(args))

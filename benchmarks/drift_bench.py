@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
-from children import run_child
+from children import dispatch, run_child
 from rich.console import Console
 from rich.table import Table
 
@@ -588,11 +588,7 @@ def main() -> None:
                         help=f"{SMOKE_ROWS:,} rows a side, under a minute")
     parser.add_argument("--work-dir", default="/tmp/tideline-drift-bench")
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case)), default=str))
-        return
-    sys.exit(run_bench(args))
+    dispatch(parser.parse_args(), run_case, run_bench)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
-from children import run_child
+from children import dispatch, run_child
 from rich.console import Console
 from rich.table import Table
 
@@ -591,11 +591,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_ROWS:,} rows only")
     parser.add_argument("--work-dir", default="/tmp/tideline-train-bench")
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case)), default=str))
-        return
-    sys.exit(run_bench(args))
+    dispatch(parser.parse_args(), run_case, run_bench)
 
 
 if __name__ == "__main__":
