@@ -83,8 +83,9 @@ def prefect_server(settings: Settings, host: str = "127.0.0.1", port: int = 4200
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_UI_API_URL": f"http://{host}:{port}/api"}
     api = f"http://{host}:{port}/api"
+    # its own session: Ctrl-C stops the deployments served here first, then this stops it
     server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
-                               host, "--port", str(port)], env=env)
+                               host, "--port", str(port)], env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -94,6 +94,14 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
         assert drift["trigger"]["within"] == 1800
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200  # the UI
 
+        def scheduled() -> list[dict]:  # the scheduler fills in the hourly ingest runs
+            return httpx.post(f"{api}/flow_runs/filter", timeout=10, json={
+                "deployments": {"name": {"any_": ["ingest"]}},
+                "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}, "limit": 10}).json()
+
+        assert all(r["expected_start_time"][14:16] == "05" for r in wait_for(
+            "scheduled ingest runs", scheduled, timeout=120))
+
         # a pipeline run, started as the UI's "Quick run" does, served by `tideline server`
         pipeline = next(d for d in found if d["name"] == "pipeline")
         started = httpx.post(f"{api}/deployments/{pipeline['id']}/create_flow_run", json={},
