@@ -7,6 +7,7 @@ the lake commands start fast.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from datetime import datetime
 
@@ -334,6 +335,10 @@ def server(
     from deployments.serve import prefect_server, serve_deployments
     from tideline.settings import load_settings
 
+    # stop on Ctrl-C and on SIGTERM alike, even when started with SIGINT ignored (a
+    # background job of a script), so the server below is always stopped with it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with prefect_server(load_settings(), host, port) as api, temporary_settings(
             {PREFECT_API_URL: api}):
         console.print(f"Prefect UI: {api.removesuffix('/api')}  (API {api})")

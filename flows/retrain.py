@@ -18,7 +18,8 @@ def retrain(model: str | None = None, report: str | None = None,
     run_id = run_id or f"retrain-{new_run_id()}"
     logger = get_run_logger()
     why = "; ".join(reasons or []) or "asked for"
-    logger.info("retraining %s (%s); drift report: %s", model, why, report or "none")
+    logger.info("retraining %s (%s); drift report: %s", model or "the configured model", why,
+                report or "none")
     outcome = train(run_id=run_id, model=model)
     decision = outcome.decision
     create_markdown_artifact(

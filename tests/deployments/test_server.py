@@ -3,9 +3,10 @@ every deployment of prefect.yaml is registered and served (schedules and the dri
 included); a `pipeline` run started through the API completes on the demo data and shows, with
 its artifacts, in the Prefect UI in headless Chromium (screenshots kept with the test's files);
 `tideline deploy` (prefect deploy --all) registers the same file for a work pool; stopping the
-command stops the server."""
+command (SIGTERM) stops the server."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from deployments.serve import deployment_specs
@@ -134,8 +136,16 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
         pooled = httpx.post(f"{api}/deployments/filter", json={"limit": 50}, timeout=5).json()
         assert {d["work_pool_name"] for d in pooled} == {"tideline"} and len(pooled) == 7
     finally:
-        os.killpg(command.pid, signal.SIGINT)
-        command.wait(60)
-        log.close()
+        children = psutil.Process(command.pid).children(recursive=True)
+        command.send_signal(signal.SIGTERM)
+        try:
+            command.wait(90)
+            _, alive = psutil.wait_procs(children, timeout=30)
+        finally:  # whatever happened, leave no server behind on the test database
+            for process in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+            log.close()
+    assert alive == [], "the Prefect server outlived `tideline server`"
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{api}/health", timeout=2)
