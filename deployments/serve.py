@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 import yaml
 from prefect.deployments.runner import RunnerDeployment
 
+from tideline.database import shown
 from tideline.errors import ConfigError
 from tideline.settings import Settings
 
@@ -91,7 +91,7 @@ def prefect_server(settings: Settings, host: str = "127.0.0.1", port: int = 4200
         while True:
             if server.poll() is not None:
                 raise ConfigError(f"the Prefect server exited with code {server.returncode}; "
-                                  f"is port {port} free and the database {_safe(url)} "
+                                  f"is port {port} free and the database {shown(url)} "
                                   "reachable?")
             try:
                 if httpx.get(f"{api}/health", timeout=2).status_code == 200:
@@ -109,11 +109,6 @@ def prefect_server(settings: Settings, host: str = "127.0.0.1", port: int = 4200
             server.wait(30)
         except subprocess.TimeoutExpired:
             server.kill()
-
-
-def _safe(url: str) -> str:
-    """A database URL without its password."""
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def deploy_all(pool: str = "tideline") -> None:

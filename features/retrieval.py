@@ -116,6 +116,11 @@ def materialized_dates(lake: Lake, ref: str, view: FeatureView) -> list[date]:
     return sorted(date.fromisoformat(day) for day in days)
 
 
+def dates_with_tables(lake: Lake, ref: str, views: Sequence[FeatureView]) -> set[date]:
+    """The as-of dates every one of `views` has a feature table for at `ref`."""
+    return set.intersection(*(set(materialized_dates(lake, ref, view)) for view in views))
+
+
 def read_snapshot(lake: Lake, ref: str, view: FeatureView, day: date,
                   columns: Sequence[str]) -> pa.Table:
     """One materialisation of a view: the entity key (as text, whatever the table stores) and

@@ -5,6 +5,7 @@ skips every stage that already published."""
 from __future__ import annotations
 
 import logging
+from html import escape
 from typing import Any
 
 from prefect.client.schemas.objects import Flow, FlowRun, State
@@ -44,8 +45,6 @@ def failure_mail(flow: Flow, flow_run: FlowRun, state: State, owner: str,
              "in the lake for inspection.",
              f"To resume, re-run with the same run id ({run_id}): stages that already "
              "published are skipped."]
-    from html import escape
-
     return Mail(to=(owner,), subject=f"[tideline] {flow.name} run {flow_run.name} "
                                      f"{state.name.lower()}",
                 text="\n".join(lines),

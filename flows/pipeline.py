@@ -16,6 +16,7 @@ from flows.monitor import MonitorRun, monitor
 from flows.score import ScoringRun, score
 from flows.train import TrainingOutcome, train
 from ingestion.audit import Audit
+from lake.base import MAIN
 from lake.open import commit_link, open_lake
 from lake.publish import new_run_id
 from tideline.settings import load_settings
@@ -41,8 +42,9 @@ def pipeline(run_id: str | None = None, since: date | None = None,
     registry → online store → training set → LightGBM → model registry → promotion gate →
     batch scores → drift monitor (report, event, e-mail)."""
     run_id = run_id or new_run_id()
+    settings = load_settings()
     audit = ingest(run_id=run_id, since=since, until=until)
-    features = build_features.with_options(task_runner=ray_task_runner(load_settings()))(
+    features = build_features.with_options(task_runner=ray_task_runner(settings))(
         run_id=run_id)
     online = materialize_online()
     training = train(run_id=run_id)
@@ -67,8 +69,7 @@ def pipeline(run_id: str | None = None, since: date | None = None,
            else "no retrain needed") + f" (`{monitoring.report['html']}`)\n",
         description=f"tideline pipeline run {run_id}",
     )
-    settings = load_settings()
-    main = open_lake(settings).resolve("main")
+    main = open_lake(settings).resolve(MAIN)
     create_link_artifact(key="lake-main", link=commit_link(settings, main),
                          link_text=f"main after run {run_id}: {main[:12]}",
                          description="the lake commit this run left on main")

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from features.definitions import FeatureView
-from features.retrieval import materialized_dates
+from features.retrieval import dates_with_tables
 from features.store import FeatureStore
-from models.labels import active_at, load_activity
+from lake.base import MAIN
+from models.labels import Activity, active_at, load_activity
 from models.registry import LoadedModel, ModelRecord
 from models.spec import ModelSpec
 from tideline.errors import ModelError
@@ -33,19 +34,26 @@ def check_versions(record: ModelRecord, views: Sequence[FeatureView]) -> None:
                 "version")
 
 
+def model_dates(store: FeatureStore, ref: str, record: ModelRecord) -> set[date]:
+    """The as-of dates every view of the model has a feature table for at `ref`."""
+    return dates_with_tables(store.lake, ref, [view for view in store.views
+                                               if view.name in record.feature_views])
+
+
 def scoring_population(store: FeatureStore, record: ModelRecord, spec: ModelSpec,
-                       as_of: date | None) -> tuple[date, pd.DataFrame]:
-    """The model's features, at main, for every entity active before the day (the newest day
-    every view of the model has a table for, unless given): what batch scoring and the drift
-    monitor both look at."""
-    commit = store.lake.resolve("main")
-    days = set.intersection(*(set(materialized_dates(store.lake, commit, view))
-                              for view in store.views if view.name in record.feature_views))
+                       as_of: date | None, commit: str | None = None,
+                       activity: Activity | None = None) -> tuple[date, pd.DataFrame]:
+    """The model's features, at main (or `commit`), for every entity active before the day
+    (the newest day every view of the model has a table for, unless given): what batch scoring
+    and the drift monitor both look at. `activity` saves reading it again."""
+    commit = commit or store.lake.resolve(MAIN)
+    days = model_dates(store, commit, record)
     day = as_of or max(days, default=None)
     if day not in days:
         raise ModelError(f"no feature tables as of {day or 'any day'} for every view of "
                          f"{record.ref}; build them (`tideline features build --as-of`)")
-    customers = active_at(load_activity(store.lake, commit, spec.label), spec.label, day)
+    activity = activity or load_activity(store.lake, commit, spec.label)
+    customers = active_at(activity, spec.label, day)
     features = store.get_training_set(customers, record.features, ref=commit,
                                       timestamp_column="as_of", save=False)
     return day, features.frame

@@ -5,14 +5,13 @@ with a checkpoint after the event, so the monitor knows it reached the server; w
 the report says the event is undelivered instead of failing the run."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Any
 
 from prefect.events import Event
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from monitoring.monitor import MonitorResult
+from tideline.retry import with_retries
 
 DRIFT_EVENT = "tideline.drift.detected"
 
@@ -47,29 +46,17 @@ class Emitted:
     detail: str
 
 
-async def _send(event: Event) -> None:
+async def _send(event: Event) -> str:
     from prefect.events.clients import get_events_client
 
     async with get_events_client(reconnection_attempts=1, checkpoint_every=1) as client:
         await client.emit(event)
+    return "delivered"
 
 
 def emit(event: Event, attempts: int = 3, backoff: float = 1.0) -> Emitted:
-    """Send the event and wait for the server's acknowledgement; retry, then record."""
-    detail = ""
-    for attempt in range(1, attempts + 1):
-        try:
-            run_coro_as_sync(_send(event))
-        except Exception as exc:  # noqa: BLE001 - any transport failure is "undelivered"
-            detail = f"{type(exc).__name__}: {exc}"
-            if attempt < attempts:
-                time.sleep(backoff * 2 ** (attempt - 1))
-        else:
-            return Emitted(event.event, str(event.id), True, attempt, "delivered")
-    return Emitted(event.event, str(event.id), False, attempts, detail)
-
-
-def emitted_summary(emitted: Emitted | None) -> dict[str, Any] | None:
-    return None if emitted is None else {"event": emitted.event, "id": emitted.id,
-                                         "delivered": emitted.delivered,
-                                         "attempts": emitted.attempts, "detail": emitted.detail}
+    """Send the event and wait for the server's acknowledgement; retry, then record (any
+    transport failure counts as undelivered)."""
+    done, tries, error = with_retries(lambda: run_coro_as_sync(_send(event)), (Exception,),
+                                      attempts, backoff)
+    return Emitted(event.event, str(event.id), done is not None, tries, done or error)

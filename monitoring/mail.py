@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
 from tideline.errors import ConfigError
+from tideline.retry import with_retries
 
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
@@ -133,18 +135,10 @@ def deliver(transport: Transport, mails: Sequence[Mail], sender: str, attempts: 
         except ConfigError as exc:
             results.append(Delivery(mail.to, mail.subject, False, 0, str(exc)))
             continue
-        for attempt in range(1, attempts + 1):
-            try:
-                where = transport.send(message)
-            except (OSError, smtplib.SMTPException) as exc:
-                detail = f"{type(exc).__name__}: {exc}"
-                if attempt < attempts:
-                    time.sleep(backoff * 2 ** (attempt - 1))
-                    continue
-                results.append(Delivery(mail.to, mail.subject, False, attempt, detail))
-            else:
-                results.append(Delivery(mail.to, mail.subject, True, attempt, where))
-            break
+        where, tries, error = with_retries(partial(transport.send, message),
+                                           (OSError, smtplib.SMTPException), attempts, backoff)
+        results.append(Delivery(mail.to, mail.subject, where is not None, tries,
+                                where or error))
     return results
 
 

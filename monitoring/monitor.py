@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.retrieval import materialized_dates, resolve_features
+from features.retrieval import resolve_features
 from features.store import FeatureStore
-from models.labels import label_examples, labelable_dates, load_activity
+from lake.base import MAIN
+from models.labels import Activity, label_examples, labelable_dates, load_activity
 from models.registry import LoadedModel, ModelRecord, load_model
-from models.scoring import scoring_population
+from models.scoring import model_dates, scoring_population
 from models.spec import ModelSpec
 from models.training import lightgbm_params
 from monitoring.checks import (
@@ -119,13 +120,11 @@ class Comparison:
 
 
 def labelled_period(store: FeatureStore, record: ModelRecord, spec: ModelSpec,
-                    trained_until: date) -> tuple[pd.DataFrame | None, str]:
+                    trained_until: date, commit: str, activity: Activity
+                    ) -> tuple[pd.DataFrame | None, str]:
     """The newest labelled as-of dates after the training set's last one that have feature
     tables for every view of the model, with their features; or None and why not."""
-    commit = store.lake.resolve("main")
-    activity = load_activity(store.lake, commit, spec.label)
-    built = set.intersection(*(set(materialized_dates(store.lake, commit, view))
-                               for view in store.views if view.name in record.feature_views))
+    built = model_dates(store, commit, record)
     dates = [d for d in labelable_dates(activity, spec.label, spec.test_dates, spec.every_days)
              if d > trained_until and d in built]
     if not dates:
@@ -145,7 +144,9 @@ def run_checks(store: FeatureStore, record: ModelRecord, spec: ModelSpec, as_of:
     if rules.reference_dates is not None:
         latest = sorted(reference["as_of"].unique())[-rules.reference_dates:]
         reference = reference[reference["as_of"].isin(latest)]
-    day, current = scoring_population(store, record, spec, as_of)
+    commit = store.lake.resolve(MAIN)
+    activity = load_activity(store.lake, commit, spec.label)
+    day, current = scoring_population(store, record, spec, as_of, commit, activity)
     refs = {r.column: r for r in resolve_features(store.views, record.features)}
     policies = {c: ColumnPolicy(r.view.drift_method, r.view.drift_threshold)
                 for c, r in refs.items()}
@@ -153,15 +154,16 @@ def run_checks(store: FeatureStore, record: ModelRecord, spec: ModelSpec, as_of:
     expected = {(view.name, s.feature): s for view in store.views
                 if view.name in record.feature_views
                 for s in store.registry.stats(view.name, view.version)}
-    checks = tuple(
-        FeatureCheck(d.column, refs[d.column].view.name, refs[d.column].view.owner, d,
-                     null_check(d.column, reference[d.column], current[d.column],
-                                expected.get((refs[d.column].view.name, refs[d.column].feature)),
-                                rules))
-        for d in drifts)
+    checks = []
+    for d in drifts:
+        ref = refs[d.column]
+        checks.append(FeatureCheck(
+            d.column, ref.view.name, ref.view.owner, d,
+            null_check(d.column, reference[d.column], current[d.column],
+                       expected.get((ref.view.name, ref.feature)), rules)))
     model: LoadedModel = load_model(store.lake, record)
     trained_until = pd.Timestamp(reference["as_of"].max()).date()
-    labelled, why_not = labelled_period(store, record, spec, trained_until)
+    labelled, why_not = labelled_period(store, record, spec, trained_until, commit, activity)
     notes = [why_not] if why_not else []
     performance = importance = None
     if labelled is not None:
@@ -173,7 +175,7 @@ def run_checks(store: FeatureStore, record: ModelRecord, spec: ModelSpec, as_of:
         reference={"training_set": training.name, "tag": training.tag,
                    "commit": training.lake_commit, "rows": len(reference),
                    "as_of": sorted({f"{pd.Timestamp(t):%Y-%m-%d}" for t in reference["as_of"]})},
-        current_rows=len(current), features=checks,
+        current_rows=len(current), features=tuple(checks),
         prediction=prediction_drift(model, reference, current), performance=performance,
         importance=importance, rules=rules, notes=tuple(notes))
     return result, Comparison(reference=reference[list(policies)],

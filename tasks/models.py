@@ -9,7 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from features.retrieval import materialized_dates
+from features.retrieval import dates_with_tables
 from features.store import FeatureStore, TrainingSet
 from models.labels import label_examples, labelable_dates, load_activity
 from models.promotion import GateDecision, judge
@@ -26,9 +26,8 @@ def label_training_examples(store: FeatureStore, spec: ModelSpec
     commit = store.lake.resolve("main")
     activity = load_activity(store.lake, commit, spec.label)
     dates = labelable_dates(activity, spec.label, spec.as_of_dates, spec.every_days)
-    built = [set(materialized_dates(store.lake, commit, view)) for view in store.views]
-    return (label_examples(activity, spec.label, dates),
-            [d for d in dates if not all(d in days for days in built)])
+    built = dates_with_tables(store.lake, commit, store.views)
+    return label_examples(activity, spec.label, dates), [d for d in dates if d not in built]
 
 
 @task(name="training-set", retries=1, cache_policy=NONE)

@@ -3,6 +3,7 @@ e-mails and the run's artifacts."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from models.registry import ModelRecord
 from models.spec import ModelSpec
 from monitoring.alerts import owner_mails
 from monitoring.checks import MonitorRules
-from monitoring.events import Emitted, drift_event, emit, emitted_summary
+from monitoring.events import Emitted, drift_event, emit
 from monitoring.evidently_report import render_report
 from monitoring.mail import Delivery, deliver, open_transport
 from monitoring.monitor import Comparison, MonitorResult, run_checks, summary_json
@@ -78,9 +79,8 @@ def record_alerts(store: FeatureStore, result: MonitorResult, report: dict[str, 
                   event: Emitted | None, deliveries: list[Delivery], run_id: str) -> str:
     """What was told to whom (the event and each e-mail) next to the report in the lake."""
     path = f"{report_prefix(result)}/alerts.json"
-    body = {"report": report, "event": emitted_summary(event),
-            "emails": [{"to": list(d.to), "subject": d.subject, "sent": d.sent,
-                        "attempts": d.attempts, "detail": d.detail} for d in deliveries]}
+    body = {"report": report, "event": None if event is None else asdict(event),
+            "emails": [asdict(d) for d in deliveries]}
     with publish(store.lake, f"{run_id}-alerts", message=f"alerts for {result.model}",
                  metadata={"stage": "alerts", "model": result.model, "path": path}) as run:
         store.lake.put(run.branch, path, json.dumps(body, indent=1, default=str).encode())
