@@ -170,8 +170,10 @@ def features_describe(
         if f["kind"] == "derived":
             definition = f["expression"]
         else:
+            window = f["window_length"] or f["window_days"]  # before v2: days only
             definition = f"{f['aggregation']}({f['source_column'] or ''})" + (
-                f" over {f['window_days']}d" if f["window_days"] else "") + (
+                f" over {window}{'d' if str(window).isdigit() else ''}" if window else "") + (
+                f", gap {f['session_gap']}" if f["session_gap"] else "") + (
                 f" where {f['event_filter']}" if f["event_filter"] else "")
         s = stats.get(f["name"])
         table.add_row(f["name"], definition, *(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -44,10 +45,46 @@ day k covers [t - (k+1) d, t - k d), empty days count as 0. `daily_mean` is the 
 TEMPORAL = {"days_since_last", "days_since_first"}
 """Days from the newest / oldest event in the window to t; with a column (a date or timestamp),
 from that column's newest / oldest value instead (tenure from a signup date, say)."""
-AGGREGATIONS = COUNTING | ANY_COLUMN | NUMERIC | DAILY | TEMPORAL
+SESSIONS = {"sessions"}
+"""Sessions in the window: runs of events (matching the filter) with less than `gap` between
+one and the next; a run cut by the window's start counts from its first event inside."""
+AGGREGATIONS = COUNTING | ANY_COLUMN | NUMERIC | DAILY | TEMPORAL | SESSIONS
+STREAM_UNBOUNDED = {"count", "share", "sum", "mean", "var", "std", "min", "max", "first", "last",
+                    "days_since_first", "days_since_last"}
+"""What a streamable view may compute over all history (no window): running counts, sums,
+Welford's mean and variance, extremes and the first and last event, which a stream processor
+keeps without holding the events."""
 QUANTILES = {"p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
 VIRTUAL_COLUMNS = {"weekday", "hour"}
 """Usable in filters: the event time's weekday (Monday = 0) and hour, in UTC."""
+
+
+DURATION_UNITS = {"m": 60 * 10**9, "h": 3600 * 10**9, "d": 86_400 * 10**9}
+DAY_NS = DURATION_UNITS["d"]
+
+
+def duration_ns(value: int | str) -> int:
+    """A window or gap in nanoseconds: a whole number of days, or text such as ``"30m"``,
+    ``"1h"`` or ``"7d"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(f"not a positive number of days: {value!r}")
+        return value * DAY_NS
+    match = re.fullmatch(r"([1-9][0-9]*)([mhd])", str(value))
+    if match is None:
+        raise ValueError(f"not a duration: {value!r} (days as a number, or e.g. '30m', '1h', "
+                         "'7d')")
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def whole_days(value: int | str | None) -> int | None:
+    """A window as whole days (None when it is not a whole number of days)."""
+    if value is None:
+        return None
+    ns = duration_ns(value)
+    return ns // DAY_NS if ns % DAY_NS == 0 else None
 
 
 def _stable_hash(payload: Any) -> str:
@@ -75,17 +112,23 @@ class Source:
 
 @dataclass(frozen=True)
 class Feature:
-    """One value per entity and as-of time: `agg` of `column` over the events of `window` days
-    before the as-of time (all history before it when `window` is None), optionally only the
-    events matching `filter` (an expression over the source's columns, e.g.
-    ``category == 'refund'`` or ``weekday >= 5``)."""
+    """One value per entity and as-of time: `agg` of `column` over the events of the `window`
+    before the as-of time (days as a number, or a duration such as ``"1h"``; all history before
+    it when None), optionally only the events matching `filter` (an expression over the
+    source's columns, e.g. ``category == 'refund'`` or ``weekday >= 5``). `gap` is the
+    inactivity that ends a session (`sessions` only)."""
 
     name: str
     column: str | None = None
     agg: str = "count"
-    window: int | None = None
+    window: int | str | None = None
     filter: str | None = None
     description: str = ""
+    gap: str | None = None
+
+    @property
+    def window_ns(self) -> int | None:
+        return None if self.window is None else duration_ns(self.window)
 
 
 @dataclass(frozen=True)
@@ -127,6 +170,9 @@ class FeatureView:
     `chisquare`, `z`); None chooses by type and sample size."""
     drift_threshold: float | None = None
     """Its threshold (a distance at or above it, or a p-value below it, is drift)."""
+    streamable: bool = False
+    """Also computed by the stream processor (`tideline stream`) from live events, with the
+    same values the batch engine gives at the same time."""
 
     def __post_init__(self) -> None:
         # lists read better in declarations; tuples keep the view hashable and frozen
@@ -138,7 +184,7 @@ class FeatureView:
     @cached_property  # a frozen view never changes; store lookups ask for it on every call
     def version(self) -> str:
         """Stable hash of everything that changes the values (not owner, tags, TTL, drift
-        rules or prose)."""
+        rules, streaming or prose)."""
         return _stable_hash({
             "entity": asdict(self.entity), "source": asdict(self.source),
             "features": [_semantic(f) for f in self.features],
@@ -151,14 +197,22 @@ class FeatureView:
 
     @property
     def max_window(self) -> int | None:
-        """The longest window (None when a feature looks at all history)."""
-        windows = [f.window for f in self.features]
-        return None if None in windows else max(windows)  # type: ignore[type-var]
+        """The longest window in whole days, rounded up (None when a feature looks at all
+        history)."""
+        windows = [f.window_ns for f in self.features]
+        return None if None in windows else -(-max(windows) // DAY_NS)  # type: ignore[type-var]
+
+    @property
+    def longest_window_ns(self) -> int:
+        """The longest bounded window (0 when every feature looks at all history)."""
+        return max((f.window_ns for f in self.features if f.window is not None), default=0)
 
 
 def _semantic(item: Feature | Derived) -> dict[str, Any]:
     body = asdict(item)
     body.pop("description")
+    if body.get("gap", ...) is None:
+        body.pop("gap")  # not a session feature: hashed as before `gap` existed
     return body
 
 
@@ -193,19 +247,35 @@ def check_view(view: FeatureView) -> None:
         if feature.agg not in AGGREGATIONS:
             raise FeatureDefinitionError(f"{at}: unknown aggregation {feature.agg!r}; one of "
                                          f"{', '.join(sorted(AGGREGATIONS))}")
-        if feature.window is not None and (not isinstance(feature.window, int)
-                                           or feature.window <= 0):
-            raise FeatureDefinitionError(f"{at}: window must be a positive number of days, got "
-                                         f"{feature.window!r}")
-        if feature.agg in COUNTING and feature.column is not None:
+        for what in ("window", "gap"):
+            value = getattr(feature, what)
+            if value is not None:
+                try:
+                    duration_ns(value)
+                except ValueError:
+                    raise FeatureDefinitionError(
+                        f"{at}: {what} must be a positive number of days or a duration such as "
+                        f"'30m', '1h' or '7d', got {value!r}") from None
+        if (feature.gap is not None) != (feature.agg in SESSIONS):
+            raise FeatureDefinitionError(
+                f"{at}: 'sessions' needs a gap (e.g. gap='30m')" if feature.gap is None
+                else f"{at}: only 'sessions' takes a gap")
+        if feature.agg in COUNTING | SESSIONS and feature.column is not None:
             raise FeatureDefinitionError(f"{at}: {feature.agg!r} counts events and takes no "
                                          "column")
         if (feature.agg in ANY_COLUMN | NUMERIC) and feature.column is None:
             raise FeatureDefinitionError(f"{at}: {feature.agg!r} needs a column")
         if feature.agg == "share" and feature.filter is None:
             raise FeatureDefinitionError(f"{at}: 'share' needs a filter (the events to count)")
-        if feature.agg in DAILY and feature.window is None:
-            raise FeatureDefinitionError(f"{at}: {feature.agg!r} needs a window")
+        if feature.agg in DAILY and whole_days(feature.window) is None:
+            raise FeatureDefinitionError(f"{at}: {feature.agg!r} needs a window of whole days")
+        if view.streamable and feature.window is None and feature.agg not in STREAM_UNBOUNDED:
+            raise FeatureDefinitionError(
+                f"{at}: a streamable view computes {feature.agg!r} only over a window; over all "
+                f"history it can keep {', '.join(sorted(STREAM_UNBOUNDED))}")
+        if view.streamable and feature.agg in TEMPORAL and feature.column is not None:
+            raise FeatureDefinitionError(f"{at}: a streamable view measures recency from event "
+                                         "times, not from a column")
         if feature.filter is not None:
             names_in(feature.filter, at)
     known = {f.name for f in view.features}

@@ -34,16 +34,18 @@ import pyarrow.compute as pc
 
 from features.definitions import (
     DAILY,
+    DAY_NS,
     NUMERIC,
     QUANTILES,
     VIRTUAL_COLUMNS,
     Derived,
     Feature,
     FeatureView,
+    duration_ns,
+    whole_days,
 )
 from features.expressions import evaluate, names_in
 
-DAY_NS = 86_400 * 10**9
 EMA_HALF_LIFE_DAYS = 7.0
 
 
@@ -162,9 +164,7 @@ class Events:
         the event time."""
         if ("value", name) not in self.converted:
             if name in VIRTUAL_COLUMNS:
-                ns = _nanoseconds(self.frame[self.timestamp])
-                values = ((ns // DAY_NS) + 3) % 7 if name == "weekday" else (
-                    (ns % DAY_NS) // (3600 * 10**9))  # 1970-01-01 was a Thursday
+                values = virtual_column(name, _nanoseconds(self.frame[self.timestamp]))
             else:
                 values = self.frame[name]
                 if _is_time(values.dtype):
@@ -245,6 +245,13 @@ class Events:
             return np.full(len(keys), -1, dtype=np.int64)
         found = pc.index_in(pa.array(keys, type=self.keys.type), value_set=self.keys)
         return found.fill_null(-1).to_numpy().astype(np.int64)
+
+
+def virtual_column(name: str, ns: np.ndarray) -> np.ndarray:
+    """`weekday` (Monday = 0) or `hour` of event times given as ns since the epoch, UTC."""
+    if name == "weekday":
+        return ((ns // DAY_NS) + 3) % 7  # 1970-01-01 was a Thursday
+    return (ns % DAY_NS) // (3600 * 10**9)
 
 
 def encode_entities(columns: Sequence[pa.ChunkedArray | pa.Array]
@@ -374,7 +381,7 @@ class ViewComputation:
     def subset(self, filter_: str | None, valued: str | None = None) -> Events:
         return self.events.matching(filter_, valued)
 
-    def segments(self, filter_: str | None, window: int | None,
+    def segments(self, filter_: str | None, window: int | str | None,
                  valued: str | None = None) -> Segments:
         key = (filter_, window, valued)
         if key not in self._segments:
@@ -384,14 +391,18 @@ class ViewComputation:
             if window is None:
                 lo, _ = events.slices(self.codes)
             else:
-                lo = events.first_at_or_after(self.codes, t - window * DAY_NS)
+                lo = events.first_at_or_after(self.codes, t - duration_ns(window))
             self._segments[key] = Segments(lo=lo, hi=hi, t=t)
         return self._segments[key]
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self, given: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+        """Every feature of the view, derived ones last; features in `given` are taken from
+        it instead of being computed (a stream processor's running aggregates)."""
+        given = given or {}
         values: dict[str, np.ndarray] = {}
         for feature in self.view.features:
-            values[feature.name] = self.compute(feature)
+            values[feature.name] = (given[feature.name] if feature.name in given
+                                    else self.compute(feature))
         for derived in self.view.derived:
             values[derived.name] = derive(derived, values)
         return pd.DataFrame(values)
@@ -422,17 +433,19 @@ class ViewComputation:
             return days
         if f.agg == "nunique":
             return self._nunique(f, seg, events)
+        if f.agg == "sessions":
+            return self._sessions(f, seg, events)
         if f.agg in QUANTILES:
             return self._quantile(f, seg, events, QUANTILES[f.agg])
         key = (f.column, f.filter, f.window, valued)  # what features of one window share
         values = self._once(("values", *key), lambda: np.ones(len(seg.index)) if f.column is None
                             else events.values(f.column)[seg.index])
         if f.agg in DAILY:  # without a column, statistics of daily event counts
-            times = events.time[seg.index]
+            times, days = events.time[seg.index], whole_days(f.window)
             if f.agg in ("daily_mean", "ema_7d"):
-                return _smoothed(f.agg, seg, times, values, f.window)
-            return _trend(f.agg, f.window, *self._once(
-                ("daily", *key), lambda: _daily_sums(seg, times, values, f.window)))
+                return _smoothed(f.agg, seg, times, values, days)
+            return _trend(f.agg, days, *self._once(
+                ("daily", *key), lambda: _daily_sums(seg, times, values, days)))
         total = self._once(("sum", *key), lambda: seg.reduce(np.add, values, empty=0.0))
         if f.agg == "sum":
             return total
@@ -475,6 +488,17 @@ class ViewComputation:
         slices = Segments(lo=start, hi=end, t=seg.t)
         found, owner = events.by_entity_then_value(f.column)[slices.index], slices.owner
         return found[(found >= seg.lo[owner]) & (found < seg.hi[owner])]
+
+    @staticmethod
+    def _sessions(f: Feature, seg: Segments, events: Events) -> np.ndarray:
+        """Session starts in each window: its first event, and every event at least `gap`
+        after the entity's previous one."""
+        follows = np.zeros(len(events.time), dtype=bool)
+        follows[1:] = (events.entity[1:] == events.entity[:-1]) & (
+            np.diff(events.time) < duration_ns(f.gap))
+        starts = ~follows[seg.index]
+        starts[seg.starts] = True
+        return seg.reduce(np.add, starts.astype(np.int64), empty=0).astype(np.int64)
 
     @staticmethod
     def _nunique(f: Feature, seg: Segments, events: Events) -> np.ndarray:

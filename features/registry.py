@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from features.definitions import Derived, Entity, Feature, FeatureView, Source
+from features.definitions import Derived, Entity, Feature, FeatureView, Source, whole_days
 from features.stats import FeatureStats
 from tideline.database import database_url, open_database, schema_version, shown
 from tideline.errors import FeatureDefinitionError
@@ -62,6 +62,11 @@ features_table = sa.Table(
     sa.ForeignKeyConstraint(["view_name", "version"],
                             ["feature_views.name", "feature_views.version"]),
 )
+DURATIONS = (sa.Column("window_length", sa.String(16)), sa.Column("session_gap", sa.String(16)))
+"""Schema version 2: a window as written (`7`, `"1h"`; `window_days` is null unless it is
+whole days) and a session feature's gap."""
+for _column in DURATIONS:
+    features_table.append_column(_column)
 builds_table = sa.Table(
     "feature_builds", metadata,
     sa.Column("run_id", _text, primary_key=True),
@@ -114,7 +119,17 @@ def _create_v1(connection: Connection) -> None:
                                             training_sets_table])
 
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1,)
+def _add_durations(connection: Connection) -> None:
+    """Version 2; a registry created at version 1 by this code has the columns already."""
+    present = {c["name"] for c in sa.inspect(connection).get_columns(features_table.name)}
+    for column in DURATIONS:
+        if column.name not in present:
+            kind = column.type.compile(connection.dialect)
+            connection.execute(sa.text(f"ALTER TABLE {features_table.name} ADD COLUMN "
+                                       f"{column.name} {kind}"))
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_create_v1, _add_durations)
 """Migration k brings the schema from version k to k + 1; append, never edit."""
 
 
@@ -173,10 +188,13 @@ def _utc(value: datetime) -> datetime:
 
 def _feature_rows(view: FeatureView) -> list[dict[str, Any]]:
     rows = [{"name": f.name, "kind": "windowed", "source_column": f.column,
-             "aggregation": f.agg, "window_days": f.window, "event_filter": f.filter,
+             "aggregation": f.agg, "window_days": whole_days(f.window),
+             "window_length": None if f.window is None else str(f.window),
+             "session_gap": f.gap, "event_filter": f.filter,
              "expression": None, "description": f.description} for f in view.features]
     rows += [{"name": d.name, "kind": "derived", "source_column": None, "aggregation": None,
-              "window_days": None, "event_filter": None,
+              "window_days": None, "window_length": None, "session_gap": None,
+              "event_filter": None,
               "expression": d.expression or json.dumps({"cases": d.cases, "default": d.default}),
               "description": d.description} for d in view.derived]
     return [{**row, "view_name": view.name, "version": view.version, "position": k}

@@ -16,7 +16,7 @@ def window_events(events: pd.DataFrame, view: FeatureView, key: object, t: pd.Ti
     ts = events[view.source.timestamp]
     rows = events[(events[view.entity.key] == key) & (ts < t)]
     if feature.window is not None:
-        rows = rows[rows[view.source.timestamp] >= t - feature.window * DAY]
+        rows = rows[rows[view.source.timestamp] >= t - pd.Timedelta(feature.window_ns, "ns")]
     if apply_filter and feature.filter is not None:
         stamps = rows[view.source.timestamp]
         env = {c: rows[c] for c in rows.columns}
@@ -46,6 +46,8 @@ def reference_value(events: pd.DataFrame, view: FeatureView, key: object, t: pd.
             return values.std() / values.mean() if len(values) and values.mean() else np.nan
         case "range":
             return values.max() - values.min()
+        case "sessions":  # a new session after each pause of at least the gap
+            return int(len(ts) > 0) + int((ts.diff() >= pd.Timedelta(f.gap)).sum())
         case "first" | "last":
             return (values.iloc[0] if f.agg == "first" else values.iloc[-1]) if len(rows) else None
         case "days_since_last" | "days_since_first":

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.churn import CHURN_VIEWS
-from features.definitions import AGGREGATIONS, Derived, Entity, Feature, FeatureView, Source
+from features.definitions import AGGREGATIONS, DAILY, Derived, Entity, Feature, FeatureView, Source
 from features.engine import Events, Spine, ViewComputation, compute_views, encode_entities
 from ingestion.layout import hash_bucket
 from tests.features.conftest import AS_OF
@@ -100,14 +100,17 @@ def random_events(seed: int, n: int = 600, keys: str = "abcdef") -> pd.DataFrame
     })
 
 
-def every_aggregation(window: int | None, filter_: str | None = None) -> list[Feature]:
+def every_aggregation(window: int | str | None, filter_: str | None = None) -> list[Feature]:
     features = []
     for agg in sorted(AGGREGATIONS):
-        if window is None and agg in ("daily_mean", "trend_slope", "trend_r2", "ema_7d"):
+        if not isinstance(window, int) and agg in DAILY:  # whole days only
             continue
         if agg == "share":
             features.append(Feature(agg, agg=agg, window=window,
                                     filter=filter_ or "category == 'x'"))
+            continue
+        if agg == "sessions":
+            features.append(Feature(agg, agg=agg, window=window, filter=filter_, gap="6h"))
             continue
         column = {"count": None, "days_since_last": None, "days_since_first": None,
                   "nunique": "category", "first": "category"}.get(agg, "amount")
@@ -116,12 +119,13 @@ def every_aggregation(window: int | None, filter_: str | None = None) -> list[Fe
 
 
 @pytest.mark.parametrize(("window", "filter_"), [
-    (7, None), (30, None), (45, "category != 'z' and weekday < 5"), (None, None),
+    (7, None), (30, None), (45, "category != 'z' and weekday < 5"), (None, None), ("36h", None),
+    ("90m", "category == 'x'"),
     (30, "amount > 40"), (14, "category in ['y', 'z'] or hour >= 18"),
 ])
-def test_every_aggregation_matches_a_plain_pandas_reference(window: int | None,
+def test_every_aggregation_matches_a_plain_pandas_reference(window: int | str | None,
                                                             filter_: str | None) -> None:
-    frame = random_events(seed=window or 0)
+    frame = random_events(seed=window if isinstance(window, int) else len(str(window)))
     v = view(*every_aggregation(window, filter_))
     keys = list("abcdefg") * 3
     times = [T - k * DAY - (k % 3) * pd.Timedelta(hours=5) for k in range(len(keys))]
