@@ -1,6 +1,7 @@
 """The churn demo's feature set: 57 features over transactions, app activity, support tickets
 and the customer record, mirroring a real churn model's inputs (30-day transaction aggregates,
-7-day behaviour counts, statistics, trends, recency, RFM and segments)."""
+7-day behaviour counts, statistics, trends, recency, RFM and segments), and the real-time
+signals the stream processor keeps fresh between batch runs."""
 from __future__ import annotations
 
 from features.definitions import Derived, Entity, Feature, FeatureView, Source
@@ -81,6 +82,7 @@ ACTIVITY = FeatureView(
     owner="product-analytics@example.com",
     description="How customers use the app and web site, and the signals of leaving.",
     tags=("churn", "behaviour"),
+    streamable=True,
     features=[
         Feature("events_7d", agg="count", window=7),
         Feature("events_30d", agg="count", window=30),
@@ -136,4 +138,47 @@ PROFILE = FeatureView(
     ],
 )
 
+_FAILED_PAYMENT = "event_type == 'payment_failed'"
+_CANCEL_PAGE = "event_type == 'cancel_page'"
+
+SIGNALS = FeatureView(
+    name="customer_signals",
+    entity=CUSTOMER,
+    source=EVENTS,
+    owner="retention-ops@example.com",
+    description="Minute-fresh signals of leaving from the app event stream: failed payments, "
+                "cancel-page visits, sessions and the last hour's activity.",
+    tags=("churn", "realtime"),
+    streamable=True,
+    features=[
+        Feature("events_1h", agg="count", window="1h"),
+        Feature("events_24h", agg="count", window=1),
+        Feature("payment_failures_24h", agg="count", window=1, filter=_FAILED_PAYMENT),
+        Feature("payment_failures_7d", agg="count", window=7, filter=_FAILED_PAYMENT),
+        Feature("cancel_page_views_24h", agg="count", window=1, filter=_CANCEL_PAGE),
+        Feature("cancel_page_views_7d", agg="count", window=7, filter=_CANCEL_PAGE),
+        Feature("sessions_24h", agg="sessions", window=1, gap="30m",
+                description="Sessions in the last day (a pause of 30 minutes ends one)"),
+        Feature("sessions_7d", agg="sessions", window=7, gap="30m"),
+        Feature("events_ema_7d", agg="ema_7d", window=7),
+        Feature("days_since_last_login", agg="days_since_last", filter="event_type == 'login'"),
+        Feature("lifetime_events", agg="count"),
+        Feature("lifetime_payment_failures", agg="count", filter=_FAILED_PAYMENT),
+        Feature("avg_duration_all", "duration_s", "mean",
+                description="Mean event duration over all history (Welford's running mean "
+                            "in the stream)"),
+        Feature("std_duration_all", "duration_s", "std"),
+        Feature("first_event_type", "event_type", "first"),
+    ],
+    derived=[
+        Derived("alarm_24h", "where(payment_failures_24h + cancel_page_views_24h > 0, 1, 0)",
+                description="1 when the last day had a failed payment or a cancel-page visit"),
+        Derived("session_pace_1_7", "ratio(sessions_24h * 7, sessions_7d)",
+                description="Today's sessions against the week's daily average (1 = steady)"),
+    ],
+)
+
 CHURN_VIEWS = (SPENDING, ACTIVITY, SUPPORT, PROFILE)
+"""What the churn model learns from."""
+DEMO_VIEWS = (*CHURN_VIEWS, SIGNALS)
+"""What the demo builds and serves: the model's views and the real-time signals."""

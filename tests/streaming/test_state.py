@@ -1,0 +1,117 @@
+"""The stream state against the batch engine: the same definitions give the same values."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from features.churn import ACTIVITY, SIGNALS
+from features.engine import Events, Spine, compute_views
+from streaming.state import StreamState, event_schema
+from tests.features.conftest import AS_OF, churn_tables
+from tests.features.test_engine import assert_same
+
+VIEWS = (ACTIVITY, SIGNALS)
+DAY, HOUR = pd.Timedelta(days=1), pd.Timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def events() -> pd.DataFrame:
+    frame = churn_tables(customers=150, seed=11)["events"]
+    # a burst of closely spaced events so that sessions and the 1-hour window have work
+    rng = np.random.default_rng(5)
+    burst = pd.DataFrame({
+        "event_id": [f"b{i}" for i in range(400)],
+        "customer_id": rng.choice(frame["customer_id"].unique()[:20], 400),
+        "ts": AS_OF - DAY + pd.to_timedelta(np.sort(rng.integers(0, 86_400, 400)), unit="s"),
+        "event_type": rng.choice(["login", "payment_failed", "cancel_page", "view"], 400),
+        "session_id": "s-burst", "duration_s": rng.exponential(30, 400)})
+    return pd.concat([frame, burst], ignore_index=True)
+
+
+def table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+
+
+def new_state(schema: pa.Schema, lateness: pd.Timedelta = HOUR) -> StreamState:
+    return StreamState(VIEWS, key="customer_id", timestamp="ts", id_column="event_id",
+                       schema=schema, lateness_ns=lateness.value)
+
+
+def batch_values(events: pd.DataFrame, keys: np.ndarray, t: pd.Timestamp) -> pd.DataFrame:
+    source = Events.from_table(pa.Table.from_pandas(events[events["ts"] < t],
+                                                    preserve_index=False), "customer_id", "ts")
+    return compute_views(VIEWS, {"events": source}, Spine.of(keys, [t] * len(keys)))
+
+
+def test_replaying_a_day_out_of_order_gives_the_batch_engines_values(events: pd.DataFrame
+                                                                     ) -> None:
+    schema = event_schema(VIEWS, pa.Schema.from_pandas(events, preserve_index=False),
+                          "event_id")
+    day = AS_OF - DAY
+    state = new_state(schema)
+    state.apply(table(events[events["ts"] < day], schema))
+    state.evict()
+    today = events[(events["ts"] >= day) & (events["ts"] < AS_OF)]
+    # arrival order: event time plus up to 50 minutes of delay (allowed lateness: one hour),
+    # and one in ten events delivered twice
+    rng = np.random.default_rng(1)
+    sent = pd.concat([today, today.sample(frac=0.1, random_state=2)])
+    arrival = sent["ts"] + pd.to_timedelta(rng.integers(0, 3000, len(sent)), unit="s")
+    replay = sent.iloc[np.argsort(arrival.to_numpy(), kind="stable")]
+    applied = duplicates = 0
+    for start in range(0, len(replay), 97):
+        batch = table(replay.iloc[start:start + 97], schema)
+        fresh, repeated, late = state.admit(batch)
+        assert late == []
+        state.apply(batch.take(fresh))
+        applied, duplicates = applied + len(fresh), duplicates + len(repeated)
+    assert (applied, duplicates) == (len(today), len(replay) - len(today))
+
+    keys = np.array(sorted(events["customer_id"].unique()), dtype=object)
+    newest = pd.Timestamp(state.clock, tz="UTC")
+    for t in (newest + pd.Timedelta(1, "ns"), AS_OF, AS_OF + 2 * HOUR):
+        stream = state.values(keys, t.value)
+        expected = batch_values(events, keys, t)
+        for view in VIEWS:
+            assert_same(stream[view.name], expected[view.feature_names], rtol=1e-9)
+    signals = state.values(keys, AS_OF.value)[SIGNALS.name]
+    assert signals["events_1h"].sum() > 0 and signals["sessions_24h"].max() >= 2
+    assert signals["avg_duration_all"].notna().sum() > 50
+
+
+def test_late_events_are_refused_and_values_need_a_time_after_the_newest_event(
+        events: pd.DataFrame) -> None:
+    schema = event_schema(VIEWS, pa.Schema.from_pandas(events, preserve_index=False),
+                          "event_id")
+    state = new_state(schema)
+    state.apply(table(events[events["ts"] < AS_OF], schema))
+    old = events[events["ts"] < AS_OF - 2 * HOUR].head(3).assign(
+        event_id=["late1", "late2", "late3"])
+    fresh, repeated, late = state.admit(table(old, schema))
+    assert (len(fresh), len(repeated)) == (0, 0)
+    assert [row for row, _ in late] == [0, 1, 2]
+    assert "before the watermark" in late[0][1]
+    with pytest.raises(ValueError, match="would miss events"):
+        state.values(np.array(["C0000001"], dtype=object), state.clock)
+
+
+def test_eviction_keeps_the_windows_and_snapshots_restore_the_same_values(
+        events: pd.DataFrame) -> None:
+    schema = event_schema(VIEWS, pa.Schema.from_pandas(events, preserve_index=False),
+                          "event_id")
+    state = new_state(schema)
+    state.apply(table(events[events["ts"] < AS_OF], schema))
+    held = len(state.buffer)
+    assert state.evict() > 0 and len(state.buffer) < held
+    assert pd.Timestamp(int(pa.compute.min(state.buffer["ts"]).value), tz="UTC") >= (
+        pd.Timestamp(state.clock, tz="UTC") - 30 * DAY - HOUR)
+    keys = np.array(sorted(events["customer_id"].unique()), dtype=object)
+    before = state.values(keys, AS_OF.value)
+    copy = new_state(schema)
+    copy.restore(*state.snapshot(), clock=state.clock)
+    after = copy.values(keys, AS_OF.value)
+    for view in VIEWS:
+        assert_same(after[view.name], before[view.name], rtol=0)
+    assert copy.seen == state.seen
