@@ -249,6 +249,62 @@ def serve(
 
 
 @app.command()
+def stream(
+    subject: str = typer.Option("app-events", help="NATS subject of the events."),
+    url: str = typer.Option("nats://127.0.0.1:4222", help="NATS server."),
+    name: str = typer.Option(None, help="Processor name (consumer, checkpoints, dead letters); "
+                                        "default: the subject."),
+    source: str = typer.Option("events", help="Feature source whose streamable views to keep "
+                                              "fresh."),
+    start: str = typer.Option("new", help="Without a checkpoint, read from: new, all, or a "
+                                          "stream sequence."),
+    lateness: float = typer.Option(3600.0, help="Allowed lateness, seconds."),
+    batch_size: int = typer.Option(5000, min=1, help="Most messages per micro-batch."),
+    checkpoint_seconds: float = typer.Option(60.0, help="Seconds between checkpoints."),
+    refresh_seconds: float = typer.Option(300.0, help="Seconds between rewrites of every "
+                                                      "entity."),
+    metrics_port: int = typer.Option(None, help="Serve Prometheus metrics on this port."),
+    idle_exit: bool = typer.Option(False, help="Stop (after a checkpoint) once the stream has "
+                                               "nothing more."),
+) -> None:
+    """Keep streamable feature views fresh in the online store from a NATS JetStream subject;
+    bad and late events go to tideline.dead-letter.NAME with their reason."""
+    import asyncio
+
+    from streaming.processor import StreamConfig, open_processor
+
+    config = StreamConfig(name=name or subject.replace(".", "-"), url=url, subject=subject,
+                          start=start, lateness_seconds=lateness, batch_size=batch_size,
+                          checkpoint_seconds=checkpoint_seconds, refresh_seconds=refresh_seconds)
+    processor = open_processor(load_settings(), config, source=source)
+    console.print(f"stream {config.name}: state from the {processor.load()}; views "
+                  f"{', '.join(v.name for v in processor.views)}")
+    if metrics_port:
+        processor.serve_metrics(metrics_port)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        async def report() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(5)
+                console.print(processor.status())
+
+        reporter = asyncio.create_task(report())
+        try:
+            await processor.run(stop, idle_exit=idle_exit)
+        finally:
+            reporter.cancel()
+
+    asyncio.run(main())
+    console.print(f"stream {config.name}: stopped at sequence {processor.sequence} "
+                  "(checkpoint committed)")
+
+
+@app.command()
 def train(
     run_id: str = typer.Option(None, help="Re-use a run id (its feature build is reused)."),
     model: str = typer.Option(None, help="`module:attribute` of a ModelSpec or a YAML file; "

@@ -1,0 +1,220 @@
+"""The stream processor against the real NATS JetStream of this machine: a replayed day equals
+the batch engine, bad messages are dead-lettered with their reason, a SIGKILL mid-stream loses
+nothing."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.churn import ACTIVITY, SIGNALS
+from features.online.sqlite import SQLiteOnlineStore
+from ingestion.connectors.stream import run_sync
+from lake.local import LocalLake
+from streaming.checkpoint import load_checkpoint
+from streaming.processor import StreamConfig, open_processor
+from tests.features.conftest import AS_OF, churn_tables, write_clean
+from tests.features.test_engine import assert_same
+from tests.streaming.test_state import VIEWS, batch_values
+from tests.waiting import ROOT, wait_for
+from tideline.errors import SourceUnavailable
+from tideline.settings import load_settings
+
+pytestmark = pytest.mark.service("nats")
+NATS = "nats://127.0.0.1:4222"
+DAY = pd.Timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def events() -> pd.DataFrame:
+    return churn_tables(customers=150, seed=11)["events"]
+
+
+@pytest.fixture
+def subject() -> Iterator[str]:
+    """A JetStream stream of its own for the test, deleted after."""
+    import nats
+
+    name = f"test-{uuid.uuid4().hex[:10]}"
+
+    async def create() -> None:
+        nc = await nats.connect(NATS)
+        await nc.jetstream().add_stream(name=name.upper(), subjects=[name])
+        await nc.close()
+
+    async def delete() -> None:
+        nc = await nats.connect(NATS)
+        await nc.jetstream().delete_stream(name.upper())
+        await nc.close()
+
+    run_sync(create)
+    yield name
+    run_sync(delete)
+
+
+def publish(subject: str, payloads: list[bytes]) -> None:
+    import nats
+
+    async def send() -> None:
+        nc = await nats.connect(NATS)
+        js = nc.jetstream()
+        for payload in payloads:
+            await js.publish(subject, payload)
+        await nc.close()
+
+    run_sync(send)
+
+
+def dead_letters(name: str) -> list[tuple[str, bytes]]:
+    """(reason, payload) of every dead letter of processor `name`."""
+    import nats
+
+    async def read() -> list[tuple[str, bytes]]:
+        nc = await nats.connect(NATS)
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(f"tideline.dead-letter.{name}", durable=None)
+        found = []
+        try:
+            while True:
+                for message in await sub.fetch(100, timeout=0.5):
+                    found.append((message.headers["Tideline-Reason"], message.data))
+                    await message.ack()
+        except nats.errors.TimeoutError:
+            pass
+        await nc.close()
+        return found
+
+    return run_sync(read)
+
+
+def as_json(frame: pd.DataFrame) -> list[bytes]:
+    out = frame.assign(ts=frame["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    return [json.dumps({k: (None if pd.isna(v) else v) for k, v in row.items()}).encode()
+            for row in out.to_dict("records")]
+
+
+def lake_before(path: Path, events: pd.DataFrame, day: pd.Timestamp) -> LocalLake:
+    lake = LocalLake(path)
+    write_clean(lake, {"events": events[events["ts"] < day]})
+    return lake
+
+
+def online_values(online: SQLiteOnlineStore, keys: np.ndarray) -> dict[str, pd.DataFrame]:
+    out = {}
+    for view in VIEWS:
+        state, rows = online.read(view.name, list(keys))
+        out[view.name] = pd.DataFrame(rows, columns=list(state.columns))
+    return out
+
+
+def test_a_day_replayed_through_nats_gives_the_batch_values_and_dead_letters_the_bad(
+        tmp_path: Path, subject: str, events: pd.DataFrame) -> None:
+    day = AS_OF - DAY
+    lake = lake_before(tmp_path / "lake", events, day)
+    settings = load_settings(data_dir=tmp_path, feature_views="features.churn:DEMO_VIEWS")
+    config = StreamConfig(name=subject, subject=subject, start="all", batch_size=200,
+                          max_wait_seconds=0.5)
+    processor = open_processor(settings, config)
+    assert processor.views == (ACTIVITY, SIGNALS) and processor.load() == "lake"
+
+    today = events[(events["ts"] >= day) & (events["ts"] < AS_OF)]
+    rng = np.random.default_rng(3)
+    order = np.argsort((today["ts"] + pd.to_timedelta(rng.integers(0, 1800, len(today)),
+                                                      unit="s")).to_numpy())
+    good = as_json(today.iloc[order])
+    good += good[::10]  # redelivered by a producer: must not count twice
+    template = json.loads(good[0])
+    bad = {
+        b"{not json": "malformed JSON",
+        b"[1, 2, 3]": "expected a JSON object, got list",
+        json.dumps({**template, "customer_id": None, "event_id": "x1"}).encode():
+            "missing customer_id",
+        json.dumps({**template, "ts": "2099-01-01T00:00:00Z", "event_id": "x2"}).encode():
+            "ts is in the future",
+        json.dumps({**template, "ts": "2026-05-01T00:00:00Z", "event_id": "x3"}).encode():
+            "late: event time 2026-05-01",
+        json.dumps({**template, "event_type": "teleport", "event_id": "x4"}).encode():
+            "unknown event_type 'teleport'",
+        json.dumps({**template, "customer_id": {"$ne": 1}, "event_id": "x5"}).encode():
+            "customer_id is not text",
+        json.dumps({**template, "duration_s": "12; DROP TABLE", "event_id": "x6"}).encode():
+            "duration_s is not a number",
+        ("[" * 2000 + "]" * 2000).encode(): "malformed JSON",
+    }
+    payloads = good[:300] + list(bad) + good[300:]
+    publish(subject, payloads)
+
+    asyncio.run(processor.run(idle_exit=True))
+
+    keys = np.array(sorted(events["customer_id"].unique()), dtype=object)
+    t = pd.Timestamp(processor.state.clock + 1, tz="UTC")
+    expected = batch_values(events, keys, t)
+    served = online_values(processor.online, keys)
+    for view in VIEWS:
+        assert_same(served[view.name], expected[view.feature_names], rtol=1e-9)
+    m = processor.metrics
+    assert m.value("tideline_stream_events_total", outcome="applied") == len(today)
+    assert m.value("tideline_stream_events_total", outcome="duplicate") == len(good[::10])
+    assert m.value("tideline_stream_events_total", outcome="dead_letter") == len(bad)
+    assert m.value("tideline_stream_watermark_seconds") == (t.value - 1) / 1e9 - 3600
+    assert processor.sequence == len(payloads)
+    letters = dead_letters(subject)
+    assert sorted(payload for _, payload in letters) == sorted(bad)
+    for reason, payload in letters:
+        assert bad[payload] in reason, (payload[:40], reason)
+    meta = load_checkpoint(lake, subject)[2]
+    assert (meta.sequence, meta.clock) == (len(payloads), processor.state.clock)
+
+
+def test_killed_mid_stream_the_processor_resumes_from_its_checkpoint_to_the_same_values(
+        tmp_path: Path, subject: str, events: pd.DataFrame) -> None:
+    day = AS_OF - 30 * DAY
+    lake = lake_before(tmp_path / "lake", events, day)
+    later = events[(events["ts"] >= day) & (events["ts"] < AS_OF)].sort_values("ts")
+    publish(subject, as_json(later))
+    env = {**os.environ, "TIDELINE_DATA_DIR": str(tmp_path),
+           "TIDELINE_FEATURE_VIEWS": "features.churn:DEMO_VIEWS"}
+    command = [sys.executable, "-m", "deployments.cli", "stream", "--subject", subject,
+               "--start", "all", "--batch-size", "5", "--checkpoint-seconds", "0.2"]
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    try:
+        wait_for("a checkpoint past sequence 40", lambda: (
+            load_checkpoint(lake, subject) or (0, 0, None))[2] is not None and load_checkpoint(
+            lake, subject)[2].sequence >= 40, timeout=60)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    killed_at = load_checkpoint(lake, subject)[2].sequence
+    assert 40 <= killed_at < len(later), "killed mid-stream"
+    second = subprocess.run([*command, "--idle-exit"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "state from the checkpoint" in second.stdout
+
+    keys = np.array(sorted(events["customer_id"].unique()), dtype=object)
+    meta = load_checkpoint(lake, subject)[2]
+    assert meta.sequence == len(later)
+    expected = batch_values(events, keys, pd.Timestamp(meta.clock + 1, tz="UTC"))
+    served = online_values(SQLiteOnlineStore(tmp_path / "online.db"), keys)
+    for view in VIEWS:
+        assert_same(served[view.name], expected[view.feature_names], rtol=1e-9)
+
+
+def test_an_unreachable_broker_is_a_clear_error(tmp_path: Path, events: pd.DataFrame) -> None:
+    lake_before(tmp_path / "lake", events, AS_OF)
+    settings = load_settings(data_dir=tmp_path, feature_views="features.churn:DEMO_VIEWS")
+    processor = open_processor(settings, StreamConfig(url="nats://127.0.0.1:1",
+                                                      connect_timeout_seconds=1.0))
+    with pytest.raises(SourceUnavailable, match="cannot connect to NATS at nats://127.0.0.1:1"):
+        asyncio.run(processor.run(idle_exit=True))
