@@ -523,7 +523,12 @@ def _is_time(dtype: object) -> bool:
 
 def _nanoseconds(values: pd.Series) -> np.ndarray:
     """int64 ns since the epoch, UTC (naive timestamps are taken as UTC)."""
-    stamps = pd.to_datetime(values, utc=True).dt.tz_localize(None)
+    if isinstance(values.dtype, pd.DatetimeTZDtype):  # skips to_datetime's scan for a cache
+        stamps = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    elif pd.api.types.is_datetime64_dtype(values.dtype):
+        stamps = values
+    else:
+        stamps = pd.to_datetime(values, utc=True).dt.tz_localize(None)
     return stamps.astype("datetime64[ns]").to_numpy().view(np.int64)
 
 

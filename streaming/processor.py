@@ -116,9 +116,12 @@ class StreamProcessor:
     """One source's streamable views, kept fresh from one subject."""
 
     def __init__(self, config: StreamConfig, views: tuple[FeatureView, ...], shape: EventShape,
-                 lake: Lake, online: OnlineStore, wall: Callable[[], float] = time.time) -> None:
+                 lake: Lake, online: OnlineStore, wall: Callable[[], float] = time.time,
+                 on_batch: Callable[[list[Any]], None] | None = None) -> None:
+        """`on_batch` is called with each batch's NATS messages once they are acknowledged
+        (the benchmark measures end-to-end latency with it)."""
         self.config, self.views, self.shape = config, views, shape
-        self.lake, self.online, self.wall = lake, online, wall
+        self.lake, self.online, self.wall, self.on_batch = lake, online, wall, on_batch
         self.state = StreamState(views, key=shape.key, timestamp=shape.timestamp,
                                  id_column=shape.id_column, schema=shape.schema,
                                  lateness_ns=int(config.lateness_seconds * 1e9))
@@ -193,7 +196,7 @@ class StreamProcessor:
 
     def refresh(self) -> int:
         """Rewrite every entity (windows slide for those without new events)."""
-        keys = self.state.running.index.to_numpy(dtype=object)
+        keys = self.state.entities()
         if len(keys):
             self.publish(keys, replace_all=False)
         self._refreshed = self.wall()
@@ -216,7 +219,6 @@ class StreamProcessor:
         """Consume until `stop` is set (or, with `idle_exit`, until a fetch finds nothing);
         a clean stop rewrites every entity and writes a last checkpoint."""
         import nats
-        from nats.errors import TimeoutError as FetchTimeout
 
         stop = stop or asyncio.Event()
         try:
@@ -229,14 +231,14 @@ class StreamProcessor:
                                     f"{self.config.url}: {type(exc).__name__}: {exc}") from exc
         try:
             js = nc.jetstream()
+            self.publish(self.state.entities(), replace_all=True)
             sub = await self._subscribe(js)
-            self.publish(self.state.running.index.to_numpy(dtype=object), replace_all=True)
             self._refreshed = self._checkpointed = self.wall()
             while not stop.is_set():
                 try:
                     messages = await sub.fetch(self.config.batch_size,
                                                timeout=self.config.max_wait_seconds)
-                except FetchTimeout:
+                except TimeoutError:  # nats.errors.TimeoutError and asyncio's alike
                     if idle_exit:
                         break
                     messages = []
@@ -266,6 +268,8 @@ class StreamProcessor:
         self.metrics.sequence.set(self.sequence)
         self.metrics.pending.set(last.num_pending)
         self.metrics.batch.observe(time.perf_counter() - started)
+        if self.on_batch is not None:
+            self.on_batch(messages)
 
     async def _subscribe(self, js: Any) -> Any:
         """A fresh durable consumer from the sequence after the state's; the dead-letter

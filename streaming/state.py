@@ -12,7 +12,9 @@ The state of one source (say `events`) for its streamable views has two parts:
 
 `StreamState.apply` adds events; `StreamState.values` gives every view's features for some
 entities as of a time t at or after the newest event (events strictly before t, as in batch).
-The state is a pair of Arrow tables plus a clock, so a checkpoint is a plain write of them.
+Entities get integer codes in order of first sight, so the aggregates are numpy arrays and a
+batch updates them with a sort and `reduceat`, never a loop per event. The state is a pair of
+Arrow tables plus a clock, so a checkpoint is a plain write of them.
 """
 from __future__ import annotations
 
@@ -91,8 +93,6 @@ class StreamState:
     """Of the buffer: key, event time (ns UTC), event id and the columns the views read."""
     lateness_ns: int
     buffer: pa.Table = field(init=False)
-    running: pd.DataFrame = field(init=False)
-    """One row per entity ever seen, indexed by key."""
     clock: int = 0
     """Event time (ns) of the newest event applied; 0 before any."""
     seen: set[str] = field(init=False, repr=False)
@@ -101,10 +101,14 @@ class StreamState:
     def __post_init__(self) -> None:
         self.groups = running_groups(self.views)
         self.buffer = self.schema.empty_table()
-        self.running = pd.DataFrame(
-            {c: pd.Series(dtype=float) for g in self.groups.values() for c in g.columns()},
-            index=pd.Index([], dtype=object, name=self.key))
         self.seen = set()
+        self._codes: dict[str, int] = {}
+        """Entity key -> its row in the running aggregates (in order of first sight)."""
+        self._keys: list[str] = []
+        self._buffer_codes = np.zeros(0, dtype=np.int64)
+        """Each buffered event's entity code."""
+        self._running: dict[str, np.ndarray] = {
+            column: _blank(column, 0) for g in self.groups.values() for column in g.columns()}
 
     @property
     def retention_ns(self) -> int:
@@ -114,6 +118,10 @@ class StreamState:
     def watermark(self) -> int:
         """Events before this time are too late to apply (0 before any event)."""
         return self.clock - self.lateness_ns if self.clock else 0
+
+    def entities(self) -> np.ndarray:
+        """Every entity seen, in order of first sight."""
+        return np.asarray(self._keys, dtype=object)
 
     # -- updates ------------------------------------------------------------------------------
 
@@ -143,74 +151,87 @@ class StreamState:
         the entities they touch."""
         if not len(events):
             return np.zeros(0, dtype=object)
-        self.buffer = pa.concat_tables([self.buffer, events.select(self.schema.names)])
+        events = events.select(self.schema.names)
+        codes = self._encode(events.column(self.key).to_pylist())
+        self.buffer = pa.concat_tables([self.buffer, events])
+        self._buffer_codes = np.concatenate([self._buffer_codes, codes])
         self.seen.update(events.column(self.id_column).to_pylist())
-        frame = events.to_pandas(timestamp_as_object=False)
-        frame["_t"] = _ns(events.column(self.timestamp))
+        ns = _ns(events.column(self.timestamp))
         for group in self.groups.values():
-            self._merge(group, frame)
-        self.clock = max(self.clock, int(frame["_t"].max()))
-        return pd.unique(frame[self.key].to_numpy(dtype=object))
+            self._merge(group, events, codes, ns)
+        self.clock = max(self.clock, int(ns.max()))
+        return np.asarray(self._keys, dtype=object)[np.unique(codes)]
 
-    def _merge(self, group: Running, frame: pd.DataFrame) -> None:
-        """Chan's parallel update of the running aggregates with one batch's."""
+    def _encode(self, keys: list[str]) -> np.ndarray:
+        """Codes of keys, new keys getting the next ones (and room in the aggregates)."""
+        codes, out = self._codes, np.empty(len(keys), dtype=np.int64)
+        for row, key in enumerate(keys):
+            code = codes.get(key)
+            if code is None:
+                code = codes[key] = len(self._keys)
+                self._keys.append(key)
+            out[row] = code
+        size = len(next(iter(self._running.values()), ()))
+        if len(self._keys) > size:
+            grown = max(len(self._keys), 2 * size, 1024)
+            for column, values in self._running.items():
+                self._running[column] = np.concatenate([values, _blank(column,
+                                                                       grown - size)])
+        return out
+
+    def _merge(self, group: Running, events: pa.Table, codes: np.ndarray,
+               ns: np.ndarray) -> None:
+        """Chan's parallel update of the running aggregates with one batch's, per entity."""
+        keep = np.ones(len(codes), dtype=bool)
         if group.filter is not None:
-            columns = {name: _column(frame, name) for name in names_in(group.filter, "filter")}
-            frame = frame[np.asarray(evaluate(group.filter, columns), dtype=bool)]
+            columns = {name: _column(events, name, ns)
+                       for name in names_in(group.filter, "filter")}
+            keep &= np.asarray(evaluate(group.filter, columns), dtype=bool)
         if group.valued is not None:
-            frame = frame[frame[group.valued].notna()]
-        if not len(frame):
+            values = events.column(group.valued).to_numpy(zero_copy_only=False).astype(float)
+            keep &= ~np.isnan(values)
+        rows = np.flatnonzero(keep)
+        if not len(rows):
             return
-        p = group.prefix
-        ordered = frame.sort_values([self.key, "_t"], kind="stable")
-        by = ordered.groupby(self.key, sort=False)
-        new = pd.DataFrame({p + "n": by.size().astype(float)})
-        firsts = ordered.drop_duplicates(self.key, keep="first").set_index(self.key)
-        lasts = ordered.drop_duplicates(self.key, keep="last").set_index(self.key)
-        new[p + "first_t"], new[p + "last_t"] = firsts["_t"], lasts["_t"]
-        for column in group.carried:
-            new[f"{p}first:{column}"] = firsts[column]
-            new[f"{p}last:{column}"] = lasts[column]
+        order = rows[np.lexsort((ns[rows], codes[rows]))]  # by entity, then time; stable
+        c = codes[order]
+        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+        n_b = np.diff(np.r_[starts, len(c)]).astype(float)
+        at, first, last = c[starts], order[starts], order[np.r_[starts[1:], len(c)] - 1]
+        r, p = self._running, group.prefix
+        n_a = r[p + "n"][at]
+        earlier = ~(r[p + "first_t"][at] <= ns[first])  # NaN (none yet) takes the new one
+        later = ~(r[p + "last_t"][at] > ns[last])  # a tie: the later arrival is the last
+        for end, take, rows_ in (("first", earlier, first), ("last", later, last)):
+            r[f"{p}{end}_t"][at[take]] = ns[rows_[take]]
+            for column in group.carried:
+                carried = events.column(column).take(pa.array(rows_[take]))
+                r[f"{p}{end}:{column}"][at[take]] = carried.to_numpy(zero_copy_only=False)
         if group.valued is not None:
-            values = by[group.valued]
-            new[p + "sum"], new[p + "mean"] = values.sum(), values.mean()
-            new[p + "m2"] = values.var(ddof=0) * new[p + "n"]
-            new[p + "min"], new[p + "max"] = values.min(), values.max()
-        self.running = self.running.reindex(self.running.index.union(new.index, sort=False))
-        old = self.running.loc[new.index]
-        n_a, n_b = old[p + "n"].fillna(0.0), new[p + "n"]
-        merged = {p + "n": n_a + n_b}
-        earlier = ~(old[p + "first_t"] <= new[p + "first_t"])  # NaN (none yet) takes the new
-        later = ~(old[p + "last_t"] > new[p + "last_t"])  # ties: the later arrival is last
-        for end, take in (("first", earlier), ("last", later)):
-            for column in (f"{end}_t", *(f"{end}:{c}" for c in group.carried)):
-                merged[p + column] = pd.Series(np.where(take, new[p + column].to_numpy(),
-                                                        old[p + column].to_numpy()),
-                                               index=new.index)
-        if group.valued is not None:
-            n = merged[p + "n"]
-            mean_a = old[p + "mean"].fillna(0.0)
-            delta = new[p + "mean"] - mean_a
-            merged[p + "sum"] = old[p + "sum"].fillna(0.0) + new[p + "sum"]
-            merged[p + "mean"] = mean_a + delta * n_b / n
-            merged[p + "m2"] = old[p + "m2"].fillna(0.0) + new[p + "m2"] + delta**2 * n_a * n_b / n
-            merged[p + "min"] = np.fmin(old[p + "min"], new[p + "min"])
-            merged[p + "max"] = np.fmax(old[p + "max"], new[p + "max"])
-        for column, values in merged.items():
-            if values.dtype == object or self.running[column].dtype == object:
-                self.running[column] = self.running[column].astype(object)
-            self.running.loc[new.index, column] = values
+            v = values[order]
+            sum_b = np.add.reduceat(v, starts)
+            mean_b = sum_b / n_b
+            m2_b = np.add.reduceat((v - np.repeat(mean_b, n_b.astype(np.int64))) ** 2, starts)
+            n = n_a + n_b
+            delta = mean_b - r[p + "mean"][at]
+            r[p + "m2"][at] += m2_b + delta**2 * n_a * n_b / n
+            r[p + "mean"][at] += delta * n_b / n
+            r[p + "sum"][at] += sum_b
+            r[p + "min"][at] = np.fmin(r[p + "min"][at], np.minimum.reduceat(v, starts))
+            r[p + "max"][at] = np.fmax(r[p + "max"][at], np.maximum.reduceat(v, starts))
+        r[p + "n"][at] = n_a + n_b
 
     def evict(self) -> int:
         """Drop buffered events older than the retention; returns how many."""
         if not len(self.buffer):
             return 0
-        keep = pc.greater_equal(self.buffer.column(self.timestamp),
-                                pa.scalar(self.clock - self.retention_ns, NS))
-        gone = self.buffer.filter(pc.invert(keep))
-        if len(gone):
-            self.seen.difference_update(gone.column(self.id_column).to_pylist())
-            self.buffer = self.buffer.filter(keep).combine_chunks()
+        keep = _ns(self.buffer.column(self.timestamp)) >= self.clock - self.retention_ns
+        if keep.all():
+            return 0
+        gone = self.buffer.filter(pa.array(~keep))
+        self.seen.difference_update(gone.column(self.id_column).to_pylist())
+        self.buffer = self.buffer.filter(pa.array(keep)).combine_chunks()
+        self._buffer_codes = self._buffer_codes[keep]
         return len(gone)
 
     # -- values -------------------------------------------------------------------------------
@@ -222,64 +243,93 @@ class StreamState:
             raise ValueError(f"values as of {pd.Timestamp(t, tz='UTC')} would miss events at "
                              f"or after it (the newest is at {pd.Timestamp(self.clock, tz='UTC')})")
         spine = Spine(keys=np.asarray(keys, dtype=object), t=np.full(len(keys), t, np.int64))
-        wanted = pc.is_in(self.buffer.column(self.key), value_set=pa.array(spine.keys,
-                                                                           pa.string()))
-        events = Events.from_table(self.buffer.filter(wanted), self.key, self.timestamp)
-        running = self.running.reindex(spine.keys)
+        codes = np.fromiter((self._codes.get(k, -1) for k in spine.keys), np.int64,
+                            len(spine.keys))
+        wanted = np.zeros(len(self._keys) + 1, dtype=bool)
+        wanted[codes] = True  # an unknown key (-1) marks the spare last slot
+        events = Events.from_table(self.buffer.filter(pa.array(wanted[self._buffer_codes])),
+                                   self.key, self.timestamp)
         out = {}
         for view in self.views:
-            given = {f.name: self._unbounded(f, running, t) for f in view.features
+            given = {f.name: self._unbounded(f, codes, t) for f in view.features
                      if f.window is None}
             out[view.name] = ViewComputation(view, events, spine).frame(given)
         return out
 
-    def _unbounded(self, f: Feature, running: pd.DataFrame, t: int) -> np.ndarray:
+    def _unbounded(self, f: Feature, codes: np.ndarray, t: int) -> np.ndarray:
         """An all-history feature from the running aggregates, as the engine defines it."""
-        group = self.groups[f.filter, f.column if f.agg in NUMERIC else None]
-        p = group.prefix
-        n = running[p + "n"].fillna(0.0).to_numpy()
+        known = codes >= 0
+
+        def read(column: str) -> np.ndarray:
+            values = self._running[column][np.where(known, codes, 0)]
+            blank = _blank(column, 1)[0]
+            return np.where(known, values, blank) if values.dtype != object else np.array(
+                [v if k else blank for v, k in zip(values, known, strict=True)], dtype=object)
+
+        p = self.groups[f.filter, f.column if f.agg in NUMERIC else None].prefix
+        n = read(p + "n")
         if f.agg == "count":
             return n.astype(np.int64)
         if f.agg == "share":
-            total = running[self.groups[None, None].prefix + "n"].fillna(0.0).to_numpy()
+            total = read(self.groups[None, None].prefix + "n")
             out = np.full(len(n), np.nan)
             np.divide(n, total, out=out, where=total != 0)
             return out
         if f.agg in TEMPORAL:
-            end = "last_t" if f.agg == "days_since_last" else "first_t"
-            return (t - running[p + end].to_numpy(dtype=float)) / DAY_NS
+            return (t - read(p + ("last_t" if f.agg == "days_since_last" else "first_t"))
+                    ) / DAY_NS
         if f.agg in ("first", "last"):
-            return running[f"{p}{f.agg}:{f.column}"].to_numpy()
-        if f.agg in ("sum", "mean", "min", "max"):
-            values = running[p + f.agg].to_numpy(dtype=float)
-            return np.where(n > 0, values, 0.0) if f.agg == "sum" else values
+            return read(f"{p}{f.agg}:{f.column}")
+        if f.agg == "sum":
+            return read(p + "sum")
+        if f.agg in ("mean", "min", "max"):
+            return np.where(n > 0, read(p + f.agg), np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
-            var = np.where(n >= 2, running[p + "m2"].to_numpy(dtype=float) / (n - 1), np.nan)
+            var = np.where(n >= 2, read(p + "m2") / (n - 1), np.nan)
         return var if f.agg == "var" else np.sqrt(var)
 
     # -- snapshots ----------------------------------------------------------------------------
 
     def snapshot(self) -> tuple[pa.Table, pa.Table]:
-        """The buffer and the running aggregates, as tables (a checkpoint)."""
-        running = pa.Table.from_pandas(self.running.reset_index(), preserve_index=False)
+        """The buffer and the running aggregates (one row per entity), as tables."""
+        size = len(self._keys)
+        running = pa.table({self.key: pa.array(self._keys, pa.string()),
+                            **{column: pa.array(values[:size], from_pandas=True)
+                               for column, values in self._running.items()}})
         return self.buffer.combine_chunks(), running
 
     def restore(self, buffer: pa.Table, running: pa.Table, clock: int) -> None:
+        self.__post_init__()
+        self._encode(running.column(self.key).to_pylist())
+        for column in self._running:
+            values = running.column(column).to_numpy(zero_copy_only=False)
+            self._running[column][:len(values)] = values
         self.buffer = buffer.cast(self.schema)
-        self.running = running.to_pandas().set_index(self.key)
-        self.clock = clock
+        self._buffer_codes = self._encode(buffer.column(self.key).to_pylist())
         self.seen = set(buffer.column(self.id_column).to_pylist())
+        self.clock = clock
+
+
+def _blank(column: str, size: int) -> np.ndarray:
+    """Empty running aggregates: zero counts and sums, no extremes or first/last yet."""
+    name = column.rsplit("|", 1)[1]
+    if ":" in name:
+        return np.full(size, None, dtype=object)
+    return np.full(size, 0.0 if name in ("n", "sum", "mean", "m2") else np.nan)
 
 
 def _ns(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pc.cast(column, NS).cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
-def _column(frame: pd.DataFrame, name: str) -> np.ndarray | pd.Series:
+def _column(events: pa.Table, name: str, ns: np.ndarray) -> np.ndarray | pd.Series:
     """A column for a filter, with the engine's virtual `weekday` and `hour`."""
     if name in VIRTUAL_COLUMNS:
-        return virtual_column(name, frame["_t"].to_numpy())
-    return frame[name]
+        return virtual_column(name, ns)
+    column = events.column(name)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return pd.Series(column.to_numpy(zero_copy_only=False))
+    return column.to_numpy(zero_copy_only=False)
 
 
 def event_schema(views: Sequence[FeatureView], source: pa.Schema, id_column: str) -> pa.Schema:

@@ -1,0 +1,367 @@
+"""Stream processing throughput and latency (issue "Real-time features", benchmark
+`stream_bench`): `tideline stream`'s processor against NATS JetStream and Redis on this machine.
+
+    python benchmarks/stream_bench.py [--customers 100000] [--history 600000]
+        [--events 400000] [--rate 10000] [--seconds 20] [--batch-size 5000]
+        [--work-dir DIR] [--smoke]
+
+Data (generated, seeded): app events of `--customers` customers with the demo's columns
+(event id, customer id, event time, event type, session id, duration). `--history` events over
+the 30 days before 2026-10-01 go into a local lake as the clean `events` table (what the
+processor builds its state from, untimed); the streamed events follow, a few per second of
+event time, JSON as the ingestion stream carries them, published to the JetStream stream
+`TIDELINE_BENCH` on subjects `tideline-bench.events.p0|p1` (the partition is a hash of the
+customer id, as a producer keyed by customer would do). The online store is the real Redis
+(database 13, flushed first). Views: the demo's streamable ones, `customer_activity` (11
+features over 7/30-day windows) and `customer_signals` (17: 1-hour to 7-day windows,
+sessions, EMA, Welford's lifetime mean and std).
+
+Cases, each in a fresh interpreter (`--case`):
+- `transport`: a minimal JetStream consumer that only fetches (`--batch-size` per pull) and
+  acks (ack-all of each batch's last message): the transport's limit in Python.
+- `one`: one processor reads both partitions (`--events` preloaded messages, `start=all`).
+- `two`: two processors at once, one partition each, on their own copy of the lake.
+  Throughput is the events of every batch but the first over the time from the first batch's
+  ack to the last's (the state build and the final checkpoint are reported apart).
+- `latency`: one processor reading live while this process publishes at `--rate` events/s
+  for `--seconds`; latency is from the message's JetStream timestamp (when the server stored
+  it) to the end of the Redis write that makes its values visible, for every message.
+
+Targets (the issue's): 50k events/s aggregate; p99 under 250 ms at 10k events/s. Writes
+benchmarks/out/stream_bench.json (smoke: stream_bench_smoke.json). `--smoke`: 5k customers,
+50k events, 2k events/s for 5 s.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.children import dispatch  # noqa: E402
+
+OUT = Path(__file__).parent / "out" / "stream_bench.json"
+SMOKE_OUT = OUT.with_name("stream_bench_smoke.json")
+NATS = "nats://127.0.0.1:4222"
+REDIS = "redis://127.0.0.1:6379/13"
+STREAM, PREFIX = "TIDELINE_BENCH", "tideline-bench.events"
+START = pd.Timestamp("2026-10-01", tz="UTC")
+TYPES = ["login", "view", "search", "add_to_cart", "payment_failed", "cancel_page"]
+
+
+def events(customers: int, n: int, start: pd.Timestamp, seconds: int, seed: int,
+           prefix: str) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ids = np.char.add("C", np.char.zfill(rng.integers(1, customers + 1, n).astype(str), 7))
+    return pd.DataFrame({
+        "event_id": np.char.add(prefix, np.arange(n).astype(str)).astype(object),
+        "customer_id": ids.astype(object),
+        "ts": start + pd.to_timedelta(np.sort(rng.integers(0, seconds * 1000, n)), unit="ms"),
+        "event_type": rng.choice(TYPES, n, p=[.3, .4, .15, .1, .03, .02]),
+        "session_id": np.char.add("s", rng.integers(0, 20 * customers, n).astype(str)
+                                  ).astype(object),
+        "duration_s": rng.exponential(60.0, n).round(3)})
+
+
+def payloads(frame: pd.DataFrame) -> tuple[list[bytes], np.ndarray]:
+    """Each event as the JSON message a producer sends, and its partition (0 or 1)."""
+    import orjson
+
+    out = frame.assign(ts=frame["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    messages = [orjson.dumps(row) for row in out.to_dict("records")]
+    partition = pd.util.hash_array(frame["customer_id"].to_numpy()) % 2
+    return messages, partition
+
+
+def prepare(args: argparse.Namespace, work: Path) -> None:
+    """The lake with the history as the clean events table, and the stream preloaded."""
+    from ingestion.layout import clean_path, write_bucketed
+    from lake.local import LocalLake
+
+    shutil.rmtree(work, ignore_errors=True)
+    history = events(args.customers, args.history, START - pd.Timedelta(days=30), 30 * 86_400,
+                     seed=1, prefix="h")
+    lake = LocalLake(work / "base" / "lake")
+    days = history["ts"].dt.strftime("%Y-%m-%d")
+    for day, rows in history.groupby(days):
+        write_bucketed(lake, "main", clean_path("events", day, "bench"),
+                       rows.reset_index(drop=True), "customer_id", 4)
+    lake.commit("main", "bench history")
+    live = events(args.customers, args.events, START, max(args.events // 100, 60), seed=2,
+                  prefix="e")
+    messages, partition = payloads(live)
+    asyncio.run(reset_stream())
+    asyncio.run(publish_all(messages, partition))
+
+
+async def reset_stream() -> None:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    nc = await nats.connect(NATS)
+    js = nc.jetstream()
+    with contextlib.suppress(NotFoundError):
+        await js.delete_stream(STREAM)
+    await js.add_stream(name=STREAM, subjects=[f"{PREFIX}.>"])
+    await nc.close()
+
+
+async def publish_all(messages: list[bytes], partition: np.ndarray) -> None:
+    import nats
+
+    nc = await nats.connect(NATS)
+    for k, (message, p) in enumerate(zip(messages, partition, strict=True)):
+        await nc.publish(f"{PREFIX}.p{p}", message)
+        if k % 20_000 == 0:
+            await nc.flush()
+    await nc.flush()
+    await nc.close()
+
+
+# -- cases (children) -----------------------------------------------------------------------
+
+
+def run_case(case: dict) -> dict:
+    if case["kind"] == "transport":
+        return asyncio.run(transport(case))
+    return asyncio.run(processor_case(case))
+
+
+async def transport(case: dict) -> dict:
+    import nats
+    from nats.js import api
+
+    nc = await nats.connect(NATS)
+    js = nc.jetstream()
+    await js.add_consumer(STREAM, api.ConsumerConfig(
+        durable_name="bench-transport", ack_policy=api.AckPolicy.ALL,
+        deliver_policy=api.DeliverPolicy.ALL, filter_subject=f"{PREFIX}.>",
+        max_ack_pending=-1))
+    sub = await js.pull_subscribe_bind(durable="bench-transport", stream=STREAM)
+    received, first, last = 0, 0.0, 0.0
+    while received < case["events"]:
+        batch = await sub.fetch(case["batch_size"], timeout=5)
+        first = first or time.perf_counter()
+        received += len(batch)
+        await batch[-1].ack()
+        last = time.perf_counter()
+    await js.delete_consumer(STREAM, "bench-transport")
+    await nc.close()
+    return {"events": received, "seconds": last - first}
+
+
+def open_bench_processor(case: dict):  # noqa: ANN201 - a StreamProcessor
+    from streaming.processor import StreamConfig, open_processor
+    from tideline.settings import load_settings
+
+    settings = load_settings(data_dir=case["data_dir"], online_store="redis", redis_url=REDIS,
+                             feature_views="features.churn:DEMO_VIEWS")
+    config = StreamConfig(name=case["name"], url=NATS, subject=case["subject"],
+                          stream=STREAM, start=case["start"], batch_size=case["batch_size"],
+                          max_wait_seconds=case.get("max_wait", 0.05),
+                          checkpoint_seconds=600, refresh_seconds=3600,
+                          max_future_seconds=10**9, lateness_seconds=3600)
+    return open_processor(settings, config)
+
+
+async def processor_case(case: dict) -> dict:
+    processor = open_bench_processor(case)
+    started = time.perf_counter()
+    processor.load()
+    loaded = time.perf_counter() - started
+    batches: list[tuple[float, int]] = []
+    """(end time, messages) of each batch."""
+    latencies: list[np.ndarray] = []
+
+    def measured(messages: list) -> None:  # noqa: ANN001 - nats Msg
+        batches.append((time.perf_counter(), len(messages)))
+        if case["kind"] == "latency":
+            stored = np.array([m.metadata.timestamp.timestamp() for m in messages])
+            latencies.append(time.time() - stored)
+
+    processor.on_batch = measured
+    stop = asyncio.Event()
+    if case["kind"] == "latency":
+        asyncio.get_running_loop().call_later(case["seconds"] + 10, stop.set)
+    await processor.run(stop, idle_exit=case["kind"] != "latency")
+    closing = time.perf_counter() - (batches[-1][0] if batches else time.perf_counter())
+    out = {"events": int(sum(n for _, n in batches)), "batches": len(batches),
+           "state_build_seconds": loaded, "final_refresh_and_checkpoint_seconds": closing,
+           "timed_events": int(sum(n for _, n in batches[1:])),
+           "first_end": batches[0][0] if batches else 0.0,
+           "last_end": batches[-1][0] if batches else 0.0,
+           "entities": len(processor.state.entities())}
+    if latencies:
+        lat = np.concatenate(latencies) * 1000
+        out.update(latency_ms={"p50": float(np.percentile(lat, 50)),
+                               "p99": float(np.percentile(lat, 99)),
+                               "max": float(lat.max())})
+    return out
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def start_case(case: dict, work: Path) -> tuple[subprocess.Popen, Path]:
+    """A case in its own interpreter; its stderr goes to a log."""
+    log = work / "logs" / f"{case['name']}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as errors:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, __file__, "--case", json.dumps(case)],
+                                stdout=subprocess.PIPE, stderr=errors, text=True), log
+
+
+def finish_case(proc: subprocess.Popen, log: Path) -> dict:
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"case failed; end of {log}:\n{log.read_text()[-3000:]}")
+    return json.loads(out.splitlines()[-1])
+
+
+def children(cases: list[dict], work: Path) -> list[dict]:
+    """Run cases at the same time, each in its own interpreter."""
+    started = [start_case(case, work) for case in cases]
+    return [finish_case(proc, log) for proc, log in started]
+
+
+def copy_lake(work: Path, name: str) -> str:
+    target = work / name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(work / "base", target)
+    return str(target)
+
+
+def flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS).flushdb()
+
+
+def rate(results: list[dict]) -> float:
+    """Events per second after each processor's first batch (from the first batch's end to
+    the last's), all processors together."""
+    total = sum(r["timed_events"] for r in results)
+    return total / (max(r["last_end"] for r in results) - min(r["first_end"]
+                                                            for r in results))
+
+
+async def publish_paced(rate_per_s: int, seconds: int, customers: int) -> int:
+    """Publish live events at `rate_per_s` for `seconds`, in 10 ms ticks."""
+    import nats
+
+    live = events(customers, rate_per_s * seconds, START + pd.Timedelta(days=1), seconds,
+                  seed=3, prefix="l")
+    messages, partition = payloads(live)
+    nc = await nats.connect(NATS)
+    per_tick, sent = max(rate_per_s // 100, 1), 0
+    begin = time.perf_counter()
+    while sent < len(messages):
+        for message, p in zip(messages[sent:sent + per_tick], partition[sent:sent + per_tick],
+                              strict=True):
+            await nc.publish(f"{PREFIX}.p{p}", message)
+        sent += per_tick
+        await nc.flush()
+        await asyncio.sleep(max(0.0, begin + sent / rate_per_s - time.perf_counter()))
+    await nc.close()
+    return sent
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.smoke:
+        args.customers, args.history, args.events = 5_000, 30_000, 50_000
+        args.rate, args.seconds = 2_000, 5
+    work = Path(args.work_dir)
+    started = time.perf_counter()
+    prepare(args, work)
+    print(f"prepared: {args.history:,} history events, {args.events:,} streamed events in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    common = {"batch_size": args.batch_size, "events": args.events, "start": "all"}
+    [transport_result] = children([{**common, "kind": "transport", "name": "transport"}], work)
+    flush_redis()
+    [one] = children([{**common, "kind": "one", "name": "one", "subject": f"{PREFIX}.>",
+                       "data_dir": copy_lake(work, "one")}], work)
+    flush_redis()
+    two = children([{**common, "kind": "two", "name": f"two-p{k}", "subject": f"{PREFIX}.p{k}",
+                     "data_dir": copy_lake(work, f"two-{k}")} for k in range(2)], work)
+    flush_redis()
+    latency = latency_case(args, work)
+    result = {
+        "customers": args.customers, "history_events": args.history, "events": args.events,
+        "batch_size": args.batch_size,
+        "transport_events_per_s": transport_result["events"] / transport_result["seconds"],
+        "one_events_per_s": rate([one]), "two_events_per_s": rate(two),
+        "one": one, "two": two, "latency": latency,
+    }
+    out = SMOKE_OUT if args.smoke else OUT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"transport only (fetch + ack): {result['transport_events_per_s']:>10,.0f} events/s")
+    print(f"one processor:                {result['one_events_per_s']:>10,.0f} events/s "
+          f"(state from {args.history:,} events in {one['state_build_seconds']:.1f} s)")
+    print(f"two processors:               {result['two_events_per_s']:>10,.0f} events/s")
+    lat = latency["latency_ms"]
+    print(f"latency at {args.rate:,} events/s for {args.seconds} s: p50 {lat['p50']:.0f} ms, "
+          f"p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms ({latency['events']:,} events in "
+          f"{latency['batches']:,} batches)")
+    print(f"wrote {out}")
+    return 0
+
+
+async def consuming(durable: str) -> bool:
+    """Whether the processor's consumer exists (it is created once the state is written)."""
+    import nats
+    from nats.js.errors import NotFoundError
+
+    nc = await nats.connect(NATS)
+    try:
+        await nc.jetstream().consumer_info(STREAM, durable)
+        return True
+    except NotFoundError:
+        return False
+    finally:
+        await nc.close()
+
+
+def latency_case(args: argparse.Namespace, work: Path) -> dict:
+    """One live processor; events published at the rate once it has written its state."""
+    case = {"kind": "latency", "name": "latency", "subject": f"{PREFIX}.>", "start": "new",
+            "batch_size": args.batch_size, "seconds": args.seconds,
+            "data_dir": copy_lake(work, "latency"), "max_wait": 0.01}
+    proc, log = start_case(case, work)
+    deadline = time.monotonic() + 300
+    while not asyncio.run(consuming("tideline-stream-latency")):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"latency case did not start; end of {log}:\n"
+                             f"{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    asyncio.run(publish_paced(args.rate, args.seconds, args.customers))
+    return finish_case(proc, log)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--history", type=int, default=600_000,
+                        help="events in the lake before the stream (the state's start)")
+    parser.add_argument("--events", type=int, default=400_000, help="preloaded stream events")
+    parser.add_argument("--rate", type=int, default=10_000, help="events/s for the latency case")
+    parser.add_argument("--seconds", type=int, default=20, help="latency case duration")
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--work-dir", default="/tmp/tideline-stream-bench")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    dispatch(parser.parse_args(), run_case, run_bench)
+
+
+if __name__ == "__main__":
+    main()
