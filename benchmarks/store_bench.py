@@ -2,7 +2,7 @@
 
     python benchmarks/store_bench.py [--customers 500000] [--entity-rows 1000000]
         [--feast-rows 1000000] [--feast-python /tmp/feast-venv/bin/python] [--repeat 3]
-        [--smoke]
+        [--smoke] [--online-only]
 
 Data: the demo lake of `feature_bench` (cached under the work dir), its 57 churn features
 materialised by `materialize_partition` at four weekly as-of dates (2026-09-10 .. 10-01) on a
@@ -35,7 +35,8 @@ known entities, all 57 features and 5 of them; throughput of 8 client threads, e
 compared with `get_training_set` just after 10-01 for a sample.
 
 Prints tables and writes benchmarks/out/store_bench.json. `--smoke` runs the whole thing on a
-small lake in under a minute, the cases in this interpreter (so its peak RSS is cumulative).
+small lake in under a minute, the cases in this interpreter (so its peak RSS is cumulative);
+`--online-only` skips the training sets.
 """
 
 from __future__ import annotations
@@ -540,8 +541,8 @@ def agreement_text(check: dict | None) -> str:
     return "; ".join(parts)
 
 
-def report(console: Console, data: BenchData, training: dict[str, dict],
-           checks: dict[str, dict], online: dict[str, dict], summary: dict) -> None:
+def report_training(console: Console, data: BenchData, training: dict[str, dict],
+                    checks: dict[str, dict]) -> None:
     table = Table(title=f"point-in-time training set: {data.entity_rows:,} entity rows × "
                         f"{len(FEATURES)} features, {data.customers:,} customers × "
                         f"{len(WEEKLY)} as-of dates")
@@ -561,6 +562,12 @@ def report(console: Console, data: BenchData, training: dict[str, dict],
                       " / ".join(f"{x:.1f}" for x in result["runs_load_average"]),
                       agreement_text(checks.get(case)))
     console.print(table)
+
+
+def report(console: Console, data: BenchData, training: dict[str, dict],
+           checks: dict[str, dict], online: dict[str, dict], summary: dict) -> None:
+    if training:
+        report_training(console, data, training, checks)
     table = Table(title="online store: get_online_features latency (ms) and materialisation")
     for column in ("backend", "request", "p50", "p99", "mean", "calls"):
         table.add_column(column, justify="left" if column in ("backend", "request") else "right")
@@ -589,26 +596,53 @@ def report(console: Console, data: BenchData, training: dict[str, dict],
 
 
 def summarise(scale: Scale, training: dict[str, dict], online: dict[str, dict]) -> dict:
-    ours = training["tideline"]["seconds"]
-    feast = training["feast"]
-    duck = training["duckdb"]["seconds"]
-    redis_p99 = online["redis"]["latency"][f"100x{len(FEATURES)}"]["p99_ms"]
-    summary = {"feast_over_tideline": feast["scaled_seconds"] / ours,
-               "tideline_over_duckdb": ours / duck, "redis_100_p99_ms": redis_p99,
-               "feast_rows": feast["entity_rows"], "entity_rows": scale.entity_rows}
     verdict = {True: "met", False: "NOT met"}
-    scaled = ("" if feast["entity_rows"] == scale.entity_rows else
-              f" (Feast ran {feast['entity_rows']:,} rows, scaled linearly to "
-              f"{scale.entity_rows:,})")
-    summary["targets"] = [
-        f"Feast / tideline: {summary['feast_over_tideline']:.1f}× (target ≥ {FEAST_TARGET:g}×: "
-        f"{verdict[summary['feast_over_tideline'] >= FEAST_TARGET]}){scaled}",
-        f"tideline / DuckDB ASOF JOIN: {summary['tideline_over_duckdb']:.2f}× (target ≤ "
-        f"{DUCKDB_TARGET:g}×: {verdict[summary['tideline_over_duckdb'] <= DUCKDB_TARGET]})",
+    redis_p99 = online["redis"]["latency"][f"100x{len(FEATURES)}"]["p99_ms"]
+    summary: dict[str, Any] = {"redis_100_p99_ms": redis_p99, "targets": []}
+    if training:
+        ours = training["tideline"]["seconds"]
+        feast = training["feast"]
+        duck = training["duckdb"]["seconds"]
+        summary.update(feast_over_tideline=feast["scaled_seconds"] / ours,
+                       tideline_over_duckdb=ours / duck, feast_rows=feast["entity_rows"],
+                       entity_rows=scale.entity_rows)
+        scaled = ("" if feast["entity_rows"] == scale.entity_rows else
+                  f" (Feast ran {feast['entity_rows']:,} rows, scaled linearly to "
+                  f"{scale.entity_rows:,})")
+        summary["targets"] += [
+            f"Feast / tideline: {summary['feast_over_tideline']:.1f}× (target ≥ "
+            f"{FEAST_TARGET:g}×: {verdict[summary['feast_over_tideline'] >= FEAST_TARGET]})"
+            f"{scaled}",
+            f"tideline / DuckDB ASOF JOIN: {summary['tideline_over_duckdb']:.2f}× (target ≤ "
+            f"{DUCKDB_TARGET:g}×: {verdict[summary['tideline_over_duckdb'] <= DUCKDB_TARGET]})"]
+    summary["targets"].append(
         f"Redis p99 for 100 entities × {len(FEATURES)} features: {redis_p99:.2f} ms (target < "
-        f"{P99_TARGET_MS:g} ms: {verdict[redis_p99 < P99_TARGET_MS]})",
-    ]
+        f"{P99_TARGET_MS:g} ms: {verdict[redis_p99 < P99_TARGET_MS]})")
     return summary
+
+
+def run_training(console: Console, data: BenchData, body: dict, scale: Scale,
+                 args: argparse.Namespace) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Every training-set case, `REPEATED` ones `scale.repeat` times; the best run of each and
+    the agreement of DuckDB's and Feast's rows with tideline's."""
+    work = Path(body["work"])
+    runs: dict[str, list[dict]] = {case: [] for case in CASES}
+    # the close pair alternates, so a burst of load elsewhere hits both alike
+    order = [*(case for _ in range(scale.repeat) for case in REPEATED), "tideline-save", "feast"]
+    for case in order:
+        load = os.getloadavg()[0]  # anything else running skews the timing: say so
+        with console.status(CASES[case]):
+            if case == "feast":
+                result = run_feast(data, work, scale.feast_rows, args.feast_python,
+                                   work / "out" / "feast.parquet")
+            else:
+                result = measure({**body, "case": case}, work, isolated=not args.smoke)
+        runs[case].append({**result, "load_average_before": load})
+        console.log(f"{CASES[case]}: {result['seconds']:.2f} s for {result['rows']:,} rows "
+                    f"(load average {load:.1f})")
+    training = {case: best_run(CASES[case], results, scale) for case, results in runs.items()}
+    with console.status("comparing training sets"):
+        return training, training_agreement(work, training)
 
 
 def run_bench(args: argparse.Namespace) -> None:
@@ -630,24 +664,8 @@ def run_bench(args: argparse.Namespace) -> None:
     console.log(f"data ready: {data.long_rows:,} feature rows, built in "
                 f"{data.build_seconds:.0f} s (when not cached)")
     body = {"data": asdict(data), "work": str(work), "scale": asdict(scale)}
-    training: dict[str, dict] = {}
-    runs: dict[str, list[dict]] = {case: [] for case in CASES}
-    # the close pair alternates, so a burst of load elsewhere hits both alike
-    order = [*(case for _ in range(scale.repeat) for case in REPEATED), "tideline-save", "feast"]
-    for case in order:
-        load = os.getloadavg()[0]  # anything else running skews the timing: say so
-        with console.status(CASES[case]):
-            if case == "feast":
-                result = run_feast(data, work, scale.feast_rows, args.feast_python,
-                                   work / "out" / "feast.parquet")
-            else:
-                result = measure({**body, "case": case}, work, isolated=not args.smoke)
-        runs[case].append({**result, "load_average_before": load})
-        console.log(f"{CASES[case]}: {result['seconds']:.2f} s for {result['rows']:,} rows "
-                    f"(load average {load:.1f})")
-    training = {case: best_run(CASES[case], results, scale) for case, results in runs.items()}
-    with console.status("comparing training sets"):
-        checks = training_agreement(work, training)
+    training, checks = ({}, {}) if args.online_only else run_training(
+        console, data, body, scale, args)
     online = {}
     for backend in ("sqlite", "redis"):
         load = os.getloadavg()[0]
@@ -660,7 +678,8 @@ def run_bench(args: argparse.Namespace) -> None:
     report(console, data, training, checks, online, summary)
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps({
-        "scale": asdict(scale), "smoke": args.smoke, "data": asdict(data),
+        "scale": asdict(scale), "smoke": args.smoke, "online_only": args.online_only,
+        "data": asdict(data),
         "weekly": [day.isoformat() for day in WEEKLY], "features": len(FEATURES),
         "subset": SUBSET, "cpus": os.cpu_count(),
         "training": training, "agreement": checks, "online": online, "summary": summary},
@@ -678,6 +697,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=FULL.repeat,
                         help="runs of tideline save=False and DuckDB (the fastest counts)")
     parser.add_argument("--smoke", action="store_true", help="a small run, under a minute")
+    parser.add_argument("--online-only", action="store_true",
+                        help="the online store cases only (no training sets, no Feast)")
     parser.add_argument("--seed", type=int, default=DemoSpec().seed)
     parser.add_argument("--work-dir", default="/tmp/tideline-store-bench")
     parser.add_argument("--case", help=argparse.SUPPRESS)

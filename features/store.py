@@ -11,7 +11,6 @@ were distributed.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from features.definitions import FeatureView, load_definitions
 from features.materialize import FeatureBuild
 from features.online import OnlineState, OnlineStore, open_online_store
-from features.online.base import arrow_types
+from features.online.base import arrow_types, feature_columns
 from features.registry import Registry, open_registry
 from features.retrieval import (
     FeatureRef,
@@ -123,14 +123,6 @@ def _changed_rows(previous: pa.Table, current: pa.Table, key: str,
         changed = pc.or_(changed, pc.invert(same))
     gone = pc.invert(pc.is_in(previous.column(key), value_set=current.column(key)))
     return current.filter(changed), previous.column(key).filter(gone).to_pylist()
-
-
-@functools.lru_cache(maxsize=256)
-def _arrow_type(text: str) -> pa.DataType:
-    match = re.fullmatch(r"timestamp\[(\w+)(?:, tz=(.+))?\]", text)
-    if match:
-        return pa.timestamp(match[1], tz=match[2])
-    return pa.type_for_alias(text)
 
 
 class FeatureStore:
@@ -306,7 +298,7 @@ class FeatureStore:
                                  "ask for one entity's features at a time")
         ids = [str(k) for k in entity_ids]
         now = now or datetime.now(UTC)
-        columns: dict[str, pa.Array] = {}
+        columns: dict[str, Any] = {}
         meta: dict[str, dict[str, Any]] = {}
         found = [False] * len(ids)
         views = {r.view.name: r.view for r in refs}
@@ -324,13 +316,10 @@ class FeatureStore:
             meta[name] = {"version": state.version, "as_of": state.as_of.isoformat(),
                           "stale": stale}
             found = [f or row is not None for f, row in zip(found, rows, strict=True)]
-            empty = [None] * len(state.columns)
-            by_column = list(zip(*[empty if row is None or stale else row for row in rows],
-                                 strict=True)) if rows else [()] * len(state.columns)
-            for r in refs:
-                if r.view.name == name:
-                    k = state.columns.index(r.feature)
-                    columns[r.column] = pa.array(by_column[k], type=_arrow_type(state.types[k]))
-        frame = pa.table({keys.pop(): pa.array(ids, pa.string()),
-                          **{r.column: columns[r.column] for r in refs}}).to_pandas()
+            wanted = [r for r in refs if r.view.name == name]
+            columns.update(zip([r.column for r in wanted], feature_columns(
+                state, [None] * len(rows) if stale else rows, [r.feature for r in wanted]),
+                strict=True))
+        frame = pd.DataFrame({keys.pop(): np.array(ids, dtype=object),
+                              **{r.column: columns[r.column] for r in refs}})
         return OnlineFeatures(frame=frame, views=meta, found=found)

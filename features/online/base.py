@@ -1,4 +1,5 @@
-"""What every online store promises, and the value encoding they share.
+"""What every online store promises, the value encoding they share, and stored values back
+to the pandas columns offline retrieval gives.
 
 Promises (checked by tests/features/test_online.py against every backend):
 - A reader sees one version of a view: a new version is written aside and switched to in one
@@ -9,12 +10,15 @@ Promises (checked by tests/features/test_online.py against every backend):
 """
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -50,10 +54,17 @@ class OnlineState:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> OnlineState:
-        body = json.loads(text)
-        return cls(**{**body, "as_of": date.fromisoformat(body["as_of"]),
-                      "written_at": datetime.fromisoformat(body["written_at"]),
-                      "columns": tuple(body["columns"]), "types": tuple(body["types"])})
+        return _parsed_state(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_state(text: str | bytes) -> OnlineState:
+    """A state from its JSON, parsed once per text: readers meet the same few states on every
+    request (states are frozen, so one object serves them all)."""
+    body = json.loads(text)
+    return OnlineState(**{**body, "as_of": date.fromisoformat(body["as_of"]),
+                          "written_at": datetime.fromisoformat(body["written_at"]),
+                          "columns": tuple(body["columns"]), "types": tuple(body["types"])})
 
 
 class OnlineStore(Protocol):
@@ -155,18 +166,59 @@ def restore_values(state: OnlineState, rows: list[list[Any] | None]
 
 
 def decode_rows(state: OnlineState, rows: Sequence[bytes | None]) -> list[list[Any] | None]:
-    """JSON arrays (see `encode_rows`) back to values; infinities come back from their
-    strings (only rows holding one are searched)."""
-    floats = [k for k, t in enumerate(state.types) if t in ("double", "float", "halffloat")]
-    decoded: list[list[Any] | None] = []
-    for row in rows:
-        if row is None:
-            decoded.append(None)
-            continue
-        values = orjson.loads(row)
-        if b'inf"' in row:
-            for k in floats:
+    """JSON arrays (see `encode_rows`) back to values, all rows in one parse; infinities come
+    back from their strings (searched for only when a row holds one)."""
+    body = b"[" + b",".join(b"null" if row is None else row for row in rows) + b"]"
+    decoded = orjson.loads(body)
+    if b'inf"' in body:
+        floats = [k for k, t in enumerate(state.types) if t in ("double", "float", "halffloat")]
+        for values in decoded:
+            for k in floats if values is not None else ():
                 if isinstance(values[k], str):
                     values[k] = float(values[k])
-        decoded.append(values)
     return restore_values(state, decoded)
+
+
+@functools.lru_cache(maxsize=256)
+def _arrow_type(text: str) -> pa.DataType:
+    """The Arrow type a state names (`arrow_types`' text)."""
+    match = re.fullmatch(r"timestamp\[(\w+)(?:, tz=(.+))?\]", text)
+    if match:
+        return pa.timestamp(match[1], tz=match[2])
+    return pa.type_for_alias(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _numpy_dtype(kind: str) -> np.dtype | None:
+    """The dtype Arrow gives a column of numbers or text in pandas; None for other types."""
+    arrow = _arrow_type(kind)
+    if (pa.types.is_floating(arrow) or pa.types.is_integer(arrow) or pa.types.is_string(arrow)
+            or pa.types.is_large_string(arrow)):
+        return np.dtype(arrow.to_pandas_dtype())
+    return None
+
+
+def _pandas_column(values: np.ndarray, kind: str) -> np.ndarray | pd.Series:
+    """One column of stored values (None for null) as Arrow's conversion to pandas gives it,
+    so that online frames equal offline ones: numbers and text straight from numpy, other
+    types through Arrow."""
+    dtype = _numpy_dtype(kind)
+    if dtype is None:
+        return pa.array(values.tolist(), _arrow_type(kind)).to_pandas()
+    try:
+        return values.astype(dtype, copy=False)
+    except TypeError:  # an integer column with a null: Arrow gives float64 with NaN
+        return values.astype(np.float64)
+
+
+def feature_columns(state: OnlineState, rows: Sequence[list[Any] | None],
+                    features: Sequence[str]) -> list[np.ndarray | pd.Series]:
+    """The values of `features` (some of `state.columns`) over `rows` as pandas columns, a
+    missing row giving nulls; the rows are turned into one array first, not column by
+    column."""
+    width = len(state.columns)
+    empty = [None] * width
+    matrix = np.array([empty if row is None else row for row in rows], dtype=object)
+    matrix = matrix.reshape(len(rows), width)
+    at = [state.columns.index(name) for name in features]
+    return [_pandas_column(matrix[:, k], state.types[k]) for k in at]

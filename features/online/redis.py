@@ -4,9 +4,11 @@
     tl:<view>:<version>:<entity>     one entity's values, a JSON array in the state's column order
 
 A new version is written under its own prefix and switched to by replacing the state, then the
-old version's keys are unlinked. A read fetches the states and rows of every asked view in one
-Lua script, which Redis runs atomically, so a reader never pairs one version's state with
-another's rows, and a request costs one round trip whatever the number of views.
+old version's keys are unlinked. A read fetches the states and rows of every asked view with one
+MGET, which Redis runs atomically, asking for the rows of the versions the states named last
+time; a state naming another version is read again with its rows, so a reader never pairs one
+version's state with another's rows, and a request costs one round trip whatever the number of
+views.
 """
 from __future__ import annotations
 
@@ -22,26 +24,6 @@ from tideline.errors import OnlineStoreUnavailable
 
 _BATCH = 5_000
 
-_READ = """
-local out = {}
-for v = 1, #KEYS do
-  local state = redis.call('GET', KEYS[v] .. 'state')
-  out[#out + 1] = state or false
-  if state then
-    local prefix = KEYS[v] .. cjson.decode(state)['version'] .. ':'
-    for i = 1, #ARGV, 1000 do
-      local chunk = {}
-      for j = i, math.min(i + 999, #ARGV) do chunk[#chunk + 1] = prefix .. ARGV[j] end
-      local values = redis.call('MGET', unpack(chunk))
-      for j = 1, #values do out[#out + 1] = values[j] end
-    end
-  end
-end
-return out
-"""
-"""Each view's state, then (when it has one) a value or false per key: Redis runs the script
-atomically, so no view's state is paired with another version's rows."""
-
 
 def _prefix(view: str) -> str:
     return f"tl:{view}:"
@@ -55,7 +37,8 @@ class RedisOnlineStore:
         self._where = redis.connection.parse_url(url)
         self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                             socket_connect_timeout=socket_timeout)
-        self._read = self._client.register_script(_READ)
+        self._versions: dict[str, str | None] = {}
+        """View -> the version its state named at the last read (None: it had no state)."""
 
     def __repr__(self) -> str:
         return f"RedisOnlineStore({self._address!r})"
@@ -125,16 +108,30 @@ class RedisOnlineStore:
 
     def read_views(self, views: Sequence[str], keys: Sequence[str]
                    ) -> list[tuple[OnlineState | None, list[list[Any] | None]]]:
-        with self._reachable():
-            out = self._read(keys=[_prefix(v) for v in views], args=list(keys))
-        results, at = [], 0
-        for _ in views:
-            body, at = out[at], at + 1
-            if body is None:
+        """One MGET, which Redis answers at one instant, for the states and for the rows under
+        the versions the states named at the last read; again when a state names another
+        version (a switch since, or the first read of a view)."""
+        while True:
+            asked = [self._versions.get(view) for view in views]
+            names = [_prefix(view) + "state" for view in views]
+            for view, version in zip(views, asked, strict=True):
+                if version is not None:
+                    prefix = f"{_prefix(view)}{version}:"
+                    names += [prefix + key for key in keys]
+            with self._reachable():
+                values = self._client.mget(names)
+            states = [None if body is None else OnlineState.from_json(body)
+                      for body in values[:len(views)]]
+            current = [None if state is None else state.version for state in states]
+            if current == asked:
+                break
+            self._versions.update(zip(views, current, strict=True))
+        results, at = [], len(views)
+        for state in states:
+            if state is None:
                 results.append((None, [None] * len(keys)))
                 continue
-            state = OnlineState.from_json(body)
-            results.append((state, decode_rows(state, out[at:at + len(keys)])))
+            results.append((state, decode_rows(state, values[at:at + len(keys)])))
             at += len(keys)
         return results
 

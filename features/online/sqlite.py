@@ -19,6 +19,9 @@ from tideline.errors import OnlineStoreUnavailable
 
 _STATE = "online_views"
 _BATCH = 900  # SQLite's default limit on bound parameters is 999 (32766 since 3.32)
+_MMAP_BYTES = 1 << 30
+"""Reads map the file rather than make a system call per page: a lookup of random entities
+touches a few pages for each."""
 
 
 def _quote(name: str) -> str:
@@ -64,6 +67,7 @@ class SQLiteOnlineStore:
                 connection = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                              check_same_thread=True)
                 connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
             except sqlite3.Error as exc:
                 raise OnlineStoreUnavailable(f"online store {self.path}: {exc}") from exc
             self._local.connection = connection

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import redis as redis_client
 
 from features.churn import CHURN_VIEWS, SPENDING
 from features.materialize import as_of_time
-from features.online.base import OnlineState, OnlineStore, arrow_types
+from features.online.base import OnlineState, OnlineStore, arrow_types, feature_columns
 from features.online.redis import RedisOnlineStore
 from features.online.sqlite import SQLiteOnlineStore
 from features.store import FeatureStore
@@ -81,6 +82,22 @@ def test_rows_of_every_type_come_back_as_written(online: OnlineStore) -> None:
     assert online.read("nothing", ["a"]) == (None, [None])
 
 
+@pytest.mark.parametrize("keys", [["a", "b", "c", 'd"quoted\\'], ["a"], ["missing", "a"],
+                                  ["missing"]])
+def test_read_rows_become_the_columns_arrow_gives_pandas(online: OnlineStore,
+                                                         keys: list[str]) -> None:
+    """Nulls decide some dtypes (an integer column with one is float64, a boolean one object),
+    so the columns are compared with Arrow's own conversion of the rows, missing ones null."""
+    rows = table()
+    online.write(state(rows), rows, [], replace=True)
+    got_state, got = online.read("spending", keys)
+    frame = pd.DataFrame(dict(zip(got_state.columns,
+                                  feature_columns(got_state, got, got_state.columns),
+                                  strict=True)))
+    where = pc.index_in(pa.array(keys), value_set=rows.column("customer_id"))
+    pd.testing.assert_frame_equal(frame, rows.take(where).drop_columns("customer_id").to_pandas())
+
+
 def test_several_views_are_read_at_once_each_with_its_own_state(online: OnlineStore) -> None:
     rows, other = table(1), table(2)
     online.write(state(rows), rows, [], replace=True)
@@ -108,6 +125,17 @@ def test_a_new_version_replaces_the_old_one_whole(online: OnlineStore) -> None:
             3, 8)
         names = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
         assert "spending@v1" not in names
+
+
+def test_a_reader_follows_a_version_switch_and_a_drop(online: OnlineStore) -> None:
+    key = 'd"quoted\\'
+    online.write(state(table(1)), table(1), [], replace=True)
+    assert online.read("spending", [key])[1] == [expected(table(1), key)]
+    online.write(state(table(2), "v2"), table(2), [], replace=True)
+    got_state, got = online.read("spending", [key])
+    assert got_state.version == "v2" and got == [expected(table(2), key)]
+    online.drop("spending")
+    assert online.read("spending", [key]) == (None, [None])
 
 
 def test_an_incremental_write_updates_and_deletes_in_place(online: OnlineStore) -> None:
