@@ -3,7 +3,7 @@
 
     python benchmarks/stream_bench.py [--customers 100000] [--history 600000]
         [--events 400000] [--rate 10000] [--seconds 20] [--batch-size 5000]
-        [--work-dir DIR] [--smoke]
+        [--cases transport,one,two,latency] [--work-dir DIR] [--smoke]
 
 Data (generated, seeded): app events of `--customers` customers with the demo's columns
 (event id, customer id, event time, event type, session id, duration). `--history` events over
@@ -12,13 +12,17 @@ processor builds its state from, untimed); the streamed events follow, a few per
 event time, JSON as the ingestion stream carries them, published to the JetStream stream
 `TIDELINE_BENCH` on subjects `tideline-bench.events.p0|p1` (the partition is a hash of the
 customer id, as a producer keyed by customer would do). The online store is the real Redis
-(database 13, flushed first). Views: the demo's streamable ones, `customer_activity` (11
-features over 7/30-day windows) and `customer_signals` (17: 1-hour to 7-day windows,
-sessions, EMA, Welford's lifetime mean and std).
+(database 13, flushed first). The processors checkpoint every 10 s (to the lake, on a worker
+thread) and refresh every entity over 300 s (the default), as in production. Views: the
+demo's streamable ones, `customer_activity` (11 features over 7/30-day windows) and
+`customer_signals` (17: 1-hour to 7-day windows, sessions, EMA, Welford's lifetime mean and
+std).
 
 Cases, each in a fresh interpreter (`--case`):
-- `transport`: a minimal JetStream consumer that only fetches (`--batch-size` per pull) and
-  acks (ack-all of each batch's last message): the transport's limit in Python.
+- `transport`: a minimal consumer that only takes messages (`--batch-size` at a time) and
+  acks them (ack-all of each batch's last message): through the processor's broker (a push
+  consumer into a local queue, `streaming/brokers.py`), the transport's limit in Python, and
+  through nats-py's pull `fetch` for comparison.
 - `one`: one processor reads both partitions (`--events` preloaded messages, `start=all`).
 - `two`: two processors at once, one partition each, on their own copy of the lake.
   Throughput is the events of every batch but the first over the time from the first batch's
@@ -138,24 +142,38 @@ def run_case(case: dict) -> dict:
 
 
 async def transport(case: dict) -> dict:
+    """Only take and acknowledge: through the processor's broker, or nats-py's pull fetch."""
     import nats
     from nats.js import api
 
+    from streaming.brokers import NatsBroker
+
+    received, first, last = 0, 0.0, 0.0
+    if case["name"] == "feed":
+        broker = NatsBroker(NATS, f"{PREFIX}.>", "bench-transport", STREAM,
+                            in_flight=2 * case["batch_size"], connect_timeout=10)
+        await broker.connect()
+        await broker.open(1)
+        while received < case["events"]:
+            batch = await broker.take(case["batch_size"], 5.0)
+            first = first or time.perf_counter()
+            received += len(batch)
+            await broker.acknowledge(batch[-1])
+            last = time.perf_counter()
+        await broker.close()
+        return {"events": received, "seconds": last - first}
     nc = await nats.connect(NATS)
     js = nc.jetstream()
-    await js.add_consumer(STREAM, api.ConsumerConfig(
-        durable_name="bench-transport", ack_policy=api.AckPolicy.ALL,
-        deliver_policy=api.DeliverPolicy.ALL, filter_subject=f"{PREFIX}.>",
-        max_ack_pending=-1))
-    sub = await js.pull_subscribe_bind(durable="bench-transport", stream=STREAM)
-    received, first, last = 0, 0.0, 0.0
+    sub = await js.pull_subscribe(f"{PREFIX}.>", durable="bench-fetch", stream=STREAM,
+                                  config=api.ConsumerConfig(ack_policy=api.AckPolicy.ALL,
+                                                            max_ack_pending=-1))
     while received < case["events"]:
         batch = await sub.fetch(case["batch_size"], timeout=5)
         first = first or time.perf_counter()
         received += len(batch)
         await batch[-1].ack()
         last = time.perf_counter()
-    await js.delete_consumer(STREAM, "bench-transport")
+    await js.delete_consumer(STREAM, "bench-fetch")
     await nc.close()
     return {"events": received, "seconds": last - first}
 
@@ -169,7 +187,7 @@ def open_bench_processor(case: dict):  # noqa: ANN201 - a StreamProcessor
     config = StreamConfig(name=case["name"], url=NATS, subject=case["subject"],
                           stream=STREAM, start=case["start"], batch_size=case["batch_size"],
                           max_wait_seconds=case.get("max_wait", 0.05),
-                          checkpoint_seconds=600, refresh_seconds=3600,
+                          checkpoint_seconds=10,
                           max_future_seconds=10**9, lateness_seconds=3600)
     return open_processor(settings, config)
 
@@ -186,7 +204,7 @@ async def processor_case(case: dict) -> dict:
     def measured(messages: list) -> None:  # noqa: ANN001 - nats Msg
         batches.append((time.perf_counter(), len(messages)))
         if case["kind"] == "latency":
-            stored = np.array([m.metadata.timestamp.timestamp() for m in messages])
+            stored = np.array([m.stored_at for m in messages])
             latencies.append(time.time() - stored)
 
     processor.on_batch = measured
@@ -286,33 +304,46 @@ def run_bench(args: argparse.Namespace) -> int:
     print(f"prepared: {args.history:,} history events, {args.events:,} streamed events in "
           f"{time.perf_counter() - started:.0f} s", flush=True)
     common = {"batch_size": args.batch_size, "events": args.events, "start": "all"}
-    [transport_result] = children([{**common, "kind": "transport", "name": "transport"}], work)
-    flush_redis()
-    [one] = children([{**common, "kind": "one", "name": "one", "subject": f"{PREFIX}.>",
-                       "data_dir": copy_lake(work, "one")}], work)
-    flush_redis()
-    two = children([{**common, "kind": "two", "name": f"two-p{k}", "subject": f"{PREFIX}.p{k}",
-                     "data_dir": copy_lake(work, f"two-{k}")} for k in range(2)], work)
-    flush_redis()
-    latency = latency_case(args, work)
-    result = {
-        "customers": args.customers, "history_events": args.history, "events": args.events,
-        "batch_size": args.batch_size,
-        "transport_events_per_s": transport_result["events"] / transport_result["seconds"],
-        "one_events_per_s": rate([one]), "two_events_per_s": rate(two),
-        "one": one, "two": two, "latency": latency,
-    }
+    cases = set(args.cases.split(","))
+    result: dict = {"customers": args.customers, "history_events": args.history,
+                    "events": args.events, "batch_size": args.batch_size}
+    if "transport" in cases:
+        result["transport_events_per_s"] = {
+            name: r["events"] / r["seconds"] for name in ("feed", "fetch")
+            for r in children([{**common, "kind": "transport", "name": name}], work)}
+    if "one" in cases:
+        flush_redis()
+        result["one"] = children([{**common, "kind": "one", "name": "one",
+                                   "subject": f"{PREFIX}.>",
+                                   "data_dir": copy_lake(work, "one")}], work)[0]
+        result["one_events_per_s"] = rate([result["one"]])
+    if "two" in cases:
+        flush_redis()
+        result["two"] = children([{**common, "kind": "two", "name": f"two-p{k}",
+                                   "subject": f"{PREFIX}.p{k}",
+                                   "data_dir": copy_lake(work, f"two-{k}")}
+                                  for k in range(2)], work)
+        result["two_events_per_s"] = rate(result["two"])
+    if "latency" in cases:
+        flush_redis()
+        result["latency"] = latency_case(args, work)
     out = SMOKE_OUT if args.smoke else OUT
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
-    print(f"transport only (fetch + ack): {result['transport_events_per_s']:>10,.0f} events/s")
-    print(f"one processor:                {result['one_events_per_s']:>10,.0f} events/s "
-          f"(state from {args.history:,} events in {one['state_build_seconds']:.1f} s)")
-    print(f"two processors:               {result['two_events_per_s']:>10,.0f} events/s")
-    lat = latency["latency_ms"]
-    print(f"latency at {args.rate:,} events/s for {args.seconds} s: p50 {lat['p50']:.0f} ms, "
-          f"p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms ({latency['events']:,} events in "
-          f"{latency['batches']:,} batches)")
+    for name, per_s in result.get("transport_events_per_s", {}).items():
+        print(f"transport only ({name} + ack):{per_s:>12,.0f} events/s")
+    if "one" in result:
+        print(f"one processor:                {result['one_events_per_s']:>10,.0f} events/s "
+              f"(state from {args.history:,} events in "
+              f"{result['one']['state_build_seconds']:.1f} s)")
+    if "two" in result:
+        print(f"two processors:               {result['two_events_per_s']:>10,.0f} events/s")
+    if "latency" in result:
+        latency = result["latency"]
+        lat = latency["latency_ms"]
+        print(f"latency at {args.rate:,} events/s for {args.seconds} s: p50 {lat['p50']:.0f} ms, "
+              f"p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms ({latency['events']:,} events "
+              f"in {latency['batches']:,} batches)")
     print(f"wrote {out}")
     return 0
 
@@ -357,6 +388,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=10_000, help="events/s for the latency case")
     parser.add_argument("--seconds", type=int, default=20, help="latency case duration")
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--cases", default="transport,one,two,latency",
+                        help="which cases to run (comma-separated)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--work-dir", default="/tmp/tideline-stream-bench")
     parser.add_argument("--case", help=argparse.SUPPRESS)

@@ -85,6 +85,8 @@ def run(
     _print_training(result.training)
     _print_scoring(result.scores)
     _print_monitoring(result.monitoring)
+    if result.realtime is not None:
+        _print_stream(result.realtime)
 
 
 @app.command()
@@ -266,21 +268,28 @@ def stream(
     metrics_port: int = typer.Option(None, help="Serve Prometheus metrics on this port."),
     idle_exit: bool = typer.Option(False, help="Stop (after a checkpoint) once the stream has "
                                                "nothing more."),
+    score_on: str = typer.Option("", help="Comma-separated event types after which the customer "
+                                          "is scored with the champion; high risk is published "
+                                          "to tideline.alerts.MODEL."),
 ) -> None:
     """Keep streamable feature views fresh in the online store from a NATS JetStream subject;
     bad and late events go to tideline.dead-letter.NAME with their reason."""
     import asyncio
+    import gc
 
     from streaming.processor import StreamConfig, open_processor
 
     config = StreamConfig(name=name or subject.replace(".", "-"), url=url, subject=subject,
                           start=start, lateness_seconds=lateness, batch_size=batch_size,
-                          checkpoint_seconds=checkpoint_seconds, refresh_seconds=refresh_seconds)
+                          checkpoint_seconds=checkpoint_seconds, refresh_seconds=refresh_seconds,
+                          score_on=tuple(t.strip() for t in score_on.split(",") if t.strip()))
     processor = open_processor(load_settings(), config, source=source)
     console.print(f"stream {config.name}: state from the {processor.load()}; views "
                   f"{', '.join(v.name for v in processor.views)}")
     if metrics_port:
         processor.serve_metrics(metrics_port)
+
+    gc.freeze()  # the state is long-lived: spare it every full collection's scan
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -429,6 +438,19 @@ def _print_monitoring(run) -> None:  # noqa: ANN001 - flows.monitor.MonitorRun
                       + (mail.detail if mail.sent else f"[red]not sent[/] ({mail.detail})"))
     console.print(f"report: {run.report['local']} (lake: {run.report['html']} at "
                   f"{_short(run.report['commit'])})")
+
+
+def _print_stream(run) -> None:  # noqa: ANN001 - streaming.processor.StreamRun
+    console.print(f"stream {run.name}: {run.applied:,} live events applied (newest "
+                  f"{run.clock[:19]}), {run.duplicates:,} duplicates dropped, "
+                  f"{len(run.dead_letters)} dead-lettered"
+                  + "".join(f"\n  dead letter: {why[:110]}" for why in run.dead_letters[:5]))
+    table = Table("customer", "churn probability", "after", "top reasons",
+                  title=f"{len(run.alerts)} high-risk alerts on live events")
+    for alert in sorted(run.alerts, key=lambda a: -a["probability"])[:10]:
+        table.add_row(alert["customer_id"], f"{alert['probability']:.3f}",
+                      ", ".join(alert["trigger"]), "; ".join(alert["reasons"][:2]))
+    console.print(table)
 
 
 def _print_scoring(run) -> None:  # noqa: ANN001 - flows.score.ScoringRun

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.definitions import FeatureView
 from features.retrieval import dates_with_tables
-from features.store import FeatureStore
+from features.store import FeatureStore, OnlineFeatures
 from lake.base import MAIN
 from models.labels import Activity, active_at, load_activity
-from models.registry import LoadedModel, ModelRecord
+from models.registry import LoadedModel, ModelRecord, ModelRegistry, load_model
 from models.spec import ModelSpec
 from tideline.errors import ModelError
 
@@ -87,3 +88,31 @@ def _shown(value: object) -> str:
     if isinstance(value, float):
         return "null" if np.isnan(value) else f"{value:.4g}"
     return "null" if value is None else str(value)
+
+
+class OnlineScorer:
+    """A model's champion scoring entities from the online store: what `POST /predict` and
+    the stream processor's alerts share. The champion is looked up on every call (a promotion
+    takes effect at once) and its booster loaded once per version."""
+
+    def __init__(self, store: FeatureStore, models: ModelRegistry, model: str) -> None:
+        self.store, self.models, self.model = store, models, model
+        self._loaded: dict[str, LoadedModel] = {}
+
+    def champion(self) -> LoadedModel | None:
+        """The champion, loaded; None when the model has none. Raises `ModelError` when the
+        store's feature views are not the versions it was trained on."""
+        record = self.models.champion(self.model)
+        if record is None:
+            return None
+        check_versions(record, self.store.views)
+        if record.ref not in self._loaded:
+            self._loaded.clear()
+            self._loaded[record.ref] = load_model(self.store.lake, record)
+        return self._loaded[record.ref]
+
+    def score(self, model: LoadedModel, entity_ids: Sequence[Any]
+              ) -> tuple[OnlineFeatures, pd.DataFrame]:
+        """The online features of the entities and their scores (`score`), in order."""
+        online = self.store.get_online_features(entity_ids, model.record.features)
+        return online, score(model, online.frame, online.frame.columns[0])

@@ -64,3 +64,9 @@ def load_checkpoint(lake: Lake, processor: str
     meta = CheckpointMeta(**json.loads(lake.get(commit, META)))
     return (pq.read_table(io.BytesIO(lake.get(commit, BUFFER))),
             pq.read_table(io.BytesIO(lake.get(commit, RUNNING))), meta)
+
+
+def drop_checkpoints(lake: Lake, processor: str) -> None:
+    """Forget a processor's checkpoints (its next start builds the state from main)."""
+    if branch_name(processor) in lake.branches():
+        lake.delete_branch(branch_name(processor))

@@ -1,5 +1,6 @@
-"""The stream processor (`tideline stream`): consumes a source's events from NATS JetStream,
-keeps each entity's state and writes its streamable views' fresh values to the online store.
+"""The stream processor (`tideline stream`): consumes a source's events from NATS JetStream
+(or the embedded event log, `streaming.brokers`), keeps each entity's state and writes its
+streamable views' fresh values to the online store.
 
 One loop, micro-batch by micro-batch (whatever the consumer has, up to `batch_size`):
 
@@ -8,12 +9,16 @@ One loop, micro-batch by micro-batch (whatever the consumer has, up to `batch_si
    watermark (newest event time minus the allowed lateness);
 3. apply the rest to the state and write the touched entities' values, as of just after the
    newest event time, to the online store;
-4. only then acknowledge the batch (one ack-all for the last message).
+4. with `score_on`, score the customers whose new events are of those types with the
+   champion (features read back from the online store, as `POST /predict` does) and publish
+   the high-risk ones to `tideline.alerts.<model>`;
+5. only then acknowledge the batch (one ack-all for the last message).
 
 Time is event time: the processor's "now" is its newest event, so a replay of last week's
 events gives last week's values. Every `refresh_seconds` all entities are rewritten as of that
-clock (windows slide for entities without new events), and every `checkpoint_seconds` the
-state and the last applied stream sequence are committed to the lake (`streaming.checkpoint`).
+clock, a slice at a time between batches (windows slide for entities without new events), and
+every `checkpoint_seconds` the state and the last applied stream sequence are committed to the
+lake (`streaming.checkpoint`) from a worker thread.
 A restart loads the checkpoint and re-reads the stream from the sequence after it, so the
 state is the same as if the processor had never stopped: events after the checkpoint are
 applied once (their effect was in no checkpoint), duplicates are recognised by id.
@@ -21,9 +26,9 @@ applied once (their effect was in no checkpoint), duplicates are recognised by i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,21 +37,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from features.definitions import FeatureView
-from features.online.base import OnlineState, OnlineStore, arrow_types
+from features.online.base import STREAM_PREFIX, OnlineState, OnlineStore, arrow_types
 from features.plan import plan_views
 from lake.base import MAIN, Lake
+from models.scoring import OnlineScorer
+from streaming.brokers import Broker, Message, open_broker
 from streaming.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from streaming.records import EventShape, decode
-from streaming.state import StreamState
-from tideline.errors import SourceError, SourceUnavailable
+from streaming.state import Compaction, StreamState
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_STREAM = "TIDELINE_DEAD_LETTER"
-DEAD_LETTER_SUBJECTS = "tideline.dead-letter.>"
+REFRESH_CHUNK = 2000
+"""Entities rewritten at a time by a refresh."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class StreamConfig:
     name: str = "app-events"
     """The processor's name: its durable consumer, checkpoint branch and dead-letter subject."""
     url: str = "nats://127.0.0.1:4222"
+    """NATS (`nats://host:4222`), or a directory holding the embedded event log."""
     subject: str = "app-events"
     stream: str | None = None
     """The JetStream stream; None finds the one holding `subject`."""
@@ -63,7 +71,7 @@ class StreamConfig:
     max_future_seconds: float = 300.0
     batch_size: int = 5000
     max_wait_seconds: float = 0.05
-    """How long a fetch waits for messages when none are ready."""
+    """How long to wait for messages when none are ready."""
     checkpoint_seconds: float = 60.0
     refresh_seconds: float = 300.0
     connect_timeout_seconds: float = 10.0
@@ -71,6 +79,10 @@ class StreamConfig:
     start: str = "new"
     """Where a processor without a checkpoint starts reading: `new` (messages published from
     now on), `all`, or a stream sequence."""
+    score_on: tuple[str, ...] = ()
+    """Event types (values of `score_column`) after which the customer is scored with the
+    champion at once; a high-risk score is published to `tideline.alerts.<model>`."""
+    score_column: str = "event_type"
 
     @property
     def dead_letter_subject(self) -> str:
@@ -99,6 +111,8 @@ class StreamMetrics:
                              "delivered to the processor", registry=r)
         self.batch = Histogram("tideline_stream_batch_seconds", "Time to process a batch, "
                                "from fetch to ack", registry=r)
+        self.alerts = Counter("tideline_stream_alerts", "High-risk alerts published",
+                              registry=r)
 
     def value(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
@@ -110,6 +124,8 @@ class BatchOutcome:
     duplicates: int
     dead: list[tuple[int, str]]
     touched: int
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    """High-risk scores of customers whose new events asked for scoring."""
 
 
 class StreamProcessor:
@@ -117,18 +133,26 @@ class StreamProcessor:
 
     def __init__(self, config: StreamConfig, views: tuple[FeatureView, ...], shape: EventShape,
                  lake: Lake, online: OnlineStore, wall: Callable[[], float] = time.time,
-                 on_batch: Callable[[list[Any]], None] | None = None) -> None:
+                 on_batch: Callable[[list[Any]], None] | None = None,
+                 scorer: OnlineScorer | None = None) -> None:
         """`on_batch` is called with each batch's NATS messages once they are acknowledged
-        (the benchmark measures end-to-end latency with it)."""
+        (the benchmark measures end-to-end latency with it); `scorer` scores the customers
+        `config.score_on` names."""
         self.config, self.views, self.shape = config, views, shape
         self.lake, self.online, self.wall, self.on_batch = lake, online, wall, on_batch
+        self.scorer = scorer
         self.state = StreamState(views, key=shape.key, timestamp=shape.timestamp,
                                  id_column=shape.id_column, schema=shape.schema,
                                  lateness_ns=int(config.lateness_seconds * 1e9))
         self.metrics = StreamMetrics()
         self.sequence = 0
         self.source_commit = ""
-        self._checkpointed = self._refreshed = 0.0
+        self._checkpointed = 0.0
+        self.recent: deque[tuple[str, Any]] = deque(maxlen=200)
+        """The latest dead letters ("dead", reason) and alerts ("alert", body)."""
+        self._cycle = (0.0, 0, 0)
+        """When the current refresh cycle started, how many entities it has rewritten and how
+        many there were at its start."""
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -166,9 +190,11 @@ class StreamProcessor:
         decoded = decode(payloads, self.shape, int(self.wall() * 1e9))
         fresh, repeated, late = self.state.admit(decoded.events)
         dead = decoded.rejected + [(int(decoded.positions[row]), why) for row, why in late]
-        touched = self.state.apply(decoded.events.take(pa.array(fresh)))
+        applied = decoded.events.take(pa.array(fresh))
+        touched = self.state.apply(applied)
         if len(touched):
             self.publish(touched, replace_all=False)
+        alerts = self.alerts(applied) if self.scorer is not None else []
         m = self.metrics
         m.events.labels("applied").inc(len(fresh))
         m.events.labels("duplicate").inc(len(repeated))
@@ -178,7 +204,34 @@ class StreamProcessor:
         m.clock.set(self.state.clock / 1e9)
         m.watermark.set(self.state.watermark / 1e9)
         return BatchOutcome(applied=len(fresh), duplicates=len(repeated), dead=sorted(dead),
-                            touched=len(touched))
+                            touched=len(touched), alerts=alerts)
+
+    def alerts(self, applied: pa.Table) -> list[dict[str, Any]]:
+        """Score the customers with a triggering event among `applied` (from the values just
+        written) and return the high-risk ones as alerts."""
+        column = self.config.score_column
+        triggered = applied.filter(pc.is_in(applied.column(column),
+                                            value_set=pa.array(self.config.score_on)))
+        if not len(triggered) or self.scorer is None:
+            return []
+        model = self.scorer.champion()
+        if model is None:
+            log.warning("stream %s: model %r has no champion; nobody scored",
+                        self.config.name, self.scorer.model)
+            return []
+        keys = pd.unique(triggered.column(self.shape.key).to_numpy(zero_copy_only=False))
+        online, scores = self.scorer.score(model, list(keys))
+        causes = triggered.group_by(self.shape.key).aggregate([(column, "distinct")])
+        cause = dict(zip(causes.column(self.shape.key).to_pylist(),
+                         causes.column(f"{column}_distinct").to_pylist(), strict=True))
+        event_time = pd.Timestamp(self.state.clock, tz="UTC").isoformat()
+        high = scores[(scores["risk"] == "high").to_numpy() & np.asarray(online.found)]
+        self.metrics.alerts.inc(len(high))
+        return [{"model": model.record.ref, self.shape.key: key, "probability": float(p),
+                 "risk": "high", "reasons": reasons.split("; ") if reasons else [],
+                 "trigger": sorted(cause[key]), "event_time": event_time}
+                for key, p, reasons in zip(high[self.shape.key], high["probability"],
+                                           high["reasons"], strict=True)]
 
     def publish(self, keys: np.ndarray, replace_all: bool) -> None:
         """Write every view's values for `keys` as of just after the newest event."""
@@ -190,130 +243,124 @@ class StreamProcessor:
             state = OnlineState(view=view.name, version=view.version, as_of=as_of,
                                 key=view.entity.key, columns=tuple(view.feature_names),
                                 types=arrow_types(table.schema, view.feature_names),
-                                ttl_days=view.ttl_days, source_commit=self.source_commit,
+                                ttl_days=view.ttl_days,
+                                source_commit=f"{STREAM_PREFIX}{self.config.name}@"
+                                              f"{self.source_commit}",
                                 written_at=datetime.now(UTC))
             self.online.write(state, table, [], replace=replace_all)
 
     def refresh(self) -> int:
         """Rewrite every entity (windows slide for those without new events)."""
         keys = self.state.entities()
-        if len(keys):
-            self.publish(keys, replace_all=False)
-        self._refreshed = self.wall()
+        for start in range(0, len(keys), REFRESH_CHUNK):
+            self.publish(keys[start:start + REFRESH_CHUNK], replace_all=False)
+        self._cycle = self._new_cycle()
         return len(keys)
 
+    def refresh_step(self) -> int:
+        """Rewrite the next few entities, so that every one is rewritten once per
+        `refresh_seconds` without ever holding up the stream for long; returns how many."""
+        started, done, known = self._cycle
+        due = int(known * min(1.0, (self.wall() - started) / self.config.refresh_seconds))
+        count = max(min(due - done, REFRESH_CHUNK), 0)
+        if count:
+            self.publish(self.state.entities(done, done + count), replace_all=False)
+            done += count
+        self._cycle = self._new_cycle() if done >= known else (started, done, known)
+        return count
+
+    def _new_cycle(self) -> tuple[float, int, int]:
+        return self.wall(), 0, self.state.size
+
     def checkpoint(self) -> str:
+        """Commit the state now (compacting it first)."""
         self.state.evict()
+        return self._save(self._checkpoint_job())
+
+    def _checkpoint_job(self) -> tuple[pa.Table, pa.Table, CheckpointMeta]:
+        """What a checkpoint writes, fixed now; the writing may happen on another thread."""
         buffer, running = self.state.snapshot()
-        commit = save_checkpoint(self.lake, self.config.name, buffer, running, CheckpointMeta(
-            sequence=self.sequence, clock=self.state.clock,
-            versions={v.name: v.version for v in self.views}, source_commit=self.source_commit))
         self._checkpointed = self.wall()
-        log.info("stream %s: checkpoint at sequence %d (%s)", self.config.name, self.sequence,
-                 commit[:12])
+        return buffer, running, CheckpointMeta(
+            sequence=self.sequence, clock=self.state.clock,
+            versions={v.name: v.version for v in self.views}, source_commit=self.source_commit)
+
+    def _save(self, job: tuple[pa.Table, pa.Table, CheckpointMeta]) -> str:
+        commit = save_checkpoint(self.lake, self.config.name, *job)
+        log.info("stream %s: checkpoint at sequence %d (%s)", self.config.name,
+                 job[2].sequence, commit[:12])
         return commit
 
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None, idle_exit: bool = False) -> None:
-        """Consume until `stop` is set (or, with `idle_exit`, until a fetch finds nothing);
-        a clean stop rewrites every entity and writes a last checkpoint."""
-        import nats
+        """Consume until `stop` is set (or, with `idle_exit`, until nothing comes within
+        `max_wait_seconds`); a clean stop rewrites every entity and writes a last checkpoint.
 
+        Between batches the loop rewrites a slice of the entities (`refresh_step`) and starts
+        compactions and checkpoints on worker threads (they work on immutable snapshots and
+        release the GIL in Arrow and numpy), so neither holds up the stream."""
         stop = stop or asyncio.Event()
+        broker = open_broker(self.config.url, self.config.subject, self.config.name,
+                             self.config.stream, in_flight=2 * self.config.batch_size,
+                             connect_timeout=self.config.connect_timeout_seconds)
+        await broker.connect()
+        compacting: tuple[Compaction, asyncio.Task] | None = None
+        saving: asyncio.Task | None = None
         try:
-            nc = await asyncio.wait_for(nats.connect(
-                servers=[self.config.url], connect_timeout=self.config.connect_timeout_seconds,
-                max_reconnect_attempts=-1, reconnect_time_wait=0.5),
-                timeout=self.config.connect_timeout_seconds)
-        except Exception as exc:  # nats raises several unrelated types for one cause
-            raise SourceUnavailable(self.config.name, f"cannot connect to NATS at "
-                                    f"{self.config.url}: {type(exc).__name__}: {exc}") from exc
-        try:
-            js = nc.jetstream()
             self.publish(self.state.entities(), replace_all=True)
-            sub = await self._subscribe(js)
-            self._refreshed = self._checkpointed = self.wall()
+            if not self.sequence:
+                self.sequence = await broker.start_sequence(self.config.start)
+                self.checkpoint()  # a restart must not depend on `start` again
+            await broker.open(self.sequence + 1)
+            log.info("stream %s: reading %s from sequence %d", self.config.name,
+                     self.config.subject, self.sequence + 1)
+            self._cycle, self._checkpointed = self._new_cycle(), self.wall()
             while not stop.is_set():
-                try:
-                    messages = await sub.fetch(self.config.batch_size,
-                                               timeout=self.config.max_wait_seconds)
-                except TimeoutError:  # nats.errors.TimeoutError and asyncio's alike
-                    if idle_exit:
-                        break
-                    messages = []
+                messages = await broker.take(self.config.batch_size,
+                                             self.config.max_wait_seconds)
                 if messages:
-                    await self._handle(js, messages)
-                now = self.wall()
-                if now - self._refreshed >= self.config.refresh_seconds:
-                    self.refresh()
-                if now - self._checkpointed >= self.config.checkpoint_seconds:
-                    self.checkpoint()
+                    await self._handle(broker, messages)
+                elif idle_exit:
+                    break
+                self.refresh_step()
+                if compacting is not None and compacting[1].done():
+                    self.state.install(compacting[0], compacting[1].result())
+                    compacting = None
+                if compacting is None and self.state.needs_compaction:
+                    job = self.state.compaction()
+                    compacting = (job, asyncio.create_task(asyncio.to_thread(job.run)))
+                if saving is not None and saving.done():
+                    saving.result()  # a failed checkpoint fails the processor
+                    saving = None
+                if saving is None and (self.wall() - self._checkpointed
+                                       >= self.config.checkpoint_seconds):
+                    saving = asyncio.create_task(asyncio.to_thread(
+                        self._save, self._checkpoint_job()))
+            for task in (t for t in (compacting and compacting[1], saving) if t is not None):
+                await task
             self.refresh()  # every entity as of the last event, then the state to resume from
             self.checkpoint()
         finally:
-            await nc.close()
+            await broker.close()
 
-    async def _handle(self, js: Any, messages: list[Any]) -> None:
+    async def _handle(self, broker: Broker, messages: list[Message]) -> None:
         started = time.perf_counter()
         outcome = self.process([m.data for m in messages])
         for index, why in outcome.dead:
-            message = messages[index]
-            await js.publish(self.config.dead_letter_subject, message.data, headers={
-                "Tideline-Reason": why[:1000], "Tideline-Source-Subject": message.subject,
-                "Tideline-Source-Sequence": str(message.metadata.sequence.stream)})
-        last = messages[-1].metadata
-        self.sequence = last.sequence.stream
-        await messages[-1].ack()  # ack-all: every message of the batch, now written
+            await broker.dead_letter(messages[index], why)
+            self.recent.append(("dead", why))
+        for alert in outcome.alerts:
+            await broker.alert(self.scorer.model, alert)  # type: ignore[union-attr]
+            self.recent.append(("alert", alert))
+        last = messages[-1]
+        await broker.acknowledge(last)  # every message of the batch, now written
+        self.sequence = last.sequence
         self.metrics.sequence.set(self.sequence)
-        self.metrics.pending.set(last.num_pending)
+        self.metrics.pending.set(last.pending)
         self.metrics.batch.observe(time.perf_counter() - started)
         if self.on_batch is not None:
             self.on_batch(messages)
-
-    async def _subscribe(self, js: Any) -> Any:
-        """A fresh durable consumer from the sequence after the state's; the dead-letter
-        stream created if missing."""
-        from nats.js import api
-        from nats.js.errors import NotFoundError
-
-        try:
-            stream = self.config.stream or await js.find_stream_name_by_subject(
-                self.config.subject)
-        except NotFoundError as exc:
-            raise SourceError(self.config.name, f"no JetStream stream holds subject "
-                              f"{self.config.subject!r} at {self.config.url}; create it "
-                              "first") from exc
-        try:
-            await js.find_stream_name_by_subject(self.config.dead_letter_subject)
-        except NotFoundError:
-            await js.add_stream(name=DEAD_LETTER_STREAM, subjects=[DEAD_LETTER_SUBJECTS])
-        if not self.sequence:
-            self.sequence = await self._start_sequence(js, stream)
-            self.checkpoint()  # a restart must not depend on `start` again
-        durable = f"tideline-stream-{self.config.name}"
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(stream, durable)
-        await js.add_consumer(stream, api.ConsumerConfig(
-            durable_name=durable, ack_policy=api.AckPolicy.ALL,
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.sequence + 1,
-            filter_subject=self.config.subject, ack_wait=60.0, max_ack_pending=-1))
-        log.info("stream %s: reading %s (%s) from sequence %d", self.config.name,
-                 self.config.subject, stream, self.sequence + 1)
-        return await js.pull_subscribe_bind(durable=durable, stream=stream)
-
-    async def _start_sequence(self, js: Any, stream: str) -> int:
-        """The sequence before the first message to read, for a processor without a
-        checkpoint."""
-        if self.config.start == "all":
-            return 0
-        if self.config.start == "new":
-            return (await js.stream_info(stream)).state.last_seq
-        try:
-            return max(int(self.config.start) - 1, 0)
-        except ValueError:
-            raise SourceError(self.config.name, f"start must be 'new', 'all' or a stream "
-                              f"sequence, got {self.config.start!r}") from None
 
     def status(self) -> str:
         """One line for a live log: counts, sequence, watermark."""
@@ -326,6 +373,43 @@ class StreamProcessor:
 
     def serve_metrics(self, port: int) -> None:
         start_http_server(port, registry=self.metrics.registry)
+
+
+@dataclass(frozen=True)
+class StreamRun:
+    """What one run of a processor did (`replay`)."""
+
+    name: str
+    applied: int
+    duplicates: int
+    dead_letters: list[str]
+    alerts: list[dict[str, Any]]
+    sequence: int
+    clock: str
+    """The newest event time applied (ISO 8601, UTC)."""
+    entities: int
+
+
+def replay(settings: Any, config: StreamConfig, source: str = "events",
+           fresh: bool = False) -> StreamRun:
+    """Run a processor until its stream has nothing more (`fresh`: from a state built anew
+    from the lake, its checkpoints dropped), and say what it did."""
+    from ingestion.connectors.stream import run_sync
+    from streaming.checkpoint import drop_checkpoints
+
+    processor = open_processor(settings, config, source)
+    if fresh:
+        drop_checkpoints(processor.lake, config.name)
+    processor.load()
+    run_sync(lambda: processor.run(idle_exit=True))
+    count = processor.metrics.value
+    return StreamRun(
+        name=config.name, applied=int(count("tideline_stream_events_total", outcome="applied")),
+        duplicates=int(count("tideline_stream_events_total", outcome="duplicate")),
+        dead_letters=[why for kind, why in processor.recent if kind == "dead"],
+        alerts=[body for kind, body in processor.recent if kind == "alert"],
+        sequence=processor.sequence, entities=processor.state.size,
+        clock=pd.Timestamp(processor.state.clock, tz="UTC").isoformat())
 
 
 def open_processor(settings: Any, config: StreamConfig, source: str = "events",
@@ -350,7 +434,16 @@ def open_processor(settings: Any, config: StreamConfig, source: str = "events",
     shape = EventShape(schema=schema, key=first.entity.key, timestamp=first.source.timestamp,
                        id_column=id_column, contract=_contract(settings, first.source.dataset),
                        max_future_ns=int(config.max_future_seconds * 1e9))
-    return StreamProcessor(config, views, shape, lake, open_online_store(settings))
+    scorer = None
+    if config.score_on:
+        from features.store import FeatureStore
+        from models.registry import open_model_registry
+        from models.spec import load_model_spec
+
+        scorer = OnlineScorer(FeatureStore.open(settings), open_model_registry(settings),
+                              load_model_spec(settings.model_spec).name)
+    return StreamProcessor(config, views, shape, lake, open_online_store(settings),
+                           scorer=scorer)
 
 
 def _contract(settings: Any, dataset: str) -> Any:

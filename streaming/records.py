@@ -5,12 +5,16 @@ text), the event id and the columns the streamable views read. Every way a messa
 wrong gives it a reason and leaves the rest of its batch alone: not JSON, not an object, a
 missing or non-text key or id, an event time that is not a timestamp or lies in the future, a
 value of the wrong type, and what the dataset's contract forbids (a value not allowed, such as
-an unknown event type; out of range; missing where not nullable). Work is per column in Arrow,
-not per message, except parsing the JSON and finding the culprits in a column that does not
-convert.
+an unknown event type; out of range; missing where not nullable).
+
+A batch is read by Arrow's JSON reader in one go; only a batch it refuses (a message that is
+not a JSON object of convertible values) is parsed message by message, and only a column that
+does not convert is gone through value by value to find the culprits. The rules run per
+column in Arrow either way.
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +23,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from ingestion.contracts import Contract
 
@@ -50,8 +55,48 @@ class Decoded:
 
 def decode(payloads: Sequence[bytes], shape: EventShape, now_ns: int) -> Decoded:
     """The events of a batch of message payloads, and why each bad one is bad."""
-    rejected: list[tuple[int, str]] = []
-    records, positions = [], []
+    table = _read_batch(payloads, shape.schema)
+    if table is not None:  # every message parsed and typed: only the rules are left
+        arrays: dict[str, pa.Array] = {n: table.column(n).combine_chunks()
+                                       for n in shape.schema.names}
+        raw: dict[str, list | None] = dict.fromkeys(shape.schema.names)
+        positions, rejected = list(range(len(payloads))), []
+    else:
+        positions, rejected, records = _parse_each(payloads)
+        raw = {field.name: [r.get(field.name) for r in records] for field in shape.schema}
+        arrays = {field.name: _converted(raw[field.name], field) for field in shape.schema}
+    problems = np.full(len(positions), None, dtype=object)
+    for field in shape.schema:
+        array = arrays[field.name]
+        if isinstance(array, tuple):  # the column did not convert as a whole
+            arrays[field.name] = array = _value_by_value(raw[field.name], field, problems)
+        _check_rules(array, raw[field.name], field, shape, problems, now_ns)
+    bad = problems != None  # noqa: E711 - element-wise
+    rejected += [(positions[k], problems[k]) for k in np.flatnonzero(bad)]
+    rejected.sort()
+    good = pa.array(~bad)
+    return Decoded(events=pa.table({name: array.filter(good) for name, array in arrays.items()},
+                                   schema=shape.schema),
+                   positions=np.asarray(positions, dtype=np.int64)[~bad], rejected=rejected)
+
+
+def _read_batch(payloads: Sequence[bytes], schema: pa.Schema) -> pa.Table | None:
+    """All payloads as one table by Arrow's JSON reader (one message per line), or None
+    when any message is not a JSON object of convertible values (or spans lines)."""
+    if not payloads or any(b"\n" in p or not p.strip() for p in payloads):
+        return None
+    try:
+        table = pa_json.read_json(io.BytesIO(b"\n".join(payloads)), parse_options=(
+            pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    return table.select(schema.names) if len(table) == len(payloads) else None
+
+
+def _parse_each(payloads: Sequence[bytes]) -> tuple[list[int], list[tuple[int, str]],
+                                                     list[dict]]:
+    """The slow path: each message parsed on its own, the unparsable ones rejected."""
+    positions, rejected, records = [], [], []
     for index, payload in enumerate(payloads):
         try:
             record = orjson.loads(payload)
@@ -63,16 +108,7 @@ def decode(payloads: Sequence[bytes], shape: EventShape, now_ns: int) -> Decoded
             continue
         records.append(record)
         positions.append(index)
-    problems = np.full(len(records), None, dtype=object)
-    arrays = {field.name: _checked([r.get(field.name) for r in records], field, shape,
-                                   problems, now_ns) for field in shape.schema}
-    bad = problems != None  # noqa: E711 - element-wise
-    rejected += [(positions[k], problems[k]) for k in np.flatnonzero(bad)]
-    rejected.sort()
-    good = pa.array(~bad)
-    return Decoded(events=pa.table({name: array.filter(good) for name, array in arrays.items()},
-                                   schema=shape.schema),
-                   positions=np.asarray(positions, dtype=np.int64)[~bad], rejected=rejected)
+    return positions, rejected, records
 
 
 def _note(problems: np.ndarray, mask: np.ndarray, reason: Callable[[int], str]) -> None:
@@ -82,75 +118,76 @@ def _note(problems: np.ndarray, mask: np.ndarray, reason: Callable[[int], str]) 
             problems[row] = reason(row)
 
 
-def _shown(value: object) -> str:
-    return repr(value)[:80]
-
-
-def _checked(values: list, field: pa.Field, shape: EventShape, problems: np.ndarray,
-             now_ns: int) -> pa.Array:
-    """One column's values as an Arrow array of the field's type (null where unusable),
-    noting each row's first problem. Converting the whole column in Arrow is the fast path;
-    a column that does not convert is gone through value by value to find the culprits."""
+def _check_rules(array: pa.Array, raw: list | None, field: pa.Field, shape: EventShape,
+                 problems: np.ndarray, now_ns: int) -> None:
+    """Note each row's first broken rule: missing, in the future, empty key, not allowed,
+    out of range. `raw` holds the values as sent (None on the fast path: they converted)."""
     name, kind = field.name, field.type
-    try:
-        array = _converted(values, kind)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        array = _value_by_value(values, kind, name, problems)
+
+    def shown(row: int) -> str:
+        return repr(array[row].as_py() if raw is None else raw[row])[:80]
+
     rule = next((c for c in shape.contract.columns if c.name == name), None) if (
         shape.contract) else None
     missing = array.is_null().to_numpy(zero_copy_only=False)
     if name in (shape.key, shape.timestamp, shape.id_column) or (
             rule is not None and not rule.nullable):
-        raw = np.array([v is None for v in values], dtype=bool)  # not a value that failed
-        _note(problems, missing & raw, lambda _: f"missing {name}")
+        sent = missing if raw is None else np.array([v is None for v in raw], dtype=bool)
+        _note(problems, missing & sent, lambda _: f"missing {name}")  # not a failed value
     present = ~missing
     if pa.types.is_timestamp(kind):
         future = pc.greater(array, pa.scalar(now_ns + shape.max_future_ns, kind))
         _note(problems, present & _flags(future),
-              lambda row: f"{name} is in the future: {_shown(values[row])}")
-    elif pa.types.is_string(kind):
+              lambda row: f"{name} is in the future: {shown(row)}")
+    elif _is_text(kind):
         if name in (shape.key, shape.id_column):
             _note(problems, present & _flags(pc.equal(array, "")),
                   lambda _: f"missing {name} (empty)")
         if rule is not None and rule.allowed is not None:
             known = pc.is_in(array, value_set=pa.array([str(a) for a in rule.allowed]))
             _note(problems, present & ~_flags(known), lambda row: (
-                f"unknown {name} {_shown(values[row])}, not one of "
+                f"unknown {name} {shown(row)}, not one of "
                 f"{', '.join(map(str, rule.allowed))}"))  # type: ignore[union-attr]
     elif rule is not None and (rule.min is not None or rule.max is not None):
         numbers = array.to_numpy(zero_copy_only=False).astype(float)
         low = -np.inf if rule.min is None else float(rule.min)  # type: ignore[arg-type]
         high = np.inf if rule.max is None else float(rule.max)  # type: ignore[arg-type]
         _note(problems, present & ((numbers < low) | (numbers > high)), lambda row: (
-            f"{name} out of range [{rule.min}, {rule.max}]: {_shown(values[row])}"))
-    return array
+            f"{name} out of range [{rule.min}, {rule.max}]: {shown(row)}"))
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def _flags(result: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return result.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
 
 
-def _converted(values: list, kind: pa.DataType) -> pa.Array:
-    """The whole column in Arrow; raises when any value does not convert."""
-    if pa.types.is_timestamp(kind):
-        return pc.cast(pa.array(values, pa.string()), kind)  # zoned ISO 8601 only
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        if any(isinstance(v, bool) for v in values):
-            raise TypeError("a boolean is not a number")
-        return pc.cast(pa.array(values, pa.float64()), kind)  # safe: 1.5 is no integer
-    return pa.array(values, kind)
+def _converted(values: list, field: pa.Field) -> pa.Array | tuple[()]:
+    """The whole column in Arrow, or `()` when any value does not convert."""
+    kind = field.type
+    try:
+        if pa.types.is_timestamp(kind):
+            return pc.cast(pa.array(values, pa.string()), kind)  # zoned ISO 8601 only
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            if any(isinstance(v, bool) for v in values):
+                return ()  # JSON true is no number
+            return pc.cast(pa.array(values, pa.float64()), kind)  # safe: 1.5 is no integer
+        return pa.array(values, kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return ()
 
 
-def _value_by_value(values: list, kind: pa.DataType, name: str, problems: np.ndarray
-                    ) -> pa.Array:
-    """The slow path: each value converted on its own, a failure noted with the value."""
+def _value_by_value(values: list, field: pa.Field, problems: np.ndarray) -> pa.Array:
+    """Each value converted on its own, a failure noted with the value."""
     out: list = []
     for row, value in enumerate(values):
-        converted, why = _one(value, kind)
+        converted, why = _one(value, field.type)
         if why is not None and problems[row] is None:
-            problems[row] = f"{name} {why}: {_shown(value)}"
+            problems[row] = f"{field.name} {why}: {repr(value)[:80]}"
         out.append(converted)
-    return pa.array(out, kind)
+    return pa.array(out, field.type)
 
 
 def _one(value: object, kind: pa.DataType) -> tuple[object, str | None]:
@@ -168,7 +205,7 @@ def _one(value: object, kind: pa.DataType) -> tuple[object, str | None]:
             return None, "is not a timestamp"
         return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
                 ), None  # naive times are UTC, as everywhere in tideline
-    if pa.types.is_string(kind):
+    if _is_text(kind):
         return (value, None) if isinstance(value, str) else (None, "is not text")
     if pa.types.is_boolean(kind):
         return (value, None) if isinstance(value, bool) else (None, "is not true/false")

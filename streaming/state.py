@@ -40,6 +40,9 @@ from features.plan import plan_views
 from tideline.errors import FeatureDefinitionError
 
 NS = pa.timestamp("ns", tz="UTC")
+COMPACT_ROWS = 50_000
+"""The tail of newly applied events is merged into the entity-ordered buffer once it has more
+rows than this (or than a quarter of the buffer)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,6 @@ class StreamState:
     schema: pa.Schema
     """Of the buffer: key, event time (ns UTC), event id and the columns the views read."""
     lateness_ns: int
-    buffer: pa.Table = field(init=False)
     clock: int = 0
     """Event time (ns) of the newest event applied; 0 before any."""
     seen: set[str] = field(init=False, repr=False)
@@ -100,13 +102,17 @@ class StreamState:
 
     def __post_init__(self) -> None:
         self.groups = running_groups(self.views)
-        self.buffer = self.schema.empty_table()
         self.seen = set()
+        self._sorted = self.schema.empty_table()
+        """The buffer as of the last compaction, ordered by entity code (stable: each entity's
+        events in arrival order)."""
+        self._sorted_codes = np.zeros(0, dtype=np.int64)
+        self._tail: list[pa.Table] = []
+        """Events applied since, in arrival order."""
+        self._tail_codes: list[np.ndarray] = []
         self._codes: dict[str, int] = {}
         """Entity key -> its row in the running aggregates (in order of first sight)."""
         self._keys: list[str] = []
-        self._buffer_codes = np.zeros(0, dtype=np.int64)
-        """Each buffered event's entity code."""
         self._running: dict[str, np.ndarray] = {
             column: _blank(column, 0) for g in self.groups.values() for column in g.columns()}
 
@@ -119,9 +125,14 @@ class StreamState:
         """Events before this time are too late to apply (0 before any event)."""
         return self.clock - self.lateness_ns if self.clock else 0
 
-    def entities(self) -> np.ndarray:
-        """Every entity seen, in order of first sight."""
-        return np.asarray(self._keys, dtype=object)
+    @property
+    def size(self) -> int:
+        """How many entities the state knows."""
+        return len(self._keys)
+
+    def entities(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The entities seen (in order of first sight), or a slice of them."""
+        return np.asarray(self._keys[start:stop], dtype=object)
 
     # -- updates ------------------------------------------------------------------------------
 
@@ -153,14 +164,14 @@ class StreamState:
             return np.zeros(0, dtype=object)
         events = events.select(self.schema.names)
         codes = self._encode(events.column(self.key).to_pylist())
-        self.buffer = pa.concat_tables([self.buffer, events])
-        self._buffer_codes = np.concatenate([self._buffer_codes, codes])
+        self._tail.append(events)
+        self._tail_codes.append(codes)
         self.seen.update(events.column(self.id_column).to_pylist())
         ns = _ns(events.column(self.timestamp))
         for group in self.groups.values():
             self._merge(group, events, codes, ns)
         self.clock = max(self.clock, int(ns.max()))
-        return np.asarray(self._keys, dtype=object)[np.unique(codes)]
+        return np.array([self._keys[c] for c in np.unique(codes)], dtype=object)
 
     def _encode(self, keys: list[str]) -> np.ndarray:
         """Codes of keys, new keys getting the next ones (and room in the aggregates)."""
@@ -221,18 +232,52 @@ class StreamState:
             r[p + "max"][at] = np.fmax(r[p + "max"][at], np.maximum.reduceat(v, starts))
         r[p + "n"][at] = n_a + n_b
 
+    @property
+    def needs_compaction(self) -> bool:
+        """Whether the tail has grown enough to be merged into the ordered buffer."""
+        rows = sum(len(c) for c in self._tail_codes)
+        return rows > max(COMPACT_ROWS, len(self._sorted_codes) // 4)
+
+    def compaction(self) -> Compaction:
+        """The merge of the ordered buffer with the tail as it is now, evicting events older
+        than the retention: `run` it anywhere (it reads only immutable inputs), `install` it
+        here; events applied meanwhile stay in the tail."""
+        return Compaction(self._sorted, self._sorted_codes, tuple(self._tail),
+                          tuple(self._tail_codes), self.clock - self.retention_ns,
+                          self.timestamp, self.id_column)
+
+    def install(self, compaction: Compaction, merged: tuple[pa.Table, np.ndarray, list[str]]
+                ) -> int:
+        """Take a run compaction's result; returns how many events it evicted."""
+        self._sorted, self._sorted_codes, evicted = merged
+        self._tail = self._tail[len(compaction.tail):]
+        self._tail_codes = self._tail_codes[len(compaction.tail):]
+        self.seen.difference_update(evicted)
+        return len(evicted)
+
     def evict(self) -> int:
-        """Drop buffered events older than the retention; returns how many."""
-        if not len(self.buffer):
-            return 0
-        keep = _ns(self.buffer.column(self.timestamp)) >= self.clock - self.retention_ns
-        if keep.all():
-            return 0
-        gone = self.buffer.filter(pa.array(~keep))
-        self.seen.difference_update(gone.column(self.id_column).to_pylist())
-        self.buffer = self.buffer.filter(pa.array(keep)).combine_chunks()
-        self._buffer_codes = self._buffer_codes[keep]
-        return len(gone)
+        """Compact now, dropping events older than the retention; returns how many."""
+        compaction = self.compaction()
+        return self.install(compaction, compaction.run())
+
+    def buffered(self) -> pa.Table:
+        """Every buffered event, by entity in arrival order."""
+        self.evict()
+        return self._sorted
+
+    def _events_of(self, codes: np.ndarray) -> pa.Table:
+        """The buffered events of some entities: their slices of the ordered buffer, then
+        their events in the tail (so each entity's stay in arrival order)."""
+        codes = np.unique(codes[codes >= 0])
+        lo = np.searchsorted(self._sorted_codes, codes, side="left")
+        n = np.searchsorted(self._sorted_codes, codes, side="right") - lo
+        rows = np.repeat(lo - np.concatenate(([0], np.cumsum(n)[:-1])), n) + np.arange(n.sum())
+        parts = [self._sorted.take(pa.array(rows))]
+        wanted = np.zeros(len(self._keys), dtype=bool)
+        wanted[codes] = True
+        for table, tail_codes in zip(self._tail, self._tail_codes, strict=True):
+            parts.append(table.filter(pa.array(wanted[tail_codes])))
+        return pa.concat_tables(parts)
 
     # -- values -------------------------------------------------------------------------------
 
@@ -245,10 +290,7 @@ class StreamState:
         spine = Spine(keys=np.asarray(keys, dtype=object), t=np.full(len(keys), t, np.int64))
         codes = np.fromiter((self._codes.get(k, -1) for k in spine.keys), np.int64,
                             len(spine.keys))
-        wanted = np.zeros(len(self._keys) + 1, dtype=bool)
-        wanted[codes] = True  # an unknown key (-1) marks the spare last slot
-        events = Events.from_table(self.buffer.filter(pa.array(wanted[self._buffer_codes])),
-                                   self.key, self.timestamp)
+        events = Events.from_table(self._events_of(codes), self.key, self.timestamp)
         out = {}
         for view in self.views:
             given = {f.name: self._unbounded(f, codes, t) for f in view.features
@@ -291,12 +333,13 @@ class StreamState:
     # -- snapshots ----------------------------------------------------------------------------
 
     def snapshot(self) -> tuple[pa.Table, pa.Table]:
-        """The buffer and the running aggregates (one row per entity), as tables."""
+        """The buffer and the running aggregates (one row per entity), as tables that later
+        updates do not change (a checkpoint can be written from them on another thread)."""
         size = len(self._keys)
         running = pa.table({self.key: pa.array(self._keys, pa.string()),
                             **{column: pa.array(values[:size], from_pandas=True)
                                for column, values in self._running.items()}})
-        return self.buffer.combine_chunks(), running
+        return pa.concat_tables([self._sorted, *self._tail]), running
 
     def restore(self, buffer: pa.Table, running: pa.Table, clock: int) -> None:
         self.__post_init__()
@@ -304,10 +347,35 @@ class StreamState:
         for column in self._running:
             values = running.column(column).to_numpy(zero_copy_only=False)
             self._running[column][:len(values)] = values
-        self.buffer = buffer.cast(self.schema)
-        self._buffer_codes = self._encode(buffer.column(self.key).to_pylist())
+        self._tail, self._tail_codes = [buffer.cast(self.schema)], [
+            self._encode(buffer.column(self.key).to_pylist())]
         self.seen = set(buffer.column(self.id_column).to_pylist())
         self.clock = clock
+        self.evict()
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """The ordered buffer and some tail chunks, to be merged into one ordered buffer without
+    the events before `cutoff`."""
+
+    sorted: pa.Table
+    codes: np.ndarray
+    tail: tuple[pa.Table, ...]
+    tail_codes: tuple[np.ndarray, ...]
+    cutoff: int
+    timestamp: str
+    id_column: str
+
+    def run(self) -> tuple[pa.Table, np.ndarray, list[str]]:
+        """The merged buffer, its entity codes, and the ids of the events evicted."""
+        table = pa.concat_tables([self.sorted, *self.tail])
+        codes = np.concatenate([self.codes, *self.tail_codes])
+        keep = _ns(table.column(self.timestamp)) >= self.cutoff
+        evicted = table.filter(pa.array(~keep)).column(self.id_column).to_pylist()
+        order = np.flatnonzero(keep)
+        order = order[np.argsort(codes[order], kind="stable")]  # by entity, arrival order kept
+        return table.take(pa.array(order)).combine_chunks(), codes[order], evicted
 
 
 def _blank(column: str, size: int) -> np.ndarray:

@@ -132,3 +132,12 @@ def _require_services(request: pytest.FixtureRequest) -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason}, and CI=true requires it")
         pytest.skip(f"{reason} (start it to run this test)")
+
+
+@pytest.fixture(scope="session")
+def monitored(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - tests.champion.Monitored
+    """The demo lake drifting from 2 September, its churn features and a champion trained on
+    it (`tests/champion.py`): built once, read by the monitoring and streaming tests."""
+    from tests.champion import build_monitored
+
+    return build_monitored(tmp_path_factory.mktemp("monitored"))

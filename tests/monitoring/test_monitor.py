@@ -20,7 +20,7 @@ from monitoring.alerts import owner_mails
 from monitoring.checks import MonitorRules, importance_check, null_check, performance_check
 from monitoring.events import DRIFT_EVENT, drift_event, emit
 from monitoring.monitor import MonitorResult, run_checks
-from tests.monitoring.conftest import OCTOBER, Monitored
+from tests.champion import OCTOBER, Monitored
 
 SPENDING = {"spend_30d", "avg_amount_30d", "median_amount_30d", "p75_amount_90d",
             "app_share_30d", "spend_ema_30d", "last_category"}

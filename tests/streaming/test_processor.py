@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,82 +17,24 @@ import pytest
 
 from features.churn import ACTIVITY, SIGNALS
 from features.online.sqlite import SQLiteOnlineStore
-from ingestion.connectors.stream import run_sync
 from lake.local import LocalLake
 from streaming.checkpoint import load_checkpoint
 from streaming.processor import StreamConfig, open_processor
 from tests.features.conftest import AS_OF, churn_tables, write_clean
 from tests.features.test_engine import assert_same
+from tests.streaming.broker import dead_letters, publish
 from tests.streaming.test_state import VIEWS, batch_values
 from tests.waiting import ROOT, wait_for
 from tideline.errors import SourceUnavailable
 from tideline.settings import load_settings
 
 pytestmark = pytest.mark.service("nats")
-NATS = "nats://127.0.0.1:4222"
 DAY = pd.Timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
 def events() -> pd.DataFrame:
     return churn_tables(customers=150, seed=11)["events"]
-
-
-@pytest.fixture
-def subject() -> Iterator[str]:
-    """A JetStream stream of its own for the test, deleted after."""
-    import nats
-
-    name = f"test-{uuid.uuid4().hex[:10]}"
-
-    async def create() -> None:
-        nc = await nats.connect(NATS)
-        await nc.jetstream().add_stream(name=name.upper(), subjects=[name])
-        await nc.close()
-
-    async def delete() -> None:
-        nc = await nats.connect(NATS)
-        await nc.jetstream().delete_stream(name.upper())
-        await nc.close()
-
-    run_sync(create)
-    yield name
-    run_sync(delete)
-
-
-def publish(subject: str, payloads: list[bytes]) -> None:
-    import nats
-
-    async def send() -> None:
-        nc = await nats.connect(NATS)
-        js = nc.jetstream()
-        for payload in payloads:
-            await js.publish(subject, payload)
-        await nc.close()
-
-    run_sync(send)
-
-
-def dead_letters(name: str) -> list[tuple[str, bytes]]:
-    """(reason, payload) of every dead letter of processor `name`."""
-    import nats
-
-    async def read() -> list[tuple[str, bytes]]:
-        nc = await nats.connect(NATS)
-        js = nc.jetstream()
-        sub = await js.pull_subscribe(f"tideline.dead-letter.{name}", durable=None)
-        found = []
-        try:
-            while True:
-                for message in await sub.fetch(100, timeout=0.5):
-                    found.append((message.headers["Tideline-Reason"], message.data))
-                    await message.ack()
-        except nats.errors.TimeoutError:
-            pass
-        await nc.close()
-        return found
-
-    return run_sync(read)
 
 
 def as_json(frame: pd.DataFrame) -> list[bytes]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-
-import pytest
+from pathlib import Path
 
 from features.churn import CHURN_VIEWS
 from features.registry import Registry
@@ -30,10 +29,8 @@ class Monitored:
     champion: ModelRecord
 
 
-@pytest.fixture(scope="session")
-def monitored(tmp_path_factory: pytest.TempPathFactory) -> Monitored:
-    """Read-only for the tests: the monitor's checks write nothing."""
-    root = tmp_path_factory.mktemp("monitored")
+def build_monitored(root: Path) -> Monitored:
+    """Built once per session (the `monitored` fixture); read-only for the tests."""
     lake = LocalLake(root / "lake")
     write_clean(lake, demo_tables(drift_from=DRIFT_FROM))
     activity = load_activity(lake, "main", CHURN_MODEL.label)
