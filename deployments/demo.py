@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from ingestion.project import Project, load_project
+from lake.base import MAIN, Lake
 from tideline.settings import Settings
 
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "ingestion" / "demo_project.yaml"
@@ -96,3 +97,54 @@ def open_project(settings: Settings) -> Iterator[Project]:
         return
     with demo_project(settings.data_dir) as project:
         yield project
+
+
+LIVE_SUBJECT = "app-events-live"
+"""The event log subject of the demo's live events (ingestion reads `app-events` only)."""
+
+
+def write_live_events(lake: Lake, root: Path, seed: int = 7) -> Path:
+    """The demo's 'tomorrow' as a live stream, for the stream processor: the last day's app
+    events on main replayed a day later, a failed payment and a cancel-page visit for some
+    customers, and a few bad messages (not JSON, an unknown event type, an event older than the
+    allowed lateness, a redelivered one). Written as an event log under `root`; returns the
+    log's root."""
+    import numpy as np
+    import pandas as pd
+
+    from features.churn import EVENTS
+    from features.offline import read_source
+
+    events = read_source(lake, MAIN, EVENTS, "customer_id",
+                         ["event_id", "customer_id", "ts", "event_type", "session_id",
+                          "duration_s"]).to_pandas()
+    events["ts"] = pd.to_datetime(events["ts"], utc=True)
+    last_day = events["ts"].max().normalize()
+    live = events[events["ts"] >= last_day].assign(
+        ts=lambda f: f["ts"] + pd.Timedelta(days=1),
+        event_id=lambda f: "live-" + f["event_id"])
+    rng = np.random.default_rng(seed)
+    worried = rng.choice(np.sort(events["customer_id"].unique()), 40, replace=False)
+    signals = pd.DataFrame({
+        "event_id": [f"live-signal-{k}" for k in range(2 * len(worried))],
+        "customer_id": np.repeat(worried, 2),
+        "ts": last_day + pd.Timedelta(days=1, hours=9) + pd.to_timedelta(
+            rng.integers(0, 8 * 3600, 2 * len(worried)), unit="s"),
+        "event_type": np.tile(["payment_failed", "cancel_page"], len(worried)),
+        "session_id": "live-" + np.repeat(worried, 2).astype(object), "duration_s": 5.0})
+    live = pd.concat([live, signals]).sort_values("ts", kind="stable")
+    records = [json.loads(row) for row in live.assign(
+        ts=live["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).to_json(orient="records",
+                                                                     lines=True).splitlines()]
+    records.insert(len(records) // 2, {**records[0], "event_type": "teleport",
+                                       "event_id": "live-bad-type"})
+    records.insert(len(records) // 3, {**records[1], "ts": f"{last_day - pd.Timedelta(days=3)}"
+                                                           .replace(" ", "T"),
+                                       "event_id": "live-late"})
+    records.append(records[5])  # a producer's redelivery: not counted twice
+    lines = [json.dumps({"seq": seq, "data": record}) for seq, record in enumerate(records, 1)]
+    lines.insert(len(lines) // 4, '{"seq": "oops", this is not JSON')
+    directory = root / LIVE_SUBJECT
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "live-0001.jsonl").write_text("\n".join(lines) + "\n")
+    return root

@@ -77,8 +77,8 @@ class OnlineWrite:
     version: str
     as_of: date
     mode: str
-    """`full` (new version or empty store), `incremental` (changed entities only) or
-    `unchanged`."""
+    """`full` (new version or empty store), `incremental` (changed entities only),
+    `unchanged`, or `stream` (the stream processor's values are newer: kept)."""
     written: int
     deleted: int
 
@@ -232,7 +232,9 @@ class FeatureStore:
         """Load each view's newest materialisation at `ref` (or the one as of `as_of`) into the
         online store. When the store holds the same version, only the entities whose values
         differ from what it holds (read back from the commit it was loaded from) are written
-        and the ones gone are deleted; a new version, or an empty store, is written whole."""
+        and the ones gone are deleted; a new version, or an empty store, is written whole. A
+        view the stream processor keeps fresh is left alone while its values are as new as
+        the table's (or newer)."""
         commit = self.lake.resolve(ref)
         writes = []
         for view in self.views:
@@ -250,6 +252,10 @@ class FeatureStore:
                                 types=arrow_types(current.schema, view.feature_names),
                                 ttl_days=view.ttl_days, source_commit=commit,
                                 written_at=datetime.now(UTC))
+            if (old is not None and old.version == view.version and old.from_stream
+                    and old.as_of >= day):
+                writes.append(OnlineWrite(view.name, view.version, day, "stream", 0, 0))
+                continue
             previous = self._loaded(old, view)
             if previous is None:
                 self.online.write(state, current, [], replace=True)

@@ -14,15 +14,17 @@ from flows.hooks import FAILURE_HOOKS
 from flows.ingest import ingest
 from flows.monitor import MonitorRun, monitor
 from flows.score import ScoringRun, score
+from flows.stream import stream_live
 from flows.train import TrainingOutcome, train
 from ingestion.audit import Audit
 from lake.base import MAIN
 from lake.open import commit_link, open_lake
 from lake.publish import new_run_id
+from streaming.processor import StreamRun
 from tideline.settings import load_settings
 
 STAGES = ["ingest", "validate", "publish", "features", "registry", "online store", "train",
-          "promotion gate", "score", "monitor"]
+          "promotion gate", "score", "monitor", "real-time"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class PipelineRun:
     training: TrainingOutcome
     scores: ScoringRun
     monitoring: MonitorRun
+    realtime: StreamRun | None
+    """The demo's live events through the stream processor (None for your own project: run
+    `tideline stream` against its broker)."""
 
 
 @flow(name="pipeline", **FAILURE_HOOKS)
@@ -40,7 +45,8 @@ def pipeline(run_id: str | None = None, since: date | None = None,
              until: date | None = None) -> PipelineRun:
     """sources → run branch → quality gate → main → features on Ray → offline store and
     registry → online store → training set → LightGBM → model registry → promotion gate →
-    batch scores → drift monitor (report, event, e-mail)."""
+    batch scores → drift monitor (report, event, e-mail) → on the demo, live events through the
+    stream processor (fresh online values, high-risk alerts)."""
     run_id = run_id or new_run_id()
     settings = load_settings()
     audit = ingest(run_id=run_id, since=since, until=until)
@@ -50,6 +56,7 @@ def pipeline(run_id: str | None = None, since: date | None = None,
     training = train(run_id=run_id)
     scores = score(run_id=run_id)
     monitoring = monitor(run_id=run_id)
+    realtime = stream_live() if settings.project_file is None else None
     rows = "\n".join(f"| {o.dataset} | {o.rows:,} | {o.clean:,} | {o.quarantined:,} | "
                      f"{o.score:.2f} | {'pass' if o.gate_passed else 'fail'} |"
                      for o in audit.outcomes)
@@ -66,7 +73,10 @@ def pipeline(run_id: str | None = None, since: date | None = None,
         f"Scores: {scores.customers:,} customers as of {scores.as_of}, {scores.high_risk:,} at "
         f"high risk (`{scores.path}`)\n\nDrift: {len(monitoring.drifted)} features drifted; "
         + ("retrain requested: " + "; ".join(monitoring.reasons) if monitoring.retrain
-           else "no retrain needed") + f" (`{monitoring.report['html']}`)\n",
+           else "no retrain needed") + f" (`{monitoring.report['html']}`)\n"
+        + (f"\nReal-time: {realtime.applied:,} live events applied, "
+           f"{len(realtime.dead_letters)} dead-lettered, {len(realtime.alerts)} high-risk "
+           "alerts\n" if realtime else ""),
         description=f"tideline pipeline run {run_id}",
     )
     main = open_lake(settings).resolve(MAIN)
@@ -74,4 +84,4 @@ def pipeline(run_id: str | None = None, since: date | None = None,
                          link_text=f"main after run {run_id}: {main[:12]}",
                          description="the lake commit this run left on main")
     return PipelineRun(audit=audit, features=features, online=online, training=training,
-                       scores=scores, monitoring=monitoring)
+                       scores=scores, monitoring=monitoring, realtime=realtime)

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     lake_max_read_bytes: int = 2 * 1024**3
     """Refuse to read a single object larger than this into memory."""
 
-    feature_views: str = "features.churn:CHURN_VIEWS"
+    feature_views: str = "features.churn:DEMO_VIEWS"
     """The feature views to build: `module:attribute` of a list of views, or a YAML file."""
     model_spec: str = "models.churn:CHURN_MODEL"
     """The model to train, score and monitor: `module:attribute` of a ModelSpec, or a YAML file

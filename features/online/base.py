@@ -24,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+STREAM_PREFIX = "stream:"
+
 
 @dataclass(frozen=True)
 class OnlineState:
@@ -39,6 +41,12 @@ class OnlineState:
     ttl_days: int | None
     source_commit: str
     written_at: datetime
+
+    @property
+    def from_stream(self) -> bool:
+        """Written by a stream processor (`source_commit` is then `stream:<name>@<commit>`),
+        not loaded from a feature table of the lake."""
+        return self.source_commit.startswith(STREAM_PREFIX)
 
     def expired(self, now: datetime) -> bool:
         """Past the view's TTL, measured from the as-of date's midnight UTC."""

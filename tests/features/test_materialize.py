@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.churn import CHURN_VIEWS
+from features.churn import CHURN_VIEWS, SIGNALS
 from features.materialize import load_events, materialize_partition, population
 from features.offline import read_features
 from features.plan import plan_from_lake
@@ -92,7 +92,7 @@ def test_build_features_flow_on_a_two_node_ray_cluster(
     result = build_features(run_id="f1", partitions=3)
     head = lake.get_commit("main")
     assert head.metadata["source_commit"] == result.source_commit == source_commit
-    assert result.as_of == ("2026-09-01",) and result.features == 57
+    assert result.as_of == ("2026-09-01",) and result.features == 57 + len(SIGNALS.feature_names)
     assert sorted(p.partition for p in result.partitions) == [0, 1, 2]
     assert result.entities == len(read_features(lake, "main", CHURN_VIEWS[0], date(2026, 9, 1)))
     assert lake.exists("main", result.manifest)

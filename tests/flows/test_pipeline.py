@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from deployments.demo import DEFECT_RULES, injected_defects
-from features.churn import CHURN_VIEWS
+from features.churn import ACTIVITY, CHURN_VIEWS, DEMO_VIEWS, SIGNALS
 from features.offline import read_features
 from features.online.sqlite import SQLiteOnlineStore
 from features.registry import Registry
@@ -98,7 +98,8 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     assert [c.metadata["stage"] for c in merges] == [
         "alerts", "monitor", "scores", "model", "training-set", "features", "features"]
     assert merges[6].id == built.id
-    assert (features.features, features.entities, features.as_of) == (57, 3000, ("2026-10-01",))
+    assert (features.features, features.entities, features.as_of) == (
+        57 + len(SIGNALS.feature_names), 3000, ("2026-10-01",))
     assert len({p.node for p in features.partitions}) == 2  # both nodes of the Ray cluster
     spending = read_features(lake, "main", CHURN_VIEWS[0], date(2026, 10, 1))
     stamps = pd.concat([read_frame(lake, "main", o.path, columns=["ts"])["ts"]
@@ -114,8 +115,8 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     stats = {s.feature: s for s in registry.stats(CHURN_VIEWS[0].name, CHURN_VIEWS[0].version)}
     assert stats["txn_count_90d"].mean_value == pytest.approx(in_window / 3000)
     assert {w.mode for w in run.online} == {"full"}
-    assert sum(w.written for w in run.online) == 4 * 3000
-    store = FeatureStore(lake, registry, CHURN_VIEWS, SQLiteOnlineStore(data_dir / "online.db"))
+    assert sum(w.written for w in run.online) == len(DEMO_VIEWS) * 3000
+    store = FeatureStore(lake, registry, DEMO_VIEWS, SQLiteOnlineStore(data_dir / "online.db"))
     some = list(spending["customer_id"][:50])
     served = store.get_online_features(some, ["txn_count_90d", "value_segment"]).frame
     pd.testing.assert_frame_equal(served, spending.loc[:49, ["customer_id", "txn_count_90d",
@@ -132,6 +133,16 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     assert {b["ingestion_run"] for view in chain["feature_views"] for b in view["builds"]} == {
         "t1"}
 
+    live = run.realtime  # the day after, live: the stream processor and the champion
+    assert live.applied > 300 and live.duplicates == 1 and live.clock.startswith("2026-10-01")
+    assert sorted(why.split(":")[0].split(" '")[0] for why in live.dead_letters) == [
+        "late", "malformed JSON", "unknown event_type"]
+    assert live.alerts and all(a["probability"] >= model.threshold for a in live.alerts)
+    alerted = [a["customer_id"] for a in live.alerts]
+    fresh = store.get_online_features(alerted, ["payment_failures_24h", "exit_risk_score"])
+    assert (fresh.frame["payment_failures_24h"] == 1).all()  # values as of the live day
+    assert (fresh.frame["exit_risk_score"] >= 0.8).all()
+
     scores = run.scores
     assert (scores.model, scores.as_of) == ("churn:v1", date(2026, 10, 1))
     assert 2000 < scores.customers <= 3000 and 0 < scores.high_risk < scores.customers / 2
@@ -143,7 +154,9 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
                                                                    run.monitoring.report)
     assert again.monitoring.emails == [] and again.monitoring.event is None
     assert again.training.model == model and again.training.decision == decision
-    assert {w.mode for w in again.online} == {"unchanged"}
+    assert {w.view: w.mode for w in again.online} == {  # the live stream's values are newer
+        **{v.name: "unchanged" for v in DEMO_VIEWS}, ACTIVITY.name: "stream",
+        SIGNALS.name: "stream"}
     assert lake.resolve("main") == head.id
 
     incremental = pipeline(run_id="t2")  # a new run: every checkpoint says nothing is new
