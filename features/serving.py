@@ -6,14 +6,16 @@ store cannot answer, 409 when the champion needs feature versions the store does
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from features.store import FeatureStore, OnlineFeatures
-from models.registry import LoadedModel, ModelRegistry, load_model
-from models.scoring import check_versions, score
+from features.store import FeatureStore
+from models.registry import ModelRegistry
+from models.scoring import OnlineScorer
 from tideline.errors import ModelError, OnlineStoreUnavailable, RetrievalError, UnknownFeature
 
 
@@ -64,7 +66,7 @@ def create_app(store: FeatureStore, models: ModelRegistry | None = None,
     app = FastAPI(title="tideline online features",
                   description="The latest feature values, as the models were trained on them, "
                               "and churn predictions from the champion model.")
-    loaded: dict[str, LoadedModel] = {}
+    scorer = OnlineScorer(store, models, model) if models is not None else None
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -76,19 +78,10 @@ def create_app(store: FeatureStore, models: ModelRegistry | None = None,
         return {v.name: {"version": v.version, "entity": v.entity.key, "owner": v.owner,
                          "features": v.feature_names} for v in store.views}
 
-    def online(entities: list[str], features: list[str]) -> OnlineFeatures:
-        try:
-            return store.get_online_features(entities, features)
-        except UnknownFeature as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from exc
-        except RetrievalError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-        except OnlineStoreUnavailable as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from exc
-
     @app.post("/features", response_model=FeatureResponse)
     def features(request: FeatureRequest) -> FeatureResponse:
-        result = online(request.entities, request.features)
+        with _answerable():
+            result = store.get_online_features(request.entities, request.features)
         frame = result.frame.astype(object).where(result.frame.notna(), None)
         return FeatureResponse(
             entities=request.entities,
@@ -97,20 +90,16 @@ def create_app(store: FeatureStore, models: ModelRegistry | None = None,
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(request: PredictRequest) -> PredictResponse:
-        record = models.champion(model) if models is not None else None
-        if record is None:
-            raise HTTPException(status_code=404, detail=f"model {model!r} has no champion; "
-                                                        "train one (`tideline train`)")
         try:
-            check_versions(record, store.views)
+            champion = scorer.champion() if scorer is not None else None
         except ModelError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
-        if record.ref not in loaded:
-            loaded.clear()
-            loaded[record.ref] = load_model(store.lake, record)
-        result = online(request.entities, record.features)
-        scored = score(loaded[record.ref], result.frame, result.frame.columns[0])
-        return PredictResponse(model=record.ref, views=result.views, predictions=[
+        if champion is None:
+            raise HTTPException(status_code=404, detail=f"model {model!r} has no champion; "
+                                                        "train one (`tideline train`)")
+        with _answerable():
+            result, scored = scorer.score(champion, request.entities)  # type: ignore[union-attr]
+        return PredictResponse(model=champion.record.ref, views=result.views, predictions=[
             Prediction(entity=entity, probability=p if known else None,
                        risk=risk if known else None,
                        reasons=reasons.split("; ") if known and reasons else [])
@@ -119,3 +108,16 @@ def create_app(store: FeatureStore, models: ModelRegistry | None = None,
                 result.found, strict=True)])
 
     return app
+
+
+@contextmanager
+def _answerable() -> Iterator[None]:
+    """Online lookup errors as the HTTP errors a client can act on."""
+    try:
+        yield
+    except UnknownFeature as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    except RetrievalError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    except OnlineStoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
