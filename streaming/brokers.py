@@ -188,6 +188,11 @@ class NatsBroker:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), wait)
+        idle = 0  # let the client drain what the socket holds (it could not while the last
+        while len(self._queue) < most and idle < 3:  # batch was processed): reading a chunk
+            before = len(self._queue)                # and delivering its messages take a
+            await asyncio.sleep(0)                   # turn of the loop each
+            idle = idle + 1 if len(self._queue) == before else 0
         count = min(most, len(self._queue))
         return [NatsMessage(self._queue.popleft()) for _ in range(count)]
 

@@ -262,7 +262,9 @@ class StreamProcessor:
         `refresh_seconds` without ever holding up the stream for long; returns how many."""
         started, done, known = self._cycle
         due = int(known * min(1.0, (self.wall() - started) / self.config.refresh_seconds))
-        count = max(min(due - done, REFRESH_CHUNK), 0)
+        count = min(due - done, REFRESH_CHUNK)
+        if count < min(REFRESH_CHUNK, known - done):  # a rewrite costs as much for a few:
+            count = 0                                 # wait until a whole chunk is due
         if count:
             self.publish(self.state.entities(done, done + count), replace_all=False)
             done += count
