@@ -7,14 +7,14 @@ missing or non-text key or id, an event time that is not a timestamp or lies in 
 value of the wrong type, and what the dataset's contract forbids (a value not allowed, such as
 an unknown event type; out of range; missing where not nullable).
 
-A batch is read by Arrow's JSON reader in one go; only a batch it refuses (a message that is
-not a JSON object of convertible values) is parsed message by message, and only a column that
-does not convert is gone through value by value to find the culprits. The rules run per
-column in Arrow either way.
+Messages are parsed by orjson one by one (not by Arrow's JSON reader, which is faster on a
+batch but crashed the process on a fuzzed payload: one poison message would then stop the
+processor on every restart); columns are converted to Arrow whole, and only a column that does
+not convert is gone through value by value to find the culprits. The rules run per column in
+Arrow.
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -23,7 +23,6 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pa_json
 
 from ingestion.contracts import Contract
 
@@ -55,16 +54,9 @@ class Decoded:
 
 def decode(payloads: Sequence[bytes], shape: EventShape, now_ns: int) -> Decoded:
     """The events of a batch of message payloads, and why each bad one is bad."""
-    table = _read_batch(payloads, shape.schema)
-    if table is not None:  # every message parsed and typed: only the rules are left
-        arrays: dict[str, pa.Array] = {n: table.column(n).combine_chunks()
-                                       for n in shape.schema.names}
-        raw: dict[str, list | None] = dict.fromkeys(shape.schema.names)
-        positions, rejected = list(range(len(payloads))), []
-    else:
-        positions, rejected, records = _parse_each(payloads)
-        raw = {field.name: [r.get(field.name) for r in records] for field in shape.schema}
-        arrays = {field.name: _converted(raw[field.name], field) for field in shape.schema}
+    positions, rejected, records = _parse_each(payloads)
+    raw = {field.name: [r.get(field.name) for r in records] for field in shape.schema}
+    arrays = {field.name: _converted(raw[field.name], field) for field in shape.schema}
     problems = np.full(len(positions), None, dtype=object)
     for field in shape.schema:
         array = arrays[field.name]
@@ -80,22 +72,9 @@ def decode(payloads: Sequence[bytes], shape: EventShape, now_ns: int) -> Decoded
                    positions=np.asarray(positions, dtype=np.int64)[~bad], rejected=rejected)
 
 
-def _read_batch(payloads: Sequence[bytes], schema: pa.Schema) -> pa.Table | None:
-    """All payloads as one table by Arrow's JSON reader (one message per line), or None
-    when any message is not a JSON object of convertible values (or spans lines)."""
-    if not payloads or any(b"\n" in p or not p.strip() for p in payloads):
-        return None
-    try:
-        table = pa_json.read_json(io.BytesIO(b"\n".join(payloads)), parse_options=(
-            pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    return table.select(schema.names) if len(table) == len(payloads) else None
-
-
 def _parse_each(payloads: Sequence[bytes]) -> tuple[list[int], list[tuple[int, str]],
                                                      list[dict]]:
-    """The slow path: each message parsed on its own, the unparsable ones rejected."""
+    """Each message parsed on its own (orjson), the unparsable ones rejected."""
     positions, rejected, records = [], [], []
     for index, payload in enumerate(payloads):
         try:
@@ -118,22 +97,22 @@ def _note(problems: np.ndarray, mask: np.ndarray, reason: Callable[[int], str]) 
             problems[row] = reason(row)
 
 
-def _check_rules(array: pa.Array, raw: list | None, field: pa.Field, shape: EventShape,
+def _check_rules(array: pa.Array, raw: list, field: pa.Field, shape: EventShape,
                  problems: np.ndarray, now_ns: int) -> None:
     """Note each row's first broken rule: missing, in the future, empty key, not allowed,
-    out of range. `raw` holds the values as sent (None on the fast path: they converted)."""
+    out of range. `raw` holds the values as sent."""
     name, kind = field.name, field.type
 
     def shown(row: int) -> str:
-        return repr(array[row].as_py() if raw is None else raw[row])[:80]
+        return repr(raw[row])[:80]
 
     rule = next((c for c in shape.contract.columns if c.name == name), None) if (
         shape.contract) else None
     missing = array.is_null().to_numpy(zero_copy_only=False)
     if name in (shape.key, shape.timestamp, shape.id_column) or (
             rule is not None and not rule.nullable):
-        sent = missing if raw is None else np.array([v is None for v in raw], dtype=bool)
-        _note(problems, missing & sent, lambda _: f"missing {name}")  # not a failed value
+        sent = np.array([v is None for v in raw], dtype=bool)  # not a value that failed
+        _note(problems, missing & sent, lambda _: f"missing {name}")
     present = ~missing
     if pa.types.is_timestamp(kind):
         future = pc.greater(array, pa.scalar(now_ns + shape.max_future_ns, kind))

@@ -337,8 +337,9 @@ class StreamState:
         updates do not change (a checkpoint can be written from them on another thread)."""
         size = len(self._keys)
         running = pa.table({self.key: pa.array(self._keys, pa.string()),
-                            **{column: pa.array(values[:size], from_pandas=True)
-                               for column, values in self._running.items()}})
+                            **{column: pa.array(values[:size].copy(), from_pandas=True)
+                               for column, values in self._running.items()}})  # copies: the
+        # arrays are updated in place, and Arrow would share their memory
         return pa.concat_tables([self._sorted, *self._tail]), running
 
     def restore(self, buffer: pa.Table, running: pa.Table, clock: int) -> None:

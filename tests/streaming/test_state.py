@@ -135,3 +135,18 @@ def test_events_applied_while_a_compaction_runs_are_kept(events: pd.DataFrame) -
     newest = pd.Timestamp(state.clock, tz="UTC")
     held = (events["ts"] >= newest - 30 * DAY - HOUR) & (events["ts"] < AS_OF)
     assert len(state.buffered()) == held.sum()  # the retention, nothing lost or doubled
+
+
+def test_a_snapshot_does_not_change_when_the_state_goes_on(events: pd.DataFrame) -> None:
+    schema = event_schema(VIEWS, pa.Schema.from_pandas(events, preserve_index=False),
+                          "event_id")
+    state = new_state(schema)
+    state.apply(table(events[events["ts"] < AS_OF - DAY], schema))
+    snapshot, clock = state.snapshot(), state.clock  # written later, on another thread
+    keys = np.array(sorted(events["customer_id"].unique()), dtype=object)
+    before = state.values(keys, AS_OF.value)
+    state.apply(table(events[(events["ts"] >= AS_OF - DAY) & (events["ts"] < AS_OF)], schema))
+    copy = new_state(schema)
+    copy.restore(*snapshot, clock=clock)
+    for view in VIEWS:
+        assert_same(copy.values(keys, AS_OF.value)[view.name], before[view.name], rtol=0)
