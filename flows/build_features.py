@@ -25,9 +25,9 @@ from tasks.features import (
     record_feature_build,
     register_feature_build,
 )
+from tideline.ray_runtime import LOCAL_RAY, RAY_INIT
 from tideline.settings import Settings, flow_settings, load_settings
 
-RAY_INIT = {"include_dashboard": False, "log_to_driver": False}
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_EXCLUDES = [".venv/", ".tideline/", ".git/", "**/__pycache__/", "*.egg-info/",
                     "benchmarks/", "tests/"]
@@ -38,13 +38,13 @@ def ray_task_runner(settings: Settings) -> RayTaskRunner:
     with the job (Ray's `working_dir` runtime environment); the workers need its dependencies
     installed (the same image as the driver)."""
     if settings.ray_address is None:
-        return RayTaskRunner(init_kwargs=RAY_INIT)
+        return RayTaskRunner(init_kwargs=LOCAL_RAY)
     shipped = {"working_dir": str(PROJECT_ROOT), "excludes": SHIPPED_EXCLUDES}
     return RayTaskRunner(address=settings.ray_address,
                          init_kwargs={**RAY_INIT, "runtime_env": shipped})
 
 
-@flow(name="build-features", task_runner=RayTaskRunner(init_kwargs=RAY_INIT), **FAILURE_HOOKS)
+@flow(name="build-features", task_runner=RayTaskRunner(init_kwargs=LOCAL_RAY), **FAILURE_HOOKS)
 def build_features(run_id: str | None = None, as_of: list[date] | None = None,
                    partitions: int | None = None) -> FeatureBuild:
     """clean tables at a main commit → plan → entity partitions on Ray → offline store."""

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from models.spec import ModelSpec
+from tideline.ray_runtime import ensure_ray
 
 SPACE: dict[str, tuple[Any, ...]] = {
     "num_leaves": (7, 15, 31, 63),
@@ -83,8 +84,7 @@ def _on_ray(sets: list[dict[str, Any]], x: pd.DataFrame, y: np.ndarray,
             deadline: float) -> list[Trial]:
     import ray
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
+    ensure_ray()
     data = [ray.put(v) for v in (x, y, x_valid, y_valid)]
     remote = ray.remote(num_cpus=1)(run_trial)
     pending = {remote.remote(params, *data, spec): k for k, params in enumerate(sets)}

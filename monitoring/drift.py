@@ -29,6 +29,7 @@ from scipy import stats
 from scipy.special import rel_entr
 
 from tideline.errors import MonitoringError
+from tideline.ray_runtime import ensure_ray
 
 Kind = Literal["num", "cat"]
 
@@ -238,8 +239,7 @@ def detect_drift(reference: pd.DataFrame, current: pd.DataFrame,
         return _drift_of(reference, current, policies)
     import ray
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
+    ensure_ray()
     groups = np.array_split(np.array(list(policies), dtype=object),
                             max(1, min(len(policies), int(ray.cluster_resources()["CPU"]))))
     task = ray.remote(_drift_of)

@@ -118,7 +118,7 @@ def test_a_day_replayed_through_nats_gives_the_batch_values_and_dead_letters_the
 
 def test_killed_mid_stream_the_processor_resumes_from_its_checkpoint_to_the_same_values(
         tmp_path: Path, subject: str, events: pd.DataFrame) -> None:
-    day = AS_OF - 30 * DAY
+    day = AS_OF - 20 * DAY
     lake = lake_before(tmp_path / "lake", events, day)
     later = events[(events["ts"] >= day) & (events["ts"] < AS_OF)].sort_values("ts")
     publish(subject, as_json(later))

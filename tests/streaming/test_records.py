@@ -70,7 +70,7 @@ def test_a_clean_batch_is_typed_as_the_schema() -> None:
     assert rows[1]["duration_s"] is None and rows[0]["duration_s"] == 12.5
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(st.binary(max_size=200),
                           st.dictionaries(st.sampled_from(sorted(GOOD)), st.one_of(
                               st.none(), st.booleans(), st.integers(), st.floats(),
