@@ -30,6 +30,11 @@ def events() -> pd.DataFrame:
     return pd.concat([frame, burst], ignore_index=True)
 
 
+@pytest.fixture(scope="module")
+def schema(events: pd.DataFrame) -> pa.Schema:
+    return event_schema(VIEWS, pa.Schema.from_pandas(events, preserve_index=False), "event_id")
+
+
 def table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
@@ -45,10 +50,8 @@ def batch_values(events: pd.DataFrame, keys: np.ndarray, t: pd.Timestamp) -> pd.
     return compute_views(VIEWS, {"events": source}, Spine.of(keys, [t] * len(keys)))
 
 
-def test_replaying_a_day_out_of_order_gives_the_batch_engines_values(events: pd.DataFrame
-                                                                     ) -> None:
-    schema = event_schema(VIEWS, pa.Schema.from_pandas(events, preserve_index=False),
-                          "event_id")
+def test_replaying_a_day_out_of_order_gives_the_batch_engines_values(
+        events: pd.DataFrame, schema: pa.Schema) -> None:
     day = AS_OF - DAY
     state = new_state(schema)
     state.apply(table(events[events["ts"] < day], schema))
@@ -82,9 +85,7 @@ def test_replaying_a_day_out_of_order_gives_the_batch_engines_values(events: pd.
 
 
 def test_late_events_are_refused_and_values_need_a_time_after_the_newest_event(
-        events: pd.DataFrame) -> None:
-    schema = event_schema(VIEWS, pa.Schema.from_pandas(events, preserve_index=False),
-                          "event_id")
+        events: pd.DataFrame, schema: pa.Schema) -> None:
     state = new_state(schema)
     state.apply(table(events[events["ts"] < AS_OF], schema))
     old = events[events["ts"] < AS_OF - 2 * HOUR].head(3).assign(
@@ -98,9 +99,7 @@ def test_late_events_are_refused_and_values_need_a_time_after_the_newest_event(
 
 
 def test_eviction_keeps_the_windows_and_snapshots_restore_the_same_values(
-        events: pd.DataFrame) -> None:
-    schema = event_schema(VIEWS, pa.Schema.from_pandas(events, preserve_index=False),
-                          "event_id")
+        events: pd.DataFrame, schema: pa.Schema) -> None:
     state = new_state(schema)
     state.apply(table(events[events["ts"] < AS_OF], schema))
     held = len(state.snapshot()[0])
@@ -117,9 +116,8 @@ def test_eviction_keeps_the_windows_and_snapshots_restore_the_same_values(
     assert copy.seen == state.seen
 
 
-def test_events_applied_while_a_compaction_runs_are_kept(events: pd.DataFrame) -> None:
-    schema = event_schema(VIEWS, pa.Schema.from_pandas(events, preserve_index=False),
-                          "event_id")
+def test_events_applied_while_a_compaction_runs_are_kept(events: pd.DataFrame,
+                                                         schema: pa.Schema) -> None:
     day = AS_OF - DAY
     state = new_state(schema)
     state.apply(table(events[events["ts"] < day - DAY], schema))
@@ -137,9 +135,8 @@ def test_events_applied_while_a_compaction_runs_are_kept(events: pd.DataFrame) -
     assert len(state.buffered()) == held.sum()  # the retention, nothing lost or doubled
 
 
-def test_a_snapshot_does_not_change_when_the_state_goes_on(events: pd.DataFrame) -> None:
-    schema = event_schema(VIEWS, pa.Schema.from_pandas(events, preserve_index=False),
-                          "event_id")
+def test_a_snapshot_does_not_change_when_the_state_goes_on(events: pd.DataFrame,
+                                                           schema: pa.Schema) -> None:
     state = new_state(schema)
     state.apply(table(events[events["ts"] < AS_OF - DAY], schema))
     snapshot, clock = state.snapshot(), state.clock  # written later, on another thread
