@@ -42,7 +42,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from features.definitions import FeatureView
 from features.online.base import STREAM_PREFIX, OnlineState, OnlineStore, arrow_types
-from features.plan import plan_views
 from lake.base import MAIN, Lake
 from models.scoring import OnlineScorer
 from streaming.brokers import Broker, Message, open_broker
@@ -432,7 +431,6 @@ def open_processor(settings: Any, config: StreamConfig, source: str = "events",
     lake = open_lake(settings)
     first = views[0]
     schema = event_schema(views, source_schema(lake, MAIN, first.source, first.name), id_column)
-    plan_views(views, {first.source.name: schema})
     shape = EventShape(schema=schema, key=first.entity.key, timestamp=first.source.timestamp,
                        id_column=id_column, contract=_contract(settings, first.source.dataset),
                        max_future_ns=int(config.max_future_seconds * 1e9))
