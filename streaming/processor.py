@@ -83,10 +83,6 @@ class StreamConfig:
     champion at once; a high-risk score is published to `tideline.alerts.<model>`."""
     score_column: str = "event_type"
 
-    @property
-    def dead_letter_subject(self) -> str:
-        return f"tideline.dead-letter.{self.name}"
-
 
 @dataclass
 class StreamMetrics:
