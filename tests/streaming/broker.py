@@ -1,6 +1,8 @@
-"""Talking to the real NATS JetStream of this machine in tests: publishing, reading dead
-letters."""
+"""Talking to the real NATS JetStream of this machine in tests: publishing, reading a
+subject back."""
 from __future__ import annotations
+
+from datetime import datetime
 
 from ingestion.connectors.stream import run_sync
 
@@ -20,23 +22,31 @@ def publish(subject: str, payloads: list[bytes]) -> None:
     run_sync(send)
 
 
-def dead_letters(name: str) -> list[tuple[str, bytes]]:
-    """(reason, payload) of every dead letter of processor `name`."""
+def read_subject(subject: str, since: datetime | None = None) -> list[tuple[dict, bytes]]:
+    """(headers, payload) of every message on a subject (published at or after `since`)."""
     import nats
+    from nats.js import api
 
-    async def read() -> list[tuple[str, bytes]]:
+    config = None if since is None else api.ConsumerConfig(
+        deliver_policy=api.DeliverPolicy.BY_START_TIME, opt_start_time=since.isoformat())
+
+    async def read() -> list[tuple[dict, bytes]]:
         nc = await nats.connect(NATS)
-        js = nc.jetstream()
-        sub = await js.pull_subscribe(f"tideline.dead-letter.{name}", durable=None)
+        sub = await nc.jetstream().pull_subscribe(subject, durable=None, config=config)
         found = []
         try:
             while True:
                 for message in await sub.fetch(100, timeout=0.5):
-                    found.append((message.headers["Tideline-Reason"], message.data))
-                    await message.ack()
-        except nats.errors.TimeoutError:
+                    found.append((message.headers or {}, message.data))
+        except TimeoutError:  # nats.errors.TimeoutError and asyncio's alike
             pass
         await nc.close()
         return found
 
     return run_sync(read)
+
+
+def dead_letters(name: str) -> list[tuple[str, bytes]]:
+    """(reason, payload) of every dead letter of processor `name`."""
+    return [(headers["Tideline-Reason"], data)
+            for headers, data in read_subject(f"tideline.dead-letter.{name}")]

@@ -15,38 +15,15 @@ import pytest
 from features.churn import ACTIVITY, CHURN_VIEWS
 from features.online.sqlite import SQLiteOnlineStore
 from features.store import FeatureStore
-from ingestion.connectors.stream import run_sync
 from lake.local import LocalLake
 from models.scoring import OnlineScorer
 from streaming.processor import StreamConfig, StreamProcessor
 from streaming.records import EventShape
 from streaming.state import event_schema
 from tests.champion import OCTOBER, Monitored
-from tests.streaming.broker import NATS, publish
+from tests.streaming.broker import publish, read_subject
 
 pytestmark = pytest.mark.service("nats")
-
-
-def alerts_since(since: datetime) -> list[dict]:
-    import nats
-    from nats.js import api
-
-    async def read() -> list[dict]:
-        nc = await nats.connect(NATS)
-        sub = await nc.jetstream().pull_subscribe(
-            "tideline.alerts.churn", durable=None, config=api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.BY_START_TIME, opt_start_time=since.isoformat()))
-        found = []
-        try:
-            while True:
-                for message in await sub.fetch(100, timeout=0.5):
-                    found.append(json.loads(message.data))
-        except TimeoutError:
-            pass
-        await nc.close()
-        return found
-
-    return run_sync(read)
 
 
 def test_failed_payments_score_the_customer_at_once_and_high_risk_is_alerted(
@@ -81,7 +58,7 @@ def test_failed_payments_score_the_customer_at_once_and_high_risk_is_alerted(
     publish(subject, [json.dumps(e).encode() for e in events])
     asyncio.run(processor.run(idle_exit=True))
 
-    alerts = alerts_since(since)
+    alerts = [json.loads(data) for _, data in read_subject("tideline.alerts.churn", since)]
     # what the champion says now, from what the online store serves after the stream
     _, now = scorer.score(champion, risky)
     high = now[now["risk"] == "high"]
