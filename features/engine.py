@@ -14,6 +14,9 @@ How it works, vectorised end to end (no Python loop per entity or per row):
    sums and extremes directly, moments on centred values, trends and EMAs on daily totals
    binned back from t. Quantiles read each entity's events pre-sorted by value, distinct
    counts each event's previous occurrence of its value; both orders are computed once.
+   The sketch estimates do the same: `approx_p*` maps the two closest ranks' values to their
+   DDSketch buckets, and `approx_nunique` reads each entity's events pre-sorted by value hash
+   into a HyperLogLog++ sketch per window (see `hyperloglog`).
 
 Filters are evaluated once per source (on the unsorted frame), segments are shared by every
 feature with the same filter and window, gathered values and sums by every feature of a window,
@@ -33,8 +36,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.definitions import (
+    APPROXIMATE,
     DAILY,
     DAY_NS,
+    DDSKETCH_ALPHA,
+    HLL_PRECISION,
+    HLL_SPARSE_PRECISION,
     NUMERIC,
     QUANTILES,
     VIRTUAL_COLUMNS,
@@ -44,7 +51,7 @@ from features.definitions import (
     duration_ns,
     whole_days,
 )
-from features.expressions import evaluate, names_in
+from features.expressions import evaluate, names_in, value_hashes
 
 EMA_HALF_LIFE_DAYS = 7.0
 
@@ -201,6 +208,23 @@ class Events:
             self._columns["by value", name] = np.argsort(self.entity * len(values) + rank,
                                                          kind="stable")
         return self._columns["by value", name]
+
+    def hashes(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A column's stable value hashes (`value_hashes`) and presence, in event order, and
+        the events sorted by entity, then by the hash's top `HLL_SPARSE_PRECISION` bits;
+        computed once, for every window and spine."""
+        if ("hash", name) not in self.converted:
+            self.converted["hash", name], self.converted["known", name] = value_hashes(
+                self.whole(name))
+        if ("by hash", name) not in self._columns:
+            hashes = np.asarray(self.converted["hash", name])[self.rows]
+            known = np.asarray(self.converted["known", name])[self.rows]
+            prefix = (hashes >> np.uint64(64 - HLL_SPARSE_PRECISION)).astype(np.int64)
+            order = np.argsort((self.entity << HLL_SPARSE_PRECISION) | prefix, kind="stable")
+            self._columns["hash", name], self._columns["known", name] = hashes, known
+            self._columns["by hash", name] = order
+        return (self._columns["hash", name], self._columns["known", name],
+                self._columns["by hash", name])
 
     def previous_same(self, name: str) -> np.ndarray:
         """For each event, the entity's latest earlier event with the same value of a column
@@ -408,7 +432,8 @@ class ViewComputation:
         return pd.DataFrame(values)
 
     def compute(self, f: Feature) -> np.ndarray:
-        valued = f.column if f.agg in NUMERIC else None
+        exact = APPROXIMATE.get(f.agg, f.agg)  # a sketch shares its exact aggregation's events
+        valued = f.column if exact in NUMERIC else None
         seg = self.segments(f.filter, f.window, valued)
         events = self.subset(f.filter, valued)
         n = seg.n
@@ -435,8 +460,13 @@ class ViewComputation:
             return self._nunique(f, seg, events)
         if f.agg == "sessions":
             return self._sessions(f, seg, events)
-        if f.agg in QUANTILES:
-            return self._quantile(f, seg, events, QUANTILES[f.agg])
+        if exact in QUANTILES:
+            return self._quantile(f, seg, events, QUANTILES[exact], sketch=f.agg != exact)
+        if f.agg == "approx_nunique":
+            hashes, known, order = events.hashes(f.column)
+            found, owner = self._in_order(seg, events, order)
+            found, owner = found[known[found]], owner[known[found]]
+            return hyperloglog(hashes[found], owner, len(seg.lo))
         key = (f.column, f.filter, f.window, valued)  # what features of one window share
         values = self._once(("values", *key), lambda: np.ones(len(seg.index)) if f.column is None
                             else events.values(f.column)[seg.index])
@@ -467,27 +497,35 @@ class ViewComputation:
             self._memo[key] = make()
         return self._memo[key]
 
-    def _quantile(self, f: Feature, seg: Segments, events: Events, q: float) -> np.ndarray:
-        """Linear interpolation between the closest ranks, as numpy and pandas do."""
+    def _quantile(self, f: Feature, seg: Segments, events: Events, q: float,
+                  sketch: bool = False) -> np.ndarray:
+        """Linear interpolation between the closest ranks, as numpy and pandas do; with
+        `sketch`, between the DDSketch representatives of those ranks' values."""
         ordered = self._once(("ordered", f.column, f.filter, f.window),  # for every quantile
-                             lambda: events.values(f.column)[self._in_value_order(seg, events, f)])
+                             lambda: events.values(f.column)[self._in_order(
+                                 seg, events, events.by_entity_then_value(f.column))[0]])
         n = seg.n[seg.nonempty]
         position = q * (n - 1)
         below = np.floor(position).astype(np.int64)
         above = np.minimum(below + 1, n - 1)
         low, high = ordered[seg.starts + below], ordered[seg.starts + above]
+        if sketch:
+            low, high = ddsketch_value(low), ddsketch_value(high)
         out = np.full(len(seg.lo), np.nan)
         out[seg.nonempty] = low + (high - low) * (position - below)
         return out
 
-    def _in_value_order(self, seg: Segments, events: Events, f: Feature) -> np.ndarray:
-        """Each window's events (indices into `events`), window after window, in value order
-        inside a window: the entity's slice of the events sorted by (entity, value), keeping
-        those inside the window. That one sort serves every window and as-of date."""
+    def _in_order(self, seg: Segments, events: Events,
+                  order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each window's events (indices into `events`), window after window, in the order of
+        `order` inside a window (the events sorted by entity, then by a value), and the query
+        row each belongs to: the entity's slice of `order`, keeping those inside the window.
+        That one sort serves every window and as-of date."""
         start, end = events.slices(self.codes)
         slices = Segments(lo=start, hi=end, t=seg.t)
-        found, owner = events.by_entity_then_value(f.column)[slices.index], slices.owner
-        return found[(found >= seg.lo[owner]) & (found < seg.hi[owner])]
+        found, owner = order[slices.index], slices.owner
+        inside = (found >= seg.lo[owner]) & (found < seg.hi[owner])
+        return found[inside], owner[inside]
 
     @staticmethod
     def _sessions(f: Feature, seg: Segments, events: Events) -> np.ndarray:
@@ -507,6 +545,96 @@ class ViewComputation:
         codes, previous = events.codes(f.column)[seg.index], events.previous_same(f.column)
         first = (codes >= 0) & (previous[seg.index] < np.repeat(seg.lo, seg.n))
         return seg.reduce(np.add, first.astype(np.int64), empty=0).astype(np.int64)
+
+
+_GAMMA = (1 + DDSKETCH_ALPHA) / (1 - DDSKETCH_ALPHA)
+_LOG_GAMMA = float(np.log1p(2 * DDSKETCH_ALPHA / (1 - DDSKETCH_ALPHA)))
+
+
+def ddsketch_value(x: np.ndarray) -> np.ndarray:
+    """The value DDSketch (relative accuracy `DDSKETCH_ALPHA`) gives for x: the representative
+    2 γ^i / (γ + 1) of its log bucket i = ceil(log_γ |x|), γ = (1 + α) / (1 - α), with x's sign;
+    within α of x, relatively. Zero (and anything below the smallest normal float) is 0."""
+    size = np.abs(x)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        index = np.ceil(np.log(size) / _LOG_GAMMA)
+        index -= np.exp((index - 1) * _LOG_GAMMA) >= size  # rounding at a bucket's edge
+        index += np.exp(index * _LOG_GAMMA) < size
+        value = np.copysign(np.exp(index * _LOG_GAMMA) * (2 / (_GAMMA + 1)), x)
+    return np.where(np.isnan(x) | (size >= np.finfo(float).tiny), value, 0.0)
+
+
+def hyperloglog(hashes: np.ndarray, owner: np.ndarray, rows: int) -> np.ndarray:
+    """The distinct count a HyperLogLog++ sketch (`HLL_PRECISION`, sparse precision
+    `HLL_SPARSE_PRECISION`) of each row's value hashes gives, rounded; 0 for none. `hashes`
+    come row after row (`owner`, ascending), each row's sorted by their top sparse bits.
+
+    A sketch holding at most m = 2^p distinct sparse positions (the top p' bits) is sparse:
+    linear counting over 2^p' cells (exact in practice). Past that it is dense: m registers (the
+    top p bits) each keep the highest rank (leading zeros + 1 of the other 64 - p bits) seen,
+    and the estimate is Ertl's improved one (`_dense_estimate`)."""
+    m, cells = 1 << HLL_PRECISION, 1 << HLL_SPARSE_PRECISION
+    prefix = hashes >> np.uint64(64 - HLL_SPARSE_PRECISION)
+    register = prefix >> np.uint64(HLL_SPARSE_PRECISION - HLL_PRECISION)
+    first = np.ones(len(owner), dtype=bool)
+    first[1:] = owner[1:] != owner[:-1]
+    positions = first.copy()
+    positions[1:] |= prefix[1:] != prefix[:-1]
+    distinct = np.bincount(owner[positions], minlength=rows)
+    with np.errstate(divide="ignore"):
+        out = cells * np.log(cells / (cells - distinct))
+    dense = np.flatnonzero(distinct > m)
+    if len(dense):
+        keep = np.isin(owner, dense)  # registers only where the sketch is dense
+        owner, register, hashes, first = owner[keep], register[keep], hashes[keep], first[keep]
+        rest = (hashes & np.uint64((1 << (64 - HLL_PRECISION)) - 1)).astype(float)  # < 2^53
+        rank = (64 - HLL_PRECISION + 1) - np.frexp(rest)[1]  # frexp's exponent: bit length
+        groups = first.copy()
+        groups[1:] |= register[1:] != register[:-1]
+        starts = np.flatnonzero(groups)
+        top = np.maximum.reduceat(rank, starts)
+        row = np.searchsorted(dense, owner[starts])
+        histogram = np.bincount(row * (66 - HLL_PRECISION) + top,
+                                minlength=len(dense) * (66 - HLL_PRECISION)).reshape(
+                                    len(dense), 66 - HLL_PRECISION)
+        histogram[:, 0] = m - histogram.sum(axis=1)  # empty registers
+        out[dense] = _dense_estimate(histogram.astype(float), m)
+    return np.rint(out).astype(np.int64)
+
+
+def _dense_estimate(counts: np.ndarray, m: int) -> np.ndarray:
+    """Ertl's improved HyperLogLog estimator ("New cardinality estimation algorithms for
+    HyperLogLog sketches", 2017, algorithm 6) from each row's register histogram (`counts[:, k]`
+    registers of value k, 0 = empty, up to q + 1 = 65 - p): unbiased from small to large
+    counts without HyperLogLog++'s empirical bias tables. The classic estimator with linear
+    counting below 2.5 m is biased by up to +2% near 2.5 m-3 m (10-12 thousand at p = 12)."""
+    q = counts.shape[1] - 2
+    z = m * _tau(1 - counts[:, q + 1] / m)
+    for k in range(q, 0, -1):
+        z = 0.5 * (z + counts[:, k])
+    z = z + m * _sigma(counts[:, 0] / m)
+    return m * m / (2 * np.log(2)) / z
+
+
+def _sigma(x: np.ndarray) -> np.ndarray:
+    """σ(x) = x + Σ_k x^(2^k) 2^(k-1), to convergence (∞ at x = 1)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        z, y, power = x.copy(), 1.0, x.copy()
+        for _ in range(64):  # x^(2^k) vanishes well before: x <= 1 - 1/m
+            power = power * power
+            z = z + power * y
+            y += y
+    return np.where(x >= 1, np.inf, z)
+
+
+def _tau(x: np.ndarray) -> np.ndarray:
+    """τ(x) = (1 - x - Σ_k (1 - x^(2^-k))² 2^-k) / 3, to convergence (0 at x = 0 and 1)."""
+    z, y, root = 1 - x, 1.0, x.copy()
+    for _ in range(64):
+        root = np.sqrt(root)
+        y *= 0.5
+        z = z - (1 - root) ** 2 * y
+    return np.where((x <= 0) | (x >= 1), 0.0, z / 3)
 
 
 def _arrow_text(dtype: pa.DataType) -> pd.ArrowDtype | None:

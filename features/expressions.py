@@ -1,6 +1,6 @@
-"""The small expression language of filters (``category == 'refund'``) and derived features
-(``ratio(spend_30d, spend_90d)``): parsed with `ast`, checked against a whitelist, evaluated
-vectorised over columns. Nothing is ever passed to `eval`."""
+"""The small expression language of filters (``category == 'refund'``, ``bucket(merchant, 16) ==
+3``) and derived features (``ratio(spend_30d, spend_90d)``): parsed with `ast`, checked against a
+whitelist, evaluated vectorised over columns. Nothing is ever passed to `eval`."""
 from __future__ import annotations
 
 import ast
@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from tideline.errors import FeatureDefinitionError
 
@@ -27,9 +28,51 @@ def _fillna(x: Any, value: Any) -> np.ndarray:
     return np.where(np.isnan(x), value, x)
 
 
+HASH_KEY = "0123456789123456"
+"""The SipHash key of `value_hashes` (pandas' default, pinned here): changing it moves every
+value to another bucket and changes every `approx_nunique`."""
+
+
+def value_hashes(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A stable 64-bit hash of each value, the same in every process, run and partition, and
+    whether the value is present. A value hashes as its text: text as it is, whole numbers in
+    decimal (so 7, 7.0 and '7' agree), other numbers as Python's shortest repr. The text of each
+    distinct value is hashed once (SipHash-2-4 with `HASH_KEY`, `pandas.util.hash_array`)."""
+    codes, uniques = pd.factorize(np.atleast_1d(values) if np.isscalar(values) else values,
+                                  use_na_sentinel=True)
+    hashes = np.zeros(len(codes), dtype=np.uint64)
+    known = codes >= 0
+    if len(uniques):
+        hashes[known] = pd.util.hash_array(_texts(np.asarray(uniques)), hash_key=HASH_KEY,
+                                           categorize=False)[codes[known]]
+    return hashes, known
+
+
+def _texts(uniques: np.ndarray) -> np.ndarray:
+    """Distinct values as Python strings (objects), for hashing."""
+    if uniques.dtype.kind in "iuf":
+        numbers = uniques.astype(float)
+        whole = np.isfinite(numbers) & (numbers == np.round(numbers)) & (np.abs(numbers) < 2**63)
+        texts = np.empty(len(uniques), dtype=object)
+        ints = uniques if uniques.dtype.kind in "iu" else numbers[whole].astype(np.int64)
+        texts[whole if uniques.dtype.kind == "f" else slice(None)] = np.asarray(
+            pa.array(ints).cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+        if uniques.dtype.kind == "f":  # per distinct fractional number, rare in a hashed column
+            texts[~whole] = [repr(float(x)) for x in numbers[~whole]]
+        return texts
+    return np.array([x if isinstance(x, str) else str(x) for x in uniques], dtype=object)
+
+
+def _bucket(values: Any, n: int) -> np.ndarray:
+    """The hashing trick: a stable bucket 0..n-1 of each value (`value_hashes` modulo n); -1
+    where the value is missing."""
+    hashes, known = value_hashes(values)
+    return np.where(known, (hashes % np.uint64(n)).astype(np.int64), -1)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "ratio": _ratio, "where": np.where, "log1p": np.log1p, "clip": np.clip, "abs": np.abs,
-    "fillna": _fillna, "least": np.fmin, "greatest": np.fmax,
+    "fillna": _fillna, "least": np.fmin, "greatest": np.fmax, "bucket": _bucket,
 }
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.Pow: operator.pow, ast.Mod: operator.mod}
@@ -61,9 +104,22 @@ def names_in(text: str, where: str) -> set[str]:
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
                 raise FeatureDefinitionError(
                     f"{where}: unknown function in {text!r}; use {', '.join(sorted(FUNCTIONS))}")
+            if node.func.id == "bucket":
+                _check_bucket(node, text, where)
         elif isinstance(node, ast.Name) and node.id not in FUNCTIONS:
             names.add(node.id)
     return names
+
+
+def _check_bucket(node: ast.Call, text: str, where: str) -> None:
+    """`bucket(column, n)`: n a positive whole number written in the expression, so every
+    partition and run buckets alike."""
+    size = node.args[1] if len(node.args) == 2 else None
+    if node.keywords or not (isinstance(size, ast.Constant) and type(size.value) is int
+                             and size.value > 0):
+        raise FeatureDefinitionError(
+            f"{where}: {ast.unparse(node)!r} in {text!r} needs a column and a positive whole "
+            "number of buckets, e.g. bucket(merchant, 16)")
 
 
 def evaluate(text: str, columns: Mapping[str, Any]) -> Any:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from features.definitions import (
+    APPROXIMATE,
     COUNTING,
     DAILY,
     NUMERIC,
@@ -87,7 +88,8 @@ def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema]) -> F
             if feature.column is None or feature.agg in COUNTING:
                 continue
             dtype = schema.field(feature.column).type
-            if feature.agg in NUMERIC | DAILY and not _numeric(dtype):
+            if APPROXIMATE.get(feature.agg, feature.agg) in NUMERIC | DAILY and not _numeric(
+                    dtype):
                 raise FeatureDefinitionError(
                     f"{at}: {feature.agg!r} needs a numeric column, but {feature.column!r} is "
                     f"{dtype}")
