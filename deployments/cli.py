@@ -122,6 +122,44 @@ def features_build(
                          partitions=partitions))
 
 
+@features_app.command("discover")
+def features_discover(
+    run_id: str = typer.Option(None, help="Re-use a run id to re-run it idempotently."),
+    max_candidates: int = typer.Option(600, help="Candidates to generate at most."),
+    seconds: float = typer.Option(900.0, help="Time budget for computing candidates."),
+    max_selected: int = typer.Option(30, help="Features to keep at most."),
+    approximate: bool = typer.Option(False, help="HyperLogLog distinct counts and DDSketch "
+                                                 "quantiles instead of exact ones."),
+    owner: str = typer.Option(None, help="Owner e-mail of the selected views (default: the "
+                                          "pipeline owner)."),
+) -> None:
+    """Generate candidate features from the clean tables and their references, compute them on
+    Ray, and keep the ones that earn their place (judged on the training split)."""
+    _prefect_quiet()
+    from flows.build_features import ray_task_runner
+    from flows.discover import discover_features
+
+    flow = discover_features.with_options(task_runner=ray_task_runner(load_settings()))
+    _print_discovery(flow(run_id=run_id, max_candidates=max_candidates, seconds=seconds,
+                          max_selected=max_selected, approximate=approximate, owner=owner))
+
+
+def _print_discovery(result) -> None:  # noqa: ANN001 - flows.discover.Discovery
+    import pandas as pd
+
+    decisions = pd.read_csv(f"{result.local}/decisions.csv")
+    table = Table("feature", "description", "permutation ΔAUC",
+                  title=f"{len(result.kept)} features kept of {result.computed} candidates")
+    for row in decisions[decisions["status"] == "kept"].itertuples():
+        table.add_row(row.candidate, row.description, f"{row.permutation:.4f}")
+    console.print(table)
+    console.print(f"{result.generated} generated ({result.over_budget} over the candidate "
+                  f"budget, {result.out_of_time} out of time) in {result.seconds:.0f} s; views "
+                  f"{', '.join(result.views) or 'none'} registered; report "
+                  f"{result.local}/report.html (lake: {result.paths['report']} at "
+                  f"{_short(result.commit)})")
+
+
 def _registry():  # noqa: ANN202 - features.registry.Registry, imported lazily
     from features.registry import open_registry
 

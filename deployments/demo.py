@@ -99,6 +99,15 @@ def open_project(settings: Settings) -> Iterator[Project]:
         yield project
 
 
+def declared_project(settings: Settings) -> Project:
+    """The configured project's declarations (sources, contracts, references) without
+    preparing anything: the demo's are read with its placeholders unfilled."""
+    if settings.project_file is not None:
+        return load_project(settings.project_file)
+    return load_project(PROJECT_FILE, demo_dir="demo", demo_api="http://demo.invalid",
+                        validation_time=datetime.now(UTC).isoformat())
+
+
 LIVE_SUBJECT = "app-events-live"
 """The event log subject of the demo's live events (ingestion reads `app-events` only)."""
 

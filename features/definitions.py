@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -314,7 +315,11 @@ def check_view(view: FeatureView) -> None:
 # -- loading ---------------------------------------------------------------------------------
 
 def load_definitions(spec: str) -> list[FeatureView]:
-    """Views from `module:attribute` (a list of views in Python) or from a YAML file."""
+    """Views from `module:attribute` (a list of views in Python) or from a YAML file; several
+    of either, separated by commas (`features.churn:DEMO_VIEWS,discovered.yaml`)."""
+    if "," in spec:
+        return [view for part in spec.split(",") if part.strip()
+                for view in load_definitions(part.strip())]
     if spec.endswith((".yaml", ".yml")):
         return load_views(spec)
     import importlib
@@ -352,3 +357,25 @@ def load_views(path: str | Path) -> list[FeatureView]:
     except TypeError as exc:
         raise FeatureDefinitionError(f"{path}: {exc}") from exc
     return views
+
+
+def dump_views(views: Sequence[FeatureView]) -> str:
+    """YAML that `load_views` reads back into the same views (same versions)."""
+    entities = {view.entity.name: asdict(view.entity) for view in views}
+    sources = {view.source.name: asdict(view.source) for view in views}
+
+    def item(value: Feature | Derived) -> dict[str, Any]:
+        body = asdict(value)
+        defaults = asdict(type(value)(name=value.name))
+        return {k: list(map(list, v)) if k == "cases" else v for k, v in body.items()
+                if k == "name" or v != defaults[k]}
+
+    body = [{"name": view.name, "entity": view.entity.name, "source": view.source.name,
+             "owner": view.owner, "description": view.description, "tags": list(view.tags),
+             "features": [item(f) for f in view.features],
+             "derived": [item(d) for d in view.derived],
+             **{k: getattr(view, k) for k in ("ttl_days", "drift_method", "drift_threshold")
+                if getattr(view, k) is not None},
+             **({"streamable": True} if view.streamable else {})} for view in views]
+    return yaml.safe_dump({"entities": list(entities.values()), "sources": list(sources.values()),
+                           "views": body}, sort_keys=False, allow_unicode=True)

@@ -96,7 +96,7 @@ code{background:#f6f6f6;padding:0 3px}
 _ENV = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
 
-def _png(figure: Figure) -> str:
+def figure_png(figure: Figure) -> str:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=72, bbox_inches="tight")
@@ -118,7 +118,7 @@ def _failures_png(result: ValidationResult) -> str:
         axes.text(0.5, 0.5, "no rule failures", ha="center", va="center")
         axes.set_axis_off()
     axes.set_title(f"{result.dataset}: failures per rule", fontsize=10)
-    return _png(figure)
+    return figure_png(figure)
 
 
 def _distributions_png(result: ValidationResult) -> str | None:
@@ -145,7 +145,7 @@ def _distributions_png(result: ValidationResult) -> str | None:
         axes.set_title(str(name), fontsize=9)
         axes.tick_params(labelsize=7)
     figure.tight_layout()
-    return _png(figure)
+    return figure_png(figure)
 
 
 def _cell(value: object) -> str:

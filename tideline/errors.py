@@ -126,3 +126,8 @@ class ModelError(TidelineError):
 
 class MonitoringError(TidelineError):
     """Drift or quality monitoring cannot compare: missing columns, no data, a bad rule."""
+
+
+class DiscoveryError(TidelineError):
+    """Feature discovery cannot start: a missing or cyclic relationship, a bad budget, a table
+    it cannot place in time."""
