@@ -13,7 +13,7 @@ from datetime import datetime
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from tideline.errors import FeatureDefinitionError, TidelineError
 from tideline.settings import load_settings
@@ -87,6 +87,7 @@ def run(
     _print_monitoring(result.monitoring)
     if result.realtime is not None:
         _print_stream(result.realtime)
+    _print_discovery(result.discovery, top=10)
 
 
 @app.command()
@@ -144,13 +145,14 @@ def features_discover(
                           max_selected=max_selected, approximate=approximate, owner=owner))
 
 
-def _print_discovery(result) -> None:  # noqa: ANN001 - flows.discover.Discovery
+def _print_discovery(result, top: int | None = None) -> None:  # noqa: ANN001 - flows.discover.Discovery
     import pandas as pd
 
     decisions = pd.read_csv(f"{result.local}/decisions.csv")
-    table = Table("feature", "description", "permutation ΔAUC",
-                  title=f"{len(result.kept)} features kept of {result.computed} candidates")
-    for row in decisions[decisions["status"] == "kept"].itertuples():
+    table = Table(Column("feature", overflow="fold"), "description", "permutation ΔAUC",
+                  title=f"{len(result.kept)} features kept of {result.computed} candidates"
+                  + (f" (the best {top})" if top else ""))
+    for row in decisions[decisions["status"] == "kept"].head(top).itertuples():
         table.add_row(row.candidate, row.description, f"{row.permutation:.4f}")
     console.print(table)
     console.print(f"{result.generated} generated ({result.over_budget} over the candidate "

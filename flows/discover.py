@@ -32,7 +32,7 @@ from features.discovery.select import SelectionRules, Selector, select
 from features.plan import plan_from_lake
 from features.store import FeatureStore
 from flows.hooks import FAILURE_HOOKS
-from lake.base import MAIN, Lake
+from lake.base import MAIN, Commit, Lake
 from lake.publish import find_published, new_run_id, publish
 from models.spec import load_model_spec
 from tasks.discovery import compute_candidates, publish_discovery_artifacts
@@ -120,9 +120,12 @@ def _compute(settings: Settings, lake: Lake, commit: str, branch: str, run_id: s
       **FAILURE_HOOKS)
 def discover_features(run_id: str | None = None, max_candidates: int = 600,
                       seconds: float = 900.0, max_selected: int = 30,
-                      approximate: bool = False, owner: str | None = None) -> Discovery:
+                      approximate: bool = False, owner: str | None = None,
+                      force: bool = False) -> Discovery:
     """tables + references → candidates → values on Ray (time-boxed) → interactions →
-    selection on the training split → selected views, report and registry."""
+    selection on the training split → selected views, report and registry. Unless `force`,
+    the last discovery stands when no clean table changed since it and it was asked the
+    same."""
     run_id = run_id or new_run_id()
     started = time.monotonic()
     deadline = started + seconds
@@ -130,14 +133,20 @@ def discover_features(run_id: str | None = None, max_candidates: int = 600,
     logger = get_run_logger()
     store = FeatureStore.open(settings)
     lake = store.lake
-    done = find_published(lake, f"{run_id}-discovery")
-    if done is not None:
-        logger.info("discovery run %s was published at %s already", run_id, done.id[:12])
-        return Discovery(**json.loads(lake.get(done.id, done.metadata["summary"])))
     spec = load_model_spec(settings.model_spec, store.views)
     owner = owner or settings.pipeline_owner
-    entity = _entity(store.views, spec.label.entity_key)
     commit = lake.resolve(MAIN)
+    asked = json.dumps({"max_candidates": max_candidates, "max_selected": max_selected,
+                        "approximate": approximate, "owner": owner, "model": spec.version},
+                       sort_keys=True)
+    done = find_published(lake, f"{run_id}-discovery") or (
+        None if force else _unchanged_since(lake, commit, asked))
+    if done is not None:
+        logger.info("discovery of run %s published at %s holds for these tables and settings",
+                    done.metadata["run_id"], done.id[:12])
+        return Discovery(**{**json.loads(lake.get(done.id, done.metadata["summary"])),
+                            "commit": done.id})
+    entity = _entity(store.views, spec.label.entity_key)
     graph = SchemaGraph.of_project(declared_project(settings))
     tables: list[ChildTable] = [
         profile(lake, commit, source, entity.key, graph.tables[source.dataset])
@@ -153,7 +162,7 @@ def discover_features(run_id: str | None = None, max_candidates: int = 600,
     rules = SelectionRules(max_selected=max_selected)
     prefix = f"discovery/{run_id}"
     with publish(lake, f"{run_id}-discovery", message=f"feature discovery {run_id}",
-                 metadata={"stage": "discovery", "source_commit": commit,
+                 metadata={"stage": "discovery", "source_commit": commit, "asked": asked,
                            "summary": f"{prefix}/summary.json"}) as run:
         write_examples(lake, run.branch, run_id, examples, entity.key)
         progress = _Progress(artifact, len(generated.candidates))
@@ -216,6 +225,18 @@ def discover_features(run_id: str | None = None, max_candidates: int = 600,
     logger.info("kept %d of %d candidates (%s); report %s", len(result.kept), result.computed,
                 ", ".join(result.views), local / "report.html")
     return result
+
+
+def _unchanged_since(lake: Lake, commit: str, asked: str) -> Commit | None:
+    """The newest discovery on main asked the same, if no clean table changed since its
+    source commit."""
+    for published in lake.log(MAIN, 1000):
+        if published.metadata.get("stage") == "discovery" and len(published.parents) == 2:
+            if published.metadata.get("asked") != asked:
+                return None
+            changed = lake.diff(published.metadata["source_commit"], commit)
+            return None if any(c.path.startswith("clean/") for c in changed) else published
+    return None
 
 
 def _uncomputed(views: Sequence[FeatureView], generated: CandidateSet) -> int:

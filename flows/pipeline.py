@@ -10,6 +10,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from features.materialize import FeatureBuild
 from features.store import OnlineWrite
 from flows.build_features import build_features, materialize_online, ray_task_runner
+from flows.discover import Discovery, discover_features
 from flows.hooks import FAILURE_HOOKS
 from flows.ingest import ingest
 from flows.monitor import MonitorRun, monitor
@@ -24,7 +25,7 @@ from streaming.processor import StreamRun
 from tideline.settings import load_settings
 
 STAGES = ["ingest", "validate", "publish", "features", "registry", "online store", "train",
-          "promotion gate", "score", "monitor", "real-time"]
+          "promotion gate", "score", "monitor", "real-time", "feature discovery"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class PipelineRun:
     realtime: StreamRun | None
     """The demo's live events through the stream processor (None for your own project: run
     `tideline stream` against its broker)."""
+    discovery: Discovery
 
 
 @flow(name="pipeline", **FAILURE_HOOKS)
@@ -46,7 +48,8 @@ def pipeline(run_id: str | None = None, since: date | None = None,
     """sources → run branch → quality gate → main → features on Ray → offline store and
     registry → online store → training set → LightGBM → model registry → promotion gate →
     batch scores → drift monitor (report, event, e-mail) → on the demo, live events through the
-    stream processor (fresh online values, high-risk alerts)."""
+    stream processor (fresh online values, high-risk alerts) → feature discovery (candidates
+    from the clean tables, the ones that earn their place registered with a report)."""
     run_id = run_id or new_run_id()
     settings = load_settings()
     audit = ingest(run_id=run_id, since=since, until=until)
@@ -57,6 +60,8 @@ def pipeline(run_id: str | None = None, since: date | None = None,
     scores = score(run_id=run_id)
     monitoring = monitor(run_id=run_id)
     realtime = stream_live() if settings.project_file is None else None
+    discovery = discover_features.with_options(task_runner=ray_task_runner(settings))(
+        run_id=run_id)
     rows = "\n".join(f"| {o.dataset} | {o.rows:,} | {o.clean:,} | {o.quarantined:,} | "
                      f"{o.score:.2f} | {'pass' if o.gate_passed else 'fail'} |"
                      for o in audit.outcomes)
@@ -76,7 +81,9 @@ def pipeline(run_id: str | None = None, since: date | None = None,
            else "no retrain needed") + f" (`{monitoring.report['html']}`)\n"
         + (f"\nReal-time: {realtime.applied:,} live events applied, "
            f"{len(realtime.dead_letters)} dead-lettered, {len(realtime.alerts)} high-risk "
-           "alerts\n" if realtime else ""),
+           "alerts\n" if realtime else "")
+        + f"\nFeature discovery: {len(discovery.kept)} of {discovery.computed} candidates kept "
+          f"(`{discovery.paths['report']}`)\n",
         description=f"tideline pipeline run {run_id}",
     )
     main = open_lake(settings).resolve(MAIN)
@@ -84,4 +91,5 @@ def pipeline(run_id: str | None = None, since: date | None = None,
                          link_text=f"main after run {run_id}: {main[:12]}",
                          description="the lake commit this run left on main")
     return PipelineRun(audit=audit, features=features, online=online, training=training,
-                       scores=scores, monitoring=monitoring, realtime=realtime)
+                       scores=scores, monitoring=monitoring, realtime=realtime,
+                       discovery=discovery)

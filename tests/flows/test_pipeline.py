@@ -20,8 +20,10 @@ import pytest
 
 from deployments.demo import DEFECT_RULES, injected_defects
 from features.churn import ACTIVITY, CHURN_VIEWS, DEMO_VIEWS, SIGNALS
+from features.definitions import load_definitions
 from features.offline import read_features
 from features.online.sqlite import SQLiteOnlineStore
+from features.plan import plan_from_lake
 from features.registry import Registry
 from features.store import FeatureStore
 from flows.pipeline import pipeline
@@ -93,11 +95,12 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     assert built.metadata["stage"] == "features"
     assert built.metadata["source_commit"] == features.source_commit == ingested.id
     merges = [head]  # main's own history, newest first: training's and scoring's on top
-    while len(merges) < 7:
+    while len(merges) < 8:
         merges.append(lake.get_commit(merges[-1].parents[0]))
     assert [c.metadata["stage"] for c in merges] == [
-        "alerts", "monitor", "scores", "model", "training-set", "features", "features"]
-    assert merges[6].id == built.id
+        "discovery", "alerts", "monitor", "scores", "model", "training-set", "features",
+        "features"]
+    assert merges[7].id == built.id
     assert (features.features, features.entities, features.as_of) == (
         57 + len(SIGNALS.feature_names), 3000, ("2026-10-01",))
     assert len({p.node for p in features.partitions}) == 2  # both nodes of the Ray cluster
@@ -148,6 +151,23 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     assert 2000 < scores.customers <= 3000 and 0 < scores.high_risk < scores.customers / 2
     assert len(read_frame(lake, "main", scores.path)) == scores.customers
 
+    discovery = run.discovery  # candidates from the tables, the best kept and registered
+    assert discovery.commit == head.id and discovery.out_of_time == discovery.over_budget == 0
+    assert discovery.computed == discovery.generated > 400 and 10 <= len(discovery.kept) <= 30
+    decisions = pd.read_csv(data_dir / "discovery" / "t1" / "decisions.csv")
+    assert len(decisions) == discovery.computed and decisions["reason"].notna().all()
+    assert set(decisions["step"]) >= {"kept", "redundant", "(near-)constant"}
+    assert lake.get("main", discovery.paths["decisions"]) == (
+        data_dir / "discovery" / "t1" / "decisions.csv").read_bytes()
+    found = load_definitions(f"features.churn:DEMO_VIEWS,{discovery.local}/views.yaml")
+    plan = plan_from_lake(found, lake, "main")  # loads beside the declared views, valid
+    assert [v.name for v in found[len(DEMO_VIEWS):]] == discovery.views
+    assert set(discovery.kept) <= {n for v in plan.views for n in v.feature_names}
+    assert {v.name: v.version for v in found[len(DEMO_VIEWS):]} == {
+        name: registry.view(name).version for name in discovery.views}
+    assert lake.exists("main", discovery.paths["report"])
+    assert not lake.list("main", "discovery/t1/candidates/")  # scratch values are not kept
+
     again = pipeline(run_id="t1")  # the same run again: nothing new, nobody told twice
     assert (again.audit, again.features, again.scores) == (run.audit, run.features, run.scores)
     assert (again.monitoring.drifted, again.monitoring.report) == (run.monitoring.drifted,
@@ -163,6 +183,7 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     assert {o.rows for o in incremental.audit.outcomes} == {0}
     assert find_published(lake, "t2-features") is not None
     assert incremental.training.model == model  # same training data: the same model
+    assert incremental.discovery == again.discovery == discovery  # same tables: it stands
 
 
 @pytest.mark.slow
