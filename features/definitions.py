@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from tideline.addresses import valid_address
 from tideline.errors import FeatureDefinitionError
 
 # Aggregations over a window's events, by what they need of the column.
@@ -249,9 +250,12 @@ def check_view(view: FeatureView) -> None:
                                                  and view.drift_threshold > 0):
         raise FeatureDefinitionError(f"{where}: drift_threshold must be a positive number, got "
                                      f"{view.drift_threshold!r}")
-    if "@" not in view.owner:
-        raise FeatureDefinitionError(f"{where}: owner must be an e-mail address, got "
-                                     f"{view.owner!r}")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", view.name):
+        raise FeatureDefinitionError(f"{where}: a view name is lower-case letters, digits, '_' "
+                                     "and '-' (it names lake paths and registry rows)")
+    if not valid_address(view.owner):
+        raise FeatureDefinitionError(f"{where}: owner must be one bare e-mail address "
+                                     f"(local@domain), got {view.owner!r}")
     seen: set[str] = {view.entity.key}
     for item in (*view.features, *view.derived):
         if not item.name.isidentifier():

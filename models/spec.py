@@ -13,6 +13,7 @@ import yaml
 
 from features.definitions import FeatureView
 from models.labels import ChurnLabel
+from tideline.addresses import valid_address
 from tideline.errors import ModelError
 
 
@@ -65,8 +66,9 @@ class ModelSpec:
             raise ModelError(f"model {self.name!r}: {self.as_of_dates} as-of dates leave none "
                              f"to train on after {self.valid_dates} validation and "
                              f"{self.test_dates} test dates")
-        if "@" not in self.owner:
-            raise ModelError(f"model {self.name!r}: owner must be an e-mail address")
+        if not valid_address(self.owner):
+            raise ModelError(f"model {self.name!r}: owner must be one bare e-mail address "
+                             f"(local@domain), got {self.owner!r}")
 
     @property
     def version(self) -> str:

@@ -3,7 +3,6 @@ login) or, by default, written as `.eml` files to a local outbox. A send that ke
 recorded as undelivered, never raised: losing an alert must not lose the report it is about."""
 from __future__ import annotations
 
-import re
 import smtplib
 import ssl
 import time
@@ -16,15 +15,9 @@ from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
+from tideline.addresses import valid_address
 from tideline.errors import ConfigError
 from tideline.retry import with_retries
-
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-
-
-def valid_address(text: str | None) -> bool:
-    """A bare `local@domain` address: no display name, spaces, line breaks or second address."""
-    return bool(text) and _ADDRESS.match(text) is not None  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

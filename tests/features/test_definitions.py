@@ -7,8 +7,17 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from features.churn import CHURN_VIEWS, SPENDING
-from features.definitions import Derived, Entity, Feature, FeatureView, Source, load_views
+from features.churn import CHURN_VIEWS, DEMO_VIEWS, SPENDING
+from features.definitions import (
+    Derived,
+    Entity,
+    Feature,
+    FeatureView,
+    Source,
+    dump_views,
+    load_definitions,
+    load_views,
+)
 from features.plan import plan_from_lake, plan_views
 from lake.local import LocalLake
 from tideline.errors import FeatureDefinitionError
@@ -20,9 +29,9 @@ SCHEMA = pa.schema([("customer_id", pa.string()), ("ts", pa.timestamp("us", "UTC
 
 
 def view(*features: Feature, name: str = "spend", source: Source = TXN,
-         derived: tuple[Derived, ...] = ()) -> FeatureView:
+         derived: tuple[Derived, ...] = (), owner: str = "team@example.com") -> FeatureView:
     return FeatureView(name=name, entity=CUSTOMER, source=source, features=features,
-                       derived=derived, owner="team@example.com")
+                       derived=derived, owner=owner)
 
 
 def test_the_churn_set_has_at_least_47_features_with_unique_names() -> None:
@@ -67,6 +76,15 @@ views:
     assert loaded == declared and loaded.version == declared.version
 
 
+def test_views_dumped_to_yaml_load_back_the_same_beside_python_ones(tmp_path: Path) -> None:
+    path = tmp_path / "demo.yaml"
+    path.write_text(dump_views(DEMO_VIEWS))
+    loaded = load_definitions(f"features.churn:CHURN_VIEWS, {path}")
+    assert loaded[:len(CHURN_VIEWS)] == list(CHURN_VIEWS)
+    assert loaded[len(CHURN_VIEWS):] == list(DEMO_VIEWS)
+    assert [v.version for v in loaded[len(CHURN_VIEWS):]] == [v.version for v in DEMO_VIEWS]
+
+
 @pytest.mark.parametrize(("build", "message"), [
     (lambda: view(Feature("x", "amount", "sum", window=0)), "'x': window must be a positive"),
     (lambda: view(Feature("x", "amount", "sum", window=-7)), "'x': window must be a positive"),
@@ -81,6 +99,13 @@ views:
     (lambda: view(Feature("x", agg="count"), derived=(Derived("r", "x / y"),)),
      "'r': refers to unknown feature\\(s\\) y"),
     (lambda: view(), "declares no features"),
+    (lambda: view(Feature("x", agg="count"), owner="a@example.com\r\nBcc: all@example.com"),
+     "owner must be one bare e-mail address"),
+    (lambda: view(Feature("x", agg="count"), owner="a@example.com\n"),
+     "owner must be one bare e-mail address"),
+    (lambda: view(Feature("x", agg="count"), owner="Ann <a@example.com>, b@example.com"),
+     "owner must be one bare e-mail address"),
+    (lambda: view(Feature("x", agg="count"), name="../../etc"), "a view name is lower-case"),
 ])
 def test_bad_declarations_fail_at_once_naming_view_and_feature(build, message: str) -> None:
     with pytest.raises(FeatureDefinitionError, match=message):
