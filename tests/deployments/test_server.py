@@ -83,9 +83,9 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
                 found = httpx.post(f"{api}/deployments/filter", json={"limit": 50}, timeout=5)
             except httpx.HTTPError:
                 return []
-            return found.json() if len(found.json()) == 7 else []
+            return found.json() if len(found.json()) == len(deployment_specs()) else []
 
-        found = wait_for("the seven deployments", deployments, timeout=180)
+        found = wait_for("every deployment", deployments, timeout=180)
         assert {d["name"] for d in found} == {s["name"] for s in deployment_specs()}
         schedules = {d["name"]: [s["schedule"].get("cron") for s in d["schedules"]]
                      for d in found}
@@ -134,7 +134,8 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
                                   capture_output=True, text=True, timeout=300)
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
         pooled = httpx.post(f"{api}/deployments/filter", json={"limit": 50}, timeout=5).json()
-        assert {d["work_pool_name"] for d in pooled} == {"tideline"} and len(pooled) == 7
+        assert {d["work_pool_name"] for d in pooled} == {"tideline"} and len(pooled) == len(
+            deployment_specs())
     finally:
         children = psutil.Process(command.pid).children(recursive=True)
         command.send_signal(signal.SIGTERM)
