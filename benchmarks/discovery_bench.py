@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -85,6 +86,7 @@ from models.training import TrainedModel, time_split, train_model
 from tideline.settings import Settings
 
 OUT = Path(__file__).parent / "out" / "discovery_bench.json"
+log = logging.getLogger("discovery_bench")
 OWNER = "discovery-bench@example.com"
 WINDOWS = (7, 30, 90)
 DFS_TARGET = 20.0
@@ -165,6 +167,7 @@ def run_proof(case: Case) -> dict:
         now = time.perf_counter()
         seconds[name] = now - clock
         clock = now
+        log.info("%s: %.1f s", name, seconds[name])  # in the case's log, should it not finish
 
     local = LocalLake(case.lake.root)
     activity = load_activity(local, case.lake.commit, spec.label)
@@ -214,6 +217,7 @@ def run_proof(case: Case) -> dict:
         started = time.perf_counter()
         trained = train_model(data, columns, spec)
         models[name] = _metrics(trained, columns, time.perf_counter() - started)
+        log.info("model %s: %s", name, json.dumps(models[name]))
     folds = time_split(data, spec)
     decisions = selection.decisions
     return {
@@ -483,6 +487,7 @@ def main() -> None:
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
         case = Case.from_json(args.case)
         print(json.dumps(CASES[case.kind](case), default=str))
         return
