@@ -487,7 +487,11 @@ def main() -> None:
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        handler = logging.StreamHandler()  # stderr: the case's log (Prefect owns the root's)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
         case = Case.from_json(args.case)
         print(json.dumps(CASES[case.kind](case), default=str))
         return
