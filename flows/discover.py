@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from uuid import UUID
 
+import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -46,6 +47,11 @@ IN_FLIGHT = 2
 """Candidate views computed at once (each as one Ray task per partition)."""
 
 
+MAX_EXAMPLES = 250_000
+"""Labelled examples the candidates are computed for at most (all dates of a sample of
+customers): the driver holds examples x candidates values (250k x 600 in about 1.2 GB)."""
+
+
 @dataclass(frozen=True)
 class Discovery:
     run_id: str
@@ -65,6 +71,18 @@ class Discovery:
     local: str
     """A local directory with the same three files."""
     seconds: float
+
+
+def _customers_sample(examples: pd.DataFrame, key: str, limit: int) -> pd.DataFrame:
+    """All the examples of a random (seeded) sample of entities, at most `limit` rows."""
+    if len(examples) <= limit:
+        return examples.reset_index(drop=True)
+    counts = examples[key].value_counts(sort=False)
+    counts = counts.iloc[np.random.default_rng(0).permutation(len(counts))]
+    chosen = counts.index[counts.cumsum().to_numpy() <= limit]
+    get_run_logger().info("candidates computed for %d of %d entities (%d examples at most)",
+                          len(chosen), len(counts), limit)
+    return examples[examples[key].isin(chosen)].reset_index(drop=True)
 
 
 def _entity(views: Sequence[FeatureView], key: str) -> Entity:
@@ -155,8 +173,8 @@ def discover_features(run_id: str | None = None, max_candidates: int = 600,
     logger.info("generated %d candidates in %d views over %s (%d over budget)",
                 len(generated.candidates), len(generated.views),
                 ", ".join(t.source.name for t in tables), generated.over_budget)
-    examples, _ = label_training_examples(store, spec)
-    examples = examples.reset_index(drop=True)
+    examples = _customers_sample(label_training_examples(store, spec)[0], entity.key,
+                                 MAX_EXAMPLES)
     artifact = create_progress_artifact(0.0, key="feature-discovery-progress",
                                         description=f"discovery {run_id}: candidates computed")
     rules = SelectionRules(max_selected=max_selected)
@@ -200,7 +218,7 @@ def discover_features(run_id: str | None = None, max_candidates: int = 600,
                                   computed=len(names) + len(new), rows=len(examples),
                                   over_budget=generated.over_budget + out_of_time,
                                   views=[v.name for v in views],
-                                  correlations=getattr(selector, "correlations", None))
+                                  correlations=selector.correlations)
         paths = {"report": f"{prefix}/report.html", "decisions": f"{prefix}/decisions.csv",
                  "views": f"{prefix}/views.yaml"}
         files = {"report": report.html, "decisions": report.csv, "views": dump_views(views)}

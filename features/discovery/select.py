@@ -117,6 +117,8 @@ class Selector:
         self.sample = self.folds.train.iloc[capped(len(self.y), self.y, rules.sample_rows)]
         self.mi: dict[str, float] = {}
         self.aucs: dict[str, float] = {}
+        self.correlations: pd.DataFrame | None = None
+        """Rank correlations of the candidates last clustered."""
 
     def mutual_information(self, names: Sequence[str]) -> dict[str, float]:
         """Mutual information (nats) between each candidate, binned at quantiles (missing as

@@ -69,8 +69,11 @@ def _retrain_runs(client: Any) -> list[Any]:
 
 @pytest.mark.slow
 def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempotently(
-    ray_cluster: str, prefect_server: None, data_dir: Path
+    ray_cluster: str, prefect_server: None, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str]
 ) -> None:
+    for name, value in SECRETS.items():  # configured, so every stage loads them
+        monkeypatch.setenv(name, value)
     with retrain_worker(data_dir) as client:
         run = pipeline(run_id="t1")
         drift_loop(client, run, data_dir)
@@ -179,11 +182,42 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
         SIGNALS.name: "stream"}
     assert lake.resolve("main") == head.id
 
+    no_secret_anywhere(data_dir, capfd)
+
     incremental = pipeline(run_id="t2")  # a new run: every checkpoint says nothing is new
     assert {o.rows for o in incremental.audit.outcomes} == {0}
     assert find_published(lake, "t2-features") is not None
     assert incremental.training.model == model  # same training data: the same model
     assert incremental.discovery == again.discovery == discovery  # same tables: it stands
+
+
+SECRETS = {"TIDELINE_SMTP_PASSWORD": "smtp-sentinel-3f9a1c",
+           "TIDELINE_REDIS_URL": "redis://:redis-sentinel-8b2e7d@127.0.0.1:6379/0"}
+"""Secrets a run is configured with (unused by the demo's outbox and SQLite online store)."""
+
+
+def no_secret_anywhere(data_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Nothing a run produced holds a secret: every file under the data directory and beside
+    it (lake objects, reports, e-mails, the worker's log), the flow runs' logs and artifacts
+    in the Prefect server, and what was printed."""
+    from prefect.client.orchestration import get_client
+
+    needles = ["smtp-sentinel-3f9a1c", "redis-sentinel-8b2e7d"]
+    files = [p for p in data_dir.parent.rglob("*") if p.is_file()]
+    assert len(files) > 100
+    for path in files:
+        body = path.read_bytes()
+        assert not [n for n in needles if n.encode() in body], path
+    with get_client(sync_client=True) as client:
+        logs, offset = [], 0
+        while batch := client.read_logs(limit=200, offset=offset):
+            logs += [log.message for log in batch]
+            offset += len(batch)
+        artifacts = [str(a.data) + str(a.description) for a in client.read_artifacts()]
+    assert len(logs) > 100 and len(artifacts) > 10
+    printed = capfd.readouterr()
+    for text in [*logs, *artifacts, printed.out, printed.err]:
+        assert not [n for n in needles if n in text]
 
 
 @pytest.mark.slow
