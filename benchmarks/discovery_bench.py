@@ -187,13 +187,8 @@ def run_proof(case: Case) -> dict:
     frame = pd.concat([examples, values], axis=1)
     candidates, names, rules = dict(generated.candidates), list(values.columns), SelectionRules()
     first = Selector(frame, spec, rules)
-    dropped = first.screen(names)
-    screened = [n for n in names if n not in dropped]
-    leaks = first.leaks(screened)
-    mi = first.mutual_information([n for n in screened if n not in leaks])
-    best = sorted(mi, key=lambda n: -mi[n])
-    extra = interactions([candidates[n] for n in best[:INTERACTING]], tables, CUSTOMER, OWNER,
-                         candidates)
+    best = first.most_informative(names, INTERACTING)
+    extra = interactions([candidates[n] for n in best], tables, CUSTOMER, OWNER, candidates)
     candidates.update(extra.candidates)
     more = compute_views(extra.views, events, spine)
     new = [c for c in more.columns if c in extra.candidates]

@@ -191,13 +191,8 @@ def discover_features(run_id: str | None = None, max_candidates: int = 600,
         candidates = dict(generated.candidates)
         names = list(values.columns)
         first = Selector(frame, spec, rules)
-        dropped = first.screen(names)
-        screened = [n for n in names if n not in dropped]
-        leaks = first.leaks(screened)
-        mi = first.mutual_information([n for n in screened if n not in leaks])
-        best = sorted(mi, key=lambda n: -mi[n])
-        extra = interactions([candidates[n] for n in best[:INTERACTING]], tables, entity,
-                             owner, candidates)
+        best = first.most_informative(names, INTERACTING)
+        extra = interactions([candidates[n] for n in best], tables, entity, owner, candidates)
         candidates.update(extra.candidates)
         progress.total = progress.done + len(extra.candidates)
         more, late_pairs = _compute(settings, lake, commit, run.branch, run_id, extra.views,

@@ -134,6 +134,15 @@ class Selector:
                     self.mi[name] = float(np.nansum(p * np.log(p / expected)))
         return {n: self.mi[n] for n in names}
 
+    def most_informative(self, names: Sequence[str], count: int) -> list[str]:
+        """The `count` candidates with the most mutual information among those neither
+        screened out nor leaking (the ones whose pairs become interaction candidates)."""
+        dropped = self.screen(names)
+        screened = [n for n in names if n not in dropped]
+        leaks = self.leaks(screened)
+        mi = self.mutual_information([n for n in screened if n not in leaks])
+        return sorted(mi, key=lambda n: -mi[n])[:count]
+
     def auc_alone(self, names: Sequence[str]) -> dict[str, float]:
         """How well each candidate alone separates the classes on the training sample (max
         of AUC and 1 - AUC); text by its values' churn rates, missing as the median."""
