@@ -2,28 +2,50 @@
 front of the feature store's online lookup and the champion model, with request validation and
 errors a client can act on (404 for an unknown feature or no champion, 400 for a request the
 store cannot answer, 409 when the champion needs feature versions the store does not serve,
-503 when the online store is down)."""
+503 when the online store is down). Hostile requests get a 4xx too: a body over
+`MAX_BODY_BYTES` is refused (413) before it is read in full, a body that is not JSON (415) or not
+well-formed, strict UTF-8 JSON (422, with the position) never reaches validation, and validation
+names the field at fault (422)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, Field
+import orjson
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.store import FeatureStore
 from models.registry import ModelRegistry
 from models.scoring import OnlineScorer
 from tideline.errors import ModelError, OnlineStoreUnavailable, RetrievalError, UnknownFeature
 
+MAX_ENTITIES = 10_000
+MAX_FEATURES = 200
+MAX_BODY_BYTES = 1 << 20
+"""1 MiB: the most entities one request may name, with ids like `C0000001`, take about 120 kB."""
+
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
 
 class FeatureRequest(BaseModel):
-    entities: list[str] = Field(min_length=1, max_length=10_000,
-                                description="Entity ids (customer ids), answered in order.")
-    features: list[str] = Field(min_length=1, description="`feature`, `view:feature` or "
-                                                          "`view:*`.")
+    model_config = ConfigDict(extra="forbid")
+
+    entities: list[EntityId] = Field(min_length=1, max_length=MAX_ENTITIES,
+                                     description="Entity ids (customer ids), answered in order.",
+                                     examples=[["C0000001", "C0000002"]])
+    features: list[FeatureName] = Field(min_length=1, max_length=MAX_FEATURES,
+                                        description="`feature`, `view:feature` or `view:*`.",
+                                        examples=[["spend_30d", "customer_profile:*"]])
 
 
 class FeatureResponse(BaseModel):
@@ -41,7 +63,10 @@ def _json_value(value: Any) -> Any:
 
 
 class PredictRequest(BaseModel):
-    entities: list[str] = Field(min_length=1, max_length=10_000)
+    model_config = ConfigDict(extra="forbid")
+
+    entities: list[EntityId] = Field(min_length=1, max_length=MAX_ENTITIES,
+                                     examples=[["C0000001", "C0000002"]])
 
 
 class Prediction(BaseModel):
@@ -59,13 +84,124 @@ class PredictResponse(BaseModel):
     views: dict[str, dict[str, Any]]
 
 
+class Problem(BaseModel):
+    detail: str
+    """What was wrong with the request, or what is missing on the server, and what to do."""
+
+
+_ERRORS = {400: "The store cannot answer this request.",
+           404: "An unknown feature or view, or no champion model.",
+           409: "The champion needs feature versions the store does not serve.",
+           413: "The body is larger than the server accepts (`MAX_BODY_BYTES` by default).",
+           415: "The body is not sent as `application/json`.",
+           503: "The online store is unreachable."}
+
+
+def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route, for its OpenAPI description."""
+    return {code: {"model": Problem, "description": _ERRORS[code]} for code in codes}
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` gets a 413 before the app sees any of
+    it, by its Content-Length when it declares one, else by counting the bytes as they stream
+    in; at most `max_bytes` plus one chunk are ever held."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and not declared.isdigit():
+            await _problem(400, f"Content-Length {declared!r} is not a number of bytes"
+                           )(scope, receive, send)
+            return
+        if declared is not None and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _problem(413, f"the request body is over {self.max_bytes:,} bytes; ask for at "
+                            f"most {MAX_ENTITIES:,} entities per request")(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` for an app downstream of a middleware that has read the whole body."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail})
+
+
+class _StrictJSONRequest(Request):
+    """A request whose body orjson parses: strict UTF-8 (no lone surrogates), no NaN, at most
+    1024 levels deep. Its errors are `JSONDecodeError`s, which FastAPI answers with a 422 giving
+    the position and the reason; `json.loads` would let some through (a lone surrogate, which
+    then fails when the answer is encoded) or fail with errors FastAPI reports as a bare 400."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class _JSONRoute(APIRoute):
+    """A route whose body, if it takes one, must be JSON, parsed strictly."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            request = _StrictJSONRequest(request.scope, request.receive)
+            kind = request.headers.get("content-type", "")
+            if (self.body_field is not None and await request.body()
+                    and kind.partition(";")[0].strip().lower() != "application/json"):
+                return _problem(415, "send the body as JSON, with Content-Type: "
+                                     f"application/json (this one's: {kind or 'none'})")
+            return await handler(request)
+
+        return strict
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 naming each field at fault, without the input that it echoes by default:
+    that could be a megabyte of ids, or JSON nested too deep to encode again."""
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(
+        [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()])})
+
+
 def create_app(store: FeatureStore, models: ModelRegistry | None = None,
-               model: str = "churn") -> FastAPI:
+               model: str = "churn", max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """The app; `/predict` scores with `model`'s champion from `models`, loaded once per
-    version."""
+    version; request bodies over `max_body_bytes` are refused."""
     app = FastAPI(title="tideline online features",
                   description="The latest feature values, as the models were trained on them, "
                               "and churn predictions from the champion model.")
+    app.router.route_class = _JSONRoute
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.exception_handler(RequestValidationError)(_invalid)
     scorer = OnlineScorer(store, models, model) if models is not None else None
 
     @app.get("/health")
@@ -78,7 +214,8 @@ def create_app(store: FeatureStore, models: ModelRegistry | None = None,
         return {v.name: {"version": v.version, "entity": v.entity.key, "owner": v.owner,
                          "features": v.feature_names} for v in store.views}
 
-    @app.post("/features", response_model=FeatureResponse)
+    @app.post("/features", response_model=FeatureResponse,
+              responses=_problems(400, 404, 413, 415, 503))
     def features(request: FeatureRequest) -> FeatureResponse:
         with _answerable():
             result = store.get_online_features(request.entities, request.features)
@@ -88,7 +225,8 @@ def create_app(store: FeatureStore, models: ModelRegistry | None = None,
             features={c: [_json_value(v) for v in frame[c]] for c in frame.columns[1:]},
             views=result.views)
 
-    @app.post("/predict", response_model=PredictResponse)
+    @app.post("/predict", response_model=PredictResponse,
+              responses=_problems(400, 404, 409, 413, 415, 503))
     def predict(request: PredictRequest) -> PredictResponse:
         try:
             champion = scorer.champion() if scorer is not None else None

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -48,6 +49,9 @@ from tideline.errors import LakeError, OnlineStoreUnavailable, RetrievalError
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][-\w]{0,80}$", re.ASCII)
+_REMEMBERED_REQUESTS = 256
+"""Resolved feature lists a store remembers, the oldest forgotten first (serving asks the same
+few again and again)."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ class FeatureStore:
                  online: OnlineStore | None = None, settings: Any = None) -> None:
         self.lake, self.registry, self.views = lake, registry, list(views)
         self._online, self._settings = online, settings
-        self._refs: dict[tuple[Any, ...], list[FeatureRef]] = {}
+        self._refs: OrderedDict[tuple[Any, ...], list[FeatureRef]] = OrderedDict()
 
     @classmethod
     def open(cls, settings: Any) -> FeatureStore:
@@ -289,9 +293,12 @@ class FeatureStore:
         """`resolve_features`, remembered per request and definitions (serving asks the same
         again and again)."""
         key = (tuple((v.name, v.version) for v in self.views), features)
-        if key not in self._refs:
-            self._refs[key] = resolve_features(self.views, features)
-        return self._refs[key]
+        refs = self._refs.get(key)
+        if refs is None:
+            refs = self._refs[key] = resolve_features(self.views, features)
+            if len(self._refs) > _REMEMBERED_REQUESTS:  # a client can send endless variants
+                self._refs.popitem(last=False)  # atomic: the server's threads share the store
+        return refs
 
     def get_online_features(self, entity_ids: Sequence[Any], features: Sequence[str],
                             now: datetime | None = None) -> OnlineFeatures:
