@@ -142,6 +142,18 @@ def _keys(entity_df: pd.DataFrame, view: FeatureView) -> pa.Array:
     return pa.array(entity_df[key].to_numpy(dtype=object), from_pandas=True).cast(pa.string())
 
 
+def snapshot_of(view: FeatureView, dates: Sequence[date], times: np.ndarray) -> np.ndarray:
+    """For each time, the index into `dates` (ascending) of the materialisation a row at that
+    time reads: the newest as of or before it, -1 when there is none or it outlived the view's
+    TTL."""
+    starts = np.array([as_of_time(day).value for day in dates], dtype=np.int64)
+    which = np.searchsorted(starts, times, side="right") - 1
+    if view.ttl_days is not None:
+        expired = (which >= 0) & (times >= starts[which.clip(0)] + view.ttl_days * DAY_NS)
+        which[expired] = -1
+    return which
+
+
 def join_view(lake: Lake, ref: str, view: FeatureView, features: Sequence[str],
               keys: pa.Array, times: np.ndarray) -> tuple[pa.Table, list[date]]:
     """The values of one view's features for each (key, time) row, in row order, and the
@@ -151,11 +163,7 @@ def join_view(lake: Lake, ref: str, view: FeatureView, features: Sequence[str],
         raise RetrievalError(
             f"view {view.name!r} version {view.version} has no materialised feature table at "
             f"{ref}; build it first (`tideline features build --as-of DAY`)")
-    starts = np.array([as_of_time(day).value for day in dates], dtype=np.int64)
-    which = np.searchsorted(starts, times, side="right") - 1
-    if view.ttl_days is not None:
-        expired = (which >= 0) & (times >= starts[which.clip(0)] + view.ttl_days * DAY_NS)
-        which[expired] = -1
+    which = snapshot_of(view, dates, times)
     order = np.argsort(which, kind="stable")
     bounds = np.searchsorted(which[order], np.arange(-1, len(dates) + 1))
     pieces: list[pa.Table] = []

@@ -1,6 +1,6 @@
 """Train: labels from the lake at main → features at the spec's as-of dates (built on Ray where
-missing) → a point-in-time training set, saved and tagged → LightGBM and the baseline on a
-time split → the model registry → the promotion gate."""
+missing) → a point-in-time training set, saved and tagged → its point-in-time audit → LightGBM
+and the baseline on a time split → the model registry → the promotion gate."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,6 +16,7 @@ from models.registry import ModelRecord, open_model_registry
 from models.spec import load_model_spec
 from tasks.models import (
     assemble_training_set,
+    audit_training_set,
     fit_model,
     label_training_examples,
     promotion_gate,
@@ -33,7 +34,8 @@ class TrainingOutcome:
 
 @flow(name="train", **FAILURE_HOOKS)
 def train(run_id: str | None = None, model: str | None = None) -> TrainingOutcome:
-    """lake → labels + point-in-time features → LightGBM → registry → promotion gate."""
+    """lake → labels + point-in-time features → audit → LightGBM → registry → promotion
+    gate."""
     run_id = run_id or new_run_id()
     settings = flow_settings()
     logger = get_run_logger()
@@ -49,7 +51,7 @@ def train(run_id: str | None = None, model: str | None = None) -> TrainingOutcom
     if done is not None:
         logger.info("model %s was trained on %s already", done.ref, training.tag)
         return TrainingOutcome(model=done, decision=recorded_decision(registry, done))
-    trained = fit_model(training, spec)
+    trained = fit_model(training, spec, audit_training_set(store, training))
     record = register_trained_model(registry, store, spec, trained, training)
     decision = promotion_gate(registry, store, record, trained, spec)
     record = registry.get(record.name, record.version)  # its stage after the gate

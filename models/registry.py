@@ -286,7 +286,8 @@ def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained
         "rounds": trained.booster.current_iteration(),
         "metrics": trained.metrics.as_dict(),
         "baseline_metrics": trained.baseline_metrics.as_dict(),
-        "importance": trained.importance, "leaks": trained.leaks, "dates": trained.dates,
+        "importance": trained.importance, "leaks": trained.leaks,
+        "time_leaks": trained.time_leaks, "dates": trained.dates,
         "params": trained.params, "search": [asdict(t) for t in trained.trials],
         "training_set": {"name": training.name, "tag": training.tag,
                          "commit": training.lake_commit, "feature_commit": training.ref_commit},
@@ -322,7 +323,8 @@ def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained
         training_set_tag=training.tag, training_set_commit=training.lake_commit,
         feature_commit=training.ref_commit, code_version=card["code_version"],
         artifact_path=path, artifact_commit=commit, created_at=datetime.now(UTC))
-    registry.add(record, {"leaks": trained.leaks, "dates": trained.dates})
+    registry.add(record, {"leaks": trained.leaks, "time_leaks": trained.time_leaks,
+                         "dates": trained.dates})
     return record
 
 

@@ -154,6 +154,8 @@ class TrainedModel:
     leaks: dict[str, float]
     """Features left out for separating the classes too well alone -> their AUC."""
     dates: dict[str, list[str]]
+    time_leaks: dict[str, str] = field(default_factory=dict)
+    """Features left out for using data at or after the as-of time -> the audit's finding."""
     params: dict[str, Any] = field(default_factory=dict)
     """The LightGBM parameters it was fitted with (the search's pick, or the spec's)."""
     trials: list[Trial] = field(default_factory=list)
@@ -201,9 +203,13 @@ def rounds_on_validation(x: pd.DataFrame, y: np.ndarray, x_valid: pd.DataFrame,
                      callbacks=[lgb.early_stopping(spec.early_stopping_rounds, verbose=False)])
 
 
-def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec) -> TrainedModel:
-    """Split by time, leave out leaking features, fit LightGBM and the baseline, and judge both
-    on the test fold at the threshold that maximises F1 on validation."""
+def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec,
+                time_leaks: dict[str, str] | None = None) -> TrainedModel:
+    """Split by time, leave out leaking features (`time_leaks`, found by the point-in-time
+    audit, and any that alone separate the classes too well), fit LightGBM and the baseline,
+    and judge both on the test fold at the threshold that maximises F1 on validation."""
+    time_leaks = time_leaks or {}
+    columns = [c for c in columns if c not in time_leaks]
     folds = time_split(frame, spec)
     label = spec.label.name
     matrix = FeatureMatrix.fit(folds.train, columns)
@@ -238,6 +244,7 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec) ->
         metrics=evaluate(y_test, scores, threshold),
         baseline_metrics=evaluate(y_test, baseline_scores,
                                   best_f1_threshold(y_valid, baseline_valid[:, 1])),
-        importance=importance, leaks=leaks, dates=folds.dates(), params=params, trials=trials,
+        importance=importance, leaks=leaks, dates=folds.dates(), time_leaks=time_leaks,
+        params=params, trials=trials,
         test_scores={"lightgbm": scores, "baseline": baseline_scores}, test_labels=y_test,
         test_frame=folds.test)

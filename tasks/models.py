@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from features.leakage import future_leaks
 from features.retrieval import dates_with_tables
 from features.store import FeatureStore, TrainingSet
 from models.labels import label_examples, labelable_dates, load_activity
@@ -36,9 +37,20 @@ def assemble_training_set(store: FeatureStore, examples: pd.DataFrame, spec: Mod
     return store.get_training_set(examples, spec.features, timestamp_column="as_of")
 
 
+@task(name="point-in-time-audit", cache_policy=NONE)
+def audit_training_set(store: FeatureStore, training: TrainingSet) -> dict[str, str]:
+    """Features of the training set that use data at or after their row's as-of time."""
+    leaks = future_leaks(store.lake, training.ref_commit, store.views, training.frame,
+                         training.features, timestamp_column="as_of")
+    for column, reason in leaks.items():
+        get_run_logger().warning("left out %s: %s", column, reason)
+    return leaks
+
+
 @task(name="fit-model", cache_policy=NONE)
-def fit_model(training: TrainingSet, spec: ModelSpec) -> TrainedModel:
-    return train_model(training.frame, training.features, spec)
+def fit_model(training: TrainingSet, spec: ModelSpec, time_leaks: dict[str, str]
+              ) -> TrainedModel:
+    return train_model(training.frame, training.features, spec, time_leaks)
 
 
 @task(name="register-model", retries=1, cache_policy=NONE)
