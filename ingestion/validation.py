@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -737,7 +738,11 @@ def _volume(stats: DatasetStats, history: list[DatasetStats], k: float) -> list[
         past = [h.null_rates[name] for h in history if name in h.null_rates]
         if len(past) < MIN_HISTORY:
             continue
-        low, high = _band(past, k, 0.002)
+        typical = float(np.median(past))
+        # a floor on MAD: the rate's own sampling noise, so a batch of a hundred rows is not
+        # flagged for two nulls where a steady history had one
+        noise = math.sqrt(typical * (1 - typical) / max(stats.rows, 1))
+        low, high = _band(past, k, max(0.002, noise))
         if not low <= rate <= high:
             anomalies.append(Anomaly(
                 "null_rate", name, rate, max(low, 0.0), min(high, 1.0),

@@ -364,6 +364,24 @@ def test_null_rate_anomaly_names_the_column() -> None:
     assert (anomaly.kind, anomaly.column, anomaly.observed) == ("null_rate", "amount", 0.5)
 
 
+def test_null_rate_band_allows_a_small_batch_its_sampling_noise() -> None:
+    """A steady 1% null rate: 3 nulls in a batch of 100 rows is within sampling noise (the band
+    widens by sqrt(p(1-p)/n)), while the same 3% over 2,000 rows is an anomaly."""
+    def nulls(rows: int, every: int) -> pd.DataFrame:
+        return pd.DataFrame([tx(transaction_id=f"t{i}", amount=None if i % every == 0 else "5")
+                             for i in range(rows)])
+
+    steady = history([100] * 3 + [2000] * 3, null_rate=0.01)
+    small = validate(nulls(100, 33), TRANSACTIONS, references=CUSTOMERS, history=steady,
+                     now=NOW)
+    assert small.stats.null_rates["amount"] == 0.04 and small.anomalies == []
+    large = validate(nulls(2000, 33), TRANSACTIONS, references=CUSTOMERS, history=steady,
+                     now=NOW)
+    [anomaly] = [a for a in large.anomalies if a.kind == "null_rate"]
+    # band: 1% ± 5 · sqrt(0.01 · 0.99 / 2000) = 1% ± 1.1%
+    assert anomaly.observed == 61 / 2000 and round(anomaly.high, 4) == 0.0211
+
+
 def test_stale_data_is_a_freshness_anomaly() -> None:
     frame = pd.DataFrame([tx(ts="2026-06-20T00:00:00Z")])
     result = validate(frame, TRANSACTIONS, references=CUSTOMERS, now=NOW)
