@@ -727,8 +727,10 @@ def _volume(stats: DatasetStats, history: list[DatasetStats], k: float) -> list[
         return []
     anomalies = []
     counts = [float(h.rows) for h in history]
-    # a floor on MAD: a perfectly steady history must not flag a one-row difference
-    low, high = _band(counts, k, max(1.0, 0.01 * float(np.median(counts))))
+    # a floor on MAD: a count's own (Poisson) noise, so a perfectly steady history does not
+    # flag a few rows' difference, nor a day of 30 rows one of 36
+    typical = float(np.median(counts))
+    low, high = _band(counts, k, max(1.0, 0.01 * typical, math.sqrt(typical)))
     if not low <= stats.rows <= high:
         anomalies.append(Anomaly(
             "volume", None, stats.rows, max(low, 0.0), high,
@@ -738,10 +740,12 @@ def _volume(stats: DatasetStats, history: list[DatasetStats], k: float) -> list[
         past = [h.null_rates[name] for h in history if name in h.null_rates]
         if len(past) < MIN_HISTORY:
             continue
-        typical = float(np.median(past))
-        # a floor on MAD: the rate's own sampling noise, so a batch of a hundred rows is not
-        # flagged for two nulls where a steady history had one
-        noise = math.sqrt(typical * (1 - typical) / max(stats.rows, 1))
+        # a floor on MAD: the rate's own sampling noise on this many rows, so a batch of a
+        # hundred rows is not flagged for two nulls where a steady history had one, nor a
+        # batch of thirty for its one null where history had none
+        rows = max(stats.rows, 1)
+        typical = min(max(float(np.median(past)), 1 / rows), 0.5)
+        noise = math.sqrt(typical * (1 - typical) / rows)
         low, high = _band(past, k, max(0.002, noise))
         if not low <= rate <= high:
             anomalies.append(Anomaly(

@@ -333,12 +333,16 @@ def test_volume_anomaly_against_median_and_mad_of_history() -> None:
     result = validate(frame, TRANSACTIONS, references=CUSTOMERS, history=past, now=NOW)
     [anomaly] = result.anomalies
     assert (anomaly.kind, anomaly.observed) == ("volume", 10)
-    # median 100, MAD 2 (deviations 0, 4, 2, 1, 3), k = 5
-    assert (anomaly.low, anomaly.high) == (90, 110)
+    # median 100, MAD 2 (deviations 0, 4, 2, 1, 3) raised to the count's Poisson noise
+    # sqrt(100) = 10, k = 5
+    assert (anomaly.low, anomaly.high) == (50, 150)
     assert result.score == 100 and not result.gate_passed
     assert result.gate_reasons == [f"volume anomaly: {anomaly.detail}"]
     # inside the band, or with too little history: no anomaly
     assert validate(frame, TRANSACTIONS, references=CUSTOMERS, history=history([10, 11, 9]),
+                    now=NOW).anomalies == []
+    # 10 rows where about 30 came: within 30 ± 5·sqrt(30), however steady the 30s were
+    assert validate(frame, TRANSACTIONS, references=CUSTOMERS, history=history([30, 31, 29]),
                     now=NOW).anomalies == []
     assert validate(frame, TRANSACTIONS, references=CUSTOMERS, history=history([100, 100]),
                     now=NOW).anomalies == []
@@ -365,8 +369,8 @@ def test_null_rate_anomaly_names_the_column() -> None:
 
 
 def test_null_rate_band_allows_a_small_batch_its_sampling_noise() -> None:
-    """A steady 1% null rate: 3 nulls in a batch of 100 rows is within sampling noise (the band
-    widens by sqrt(p(1-p)/n)), while the same 3% over 2,000 rows is an anomaly."""
+    """A steady 1% null rate: 4 nulls in a batch of 100 rows is within sampling noise (the band
+    widens by sqrt(p(1-p)/n)), while 3% over 2,000 rows is an anomaly."""
     def nulls(rows: int, every: int) -> pd.DataFrame:
         return pd.DataFrame([tx(transaction_id=f"t{i}", amount=None if i % every == 0 else "5")
                              for i in range(rows)])
@@ -380,6 +384,10 @@ def test_null_rate_band_allows_a_small_batch_its_sampling_noise() -> None:
     [anomaly] = [a for a in large.anomalies if a.kind == "null_rate"]
     # band: 1% ± 5 · sqrt(0.01 · 0.99 / 2000) = 1% ± 1.1%
     assert anomaly.observed == 61 / 2000 and round(anomaly.high, 4) == 0.0211
+    # no nulls in history: one null among 30 rows is noise (rate taken as at least 1/30)
+    clean = history([30] * 3, null_rate=0.0)
+    assert validate(nulls(30, 31), TRANSACTIONS, references=CUSTOMERS, history=clean,
+                    now=NOW).anomalies == []
 
 
 def test_stale_data_is_a_freshness_anomaly() -> None:
