@@ -594,10 +594,11 @@ def write_crm_csv(data: DemoData, path: str | Path) -> Path:
     return path
 
 
-def write_sql(data: DemoData, url: str, chunk_rows: int = 50_000) -> None:
-    """The shop database's `transactions` table (replaced) at a SQLAlchemy `url`, such as
-    `sqlite:///shop.db` or `postgresql+psycopg://…`. Like many legacy shop schemas it keeps
-    amounts and timestamps as text (ISO-8601 UTC), which is how malformed amounts get in."""
+def write_sql(data: DemoData, url: str, chunk_rows: int = 50_000, append: bool = False) -> None:
+    """The shop database's `transactions` table (replaced, or added to with `append`) at a
+    SQLAlchemy `url`, such as `sqlite:///shop.db` or `postgresql+psycopg://…`. Like many legacy
+    shop schemas it keeps amounts and timestamps as text (ISO-8601 UTC), which is how malformed
+    amounts get in."""
     frame = data.transactions
     table = pd.DataFrame({
         "transaction_id": frame["transaction_id"],
@@ -611,7 +612,8 @@ def write_sql(data: DemoData, url: str, chunk_rows: int = 50_000) -> None:
     text = sa.types.Text()
     engine = sa.create_engine(url)
     try:
-        table.to_sql("transactions", engine, if_exists="replace", index=False,
+        table.to_sql("transactions", engine, if_exists="append" if append else "replace",
+                     index=False,
                      chunksize=chunk_rows, method=_insert_method(engine),
                      dtype={"transaction_id": sa.types.BigInteger(), "customer_id": text,
                             "ts": text, "amount": text, "category": text, "channel": text,
@@ -660,26 +662,31 @@ def _executemany_rows(table: Any, conn: Any, keys: list[str], rows: Iterator[tup
     return len(chunk)
 
 
-def write_api_fixture(data: DemoData, path: str | Path) -> Path:
+def write_api_fixture(data: DemoData, path: str | Path, append: bool = False) -> Path:
     """Tickets as JSON lines (ISO-8601 UTC timestamps, null while unresolved), the records the
-    local helpdesk API serves page by page. Returns the file's path."""
+    local helpdesk API serves page by page, written anew or added at the end with `append`.
+    Returns the file's path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = data.tickets.assign(created_at=_iso_utc(data.tickets["created_at"], "s"),
                                 updated_at=_iso_utc(data.tickets["updated_at"], "s"))
-    frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    frame.to_json(path, orient="records", lines=True, force_ascii=False,
+                  mode="a" if append else "w")
     return path
 
 
 def write_event_log(data: DemoData, directory: str | Path, subject: str = SUBJECT,
-                    segment_rows: int = 100_000) -> list[Path]:
+                    segment_rows: int = 100_000, first_seq: int = 1) -> list[Path]:
     """Events in time order as an append-only log: `<directory>/<subject>/<first seq>.jsonl`
-    segments of `segment_rows` lines `{"seq": n, "data": {...}}`, seq counting from 1. Any
-    earlier log under the subject is replaced. Returns the segment files in order."""
+    segments of `segment_rows` lines `{"seq": n, "data": {...}}`, seq counting from `first_seq`.
+    From 1, any earlier log under the subject is replaced; from a later seq, the segments are
+    added after the log's end (which must be `first_seq - 1`). Returns the new segment files in
+    order."""
     folder = Path(directory) / subject
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.jsonl"):
-        old.unlink()
+    if first_seq == 1:
+        for old in folder.glob("*.jsonl"):
+            old.unlink()
     events = data.events.iloc[np.argsort(_naive_utc(data.events["ts"]), kind="stable")]
     events = events.assign(ts=_iso_utc(events["ts"], "ms"))
     files: list[Path] = []
@@ -687,8 +694,9 @@ def write_event_log(data: DemoData, directory: str | Path, subject: str = SUBJEC
         chunk = events.iloc[first:first + segment_rows]
         records = np.array(chunk.to_json(orient="records", lines=True, force_ascii=False)
                            .splitlines(), dtype=object)
-        seqs = np.arange(first + 1, first + 1 + len(chunk)).astype(str).astype(object)
-        path = folder / f"{first + 1:012d}.jsonl"
+        start = first_seq + first
+        seqs = np.arange(start, start + len(chunk)).astype(str).astype(object)
+        path = folder / f"{start:012d}.jsonl"
         path.write_text("".join('{"seq": ' + seqs + ', "data": ' + records + "}\n"),
                         encoding="utf-8")
         files.append(path)
