@@ -8,7 +8,8 @@ Layout under the root::
     refs/heads/<branch>          the branch's head commit id
     refs/tags/<tag>              the tag's commit id
     staging/<branch>/<key>.json  one uncommitted change per path
-    locks/                       flock files: writers share a branch lock, commit/merge own it
+    locks/                       flock files: writers share a branch lock, commit/merge own it;
+                                 a running run holds run-<id>.lock until it ends or dies
     tmp/                         files being written; renamed into place when complete
 
 Every visible change is one `os.replace`, so a process killed at any point leaves each ref at its
@@ -53,7 +54,9 @@ from tideline.errors import (
     MergeConflict,
     ObjectNotFound,
     RefNotFound,
+    RunInProgress,
 )
+from tideline.faults import failpoint
 
 Tree = dict[str, tuple[str, int]]
 
@@ -160,6 +163,20 @@ class LocalLake:
 
     def _branch_lock(self, branch: str, *, exclusive: bool) -> AbstractContextManager[None]:
         return self._lock(f"branch-{branch}", exclusive=exclusive)
+
+    @contextmanager
+    def hold_run(self, run_id: str) -> Iterator[None]:
+        """Hold `run_id` for the block, or raise `RunInProgress` if a live process holds it.
+        The kernel drops a flock when its holder dies, so a crashed run never blocks its re-run."""
+        with open(self.root / "locks" / f"run-{check_branch(run_id)}.lock", "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunInProgress(run_id) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
@@ -473,6 +490,7 @@ class LocalLake:
             new_tree = _apply(dict(tree), staged)
             if new_tree != tree:
                 head = self._write_commit(new_tree, (head,), message, metadata)
+                failpoint("lake-commit")
                 self._write_ref(self._ref_file("heads", branch), head)
             self._clear_staging(branch)
         return self.get_commit(head)

@@ -68,6 +68,18 @@ class LakeUnavailable(LakeError):
     """The lake backend could not be reached."""
 
 
+class RunInProgress(LakeError):
+    """Another live process is running the same run id; a second copy would write its branch
+    twice. A run whose process died leaves no hold, so re-running it after a crash works."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"run {run_id!r} is already in progress in another process (its branch "
+            f"run-{run_id} is being written); wait for it to finish, or start a new run id"
+        )
+        self.run_id = run_id
+
+
 class IngestionError(TidelineError):
     """Landing or checkpointing a source's data failed."""
 
