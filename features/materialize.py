@@ -17,6 +17,7 @@ from features.engine import Events, Spine, compute_views, encode_entities
 from features.offline import read_source, write_features
 from features.plan import FeaturePlan
 from lake.base import Lake
+from tideline.faults import failpoint
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
             frame = compute_views([view], events, spine)
             frame.insert(0, view.entity.key, keys)
             paths.append(write_features(lake, branch, view, day, partition, partitions, frame))
+            failpoint("feature-write")
             rows += len(frame)
     seconds = round(time.perf_counter() - started, 3)
     log.info("partition %d/%d: %d entities, %d feature rows in %.1f s", partition, partitions,

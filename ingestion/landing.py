@@ -34,6 +34,7 @@ from ingestion.sources import Pull, Source, Window
 from lake.base import Lake
 from lake.tables import read_table, write_table
 from tideline.errors import IngestionError
+from tideline.faults import failpoint
 
 UNKNOWN_DATE = "unknown"
 PARTITION_THREADS = 4
@@ -131,6 +132,7 @@ def land(
     replaced = clear_days(lake, branch, prefix, window) if window is not None else []
     parts = write_days(lake, branch, f"{prefix}/dt={{day}}/part-{run_id}.parquet", raw,
                        *day_codes(pull.frame, source.timestamp_column))
+    failpoint("landing")  # the days are written; rejects, checkpoint and record are not
     if pull.rejected:
         path = f"{prefix}/rejected/part-{run_id}.parquet"
         write_table(lake, branch, path,

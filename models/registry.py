@@ -38,6 +38,7 @@ from models.spec import ModelSpec
 from models.training import FeatureMatrix, TrainedModel
 from tideline.database import database_url, open_database
 from tideline.errors import ModelError
+from tideline.faults import failpoint
 
 SCHEMA = "model_registry_schema"
 STAGES = ("candidate", "champion", "archived")
@@ -310,6 +311,7 @@ def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained
                      metadata={"stage": "model", "training_set": training.tag}) as run:
             for name, body in files.items():
                 lake.put(run.branch, f"{path}/{name}", body)
+            failpoint("model-register")
     commit = run.published.id
     lake.tag(f"model-{spec.name}-v{version}", commit)
     record = ModelRecord(

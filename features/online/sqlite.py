@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from features.online.base import OnlineState, restore_values
 from tideline.errors import OnlineStoreUnavailable
+from tideline.faults import failpoint
 
 _STATE = "online_views"
 _BATCH = 900  # SQLite's default limit on bound parameters is 999 (32766 since 3.32)
@@ -95,6 +96,7 @@ class SQLiteOnlineStore:
                 connection.execute(f"CREATE TABLE {table} ({key} TEXT PRIMARY KEY, {columns})")
             marks = ", ".join("?" * len(names))
             connection.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", values)
+            failpoint("online-write")
             for start in range(0, len(deleted), _BATCH):
                 chunk = list(deleted[start:start + _BATCH])
                 connection.execute(f"DELETE FROM {table} WHERE {key} IN "
