@@ -37,6 +37,9 @@ _ETAG_KEYS = ("ETag", "etag", "md5Hash", "md5", "checksum")
 CSV_BLOCK_BYTES = 16 * 2**20
 """CSV parsed per block of this size, one block per thread: larger than Arrow's 1 MiB
 default, for less work per row in parsing and in landing's regrouping by day."""
+CSV_FIELD_BYTES = 2**31 - 1
+"""The `csv` module's field limit (128 KiB by default): a field Arrow reads, the record by
+record reading reads too, rather than failing the file."""
 
 
 class FileConnector:
@@ -158,7 +161,10 @@ def read_csv(
     is read again record by record with `read_ragged_csv`."""
     table = read_regular_csv(as_utf8(raw, path, source))
     if table is None:
-        return read_ragged_csv(decode(raw, path, source), path)
+        try:
+            return read_ragged_csv(decode(raw, path, source), path)
+        except csv.Error as exc:
+            raise SourceError(source.name, f"{path!r} is not readable CSV: {exc}") from exc
     return as_raw_text(table.rename_columns(column_names(table.column_names))), []
 
 
@@ -191,6 +197,7 @@ def read_ragged_csv(text: str, path: str) -> tuple[pd.DataFrame, list[tuple[str,
     """`read_csv` record by record with the `csv` module, for files with rows of the wrong
     length: each is placed (padded) or rejected with its text, file and line."""
     lines = io.StringIO(text, newline="").readlines()
+    csv.field_size_limit(CSV_FIELD_BYTES)
     reader = csv.reader(lines)
     header: list[str] | None = None
     rows: list[list[str | None]] = []
@@ -250,6 +257,9 @@ def read_jsonl(text: str, path: str) -> tuple[pd.DataFrame, list[tuple[str, str]
         if not isinstance(record, dict):
             rejected.append((line, f"{path}: line {number}: expected a JSON object, got "
                                    f"{type(record).__name__}"))
+            continue
+        if not record:  # a frame of only `{}` records would have no rows to carry them
+            rejected.append((line, f"{path}: line {number}: an empty JSON object, no fields"))
             continue
         records.append(record)
     return pd.DataFrame.from_records(records) if records else pd.DataFrame(), rejected
