@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,6 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tideline.addresses import valid_address
 from tideline.errors import ConfigError
 
 
@@ -86,6 +87,14 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @field_validator("mail_from", "pipeline_owner")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        # checked here too, not only before sending: a bad sender would lose every alert
+        if not valid_address(value):
+            raise ValueError(f"{value!r} is not one bare e-mail address (local@domain)")
+        return value
 
     @model_validator(mode="after")
     def _lakefs_complete(self) -> Settings:
