@@ -44,7 +44,8 @@ def build_message(mail: Mail, sender: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(mail.to)
-    message["Subject"] = mail.subject
+    # a subject is built from names in the data; a line break there would start a new header
+    message["Subject"] = " ".join(mail.subject.split())
     message["Date"] = formatdate(localtime=False, usegmt=True)
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2])
     message.set_content(mail.text)
