@@ -490,7 +490,6 @@ class LocalLake:
             new_tree = _apply(dict(tree), staged)
             if new_tree != tree:
                 head = self._write_commit(new_tree, (head,), message, metadata)
-                failpoint("lake-commit")
                 self._write_ref(self._ref_file("heads", branch), head)
             self._clear_staging(branch)
         return self.get_commit(head)
@@ -533,6 +532,7 @@ class LocalLake:
                 return self.get_commit(dest_id)
             message = message or f"Merge '{source}' into '{dest}'"
             head = self._write_commit(merged, (dest_id, source_id), message, metadata)
+            failpoint("lake-commit")  # the merge commit is stored; `dest` has not moved
             self._write_ref(self._ref_file("heads", dest), head)
         return self.get_commit(head)
 

@@ -7,8 +7,8 @@ The points (`tests/reliability/test_kill.py` kills at each and checks what survi
 
 - `landing` (ingestion/landing.py): a source's day partitions are on the run branch, its
   rejects, checkpoint and ingestion record are not.
-- `lake-commit` (lake/local.py): a commit's tree and record are written, the branch ref has not
-  moved.
+- `lake-commit` (lake/local.py): a merge commit's tree and record are stored, the destination
+  branch (main, in a publish) has not moved to it.
 - `pre-merge` (lake/publish.py): the run passed its checks and is committed on its branch, not
   yet merged into main.
 - `feature-write` (features/materialize.py, in a Ray worker): one view's table of a partition is
