@@ -960,11 +960,26 @@ def validate(frame: pd.DataFrame, contract: Contract, *,
     )
 
 
+def _beside_bookkeeping(frame: pd.DataFrame) -> pd.DataFrame:
+    """The input's own `_row`, `_rules` or `_reason` columns renamed `<name>.input`, so that
+    the quarantine's bookkeeping does not overwrite values as received."""
+    taken = set(map(str, frame.columns))
+    renamed = {}
+    for name in ("_row", "_rules", "_reason"):
+        if name in taken:
+            moved = f"{name}.input"
+            while moved in taken:
+                moved += ".input"
+            renamed[name] = moved
+            taken.add(moved)
+    return frame.rename(columns=renamed)
+
+
 def _quarantine(frame: pd.DataFrame, checks: list[_Check], failing: np.ndarray) -> pd.DataFrame:
     """Failing rows as received, with `_row`, `_rules` and `_reason`. Reasons are built in
     Arrow: each check's texts for its rows, then joined per row in check order."""
     rows = np.flatnonzero(failing)
-    quarantine = frame.iloc[rows].copy()
+    quarantine = _beside_bookkeeping(frame.iloc[rows].copy())
     where, which, texts = [], [], []
     for i, check in enumerate(checks):
         selected = np.flatnonzero(check.mask[rows])

@@ -22,6 +22,7 @@ from ingestion.contracts import Contract
 from ingestion.landing import land
 from ingestion.sources import FileSource
 from lake.local import LocalLake
+from lake.tables import read_frame
 from tests.reliability.conftest import Ledger
 from tideline.errors import SourceError
 
@@ -167,6 +168,16 @@ def test_a_file_in_the_wrong_encoding_names_the_file_and_the_fix(tmp_path: Path)
     data = "id,amount\nré,1\n".encode("latin-1")
     with pytest.raises(SourceError, match=r"wrong\.csv.*not valid utf-8.*encoding: latin-1"):
         ingest(tmp_path, "wrong.csv", data, fmt="csv", encoding="utf-8")
+
+
+def test_input_columns_named_like_the_bookkeeping_keep_their_values(tmp_path: Path) -> None:
+    data = b'{"id": "a", "amount": "x", "_row": "mine", "_reason": "theirs"}\n'
+    ingest(tmp_path, "bookkeeping.jsonl", data, fmt="jsonl", encoding="utf-8")
+    quarantine = read_frame(LocalLake(tmp_path / "lake"), "main",
+                            "quarantine/hostile/part-r1.parquet")
+    row = quarantine.iloc[0]
+    assert (row["_row.input"], row["_reason.input"], row["_row"]) == ("mine", "theirs", 0)
+    assert "amount: 'x' is not a float" in row["_reason"]
 
 
 def test_duplicate_headers_keep_both_columns_and_every_row(tmp_path: Path) -> None:
