@@ -16,7 +16,7 @@ from ingestion.project import Project
 from ingestion.sources import FileSource, Pull
 from lake.local import LocalLake
 from lake.publish import publish
-from lake.tables import read_frame
+from lake.tables import read_frame, write_table
 from tideline.errors import QualityGateFailed
 
 CUSTOMERS = Contract.from_dict({
@@ -76,7 +76,8 @@ def lake(tmp_path: Path) -> LocalLake:
     return LocalLake(tmp_path / "lake")
 
 
-def test_audit_writes_clean_quarantine_and_report(lake: LocalLake, tmp_path: Path) -> None:
+def test_audit_writes_clean_quarantine_and_report(lake: LocalLake, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     records = land_all(lake, "main", "r1", ORDER_ROWS)
     result = audit(lake, "main", PROJECT, records, run_id="r1", report_dir=tmp_path / "reports")
     by = {o.dataset: o for o in result.outcomes}
@@ -87,6 +88,20 @@ def test_audit_writes_clean_quarantine_and_report(lake: LocalLake, tmp_path: Pat
     assert by["orders"].failures == {"reference:customer_id": 1, "range:amount": 1,
                                      "type:amount": 1}
     assert clean_keys(lake, "main", "orders", "order_id") == {"1", "5"}
+    # each object's keys are read once per process: a second check reads only what is new
+    read: list[str] = []
+    reader = lake.reader
+
+    def counted(ref: str, path: str):  # noqa: ANN202 - the lake's own context manager
+        read.append(path)
+        return reader(ref, path)
+
+    monkeypatch.setattr(lake, "reader", counted)
+    assert clean_keys(lake, "main", "orders", "order_id") == {"1", "5"} and read == []
+    write_table(lake, "main", "clean/orders/dt=2026-07-02/part-r2.parquet",
+                pd.DataFrame({"order_id": [7, None]}))
+    assert clean_keys(lake, "main", "orders", "order_id") == {"1", "5", "7"}
+    assert read == ["clean/orders/dt=2026-07-02/part-r2.parquet"]
     quarantine = read_frame(lake, "main", "quarantine/orders/part-r1.parquet")
     assert quarantine["_rules"].tolist() == ["reference:customer_id", "range:amount",
                                              "type:amount"]
