@@ -27,6 +27,13 @@ class EvidentlyRun:
     sampled: bool
 
 
+def _inert_in_script(value: object) -> str:
+    """A category value as Evidently may write it raw into a `<script>` block of the report
+    (its JSON is not escaped for HTML): a zero-width space after each `<` that could end the
+    block (`</script>`) or start a comment, shown as the same text and no longer markup."""
+    return str(value).replace("</", "<\u200b/").replace("<!", "<\u200b!")
+
+
 def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=rows, random_state=seed) if len(frame) > rows else frame
 
@@ -54,8 +61,9 @@ def render_report(reference: pd.DataFrame, current: pd.DataFrame, drifts: list[C
     for frame in frames:
         for d in tested:
             values = frame[d.column]
-            if d.kind == "cat":  # text categories, nulls kept as nulls
-                frame[d.column] = values.astype(object).where(values.notna())
+            if d.kind == "cat":  # text categories, nulls kept as nulls, inert in a script
+                frame[d.column] = values.astype(object).where(values.notna()).map(
+                    _inert_in_script, na_action="ignore")
             else:  # Evidently keeps infinities in a column without NaN, and then disagrees
                 frame[d.column] = values.astype(float).replace([np.inf, -np.inf], np.nan)
     report = Report([
