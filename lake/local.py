@@ -18,6 +18,7 @@ old or its new commit, never in between, and no half-written object is reachable
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import heapq
@@ -51,6 +52,7 @@ from tideline.errors import (
     CorruptObject,
     DirtyBranch,
     LakeError,
+    LakeFull,
     MergeConflict,
     ObjectNotFound,
     RefNotFound,
@@ -178,18 +180,31 @@ class LocalLake:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _atomic_write(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+    @contextmanager
+    def _space_for(self, what: str) -> Iterator[None]:
+        """A full disk while writing `what`, as a LakeFull naming it (the write's temp file is
+        gone by then, and nothing was staged or moved)."""
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                if self.fsync:
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            yield
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise LakeFull(f"no space left for {what} in the lake at {self.root}: nothing of it "
+                           f"was committed; free some space and run again") from exc
+
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        with self._space_for(str(path.relative_to(self.root))):
+            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    if self.fsync:
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         if self.fsync:
             dir_fd = os.open(path.parent, os.O_RDONLY)
             try:
@@ -391,23 +406,24 @@ class LocalLake:
     def writer(self, branch: str, path: str) -> Iterator[BinaryIO]:
         check_path(path)
         self._head(branch)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
-        try:
-            with os.fdopen(fd, "wb") as raw:
-                stream = _HashingWriter(raw)
-                try:
-                    yield stream  # type: ignore[misc]
-                except BaseException:
-                    stream.finish(raise_errors=False)
-                    raise
-                checksum = stream.finish()
-                raw.flush()
-                if self.fsync:
-                    os.fsync(raw.fileno())
-            self._adopt(Path(tmp), checksum)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with self._space_for(f"{path!r} on {branch!r}"):
+            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+            try:
+                with os.fdopen(fd, "wb") as raw:
+                    stream = _HashingWriter(raw)
+                    try:
+                        yield stream  # type: ignore[misc]
+                    except BaseException:
+                        stream.finish(raise_errors=False)
+                        raise
+                    checksum = stream.finish()
+                    raw.flush()
+                    if self.fsync:
+                        os.fsync(raw.fileno())
+                self._adopt(Path(tmp), checksum)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         with self._branch_lock(branch, exclusive=False):
             self._head(branch)
             self._stage(branch, path, (checksum, stream.size))

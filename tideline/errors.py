@@ -43,6 +43,10 @@ class ObjectTooLarge(LakeError):
     """An object is too large to read into memory at once."""
 
 
+class LakeFull(LakeError):
+    """The lake's storage has no space left for a write; nothing of that write was kept."""
+
+
 class CorruptObject(LakeError):
     """An object's bytes no longer match its checksum."""
 
