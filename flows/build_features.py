@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect_ray import RayTaskRunner
@@ -25,23 +24,17 @@ from tasks.features import (
     record_feature_build,
     register_feature_build,
 )
-from tideline.ray_runtime import LOCAL_RAY, RAY_INIT
+from tideline.ray_runtime import LOCAL_RAY, init_kwargs
 from tideline.settings import Settings, flow_settings, load_settings
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_EXCLUDES = [".venv/", ".tideline/", ".git/", "**/__pycache__/", "*.egg-info/",
-                    "benchmarks/", "tests/"]
 
 
 def ray_task_runner(settings: Settings) -> RayTaskRunner:
-    """Local Ray by default. On the cluster `ray_address` names, the project's code travels
-    with the job (Ray's `working_dir` runtime environment); the workers need its dependencies
-    installed (the same image as the driver)."""
+    """Local Ray by default, else the cluster `ray_address` names (checked to answer first),
+    with the project's code shipped to it (`tideline.ray_runtime.init_kwargs`)."""
     if settings.ray_address is None:
         return RayTaskRunner(init_kwargs=LOCAL_RAY)
-    shipped = {"working_dir": str(PROJECT_ROOT), "excludes": SHIPPED_EXCLUDES}
-    return RayTaskRunner(address=settings.ray_address,
-                         init_kwargs={**RAY_INIT, "runtime_env": shipped})
+    kwargs = init_kwargs(settings.ray_address)
+    return RayTaskRunner(address=kwargs.pop("address"), init_kwargs=kwargs)
 
 
 @flow(name="build-features", task_runner=RayTaskRunner(init_kwargs=LOCAL_RAY), **FAILURE_HOOKS)

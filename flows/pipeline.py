@@ -22,6 +22,7 @@ from lake.base import MAIN
 from lake.open import commit_link, open_lake
 from lake.publish import new_run_id
 from streaming.processor import StreamRun
+from tideline.ray_runtime import ray_session
 from tideline.settings import load_settings
 
 STAGES = ["ingest", "validate", "publish", "features", "registry", "online store", "train",
@@ -53,15 +54,16 @@ def pipeline(run_id: str | None = None, since: date | None = None,
     run_id = run_id or new_run_id()
     settings = load_settings()
     audit = ingest(run_id=run_id, since=since, until=until)
-    features = build_features.with_options(task_runner=ray_task_runner(settings))(
-        run_id=run_id)
-    online = materialize_online()
-    training = train(run_id=run_id)
-    scores = score(run_id=run_id)
-    monitoring = monitor(run_id=run_id)
-    realtime = stream_live() if settings.project_file is None else None
-    discovery = discover_features.with_options(task_runner=ray_task_runner(settings))(
-        run_id=run_id)
+    with ray_session():  # one Ray for every stage that computes on it
+        features = build_features.with_options(task_runner=ray_task_runner(settings))(
+            run_id=run_id)
+        online = materialize_online()
+        training = train(run_id=run_id)
+        scores = score(run_id=run_id)
+        monitoring = monitor(run_id=run_id)
+        realtime = stream_live() if settings.project_file is None else None
+        discovery = discover_features.with_options(task_runner=ray_task_runner(settings))(
+            run_id=run_id)
     rows = "\n".join(f"| {o.dataset} | {o.rows:,} | {o.clean:,} | {o.quarantined:,} | "
                      f"{o.score:.2f} | {'pass' if o.gate_passed else 'fail'} |"
                      for o in audit.outcomes)

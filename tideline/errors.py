@@ -15,6 +15,10 @@ class ConfigError(TidelineError):
     """Settings are missing or invalid."""
 
 
+class RayUnavailable(TidelineError):
+    """The configured Ray cluster cannot be reached."""
+
+
 class LakeError(TidelineError):
     """Something about the versioned lake went wrong."""
 

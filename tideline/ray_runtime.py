@@ -1,19 +1,79 @@
-"""How tideline starts Ray when it must start it itself."""
+"""How tideline starts or joins Ray: a new local Ray by default, the cluster `ray_address`
+names otherwise (checked before Ray is asked to join it), with the project's code shipped."""
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tideline.errors import RayUnavailable
 
 RAY_INIT = {"include_dashboard": False, "log_to_driver": False}
 LOCAL_RAY = {**RAY_INIT, **({} if os.environ.get("RAY_ADDRESS") else {"address": "local"})}
 """Without an address (ours or Ray's own RAY_ADDRESS), a new local Ray: never the cluster a
 leftover /tmp/ray/ray_current_cluster names, whose head may be long gone (`ray.init()` would
 wait minutes for it)."""
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_EXCLUDES = [".venv/", ".tideline/", ".git/", "**/__pycache__/", "*.egg-info/",
+                    "benchmarks/", "tests/"]
+REACH_SECONDS = 5.0
+
+
+def init_kwargs(address: str | None) -> dict[str, Any]:
+    """`ray.init`'s arguments: a new local Ray without an address; else the cluster at
+    `address` (`host:port` or `ray://host:port`), once its head answers, with the project's
+    code travelling with the job (Ray's `working_dir` runtime environment; the workers need its
+    dependencies installed, the same image as the driver)."""
+    if address is None:
+        return LOCAL_RAY
+    check_reachable(address)
+    shipped = {"working_dir": str(PROJECT_ROOT), "excludes": SHIPPED_EXCLUDES}
+    return {**RAY_INIT, "address": address, "runtime_env": shipped}
+
+
+def check_reachable(address: str, timeout: float = REACH_SECONDS) -> None:
+    """Fail within `timeout` when no Ray head listens at `address`: `ray.init` would retry
+    for many minutes, logging only Ray's own warnings."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailable(f"TIDELINE_RAY_ADDRESS {address!r} is not host:port or "
+                             "ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayUnavailable(
+            f"no Ray head answers at {address} ({exc.strerror or exc}); start the cluster "
+            "(`ray start --head`) or point TIDELINE_RAY_ADDRESS at its head, or unset it to "
+            "compute on a local Ray") from None
 
 
 def ensure_ray() -> None:
-    """Ray for this process: the instance it is connected to, else a new local one (or the
-    cluster RAY_ADDRESS names)."""
+    """Ray for this process: the instance it is connected to, else the configured cluster or
+    a new local Ray."""
     import ray
 
+    from tideline.settings import load_settings
+
     if not ray.is_initialized():
-        ray.init(**LOCAL_RAY)
+        ray.init(**init_kwargs(load_settings().ray_address))
+
+
+@contextmanager
+def ray_session() -> Iterator[None]:
+    """Ray up for the block, started (or joined) once and shut down after if this started it:
+    the pipeline's stages share it (Prefect's RayTaskRunner uses a Ray already initialised)
+    instead of each starting and stopping its own."""
+    import ray
+
+    started = not ray.is_initialized()
+    ensure_ray()
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
