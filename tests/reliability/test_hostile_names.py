@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from features.churn import DEMO_VIEWS
-from features.definitions import Feature, FeatureView
+from features.definitions import Feature
 from ingestion.connectors.sql import SqlConnector
 from ingestion.sources import FileSource, SqlSource
 from lake.base import check_branch, check_path
@@ -54,7 +54,7 @@ def test_view_and_feature_names_are_rejected_naming_the_view(ledger: Ledger) -> 
             replace(view, name=hostile)
         with pytest.raises(FeatureDefinitionError,
                            match=rf"feature view {view.name!r}: feature name .* identifier"):
-            FeatureView(**{**view.__dict__, "features": (Feature(hostile, agg="count"),)})
+            replace(view, features=(Feature(hostile, agg="count"),))
 
 
 @pytest.mark.parametrize("owner", ["a@example.com\r\nBcc: evil@example.com",

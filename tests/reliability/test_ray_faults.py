@@ -9,6 +9,7 @@ import socket
 import time
 
 import pytest
+import ray
 
 from flows.build_features import ray_task_runner
 from tests.reliability.conftest import Ledger
@@ -42,6 +43,7 @@ def test_an_unreachable_head_fails_fast_and_names_the_address(
     with pytest.raises(RayUnavailable, match=rf"no Ray head answers at {address}.*ray start"):
         ray_task_runner(Settings(ray_address=address))
     monkeypatch.setenv("TIDELINE_RAY_ADDRESS", address)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a process yet to join
     with pytest.raises(RayUnavailable, match=address):
         ensure_ray()
     assert time.monotonic() - started < 10
