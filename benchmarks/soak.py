@@ -18,7 +18,8 @@ the gate stopped would arrive again with the next, as a volume anomaly, and so o
 later run). After each run it records:
 
 - wall seconds of the run;
-- RSS of this process and of the Ray it started (its workers stay up between runs), and the open
+- RSS of this process and of the processes it started (its Ray, whose workers stay up between
+  runs, and Prefect's ephemeral server), and the open
   file descriptors of this process;
 - the lake's size on disk, its number of objects;
 - reconciliation per dataset: the rows that arrived in the sources since the last published
@@ -56,7 +57,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deployments.demo import API_TOKEN, PROJECT_FILE  # noqa: E402 - needs the path above
+from deployments.demo import PROJECT_FILE, demo_placeholders  # noqa: E402 - needs the path above
 from ingestion.demo import (  # noqa: E402
     DemoData,
     DemoSpec,
@@ -66,6 +67,7 @@ from ingestion.demo import (  # noqa: E402
     write_event_log,
     write_sql,
 )
+from ingestion.project import fill_placeholders  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
 STAGES = ("ingest", "features", "online")
@@ -120,17 +122,8 @@ class GrowingSources:
     @contextmanager
     def project(self) -> Iterator[Path]:
         """The demo project over these sources, its helpdesk API served: the project file."""
-        from ingestion.demo_api import serve_records
-
-        os.environ["TIDELINE_DEMO_SQL_URL"] = self.sql_url
-        os.environ["TIDELINE_DEMO_API_TOKEN"] = API_TOKEN
-        validation_time = f"{self.spec.end + timedelta(days=1):%Y-%m-%d}T00:00:00+00:00"
-        with serve_records(self.tickets_file, token=API_TOKEN) as api:
-            text = PROJECT_FILE.read_text(encoding="utf-8")
-            for name, value in (("demo_dir", str(self.root.resolve())),
-                                ("demo_api", api.rstrip("/")),
-                                ("validation_time", validation_time)):
-                text = text.replace("{" + name + "}", value)
+        with demo_placeholders(self.root, self.spec.end) as placeholders:
+            text = fill_placeholders(PROJECT_FILE.read_text(encoding="utf-8"), placeholders)
             # anomalies are reported, not gating: after one blocked day the next run lands two,
             # a volume anomaly again, and every later run would stop at the gate
             text = text.replace("gate: {min_score: 90}", "gate: {min_score: 90, "
@@ -157,8 +150,8 @@ def lake_footprint(lake_dir: Path) -> tuple[int, int]:
 
 
 def ray_rss() -> int:
-    """RSS of the processes this one started: the local Ray's raylet, GCS and workers (not
-    those of any other Ray on the machine)."""
+    """RSS of the processes this one started: the local Ray's raylet, GCS and workers, and
+    Prefect's ephemeral server (not those of any other Ray on the machine)."""
     total = 0
     for child in psutil.Process().children(recursive=True):
         try:
@@ -209,7 +202,7 @@ def plot(runs: list[dict], path: Path) -> None:
     x = [r["run"] for r in runs]
     series = [("seconds per run", [r["seconds"] for r in runs]),
               ("driver RSS (MB)", [r["rss"] / 1e6 for r in runs]),
-              ("Ray RSS (MB)", [r["ray_rss"] / 1e6 for r in runs]),
+              ("Ray + Prefect RSS (MB)", [r["ray_rss"] / 1e6 for r in runs]),
               ("open fds", [r["fds"] for r in runs]),
               ("lake size (MB)", [r["lake_bytes"] / 1e6 for r in runs])]
     figure, axes = plt.subplots(len(series), 1, figsize=(8, 2 * len(series)), sharex=True)
@@ -309,7 +302,7 @@ def soak(console: Console, sources: GrowingSources, first: date, count: int,
 def report(console: Console, runs: list[dict], stopped: list[str], failures: list[str],
            data_dir: Path) -> None:
     table = Table(title=f"soak: {len(runs)} runs in {data_dir}")
-    for column in ("run", "day", "s", "rows in", "clean", "quarantined", "RSS MB", "Ray MB",
+    for column in ("run", "day", "s", "rows in", "clean", "quarantined", "RSS MB", "children MB",
                    "fds", "lake MB", "objects"):
         table.add_column(column, justify="right")
     step = max(1, len(runs) // 20)

@@ -77,16 +77,26 @@ def injected_defects(root: Path) -> dict[str, dict[str, int]]:
 def demo_project(data_dir: Path) -> Iterator[Project]:
     """The demo's sources, ready to ingest: the data written, the helpdesk API served locally."""
     from ingestion.demo import DemoSpec
-    from ingestion.demo_api import serve_records
 
     spec = DemoSpec(drift_from=DEMO_DRIFT_FROM)
     root = prepare_demo_sources(data_dir / "demo", spec)
+    with demo_placeholders(root, spec.end) as placeholders:
+        yield load_project(PROJECT_FILE, **placeholders)
+
+
+@contextmanager
+def demo_placeholders(root: Path, end: date) -> Iterator[dict[str, str]]:
+    """The demo's source systems under `root` reachable for the block (the shop database and
+    the API token in the environment, the helpdesk API served): the demo project file's
+    placeholders, validating as of the day after `end`."""
+    from ingestion.demo_api import serve_records
+
     os.environ["TIDELINE_DEMO_SQL_URL"] = f"sqlite:///{(root / 'shop.db').resolve()}"
     os.environ["TIDELINE_DEMO_API_TOKEN"] = API_TOKEN
-    as_of = datetime.combine(spec.end + timedelta(days=1), time(), tzinfo=UTC)
+    as_of = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
     with serve_records(root / "api" / "tickets.jsonl", token=API_TOKEN) as api:
-        yield load_project(PROJECT_FILE, demo_dir=str(root.resolve()), demo_api=api.rstrip("/"),
-                           validation_time=as_of.isoformat())
+        yield {"demo_dir": str(root.resolve()), "demo_api": api.rstrip("/"),
+               "validation_time": as_of.isoformat()}
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 (or in code). The pipeline reads nothing else to know what to ingest and how to judge it."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -63,14 +64,20 @@ class Project(BaseModel):
         return order
 
 
+def fill_placeholders(text: str, placeholders: Mapping[str, str]) -> str:
+    """`text` with each `{name}` replaced by its value in `placeholders`."""
+    for name, value in placeholders.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
 def load_project(path: Path, **placeholders: str) -> Project:
     """Read a project file; `{name}` placeholders in it are filled from `placeholders`."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read project file {path}: {exc}") from None
-    for name, value in placeholders.items():
-        text = text.replace("{" + name + "}", value)
+    text = fill_placeholders(text, placeholders)
     try:
         data: Any = yaml.safe_load(text)
         return Project.model_validate(data)
