@@ -121,7 +121,8 @@ def test_killed_mid_stream_the_processor_resumes_from_its_checkpoint_to_the_same
     day = AS_OF - 20 * DAY
     lake = lake_before(tmp_path / "lake", events, day)
     later = events[(events["ts"] >= day) & (events["ts"] < AS_OF)].sort_values("ts")
-    publish(subject, as_json(later))
+    half = len(later) // 2  # the rest is published after the kill: the kill is mid-stream
+    publish(subject, as_json(later.iloc[:half]))
     env = {**os.environ, "TIDELINE_DATA_DIR": str(tmp_path),
            "TIDELINE_FEATURE_VIEWS": "features.churn:DEMO_VIEWS"}
     command = [sys.executable, "-m", "deployments.cli", "stream", "--subject", subject,
@@ -137,6 +138,7 @@ def test_killed_mid_stream_the_processor_resumes_from_its_checkpoint_to_the_same
         first.wait()
     killed_at = load_checkpoint(lake, subject)[2].sequence
     assert 40 <= killed_at < len(later), "killed mid-stream"
+    publish(subject, as_json(later.iloc[half:]))
     second = subprocess.run([*command, "--idle-exit"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120)
     assert second.returncode == 0, second.stderr
