@@ -152,7 +152,8 @@ def validate_dataset(
                                                                 ref.ref_column)
                   for ref in contract.references}
     result = validate(frame, contract, references=references,
-                      history=_history(lake, branch, contract.dataset), now=now)
+                      history=_history(lake, branch, contract.dataset),
+                      time_column=timestamp_column, now=now)
     prefix = f"clean/{contract.dataset}"
     if window is not None:
         clear_days(lake, branch, prefix, window)

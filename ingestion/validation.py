@@ -112,6 +112,8 @@ class DatasetStats(BaseModel):
     null_rates: dict[str, float]
     validated_at: datetime
     contract_version: str = ""
+    days: int = 1
+    """Days of events the batch covered (see `_days_covered`); volume is compared per day."""
 
 
 @dataclass
@@ -722,20 +724,43 @@ def _band(values: list[float], k: float, floor: float) -> tuple[float, float]:
     return median - width, median + width
 
 
+def _day_counts(typed: _Typed | None) -> np.ndarray:
+    """Rows per event day of a temporal column (unparsed and null times left out)."""
+    if typed is None or typed.cmp is None:
+        return np.zeros(0, dtype=np.int64)
+    known = typed.cmp[~(typed.null | typed.bad)]
+    return np.unique(known // _DAY_NS, return_counts=True)[1]
+
+
+def _days_covered(day_counts: np.ndarray, history: list[DatasetStats]) -> int:
+    """Event days in a batch that hold at least a quarter of a typical day's rows (of history,
+    or of the batch's busiest day): a day blocked by the gate arrives again with the next one,
+    and two days' rows must not look like a volume spike, while a few late events from an
+    earlier day do not halve the rate."""
+    if not len(day_counts):
+        return 1
+    typical = (float(np.median([h.rows / h.days for h in history])) if history
+               else float(day_counts.max()))
+    return max(1, int((day_counts >= 0.25 * typical).sum()))
+
+
 def _volume(stats: DatasetStats, history: list[DatasetStats], k: float) -> list[Anomaly]:
     if len(history) < MIN_HISTORY:
         return []
     anomalies = []
-    counts = [float(h.rows) for h in history]
+    counts = [h.rows / h.days for h in history]
     # a floor on MAD: a count's own (Poisson) noise, so a perfectly steady history does not
     # flag a few rows' difference, nor a day of 30 rows one of 36
     typical = float(np.median(counts))
     low, high = _band(counts, k, max(1.0, 0.01 * typical, math.sqrt(typical)))
-    if not low <= stats.rows <= high:
+    per_day = stats.rows / stats.days
+    if not low <= per_day <= high:
+        seen = (f"{stats.rows} rows" if stats.days == 1
+                else f"{stats.rows} rows over {stats.days} days ({per_day:.0f} a day)")
         anomalies.append(Anomaly(
-            "volume", None, stats.rows, max(low, 0.0), high,
-            f"{stats.rows} rows, expected {max(low, 0):.0f}–{high:.0f} "
-            f"(median ± {k:g}·MAD of the last {len(history)} runs)"))
+            "volume", None, per_day, max(low, 0.0), high,
+            f"{seen}, expected {max(low, 0):.0f}–{high:.0f}{'' if stats.days == 1 else ' a day'}"
+            f" (median ± {k:g}·MAD of the last {len(history)} runs)"))
     for name, rate in stats.null_rates.items():
         past = [h.null_rates[name] for h in history if name in h.null_rates]
         if len(past) < MIN_HISTORY:
@@ -860,9 +885,11 @@ def _reference_keys(references: dict[str, Any] | None, ref: Any) -> Any:
 def validate(frame: pd.DataFrame, contract: Contract, *,
              references: dict[str, Any] | None = None,
              history: list[DatasetStats] | None = None,
+             time_column: str | None = None,
              now: datetime) -> ValidationResult:
     """Check `frame` against `contract`: typed clean rows, quarantined rows with reasons, scores,
-    schema issues, anomalies against `history`, and the gate's verdict.
+    schema issues, anomalies against `history`, and the gate's verdict. With `time_column`,
+    volume is compared per day of events the batch covers.
 
     `references` maps `dataset` (or `dataset.ref_column`) to the set of keys that exist there;
     a reference whose keys are not given is skipped with a warning. `now` anchors freshness and
@@ -936,12 +963,13 @@ def validate(frame: pd.DataFrame, contract: Contract, *,
     rule_scores = {rule: 100.0 * (1 - rule_rates[rule]) for rule in by_rule}
     score = 100.0 * keep.sum() / n if n else 100.0
 
+    past = [h for h in (history or []) if h.dataset == contract.dataset]
     stats = DatasetStats(
         dataset=contract.dataset, rows=n, validated_at=now, contract_version=contract.version,
         # an empty frame has no null rates: it must not look like a column emptied out
         null_rates={name: float(t.null.mean()) for name, t in typed.items()} if n else {},
+        days=_days_covered(_day_counts(typed.get(time_column or "")), past),
     )
-    past = [h for h in (history or []) if h.dataset == contract.dataset]
     anomalies = _volume(stats, past, contract.volume_mad_k)
     anomalies += _freshness(contract, typed, keep, now)
     outliers = _outliers(contract, typed, keep)

@@ -348,6 +348,38 @@ def test_volume_anomaly_against_median_and_mad_of_history() -> None:
                     now=NOW).anomalies == []
 
 
+def test_volume_is_per_day_of_events_so_a_blocked_day_can_pass_with_the_next() -> None:
+    """A day the gate blocked arrives again with the next day: 2 days of 100 rows are 100 a day,
+    not a spike of 200, while 200 rows on one day still are; a handful of late events from an
+    earlier day does not count as a day covered."""
+    def days(*counts: int) -> pd.DataFrame:
+        rows = [tx(transaction_id=f"t{d}{i:04d}", ts=f"2026-07-0{d + 1}T10:00:00Z")
+                for d, count in enumerate(counts) for i in range(count)]
+        return pd.DataFrame(rows)
+
+    past = history([100, 104, 98, 101, 97])
+    two_days = validate(days(100, 102), TRANSACTIONS, references=CUSTOMERS, history=past,
+                        time_column="ts", now=NOW)
+    assert two_days.stats.days == 2 and two_days.anomalies == []
+    spike = validate(days(0, 200), TRANSACTIONS, references=CUSTOMERS, history=past,
+                     time_column="ts", now=NOW)
+    [anomaly] = spike.anomalies
+    assert (spike.stats.days, anomaly.observed, anomaly.high) == (1, 200, 150)
+    late = validate(days(3, 99), TRANSACTIONS, references=CUSTOMERS, history=past,
+                    time_column="ts", now=NOW)
+    assert late.stats.days == 1 and late.anomalies == []
+    # the history is per day too: after a two-day batch, one day of 100 is typical
+    after = validate(days(0, 101), TRANSACTIONS, references=CUSTOMERS,
+                     history=[*past[1:], two_days.stats], time_column="ts", now=NOW)
+    assert after.anomalies == []
+    # a half-volume pair of days is still a drop
+    low = validate(days(30, 30), TRANSACTIONS, references=CUSTOMERS, history=past,
+                   time_column="ts", now=NOW)
+    assert low.stats.days == 2 and [a.observed for a in low.anomalies] == [30]
+    assert low.anomalies[0].detail.startswith(
+        "60 rows over 2 days (30 a day), expected 50–150 a day")
+
+
 def test_empty_frame_scores_100_but_is_a_volume_anomaly() -> None:
     empty = pd.DataFrame(columns=list(tx()))
     result = validate(empty, TRANSACTIONS, references=CUSTOMERS,
