@@ -4,14 +4,21 @@ lakeFS already has the protocol's semantics (branch reads see staging, three-way
 commits). Where lakeFS answers an error for what the protocol treats as a no-op (committing or
 merging with nothing to change: lakefs-spec #22, lakeFS #7528), this backend returns the current
 head instead. Every HTTP failure becomes a tideline error that names the branch, ref or path.
+A run id is held for its run's life by a lease in the repository (`hold_run`, see `RunHold`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -34,6 +41,7 @@ from lake.base import (
     check_repository,
     check_tag,
 )
+from lake.publish import run_branch_name
 from tideline.errors import (
     BranchExists,
     ConfigError,
@@ -43,9 +51,11 @@ from tideline.errors import (
     MergeConflict,
     ObjectNotFound,
     RefNotFound,
+    RunInProgress,
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PAGE = 1000
 """Items per listing request: lakeFS's maximum page size (`DefaultMaxPerPage`)."""
@@ -59,6 +69,15 @@ they are bookkeeping of the server, not tideline's metadata, so commits are retu
 them."""
 
 _TRANSIENT = {429, 502, 503, 504}
+
+HOLDS_BRANCH = "_tideline-holds"
+"""The branch run holds live on (`RunHold`): created from main on first use, never committed
+or merged, so a hold never reaches main or a run's branch."""
+
+HOLDS_PREFIX = "runs/"
+
+RUN_HOLD_TTL = 60.0
+"""Seconds a run hold lasts without renewal; the holder renews it every third of that."""
 
 
 class LakeFSLake:
@@ -79,6 +98,7 @@ class LakeFSLake:
         max_read_bytes: int = 2 * 1024**3,
         storage_namespace: str | None = None,
         create: bool = True,
+        run_hold_ttl: float = RUN_HOLD_TTL,
     ) -> None:
         if not endpoint.startswith(("http://", "https://")):
             raise ConfigError(
@@ -98,6 +118,8 @@ class LakeFSLake:
         self.endpoint = endpoint.rstrip("/").removesuffix("/api/v1")
         self.repository = check_repository(repository)
         self.max_read_bytes = max_read_bytes
+        self.run_hold_ttl = run_hold_ttl
+        self._holds: dict[str, RunHold] = {}  # run branch -> this process's live hold of it
         config = lakefs_sdk.Configuration(
             host=f"{self.endpoint}/api/v1", username=access_key_id, password=secret_access_key
         )
@@ -279,6 +301,48 @@ class LakeFSLake:
     def resolve(self, ref: str) -> str:
         return self.get_commit(ref).id
 
+    @contextmanager
+    def hold_run(self, run_id: str) -> Iterator[None]:
+        """Hold `run_id` for the block, or raise `RunInProgress` if a live process holds it.
+
+        The hold is a lease on `HOLDS_BRANCH`, renewed while the block runs and released when
+        it ends. A holder that dies stops renewing, so its re-run starts once the lease expires
+        (`run_hold_ttl` seconds at most). A holder that could not renew in time (the lease was
+        taken over, or lakeFS was unreachable past its expiry) is refused further writes,
+        commits and the merge of its run branch.
+        """
+        check_branch(run_id)
+        hold = RunHold(self, run_id, self.run_hold_ttl)
+        hold.take()
+        branch = run_branch_name(run_id)
+        self._holds[branch] = hold
+        try:
+            yield
+        finally:
+            if self._holds.get(branch) is hold:
+                del self._holds[branch]
+            hold.release()
+
+    def _check_hold(self, branch: str, what: str, *, renew: bool = False) -> None:
+        """Refuse `what` on a run branch whose hold this process has lost: a run that stalled
+        past its lease may find another process running it on the same branch. The lease is
+        renewed first when it has lapsed (or always, with `renew`: before a merge)."""
+        hold = self._holds.get(branch)
+        if hold is None:
+            return
+        if renew or hold.lost or time.time() >= hold.expires_at:
+            hold.confirm()
+        if hold.lost:
+            raise LakeError(
+                f"{what} refused: run {hold.run_id!r} lost its hold ({hold.lost}), so "
+                "another process may be running it; re-run it"
+            )
+
+    def _ensure_holds_branch(self) -> None:
+        if HOLDS_BRANCH not in self.branches():
+            with suppress(BranchExists):  # another process created it first
+                self.create_branch(HOLDS_BRANCH, MAIN)
+
     def get_commit(self, ref: str) -> Commit:
         _check_ref(ref)
         # lakeFS dereferences any ref expression here: branch, tag, commit id, `ref~N`
@@ -293,12 +357,40 @@ class LakeFSLake:
     # ---- objects -----------------------------------------------------------------------------
 
     def _upload(self, branch: str, path: str, spool: Path) -> ObjectInfo:
+        self._check_hold(branch, f"write {path!r} to branch {branch!r}")
         stats = self._request(
             f"write {path!r} to branch {branch!r}",
             lambda: self._objects.upload_object(self.repository, branch, path, content=str(spool)),
             missing=self._no_branch(branch),
         )
         return _info(stats)
+
+    def create_object(
+        self, branch: str, path: str, data: bytes, *, timeout: float | None = None
+    ) -> bool:
+        """Write `data` at `path` only if nothing is there (lakeFS's `If-None-Match: *` upload,
+        checked and written atomically by the server): true if written, false if an object was
+        there already (412). `timeout` bounds the request in seconds."""
+        check_branch(branch)
+        check_path(path)
+        what = f"create {path!r} on branch {branch!r}"
+        with tempfile.TemporaryDirectory(prefix="tideline-upload-") as spool_dir:
+            spool = Path(spool_dir) / "content"
+            spool.write_bytes(data)
+            try:
+                self._objects.upload_object(
+                    self.repository, branch, path, if_none_match="*", content=str(spool),
+                    _request_timeout=timeout,
+                )
+            except ApiException as exc:
+                if exc.status == 412:
+                    return False
+                if exc.status == 404:
+                    raise self._no_branch(branch)() from None
+                raise self._error(what, exc) from None
+            except (Urllib3Error, ConnectionError, TimeoutError) as exc:
+                raise self._unreachable(what, exc) from None
+        return True
 
     def put(self, branch: str, path: str, data: bytes) -> ObjectInfo:
         check_branch(branch)
@@ -395,10 +487,19 @@ class LakeFSLake:
         )
         return [_info(stats) for stats in objects if stats.path_type == "object"]
 
+    def _discard(self, branch: str, path: str) -> None:
+        """Delete `path` on `branch` whether or not it is there (lakeFS answers 204 alike)."""
+        self._request(
+            f"delete {path!r} on {branch!r}",
+            lambda: self._objects.delete_object(self.repository, branch, path),
+            missing=self._no_branch(branch),
+        )
+
     def delete(self, branch: str, path: str) -> None:
         check_branch(branch)
         # lakeFS deletes a missing path silently (204); the protocol names it, as the local lake
         self.stat(branch, path)
+        self._check_hold(branch, f"delete {path!r} on {branch!r}")
         self._request(
             f"delete {path!r} on {branch!r}",
             lambda: self._objects.delete_object(self.repository, branch, path),
@@ -421,6 +522,7 @@ class LakeFSLake:
     def commit(self, branch: str, message: str, metadata: dict[str, str] | None = None) -> Commit:
         check_branch(branch)
         metadata = check_metadata(metadata)
+        self._check_hold(branch, f"commit on branch {branch!r}")
         try:
             created = self._commits.commit(
                 self.repository,
@@ -469,6 +571,7 @@ class LakeFSLake:
         check_branch(dest)
         _check_ref(source)
         metadata = check_metadata(metadata)
+        self._check_hold(source, f"merge {source!r} into {dest!r}", renew=True)
         if not self._compare(dest, source, amount=1):
             # the embedded lake's order of checks: a dirty branch is refused even then
             if self.uncommitted(dest):
@@ -679,3 +782,167 @@ def _commit(commit: Any) -> Commit:
         created_at=datetime.fromtimestamp(commit.creation_date, UTC),
         committer=commit.committer,
     )
+
+
+class RunHold:
+    """A lease on a run id in a lakeFS repository: one process at a time holds it.
+
+    The lease is a sequence of small JSON objects `runs/<run id>/<generation>.json` on
+    `HOLDS_BRANCH`, each saying who holds the run (host/pid/uuid) and until when. Only the
+    highest generation counts. Taking, renewing and releasing a hold each create the next
+    generation with `If-None-Match: *`, which lakeFS checks and writes atomically, so of two
+    processes acting on the same generation exactly one succeeds and the other gets 412:
+
+    - take: free when there is no lease, or the latest is released or past its expiry (its
+      holder died or stalled); otherwise `RunInProgress`;
+    - renew (every third of the TTL, in a thread): the next generation with a new expiry; a
+      412 there means another process took over the expired lease, and the hold is lost;
+    - release: the next generation, marked released. Older generations are then deleted;
+      the latest stays (a few hundred bytes per run id), as the counter that keeps a slow
+      taker from creating a generation that is no longer the latest.
+
+    Expiry is the holder's wall clock plus the TTL, compared with the taker's clock: hosts
+    sharing a repository need clocks that agree to well within the TTL.
+    """
+
+    def __init__(self, lake: LakeFSLake, run_id: str, ttl: float) -> None:
+        if ttl <= 0:
+            raise ConfigError(f"run hold TTL must be positive seconds, not {ttl!r}")
+        self.lake, self.run_id, self.ttl = lake, run_id, ttl
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex}"
+        self.prefix = f"{HOLDS_PREFIX}{run_id}/"
+        self.generation = -1
+        self.expires_at = 0.0
+        self.lost = ""
+        """Why the hold was lost while the run went on (empty while it holds)."""
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one lease write at a time: heartbeat, confirm, release
+        self._beating: threading.Thread | None = None
+
+    def _path(self, generation: int) -> str:
+        return f"{self.prefix}{generation:012d}.json"
+
+    def _latest(self) -> tuple[int, dict[str, Any]] | None:
+        """The highest generation and its record; ObjectNotFound if it went away meanwhile."""
+        leases = self.lake.list(HOLDS_BRANCH, self.prefix)
+        if not leases:
+            return None
+        path = leases[-1].path
+        try:
+            generation = int(path.rsplit("/", 1)[1].removesuffix(".json"))
+            record = json.loads(self.lake.get(HOLDS_BRANCH, path))
+            float(record["expires_at"])
+        except (ValueError, KeyError, TypeError):
+            raise LakeError(
+                f"run hold {path!r} on branch {HOLDS_BRANCH!r} of repository "
+                f"{self.lake.repository!r} is not a tideline lease; delete it"
+            ) from None
+        return generation, record
+
+    def _create(self, generation: int, *, released: bool = False) -> bool:
+        """Create lease `generation` for this holder; false if it exists (412) and is not ours
+        (it is ours when an earlier attempt was written but its answer lost)."""
+        expires_at = 0.0 if released else time.time() + self.ttl
+        record = {"run_id": self.run_id, "owner": self.owner, "generation": generation,
+                  "expires_at": expires_at, "ttl": self.ttl, "released": released}
+        path = self._path(generation)
+        created = self.lake.create_object(
+            HOLDS_BRANCH, path, json.dumps(record).encode(), timeout=max(self.ttl / 3, 1.0)
+        )
+        if not created:
+            try:
+                stored = json.loads(self.lake.get(HOLDS_BRANCH, path))
+            except (ObjectNotFound, ValueError):
+                stored = {}
+            if stored.get("owner") == self.owner and stored.get("released") == released:
+                created, expires_at = True, float(stored["expires_at"])
+        if created:
+            self.generation, self.expires_at = generation, expires_at
+        return created
+
+    def _forget_before(self, generation: int, *, every: bool = True) -> None:
+        """Delete the generations below `generation` (nobody creates them again), or with
+        `every` false only the one just below: best effort, a leftover is harmless."""
+        try:
+            if every:
+                paths = [lease.path for lease in self.lake.list(HOLDS_BRANCH, self.prefix)
+                         if lease.path < self._path(generation)]
+            else:
+                paths = [self._path(generation - 1)] if generation > 0 else []
+            for path in paths:
+                self.lake._discard(HOLDS_BRANCH, path)
+        except LakeError as exc:
+            log.debug("run %s: old leases not deleted (%s)", self.run_id, exc)
+
+    def take(self) -> None:
+        self.lake._ensure_holds_branch()
+        for _ in range(20):  # another taker or a renewal moved the lease: look again
+            try:
+                latest = self._latest()
+            except ObjectNotFound:
+                continue
+            if latest is None:
+                generation = 0
+            else:
+                generation, record = latest
+                if not record.get("released") and float(record["expires_at"]) > time.time():
+                    log.info("run %s is held by %s until %s", self.run_id, record.get("owner"),
+                             datetime.fromtimestamp(float(record["expires_at"]), UTC))
+                    raise RunInProgress(self.run_id)
+                if not record.get("released"):
+                    log.warning("run %s: the hold of %s expired %.1f s ago; taking it over",
+                                self.run_id, record.get("owner"),
+                                time.time() - float(record["expires_at"]))
+                generation += 1
+            if self._create(generation):
+                self._forget_before(generation)
+                self._beating = threading.Thread(
+                    target=self._beat, name=f"run-hold-{self.run_id}", daemon=True)
+                self._beating.start()
+                return
+        raise RunInProgress(self.run_id)
+
+    def _renew(self) -> None:
+        """Extend the lease by creating its next generation; set `lost` if another process
+        took it over, or if lakeFS could not be reached before it expired."""
+        with self._lock:
+            if self.lost:
+                return
+            try:
+                renewed = self._create(self.generation + 1)
+            except LakeError as exc:
+                if time.time() >= self.expires_at:
+                    self.lost = f"not renewed before it expired: {exc}"
+                    log.error("run %s: hold lost, %s", self.run_id, self.lost)
+                else:
+                    log.warning("run %s: hold not renewed (%s); trying again", self.run_id, exc)
+                return
+            if not renewed:
+                self.lost = "it expired and another process took it over"
+                log.error("run %s: hold lost, %s", self.run_id, self.lost)
+                return
+        self._forget_before(self.generation, every=False)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl / 3) and not self.lost:
+            self._renew()
+
+    def confirm(self) -> None:
+        """Renew the hold now (before a merge, or once it has lapsed); sets `lost` if it is."""
+        self._renew()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._beating is not None:
+            self._beating.join()
+        with self._lock:
+            if self.lost:
+                return
+            try:
+                released = self._create(self.generation + 1, released=True)
+            except LakeError as exc:  # never mask the run's own outcome; the lease expires
+                log.warning("run %s: hold not released (%s); it expires within %.0f s",
+                            self.run_id, exc, self.ttl)
+                return
+        if released:
+            self._forget_before(self.generation)

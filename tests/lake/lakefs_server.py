@@ -28,6 +28,11 @@ the HTTP contract and lakeFS's semantics, not storage. Reproduced from lakeFS (t
   default branch: 403; deleting a missing object: 204.
 - Objects: multipart `content` upload (or a raw body), 201 `ObjectStats`; a missing `content`
   part is 500; ranged reads are 206 with `Content-Range`, unsatisfiable ranges 416; `ETag`.
+- Conditional upload (`UploadObject`, `apiutil.BuildConditionFromParams`): `If-None-Match: *`
+  writes only if the branch has no object at the path (staged or committed; a staged delete
+  frees it), checked and written under one lock as lakeFS's KV `SetIf` does, else 412 `path
+  already exists`; `If-Match`, both headers, or another `If-None-Match` value is 501 `Not
+  Implemented` (lakeFS has no compare-and-swap on an object's ETag).
 
 Not reproduced (answered 501 so a test cannot pass on a guess): bare or read-only repositories,
 default branches other than `main`, merge strategies and squash merges, merges or commits that
@@ -729,14 +734,16 @@ def create_app(root: Path, access_key_id: str, secret_access_key: str) -> FastAP
 
     @app.post(repo_path + "/branches/{branch}/objects", status_code=201)
     async def upload_object(repository: str, branch: str, path: str, request: Request) -> dict:
-        if request.headers.get("if-match") or request.query_params.get("storageClass"):
-            raise _not_supported("If-Match or storageClass")
+        if request.query_params.get("storageClass"):
+            raise _not_supported("storageClass")
         meta, lake = repos.meta(repository), repos.lake(repository)
         if branch not in lake.branches():
             raise LakeFSError(404, f"branch '{branch}' not found")
+        # apiutil.BuildConditionFromParams: only `If-None-Match: *`; If-Match, both, or any
+        # other If-None-Match is ErrNotImplemented, answered 501 by handleAPIError
         if_none_match = request.headers.get("if-none-match")
-        if if_none_match is not None and if_none_match != "*":
-            raise LakeFSError(400, "If-None-Match: only the value '*' is supported")
+        if request.headers.get("if-match") is not None or if_none_match not in (None, "*"):
+            raise LakeFSError(501, "Not Implemented")
         body = await request.body()
         content_type = request.headers.get("content-type") or "application/octet-stream"
         if content_type.split(";")[0].strip().lower() == "multipart/form-data":

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +25,9 @@ from lakefs_sdk.exceptions import ApiException
 
 import lake.lakefs as lakefs_module
 from lake.base import MAIN, Change
-from lake.lakefs import LakeFSLake
+from lake.lakefs import HOLDS_BRANCH, LakeFSLake, RunHold
 from lake.local import _three_way
+from lake.publish import find_published, publish
 from tests.conftest import LAKEFS_KEYS
 from tests.lake.lakefs_server import _compare, serve_lakefs
 from tideline.errors import (
@@ -34,6 +39,7 @@ from tideline.errors import (
     MergeConflict,
     ObjectNotFound,
     RefNotFound,
+    RunInProgress,
 )
 
 
@@ -451,6 +457,119 @@ def test_empty_and_binary_objects_round_trip(lakefs_lake: LakeFSLake) -> None:
         Change("empty.bin", "added", 0),
         Change("tricky.bin", "added", len(tricky)),
     ]
+
+
+# ---- conditional uploads and the run hold ---------------------------------------------------
+
+
+def test_a_create_only_upload_is_412_when_the_path_is_taken(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient, tmp_path: Path
+) -> None:
+    objects = lakefs_sdk.ObjectsApi(client)
+    repo = lakefs_lake.repository
+    one, two = tmp_path / "one", tmp_path / "two"  # the client uploads a file by its path
+    one.write_bytes(b"one")
+    two.write_bytes(b"2")
+    stats = objects.upload_object(repo, MAIN, "lease.json", if_none_match="*", content=str(one))
+    assert stats.path == "lease.json" and stats.size_bytes == 3
+
+    def again(**conditions: str) -> tuple[int, dict]:
+        return error_of(
+            lambda: objects.upload_object(repo, MAIN, "lease.json", content=str(two), **conditions)
+        )
+
+    assert again(if_none_match="*") == (412, {"message": "path already exists"})
+    assert lakefs_lake.get(MAIN, "lease.json") == b"one"
+    lakefs_lake.commit(MAIN, "c")  # committed counts as there too
+    assert again(if_none_match="*")[0] == 412
+    lakefs_lake.delete(MAIN, "lease.json")  # a staged delete frees the path
+    assert lakefs_lake.create_object(MAIN, "lease.json", b"three")
+    assert not lakefs_lake.create_object(MAIN, "lease.json", b"four")
+    assert lakefs_lake.get(MAIN, "lease.json") == b"three"
+    # lakeFS has no compare-and-swap on an ETag: BuildConditionFromParams is ErrNotImplemented
+    etag = lakefs_lake.stat(MAIN, "lease.json").checksum
+    not_implemented = (501, {"message": "Not Implemented"})
+    assert again(if_match=etag) == again(if_none_match=etag) == not_implemented
+    assert again(if_match=etag, if_none_match="*") == not_implemented
+    with pytest.raises(RefNotFound, match="no branch named 'nosuch'"):
+        lakefs_lake.create_object("nosuch", "lease.json", b"x")
+
+
+def test_the_run_hold_is_a_lease_on_its_own_branch(lakefs_lake: LakeFSLake) -> None:
+    """The hold lives on HOLDS_BRANCH, never on main or the run's branch; while held it names
+    its owner and expiry; released, one small record of it stays."""
+    lakefs_lake.run_hold_ttl = 30
+    with lakefs_lake.hold_run("r1"):
+        [lease] = lakefs_lake.list(HOLDS_BRANCH, "runs/r1/")
+        record = json.loads(lakefs_lake.get(HOLDS_BRANCH, lease.path))
+        host, pid, owner = record["owner"].split("/")
+        assert (host, int(pid)) == (socket.gethostname(), os.getpid()) and len(owner) == 32
+        assert 25 < record["expires_at"] - time.time() <= 30 and not record["released"]
+    [lease] = lakefs_lake.list(HOLDS_BRANCH, "runs/r1/")
+    assert json.loads(lakefs_lake.get(HOLDS_BRANCH, lease.path))["released"]
+    assert lakefs_lake.list(MAIN) == [] and lakefs_lake.uncommitted(MAIN) == []
+
+
+def test_takers_racing_for_an_expired_lease_get_it_once(lakefs_lake: LakeFSLake) -> None:
+    """Eight clients finding the same dead holder's lease expired: exactly one takes it over
+    (the next generation is created with If-None-Match: *), the others get RunInProgress."""
+    dead = RunHold(lakefs_lake, "r2", 0.3)
+    dead.take()
+    dead._stop.set()  # the holder dies: no more renewals, no release
+    time.sleep(0.5)
+    clients = [
+        LakeFSLake(lakefs_lake.endpoint, *LAKEFS_KEYS, lakefs_lake.repository, run_hold_ttl=30)
+        for _ in range(8)
+    ]
+    start, release = threading.Barrier(len(clients)), threading.Event()
+    outcomes: list[str] = []
+
+    def take(client: LakeFSLake) -> None:
+        start.wait()
+        try:
+            with client.hold_run("r2"):
+                outcomes.append("held")
+                release.wait(30)
+        except RunInProgress:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=take, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(outcomes) < len(clients) - 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["held"] + ["refused"] * (len(clients) - 1)
+
+
+def test_a_stalled_holder_whose_lease_was_taken_over_cannot_publish(
+    lakefs_lake: LakeFSLake,
+) -> None:
+    """A run that stops renewing (a stalled process) past its TTL loses the run id to a re-run;
+    when it wakes, its writes, commit and merge on the run branch (now the re-run's) are refused
+    naming the lost hold, and main gets the re-run's objects only."""
+    lakefs_lake.run_hold_ttl = rival_ttl = 0.5
+    rival = LakeFSLake(lakefs_lake.endpoint, *LAKEFS_KEYS, lakefs_lake.repository,
+                       run_hold_ttl=rival_ttl)
+    lost = "run 'r3' lost its hold .*another process took it over"
+    with ExitStack() as rivals:
+        with (pytest.raises(LakeError, match=lost),
+              publish(lakefs_lake, "r3", message="stalled") as run):
+            lakefs_lake.put(run.branch, "clean/stale.csv", b"stale\n")
+            lakefs_lake._holds[run.branch]._stop.set()  # its heartbeat stalls
+            time.sleep(0.8)
+            again = rivals.enter_context(publish(rival, "r3", message="re-run"))
+            rival.put(again.branch, "clean/fresh.csv", b"fresh\n")
+            with pytest.raises(LakeError, match=lost):
+                lakefs_lake.put(run.branch, "clean/late.csv", b"late\n")
+            with pytest.raises(LakeError, match=lost):
+                lakefs_lake.merge(run.branch, MAIN)
+        assert [o.path for o in rival.list(again.branch)] == ["clean/fresh.csv"]
+    assert [o.path for o in lakefs_lake.list(MAIN)] == ["clean/fresh.csv"]
+    assert find_published(lakefs_lake, "r3").message == "Publish run r3: re-run"
 
 
 # ---- the stand-in's merge preview agrees with the embedded lake's merge ---------------------
