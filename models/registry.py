@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from importlib.metadata import version as package_version
@@ -32,13 +35,15 @@ from sqlalchemy.engine import Connection
 
 from features.store import TrainingSet
 from lake.base import Lake
-from lake.publish import publish
+from lake.publish import RunBranch, find_published, publish, run_branch_name
 from models.evaluation import save_plots
 from models.spec import ModelSpec
 from models.training import FeatureMatrix, TrainedModel
 from tideline.database import database_url, open_database
-from tideline.errors import ModelError
+from tideline.errors import LakeError, ModelError, RunInProgress
 from tideline.faults import failpoint
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "model_registry_schema"
 STAGES = ("candidate", "champion", "archived")
@@ -218,10 +223,29 @@ class ModelRegistry:
                   and t[len(prefix):].isdigit()]
         return max(known, default=0) + 1
 
+    def version_taken(self, name: str, version: int, lake: Lake) -> bool:
+        """Whether `version` of `name` is registered, tagged or published already. Asked while
+        holding the version's run id, after which nobody else can publish it."""
+        if any(r.version == version for r in self.models(name)):
+            return True
+        run_id = f"model-{name}-v{version}"
+        return run_id in lake.tags() or find_published(lake, run_id) is not None
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction that takes the database's write lock at its start: SQLite's
+        `BEGIN IMMEDIATE` (a deferred transaction that reads and then writes fails with
+        `database is locked` when another process writes meanwhile, without waiting)."""
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
+            connection.commit()
+
     def add(self, record: ModelRecord, detail: dict[str, Any]) -> None:
         values = {**asdict(record), **{k: json.dumps(getattr(record, k), sort_keys=True)
                                        for k in _JSON}}
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(sa.insert(models_table).values(**values))
             self._event(connection, record, "registered", detail)
 
@@ -234,9 +258,14 @@ class ModelRegistry:
     def set_champion(self, record: ModelRecord, detail: dict[str, Any]) -> None:
         """Make `record` the champion and archive the one before, in one transaction."""
         t = models_table
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
+            # lock the name's versions first (PostgreSQL; SQLite's lock is the whole database):
+            # two promotions at once would otherwise both archive the same champion and leave
+            # two champions
+            connection.execute(sa.select(t.c.version).where(t.c.name == record.name)
+                               .with_for_update()).all()
             for old in connection.execute(sa.select(t.c.version).where(
-                    (t.c.name == record.name) & (t.c.stage == "champion"))).scalars():
+                    (t.c.name == record.name) & (t.c.stage == "champion"))).scalars().all():
                 connection.execute(sa.update(t).where((t.c.name == record.name)
                                                       & (t.c.version == old))
                                    .values(stage="archived"))
@@ -275,10 +304,48 @@ def open_model_registry(settings: Any) -> ModelRegistry:
     return ModelRegistry(database_url(settings))
 
 
+class _VersionTaken(Exception):
+    """Another process registered the version this one was about to publish."""
+
+
+REGISTER_ATTEMPTS = 20
+
+
 def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained: TrainedModel,
                    training: TrainingSet) -> ModelRecord:
-    """Publish the model's artifacts to the lake (tagged), then record it as a candidate."""
-    version = registry.next_version(spec.name, lake)
+    """Publish the model's artifacts to the lake (tagged), then record it as a candidate.
+
+    A version number is claimed by publishing it: version N is published only as run
+    `model-<name>-vN`, whose hold lets one process at a time in, and inside the hold N is
+    checked to be still free. A process registering the same name at the same time makes
+    this one take the next number; neither model is overwritten or lost."""
+    version = 0
+    for _ in range(REGISTER_ATTEMPTS):
+        # past the number just tried: its holder may not have tagged or recorded it yet
+        version = max(registry.next_version(spec.name, lake), version + 1)
+        run_id = f"model-{spec.name}-v{version}"
+        try:
+            run, card = _publish_version(registry, lake, spec, trained, training, version)
+            break
+        except RunInProgress:
+            log.info("model %s v%d is being published by another process; taking the next",
+                     spec.name, version)
+        except _VersionTaken:
+            log.info("model %s v%d was registered by another process; taking the next",
+                     spec.name, version)
+            with suppress(LakeError):  # the branch this attempt opened holds nothing
+                lake.delete_branch(run_branch_name(run_id))
+    else:
+        raise ModelError(f"model {spec.name!r}: no free version number after "
+                         f"{REGISTER_ATTEMPTS} attempts; other processes keep registering it")
+    return _record(registry, lake, spec, trained, training, card, run)
+
+
+def _publish_version(registry: ModelRegistry, lake: Lake, spec: ModelSpec,
+                     trained: TrainedModel, training: TrainingSet, version: int
+                     ) -> tuple[RunBranch, dict[str, Any]]:
+    """Publish version `version`'s files (the run and the model card), or raise _VersionTaken
+    (or RunInProgress while another process is publishing it)."""
     path = f"models/{spec.name}/v{version}"
     card = {
         "name": spec.name, "version": version, "spec_version": spec.version,
@@ -309,9 +376,19 @@ def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained
                      message=f"model {spec.name} v{version}: test ROC-AUC "
                              f"{trained.metrics.roc_auc:.4f}",
                      metadata={"stage": "model", "training_set": training.tag}) as run:
+            if registry.version_taken(spec.name, version, lake):
+                raise _VersionTaken(version)
             for name, body in files.items():
                 lake.put(run.branch, f"{path}/{name}", body)
             failpoint("model-register")
+    return run, card
+
+
+def _record(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained: TrainedModel,
+            training: TrainingSet, card: dict[str, Any], run: RunBranch) -> ModelRecord:
+    """Tag the published version and record it as a candidate."""
+    version = card["version"]
+    path = f"models/{spec.name}/v{version}"
     commit = run.published.id
     lake.tag(f"model-{spec.name}-v{version}", commit)
     record = ModelRecord(

@@ -1,6 +1,8 @@
 """Runs at the same time, each in its own process against one embedded lake: different run ids
 publish side by side (merges serialised, nothing lost, a clash refused rather than overwritten);
-the same run id twice is refused while its first run lives, and re-runs freely once it died."""
+the same run id twice is refused while its first run lives, and re-runs freely once it died.
+The run hold's contract is checked on every lake backend (local flock, lakeFS lease), and the
+model registry keeps every version two processes register at once."""
 from __future__ import annotations
 
 import json
@@ -14,11 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from lake.base import MAIN
+from lake.base import MAIN, Lake
+from lake.lakefs import LakeFSLake
 from lake.local import LocalLake
-from lake.publish import find_published, run_branch_name
+from lake.publish import RunHolding, find_published, publish, run_branch_name
+from tests.conftest import LAKEFS_KEYS
 from tests.reliability.conftest import Ledger
 from tests.waiting import ROOT, wait_for
+from tideline.errors import RunInProgress
 
 RUN = """
 import json, sys, time
@@ -162,3 +167,240 @@ def test_a_run_killed_inside_publish_can_be_rerun_at_once(runs: Runs, ledger: Le
     published = find_published(lake, "r8")
     assert published is not None and published.parents[0] == before
     assert [o.path for o in lake.list(MAIN)] == ["clean/whole/part-0.csv"]
+
+
+# ---- the run hold, on every lake backend -----------------------------------------------------
+
+HOLD_TTL = 1.0
+"""Seconds a lakeFS run hold lasts unrenewed in these tests (60 by default)."""
+
+
+def short_holds(lake: Lake) -> Lake:
+    """The lake with lakeFS's hold TTL cut to HOLD_TTL (the local flock has none)."""
+    if isinstance(lake, LakeFSLake):
+        lake.run_hold_ttl = HOLD_TTL
+    return lake
+
+
+def opener(lake: Lake) -> str:
+    """Python source opening `lake` again, in this process or another (a second client)."""
+    if isinstance(lake, LakeFSLake):
+        return (f"__import__('lake.lakefs').lakefs.LakeFSLake({lake.endpoint!r}, "
+                f"*{LAKEFS_KEYS!r}, {lake.repository!r}, run_hold_ttl={lake.run_hold_ttl!r})")
+    assert isinstance(lake, LocalLake)
+    return f"__import__('lake.local').local.LocalLake({str(lake.root)!r})"
+
+
+def reopen(lake: Lake) -> Lake:
+    """A second client of the same lake, as another process would open it."""
+    if isinstance(lake, LakeFSLake):
+        return LakeFSLake(lake.endpoint, *LAKEFS_KEYS, lake.repository,
+                          run_hold_ttl=lake.run_hold_ttl)
+    assert isinstance(lake, LocalLake)
+    return LocalLake(lake.root)
+
+
+def refused(lake: Lake, run_id: str) -> RunInProgress:
+    """Holding `run_id` on `lake` fails with RunInProgress naming it; the error."""
+    assert isinstance(lake, RunHolding)
+    with (pytest.raises(RunInProgress, match=f"run '{run_id}' is already in progress") as info,
+          lake.hold_run(run_id)):
+        pytest.fail(f"a second holder got run id {run_id!r}")
+    return info.value
+
+
+def test_a_held_run_id_refuses_a_second_holder_until_released(lake: Lake) -> None:
+    """While one holder has a run id, a second (another client of the same lake) is refused
+    with RunInProgress naming the run, for as long as the first lives (lakeFS: past several
+    TTLs, as its heartbeat renews the lease); other run ids stay free; once released the id is
+    free at once."""
+    first = short_holds(lake)
+    second = reopen(first)
+    assert isinstance(first, RunHolding) and isinstance(second, RunHolding)
+    with first.hold_run("r1"):
+        assert refused(second, "r1").run_id == "r1"
+        with second.hold_run("r2"):
+            pass
+        if isinstance(first, LakeFSLake):
+            time.sleep(2.5 * HOLD_TTL)  # the lease would have expired twice unrenewed
+            refused(second, "r1")
+    started = time.monotonic()
+    with second.hold_run("r1"):
+        assert time.monotonic() - started < HOLD_TTL  # released, not waited out
+        refused(first, "r1")
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from lake.publish import publish
+
+lake = {opener}
+with publish(lake, sys.argv[1], message="doomed") as run:
+    lake.put(run.branch, "clean/partial/part-0.csv", b"half\\n")
+    Path(sys.argv[2]).touch()
+    time.sleep(600)
+"""
+"""A run that opens `run id` in publish, writes half its output, says it is inside (touches
+the file), and waits to be killed."""
+
+
+def test_a_run_whose_holder_was_killed_is_taken_over(lake: Lake, tmp_path: Path,
+                                                     ledger: Ledger) -> None:
+    """A run id held by a live process is refused to a re-run (RunInProgress naming it); once
+    the holder is killed with SIGKILL, the re-run gets it (local: at once; lakeFS: when the
+    dead holder's lease expires, within its TTL) and main gets the re-run's objects only."""
+    lake = short_holds(lake)
+    inside = tmp_path / "inside"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.format(opener=opener(lake)), "r9", str(inside)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for("the holder inside publish", lambda: inside.exists() or holder.poll() is not None,
+                 timeout=60)
+        assert holder.poll() is None, holder.communicate()[1]
+        before = lake.resolve(MAIN)
+        with (pytest.raises(RunInProgress, match="run 'r9' is already in progress"),
+              publish(lake, "r9", message="too early")):
+            pytest.fail("a re-run started while the holder lived")
+        os.kill(holder.pid, signal.SIGKILL)
+        ledger.fault()
+        assert holder.wait(30) == -signal.SIGKILL
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.communicate()
+    killed = time.monotonic()
+    while True:
+        try:
+            with publish(lake, "r9", message="re-run") as run:
+                lake.put(run.branch, "clean/whole/part-0.csv", b"whole\n")
+            break
+        except RunInProgress:
+            assert time.monotonic() - killed < HOLD_TTL + 5, "the dead holder's hold lasted"
+            time.sleep(0.1)
+    if isinstance(lake, LocalLake):
+        assert time.monotonic() - killed < 5  # the kernel dropped the flock with the holder
+    published = find_published(lake, "r9")
+    assert published is not None and published.parents[0] == before
+    assert [o.path for o in lake.list(MAIN)] == ["clean/whole/part-0.csv"]
+
+
+# ---- the model registry: two processes registering one model name at once -----------------
+
+REGISTER = """
+import json, sys, time
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.dummy import DummyClassifier
+
+from features.store import TrainingSet
+from lake.local import LocalLake
+from models.churn import CHURN_MODEL
+from models.evaluation import Metrics
+from models.registry import ModelRegistry, register_model
+from models.training import FeatureMatrix, TrainedModel
+
+root, url, writer, count, promotions, go = sys.argv[1:]
+x = np.random.default_rng(len(writer)).normal(size=(200, 2))
+y = (x[:, 0] > 0).astype(int)
+booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 4},
+                    lgb.Dataset(x, y), 3)
+metrics = Metrics(rows=200, positives=int(y.sum()), roc_auc=0.9, pr_auc=0.8, threshold=0.5,
+                  precision=0.8, recall=0.8, f1=0.8, lift_top_10=2.0, brier=0.1,
+                  confusion=((90, 10), (10, 90)))
+training = TrainingSet(name="churn-train", frame=pd.DataFrame(), tag="training-churn-1",
+                       lake_commit="0" * 64, ref_commit="0" * 64, path="training/churn",
+                       features=("f0", "f1"), views={"v": "1"}, as_of={})
+lake, registry = LocalLake(root), ModelRegistry(url)
+while not Path(go).exists():
+    time.sleep(0.01)
+records = []
+for i in range(int(count)):
+    trained = TrainedModel(
+        booster=booster, baseline=DummyClassifier(), matrix=FeatureMatrix(("f0", "f1")),
+        threshold=0.5, metrics=metrics, baseline_metrics=metrics, importance={"f0": 1.0},
+        leaks={}, dates={}, params={"writer": writer, "i": i},
+        test_scores={"lightgbm": booster.predict(x)}, test_labels=y)
+    record = register_model(registry, lake, CHURN_MODEL, trained, training)
+    registry.set_champion(record, {"writer": writer})
+    records.append(record)
+    print(json.dumps([writer, i, record.version]), flush=True)
+Path(go + "-" + writer).touch()
+while not all(Path(go + "-" + other).exists() for other in "ab"):
+    time.sleep(0.01)
+for j in range(int(promotions)):
+    registry.set_champion(records[j % len(records)], {"writer": writer, "again": j})
+"""
+"""A process registering `count` versions of the churn model (each carrying its writer and
+number in its parameters) and promoting each, once `go` exists; then, once both writers have
+registered, promoting its versions again in turn, `promotions` times."""
+
+VERSIONS_EACH = 4
+PROMOTIONS = 30
+
+
+@pytest.mark.parametrize("database", [
+    "sqlite", pytest.param("postgres", marks=pytest.mark.service("postgres"))])
+def test_two_processes_registering_one_model_keep_every_version(
+        database: str, tmp_path: Path, request: pytest.FixtureRequest, ledger: Ledger) -> None:
+    """Two processes registering (and promoting) versions of the same model name at the same
+    time, against one metadata database and one lake, lose neither's: all 2N versions exist
+    with distinct numbers, each with its own row, tag, registration event and artifacts at its
+    commit. Promotions racing each other leave exactly one champion, every promotion having
+    archived the one champion before it (none twice, none left beside the new one)."""
+    from models.registry import ModelRegistry, load_model
+
+    url = (request.getfixturevalue("postgres_database") if database == "postgres"
+           else f"sqlite:///{tmp_path / 'models.db'}")
+    root, go = tmp_path / "lake", tmp_path / "go"
+    LocalLake(root)
+    ModelRegistry(url).close()  # created before the race; migrating at once is another matter
+    writers = [subprocess.Popen(
+        [sys.executable, "-c", REGISTER, str(root), url, writer, str(VERSIONS_EACH),
+         str(PROMOTIONS), str(go)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for writer in ("a", "b")]
+    try:
+        time.sleep(3)  # both import and reach the start line, then go at once
+        go.touch()
+        finished = [writer.communicate(timeout=300) for writer in writers]
+    finally:
+        for writer in writers:
+            if writer.poll() is None:
+                writer.kill()
+                writer.communicate()
+    ledger.fault()  # a concurrent writer is the fault this registry must survive
+    registry, lake = ModelRegistry(url), LocalLake(root)
+    try:
+        records = registry.models("churn")
+        ledger.rows_lost(max(2 * VERSIONS_EACH - len(records), 0))  # versions lost
+        for writer, (_, err) in zip(writers, finished, strict=True):
+            assert writer.returncode == 0, err[-3000:]
+        said = [json.loads(line) for out, _ in finished for line in out.splitlines()]
+        versions = sorted(r.version for r in records)
+        assert versions == sorted({v for _, _, v in said}) == list(range(1, 2 * VERSIONS_EACH + 1))
+        assert sorted((r.params["writer"], r.params["i"]) for r in records) == sorted(
+            (w, i) for w in ("a", "b") for i in range(VERSIONS_EACH))
+        tags = lake.tags()
+        for record in records:
+            assert tags[f"model-churn-v{record.version}"] == record.artifact_commit
+            card = json.loads(lake.get(record.artifact_commit, f"{record.artifact_path}/card.json"))
+            assert (card["version"], card["params"]) == (
+                record.version, {"writer": record.params["writer"], "i": record.params["i"]})
+            assert record.artifact_path == f"models/churn/v{record.version}"
+            load_model(lake, record)  # its booster reads back
+        assert [r.stage for r in records].count("champion") == 1
+        events = registry.events("churn")
+        assert sorted(e["version"] for e in events if e["event"] == "registered") == versions
+        promoted = [e["version"] for e in events if e["event"] == "promoted"]
+        assert sorted(set(promoted)) == versions
+        assert len(promoted) == 2 * (VERSIONS_EACH + PROMOTIONS)
+        # each promotion archived the one champion before it: none archived twice, none kept
+        assert len([e for e in events if e["event"] == "archived"]) == len(promoted) - 1
+        assert not [b for b in lake.branches() if b.startswith("run-")]
+    finally:
+        registry.close()
