@@ -124,6 +124,8 @@ class Events:
         self.offsets = np.searchsorted(self.entity, np.arange(len(self.keys) + 1))
         self._columns: dict[tuple[str, str], np.ndarray] = {}
         self._subsets: dict[tuple[str | None, str | None], Events] = {}
+        self._calls: dict[str, Any] = {}
+        """Function calls' values over the whole frame, shared by the filters."""
 
     @classmethod
     def from_table(cls, table: pa.Table, key: str, timestamp: str,
@@ -159,7 +161,8 @@ class Events:
             if filter_ is not None:  # element-wise: evaluated on the unsorted frame
                 columns = {name: self.whole(name)
                            for name in names_in(filter_, f"filter {filter_!r}")}
-                mask &= np.asarray(evaluate(filter_, columns), dtype=bool)[self.rows]
+                mask &= np.asarray(evaluate(filter_, columns, self._calls),
+                                   dtype=bool)[self.rows]
             if valued is not None:
                 mask &= ~np.isnan(self.values(valued))
             self._subsets[key] = self if mask.all() else self.subset(mask)

@@ -122,9 +122,12 @@ def _check_bucket(node: ast.Call, text: str, where: str) -> None:
             "number of buckets, e.g. bucket(merchant, 16)")
 
 
-def evaluate(text: str, columns: Mapping[str, Any]) -> Any:
-    """The value of `text` with names bound to `columns` (numpy arrays or pandas Series)."""
-    return _eval(_parse(text).body, columns)
+def evaluate(text: str, columns: Mapping[str, Any], calls: dict[str, Any] | None = None
+             ) -> Any:
+    """The value of `text` with names bound to `columns` (numpy arrays or pandas Series).
+    `calls` remembers function calls' values across expressions over the same columns (the
+    filters `bucket(session_id, 8) == 0` .. `== 7` hash the column once)."""
+    return _eval(_parse(text).body, columns, calls)
 
 
 def _mask(value: Any) -> np.ndarray:
@@ -134,32 +137,33 @@ def _mask(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=bool)
 
 
-def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
+def _eval(node: ast.AST, env: Mapping[str, Any], calls: dict[str, Any] | None = None
+          ) -> Any:
     match node:
         case ast.Constant(value=value):
             return value
         case ast.Name(id=name):
             return env[name]
         case ast.List(elts=items) | ast.Tuple(elts=items):
-            return [_eval(item, env) for item in items]
+            return [_eval(item, env, calls) for item in items]
         case ast.UnaryOp(op=ast.USub(), operand=operand):
-            return -_eval(operand, env)
+            return -_eval(operand, env, calls)
         case ast.UnaryOp(op=ast.UAdd(), operand=operand):
-            return _eval(operand, env)
+            return _eval(operand, env, calls)
         case ast.UnaryOp(op=ast.Not(), operand=operand):
-            return ~_mask(_eval(operand, env))
+            return ~_mask(_eval(operand, env, calls))
         case ast.BinOp(left=left, op=op, right=right):
-            return _BINARY[type(op)](_eval(left, env), _eval(right, env))
+            return _BINARY[type(op)](_eval(left, env, calls), _eval(right, env, calls))
         case ast.BoolOp(op=op, values=values):
             combine = np.logical_and if isinstance(op, ast.And) else np.logical_or
-            result = _mask(_eval(values[0], env))
+            result = _mask(_eval(values[0], env, calls))
             for value in values[1:]:
-                result = combine(result, _mask(_eval(value, env)))
+                result = combine(result, _mask(_eval(value, env, calls)))
             return result
         case ast.Compare(left=left, ops=ops, comparators=comparators):
-            result, current = None, _eval(left, env)
+            result, current = None, _eval(left, env, calls)
             for op, comparator in zip(ops, comparators, strict=True):
-                other = _eval(comparator, env)
+                other = _eval(comparator, env, calls)
                 if isinstance(op, ast.In | ast.NotIn):
                     step = _mask(current.isin(other) if isinstance(current, pd.Series)
                                  else np.isin(current, np.asarray(other, dtype=object)))
@@ -170,5 +174,10 @@ def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
                 current = other
             return result
         case ast.Call(func=ast.Name(id=name), args=args):
-            return FUNCTIONS[name](*(_eval(arg, env) for arg in args))
+            if calls is None:
+                return FUNCTIONS[name](*(_eval(arg, env) for arg in args))
+            key = ast.dump(node)
+            if key not in calls:
+                calls[key] = FUNCTIONS[name](*(_eval(arg, env, calls) for arg in args))
+            return calls[key]
     raise FeatureDefinitionError(f"cannot evaluate {ast.dump(node)}")

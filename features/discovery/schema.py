@@ -180,11 +180,11 @@ def profile(lake: Lake, ref: str, source: Source, key: str, identifiers: Sequenc
         if pa.types.is_boolean(f.type):
             values = values.cast(pa.string())
         counts = pc.value_counts(values.drop_null() if values.null_count else values)
+        if len(counts) > max_levels:  # only levels are ordered (a session id has millions)
+            columns.append(Column(f.name, "high_cardinality", distinct=len(counts)))
+            continue
         order = sorted(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(),
                            strict=True), key=lambda pair: (-pair[1], str(pair[0])))
-        if len(order) <= max_levels:
-            columns.append(Column(f.name, "categorical", tuple(str(v) for v, _ in order),
-                                  len(order)))
-        else:
-            columns.append(Column(f.name, "high_cardinality", distinct=len(order)))
+        columns.append(Column(f.name, "categorical", tuple(str(v) for v, _ in order),
+                              len(order)))
     return ChildTable(source=source, key=key, rows=table.num_rows, columns=tuple(columns))
