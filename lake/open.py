@@ -20,6 +20,7 @@ def open_lake(settings: Settings) -> Lake:
             else "",
             settings.lakefs_repository,
             max_read_bytes=settings.lake_max_read_bytes,
+            run_hold_ttl=settings.lakefs_run_hold_ttl,
         )
     from lake.local import LocalLake
 

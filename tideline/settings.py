@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     lakefs_access_key_id: SecretStr | None = None
     lakefs_secret_access_key: SecretStr | None = None
     lakefs_repository: str = "tideline"
+    lakefs_run_hold_ttl: float = Field(default=60.0, gt=0)
+    """Seconds a run's lease on lakeFS lasts unrenewed (a dead run's id is free after it)."""
 
     @classmethod
     def settings_customise_sources(
