@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 import pandas as pd
@@ -48,13 +49,20 @@ def default_as_of(lake: Lake, ref: str, sources: Iterable[Source]) -> date:
     return date.fromisoformat(max(days)) + timedelta(days=1)
 
 
+READ_THREADS = 4
+"""Objects read at once (Arrow decodes without the GIL; a source is hundreds of day objects)."""
+
+
 def read_source(lake: Lake, ref: str, source: Source, key: str, columns: list[str],
                 partition: int = 0, partitions: int = 1) -> pa.Table:
     """The columns of a source for the entities of one hash partition, object by object: only
     the partition's row groups of objects bucketed by `key` (`ingestion.layout`), others
-    filtered, so a worker never holds more than its share plus one object."""
-    tables = [read_partition(lake, ref, path, columns, key, partition, partitions)
-              for path in source_parts(lake, ref, source)]
+    filtered, so a worker never holds more than its share plus `READ_THREADS` objects."""
+    def part(path: str) -> pa.Table:
+        return read_partition(lake, ref, path, columns, key, partition, partitions)
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        tables = list(pool.map(part, source_parts(lake, ref, source)))
     return pa.concat_tables(tables, promote_options="default")
 
 
