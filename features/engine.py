@@ -147,10 +147,13 @@ class Events:
                    clock=clock, frame=frame, timestamp=timestamp, rows=order)
 
     def subset(self, mask: np.ndarray) -> Events:
-        """The events where `mask` holds, same keys and order."""
-        return Events(keys=self.keys, entity=self.entity[mask], time=self.time[mask],
-                      position=self.position[mask], clock=self.clock, frame=self.frame,
-                      timestamp=self.timestamp, rows=self.rows[mask], converted=self.converted)
+        """The events where `mask` holds, same keys and order (positions taken once: boolean
+        indexing counts the mask again for every array)."""
+        kept = np.flatnonzero(mask)
+        return Events(keys=self.keys, entity=self.entity.take(kept), time=self.time.take(kept),
+                      position=self.position.take(kept), clock=self.clock, frame=self.frame,
+                      timestamp=self.timestamp, rows=self.rows.take(kept),
+                      converted=self.converted)
 
     def matching(self, filter_: str | None, valued: str | None = None) -> Events:
         """The events matching `filter_`, and with a value in column `valued` if given (numeric
