@@ -11,6 +11,11 @@ that many messages are unacknowledged, and the processor acknowledges (ack-all, 
 batch) only after the online-store write. Dead letters go to the JetStream stream
 `TIDELINE_DEAD_LETTER` (`tideline.dead-letter.<name>`, the reason in a header), alerts to
 `TIDELINE_ALERTS` (`tideline.alerts.<model>`); both are created when missing.
+The client reconnects for ever. A server that restarted may have lost the acknowledgements
+sent while it was away (its consumer then holds `max_ack_pending` messages unacknowledged and
+delivers nothing for `ack_wait`, 5 minutes) and deliveries that were on the wire (a later
+ack-all would acknowledge them unread): after every reconnect the next `take` starts a fresh
+consumer right after the last acknowledged message, so nothing is lost and nothing waits.
 
 Event log: read from a given sequence, tailing the files as they grow; dead letters and alerts
 are appended as JSON lines under `<dir>/tideline.dead-letter.<name>/` and
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -35,8 +41,14 @@ import orjson
 from ingestion.connectors.stream import parse_entry, redact
 from tideline.errors import SourceError, SourceUnavailable
 
+log = logging.getLogger(__name__)
+
 DEAD_LETTER_STREAM = "TIDELINE_DEAD_LETTER"
 ALERT_STREAM = "TIDELINE_ALERTS"
+REOPEN_ATTEMPTS = 8
+"""Tries at a fresh consumer after a reconnect (JetStream may still be starting), 0.25 s
+apart and doubling (about 30 s of waiting), then the processor stops with `SourceUnavailable`
+and a restart of it resumes from its checkpoint."""
 
 
 class Message(Protocol):
@@ -131,6 +143,9 @@ class NatsBroker:
         self._arrived = asyncio.Event()
         self._nc: Any = None
         self._sub: Any = None
+        self._acked = 0
+        """The stream sequence of the last message acknowledged (or before the first read)."""
+        self._reconnected = False
 
     async def connect(self) -> None:
         import nats
@@ -139,7 +154,9 @@ class NatsBroker:
         try:
             self._nc = await asyncio.wait_for(nats.connect(
                 servers=[self.url], connect_timeout=self.connect_timeout,
-                max_reconnect_attempts=-1, reconnect_time_wait=0.5),
+                max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                error_cb=self._error, disconnected_cb=self._disconnected,
+                reconnected_cb=self._on_reconnect),
                 timeout=self.connect_timeout)
         except Exception as exc:  # nats raises several unrelated types for one cause
             raise SourceUnavailable(self.name, f"cannot connect to NATS at {redact(self.url)}: "
@@ -157,6 +174,19 @@ class NatsBroker:
             except NotFoundError:
                 await js.add_stream(name=stream, subjects=[subjects])
 
+    async def _error(self, exc: Exception) -> None:
+        log.warning("stream %s: NATS at %s: %s: %s", self.name, redact(self.url),
+                    type(exc).__name__, exc)
+
+    async def _disconnected(self) -> None:
+        log.warning("stream %s: disconnected from NATS at %s; reconnecting", self.name,
+                    redact(self.url))
+
+    async def _on_reconnect(self) -> None:
+        log.warning("stream %s: reconnected to NATS at %s", self.name, redact(self.url))
+        self._reconnected = True
+        self._arrived.set()
+
     async def start_sequence(self, start: str) -> int:
         newest = (await self._nc.jetstream().stream_info(self.stream)).state.last_seq
         return _start(start, newest, self.name)
@@ -167,6 +197,12 @@ class NatsBroker:
         from nats.js.errors import NotFoundError
 
         js = self._nc.jetstream()
+        if self._sub is not None:  # its deliveries are the old consumer's: dropped
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+        self._queue.clear()
+        self._acked = start_sequence - 1
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(self.stream, self.durable)
         inbox = self._nc.new_inbox()
@@ -183,7 +219,31 @@ class NatsBroker:
         self._queue.append(msg)
         self._arrived.set()
 
+    async def _reopen(self) -> None:
+        """A fresh consumer from just after the last acknowledged message, once JetStream
+        answers again."""
+        self._reconnected = False
+        delay, problem = 0.25, ""
+        for attempt in range(1, REOPEN_ATTEMPTS + 1):
+            try:
+                await self.open(self._acked + 1)
+            except Exception as exc:  # timeouts, "no responders", JetStream not ready yet
+                problem = f"{type(exc).__name__}: {exc}"
+                if attempt < REOPEN_ATTEMPTS:
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                continue
+            log.warning("stream %s: reading %s again from sequence %d after the reconnect",
+                        self.name, self.subject, self._acked + 1)
+            return
+        raise SourceUnavailable(self.name, f"NATS at {redact(self.url)} is back but its "
+                                f"consumer could not be recreated from sequence "
+                                f"{self._acked + 1} after {REOPEN_ATTEMPTS} attempts, last: "
+                                f"{problem}; restart the processor")
+
     async def take(self, most: int, wait: float) -> list[Message]:
+        if self._reconnected:
+            await self._reopen()
         if not self._queue:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
@@ -198,6 +258,7 @@ class NatsBroker:
 
     async def acknowledge(self, last: Message) -> None:
         await last.msg.ack()  # type: ignore[attr-defined] - ack-all: and every one before
+        self._acked = max(self._acked, last.sequence)
 
     async def dead_letter(self, message: Message, reason: str) -> None:
         await self._nc.jetstream().publish(f"tideline.dead-letter.{self.name}", message.data,

@@ -26,6 +26,7 @@ from sqlalchemy.pool import NullPool
 from ingestion.connectors import as_utc, filter_window
 from ingestion.sources import Pull, SqlSource, Window
 from tideline.errors import SourceError, SourceUnavailable
+from tideline.retry import with_retries
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +38,44 @@ WINDOW_MARGIN = timedelta(days=1)
 
 
 class SqlConnector:
-    """Reads the rows of a `SqlSource` whose cursor is past the checkpoint, chunk by chunk."""
+    """Reads the rows of a `SqlSource` whose cursor is past the checkpoint, chunk by chunk.
+
+    A database that cannot be reached, or drops the connection in the middle of the read (a
+    restart, a failover), costs a retry of the whole read from the same checkpoint on a new
+    connection, up to `attempts` reads with `backoff_seconds * 2**k` between them: nothing is
+    returned until a read has completed, so a retry neither repeats nor skips a row."""
+
+    attempts = 5
+    backoff_seconds = 0.5
 
     def pull(
         self, source: SqlSource, checkpoint: dict[str, Any] | None, window: Window | None
     ) -> Pull:
         url = source_url(source)
         engine = create_engine(source, url)
+        failures: list[SourceUnavailable] = []
+
+        def read() -> tuple[pd.DataFrame, Any]:
+            try:
+                with connect(engine, source, url) as conn:
+                    return read_rows(conn, source, checkpoint, window)
+            except SourceUnavailable as exc:
+                failures.append(exc)
+                if len(failures) < self.attempts:
+                    log.warning("source %s: %s; retry %d of %d in %.2f s", source.name,
+                                exc.detail, len(failures), self.attempts - 1,
+                                self.backoff_seconds * 2 ** (len(failures) - 1))
+                raise
+
         try:
-            with connect(engine, source, url) as conn:
-                frame, last = read_rows(conn, source, checkpoint, window)
+            done, tries, _ = with_retries(read, (SourceUnavailable,), self.attempts,
+                                          self.backoff_seconds)
         finally:
             engine.dispose()
+        if done is None:
+            raise SourceUnavailable(source.name, f"{failures[-1].detail} (gave up after "
+                                    f"{tries} attempt(s))") from failures[-1]
+        frame, last = done
         log.info("source %s: read %d row(s) from %s", source.name, len(frame),
                  url.render_as_string(hide_password=True))
         if window is not None:
@@ -179,8 +206,10 @@ def read_rows(
     except sa.exc.DBAPIError as exc:
         what = f"table {source.table!r}" if source.table else "the query"
         url = conn.engine.url
-        raise SourceError(source.name, f"reading {what} from {describe(url)} failed: "
-                          f"{driver_message(exc, url)}") from exc
+        # a dropped connection (the server restarted) may be back for a retry; a bad query not
+        failure = SourceUnavailable if exc.connection_invalidated else SourceError
+        raise failure(source.name, f"reading {what} from {describe(url)} failed: "
+                      f"{driver_message(exc, url)}") from exc
     if not chunks:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}), last
     return pd.DataFrame({name: stacked([chunk[i] for chunk in chunks])
