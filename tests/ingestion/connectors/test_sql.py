@@ -139,12 +139,14 @@ def test_unreachable_database_names_the_host_but_not_the_password(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TEST_DOWN_URL", "postgresql+psycopg://shop:s3cr3t-pw@127.0.0.1:1/shop")
+    monkeypatch.setattr(SqlConnector, "backoff_seconds", 0.01)  # retried, without the waits
     source = SqlSource(name="shop-tx", dataset="transactions", timestamp_column="ts",
                        url_env="TEST_DOWN_URL", table="transactions", cursor_column="updated_at")
     with pytest.raises(SourceUnavailable) as caught:
         SqlConnector().pull(source, None, None)
     message = str(caught.value)
     assert "shop-tx" in message and "127.0.0.1:1/shop" in message
+    assert f"gave up after {SqlConnector.attempts} attempt(s)" in message
     assert "s3cr3t" not in message and "s3cr3t" not in repr(caught.value.__cause__)
 
 
