@@ -90,16 +90,19 @@ class FeatureMatrix:
         if missing:
             raise ModelError(f"the model needs feature(s) {', '.join(missing)}, which the input "
                              "lacks")
-        out = {}
-        for column in self.columns:
-            values = frame[column]
-            if column in self.categories:
-                out[column] = pd.Categorical(values.astype("string"),
-                                             categories=self.categories[column])
-            else:  # infinities (a ratio over zero) count as missing, in training and scoring
-                out[column] = pd.to_numeric(values, errors="coerce").astype(float).replace(
-                    [np.inf, -np.inf], np.nan).to_numpy()
-        return pd.DataFrame(out, index=frame.index)
+        numeric = [c for c in self.columns if c not in self.categories]
+        # the numbers as one float block (a frame of separate columns is consolidated, copied
+        # again, by pandas); infinities (a ratio over zero) count as missing, in training and
+        # scoring
+        block = np.empty((len(frame), len(numeric)))
+        for k, column in enumerate(numeric):
+            block[:, k] = pd.to_numeric(frame[column], errors="coerce").to_numpy(
+                dtype=float, na_value=np.nan)
+        block[np.isinf(block)] = np.nan
+        out = pd.DataFrame(block, index=frame.index, columns=numeric)
+        for column, categories in self.categories.items():
+            out[column] = pd.Categorical(frame[column].astype("string"), categories=categories)
+        return out[list(self.columns)]
 
     @property
     def numeric(self) -> list[str]:
