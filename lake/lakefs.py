@@ -331,7 +331,7 @@ class LakeFSLake:
         if hold is None:
             return
         if renew or hold.lost or time.time() >= hold.expires_at:
-            hold.confirm()
+            hold.renew()
         if hold.lost:
             raise LakeError(
                 f"{what} refused: run {hold.run_id!r} lost its hold ({hold.lost}), so "
@@ -373,31 +373,27 @@ class LakeFSLake:
         there already (412). `timeout` bounds the request in seconds."""
         check_branch(branch)
         check_path(path)
-        what = f"create {path!r} on branch {branch!r}"
-        with tempfile.TemporaryDirectory(prefix="tideline-upload-") as spool_dir:
-            spool = Path(spool_dir) / "content"
-            spool.write_bytes(data)
-            try:
-                self._objects.upload_object(
-                    self.repository, branch, path, if_none_match="*", content=str(spool),
-                    _request_timeout=timeout,
-                )
-            except ApiException as exc:
-                if exc.status == 412:
-                    return False
-                if exc.status == 404:
-                    raise self._no_branch(branch)() from None
-                raise self._error(what, exc) from None
-            except (Urllib3Error, ConnectionError, TimeoutError) as exc:
-                raise self._unreachable(what, exc) from None
-        return True
+        with _spooled(data) as spool:
+
+            def upload() -> bool:
+                try:
+                    self._objects.upload_object(
+                        self.repository, branch, path, if_none_match="*", content=str(spool),
+                        _request_timeout=timeout,
+                    )
+                except ApiException as exc:
+                    if exc.status == 412:
+                        return False
+                    raise
+                return True
+
+            return self._request(f"create {path!r} on branch {branch!r}", upload,
+                                 missing=self._no_branch(branch))
 
     def put(self, branch: str, path: str, data: bytes) -> ObjectInfo:
         check_branch(branch)
         check_path(path)
-        with tempfile.TemporaryDirectory(prefix="tideline-upload-") as spool_dir:
-            spool = Path(spool_dir) / "content"
-            spool.write_bytes(data)
+        with _spooled(data) as spool:
             return self._upload(branch, path, spool)
 
     @contextmanager
@@ -500,11 +496,7 @@ class LakeFSLake:
         # lakeFS deletes a missing path silently (204); the protocol names it, as the local lake
         self.stat(branch, path)
         self._check_hold(branch, f"delete {path!r} on {branch!r}")
-        self._request(
-            f"delete {path!r} on {branch!r}",
-            lambda: self._objects.delete_object(self.repository, branch, path),
-            missing=self._no_branch(branch),
-        )
+        self._discard(branch, path)
 
     # ---- history -----------------------------------------------------------------------------
 
@@ -768,6 +760,15 @@ def _change(diff: Any) -> Change:
     return Change(diff.path, kind, diff.size_bytes)
 
 
+@contextmanager
+def _spooled(data: bytes) -> Iterator[Path]:
+    """`data` in a local temp file, for the generated client, which uploads from a path."""
+    with tempfile.TemporaryDirectory(prefix="tideline-upload-") as spool_dir:
+        spool = Path(spool_dir) / "content"
+        spool.write_bytes(data)
+        yield spool
+
+
 def _commit(commit: Any) -> Commit:
     metadata = {
         key: value
@@ -816,7 +817,7 @@ class RunHold:
         self.lost = ""
         """Why the hold was lost while the run went on (empty while it holds)."""
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # one lease write at a time: heartbeat, confirm, release
+        self._lock = threading.Lock()  # one lease write at a time: heartbeat, renew, release
         self._beating: threading.Thread | None = None
 
     def _path(self, generation: int) -> str:
@@ -902,9 +903,10 @@ class RunHold:
                 return
         raise RunInProgress(self.run_id)
 
-    def _renew(self) -> None:
-        """Extend the lease by creating its next generation; set `lost` if another process
-        took it over, or if lakeFS could not be reached before it expired."""
+    def renew(self) -> None:
+        """Extend the lease by creating its next generation (every third of the TTL, and
+        before a merge or once it has lapsed); set `lost` if another process took it over, or
+        if lakeFS could not be reached before it expired."""
         with self._lock:
             if self.lost:
                 return
@@ -925,11 +927,7 @@ class RunHold:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.ttl / 3) and not self.lost:
-            self._renew()
-
-    def confirm(self) -> None:
-        """Renew the hold now (before a merge, or once it has lapsed); sets `lost` if it is."""
-        self._renew()
+            self.renew()
 
     def release(self) -> None:
         self._stop.set()

@@ -218,7 +218,7 @@ class ModelRegistry:
         """One past every version the registry or the lake's tags know (a tag without a row is
         left by a run that died between publishing and registering; its number is skipped)."""
         known = [r.version for r in self.models(name)]
-        prefix = f"model-{name}-v"
+        prefix = f"model-{name}-v"  # `_run_id` without the number
         known += [int(t[len(prefix):]) for t in lake.tags() if t.startswith(prefix)
                   and t[len(prefix):].isdigit()]
         return max(known, default=0) + 1
@@ -228,7 +228,7 @@ class ModelRegistry:
         holding the version's run id, after which nobody else can publish it."""
         if any(r.version == version for r in self.models(name)):
             return True
-        run_id = f"model-{name}-v{version}"
+        run_id = _run_id(name, version)
         return run_id in lake.tags() or find_published(lake, run_id) is not None
 
     @contextmanager
@@ -311,6 +311,15 @@ class _VersionTaken(Exception):
 REGISTER_ATTEMPTS = 20
 
 
+def _run_id(name: str, version: int) -> str:
+    """The run (and tag) a model version is published as."""
+    return f"model-{name}-v{version}"
+
+
+def _artifact_path(name: str, version: int) -> str:
+    return f"models/{name}/v{version}"
+
+
 def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained: TrainedModel,
                    training: TrainingSet) -> ModelRecord:
     """Publish the model's artifacts to the lake (tagged), then record it as a candidate.
@@ -319,13 +328,16 @@ def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained
     `model-<name>-vN`, whose hold lets one process at a time in, and inside the hold N is
     checked to be still free. A process registering the same name at the same time makes
     this one take the next number; neither model is overwritten or lost."""
+    files = _artifacts(trained)  # the same whatever the number: made once
     version = 0
     for _ in range(REGISTER_ATTEMPTS):
         # past the number just tried: its holder may not have tagged or recorded it yet
         version = max(registry.next_version(spec.name, lake), version + 1)
-        run_id = f"model-{spec.name}-v{version}"
+        card = _card(spec, trained, training, version)
         try:
-            run, card = _publish_version(registry, lake, spec, trained, training, version)
+            run = _publish_version(registry, lake, spec, trained, training, version,
+                                   {**files, "card.json": json.dumps(
+                                       card, indent=1, sort_keys=True, default=str).encode()})
             break
         except RunInProgress:
             log.info("model %s v%d is being published by another process; taking the next",
@@ -334,20 +346,16 @@ def register_model(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained
             log.info("model %s v%d was registered by another process; taking the next",
                      spec.name, version)
             with suppress(LakeError):  # the branch this attempt opened holds nothing
-                lake.delete_branch(run_branch_name(run_id))
+                lake.delete_branch(run_branch_name(_run_id(spec.name, version)))
     else:
         raise ModelError(f"model {spec.name!r}: no free version number after "
                          f"{REGISTER_ATTEMPTS} attempts; other processes keep registering it")
     return _record(registry, lake, spec, trained, training, card, run)
 
 
-def _publish_version(registry: ModelRegistry, lake: Lake, spec: ModelSpec,
-                     trained: TrainedModel, training: TrainingSet, version: int
-                     ) -> tuple[RunBranch, dict[str, Any]]:
-    """Publish version `version`'s files (the run and the model card), or raise _VersionTaken
-    (or RunInProgress while another process is publishing it)."""
-    path = f"models/{spec.name}/v{version}"
-    card = {
+def _card(spec: ModelSpec, trained: TrainedModel, training: TrainingSet,
+          version: int) -> dict[str, Any]:
+    return {
         "name": spec.name, "version": version, "spec_version": spec.version,
         "label": asdict(spec.label), "columns": list(trained.matrix.columns),
         "categories": trained.matrix.categories, "threshold": trained.threshold,
@@ -360,37 +368,47 @@ def _publish_version(registry: ModelRegistry, lake: Lake, spec: ModelSpec,
         "training_set": {"name": training.name, "tag": training.tag,
                          "commit": training.lake_commit, "feature_commit": training.ref_commit},
         "feature_views": training.views, "code_version": code_version()}
+
+
+def _artifacts(trained: TrainedModel) -> dict[str, bytes]:
+    """The model's files but its card: booster, baseline, importance table and plots."""
     with tempfile.TemporaryDirectory() as scratch:
         plots = save_plots(trained.test_labels, trained.test_scores, trained.threshold,
                            Path(scratch))
         buffer = io.BytesIO()
         joblib.dump(trained.baseline, buffer)
-        files = {
+        return {
             "model.txt": trained.booster.model_to_string().encode(),
             "baseline.joblib": buffer.getvalue(),
-            "card.json": json.dumps(card, indent=1, sort_keys=True, default=str).encode(),
             "importance.csv": ("feature,gain\n" + "".join(
                 f"{k},{v:.6g}\n" for k, v in trained.importance.items())).encode(),
             **{p.name: p.read_bytes() for p in plots.values()}}
-        with publish(lake, f"model-{spec.name}-v{version}",
-                     message=f"model {spec.name} v{version}: test ROC-AUC "
-                             f"{trained.metrics.roc_auc:.4f}",
-                     metadata={"stage": "model", "training_set": training.tag}) as run:
-            if registry.version_taken(spec.name, version, lake):
-                raise _VersionTaken(version)
-            for name, body in files.items():
-                lake.put(run.branch, f"{path}/{name}", body)
-            failpoint("model-register")
-    return run, card
+
+
+def _publish_version(registry: ModelRegistry, lake: Lake, spec: ModelSpec,
+                     trained: TrainedModel, training: TrainingSet, version: int,
+                     files: dict[str, bytes]) -> RunBranch:
+    """Publish version `version`'s files, or raise _VersionTaken (or RunInProgress while
+    another process is publishing it)."""
+    path = _artifact_path(spec.name, version)
+    with publish(lake, _run_id(spec.name, version),
+                 message=f"model {spec.name} v{version}: test ROC-AUC "
+                         f"{trained.metrics.roc_auc:.4f}",
+                 metadata={"stage": "model", "training_set": training.tag}) as run:
+        if registry.version_taken(spec.name, version, lake):
+            raise _VersionTaken(version)
+        for name, body in files.items():
+            lake.put(run.branch, f"{path}/{name}", body)
+        failpoint("model-register")
+    return run
 
 
 def _record(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained: TrainedModel,
             training: TrainingSet, card: dict[str, Any], run: RunBranch) -> ModelRecord:
     """Tag the published version and record it as a candidate."""
     version = card["version"]
-    path = f"models/{spec.name}/v{version}"
     commit = run.published.id
-    lake.tag(f"model-{spec.name}-v{version}", commit)
+    lake.tag(_run_id(spec.name, version), commit)
     record = ModelRecord(
         name=spec.name, version=version, stage="candidate", spec_version=spec.version,
         owner=spec.owner, roc_auc=trained.metrics.roc_auc, pr_auc=trained.metrics.pr_auc,
@@ -401,7 +419,8 @@ def _record(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained: Train
         feature_views=training.views, training_set=training.name,
         training_set_tag=training.tag, training_set_commit=training.lake_commit,
         feature_commit=training.ref_commit, code_version=card["code_version"],
-        artifact_path=path, artifact_commit=commit, created_at=datetime.now(UTC))
+        artifact_path=_artifact_path(spec.name, version), artifact_commit=commit,
+        created_at=datetime.now(UTC))
     registry.add(record, {"leaks": trained.leaks, "time_leaks": trained.time_leaks,
                          "dates": trained.dates})
     return record
