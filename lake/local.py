@@ -62,6 +62,16 @@ from tideline.faults import failpoint
 
 Tree = dict[str, tuple[str, int]]
 
+_VERIFIED: dict[str, tuple[int, int, int, int]] = {}
+"""Object files this process has hashed in full, with their (inode, size, mtime, ctime) then:
+shared by every LocalLake instance (a Ray worker gets a fresh one with each task), and
+verified again once anything has written to the file (which moves its ctime)."""
+
+
+def _signature(file: Path) -> tuple[int, int, int, int]:
+    stat = file.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
 
 class _HashingWriter(io.RawIOBase):
     """A write-only file that hashes what passes through it on its way to disk.
@@ -140,7 +150,6 @@ class LocalLake:
         self.max_read_bytes = max_read_bytes
         self._commits: dict[str, Commit] = {}
         self._trees: dict[str, Tree] = {}
-        self._verified: set[str] = set()
         for sub in ("objects", "commits", "refs/heads", "refs/tags", "staging", "locks", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         if not self._ref_file("heads", MAIN).exists():
@@ -467,14 +476,15 @@ class LocalLake:
     def reader(self, ref: str, path: str) -> Iterator[BinaryIO]:
         info = self.stat(ref, path)
         file = self._object_file(info.checksum)
-        if info.checksum not in self._verified:
+        signature = _signature(file)
+        if _VERIFIED.get(str(file)) != signature:
             digest = hashlib.sha256()
             with open(file, "rb") as handle:
                 for chunk in iter_chunks(handle):
                     digest.update(chunk)
             if digest.hexdigest() != info.checksum:
                 raise CorruptObject(f"object {path!r} on {ref!r} is corrupt: checksum mismatch")
-            self._verified.add(info.checksum)
+            _VERIFIED[str(file)] = signature
         with open(file, "rb") as handle:
             yield handle
 

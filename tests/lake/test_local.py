@@ -3,6 +3,8 @@ checksums, and agreement with a plain model of branch state under random operati
 
 from __future__ import annotations
 
+import hashlib
+
 import subprocess
 import sys
 import textwrap
@@ -141,6 +143,23 @@ def test_corrupt_object_is_detected_and_named(lake: LocalLake) -> None:
     with pytest.raises(CorruptObject, match="data/x.parquet"):
         fresh.get(MAIN, "data/x.parquet")
     with pytest.raises(CorruptObject, match="data/x.parquet"), fresh.reader(MAIN, "data/x.parquet"):
+        pass
+
+
+def test_an_object_verified_once_is_verified_again_after_a_write(
+        lake: LocalLake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verification is remembered per process, across instances, until the file changes."""
+    info = lake.put(MAIN, "data/y.parquet", b"precious bytes")
+    stored = lake.root / "objects" / info.checksum[:2] / info.checksum[2:]
+    hashed = []
+    sha256 = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda *a: hashed.append(1) or sha256(*a))
+    for reader in (lake, LocalLake(lake.root), lake):
+        with reader.reader(MAIN, "data/y.parquet") as handle:
+            assert handle.read() == b"precious bytes"
+    assert len(hashed) == 1
+    stored.write_bytes(b"flipped bytes!")
+    with pytest.raises(CorruptObject, match="data/y.parquet"), lake.reader(MAIN, "data/y.parquet"):
         pass
 
 
