@@ -26,6 +26,7 @@ the searches and reductions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -52,6 +53,7 @@ from features.definitions import (
     whole_days,
 )
 from features.expressions import evaluate, names_in, value_hashes
+from tideline.errors import FeatureDefinitionError
 
 EMA_HALF_LIFE_DAYS = 7.0
 
@@ -440,7 +442,7 @@ class ViewComputation:
             self._segments[key] = Segments(lo=lo, hi=hi, t=t)
         return self._segments[key]
 
-    def frame(self, given: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    def columns(self, given: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Every feature of the view, derived ones last; features in `given` are taken from
         it instead of being computed (a stream processor's running aggregates)."""
         given = given or {}
@@ -450,7 +452,10 @@ class ViewComputation:
                                     else self.compute(feature))
         for derived in self.view.derived:
             values[derived.name] = derive(derived, values)
-        return pd.DataFrame(values)
+        return values
+
+    def frame(self, given: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+        return as_frame(self.columns(given))
 
     def compute(self, f: Feature) -> np.ndarray:
         exact = APPROXIMATE.get(f.agg, f.agg)  # a sketch shares its exact aggregation's events
@@ -772,8 +777,35 @@ def derive(derived: Derived, values: dict[str, np.ndarray]) -> np.ndarray:
     return np.select(conditions, labels, default=derived.default).astype(object)
 
 
-def compute_views(views: Iterable[FeatureView], events: dict[str, Events],
-                  spine: Spine) -> pd.DataFrame:
-    """Every view's features for every spine row, in spine order, one column per feature."""
-    frames = [ViewComputation(view, events[view.source.name], spine).frame() for view in views]
-    return pd.concat(frames, axis=1)
+def as_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The columns as a frame without copying them: pandas would otherwise consolidate the
+    numbers into one 2-D block, copying every column (most of the time of a wide discovery
+    frame), and the frame is only written or converted to Arrow column by column."""
+    return pd.DataFrame(columns, copy=False)
+
+
+def compute_views(views: Iterable[FeatureView], events: dict[str, Events], spine: Spine,
+                  leading: dict[str, np.ndarray] | None = None,
+                  threads: int = 1) -> pd.DataFrame:
+    """Every view's features for every spine row, in spine order, one column per feature,
+    after the `leading` columns (such as the entity keys). With `threads` > 1, views are
+    computed that many at once (numpy releases the GIL for the sorts, searches and
+    reductions): for a process that owns several cores, not a Ray task that owns one. Views of
+    one source share its `Events`, whose caches at worst fill twice with the same values."""
+    views = list(views)
+
+    def one(view: FeatureView) -> dict[str, np.ndarray]:
+        return ViewComputation(view, events[view.source.name], spine).columns()
+
+    if threads > 1 and len(views) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            computed_views = list(pool.map(one, views))
+    else:
+        computed_views = [one(view) for view in views]
+    columns = dict(leading or {})
+    for view, computed in zip(views, computed_views, strict=True):
+        if clash := columns.keys() & computed.keys():
+            raise FeatureDefinitionError(f"feature view {view.name!r}: {sorted(clash)} already "
+                                         "computed by another view in the same build")
+        columns.update(computed)
+    return as_frame(columns)

@@ -97,8 +97,7 @@ def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
         entities = max(entities, len(keys))
         spine = Spine(keys=keys, t=np.full(len(keys), t.value, dtype=np.int64), codes=codes)
         for view in plan.views:
-            frame = compute_views([view], events, spine)
-            frame.insert(0, view.entity.key, keys)
+            frame = compute_views([view], events, spine, leading={view.entity.key: keys})
             paths.append(write_features(lake, branch, view, day, partition, partitions, frame))
             failpoint("feature-write")
             rows += len(frame)

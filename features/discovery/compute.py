@@ -68,8 +68,7 @@ def compute_part(lake: Lake, ref: str, branch: str, run_id: str, plan: FeaturePl
     events = load_events(lake, ref, plan, partition, partitions)
     spine = Spine.of(keys.take(pa.array(rows)).to_numpy(zero_copy_only=False),
                      examples.column("as_of").take(pa.array(rows)).to_pandas())
-    frame = compute_views([view], events, spine)
-    frame.insert(0, ROW, rows)
+    frame = compute_views([view], events, spine, leading={ROW: rows})
     path = part_path(run_id, view.name, partition, partitions)
     with lake.writer(branch, path) as sink:
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)

@@ -134,17 +134,21 @@ def test_every_aggregation_matches_a_plain_pandas_reference(window: int | str | 
 
 
 def test_the_churn_views_match_the_reference(tables: dict[str, pd.DataFrame]) -> None:
-    events = {v.source.name: events_of(tables[v.source.dataset], "customer_id",
-                                       v.source.timestamp) for v in CHURN_VIEWS}
+    def events() -> dict[str, Events]:
+        return {v.source.name: events_of(tables[v.source.dataset], "customer_id",
+                                         v.source.timestamp) for v in CHURN_VIEWS}
+
     keys = [f"C{i:07d}" for i in (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 119, 120)] + ["C9999999"]
     times = [AS_OF] * 8 + [AS_OF - 10 * DAY - pd.Timedelta(hours=3)] * 5
-    out = compute_views(CHURN_VIEWS, events, Spine.of(keys, times))
+    out = compute_views(CHURN_VIEWS, events(), Spine.of(keys, times))
     spine = pd.DataFrame({"key": keys, "as_of": times})
     for v in CHURN_VIEWS:
         source = tables[v.source.dataset].copy()
         source[v.source.timestamp] = pd.to_datetime(source[v.source.timestamp], utc=True)
         assert_same(out, reference_frame(source, v, spine))
     assert out.loc[0, "txn_count_90d"] > 0  # the hand-picked customers are not all empty
+    threaded = compute_views(CHURN_VIEWS, events(), Spine.of(keys, times), threads=3)
+    pd.testing.assert_frame_equal(threaded, out)  # the same floats, whatever ran first
 
 
 def test_derived_features_and_segments() -> None:
