@@ -9,7 +9,10 @@ larger data), because the newest weeks say most about the test weeks: on the dem
 test ROC-AUC by about 0.04. The test fold is never seen before the metrics are computed."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -197,6 +200,48 @@ def fit_baseline(x: pd.DataFrame, y: np.ndarray, matrix: FeatureMatrix) -> Pipel
     return model.fit(_for_sklearn(x, matrix), y)
 
 
+def fit_baselines(x: pd.DataFrame, y: np.ndarray, x_valid: pd.DataFrame, x_all: pd.DataFrame,
+                  y_all: np.ndarray, x_test: pd.DataFrame, matrix: FeatureMatrix
+                  ) -> tuple[Pipeline, np.ndarray, np.ndarray]:
+    """The baseline as LightGBM is: fitted on the training fold (`x`) for its validation scores
+    (its threshold), then refitted on training and validation (`x_all`) for its test scores;
+    each fit on at most `BASELINE_CAP` rows."""
+    rows, rows_all = capped(len(y), y, BASELINE_CAP), capped(len(y_all), y_all, BASELINE_CAP)
+    valid = fit_baseline(x.iloc[rows], y[rows], matrix).predict_proba(
+        _for_sklearn(x_valid, matrix))[:, 1]
+    baseline = fit_baseline(x_all.iloc[rows_all], y_all[rows_all], matrix)
+    return baseline, valid, baseline.predict_proba(_for_sklearn(x_test, matrix))[:, 1]
+
+
+@contextmanager
+def _beside(params: dict[str, Any]) -> Iterator[Callable[..., Future]]:
+    """`beside(fn, *args)` runs fn on a thread of its own when LightGBM (with `params`)
+    leaves a core idle, so the baseline and the validation scores cost no wall time beside the
+    fits (LightGBM releases the GIL while it boosts); otherwise at once, in this thread, as
+    another thread would slow LightGBM's OpenMP threads, which spin-wait for each other."""
+    if _lightgbm_threads(params) >= len(os.sched_getaffinity(0)):
+        def inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+            done: Future = Future()
+            done.set_result(fn(*args, **kwargs))
+            return done
+
+        yield inline
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="beside-lightgbm") as pool:
+        yield pool.submit
+
+
+def _lightgbm_threads(params: dict[str, Any]) -> int:
+    """The threads LightGBM will use: `num_threads` (or an alias) when positive, else
+    OpenMP's default (OMP_NUM_THREADS, or every core)."""
+    for alias in ("num_threads", "num_thread", "nthread", "nthreads", "n_jobs"):
+        if int(params.get(alias) or 0) > 0:
+            return int(params[alias])
+    threads = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(threads) if threads.isdigit() and int(threads) > 0 else len(
+        os.sched_getaffinity(0))
+
+
 def _for_sklearn(x: pd.DataFrame, matrix: FeatureMatrix) -> pd.DataFrame:
     return x.astype({c: object for c in matrix.categories})
 
@@ -237,19 +282,16 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec,
     x_all, y_all = pd.concat([x, x_valid]), np.concatenate([y, y_valid])
 
     params, trials = search(x, y, x_valid, y_valid, spec)
-    early = rounds_on_validation(x, y, x_valid, y_valid, replace(spec, params=params))
-    threshold = best_f1_threshold(y_valid, early.predict(x_valid,
-                                                         num_iteration=early.best_iteration))
-    rounds = max(1, round(early.best_iteration * len(y_all) / len(y)))
-    booster = lgb.train(lightgbm_params(spec, params), lgb.Dataset(x_all, y_all),
-                        num_boost_round=rounds)
-    scores = booster.predict(x_test)
-
-    rows, rows_all = capped(len(y), y, BASELINE_CAP), capped(len(y_all), y_all, BASELINE_CAP)
-    baseline_valid = fit_baseline(x.iloc[rows], y[rows], matrix).predict_proba(
-        _for_sklearn(x_valid, matrix))
-    baseline = fit_baseline(x_all.iloc[rows_all], y_all[rows_all], matrix)
-    baseline_scores = baseline.predict_proba(_for_sklearn(x_test, matrix))[:, 1]
+    with _beside(lightgbm_params(spec, params)) as beside:
+        baselines = beside(fit_baselines, x, y, x_valid, x_all, y_all, x_test, matrix)
+        early = rounds_on_validation(x, y, x_valid, y_valid, replace(spec, params=params))
+        valid_scores = beside(early.predict, x_valid, num_iteration=early.best_iteration)
+        rounds = max(1, round(early.best_iteration * len(y_all) / len(y)))
+        booster = lgb.train(lightgbm_params(spec, params), lgb.Dataset(x_all, y_all),
+                            num_boost_round=rounds)
+        scores = booster.predict(x_test)
+        threshold = best_f1_threshold(y_valid, valid_scores.result())
+        baseline, baseline_valid, baseline_scores = baselines.result()
     gain = booster.feature_importance(importance_type="gain")
     importance = dict(sorted(zip(matrix.columns, map(float, gain), strict=True),
                              key=lambda item: -item[1]))
@@ -257,7 +299,7 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec,
         booster=booster, baseline=baseline, matrix=matrix, threshold=threshold,
         metrics=evaluate(y_test, scores, threshold),
         baseline_metrics=evaluate(y_test, baseline_scores,
-                                  best_f1_threshold(y_valid, baseline_valid[:, 1])),
+                                  best_f1_threshold(y_valid, baseline_valid)),
         importance=importance, leaks=leaks, dates=folds.dates(), time_leaks=time_leaks,
         params=params, trials=trials,
         test_scores={"lightgbm": scores, "baseline": baseline_scores}, test_labels=y_test,

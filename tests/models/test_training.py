@@ -2,6 +2,8 @@
 the split follows time, leaks are left out, bad label sets are refused by name."""
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,9 +12,10 @@ import pandas as pd
 import pytest
 
 from features.store import FeatureStore
+from models import training
 from models.churn import CHURN_MODEL
 from models.labels import label_examples, labelable_dates, load_activity
-from models.training import FeatureMatrix, time_split, train_model
+from models.training import FeatureMatrix, fit_baselines, time_split, train_model
 from tideline.errors import ModelError
 
 Frame = tuple[pd.DataFrame, tuple[str, ...]]
@@ -53,6 +56,29 @@ def test_lightgbm_learns_churn_from_behaviour_well_above_the_baseline(training_f
     assert tp + fn == trained.metrics.positives
     assert tp / (tp + fp) == pytest.approx(trained.metrics.precision)
     assert next(iter(trained.importance)) in features
+
+
+def test_the_baseline_fits_beside_lightgbm_only_when_a_core_is_free(
+        training_frame: Frame, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LightGBM on one thread of two cores: the baseline is fitted on another thread, and the
+    models and metrics are exactly those of fitting everything in turn (one core)."""
+    frame, features = training_frame
+    spec = replace(CHURN_MODEL, params={**CHURN_MODEL.params, "num_threads": 1})
+    threads: list[str] = []
+
+    def recorded(*args: object) -> object:
+        threads.append(threading.current_thread().name)
+        return fit_baselines(*args)
+
+    monkeypatch.setattr(training, "fit_baselines", recorded)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    beside = train_model(frame, features, spec)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    in_turn = train_model(frame, features, spec)
+    assert threads[0].startswith("beside-lightgbm") and threads[1] == "MainThread"
+    assert beside.metrics == in_turn.metrics
+    assert beside.baseline_metrics == in_turn.baseline_metrics
+    assert beside.threshold == in_turn.threshold
 
 
 def test_a_feature_that_gives_the_label_away_is_left_out(training_frame: Frame) -> None:
