@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from models.evaluation import Metrics, best_f1_threshold, evaluate
+from models.evaluation import Metrics, best_f1_threshold, evaluate, pyplot
 from models.search import Trial, search
 from models.spec import ModelSpec
 from tideline.errors import ModelError
@@ -216,9 +216,10 @@ def fit_baselines(x: pd.DataFrame, y: np.ndarray, x_valid: pd.DataFrame, x_all: 
 @contextmanager
 def _beside(params: dict[str, Any]) -> Iterator[Callable[..., Future]]:
     """`beside(fn, *args)` runs fn on a thread of its own when LightGBM (with `params`)
-    leaves a core idle, so the baseline and the validation scores cost no wall time beside the
-    fits (LightGBM releases the GIL while it boosts); otherwise at once, in this thread, as
-    another thread would slow LightGBM's OpenMP threads, which spin-wait for each other."""
+    leaves a core idle, so the baseline, the validation scores and importing the plots'
+    library cost no wall time beside the fits (LightGBM releases the GIL while it boosts);
+    otherwise at once, in this thread, as another thread would slow LightGBM's OpenMP
+    threads, which spin-wait for each other."""
     if _lightgbm_threads(params) >= len(os.sched_getaffinity(0)):
         def inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
             done: Future = Future()
@@ -284,6 +285,7 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec,
     params, trials = search(x, y, x_valid, y_valid, spec)
     with _beside(lightgbm_params(spec, params)) as beside:
         baselines = beside(fit_baselines, x, y, x_valid, x_all, y_all, x_test, matrix)
+        beside(pyplot)  # the plots' library, for the registry, while LightGBM fits
         early = rounds_on_validation(x, y, x_valid, y_valid, replace(spec, params=params))
         valid_scores = beside(early.predict, x_valid, num_iteration=early.best_iteration)
         rounds = max(1, round(early.best_iteration * len(y_all) / len(y)))
