@@ -32,6 +32,9 @@ process samples the RSS of its process tree every 0.2 s; the child also reports 
   for the threshold, test scores), baseline (`fit_baseline` twice, its `predict_proba`s),
   threshold & metrics (`best_f1_threshold`, `evaluate`), other (the rest of `train_model`:
   fold labels, `pd.concat`, importance), registry write (`register_model`, of which the plots).
+  When LightGBM leaves a core idle (`--threads 1` on 2 CPUs), the baseline, the validation
+  scores and matplotlib's import run on a thread beside its fits (`models.training._beside`):
+  that time is inside the fits' wall time, so those stages show (near) 0.
 - `plain`: exactly the LightGBM work of `train_model`, on the matrices `FeatureMatrix` builds
   from the same Parquet file (built by the prepare step and pickled, so no encoding is timed;
   the training + validation concatenation is done untimed too): `lgb.Dataset(x_train)` and
