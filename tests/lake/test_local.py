@@ -4,7 +4,6 @@ checksums, and agreement with a plain model of branch state under random operati
 from __future__ import annotations
 
 import hashlib
-
 import subprocess
 import sys
 import textwrap
