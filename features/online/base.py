@@ -142,15 +142,16 @@ def _json_column(values: pa.ChunkedArray) -> pa.Array:
     return pc.fill_null(text, "null")
 
 
-def encode_rows(table: pa.Table, columns: Sequence[str]) -> list[str]:
-    """Each row's values as a JSON array, built column by column in Arrow (no Python object
-    per value)."""
+def encode_rows(table: pa.Table, columns: Sequence[str]) -> pa.Array:
+    """Each row's values as a JSON array (text), built column by column in Arrow (no Python
+    object per value)."""
     if not len(table):
-        return []
+        return pa.array([], pa.string())
     parts = [_json_column(table.column(c)) for c in columns]
     joined = pc.binary_join_element_wise(*parts, ",") if parts else pa.array(
         [""] * len(table))
-    return pc.binary_join_element_wise("[", joined, "]", "").to_pylist()
+    rows = pc.binary_join_element_wise("[", joined, "]", "")
+    return rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
 
 
 def restore_values(state: OnlineState, rows: list[list[Any] | None]

@@ -219,21 +219,22 @@ def test_serving_refuses_a_version_the_definitions_do_not_have(store: FeatureSto
 @contextmanager
 def fault_on_third_batch(monkeypatch: pytest.MonkeyPatch, fault: Callable[[], None]
                          ) -> Iterator[None]:
-    """Batches of 20 keys; `fault` happens just before the third batch reaches Redis."""
+    """Batches of 20 keys; `fault` happens just before the third batch (MSET) is sent."""
     monkeypatch.setattr("features.online.redis._BATCH", 20)
-    execute = redis_client.client.Pipeline.execute
+    connection = redis_client.connection.Connection
+    send = connection.send_packed_command
     calls = itertools.count(1)
 
-    def faulty(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        if next(calls) == 3:
+    def faulty(self, command, *args, **kwargs):  # noqa: ANN001, ANN202
+        if b"\r\nMSET\r\n" in bytes(command[0]) and next(calls) == 3:
             fault()
-        return execute(self, *args, **kwargs)
+        return send(self, command, *args, **kwargs)
 
-    monkeypatch.setattr(redis_client.client.Pipeline, "execute", faulty)
+    monkeypatch.setattr(connection, "send_packed_command", faulty)
     try:
         yield
     finally:
-        monkeypatch.setattr(redis_client.client.Pipeline, "execute", execute)
+        monkeypatch.setattr(connection, "send_packed_command", send)
 
 
 @pytest.fixture
