@@ -227,7 +227,8 @@ def _beside(params: dict[str, Any]) -> Iterator[Callable[..., Future]]:
     library cost no wall time beside the fits (LightGBM releases the GIL while it boosts);
     otherwise at once, in this thread, as another thread would slow LightGBM's OpenMP
     threads, which spin-wait for each other."""
-    if _lightgbm_threads(params) >= len(os.sched_getaffinity(0)):
+    cores = len(os.sched_getaffinity(0))
+    if _lightgbm_threads(params, cores) >= cores:
         def inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
             done: Future = Future()
             done.set_result(fn(*args, **kwargs))
@@ -244,15 +245,14 @@ def _beside(params: dict[str, Any]) -> Iterator[Callable[..., Future]]:
         sys.setswitchinterval(switch)
 
 
-def _lightgbm_threads(params: dict[str, Any]) -> int:
+def _lightgbm_threads(params: dict[str, Any], cores: int) -> int:
     """The threads LightGBM will use: `num_threads` (or an alias) when positive, else
-    OpenMP's default (OMP_NUM_THREADS, or every core)."""
+    OpenMP's default (OMP_NUM_THREADS, or every one of `cores`)."""
     for alias in ("num_threads", "num_thread", "nthread", "nthreads", "n_jobs"):
         if int(params.get(alias) or 0) > 0:
             return int(params[alias])
     threads = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    return int(threads) if threads.isdigit() and int(threads) > 0 else len(
-        os.sched_getaffinity(0))
+    return int(threads) if threads.isdigit() and int(threads) > 0 else cores
 
 
 def _for_sklearn(x: pd.DataFrame, matrix: FeatureMatrix) -> pd.DataFrame:

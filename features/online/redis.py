@@ -88,20 +88,19 @@ class RedisOnlineStore:
               replace: bool) -> None:
         prefix = f"{_prefix(state.view)}{state.version}:"
         entities = rows.column(state.key).cast(pa.string()).combine_chunks()
-        keys = entities.to_pylist()
         names = pc.binary_join_element_wise(prefix, entities, "")
         values = encode_rows(rows, state.columns)
         with self._reachable():
             old = self.state(state.view)
             if replace and old is not None and old.version == state.version:
                 # the same version again: overwrite in place, then drop the rest
-                kept = set(keys)
+                kept = set(entities.to_pylist())
                 deleted = [*deleted, *(e for e in self._entities(state.view, state.version)
                                        if e not in kept)]
             elif replace:  # leftovers of a failed write of this version
                 self._unlink(state.view, state.version,
                              list(self._entities(state.view, state.version)))
-            for start in range(0, len(keys), _BATCH):
+            for start in range(0, len(entities), _BATCH):
                 self._mset(names.slice(start, _BATCH), values.slice(start, _BATCH))
             self._unlink(state.view, state.version, deleted)
             self._client.set(_prefix(state.view) + "state", state.to_json())
