@@ -134,7 +134,8 @@ class Events:
                    entities: tuple[pa.Array, np.ndarray] | None = None) -> Events:
         """Order a source table's events; text columns stay Arrow-backed. `entities` are the
         sorted keys and each row's code into them (`encode_entities`), when several sources
-        share one key dictionary; by default the table's own keys."""
+        share one key dictionary; by default the table's own keys. (Keys in another order serve
+        a spine that brings its own codes, as a stream processor's does.)"""
         keys, codes = entities or _single(encode_entities([table.column(key)]))
         known = codes >= 0
         if not known.all():

@@ -228,13 +228,17 @@ class StreamProcessor:
                 for key, p, reasons in zip(high[self.shape.key], high["probability"],
                                            high["reasons"], strict=True)]
 
-    def publish(self, keys: np.ndarray, replace_all: bool) -> None:
-        """Write every view's values for `keys` as of just after the newest event."""
+    def publish(self, codes: np.ndarray, replace_all: bool) -> None:
+        """Write every view's values for the entities with `codes` (the state's) as of just
+        after the newest event."""
         t = self.state.clock + 1
         as_of = pd.Timestamp(t, tz="UTC").date()
-        for view, frame in zip(self.views, self.state.values(keys, t).values(), strict=True):
-            frame.insert(0, view.entity.key, keys)
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+        keys = self.state.keys_of(codes)
+        named = pa.array(keys, pa.string())
+        for view, columns in zip(self.views, self.state.features(keys, codes, t).values(),
+                                 strict=True):
+            table = pa.table({view.entity.key: named, **{
+                name: pa.array(values, from_pandas=True) for name, values in columns.items()}})
             state = OnlineState(view=view.name, version=view.version, as_of=as_of,
                                 key=view.entity.key, columns=tuple(view.feature_names),
                                 types=arrow_types(table.schema, view.feature_names),
@@ -246,11 +250,11 @@ class StreamProcessor:
 
     def refresh(self) -> int:
         """Rewrite every entity (windows slide for those without new events)."""
-        keys = self.state.entities()
-        for start in range(0, len(keys), REFRESH_CHUNK):
-            self.publish(keys[start:start + REFRESH_CHUNK], replace_all=False)
+        size = self.state.size
+        for start in range(0, size, REFRESH_CHUNK):
+            self.publish(np.arange(start, min(start + REFRESH_CHUNK, size)), replace_all=False)
         self._cycle = self._new_cycle()
-        return len(keys)
+        return size
 
     def refresh_step(self) -> int:
         """Rewrite the next few entities, so that every one is rewritten once per
@@ -261,7 +265,7 @@ class StreamProcessor:
         if count < min(REFRESH_CHUNK, known - done):  # a rewrite costs as much for a few:
             count = 0                                 # wait until a whole chunk is due
         if count:
-            self.publish(self.state.entities(done, done + count), replace_all=False)
+            self.publish(np.arange(done, done + count), replace_all=False)
             done += count
         self._cycle = self._new_cycle() if done >= known else (started, done, known)
         return count
@@ -305,7 +309,7 @@ class StreamProcessor:
         compacting: tuple[Compaction, asyncio.Task] | None = None
         saving: asyncio.Task | None = None
         try:
-            self.publish(self.state.entities(), replace_all=True)
+            self.publish(np.arange(self.state.size), replace_all=True)
             if not self.sequence:
                 self.sequence = await broker.start_sequence(self.config.start)
                 self.checkpoint()  # a restart must not depend on `start` again

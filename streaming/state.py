@@ -34,7 +34,7 @@ from features.definitions import (
     Feature,
     FeatureView,
 )
-from features.engine import Events, Spine, ViewComputation, virtual_column
+from features.engine import Events, Spine, ViewComputation, as_frame, virtual_column
 from features.expressions import evaluate, names_in
 from features.plan import plan_views
 from tideline.errors import FeatureDefinitionError
@@ -134,6 +134,12 @@ class StreamState:
         """The entities seen (in order of first sight), or a slice of them."""
         return np.asarray(self._keys[start:stop], dtype=object)
 
+    def keys_of(self, codes: np.ndarray) -> np.ndarray:
+        """The entities with these codes (codes number the entities in order of first sight,
+        from 0)."""
+        keys = self._keys
+        return np.array([keys[c] for c in codes], dtype=object)
+
     # -- updates ------------------------------------------------------------------------------
 
     def admit(self, events: pa.Table) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
@@ -158,10 +164,10 @@ class StreamState:
         return np.asarray(fresh, dtype=np.int64), np.asarray(duplicate, dtype=np.int64), late
 
     def apply(self, events: pa.Table) -> np.ndarray:
-        """Add events (typed as `schema`, none late, no id seen before); returns the keys of
-        the entities they touch."""
+        """Add events (typed as `schema`, none late, no id seen before); returns the codes of
+        the entities they touch, ascending."""
         if not len(events):
-            return np.zeros(0, dtype=object)
+            return np.zeros(0, dtype=np.int64)
         events = events.select(self.schema.names)
         codes = self._encode(events.column(self.key).to_pylist())
         self._tail.append(events)
@@ -171,7 +177,7 @@ class StreamState:
         for group in self.groups.values():
             self._merge(group, events, codes, ns)
         self.clock = max(self.clock, int(ns.max()))
-        return np.array([self._keys[c] for c in np.unique(codes)], dtype=object)
+        return np.unique(codes)
 
     def _encode(self, keys: list[str]) -> np.ndarray:
         """Codes of keys, new keys getting the next ones (and room in the aggregates)."""
@@ -265,37 +271,50 @@ class StreamState:
         self.evict()
         return self._sorted
 
-    def _events_of(self, codes: np.ndarray) -> pa.Table:
-        """The buffered events of some entities: their slices of the ordered buffer, then
-        their events in the tail (so each entity's stay in arrival order)."""
-        codes = np.unique(codes[codes >= 0])
+    def _events_of(self, codes: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+        """The buffered events of some entities (codes ascending, each once) and each event's
+        entity code: their slices of the ordered buffer, then their events in the tail (so
+        each entity's stay in arrival order)."""
         lo = np.searchsorted(self._sorted_codes, codes, side="left")
         n = np.searchsorted(self._sorted_codes, codes, side="right") - lo
         rows = np.repeat(lo - np.concatenate(([0], np.cumsum(n)[:-1])), n) + np.arange(n.sum())
-        parts = [self._sorted.take(pa.array(rows))]
+        parts, owners = [self._sorted.take(pa.array(rows))], [self._sorted_codes[rows]]
         wanted = np.zeros(len(self._keys), dtype=bool)
         wanted[codes] = True
         for table, tail_codes in zip(self._tail, self._tail_codes, strict=True):
-            parts.append(table.filter(pa.array(wanted[tail_codes])))
-        return pa.concat_tables(parts)
+            mine = wanted[tail_codes]
+            parts.append(table.filter(pa.array(mine)))
+            owners.append(tail_codes[mine])
+        return pa.concat_tables(parts), np.concatenate(owners)
 
     # -- values -------------------------------------------------------------------------------
 
     def values(self, keys: np.ndarray, t: int) -> dict[str, pd.DataFrame]:
         """Each view's features (derived ones included) for `keys`, as of t (ns; at or after
         the newest event), in key order as given."""
+        keys = np.asarray(keys, dtype=object)
+        codes = np.fromiter((self._codes.get(k, -1) for k in keys), np.int64, len(keys))
+        return {view: as_frame(columns)
+                for view, columns in self.features(keys, codes, t).items()}
+
+    def features(self, keys: np.ndarray, codes: np.ndarray, t: int
+                 ) -> dict[str, dict[str, np.ndarray]]:
+        """`values` as columns, for entities with their codes (-1: an entity never seen): what
+        a stream processor writes, without a key lookup or a pandas frame."""
         if self.clock and t <= self.clock:
             raise ValueError(f"values as of {pd.Timestamp(t, tz='UTC')} would miss events at "
                              f"or after it (the newest is at {pd.Timestamp(self.clock, tz='UTC')})")
-        spine = Spine(keys=np.asarray(keys, dtype=object), t=np.full(len(keys), t, np.int64))
-        codes = np.fromiter((self._codes.get(k, -1) for k in spine.keys), np.int64,
-                            len(spine.keys))
-        events = Events.from_table(self._events_of(codes), self.key, self.timestamp)
+        known = np.unique(codes[codes >= 0])
+        table, owners = self._events_of(known)
+        events = Events.from_table(table, self.key, self.timestamp, entities=(  # local codes
+            pa.array(self.keys_of(known), pa.string()), np.searchsorted(known, owners)))
+        spine = Spine(keys=keys, t=np.full(len(codes), t, np.int64),
+                      codes=np.where(codes >= 0, np.searchsorted(known, codes), -1))
         out = {}
         for view in self.views:
             given = {f.name: self._unbounded(f, codes, t) for f in view.features
                      if f.window is None}
-            out[view.name] = ViewComputation(view, events, spine).frame(given)
+            out[view.name] = ViewComputation(view, events, spine).columns(given)
         return out
 
     def _unbounded(self, f: Feature, codes: np.ndarray, t: int) -> np.ndarray:

@@ -128,9 +128,11 @@ def _json_column(values: pa.ChunkedArray) -> pa.Array:
         values, kind = values.cast(kind.value_type), kind.value_type
     if pa.types.is_floating(kind):
         text = pc.cast(values, pa.string())
-        text = pc.if_else(pc.is_nan(values), pa.scalar(None, pa.string()), text)
-        text = pc.if_else(pc.is_inf(values), pc.binary_join_element_wise('"', text, '"', ""),
-                          text)  # JSON has no infinity: "inf" as a string, decoded back
+        nan, inf = pc.is_nan(values), pc.is_inf(values)
+        if pc.any(nan).as_py():  # (each fix is a pass over every value: only when needed)
+            text = pc.if_else(nan, pa.scalar(None, pa.string()), text)
+        if pc.any(inf).as_py():  # JSON has no infinity: "inf" as a string, decoded back
+            text = pc.if_else(inf, pc.binary_join_element_wise('"', text, '"', ""), text)
     elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         text = pc.cast(values, pa.string())
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
