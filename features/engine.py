@@ -135,13 +135,14 @@ class Events:
         """Order a source table's events; text columns stay Arrow-backed. `entities` are the
         sorted keys and each row's code into them (`encode_entities`), when several sources
         share one key dictionary; by default the table's own keys. (Keys in another order serve
-        a spine that brings its own codes, as a stream processor's does.)"""
+        a spine that brings its own codes, as a stream processor's does; with `entities`,
+        the table may leave the key column out.)"""
         keys, codes = entities or _single(encode_entities([table.column(key)]))
         known = codes >= 0
         if not known.all():
             table, codes = table.filter(pa.array(known)), codes[known]
-        frame = table.drop_columns([key]).to_pandas(types_mapper=_arrow_text,
-                                                   date_as_object=False)
+        frame = table.drop_columns([key] if key in table.column_names else []).to_pandas(
+            types_mapper=_arrow_text, date_as_object=False)
         time = _nanoseconds(frame[timestamp])
         clock = Clock.of(time, len(keys))
         position = codes * clock.span + clock.ticks(time)

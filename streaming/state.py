@@ -102,6 +102,10 @@ class StreamState:
 
     def __post_init__(self) -> None:
         self.groups = running_groups(self.views)
+        read = plan_views(self.views, {self.views[0].source.name: self.schema}).columns
+        self._computed = [name for name in self.schema.names
+                          if name in read[self.views[0].source.name] and name != self.key]
+        """The columns the engine computes from (the key is given by the entity codes)."""
         self.seen = set()
         self._sorted = self.schema.empty_table()
         """The buffer as of the last compaction, ordered by entity code (stable: each entity's
@@ -272,18 +276,19 @@ class StreamState:
         return self._sorted
 
     def _events_of(self, codes: np.ndarray) -> tuple[pa.Table, np.ndarray]:
-        """The buffered events of some entities (codes ascending, each once) and each event's
-        entity code: their slices of the ordered buffer, then their events in the tail (so
-        each entity's stay in arrival order)."""
+        """The buffered events of some entities (codes ascending, each once), in the columns
+        the engine computes from, and each event's entity code: their slices of the ordered
+        buffer, then their events in the tail (so each entity's stay in arrival order)."""
         lo = np.searchsorted(self._sorted_codes, codes, side="left")
         n = np.searchsorted(self._sorted_codes, codes, side="right") - lo
         rows = np.repeat(lo - np.concatenate(([0], np.cumsum(n)[:-1])), n) + np.arange(n.sum())
-        parts, owners = [self._sorted.take(pa.array(rows))], [self._sorted_codes[rows]]
+        parts = [self._sorted.select(self._computed).take(pa.array(rows))]
+        owners = [self._sorted_codes[rows]]
         wanted = np.zeros(len(self._keys), dtype=bool)
         wanted[codes] = True
         for table, tail_codes in zip(self._tail, self._tail_codes, strict=True):
             mine = wanted[tail_codes]
-            parts.append(table.filter(pa.array(mine)))
+            parts.append(table.select(self._computed).filter(pa.array(mine)))
             owners.append(tail_codes[mine])
         return pa.concat_tables(parts), np.concatenate(owners)
 
