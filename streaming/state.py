@@ -40,6 +40,9 @@ from features.plan import plan_views
 from tideline.errors import FeatureDefinitionError
 
 NS = pa.timestamp("ns", tz="UTC")
+TAIL_CHUNKS = 16
+"""The tail's batches are combined into one chunk when there are more than this: a batch's
+values filter every chunk of the tail."""
 COMPACT_ROWS = 50_000
 """The tail of newly applied events is merged into the entity-ordered buffer once it has more
 rows than this (or than a quarter of the buffer)."""
@@ -176,6 +179,9 @@ class StreamState:
         codes = self._encode(events.column(self.key).to_pylist())
         self._tail.append(events)
         self._tail_codes.append(codes)
+        if len(self._tail) > TAIL_CHUNKS:
+            self._tail = [pa.concat_tables(self._tail).combine_chunks()]
+            self._tail_codes = [np.concatenate(self._tail_codes)]
         self.seen.update(events.column(self.id_column).to_pylist())
         ns = _ns(events.column(self.timestamp))
         for group in self.groups.values():
@@ -260,8 +266,11 @@ class StreamState:
                 ) -> int:
         """Take a run compaction's result; returns how many events it evicted."""
         self._sorted, self._sorted_codes, evicted = merged
-        self._tail = self._tail[len(compaction.tail):]
-        self._tail_codes = self._tail_codes[len(compaction.tail):]
+        done = sum(len(codes) for codes in compaction.tail_codes)
+        if done:  # by rows: the tail's chunks may have been combined since
+            codes = np.concatenate(self._tail_codes)[done:]
+            self._tail, self._tail_codes = ([pa.concat_tables(self._tail).slice(done)],
+                                            [codes]) if len(codes) else ([], [])
         self.seen.difference_update(evicted)
         return len(evicted)
 
