@@ -116,8 +116,9 @@ def test_eviction_keeps_the_windows_and_snapshots_restore_the_same_values(
     assert copy.seen == state.seen
 
 
-def test_events_applied_while_a_compaction_runs_are_kept(events: pd.DataFrame,
-                                                         schema: pa.Schema) -> None:
+def test_events_applied_while_a_compaction_runs_are_kept(
+        events: pd.DataFrame, schema: pa.Schema, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streaming.state.TAIL_CHUNKS", 3)  # the tail is combined meanwhile
     day = AS_OF - DAY
     state = new_state(schema)
     state.apply(table(events[events["ts"] < day - DAY], schema))
@@ -125,6 +126,7 @@ def test_events_applied_while_a_compaction_runs_are_kept(events: pd.DataFrame,
     later = events[(events["ts"] >= day - DAY) & (events["ts"] < AS_OF)].sort_values("ts")
     for start in range(0, len(later), 50):
         state.apply(table(later.iloc[start:start + 50], schema))
+    assert len(state._tail) <= 3 < len(later) // 50
     state.install(job, job.run())
     keys = np.array(sorted(events["customer_id"].unique()), dtype=object)
     expected = batch_values(events, keys, AS_OF)
