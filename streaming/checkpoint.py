@@ -44,9 +44,9 @@ def save_checkpoint(lake: Lake, processor: str, buffer: pa.Table, running: pa.Ta
         lake.create_branch(branch, MAIN)
     lake.reset(branch)  # objects of a checkpoint cut off by a crash
     for path, table in ((BUFFER, buffer), (RUNNING, running)):
-        sink = io.BytesIO()
-        pq.write_table(table, sink)
-        lake.put(branch, path, sink.getvalue())
+        sink = pa.BufferOutputStream()  # an Arrow sink: with a Python one, the writer takes
+        pq.write_table(table, sink)     # the GIL for every page, stalling the stream's thread
+        lake.put(branch, path, sink.getvalue().to_pybytes())
     lake.put(branch, META, json.dumps(asdict(meta), sort_keys=True).encode())
     return lake.commit(branch, f"stream {processor}: checkpoint at sequence {meta.sequence}",
                        metadata={"sequence": str(meta.sequence)}).id

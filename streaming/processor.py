@@ -16,7 +16,8 @@ One loop, micro-batch by micro-batch (whatever the consumer has, up to `batch_si
 
 Time is event time: the processor's "now" is its newest event, so a replay of last week's
 events gives last week's values. Every `refresh_seconds` all entities are rewritten as of that
-clock, a slice at a time between batches (windows slide for entities without new events), and
+clock (windows slide for entities without new events): those whose turn has come are written
+with each batch, or a chunk at a time while the stream is idle; and
 every `checkpoint_seconds` the state and the last applied stream sequence are committed to the
 lake (`streaming.checkpoint`) from a worker thread.
 A restart loads the checkpoint and re-reads the stream from the sequence after it, so the
@@ -187,8 +188,9 @@ class StreamProcessor:
         dead = decoded.rejected + [(int(decoded.positions[row]), why) for row, why in late]
         applied = decoded.events.take(pa.array(fresh))
         touched = self.state.apply(applied)
-        if len(touched):
-            self.publish(touched, replace_all=False)
+        due = self._due(least=1)  # riding along with a batch, a rewrite costs next to nothing
+        if len(touched) or len(due):
+            self.publish(np.union1d(touched, due), replace_all=False)
         alerts = self.alerts(applied) if self.scorer is not None else []
         m = self.metrics
         m.events.labels("applied").inc(len(fresh))
@@ -257,18 +259,25 @@ class StreamProcessor:
         return size
 
     def refresh_step(self) -> int:
-        """Rewrite the next few entities, so that every one is rewritten once per
-        `refresh_seconds` without ever holding up the stream for long; returns how many."""
+        """While the stream is idle, rewrite the entities whose turn has come once a chunk of
+        them is due (a write on its own costs as much for a few); returns how many."""
+        codes = self._due(least=REFRESH_CHUNK)
+        if len(codes):
+            self.publish(codes, replace_all=False)
+        return len(codes)
+
+    def _due(self, least: int) -> np.ndarray:
+        """The codes of the entities whose rewrite is due, so that every one is rewritten once
+        per `refresh_seconds` (at most a chunk at a time; none unless `least` are due or the
+        cycle ends with them); the cycle moves past them."""
         started, done, known = self._cycle
         due = int(known * min(1.0, (self.wall() - started) / self.config.refresh_seconds))
         count = min(due - done, REFRESH_CHUNK)
-        if count < min(REFRESH_CHUNK, known - done):  # a rewrite costs as much for a few:
-            count = 0                                 # wait until a whole chunk is due
-        if count:
-            self.publish(np.arange(done, done + count), replace_all=False)
-            done += count
-        self._cycle = self._new_cycle() if done >= known else (started, done, known)
-        return count
+        if count < min(least, known - done):
+            count = 0
+        self._cycle = (self._new_cycle() if done + count >= known
+                       else (started, done + count, known))
+        return np.arange(done, done + count)
 
     def _new_cycle(self) -> tuple[float, int, int]:
         return self.wall(), 0, self.state.size
@@ -298,9 +307,9 @@ class StreamProcessor:
         """Consume until `stop` is set (or, with `idle_exit`, until nothing comes within
         `max_wait_seconds`); a clean stop rewrites every entity and writes a last checkpoint.
 
-        Between batches the loop rewrites a slice of the entities (`refresh_step`) and starts
-        compactions and checkpoints on worker threads (they work on immutable snapshots and
-        release the GIL in Arrow and numpy), so neither holds up the stream."""
+        Between batches the loop starts compactions and checkpoints on worker threads (they
+        work on immutable snapshots and release the GIL in Arrow and numpy), so neither holds
+        up the stream; when nothing comes, it rewrites the entities whose turn has come."""
         stop = stop or asyncio.Event()
         broker = open_broker(self.config.url, self.config.subject, self.config.name,
                              self.config.stream, in_flight=2 * self.config.batch_size,
@@ -321,10 +330,11 @@ class StreamProcessor:
                 messages = await broker.take(self.config.batch_size,
                                              self.config.max_wait_seconds)
                 if messages:
-                    await self._handle(broker, messages)
+                    await self._handle(broker, messages)  # with the rewrites now due
                 elif idle_exit:
                     break
-                self.refresh_step()
+                else:
+                    self.refresh_step()
                 if compacting is not None and compacting[1].done():
                     self.state.install(compacting[0], compacting[1].result())
                     compacting = None

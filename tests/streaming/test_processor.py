@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +161,38 @@ def test_an_unreachable_broker_is_a_clear_error(tmp_path: Path, events: pd.DataF
                                                       connect_timeout_seconds=1.0))
     with pytest.raises(SourceUnavailable, match="cannot connect to NATS at nats://127.0.0.1:1"):
         asyncio.run(processor.run(idle_exit=True))
+
+
+def test_entities_without_new_events_are_rewritten_with_the_batches_in_turn(
+        tmp_path: Path, events: pd.DataFrame) -> None:
+    day = AS_OF - DAY
+    lake_before(tmp_path / "lake", events, day)
+    settings = load_settings(data_dir=tmp_path, feature_views="features.churn:DEMO_VIEWS")
+    processor = open_processor(settings, StreamConfig(refresh_seconds=100.0))
+    processor.load()
+    start = time.time()
+    wall = [start]
+    processor.wall = lambda: wall[0]
+    processor.publish(np.zeros(0, dtype=np.int64), replace_all=True)  # the views, empty
+    processor._cycle = processor._new_cycle()  # as `run` starts it, after its whole write
+    known = processor.state.entities()
+    today = events[(events["ts"] >= day) & (events["ts"] < AS_OF)].sort_values("ts")
+
+    def written() -> set[str]:
+        state, rows = processor.online.read(ACTIVITY.name, list(known))
+        return {key for key, row in zip(known, rows, strict=True) if row is not None}
+
+    wall[0] = start + 40.0  # 40% into the cycle: the first 40% of the entities ride along
+    first = today.iloc[:5]
+    processor.process(as_json(first))
+    assert written() == set(known[:int(len(known) * 0.4)]) | set(first["customer_id"])
+    wall[0] = start + 100.0  # the cycle is over: every entity has been rewritten once
+    processor.process(as_json(today.iloc[5:10]))
+    assert written() == set(known)
+    t = pd.Timestamp(processor.state.clock + 1, tz="UTC")
+    quiet = np.array(sorted(set(known[int(len(known) * 0.4):])  # rewritten as of t
+                            - set(today.iloc[:10]["customer_id"])), dtype=object)
+    state, rows = processor.online.read(ACTIVITY.name, list(quiet))
+    expected = batch_values(events, quiet, t)  # windows slid to t
+    assert_same(pd.DataFrame(rows, columns=list(state.columns)),
+                expected[ACTIVITY.feature_names], rtol=1e-9)
