@@ -15,6 +15,7 @@ Arrow.
 """
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -54,8 +55,8 @@ class Decoded:
 
 def decode(payloads: Sequence[bytes], shape: EventShape, now_ns: int) -> Decoded:
     """The events of a batch of message payloads, and why each bad one is bad."""
-    positions, rejected, records = _parse_each(payloads)
-    raw = {field.name: [r.get(field.name) for r in records] for field in shape.schema}
+    positions, rejected, records = _parse(payloads)
+    raw = _columns(records, shape.schema.names)
     arrays = {field.name: _converted(raw[field.name], field) for field in shape.schema}
     problems = np.full(len(positions), None, dtype=object)
     for field in shape.schema:
@@ -70,6 +71,31 @@ def decode(payloads: Sequence[bytes], shape: EventShape, now_ns: int) -> Decoded
     return Decoded(events=pa.table({name: array.filter(good) for name, array in arrays.items()},
                                    schema=shape.schema),
                    positions=np.asarray(positions, dtype=np.int64)[~bad], rejected=rejected)
+
+
+def _parse(payloads: Sequence[bytes]) -> tuple[list[int], list[tuple[int, str]], list[dict]]:
+    """The messages parsed (orjson, each on its own), the unparsable ones rejected: all at
+    once, or one by one when any is not a JSON object."""
+    try:
+        records = list(map(orjson.loads, payloads))
+    except orjson.JSONDecodeError:
+        return _parse_each(payloads)
+    if set(map(type, records)) - {dict}:
+        return _parse_each(payloads)
+    return list(range(len(records))), [], records
+
+
+def _columns(records: list[dict], names: list[str]) -> dict[str, list]:
+    """The records' values by column (None where a record lacks one): transposed in one go
+    when every record has every column."""
+    if not records:
+        return {name: [] for name in names}
+    try:
+        rows = list(map(operator.itemgetter(*names), records))
+    except KeyError:
+        return {name: [r.get(name) for r in records] for name in names}
+    columns = zip(*rows, strict=True) if len(names) > 1 else [rows]
+    return {name: list(column) for name, column in zip(names, columns, strict=True)}
 
 
 def _parse_each(payloads: Sequence[bytes]) -> tuple[list[int], list[tuple[int, str]],
@@ -150,7 +176,7 @@ def _converted(values: list, field: pa.Field) -> pa.Array | tuple[()]:
         if pa.types.is_timestamp(kind):
             return pc.cast(pa.array(values, pa.string()), kind)  # zoned ISO 8601 only
         if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-            if any(isinstance(v, bool) for v in values):
+            if bool in set(map(type, values)):
                 return ()  # JSON true is no number
             return pc.cast(pa.array(values, pa.float64()), kind)  # safe: 1.5 is no integer
         return pa.array(values, kind)
