@@ -187,7 +187,8 @@ class StreamProcessor:
         decoded = decode(payloads, self.shape, int(self.wall() * 1e9))
         fresh, repeated, late = self.state.admit(decoded.events)
         dead = decoded.rejected + [(int(decoded.positions[row]), why) for row, why in late]
-        applied = decoded.events.take(pa.array(fresh))
+        applied = decoded.events if len(fresh) == len(decoded.events) else (
+            decoded.events.take(pa.array(fresh)))  # (fresh rows are in order)
         touched = self.state.apply(applied)
         due = self._due(least=1)  # riding along with a batch, a rewrite costs next to nothing
         if len(touched) or len(due):

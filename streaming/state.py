@@ -18,6 +18,7 @@ Arrow tables plus a clock, so a checkpoint is a plain write of them.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -156,6 +157,10 @@ class StreamState:
         ids = events.column(self.id_column).to_pylist()
         ns = _ns(events.column(self.timestamp))
         watermark = self.watermark
+        distinct = set(ids)
+        if len(distinct) == len(ids) and self.seen.isdisjoint(distinct) and (
+                not len(ns) or ns.min() >= watermark):  # the usual batch, in set operations
+            return np.arange(len(ids)), np.zeros(0, dtype=np.int64), []
         fresh, duplicate, late = [], [], []
         seen: set[str] = set()
         for row, (event, t) in enumerate(zip(ids, ns, strict=True)):
@@ -191,12 +196,13 @@ class StreamState:
 
     def _encode(self, keys: list[str]) -> np.ndarray:
         """Codes of keys, new keys getting the next ones (and room in the aggregates)."""
-        codes, out = self._codes, np.empty(len(keys), dtype=np.int64)
-        for row, key in enumerate(keys):
-            code = codes.get(key)
+        codes = self._codes
+        out = np.fromiter(map(codes.get, keys, itertools.repeat(-1)), np.int64, len(keys))
+        for row in np.flatnonzero(out < 0):  # keys never seen (some maybe twice in the batch)
+            code = codes.get(keys[row])
             if code is None:
-                code = codes[key] = len(self._keys)
-                self._keys.append(key)
+                code = codes[keys[row]] = len(self._keys)
+                self._keys.append(keys[row])
             out[row] = code
         size = len(next(iter(self._running.values()), ()))
         if len(self._keys) > size:
