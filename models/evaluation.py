@@ -68,6 +68,13 @@ def pyplot() -> ModuleType:
     return plt
 
 
+LAYOUT = {"curves": {"left": 0.06, "right": 0.985, "bottom": 0.12, "top": 0.93,
+                     "wspace": 0.2},
+          "confusion": {"left": 0.24, "right": 0.96, "bottom": 0.14, "top": 0.91}}
+"""The plots' margins, fixed: `tight_layout` measured every label for them, a third of the
+time of writing the plots (train_bench)."""
+
+
 def save_plots(y: np.ndarray, curves: dict[str, np.ndarray], threshold: float,
                directory: Path) -> dict[str, Path]:
     """ROC and precision-recall curves of every scored model, and the first model's confusion
@@ -76,6 +83,7 @@ def save_plots(y: np.ndarray, curves: dict[str, np.ndarray], threshold: float,
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
     figure, (roc, pr) = plt.subplots(1, 2, figsize=(10, 4.2))
+    figure.subplots_adjust(**LAYOUT["curves"])
     for name, scores in curves.items():
         fpr, tpr, _ = metrics.roc_curve(y, scores)
         roc.plot(fpr, tpr, label=f"{name} (AUC {metrics.roc_auc_score(y, scores):.3f})")
@@ -88,7 +96,6 @@ def save_plots(y: np.ndarray, curves: dict[str, np.ndarray], threshold: float,
     pr.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
     for axes in (roc, pr):
         axes.legend(loc="lower right" if axes is roc else "upper right")
-    figure.tight_layout()
     paths["curves"] = directory / "curves.png"
     figure.savefig(paths["curves"], dpi=110)
     plt.close(figure)
@@ -96,6 +103,7 @@ def save_plots(y: np.ndarray, curves: dict[str, np.ndarray], threshold: float,
     first = next(iter(curves.values()))
     matrix = metrics.confusion_matrix(y, first >= threshold, labels=[0, 1])
     figure, axes = plt.subplots(figsize=(4, 3.6))
+    figure.subplots_adjust(**LAYOUT["confusion"])
     axes.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
         axes.text(j, i, f"{count:,}", ha="center", va="center",
@@ -103,7 +111,6 @@ def save_plots(y: np.ndarray, curves: dict[str, np.ndarray], threshold: float,
     axes.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["stays", "churns"],
              yticklabels=["stayed", "churned"], xlabel="predicted", ylabel="actual",
              title=f"{next(iter(curves))} at {threshold:.2f}")
-    figure.tight_layout()
     paths["confusion"] = directory / "confusion.png"
     figure.savefig(paths["confusion"], dpi=110)
     plt.close(figure)

@@ -79,6 +79,10 @@ def test_the_baseline_fits_beside_lightgbm_only_when_a_core_is_free(
     assert beside.metrics == in_turn.metrics
     assert beside.baseline_metrics == in_turn.baseline_metrics
     assert beside.threshold == in_turn.threshold
+    scores = beside.test_scores["lightgbm"]  # scored in two halves, in order
+    np.testing.assert_array_equal(scores, in_turn.test_scores["lightgbm"])
+    np.testing.assert_array_equal(scores, beside.booster.predict(
+        beside.matrix.transform(beside.test_frame)))
 
 
 def test_a_feature_that_gives_the_label_away_is_left_out(training_frame: Frame) -> None:
