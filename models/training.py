@@ -229,12 +229,7 @@ def _beside(params: dict[str, Any]) -> Iterator[Callable[..., Future]]:
     threads, which spin-wait for each other."""
     cores = len(os.sched_getaffinity(0))
     if _lightgbm_threads(params, cores) >= cores:
-        def inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-            done: Future = Future()
-            done.set_result(fn(*args, **kwargs))
-            return done
-
-        yield inline
+        yield lambda fn, *args, **kwargs: _done(fn(*args, **kwargs))
         return
     switch = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_BESIDE)
@@ -243,6 +238,13 @@ def _beside(params: dict[str, Any]) -> Iterator[Callable[..., Future]]:
             yield pool.submit
     finally:
         sys.setswitchinterval(switch)
+
+
+def _done(value: Any) -> Future:
+    """A future holding `value`."""
+    done: Future = Future()
+    done.set_result(value)
+    return done
 
 
 def _lightgbm_threads(params: dict[str, Any], cores: int) -> int:
@@ -276,39 +278,47 @@ def rounds_on_validation(x: pd.DataFrame, y: np.ndarray, x_valid: pd.DataFrame,
 
 
 def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec,
-                time_leaks: dict[str, str] | None = None) -> TrainedModel:
+                time_leaks: dict[str, str] | None = None,
+                leaks: dict[str, float] | None = None) -> TrainedModel:
     """Split by time, leave out leaking features (`time_leaks`, found by the point-in-time
     audit, and any that alone separate the classes too well), fit LightGBM and the baseline,
-    and judge both on the test fold at the threshold that maximises F1 on validation."""
+    and judge both on the test fold at the threshold that maximises F1 on validation.
+
+    The single-feature check runs beside the first fit, which takes it to find nothing (when
+    LightGBM leaves a core idle; else before it): a leaking feature, a broken one, costs the
+    work done so far, and everything is done again without it (`leaks` then says which)."""
     time_leaks = time_leaks or {}
-    columns = [c for c in columns if c not in time_leaks]
+    columns = [c for c in columns if c not in time_leaks and c not in (leaks or {})]
     folds = time_split(frame, spec)
     label = spec.label.name
     matrix = FeatureMatrix.fit(folds.train, columns)
-    sample = capped(len(folds.train), folds.train[label].to_numpy())
-    aucs = single_feature_auc(folds.train.iloc[sample], matrix, label)
-    leaks = {c: auc for c, auc in aucs.items() if auc > spec.leakage_auc}
-    if leaks:
-        matrix = FeatureMatrix.fit(folds.train, [c for c in columns if c not in leaks])
     x, x_valid, x_test = (matrix.transform(f) for f in (folds.train, folds.valid, folds.test))
     y, y_valid, y_test = (f[label].to_numpy() for f in (folds.train, folds.valid, folds.test))
     x_all, y_all = pd.concat([x, x_valid]), np.concatenate([y, y_valid])
 
-    params, trials = search(x, y, x_valid, y_valid, spec)
-    with _beside(lightgbm_params(spec, params)) as beside:
-        baselines = beside(fit_baselines, x, y, x_valid, x_all, y_all, x_test, matrix)
-        beside(pyplot)  # the plots' library, for the registry, while LightGBM fits
-        early = rounds_on_validation(x, y, x_valid, y_valid, replace(spec, params=params))
-        valid_scores = beside(early.predict, x_valid, num_iteration=early.best_iteration)
-        rounds = max(1, round(early.best_iteration * len(y_all) / len(y)))
-        booster = lgb.train(lightgbm_params(spec, params), lgb.Dataset(x_all, y_all),
-                            num_boost_round=rounds)
-        half = len(x_test) // 2  # the test fold scored in two halves, one beside
-        head = beside(booster.predict, x_test.iloc[:half])
-        tail = booster.predict(x_test.iloc[half:])
-        scores = np.concatenate([head.result(), tail])
-        threshold = best_f1_threshold(y_valid, valid_scores.result())
-        baseline, baseline_valid, baseline_scores = baselines.result()
+    try:
+        with _beside(lightgbm_params(spec)) as beside:
+            audit = _done({}) if leaks is not None else beside(
+                _leaking, folds.train, matrix, label, spec.leakage_auc)
+            if spec.search_trials > 1:  # a search costs more than a fit: it waits
+                _refuse(audit)
+            params, trials = search(x, y, x_valid, y_valid, spec)
+            baselines = beside(fit_baselines, x, y, x_valid, x_all, y_all, x_test, matrix)
+            beside(pyplot)  # the plots' library, for the registry, while LightGBM fits
+            early = rounds_on_validation(x, y, x_valid, y_valid, replace(spec, params=params))
+            _refuse(audit)
+            valid_scores = beside(early.predict, x_valid, num_iteration=early.best_iteration)
+            rounds = max(1, round(early.best_iteration * len(y_all) / len(y)))
+            booster = lgb.train(lightgbm_params(spec, params), lgb.Dataset(x_all, y_all),
+                                num_boost_round=rounds)
+            half = len(x_test) // 2  # the test fold scored in two halves, one beside
+            head = beside(booster.predict, x_test.iloc[:half])
+            tail = booster.predict(x_test.iloc[half:])
+            scores = np.concatenate([head.result(), tail])
+            threshold = best_f1_threshold(y_valid, valid_scores.result())
+            baseline, baseline_valid, baseline_scores = baselines.result()
+    except _Leaking as leaking:  # once the work beside has stopped: all again without them
+        return train_model(frame, columns, spec, time_leaks, leaking.found)
     gain = booster.feature_importance(importance_type="gain")
     importance = dict(sorted(zip(matrix.columns, map(float, gain), strict=True),
                              key=lambda item: -item[1]))
@@ -317,7 +327,27 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec,
         metrics=evaluate(y_test, scores, threshold),
         baseline_metrics=evaluate(y_test, baseline_scores,
                                   best_f1_threshold(y_valid, baseline_valid)),
-        importance=importance, leaks=leaks, dates=folds.dates(), time_leaks=time_leaks,
-        params=params, trials=trials,
+        importance=importance, leaks=leaks or {}, dates=folds.dates(),
+        time_leaks=time_leaks, params=params, trials=trials,
         test_scores={"lightgbm": scores, "baseline": baseline_scores}, test_labels=y_test,
         test_frame=folds.test)
+
+
+class _Leaking(Exception):
+    def __init__(self, found: dict[str, float]) -> None:
+        self.found = found
+
+
+def _refuse(audit: Future) -> None:
+    """Raise `_Leaking` when the single-feature check found features to leave out."""
+    if audit.result():
+        raise _Leaking(audit.result())
+
+
+def _leaking(train: pd.DataFrame, matrix: FeatureMatrix, label: str, limit: float
+             ) -> dict[str, float]:
+    """The features whose single-feature AUC on (a sample of) the training fold is above
+    `limit`, with it."""
+    sample = capped(len(train), train[label].to_numpy())
+    aucs = single_feature_auc(train.iloc[sample], matrix, label)
+    return {c: auc for c, auc in aucs.items() if auc > limit}

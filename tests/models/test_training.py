@@ -85,13 +85,20 @@ def test_the_baseline_fits_beside_lightgbm_only_when_a_core_is_free(
         beside.matrix.transform(beside.test_frame)))
 
 
-def test_a_feature_that_gives_the_label_away_is_left_out(training_frame: Frame) -> None:
+@pytest.mark.parametrize("beside", [False, True])
+def test_a_feature_that_gives_the_label_away_is_left_out(
+        training_frame: Frame, beside: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In turn, or checked beside a first fit that is then thrown away: the same model."""
     frame, features = training_frame
     rng = np.random.default_rng(0)
     leaky = frame.assign(future_logins=frame["churned"] * 5 + rng.random(len(frame)) * 0.1)
-    trained = train_model(leaky, [*features, "future_logins"], CHURN_MODEL)
+    spec = replace(CHURN_MODEL, params={**CHURN_MODEL.params, "num_threads": 1})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1} if beside else {0})
+    trained = train_model(leaky, [*features, "future_logins"], spec)
     assert set(trained.leaks) == {"future_logins"} and trained.leaks["future_logins"] > 0.98
     assert "future_logins" not in trained.matrix.columns
+    clean = train_model(frame, features, spec)
+    assert trained.metrics == clean.metrics and trained.leaks != clean.leaks == {}
 
 
 def test_bad_label_sets_are_refused_by_name(training_frame: Frame) -> None:
