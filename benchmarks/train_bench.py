@@ -25,16 +25,17 @@ process samples the RSS of its process tree every 0.2 s; the child also reports 
 - `tideline`: `train_model(frame, features, spec)` on the training set as read from Parquet,
   then `register_model(...)` into a fresh `LocalLake` and SQLite `ModelRegistry` (opened
   untimed) with a `TrainingSet` for the frame; its time is the two calls together. The stages
-  are timed by wrapping the functions `train_model` calls (the outermost wrapped call owns the
-  time): split (`time_split`), encoding (`FeatureMatrix.fit` / `.transform`), leakage check
-  (`single_feature_auc`, its own encoding included), LightGBM fits (`rounds_on_validation` and
-  the refit's `lgb.train`, Dataset construction included), LightGBM predict (validation scores
-  for the threshold, test scores), baseline (`fit_baseline` twice, its `predict_proba`s),
-  threshold & metrics (`best_f1_threshold`, `evaluate`), other (the rest of `train_model`:
-  fold labels, `pd.concat`, importance), registry write (`register_model`, of which the plots).
-  When LightGBM leaves a core idle (`--threads 1` on 2 CPUs), the baseline, the validation
-  scores and matplotlib's import run on a thread beside its fits (`models.training._beside`):
-  that time is inside the fits' wall time, so those stages show (near) 0.
+  are timed by wrapping the functions `train_model` calls on the main thread (the outermost
+  wrapped call owns the time): split (`time_split`), encoding (`FeatureMatrix.fit` /
+  `.transform`), leakage check (`single_feature_auc`, its own encoding included), LightGBM fits
+  (`rounds_on_validation` and the refit's `lgb.train`, Dataset construction included), LightGBM
+  predict (validation scores for the threshold, test scores), baseline (`fit_baseline` twice,
+  its `predict_proba`s), threshold & metrics (`best_f1_threshold`, `evaluate`), other (the rest
+  of `train_model`: fold labels, `pd.concat`, importance), registry write (`register_model`, of
+  which the plots). When LightGBM leaves a core idle (`--threads 1` on 2 CPUs), the leakage
+  check, the baseline, the validation scores, half the test scores and matplotlib's import run
+  on a thread beside its fits (`models.training._beside`): that time is inside the fits' wall
+  time, so those stages show (near) 0.
 - `plain`: exactly the LightGBM work of `train_model`, on the matrices `FeatureMatrix` builds
   from the same Parquet file (built by the prepare step and pickled, so no encoding is timed;
   the training + validation concatenation is done untimed too): `lgb.Dataset(x_train)` and
@@ -68,6 +69,7 @@ import os
 import pickle
 import resource
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -277,8 +279,9 @@ def peak_rss() -> int:
 
 
 class Stopwatch:
-    """Seconds per stage of wrapped functions; a call made inside another wrapped call counts
-    for the outer one's stage."""
+    """Seconds per stage of wrapped functions, on the main thread (work beside LightGBM is
+    inside the fits' wall time); a call made inside another wrapped call counts for the outer
+    one's stage."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -288,7 +291,7 @@ class Stopwatch:
     def wrap(self, stage: str, function):
         @functools.wraps(function)
         def timed(*args, **kwargs):
-            if self._inside:
+            if self._inside or threading.current_thread() is not threading.main_thread():
                 return function(*args, **kwargs)
             self._inside = True
             started = time.perf_counter()
