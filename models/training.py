@@ -300,8 +300,8 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec,
         with _beside(lightgbm_params(spec)) as beside:
             audit = _done({}) if leaks is not None else beside(
                 _leaking, folds.train, matrix, label, spec.leakage_auc)
-            if spec.search_trials > 1:  # a search costs more than a fit: it waits
-                _refuse(audit)
+            if audit.done() or spec.search_trials > 1:  # known (in turn), or a search,
+                _refuse(audit)                           # dearer than a fit, waits for it
             params, trials = search(x, y, x_valid, y_valid, spec)
             baselines = beside(fit_baselines, x, y, x_valid, x_all, y_all, x_test, matrix)
             beside(pyplot)  # the plots' library, for the registry, while LightGBM fits

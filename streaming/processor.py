@@ -183,7 +183,8 @@ class StreamProcessor:
     # -- one batch -----------------------------------------------------------------------------
 
     def process(self, payloads: list[bytes]) -> BatchOutcome:
-        """Decode, deduplicate, apply and write one batch (no I/O but the online store)."""
+        """Decode, deduplicate, apply and write one batch, with the entities whose periodic
+        rewrite is due (no I/O but the online store)."""
         decoded = decode(payloads, self.shape, int(self.wall() * 1e9))
         fresh, repeated, late = self.state.admit(decoded.events)
         dead = decoded.rejected + [(int(decoded.positions[row]), why) for row, why in late]
