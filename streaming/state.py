@@ -324,10 +324,11 @@ class StreamState:
         if self.clock and t <= self.clock:
             raise ValueError(f"values as of {pd.Timestamp(t, tz='UTC')} would miss events at "
                              f"or after it (the newest is at {pd.Timestamp(self.clock, tz='UTC')})")
-        known = np.unique(codes[codes >= 0])
+        known, first = np.unique(codes, return_index=True)
+        known, first = known[known >= 0], first[known >= 0]
         table, owners = self._events_of(known)
         events = Events.from_table(table, self.key, self.timestamp, entities=(  # local codes
-            pa.array(self.keys_of(known), pa.string()), np.searchsorted(known, owners)))
+            pa.array(keys[first], pa.string()), np.searchsorted(known, owners)))
         spine = Spine(keys=keys, t=np.full(len(codes), t, np.int64),
                       codes=np.where(codes >= 0, np.searchsorted(known, codes), -1))
         out = {}
