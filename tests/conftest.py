@@ -1,11 +1,13 @@
-"""Session-wide fixtures: lake backends for the contract suite, the Prefect test server, Ray,
-and `@pytest.mark.service("postgres")` and friends, which skip when the service is not listening
-(with the reason) but fail under `CI=true`, where it must be."""
+"""Session-wide fixtures: lake backends for the contract suite (the embedded lake and a real
+lakeFS server), the Prefect test server, Ray, and the suite's own PostgreSQL, Redis and NATS
+JetStream (`tests/services`), started once per session on free ports. A test marked
+`@pytest.mark.service("postgres")` (or redis, nats, lakefs) starts that server; where it
+cannot start here (not installed, no Go to build lakeFS) the test skips with the reason, and
+under `CI=true` it fails instead."""
 
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,14 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from lake.base import Lake  # noqa: E402
 from lake.local import LocalLake  # noqa: E402
+from tests.services import (  # noqa: E402
+    LAKEFS_KEYS,
+    LakeFS,
+    Nats,
+    Postgres,
+    Redis,
+    start_or_skip,
+)
 
 LAKE_BACKENDS = ["local", "lakefs"]
 
@@ -29,24 +39,66 @@ def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Lake:
     return request.getfixturevalue("lakefs_lake")
 
 
-LAKEFS_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+STARTED: list[str] = []
+"""The servers this session started, named at its end (CI's log says which lakeFS ran)."""
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if STARTED:
+        terminalreporter.write_sep("-", "servers started for this session")
+        for line in STARTED:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
-def lakefs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One lakeFS stand-in server for the session (see tests/lake/lakefs_server.py)."""
-    from tests.lake.lakefs_server import serve_lakefs
+def lakefs_server() -> Iterator[LakeFS]:
+    """One real lakeFS server for the session, built from its Go module."""
+    server = start_or_skip("lakefs", LakeFS.create)
+    STARTED.append(f"lakeFS {server.version} at {server.endpoint}")
+    yield server
+    server.close()
 
-    with serve_lakefs(tmp_path_factory.mktemp("lakefs"), *LAKEFS_KEYS) as endpoint:
-        yield endpoint
+
+@pytest.fixture(scope="session")
+def lakefs_endpoint(lakefs_server: LakeFS) -> str:
+    return lakefs_server.endpoint
 
 
 @pytest.fixture
 def lakefs_lake(lakefs_endpoint: str) -> Lake:
-    """A fresh repository on the stand-in, driven through the real lakefs_sdk client."""
+    """A fresh repository on the real lakeFS server, driven through the lakefs_sdk client."""
     from lake.lakefs import LakeFSLake
 
     return LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, f"test-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    server = start_or_skip("postgres", Postgres.create)
+    STARTED.append(f"postgres at {server.url}")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    server = start_or_skip("redis", Redis.create)
+    STARTED.append(f"redis at {server.url}")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[Nats]:
+    server = start_or_skip("nats", Nats.create)
+    STARTED.append(f"nats at {server.url}")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def nats_url(nats_server: Nats) -> str:
+    return nats_server.url
 
 
 @pytest.fixture(scope="session")
@@ -83,55 +135,34 @@ def ray_cluster() -> Iterator[str]:
         ray.shutdown()
         cluster.shutdown()
 
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
-
-
 @pytest.fixture(scope="module")
-def postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL for this module, dropped afterwards."""
+def postgres_database(postgres_server: Postgres) -> Iterator[str]:
+    """A fresh database on the suite's PostgreSQL for this module, dropped afterwards."""
     import sqlalchemy as sa
 
     name = f"tideline_test_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(POSTGRES + "postgres", isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sa.text(f"CREATE DATABASE {name}"))
     try:
-        yield POSTGRES + name
+        yield postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with admin.connect() as connection:
             connection.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
         admin.dispose()
 
 
-SERVICES = {
-    "postgres": ("127.0.0.1", 5432),
-    "nats": ("127.0.0.1", 4222),
-    "redis": ("127.0.0.1", 6379),
-}
-
-
-def service_listening(name: str) -> bool:
-    host, port = SERVICES[name]
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
+SERVICES = ("postgres", "redis", "nats", "lakefs")
 
 
 @pytest.fixture(autouse=True)
 def _require_services(request: pytest.FixtureRequest) -> None:
+    """Start the servers a test's `service` markers name (once per session)."""
     for marker in request.node.iter_markers("service"):
         name = marker.args[0]
         if name not in SERVICES:
             pytest.fail(f"unknown service {name!r}; known: {', '.join(SERVICES)}")
-        if service_listening(name):
-            continue
-        host, port = SERVICES[name]
-        reason = f"{name} is not listening on {host}:{port}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}, and CI=true requires it")
-        pytest.skip(f"{reason} (start it to run this test)")
+        request.getfixturevalue(f"{name}_server")
 
 
 @pytest.fixture(scope="session")

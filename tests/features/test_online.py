@@ -30,16 +30,15 @@ from features.store import FeatureStore
 from tests.features.built import AS_OF, build_features, copied_store
 from tideline.errors import OnlineStoreUnavailable, RetrievalError
 
-REDIS_TEST_DB = "redis://127.0.0.1:6379/13"
-
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.service("redis"))])
 def online(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
     if request.param == "sqlite":
         store: OnlineStore = SQLiteOnlineStore(tmp_path / "online.db")
     else:
-        redis_client.Redis.from_url(REDIS_TEST_DB).flushdb()
-        store = RedisOnlineStore(REDIS_TEST_DB)
+        url = request.getfixturevalue("redis_server").url
+        redis_client.Redis.from_url(url).flushdb()
+        store = RedisOnlineStore(url)
     yield store
     store.close()
 

@@ -28,7 +28,6 @@ from tideline.errors import ConfigError
 
 SPEC = DemoSpec(customers=2500, seed=11)
 EMAIL = r"[^@\s]+@[^@\s]+\.[a-z]{2,}"  # the demo project's contract for customers.email
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +193,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'shop.db'}"
         return
-    yield PG_URL
-    engine = sa.create_engine(PG_URL)
+    url = request.getfixturevalue("postgres_database")
+    yield url
+    engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS transactions"))
     engine.dispose()

@@ -1,21 +1,14 @@
 """Services restarted under a running stage, on private servers of the module's own (the
-shared ones on 5432 and 4222 are never touched): PostgreSQL crashing in the middle of a SQL
+session's are never touched): PostgreSQL crashing in the middle of a SQL
 source's read costs a retry, or a clear error and nothing published, never a short or doubled
 pull; NATS JetStream restarted while the stream processor consumes costs a reconnect, never an
 event."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import shutil
-import socket
-import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,103 +29,19 @@ from streaming.processor import StreamConfig, open_processor
 from tests.features.conftest import AS_OF, churn_tables
 from tests.features.test_engine import assert_same
 from tests.reliability.conftest import Ledger
+from tests.services import Nats, Postgres, start_or_skip
 from tests.streaming.test_processor import as_json, lake_before, online_values
 from tests.streaming.test_state import VIEWS, batch_values
 from tideline.errors import SourceUnavailable
 from tideline.settings import load_settings
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-NATS_SERVER = Path("/usr/sbin/nats-server")
-SHARED_PORTS = {5432, 6379, 4222, 5672}
-"""The machine's shared servers: never stopped, restarted or even used here."""
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in SHARED_PORTS:
-            return port
-
-
-def listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-        return True
-    return False
-
-
-# -- PostgreSQL ------------------------------------------------------------------------------
-
-
-@dataclass
-class Postgres:
-    """A private PostgreSQL 15 in a temporary directory, run as the `postgres` user."""
-
-    root: Path
-    port: int
-    restarts: list[threading.Thread] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def ctl(self, *args: str) -> None:
-        options = (f"-p {self.port} -k {self.root / 'sock'} "
-                   "-c listen_addresses=127.0.0.1 -c fsync=off")
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D",
-                        str(self.root / "data"), "-l", str(self.root / "log"), "-w", "-t", "30",
-                        "-o", options, *args], check=True, capture_output=True, text=True)
-
-    def start(self) -> None:
-        self.ctl("start")
-
-    def stop(self) -> None:
-        """Immediate stop: every backend killed, no checkpoint, as if the server crashed."""
-        self.ctl("-m", "immediate", "stop")
-
-    def restart_after(self, seconds: float) -> None:
-        """Start the server again `seconds` from now, from another thread."""
-        def later() -> None:
-            time.sleep(seconds)
-            self.start()
-
-        thread = threading.Thread(target=later, name="postgres-restart")
-        thread.start()
-        self.restarts.append(thread)
-
-    def ensure_up(self) -> None:
-        """Wait for pending restarts; start the server if a test left it down."""
-        while self.restarts:
-            self.restarts.pop().join()
-        if not listening(self.port):
-            self.start()
-
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Postgres]:
-    """A PostgreSQL server of this module's own on a free port (trust auth, socket in its
-    directory), skipped where the PostgreSQL 15 binaries or `runuser` are missing."""
-    if not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None:
-        pytest.skip(f"no PostgreSQL 15 binaries in {PG_BIN} (or no runuser) to start a "
-                    "private server with")
-    root = Path(tempfile.mkdtemp(prefix="tideline-pg-"))
-    (root / "sock").mkdir()
-    for path in (root, root / "sock"):
-        shutil.chown(path, "postgres", "postgres")
-    server = Postgres(root, free_port())
-    try:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D",
-                        str(root / "data"), "-A", "trust", "-U", "postgres", "--no-sync"],
-                       check=True, capture_output=True, text=True)
-        server.start()
-        yield server
-    finally:
-        while server.restarts:
-            server.restarts.pop().join()
-        with contextlib.suppress(subprocess.CalledProcessError):
-            server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    """A PostgreSQL server of this module's own, to crash and restart."""
+    server = start_or_skip("postgres", Postgres.create)
+    yield server
+    server.close()
 
 
 ROWS = 3000
@@ -286,53 +195,12 @@ def test_postgres_down_past_the_retries_fails_naming_the_source_and_publishes_no
 # -- NATS JetStream --------------------------------------------------------------------------
 
 
-@dataclass
-class Nats:
-    """A private nats-server with JetStream, its store in a temporary directory that outlives
-    restarts (so do the streams and durable consumers)."""
-
-    store: Path
-    port: int
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd",
-             str(self.store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while not listening(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nats-server on port {self.port} did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGTERM (what a service manager's restart sends), then wait for it to exit."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
 @pytest.fixture(scope="module")
-def nats_server() -> Iterator[Nats]:
-    """A nats-server of this module's own on a free port, skipped where there is none."""
-    if not NATS_SERVER.exists():
-        pytest.skip(f"no {NATS_SERVER} to start a private NATS server with")
-    store = Path(tempfile.mkdtemp(prefix="tideline-nats-"))
-    server = Nats(store, free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(store, ignore_errors=True)
+def private_nats() -> Iterator[Nats]:
+    """A nats-server of this module's own, to restart."""
+    server = start_or_skip("nats", Nats.create)
+    yield server
+    server.close()
 
 
 async def send(url: str, subject: str, payloads: list[bytes], create: bool = False) -> None:
@@ -357,7 +225,7 @@ async def until(what: str, probe: Callable[[], bool], timeout: float,
 
 
 def test_nats_restarted_mid_stream_the_processor_reconnects_to_the_uninterrupted_values(
-        nats_server: Nats, tmp_path: Path, ledger: Ledger) -> None:
+        private_nats: Nats, tmp_path: Path, ledger: Ledger) -> None:
     """The NATS server is restarted (SIGTERM, then started again on its store) while the
     processor is mid-stream with messages in flight: the processor reconnects by itself, every
     event is applied exactly once (none lost, none counted twice) and the online values are
@@ -370,7 +238,7 @@ def test_nats_restarted_mid_stream_the_processor_reconnects_to_the_uninterrupted
     subject = "restart-events"
     settings = load_settings(data_dir=tmp_path, feature_views="features.churn:DEMO_VIEWS")
     processor = open_processor(settings, StreamConfig(
-        name="restart", url=nats_server.url, subject=subject, start="all", batch_size=5,
+        name="restart", url=private_nats.url, subject=subject, start="all", batch_size=5,
         max_wait_seconds=0.05, checkpoint_seconds=0.5, connect_timeout_seconds=5))
     processor.load()
 
@@ -378,15 +246,15 @@ def test_nats_restarted_mid_stream_the_processor_reconnects_to_the_uninterrupted
         return processor.metrics.value("tideline_stream_events_total", outcome="applied")
 
     async def scenario() -> float:
-        await send(nats_server.url, subject, later[:half], create=True)
+        await send(private_nats.url, subject, later[:half], create=True)
         stop = asyncio.Event()
         running = asyncio.create_task(processor.run(stop))
         try:
             await until("sequence 40", lambda: processor.sequence >= 40 or running.done(), 20)
             at = processor.sequence
-            await asyncio.to_thread(nats_server.restart)
+            await asyncio.to_thread(private_nats.restart)
             ledger.fault()
-            await send(nats_server.url, subject, later[half:])
+            await send(private_nats.url, subject, later[half:])
             await until("every event applied", lambda: processor.sequence >= len(later)
                         or running.done(), 20, lambda: f"sequence {processor.sequence} of "
                         f"{len(later)}, restarted at {at}, applied {applied():.0f}")

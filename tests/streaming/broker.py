@@ -1,19 +1,16 @@
-"""Talking to the real NATS JetStream of this machine in tests: publishing, reading a
-subject back."""
+"""Talking to the suite's NATS JetStream in tests: publishing, reading a subject back."""
 from __future__ import annotations
 
 from datetime import datetime
 
 from ingestion.connectors.stream import run_sync
 
-NATS = "nats://127.0.0.1:4222"
 
-
-def publish(subject: str, payloads: list[bytes]) -> None:
+def publish(url: str, subject: str, payloads: list[bytes]) -> None:
     import nats
 
     async def send() -> None:
-        nc = await nats.connect(NATS)
+        nc = await nats.connect(url)
         js = nc.jetstream()
         for payload in payloads:
             await js.publish(subject, payload)
@@ -22,7 +19,7 @@ def publish(subject: str, payloads: list[bytes]) -> None:
     run_sync(send)
 
 
-def read_subject(subject: str, since: datetime | None = None) -> list[tuple[dict, bytes]]:
+def read_subject(url: str, subject: str, since: datetime | None = None) -> list[tuple[dict, bytes]]:
     """(headers, payload) of every message on a subject (published at or after `since`)."""
     import nats
     from nats.js import api
@@ -31,7 +28,7 @@ def read_subject(subject: str, since: datetime | None = None) -> list[tuple[dict
         deliver_policy=api.DeliverPolicy.BY_START_TIME, opt_start_time=since.isoformat())
 
     async def read() -> list[tuple[dict, bytes]]:
-        nc = await nats.connect(NATS)
+        nc = await nats.connect(url)
         sub = await nc.jetstream().pull_subscribe(subject, durable=None, config=config)
         found = []
         try:
@@ -46,7 +43,7 @@ def read_subject(subject: str, since: datetime | None = None) -> list[tuple[dict
     return run_sync(read)
 
 
-def dead_letters(name: str) -> list[tuple[str, bytes]]:
+def dead_letters(url: str, name: str) -> list[tuple[str, bytes]]:
     """(reason, payload) of every dead letter of processor `name`."""
     return [(headers["Tideline-Reason"], data)
-            for headers, data in read_subject(f"tideline.dead-letter.{name}")]
+            for headers, data in read_subject(url, f"tideline.dead-letter.{name}")]

@@ -7,23 +7,22 @@ from collections.abc import Iterator
 import pytest
 
 from ingestion.connectors.stream import run_sync
-from tests.streaming.broker import NATS
 
 
 @pytest.fixture
-def subject() -> Iterator[str]:
+def subject(nats_url: str) -> Iterator[str]:
     """A JetStream stream of its own for the test, deleted after."""
     import nats
 
     name = f"test-{uuid.uuid4().hex[:10]}"
 
     async def create() -> None:
-        nc = await nats.connect(NATS)
+        nc = await nats.connect(nats_url)
         await nc.jetstream().add_stream(name=name.upper(), subjects=[name])
         await nc.close()
 
     async def delete() -> None:
-        nc = await nats.connect(NATS)
+        nc = await nats.connect(nats_url)
         await nc.jetstream().delete_stream(name.upper())
         await nc.close()
 

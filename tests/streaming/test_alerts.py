@@ -27,7 +27,7 @@ pytestmark = pytest.mark.service("nats")
 
 
 def test_failed_payments_score_the_customer_at_once_and_high_risk_is_alerted(
-        monitored: Monitored, tmp_path: Path, subject: str) -> None:
+        monitored: Monitored, tmp_path: Path, subject: str, nats_url: str) -> None:
     shutil.copytree(monitored.store.lake.root, tmp_path / "lake")
     lake = LocalLake(tmp_path / "lake")
     online = SQLiteOnlineStore(tmp_path / "online.db")
@@ -45,7 +45,7 @@ def test_failed_payments_score_the_customer_at_once_and_high_risk_is_alerted(
     shape = EventShape(schema=event_schema((ACTIVITY,), _source_schema(lake), "event_id"),
                        key="customer_id", timestamp="ts", id_column="event_id")
     processor = StreamProcessor(
-        StreamConfig(name=subject, subject=subject, start="all", max_wait_seconds=0.5,
+        StreamConfig(name=subject, url=nats_url, subject=subject, start="all", max_wait_seconds=0.5,
                      score_on=("payment_failed", "cancel_page")),
         (ACTIVITY,), shape, lake, online, scorer=scorer)
     processor.load()
@@ -55,10 +55,11 @@ def test_failed_payments_score_the_customer_at_once_and_high_risk_is_alerted(
               for k, (who, kind) in enumerate([*((c, "payment_failed") for c in risky),
                                                *((c, "view") for c in calm)])]
     since = datetime.now(UTC)
-    publish(subject, [json.dumps(e).encode() for e in events])
+    publish(nats_url, subject, [json.dumps(e).encode() for e in events])
     asyncio.run(processor.run(idle_exit=True))
 
-    alerts = [json.loads(data) for _, data in read_subject("tideline.alerts.churn", since)]
+    alerts = [json.loads(data)
+              for _, data in read_subject(nats_url, "tideline.alerts.churn", since)]
     # what the champion says now, from what the online store serves after the stream
     _, now = scorer.score(champion, risky)
     high = now[now["risk"] == "high"]

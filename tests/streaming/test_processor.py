@@ -59,11 +59,11 @@ def online_values(online: SQLiteOnlineStore, keys: np.ndarray) -> dict[str, pd.D
 
 
 def test_a_day_replayed_through_nats_gives_the_batch_values_and_dead_letters_the_bad(
-        tmp_path: Path, subject: str, events: pd.DataFrame) -> None:
+        tmp_path: Path, subject: str, nats_url: str, events: pd.DataFrame) -> None:
     day = AS_OF - DAY
     lake = lake_before(tmp_path / "lake", events, day)
     settings = load_settings(data_dir=tmp_path, feature_views="features.churn:DEMO_VIEWS")
-    config = StreamConfig(name=subject, subject=subject, start="all", batch_size=200,
+    config = StreamConfig(name=subject, url=nats_url, subject=subject, start="all", batch_size=200,
                           max_wait_seconds=0.5)
     processor = open_processor(settings, config)
     assert processor.views == (ACTIVITY, SIGNALS) and processor.load() == "lake"
@@ -93,7 +93,7 @@ def test_a_day_replayed_through_nats_gives_the_batch_values_and_dead_letters_the
         ("[" * 2000 + "]" * 2000).encode(): "malformed JSON",
     }
     payloads = good[:300] + list(bad) + good[300:]
-    publish(subject, payloads)
+    publish(nats_url, subject, payloads)
 
     asyncio.run(processor.run(idle_exit=True))
 
@@ -109,7 +109,7 @@ def test_a_day_replayed_through_nats_gives_the_batch_values_and_dead_letters_the
     assert m.value("tideline_stream_events_total", outcome="dead_letter") == len(bad)
     assert m.value("tideline_stream_watermark_seconds") == (t.value - 1) / 1e9 - 3600
     assert processor.sequence == len(payloads)
-    letters = dead_letters(subject)
+    letters = dead_letters(nats_url, subject)
     assert sorted(payload for _, payload in letters) == sorted(bad)
     for reason, payload in letters:
         assert bad[payload] in reason, (payload[:40], reason)
@@ -118,16 +118,17 @@ def test_a_day_replayed_through_nats_gives_the_batch_values_and_dead_letters_the
 
 
 def test_killed_mid_stream_the_processor_resumes_from_its_checkpoint_to_the_same_values(
-        tmp_path: Path, subject: str, events: pd.DataFrame) -> None:
+        tmp_path: Path, subject: str, nats_url: str, events: pd.DataFrame) -> None:
     day = AS_OF - 20 * DAY
     lake = lake_before(tmp_path / "lake", events, day)
     later = events[(events["ts"] >= day) & (events["ts"] < AS_OF)].sort_values("ts")
     half = len(later) // 2  # the rest is published after the kill: the kill is mid-stream
-    publish(subject, as_json(later.iloc[:half]))
+    publish(nats_url, subject, as_json(later.iloc[:half]))
     env = {**os.environ, "TIDELINE_DATA_DIR": str(tmp_path),
            "TIDELINE_FEATURE_VIEWS": "features.churn:DEMO_VIEWS"}
-    command = [sys.executable, "-m", "deployments.cli", "stream", "--subject", subject,
-               "--start", "all", "--batch-size", "5", "--checkpoint-seconds", "0.2"]
+    command = [sys.executable, "-m", "deployments.cli", "stream", "--url", nats_url,
+               "--subject", subject, "--start", "all", "--batch-size", "5",
+               "--checkpoint-seconds", "0.2"]
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
     try:
@@ -139,7 +140,7 @@ def test_killed_mid_stream_the_processor_resumes_from_its_checkpoint_to_the_same
         first.wait()
     killed_at = load_checkpoint(lake, subject)[2].sequence
     assert 40 <= killed_at < len(later), "killed mid-stream"
-    publish(subject, as_json(later.iloc[half:]))
+    publish(nats_url, subject, as_json(later.iloc[half:]))
     second = subprocess.run([*command, "--idle-exit"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120)
     assert second.returncode == 0, second.stderr

@@ -20,8 +20,6 @@ from ingestion.connectors.sql import SqlConnector, held, stacked
 from ingestion.sources import SqlSource, Window
 from tideline.errors import SourceError, SourceUnavailable
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
 
 @dataclass
 class Database:
@@ -59,7 +57,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     """A fresh `Shop Transactions` table (mixed case and a space: it must be quoted, as must
     its column `order`) on each backend."""
-    url = f"sqlite:///{tmp_path / 'shop.db'}" if request.param == "sqlite" else PG_URL
+    url = (f"sqlite:///{tmp_path / 'shop.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_database"))
     engine = sa.create_engine(url)
     name = f"Shop Transactions {uuid.uuid4().hex[:8]}"
     table = sa.Table(

@@ -20,8 +20,6 @@ from ingestion.connectors.stream import StreamConnector
 from ingestion.sources import StreamSource, Window
 from tideline.errors import SourceError, SourceUnavailable
 
-NATS_URL = "nats://127.0.0.1:4222"
-
 
 def event(i: int) -> dict:
     """Event i happens on July (i // 3 + 1): 1-2 on Jul 1, 3-5 on Jul 2, 6-8 on Jul 3..."""
@@ -137,10 +135,11 @@ def run(coroutine: object) -> object:
     return asyncio.run(coroutine)
 
 
-async def _admin(action: str, stream: str, subject: str, payloads: list[bytes] = ()) -> object:
+async def _admin(url: str, action: str, stream: str, subject: str,
+                 payloads: list[bytes] = ()) -> object:
     import nats
 
-    nc = await nats.connect(NATS_URL)
+    nc = await nats.connect(url)
     try:
         js = nc.jetstream()
         if action == "create":
@@ -160,26 +159,27 @@ async def _admin(action: str, stream: str, subject: str, payloads: list[bytes] =
 class Stream:
     """A JetStream stream of its own for one test, deleted afterwards."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str) -> None:
+        self.url = url
         token = uuid.uuid4().hex[:12]
         self.name, self.subject = f"TL_TEST_{token}", f"tl-test.{token}.events"
 
     def publish(self, *payloads: bytes | dict) -> None:
         raw = [p if isinstance(p, bytes) else json.dumps(p).encode() for p in payloads]
-        run(_admin("publish", self.name, self.subject, raw))
+        run(_admin(self.url, "publish", self.name, self.subject, raw))
 
     def source(self, **extra: object) -> StreamSource:
         return StreamSource(name="app-events", dataset="events", timestamp_column="ts",
-                            transport="nats", url=NATS_URL, subject=self.subject,
+                            transport="nats", url=self.url, subject=self.subject,
                             stream=self.name, **extra)
 
 
 @pytest.fixture
-def stream() -> Iterator[Stream]:
-    created = Stream()
-    run(_admin("create", created.name, created.subject))
+def stream(nats_url: str) -> Iterator[Stream]:
+    created = Stream(nats_url)
+    run(_admin(nats_url, "create", created.name, created.subject))
     yield created
-    run(_admin("delete", created.name, created.subject))
+    run(_admin(nats_url, "delete", created.name, created.subject))
 
 
 def nats(ack_wait: float = 30.0) -> StreamConnector:
@@ -266,13 +266,14 @@ def test_nats_backfill_reads_the_window_and_leaves_the_consumer_alone(stream: St
     backfill = nats().pull(source, {"seq": 8}, window)
     assert backfill.frame["event_id"].tolist() == ["e3", "e4", "e5"]
     assert backfill.checkpoint == {"seq": 8} and backfill.ack is None
-    assert run(_admin("consumers", stream.name, stream.subject)) == []  # throwaway removed
+    consumers = run(_admin(stream.url, "consumers", stream.name, stream.subject))
+    assert consumers == []  # the throwaway consumer is removed
     assert len(nats().pull(source, None, None).frame) == 8  # the durable starts from the top
 
 
 @pytest.mark.service("nats")
-def test_nats_faults_are_named() -> None:
-    gone = Stream().source()
+def test_nats_faults_are_named(nats_url: str) -> None:
+    gone = Stream(nats_url).source()
     with pytest.raises(SourceError, match=rf"no JetStream stream {gone.stream}"):
         nats().pull(gone, None, None)
     down = gone.model_copy(update={"url": "nats://user:pw@127.0.0.1:1"})

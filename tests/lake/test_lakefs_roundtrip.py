@@ -1,13 +1,8 @@
-"""Opt-in: a short scenario against a real lakeFS server, to check the stand-in's picture of it.
-
-Runs when LAKEFS_ENDPOINT, LAKEFS_ACCESS_KEY_ID and LAKEFS_SECRET_ACCESS_KEY are set (optionally
-LAKEFS_STORAGE_NAMESPACE_PREFIX, e.g. s3://bucket/tideline-tests; default local://). It creates a
-uniquely named repository and deletes it afterwards.
-"""
+"""Round trips on the real lakeFS server, each in a repository of its own with an explicit
+storage namespace, deleted afterwards."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -17,26 +12,16 @@ import pytest
 from lake.base import MAIN, Change
 from lake.lakefs import LakeFSLake
 from lake.publish import publish
+from tests.services import LAKEFS_KEYS
 from tideline.errors import BranchExists, MergeConflict, ObjectNotFound, RefNotFound
-
-NEEDED = ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY")
-
-pytestmark = pytest.mark.skipif(
-    not all(os.environ.get(name) for name in NEEDED),
-    reason="opt-in: no real lakeFS server configured (set " + ", ".join(NEEDED) + ")",
-)
 
 
 @pytest.fixture
-def real_lake() -> Iterator[LakeFSLake]:
-    endpoint = os.environ["LAKEFS_ENDPOINT"]
-    keys = os.environ["LAKEFS_ACCESS_KEY_ID"], os.environ["LAKEFS_SECRET_ACCESS_KEY"]
+def real_lake(lakefs_endpoint: str) -> Iterator[LakeFSLake]:
     name = f"tideline-test-{uuid.uuid4().hex[:8]}"
-    prefix = os.environ.get("LAKEFS_STORAGE_NAMESPACE_PREFIX", "local://")
-    namespace = (prefix if prefix.endswith("/") else f"{prefix}/") + name
-    yield LakeFSLake(endpoint, *keys, name, storage_namespace=namespace)
+    yield LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, name, storage_namespace=f"local://ns/{name}")
     config = lakefs_sdk.Configuration(
-        host=f"{endpoint.rstrip('/')}/api/v1", username=keys[0], password=keys[1]
+        host=f"{lakefs_endpoint}/api/v1", username=LAKEFS_KEYS[0], password=LAKEFS_KEYS[1]
     )
     with lakefs_sdk.ApiClient(config) as client:
         lakefs_sdk.RepositoriesApi(client).delete_repository(name)

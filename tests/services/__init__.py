@@ -1,0 +1,308 @@
+"""Private servers for tests: PostgreSQL, Redis, NATS JetStream and lakeFS, each on a free port
+with its data in a temporary directory. `Unavailable` says why one cannot start here (a missing
+binary, no Go to build lakeFS with); the suite's fixtures turn it into a skip, or a failure
+under `CI=true`."""
+from __future__ import annotations
+
+import base64
+import contextlib
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAKEFS_TOOL = ROOT / "tools" / "lakefs.sh"
+
+
+class Unavailable(Exception):
+    """A server cannot be started on this machine; the message says what is missing."""
+
+
+S = TypeVar("S", bound="Server")
+
+
+def start_or_skip(name: str, create: Callable[[], S]) -> S:
+    """`create()`, or skip the test saying why the server cannot start here; under `CI=true`
+    fail instead: nothing the docs claim may skip there."""
+    try:
+        return create()
+    except Unavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{name} cannot start: {exc}; CI=true requires it", pytrace=False)
+        pytest.skip(f"{name} cannot start here: {exc}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+def _binary(name: str, *also: str) -> str:
+    found = shutil.which(name) or next((p for p in also if Path(p).exists()), None)
+    if found is None:
+        raise Unavailable(f"{name} is not installed (Debian: `make test` installs it)")
+    return found
+
+
+@dataclass
+class Server:
+    """A server process of ours, started from `argv` and ready once its port listens."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    name = "server"
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def ready(self) -> bool:
+        return listening(self.port)
+
+    def start(self, timeout: float = 60) -> None:
+        log = (self.root / f"{self.name}.log").open("ab")
+        self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                        env=self.environment(), cwd=self.root)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = (self.root / f"{self.name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{self.name} on port {self.port} did not start:\n{tail}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM (what a service manager's restart sends), then wait for it to exit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _temporary(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"tideline-{prefix}-"))
+
+
+# -- NATS JetStream ------------------------------------------------------------------------
+
+
+@dataclass
+class Nats(Server):
+    """nats-server with JetStream; its store outlives restarts (so do streams and consumers)."""
+
+    name = "nats"
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        return [_binary("nats-server", "/usr/sbin/nats-server"), "-a", "127.0.0.1",
+                "-p", str(self.port), "-js", "-sd", str(self.root / "store")]
+
+    @classmethod
+    def create(cls) -> Nats:
+        _binary("nats-server", "/usr/sbin/nats-server")
+        server = cls(_temporary("nats"))
+        server.start()
+        return server
+
+
+# -- Redis ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Redis(Server):
+    """redis-server without persistence, on loopback only."""
+
+    name = "redis"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def argv(self) -> list[str]:
+        return [_binary("redis-server"), "--bind", "127.0.0.1", "--port", str(self.port),
+                "--save", "", "--appendonly", "no", "--dir", str(self.root)]
+
+    @classmethod
+    def create(cls) -> Redis:
+        _binary("redis-server")
+        server = cls(_temporary("redis"))
+        server.start()
+        return server
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb is None:
+        raise Unavailable("PostgreSQL is not installed (Debian: `make test` installs it)")
+    return Path(initdb).resolve().parent
+
+
+@dataclass
+class Postgres(Server):
+    """A PostgreSQL cluster of our own (trust auth, its socket in its directory), run as the
+    `postgres` user when we are root (PostgreSQL refuses to run as root)."""
+
+    name = "postgres"
+    bin: Path = field(default_factory=_postgres_bin)
+    restarts: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *argv: str) -> None:
+        user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*user, *argv], check=True, capture_output=True, text=True)
+
+    def ctl(self, *args: str) -> None:
+        options = (f"-p {self.port} -k {self.root / 'sock'} "
+                   "-c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-l",
+                  str(self.root / "log"), "-w", "-t", "60", "-o", options, *args)
+
+    def start(self, timeout: float = 60) -> None:
+        self.ctl("start")
+
+    def stop(self) -> None:
+        """Immediate stop: every backend killed, no checkpoint, as if the server crashed."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.ctl("-m", "immediate", "stop")
+
+    def restart_after(self, seconds: float) -> None:
+        """Start the server again `seconds` from now, from another thread."""
+        def later() -> None:
+            time.sleep(seconds)
+            self.start()
+
+        thread = threading.Thread(target=later, name="postgres-restart")
+        thread.start()
+        self.restarts.append(thread)
+
+    def ensure_up(self) -> None:
+        """Wait for pending restarts; start the server if a test left it down."""
+        while self.restarts:
+            self.restarts.pop().join()
+        if not listening(self.port):
+            self.start()
+
+    def close(self) -> None:
+        while self.restarts:
+            self.restarts.pop().join()
+        super().close()
+
+    @classmethod
+    def create(cls) -> Postgres:
+        if os.geteuid() == 0 and shutil.which("runuser") is None:
+            raise Unavailable("running as root needs runuser to start PostgreSQL as postgres")
+        server = cls(_temporary("pg"))
+        (server.root / "sock").mkdir()
+        if os.geteuid() == 0:
+            for path in (server.root, server.root / "sock"):
+                shutil.chown(path, "postgres", "postgres")
+        server._run(str(server.bin / "initdb"), "-D", str(server.root / "data"), "-A", "trust",
+                    "-U", "postgres", "--no-sync")
+        server.start()
+        return server
+
+
+# -- lakeFS --------------------------------------------------------------------------------
+
+LAKEFS_KEYS = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+"""The installation user's keys the test server is set up with."""
+
+
+def lakefs_binary() -> Path:
+    """The lakeFS server built from its Go module (`tools/lakefs.sh build`, cached per
+    machine); `Unavailable` without Go."""
+    done = subprocess.run(["bash", str(LAKEFS_TOOL), "build"], capture_output=True, text=True)
+    if done.returncode == 3:
+        raise Unavailable(done.stderr.strip())
+    if done.returncode != 0:
+        raise RuntimeError(f"building lakeFS failed:\n{done.stderr[-3000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class LakeFS(Server):
+    """A real lakeFS server (`tools/lakefs.sh serve`): local KV store and blockstore in its
+    directory, an installation user with `LAKEFS_KEYS`."""
+
+    name = "lakefs"
+    version: str = ""
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        return ["bash", str(LAKEFS_TOOL), "serve", str(self.root), str(self.port)]
+
+    def environment(self) -> dict[str, str]:
+        key_id, secret = LAKEFS_KEYS
+        return {**os.environ, "LAKEFS_ACCESS_KEY_ID": key_id, "LAKEFS_SECRET_ACCESS_KEY": secret}
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/api/v1/healthcheck", timeout=1) as r:
+                return r.status == 204
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 60) -> None:
+        super().start(timeout)
+        token = base64.b64encode(":".join(LAKEFS_KEYS).encode()).decode()
+        request = urllib.request.Request(f"{self.endpoint}/api/v1/config/version",
+                                         headers={"Authorization": f"Basic {token}"})
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            self.version = json.load(reply).get("version", "")
+
+    @classmethod
+    def create(cls) -> LakeFS:
+        lakefs_binary()  # built (or found) before the clock of start() runs
+        server = cls(_temporary("lakefs"))
+        server.start()
+        return server
