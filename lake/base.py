@@ -14,14 +14,32 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
-from tideline.errors import InvalidName, InvalidPath, LakeError, ObjectTooLarge
+from tideline.errors import (
+    InvalidName,
+    InvalidPath,
+    InvalidRef,
+    LakeError,
+    ObjectTooLarge,
+    RefNotFound,
+)
 
 MAIN = "main"
 
-# lakeFS's own rules (api/swagger.yml), so names valid here are valid on a lakeFS server too.
+# lakeFS's own rules (pkg/validator, graveler.ValidateTagID, catalog.MaxPathLength), so names
+# valid here are valid on a lakeFS server too.
 _REPOSITORY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
 _BRANCH_RE = re.compile(r"^\w[-\w]*$", re.ASCII)
 _TAG_RE = re.compile(r"^[\w][-\w.]*$", re.ASCII)
+MAX_PATH_BYTES = 1024
+
+COMMIT_ID_LENGTH = 64
+MIN_ABBREVIATION = 7
+"""Shortest abbreviation of a commit id that names a commit (as git's default). lakeFS resolves
+any 1-64 character hex prefix of a commit id; tideline does not, on either backend, so a missing
+branch called `cafe` or `2026` is "not found" instead of some commit that starts that way."""
+
+_HEX_RE = re.compile(r"^[0-9a-fA-F]{1,64}$")
+_MODIFIERS_RE = re.compile(r"(?:[~^]\d*)*")
 
 
 @dataclass(frozen=True)
@@ -106,9 +124,43 @@ def check_branch(name: str) -> str:
 
 
 def check_tag(name: str) -> str:
-    if not isinstance(name, str) or not _TAG_RE.match(name):
-        raise InvalidName(f"invalid tag name {name!r}: use letters, digits, '_', '-' and '.'")
+    if (not isinstance(name, str) or not _TAG_RE.match(name) or name.endswith((".", ".lock"))
+            or ".." in name):
+        raise InvalidName(
+            f"invalid tag name {name!r}: use letters, digits, '_', '-' and '.', with no '..' "
+            "and not ending in '.' or '.lock'"
+        )
     return name
+
+
+def parse_ref(ref: str) -> tuple[str, list[tuple[str, int]]]:
+    """A ref expression as its base (a branch, tag or commit id) and its modifiers: `~N` is N
+    first parents back, `^N` the Nth parent (N is 1 when left out)."""
+    if not isinstance(ref, str) or not ref or "/" in ref or any(ch.isspace() for ch in ref):
+        raise InvalidRef(f"invalid ref {ref!r}: expected a branch, tag or commit id")
+    cut = min((i for i in (ref.find("~"), ref.find("^")) if i >= 0), default=len(ref))
+    base, rest = ref[:cut], ref[cut:]
+    if not base or not _MODIFIERS_RE.fullmatch(rest):
+        raise InvalidRef(
+            f"malformed ref expression {ref!r}: write a branch, tag or commit id, optionally "
+            "followed by ~N (N first parents back) or ^N (the Nth parent)"
+        )
+    modifiers = [(part[0], int(part[1:] or 1)) for part in re.findall(r"[~^]\d*", rest)]
+    return base, modifiers
+
+
+def is_commit_abbreviation(name: str) -> bool:
+    """Whether a name that is not a branch or tag could name a commit by a prefix of its id."""
+    return bool(_HEX_RE.match(name)) and len(name) < COMMIT_ID_LENGTH
+
+
+def check_abbreviation(name: str) -> None:
+    """Refuse a prefix of a commit id too short to name a commit (`MIN_ABBREVIATION`)."""
+    if is_commit_abbreviation(name) and len(name) < MIN_ABBREVIATION:
+        raise RefNotFound(
+            f"no branch or tag named {name!r}, and {name!r} is too short to name a commit: "
+            f"give at least {MIN_ABBREVIATION} characters of a commit id"
+        )
 
 
 def check_path(path: str) -> str:
@@ -124,6 +176,11 @@ def check_path(path: str) -> str:
         raise InvalidPath(f"invalid object path {path!r}: no '.', '..' or empty segments")
     if any(ord(ch) < 32 or ch == "\\" for ch in path):
         raise InvalidPath(f"invalid object path {path!r}: no control characters or backslashes")
+    if len(path.encode()) > MAX_PATH_BYTES:
+        raise InvalidPath(
+            f"invalid object path {path[:60]!r}...: {len(path.encode())} bytes, over lakeFS's "
+            f"limit of {MAX_PATH_BYTES}"
+        )
     return path
 
 

@@ -30,9 +30,11 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from lake.base import (
     MAIN,
+    MIN_ABBREVIATION,
     Change,
     Commit,
     ObjectInfo,
+    check_abbreviation,
     check_branch,
     check_metadata,
     check_path,
@@ -40,12 +42,17 @@ from lake.base import (
     check_readable,
     check_repository,
     check_tag,
+    is_commit_abbreviation,
+    parse_ref,
 )
 from lake.publish import run_branch_name
 from tideline.errors import (
     BranchExists,
     ConfigError,
     DirtyBranch,
+    InvalidName,
+    InvalidPath,
+    InvalidRef,
     LakeError,
     LakeUnavailable,
     MergeConflict,
@@ -71,8 +78,9 @@ them."""
 _TRANSIENT = {429, 502, 503, 504}
 
 HOLDS_BRANCH = "_tideline-holds"
-"""The branch run holds live on (`RunHold`): created from main on first use, never committed
-or merged, so a hold never reaches main or a run's branch."""
+"""The branch run holds live on (`RunHold`): created from main on first use, committed when a
+hold is released (so deletions do not pile up as staged tombstones), never merged, so a hold
+never reaches main or a run's branch."""
 
 HOLDS_PREFIX = "runs/"
 
@@ -83,9 +91,9 @@ RUN_HOLD_TTL = 60.0
 class LakeFSLake:
     """One lakeFS repository. Names, refs and paths are checked locally before any request.
 
-    The repository is created on first use (with default branch `main` and `storage_namespace`,
-    `local://<repository>` unless given) when `create` is true; otherwise a missing repository is
-    an error.
+    The repository is created on first use (with default branch `main` and `storage_namespace`;
+    unless given, the server's default namespace prefix and the repository's name) when `create`
+    is true; otherwise a missing repository is an error.
     """
 
     def __init__(
@@ -123,14 +131,14 @@ class LakeFSLake:
         config = lakefs_sdk.Configuration(
             host=f"{self.endpoint}/api/v1", username=access_key_id, password=secret_access_key
         )
-        client = lakefs_sdk.ApiClient(config)
+        client = self._client = lakefs_sdk.ApiClient(config)
         self._branches = lakefs_sdk.BranchesApi(client)
         self._commits = lakefs_sdk.CommitsApi(client)
         self._objects = lakefs_sdk.ObjectsApi(client)
         self._refs = lakefs_sdk.RefsApi(client)
         self._tags = lakefs_sdk.TagsApi(client)
         self._repositories = lakefs_sdk.RepositoriesApi(client)
-        self._open_repository(storage_namespace or f"local://{repository}", create)
+        self._open_repository(storage_namespace, create)
 
     def __repr__(self) -> str:
         return f"LakeFSLake({self.endpoint!r}, repository={self.repository!r})"
@@ -183,6 +191,17 @@ class LakeFSLake:
             )
         if status == 400 and "dirty branch" in message:
             return DirtyBranch(f"{what}: the branch has uncommitted changes; commit or reset it")
+        # what lakeFS validates that tideline checks first too (lake.base): kept as a fallback
+        # for a server whose rules are stricter than the ones tideline knows
+        if status == 400 and "argument tagID" in message:
+            return InvalidName(f"{what}: lakeFS refuses the tag name ({message})")
+        if status == 400 and "argument path" in message:
+            return InvalidPath(f"{what}: lakeFS refuses the path ({message})")
+        if status == 500 and "ref: invalid value" in message:  # lakeFS's ErrInvalidRef
+            return InvalidRef(
+                f"{what}: lakeFS cannot resolve it ({message}): a malformed ref expression, or "
+                "a parent the commit does not have"
+            )
         if status == 404:
             return RefNotFound(f"{what}: not found ({message})")
         if status == 409:
@@ -193,42 +212,92 @@ class LakeFSLake:
             )
         return LakeError(f"{what}: lakeFS at {self.endpoint} answered {status}: {message}")
 
-    def _open_repository(self, storage_namespace: str, create: bool) -> None:
+    def _open_repository(self, storage_namespace: str | None, create: bool) -> None:
         what = f"repository {self.repository!r}"
-        try:
-            found = self._repositories.get_repository(self.repository)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise self._error(what, exc) from None
+        found = self._find_repository()
+        if found is None:
             if not create:
                 raise LakeError(
                     f"no repository {self.repository!r} on lakeFS at {self.endpoint}; create it "
                     "or open it with create=True"
-                ) from None
-            found = self._create_repository(storage_namespace) or self._request(
-                what, lambda: self._repositories.get_repository(self.repository)
-            )
-        except (Urllib3Error, ConnectionError, TimeoutError) as exc:
-            raise self._unreachable(what, exc) from None
+                )
+            found = self._create_repository(storage_namespace or self._default_namespace())
         if found.default_branch != MAIN:
             raise LakeError(
                 f"{what} on lakeFS has default branch {found.default_branch!r}; tideline "
                 f"publishes to {MAIN!r}, so use a repository whose default branch is {MAIN!r}"
             )
 
+    def _find_repository(self) -> Any:
+        """The repository, or None if lakeFS has none of that name."""
+        try:
+            return self._request(f"repository {self.repository!r}",
+                                 lambda: self._repositories.get_repository(self.repository))
+        except RefNotFound:
+            return None
+
+    def _storage(self) -> Any:
+        return self._request("storage configuration",
+                             lambda: lakefs_sdk.ConfigApi(self._client).get_config()).storage_config
+
+    def _default_namespace(self) -> str:
+        """The server's default namespace prefix and the repository's name (`local://tideline`
+        on a local blockstore); without a prefix, the setting is needed."""
+        storage = self._storage()
+        prefix = storage.default_namespace_prefix or ""
+        if not prefix:
+            raise ConfigError(
+                f"lakeFS at {self.endpoint} has no default storage namespace for new "
+                f"repositories ({storage.blockstore_type} blockstore); set "
+                "TIDELINE_LAKEFS_STORAGE_NAMESPACE to where repository "
+                f"{self.repository!r} should keep its data, e.g. "
+                f"{storage.blockstore_namespace_example}{self.repository}"
+            )
+        if prefix.endswith("://"):  # a scheme alone: `local://`
+            return f"{prefix}{self.repository}"
+        return f"{prefix.rstrip('/')}/{self.repository}"
+
     def _create_repository(self, storage_namespace: str) -> Any:
-        """The new repository, or None if another client created it first (409)."""
+        """Create the repository, or take the one another client is creating at the same time:
+        lakeFS answers that race with 409, or with 400 "storage namespace already in use" when
+        the other client wrote its namespace marker first."""
         creation = lakefs_sdk.RepositoryCreation(
             name=self.repository, storage_namespace=storage_namespace, default_branch=MAIN
         )
+        what = f"create repository {self.repository!r} at {storage_namespace!r}"
         try:
             return self._repositories.create_repository(creation)
         except ApiException as exc:
-            if exc.status == 409:
-                return None
-            raise self._error(
-                f"create repository {self.repository!r} at {storage_namespace!r}", exc
-            ) from None
+            failure = exc
+        except (Urllib3Error, ConnectionError, TimeoutError) as exc:
+            raise self._unreachable(what, exc) from None
+        message = _message(failure)
+        raced = failure.status == 409 or (failure.status == 400 and "already in use" in message)
+        if not raced:
+            if failure.status == 400 and "namespace" in message:
+                storage = self._storage()
+                raise ConfigError(
+                    f"lakeFS at {self.endpoint} refused storage namespace {storage_namespace!r} "
+                    f"for repository {self.repository!r} ({message}); set "
+                    "TIDELINE_LAKEFS_STORAGE_NAMESPACE to a location its "
+                    f"{storage.blockstore_type} blockstore accepts, e.g. "
+                    f"{storage.blockstore_namespace_example}{self.repository}"
+                )
+            raise self._error(what, failure)
+        deadline = time.monotonic() + 10
+        while (found := self._find_repository()) is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # the other client's creation has not finished yet
+        if found is not None:
+            return found
+        if failure.status == 409:
+            raise LakeError(
+                f"{what}: lakeFS still holds a repository of that name (being deleted?); "
+                "wait for its deletion to finish, or choose another TIDELINE_LAKEFS_REPOSITORY"
+            )
+        raise LakeError(
+            f"{what}: the storage namespace already in use holds another repository's data (or "
+            "a deleted repository's); set TIDELINE_LAKEFS_STORAGE_NAMESPACE to a fresh location"
+        )
 
     def _pages(self, what: str, fetch: Callable[[str], Any], **errors: Any) -> Iterator[Any]:
         """Every result of a paginated listing, following `after` = `next_offset`."""
@@ -239,6 +308,25 @@ class LakeFSLake:
             if not page.pagination.has_more:
                 return
             after = page.pagination.next_offset
+
+    def _check_ref(self, ref: str) -> str:
+        """Check a ref before it goes into a URL (`parse_ref`), and refuse what lakeFS resolves
+        but tideline does not (`MIN_ABBREVIATION`): a short hex name that is no branch or tag,
+        which lakeFS would read as the start of some commit id."""
+        base, _ = parse_ref(ref)
+        if (is_commit_abbreviation(base) and len(base) < MIN_ABBREVIATION
+                and not self._names_branch_or_tag(base)):
+            check_abbreviation(base)
+        return ref
+
+    def _names_branch_or_tag(self, name: str) -> bool:
+        for lookup in (self._branches.get_branch, self._tags.get_tag):
+            try:
+                self._request(f"ref {name!r}", lambda lookup=lookup: lookup(self.repository, name))
+                return True
+            except RefNotFound:
+                continue
+        return False
 
     def _no_ref(self, ref: str) -> Callable[[], LakeError]:
         return lambda: RefNotFound(f"no branch, tag or commit named {ref!r}")
@@ -268,12 +356,14 @@ class LakeFSLake:
 
     def create_branch(self, name: str, source: str = MAIN) -> str:
         check_branch(name)
-        _check_ref(source)
+        self._check_ref(source)
 
         def exists() -> LakeError:
             if name in self.branches():
                 return BranchExists(f"branch {name!r} exists already")
-            return BranchExists(f"cannot create branch {name!r}: a tag has that name")
+            if name in self.tags():
+                return BranchExists(f"cannot create branch {name!r}: a tag has that name")
+            return BranchExists(f"cannot create branch {name!r}: a commit has that id")
 
         response = self._request(
             f"create branch {name!r} from {source!r}",
@@ -344,7 +434,7 @@ class LakeFSLake:
                 self.create_branch(HOLDS_BRANCH, MAIN)
 
     def get_commit(self, ref: str) -> Commit:
-        _check_ref(ref)
+        self._check_ref(ref)
         # lakeFS dereferences any ref expression here: branch, tag, commit id, `ref~N`
         return _commit(
             self._request(
@@ -420,7 +510,7 @@ class LakeFSLake:
 
     def stat(self, ref: str, path: str) -> ObjectInfo:
         check_path(path)
-        _check_ref(ref)
+        self._check_ref(ref)
         stats = self._request(
             f"object {path!r} on {ref!r}",
             lambda: self._objects.stat_object(self.repository, ref, path),
@@ -473,7 +563,7 @@ class LakeFSLake:
 
     def list(self, ref: str, prefix: str = "") -> list[ObjectInfo]:
         check_prefix(prefix)
-        _check_ref(ref)
+        self._check_ref(ref)
         objects = self._pages(
             f"list {prefix!r} on {ref!r}",
             lambda after: self._objects.list_objects(
@@ -561,7 +651,7 @@ class LakeFSLake:
         empty merge commit for the second. Conflicts are named from the full preview.
         """
         check_branch(dest)
-        _check_ref(source)
+        self._check_ref(source)
         metadata = check_metadata(metadata)
         self._check_hold(source, f"merge {source!r} into {dest!r}", renew=True)
         if not self._compare(dest, source, amount=1):
@@ -612,12 +702,12 @@ class LakeFSLake:
 
     def diff(self, left: str, right: str) -> list[Change]:
         # two-dot, committed data only: lakeFS adds staging only for a `branch$` ref
-        _check_ref(left)
-        _check_ref(right)
+        self._check_ref(left)
+        self._check_ref(right)
         return self._diff(left, right)
 
     def log(self, ref: str, limit: int = 50) -> list[Commit]:
-        _check_ref(ref)
+        self._check_ref(ref)
         commits: list[Commit] = []
         if limit <= 0:
             return commits
@@ -702,7 +792,7 @@ class LakeFSLake:
 
     def tag(self, name: str, ref: str) -> str:
         check_tag(name)
-        _check_ref(ref)
+        self._check_ref(ref)
         what = f"create tag {name!r} at {ref!r}"
         try:
             return self._tags.create_tag(
@@ -718,11 +808,14 @@ class LakeFSLake:
         except (Urllib3Error, ConnectionError, TimeoutError) as exc:
             raise self._unreachable(what, exc) from None
         # 409: lakeFS refuses an existing tag whatever it points at, and a tag named like a
-        # branch; the protocol accepts the same tag at the same commit again
+        # branch or a commit id; the protocol accepts the same tag at the same commit again
         existing = self._request(
             f"tag {name!r}",
             lambda: self._tags.get_tag(self.repository, name),
-            missing=lambda: BranchExists(f"cannot create tag {name!r}: a branch has that name"),
+            missing=lambda: BranchExists(
+                f"cannot create tag {name!r}: a "
+                + ("branch has that name" if name in self.branches() else "commit has that id")
+            ),
         ).commit_id
         if existing != self.resolve(ref):
             raise BranchExists(f"tag {name!r} exists already, pointing at {existing}")
@@ -730,14 +823,6 @@ class LakeFSLake:
 
     def tags(self) -> dict[str, str]:
         return self._ref_map("list tags", self._tags.list_tags)
-
-
-def _check_ref(ref: str) -> str:
-    """A ref goes into the URL path: no whitespace (lakeFS's rule) and no '/' (no branch, tag
-    or commit id has one, and it would change the route)."""
-    if not isinstance(ref, str) or not ref or "/" in ref or any(ch.isspace() for ch in ref):
-        raise RefNotFound(f"invalid ref {ref!r}: expected a branch, tag or commit id")
-    return ref
 
 
 def _message(exc: ApiException) -> str:
@@ -798,9 +883,9 @@ class RunHold:
       holder died or stalled); otherwise `RunInProgress`;
     - renew (every third of the TTL, in a thread): the next generation with a new expiry; a
       412 there means another process took over the expired lease, and the hold is lost;
-    - release: the next generation, marked released. Older generations are then deleted;
-      the latest stays (a few hundred bytes per run id), as the counter that keeps a slow
-      taker from creating a generation that is no longer the latest.
+    - release: the next generation, marked released. Older generations are then deleted and
+      the branch committed; the latest stays (a few hundred bytes per run id), as the counter
+      that keeps a slow taker from creating a generation that is no longer the latest.
 
     Expiry is the holder's wall clock plus the TTL, compared with the taker's clock: hosts
     sharing a repository need clocks that agree to well within the TTL.
@@ -944,3 +1029,14 @@ class RunHold:
                 return
         if released:
             self._forget_before(self.generation)
+            self._settle()
+
+    def _settle(self) -> None:
+        """Commit the holds branch after a release: the generations deleted meanwhile would
+        otherwise stay as staged tombstones, which every later listing of leases walks over.
+        Best effort, as `_forget_before`: the next release commits what this one leaves."""
+        try:
+            self.lake.commit(HOLDS_BRANCH, f"Release run {self.run_id}",
+                             {"run_id": self.run_id})
+        except LakeError as exc:
+            log.debug("run %s: holds branch not committed (%s)", self.run_id, exc)

@@ -35,17 +35,21 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lake.base import (
+    COMMIT_ID_LENGTH,
     MAIN,
     Change,
     Commit,
     ObjectInfo,
+    check_abbreviation,
     check_branch,
     check_metadata,
     check_path,
     check_prefix,
     check_readable,
     check_tag,
+    is_commit_abbreviation,
     iter_chunks,
+    parse_ref,
 )
 from tideline.errors import (
     BranchExists,
@@ -308,30 +312,42 @@ class LocalLake:
         return self._commits[commit_id]
 
     def resolve(self, ref: str) -> str:
-        """A branch, tag or full commit id, optionally followed by `~N` (N first parents back)."""
-        if not isinstance(ref, str) or not ref:
-            raise RefNotFound(f"invalid ref {ref!r}")
-        name, _, back = ref.partition("~")
-        commit_id = self._read_ref("heads", name) if _is_name(name) else None
-        if commit_id is None and _is_name(name):
-            commit_id = self._read_ref("tags", name)
-        if (
-            commit_id is None
-            and len(name) == 64
-            and (self.root / "commits" / f"{name}.json").exists()
-        ):
-            commit_id = name
+        """A branch, a tag, a commit id or an abbreviation of one (`MIN_ABBREVIATION` hex
+        characters or more, matching one commit), then `~N` / `^N` modifiers (`parse_ref`)."""
+        base, modifiers = parse_ref(ref)
+        commit_id = self._read_ref("heads", base) if _is_name(base) else None
+        if commit_id is None and _is_name(base):
+            commit_id = self._read_ref("tags", base)
         if commit_id is None:
-            raise RefNotFound(f"no branch, tag or commit named {name!r}")
-        if back and not back.isdigit():
-            raise RefNotFound(f"invalid ref {ref!r}: expected NAME~N")
-        steps = int(back or 1) if "~" in ref else 0
-        for _ in range(steps):
-            parents = self.get_commit(commit_id).parents
-            if not parents:
-                raise RefNotFound(f"ref {ref!r} goes back past the first commit")
-            commit_id = parents[0]
+            commit_id = self._commit_by_id(base)
+        for kind, number in modifiers:
+            if kind == "~":
+                for _ in range(number):
+                    commit_id = self._parent(ref, commit_id, 1)
+            elif number:  # `^0` is the commit itself
+                commit_id = self._parent(ref, commit_id, number)
         return commit_id
+
+    def _parent(self, ref: str, commit_id: str, number: int) -> str:
+        parents = self.get_commit(commit_id).parents
+        if number > len(parents):
+            raise RefNotFound(f"ref {ref!r} goes back past commit {commit_id[:12]}, which has "
+                              f"{len(parents)} parent(s)")
+        return parents[number - 1]
+
+    def _commit_by_id(self, name: str) -> str:
+        """The commit `name` is the id of, or the only commit whose id starts with it."""
+        if len(name) == COMMIT_ID_LENGTH and (self.root / "commits" / f"{name}.json").exists():
+            return name
+        check_abbreviation(name)
+        if is_commit_abbreviation(name):
+            found = [p.stem for p in (self.root / "commits").glob(f"{name.lower()}*.json")]
+            if len(found) == 1:
+                return found[0]
+            if found:
+                raise RefNotFound(f"{name!r} is the start of {len(found)} commit ids: give more "
+                                  "of the one you mean")
+        raise RefNotFound(f"no branch, tag or commit named {name!r}")
 
     # ---- staging -----------------------------------------------------------------------------
 
@@ -387,9 +403,18 @@ class LocalLake:
             if not path.name.startswith(".")
         }
 
+    def _check_new_ref(self, kind: str, name: str) -> None:
+        """A branch and a tag never share a name, and neither takes a commit's id (lakeFS: 409)."""
+        if self._read_ref("tags" if kind == "branch" else "heads", name) is not None:
+            other = "tag" if kind == "branch" else "branch"
+            raise BranchExists(f"cannot create {kind} {name!r}: a {other} has that name")
+        if len(name) == COMMIT_ID_LENGTH and (self.root / "commits" / f"{name}.json").exists():
+            raise BranchExists(f"cannot create {kind} {name!r}: a commit has that id")
+
     def create_branch(self, name: str, source: str = MAIN) -> str:
         check_branch(name)
         commit_id = self.resolve(source)
+        self._check_new_ref("branch", name)
         if not _create_exclusive(self._ref_file("heads", name), commit_id, self.root / "tmp"):
             raise BranchExists(
                 f"branch {name!r} exists already (at {self._read_ref('heads', name)})"
@@ -566,17 +591,22 @@ class LocalLake:
         return _changes(self._tree(self.resolve(left)), self._tree(self.resolve(right)))
 
     def _walk(self, commit_id: str) -> Iterator[Commit]:
-        """Commits reachable from `commit_id`, newest first."""
+        """Commits reachable from `commit_id`, newest first, equal times by the larger id first:
+        lakeFS's log order (`ref.CommitIterator`)."""
+
+        def key(commit: Commit) -> tuple[float, int, str]:
+            return -commit.created_at.timestamp(), -int(commit.id, 16), commit.id
+
         start = self.get_commit(commit_id)
-        heap, seen = [(-start.created_at.timestamp(), start.id)], {start.id}
+        heap, seen = [key(start)], {start.id}
         while heap:
-            _, current = heapq.heappop(heap)
+            current = heapq.heappop(heap)[-1]
             commit = self.get_commit(current)
             yield commit
             for parent in commit.parents:
                 if parent not in seen:
                     seen.add(parent)
-                    heapq.heappush(heap, (-self.get_commit(parent).created_at.timestamp(), parent))
+                    heapq.heappush(heap, key(self.get_commit(parent)))
 
     def log(self, ref: str, limit: int = 50) -> list[Commit]:
         commits = []
@@ -617,6 +647,7 @@ class LocalLake:
     def tag(self, name: str, ref: str) -> str:
         check_tag(name)
         commit_id = self.resolve(ref)
+        self._check_new_ref("tag", name)
         if not _create_exclusive(self._ref_file("tags", name), commit_id, self.root / "tmp"):
             existing = self._read_ref("tags", name)
             if existing != commit_id:

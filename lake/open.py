@@ -19,6 +19,7 @@ def open_lake(settings: Settings) -> Lake:
             if settings.lakefs_secret_access_key
             else "",
             settings.lakefs_repository,
+            storage_namespace=settings.lakefs_storage_namespace,
             max_read_bytes=settings.lake_max_read_bytes,
             run_hold_ttl=settings.lakefs_run_hold_ttl,
         )

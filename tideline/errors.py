@@ -35,6 +35,10 @@ class RefNotFound(LakeError):
     """A branch, tag or commit does not exist."""
 
 
+class InvalidRef(RefNotFound, InvalidName):
+    """A ref expression is malformed (`main~x`), so it can name nothing."""
+
+
 class BranchExists(LakeError):
     """A branch or tag with that name exists already."""
 

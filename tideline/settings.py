@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     lakefs_access_key_id: SecretStr | None = None
     lakefs_secret_access_key: SecretStr | None = None
     lakefs_repository: str = "tideline"
+    lakefs_storage_namespace: str | None = None
+    """Where a repository tideline creates keeps its data (`s3://bucket/tideline`); unless set,
+    the server's default namespace prefix and the repository's name."""
     lakefs_run_hold_ttl: float = Field(default=60.0, gt=0)
     """Seconds a run's lease on lakeFS lasts unrenewed (a dead run's id is free after it)."""
 

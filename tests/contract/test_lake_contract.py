@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lake.base import MAIN, Change, Lake
+from lake.base import MAIN, MAX_PATH_BYTES, MIN_ABBREVIATION, Change, Lake
 from lake.publish import publish
 from lake.tables import read_frame, write_table
 from tideline.errors import (
@@ -13,6 +13,7 @@ from tideline.errors import (
     DirtyBranch,
     InvalidName,
     InvalidPath,
+    InvalidRef,
     LakeError,
     MergeConflict,
     ObjectNotFound,
@@ -292,3 +293,81 @@ class TestWriteAuditPublish:
         with publish(lake, "r4", message="load") as run:
             lake.put(run.branch, "raw/full.txt", b"f")
         assert [o.path for o in lake.list(MAIN)] == ["raw/full.txt"]
+
+
+class TestRefsAndNames:
+    """lakeFS's rules for refs and names, kept alike by the embedded lake (`lake.base`)."""
+
+    def test_a_commit_is_named_by_seven_or_more_characters_of_its_id(self, lake: Lake) -> None:
+        head = committed(lake, MAIN, {"a.txt": b"1"})
+        assert lake.resolve(head[:MIN_ABBREVIATION]) == lake.resolve(head[:20]) == head
+        assert lake.get(head[:10], "a.txt") == b"1"
+        for short in (head[:1], head[:4], head[:MIN_ABBREVIATION - 1]):
+            with pytest.raises(RefNotFound, match="too short to name a commit"):
+                lake.resolve(short)
+        missing = "f" * 12 if not head.startswith("f") else "e" * 12
+        with pytest.raises(RefNotFound, match=missing):
+            lake.resolve(missing)
+
+    def test_a_branch_named_like_a_hex_prefix_is_the_branch(self, lake: Lake) -> None:
+        committed(lake, MAIN, {"a.txt": b"1"})
+        lake.create_branch("cafe")
+        lake.put("cafe", "a.txt", b"2")
+        branch_head = lake.commit("cafe", "on cafe").id
+        assert lake.resolve("cafe") == branch_head
+        assert lake.get("cafe", "a.txt") == b"2"
+        with pytest.raises(RefNotFound, match="'2026'"):  # no branch, and too short for a commit
+            lake.get("2026", "a.txt")
+
+    def test_parent_modifiers(self, lake: Lake) -> None:
+        base = committed(lake, MAIN, {"a.txt": b"1"})
+        lake.create_branch("dev")
+        theirs = committed(lake, "dev", {"b.txt": b"2"})
+        ours = committed(lake, MAIN, {"c.txt": b"3"})
+        merge = lake.merge("dev", MAIN).id
+        assert lake.resolve(f"{MAIN}^") == lake.resolve(f"{MAIN}^1") == lake.resolve(
+            f"{MAIN}~1") == ours
+        assert lake.resolve(f"{MAIN}^2") == theirs
+        assert lake.resolve(f"{MAIN}^0") == merge
+        assert lake.resolve(f"{MAIN}~2") == lake.resolve(f"{MAIN}^2~1") == base
+        with pytest.raises(RefNotFound):
+            lake.resolve(f"{MAIN}^3")
+
+    @pytest.mark.parametrize("ref", ["main~x", "main^^x", "~1", "main~1~y"])
+    def test_malformed_ref_expressions_are_named(self, lake: Lake, ref: str) -> None:
+        with pytest.raises(InvalidRef, match="malformed ref expression"):
+            lake.resolve(ref)
+        with pytest.raises(InvalidRef, match="malformed ref expression"):
+            lake.get(ref, "a.txt")
+
+    def test_no_branch_or_tag_takes_a_commit_id_or_the_other_kind_of_name(
+        self, lake: Lake
+    ) -> None:
+        head = committed(lake, MAIN, {"a.txt": b"1"})
+        with pytest.raises(BranchExists, match="a commit has that id"):
+            lake.create_branch(head)
+        with pytest.raises(BranchExists, match="a commit has that id"):
+            lake.tag(head, MAIN)
+        lake.create_branch("dev")
+        lake.tag("v1", MAIN)
+        with pytest.raises(BranchExists, match="a tag has that name"):
+            lake.create_branch("v1")
+        with pytest.raises(BranchExists, match="a branch has that name"):
+            lake.tag("dev", MAIN)
+
+    @pytest.mark.parametrize("name", ["v1.", "a..b", "x.lock", "-v1", "v/1", "has space"])
+    def test_invalid_tag_names_are_named(self, lake: Lake, name: str) -> None:
+        with pytest.raises(InvalidName, match="invalid tag name"):
+            lake.tag(name, MAIN)
+
+    def test_dotted_tags_are_fine(self, lake: Lake) -> None:
+        head = lake.resolve(MAIN)
+        assert lake.tag("v1.0", MAIN) == lake.tag("release_2026.12.06", MAIN) == head
+
+    def test_paths_longer_than_1024_bytes_are_refused(self, lake: Lake) -> None:
+        longest = "d/" + "x" * (MAX_PATH_BYTES - 2)
+        lake.put(MAIN, longest, b"ok")
+        assert lake.get(MAIN, longest) == b"ok"
+        for path in (longest + "y", "d/" + "é" * 512):
+            with pytest.raises(InvalidPath, match="over lakeFS's limit of 1024"):
+                lake.put(MAIN, path, b"no")

@@ -31,6 +31,7 @@ from tideline.errors import (
     BranchExists,
     ConfigError,
     DirtyBranch,
+    InvalidRef,
     LakeError,
     LakeUnavailable,
     MergeConflict,
@@ -135,7 +136,91 @@ def test_a_storage_namespace_in_use_is_refused(lakefs_endpoint: str) -> None:
         LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, two, storage_namespace=f"local://{namespace}")
 
 
+def test_the_default_namespace_is_the_servers_prefix_and_a_refused_one_names_the_setting(
+    lakefs_endpoint: str, client: lakefs_sdk.ApiClient
+) -> None:
+    name = f"ns-{uuid.uuid4().hex[:8]}"
+    LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, name)
+    repository = lakefs_sdk.RepositoriesApi(client).get_repository(name)
+    assert repository.storage_namespace == f"local://{name}"  # the server's prefix: local://
+    other = f"ns-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ConfigError, match="TIDELINE_LAKEFS_STORAGE_NAMESPACE") as caught:
+        LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, other, storage_namespace=f"s3://bucket/{other}")
+    message = str(caught.value)
+    assert f"'s3://bucket/{other}'" in message and "local blockstore" in message
+    assert f"local://example-bucket/{other}" in message
+    assert error_of(lambda: lakefs_sdk.RepositoriesApi(client).get_repository(other))[0] == 404
+
+
+def open_at_once(endpoint: str, name: str, clients: int) -> tuple[list[str], list[Exception]]:
+    """`clients` threads open repository `name` at the same moment: their heads of main, and
+    what they raised."""
+    opened: list[str] = []
+    failures: list[Exception] = []
+    start = threading.Barrier(clients)
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            opened.append(LakeFSLake(endpoint, *LAKEFS_KEYS, name).resolve(MAIN))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return opened, failures
+
+
+def test_clients_creating_one_repository_at_once_all_open_it(lakefs_endpoint: str) -> None:
+    """lakeFS answers the losers of that race with 409, or with 400 "storage namespace already
+    in use" when the winner's namespace marker came first: every client opens the repository."""
+    for _ in range(4):
+        opened, failures = open_at_once(lakefs_endpoint, f"race-{uuid.uuid4().hex[:8]}", 6)
+        assert failures == [] and len(opened) == 6 and len(set(opened)) == 1
+
+
+def test_a_deleted_repositorys_namespace_is_not_reused_silently(
+    lakefs_endpoint: str, client: lakefs_sdk.ApiClient
+) -> None:
+    name = f"gone-{uuid.uuid4().hex[:8]}"
+    committed(LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, name), MAIN, {"a.txt": b"a"})
+    repositories = lakefs_sdk.RepositoriesApi(client)
+    repositories.delete_repository(name)
+    deadline = time.monotonic() + 30  # lakeFS's repository cache serves it for a few seconds
+    while time.monotonic() < deadline:
+        try:
+            repositories.get_repository(name)
+        except ApiException:
+            break
+        time.sleep(0.25)
+    with pytest.raises(LakeError, match="TIDELINE_LAKEFS_STORAGE_NAMESPACE to a fresh location"):
+        LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, name)
+    again = LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, name,
+                       storage_namespace=f"local://{name}-again")
+    assert again.list(MAIN) == []
+
+
 # ---- errors lakeFS reports tersely, named by the backend ------------------------------------
+
+
+def test_what_lakefs_resolves_but_tideline_refuses(
+    lakefs_lake: LakeFSLake, client: lakefs_sdk.ApiClient
+) -> None:
+    """lakeFS reads any 1-64 character hex prefix of a commit id as that commit, and answers a
+    malformed ref expression or a parent a commit lacks with 500: tideline names both."""
+    commits = lakefs_sdk.CommitsApi(client)
+    repo = lakefs_lake.repository
+    head = lakefs_lake.resolve(MAIN)
+    assert commits.get_commit(repo, head[:1]).id == head
+    with pytest.raises(RefNotFound, match="too short to name a commit"):
+        lakefs_lake.resolve(head[:1])
+    assert error_of(lambda: commits.get_commit(repo, "main~x"))[0] == 500
+    assert error_of(lambda: commits.get_commit(repo, "main^3"))[0] == 500
+    with pytest.raises(InvalidRef, match="a parent the commit does not have"):
+        lakefs_lake.resolve("main^3")
 
 
 def test_404_names_the_missing_ref_or_object(
@@ -509,6 +594,19 @@ def test_the_run_hold_is_a_lease_on_its_own_branch(lakefs_lake: LakeFSLake) -> N
     [lease] = lakefs_lake.list(HOLDS_BRANCH, "runs/r1/")
     assert json.loads(lakefs_lake.get(HOLDS_BRANCH, lease.path))["released"]
     assert lakefs_lake.list(MAIN) == [] and lakefs_lake.uncommitted(MAIN) == []
+
+
+def test_released_holds_leave_nothing_staged(lakefs_lake: LakeFSLake) -> None:
+    """A release commits the holds branch, so deleted generations do not pile up as staged
+    tombstones: what a listing walks stays one record per run id, whatever the history."""
+    for run in range(12):
+        with lakefs_lake.hold_run(f"r{run}"):
+            pass
+    assert lakefs_lake.uncommitted(HOLDS_BRANCH) == []
+    leases = lakefs_lake.list(HOLDS_BRANCH, "runs/")
+    assert sorted(lease.path.split("/")[1] for lease in leases) == sorted(
+        f"r{run}" for run in range(12))
+    assert lakefs_lake.log(HOLDS_BRANCH, limit=1)[0].metadata == {"run_id": "r11"}
 
 
 def test_takers_racing_for_an_expired_lease_get_it_once(lakefs_lake: LakeFSLake) -> None:
