@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from deployments.serve import deployment_specs
+from tests.services import skip_or_fail
 from tests.waiting import ROOT, wait_for
 
 
@@ -37,10 +38,7 @@ def _browser() -> Any:
 
     missing = [b for b in ("chromium", "chromedriver") if shutil.which(b) is None]
     if missing:
-        reason = f"{' and '.join(missing)} not installed (`make browser` installs them)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}, and CI=true requires them")
-        pytest.skip(reason)
+        skip_or_fail(f"{' and '.join(missing)} not installed (`make test` installs them)")
     options = Options()
     options.binary_location = shutil.which("chromium")
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -90,8 +88,11 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
         schedules = {d["name"]: [s["schedule"].get("cron") for s in d["schedules"]]
                      for d in found}
         assert schedules["ingest"] == ["5 * * * *"] and schedules["retrain"] == []
-        automations = httpx.post(f"{api}/automations/filter", json={}, timeout=5).json()
-        (drift,) = [a for a in automations if a["name"] == "retrain-on-drift"]
+        def automations() -> list[dict]:  # created after the deployments it triggers
+            return [a for a in httpx.post(f"{api}/automations/filter", json={}, timeout=5).json()
+                    if a["name"] == "retrain-on-drift"]
+
+        (drift,) = wait_for("the drift automation", automations, timeout=60)
         assert drift["trigger"]["expect"] == ["tideline.drift.detected"]
         assert drift["trigger"]["within"] == 1800
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200  # the UI

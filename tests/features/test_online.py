@@ -4,10 +4,7 @@ and online values equal to offline retrieval at the same time."""
 from __future__ import annotations
 
 import itertools
-import shutil
 import sqlite3
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -28,6 +25,7 @@ from features.online.redis import RedisOnlineStore
 from features.online.sqlite import SQLiteOnlineStore
 from features.store import FeatureStore
 from tests.features.built import AS_OF, build_features, copied_store
+from tests.services import Redis, start_or_skip
 from tideline.errors import OnlineStoreUnavailable, RetrievalError
 
 
@@ -237,40 +235,18 @@ def fault_on_third_batch(monkeypatch: pytest.MonkeyPatch, fault: Callable[[], No
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
-    """A Redis server of our own (no persistence), so a test may kill and restart it."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    servers: list[subprocess.Popen] = []
-
-    def start() -> None:
-        servers.append(subprocess.Popen(
-            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL))
-        for _ in range(100):
-            try:
-                redis_client.Redis(port=port).ping()
-                return
-            except redis_client.ConnectionError:
-                time.sleep(0.05)
-
-    start()
-    yield f"redis://127.0.0.1:{port}/0", servers, start
-    for server in servers:
-        server.kill()
-        server.wait()
+def private_redis() -> Iterator[Redis]:
+    """A Redis server of the test's own (no persistence), so a test may kill and restart it."""
+    server = start_or_skip("redis", Redis.create)
+    yield server
+    server.close()
 
 
 def test_redis_killed_mid_materialisation_then_a_rerun_completes(
-        private_redis, lake_template: Path, tmp_path: Path,
+        private_redis: Redis, lake_template: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    url, servers, start = private_redis
-    store = copied_store(lake_template, tmp_path, online=RedisOnlineStore(url, socket_timeout=2))
+    store = copied_store(lake_template, tmp_path,
+                         online=RedisOnlineStore(private_redis.url, socket_timeout=2))
     store.materialize_online(as_of=AS_OF[1])
 
     # a new version of one view is being written when the server dies after the first batch
@@ -278,14 +254,14 @@ def test_redis_killed_mid_materialisation_then_a_rerun_completes(
     build_features(store.lake, [AS_OF[2]], views=[changed])
     store.views = [changed if v.name == SPENDING.name else v for v in CHURN_VIEWS]
     def die() -> None:
-        servers[-1].kill()
-        servers[-1].wait()
+        private_redis.process.kill()
+        private_redis.process.wait()
 
     with fault_on_third_batch(monkeypatch, die), pytest.raises(OnlineStoreUnavailable,
                                                                match="unreachable"):
         store.materialize_online()
 
-    start()  # it comes back empty (no persistence): the re-run writes everything again
+    private_redis.start()  # back empty (no persistence): the re-run writes everything again
     writes = store.materialize_online()
     assert {w.mode for w in writes} == {"full"}
     ids = [f"C{i:07d}" for i in range(1, 121)]
@@ -295,9 +271,8 @@ def test_redis_killed_mid_materialisation_then_a_rerun_completes(
 
 def test_a_new_version_that_fails_half_way_leaves_readers_on_the_old_one(
         lake_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        private_redis) -> None:
-    url, _, _ = private_redis
-    online = RedisOnlineStore(url)
+        private_redis: Redis) -> None:
+    online = RedisOnlineStore(private_redis.url)
     store = copied_store(lake_template, tmp_path, [SPENDING], online)
     store.materialize_online()
     before = store.get_online_features([f"C{i:07d}" for i in range(1, 121)], ["spend_30d"])

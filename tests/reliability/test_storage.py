@@ -18,6 +18,7 @@ from lake.base import MAIN
 from lake.local import LocalLake
 from lake.tables import read_frame, write_table
 from tests.reliability.conftest import Ledger
+from tests.services import skip_or_fail
 from tideline.errors import CorruptObject, LakeFull
 
 DISK = "2m"
@@ -31,7 +32,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(mount)],
                              capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a {DISK} tmpfs here: {mounted.stderr.strip()}")
+        skip_or_fail(f"cannot mount a {DISK} tmpfs here: {mounted.stderr.strip()}")
     try:
         yield mount
     finally:

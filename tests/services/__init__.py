@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import pytest
 
@@ -34,15 +34,20 @@ class Unavailable(Exception):
 S = TypeVar("S", bound="Server")
 
 
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the test with `reason`; under `CI=true` fail instead: nothing the docs claim may
+    skip there."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}, and CI=true requires it", pytrace=False)
+    pytest.skip(reason)
+
+
 def start_or_skip(name: str, create: Callable[[], S]) -> S:
-    """`create()`, or skip the test saying why the server cannot start here; under `CI=true`
-    fail instead: nothing the docs claim may skip there."""
+    """`create()`, or `skip_or_fail` saying why the server cannot start here."""
     try:
         return create()
     except Unavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{name} cannot start: {exc}; CI=true requires it", pytrace=False)
-        pytest.skip(f"{name} cannot start here: {exc}")
+        skip_or_fail(f"{name} cannot start here: {exc}")
 
 
 def free_port() -> int:
@@ -113,6 +118,15 @@ class Server:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def launched(self: S) -> S:
+        """This server started, or closed (nothing left running) if it could not start."""
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
 
 def _temporary(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"tideline-{prefix}-"))
@@ -138,9 +152,7 @@ class Nats(Server):
     @classmethod
     def create(cls) -> Nats:
         _binary("nats-server", "/usr/sbin/nats-server")
-        server = cls(_temporary("nats"))
-        server.start()
-        return server
+        return cls(_temporary("nats")).launched()
 
 
 # -- Redis ---------------------------------------------------------------------------------
@@ -163,9 +175,7 @@ class Redis(Server):
     @classmethod
     def create(cls) -> Redis:
         _binary("redis-server")
-        server = cls(_temporary("redis"))
-        server.start()
-        return server
+        return cls(_temporary("redis")).launched()
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------
@@ -243,10 +253,13 @@ class Postgres(Server):
         if os.geteuid() == 0:
             for path in (server.root, server.root / "sock"):
                 shutil.chown(path, "postgres", "postgres")
-        server._run(str(server.bin / "initdb"), "-D", str(server.root / "data"), "-A", "trust",
-                    "-U", "postgres", "--no-sync")
-        server.start()
-        return server
+        try:
+            server._run(str(server.bin / "initdb"), "-D", str(server.root / "data"), "-A",
+                        "trust", "-U", "postgres", "--no-sync")
+        except BaseException:
+            server.close()
+            raise
+        return server.launched()
 
 
 # -- lakeFS --------------------------------------------------------------------------------
@@ -303,6 +316,4 @@ class LakeFS(Server):
     @classmethod
     def create(cls) -> LakeFS:
         lakefs_binary()  # built (or found) before the clock of start() runs
-        server = cls(_temporary("lakefs"))
-        server.start()
-        return server
+        return cls(_temporary("lakefs")).launched()
