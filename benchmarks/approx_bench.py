@@ -24,9 +24,8 @@ import pandas as pd
 import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
-
-from features.definitions import Entity, Feature, FeatureView, Source
-from features.engine import Events, Spine, ViewComputation
+from tideline.features.definitions import Entity, Feature, FeatureView, Source
+from tideline.features.engine import Events, Spine, ViewComputation
 
 END = pd.Timestamp("2026-10-01", tz="UTC")
 DAYS = 120

@@ -13,7 +13,8 @@ over 2026-06-01..09-30, written as the clean tables ingestion publishes), cached
 work dir; the slice is the first customers of the same sequence.
 
 1. Proof (one fresh interpreter). Labelled examples at CHURN_MODEL's as-of dates
-   (`models.labels`: 10 weekly dates, the latest whose 30-day horizon the data covers). Then
+   (`tideline.models.labels`: 10 weekly dates, the latest whose 30-day horizon the data
+   covers). Then
    discovery as `flows/discover.py` runs it, but in-process (the library functions directly,
    no Prefect and no Ray, every source's events loaded once for all candidate views instead of
    once per view and partition): profile the child tables → `generate` → the candidates' values
@@ -21,10 +22,10 @@ work dir; the slice is the first customers of the same sequence.
    mutual information → `select` on the training split (its train and validation folds; the
    test fold is never looked at). Timed: labelling; profile + generation; candidate
    computation; interactions (screening, ranking and their computation); selection. Then
-   `models.training.train_model` three times on the same examples and the same time split:
-   (a) the hand-declared churn features (`features.churn.CHURN_VIEWS`, computed by the engine
-   on the same spine), (b) the kept discovered features, (c) both; each reports the test
-   fold's ROC-AUC and PR-AUC (LightGBM, and the logistic-regression baseline) and its time.
+   `tideline.models.training.train_model` three times on the same examples and the same time
+   split: (a) the hand-declared churn features (`tideline.features.churn.CHURN_VIEWS`, computed
+   by the engine on the same spine), (b) the kept discovered features, (c) both; each reports
+   the test fold's ROC-AUC and PR-AUC (LightGBM, and the logistic-regression baseline) and its time.
 2. Against Featuretools (two more fresh interpreters, on the slice). Featuretools DFS with the
    nearest primitives (count, sum, mean, max, min, std, skew, num_unique, time_since_last;
    `where_primitives` count and sum with every value of each child table's categorical columns
@@ -70,23 +71,22 @@ from children import run_child
 from feature_bench import AS_OF, ATOL, RTOL, PreparedLake, label, prepare, source_files
 from rich.console import Console
 from rich.table import Table
-
-from deployments.demo import declared_project
-from features.churn import CHURN_VIEWS, CUSTOMER, CUSTOMERS
-from features.discovery.generate import CandidateSet, generate, interactions
-from features.discovery.schema import ChildTable, SchemaGraph, profile
-from features.discovery.select import SelectionRules, Selector, select
-from features.engine import Events, Spine, compute_views
-from features.materialize import as_of_time, load_events
-from features.offline import read_source
-from features.plan import plan_from_lake
-from flows.discover import INTERACTING
-from ingestion.demo import DemoSpec
-from lake.local import LocalLake
-from models.churn import CHURN_MODEL
-from models.labels import label_examples, labelable_dates, load_activity
-from models.training import TrainedModel, time_split, train_model
-from tideline.settings import Settings
+from tideline.core.settings import Settings
+from tideline.deployments.demo import declared_project
+from tideline.features.churn import CHURN_VIEWS, CUSTOMER, CUSTOMERS
+from tideline.features.discovery.generate import CandidateSet, generate, interactions
+from tideline.features.discovery.schema import ChildTable, SchemaGraph, profile
+from tideline.features.discovery.select import SelectionRules, Selector, select
+from tideline.features.engine import Events, Spine, compute_views
+from tideline.features.materialize import as_of_time, load_events
+from tideline.features.offline import read_source
+from tideline.features.plan import plan_from_lake
+from tideline.flows.discover import INTERACTING
+from tideline.ingestion.demo import DemoSpec
+from tideline.lake.local import LocalLake
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.labels import label_examples, labelable_dates, load_activity
+from tideline.models.training import TrainedModel, time_split, train_model
 
 OUT = Path(__file__).parent / "out" / "discovery_bench.json"
 log = logging.getLogger("discovery_bench")
@@ -96,7 +96,7 @@ DFS_TARGET = 20.0
 """The issue's target: discovery at least this many times faster than Featuretools DFS."""
 MAX_LEVELS = 12
 """Featuretools' interesting values: every value of a text column with at most this many (the
-columns discovery treats as categorical, `features.discovery.schema.MAX_LEVELS`)."""
+columns discovery treats as categorical, `tideline.features.discovery.schema.MAX_LEVELS`)."""
 FT_PRIMITIVES = ["count", "sum", "mean", "max", "min", "std", "skew", "num_unique",
                  "time_since_last"]
 FT_WHERE = ["count", "sum"]

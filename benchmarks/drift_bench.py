@@ -64,8 +64,7 @@ import psutil
 from children import dispatch, run_child
 from rich.console import Console
 from rich.table import Table
-
-from monitoring.drift import METHODS, ColumnDrift, ColumnPolicy, column_kind, detect_drift
+from tideline.monitoring.drift import METHODS, ColumnDrift, ColumnPolicy, column_kind, detect_drift
 
 OUT = Path(__file__).parent / "out" / "drift_bench.json"
 SMOKE_OUT = OUT.with_name("drift_bench_smoke.json")
@@ -377,7 +376,7 @@ def run_tideline(data: Data, parallel: bool) -> dict:
 
 
 def run_render(data: Data, serial: dict, work: Path) -> dict:
-    from monitoring.evidently_report import render_report
+    from tideline.monitoring.evidently_report import render_report
 
     reference, current, policies = loaded(data)
     rss_loaded = psutil.Process().memory_info().rss

@@ -1,6 +1,6 @@
-"""Feature engine throughput: the churn feature set (`features.churn`: 48 windowed and 9 derived
-features) computed by tideline on Ray, against the same features hand-written in DuckDB SQL, polars
-(lazy) and plain pandas groupby, and Featuretools DFS on a slice.
+"""Feature engine throughput: the churn feature set (`tideline.features.churn`: 48 windowed and 9
+derived features) computed by tideline on Ray, against the same features hand-written in DuckDB
+SQL, polars (lazy) and plain pandas groupby, and Featuretools DFS on a slice.
 
     python benchmarks/feature_bench.py [--customers 2100000] [--work-dir DIR]
         [--scale-customers 500000 1000000] [--slice-customers 50000] [--slice-partitions 2]
@@ -8,8 +8,8 @@ features) computed by tideline on Ray, against the same features hand-written in
 
 Data: the demo generator without defects over 2026-06-01..09-30, generated 50,000 customers at a
 time and written to a local lake as the typed clean tables ingestion publishes (one Parquet
-object per dataset and day, in hash buckets of the customer id: `ingestion.layout`), committed
-on main. Lakes are cached under the work dir, keyed by
+object per dataset and day, in hash buckets of the customer id: `tideline.ingestion.layout`),
+committed on main. Lakes are cached under the work dir, keyed by
 the spec, so re-runs skip generation; the smaller ones (scaling points, the Featuretools slice)
 hold the first customers of the same sequence.
 
@@ -51,14 +51,13 @@ from children import PeakMemory, run_child, tree_rss
 from feature_references import FEATURETOOLS_TWINS, REFERENCES, Files
 from rich.console import Console
 from rich.table import Table
-
-from features.churn import CHURN_VIEWS
-from features.materialize import materialize_partition
-from features.offline import read_features
-from features.plan import plan_from_lake
-from ingestion.demo import DemoSpec, generate
-from ingestion.layout import clean_path, write_bucketed
-from lake.local import LocalLake
+from tideline.features.churn import CHURN_VIEWS
+from tideline.features.materialize import materialize_partition
+from tideline.features.offline import read_features
+from tideline.features.plan import plan_from_lake
+from tideline.ingestion.demo import DemoSpec, generate
+from tideline.ingestion.layout import clean_path, write_bucketed
+from tideline.lake.local import LocalLake
 
 AS_OF = date(2026, 10, 1)
 WEEKLY = (date(2026, 9, 10), date(2026, 9, 17), date(2026, 9, 24), AS_OF)

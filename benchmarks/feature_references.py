@@ -1,6 +1,6 @@
-"""Reference engines for the feature benchmark: the churn feature set of `features.churn` (48
-windowed features, 9 derived) as of one date, written by hand in DuckDB SQL, polars (lazy) and
-plain pandas groupby, plus the nearest Featuretools DFS. Each reads the same Parquet files as
+"""Reference engines for the feature benchmark: the churn feature set of `tideline.features.churn`
+(48 windowed features, 9 derived) as of one date, written by hand in DuckDB SQL, polars (lazy)
+and plain pandas groupby, plus the nearest Featuretools DFS. Each reads the same Parquet files as
 tideline and shares no code with its engine.
 
 Semantics, from the definitions' wording (`features/definitions.py`): a w-day window at as-of
@@ -21,8 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import polars as pl
-
-from features.churn import CHURN_VIEWS
+from tideline.features.churn import CHURN_VIEWS
 
 Files = dict[str, list[str]]
 """Dataset name -> its Parquet files."""

@@ -45,14 +45,13 @@ import psycopg
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
-
-from ingestion.audit import audit, enforce_gate
-from ingestion.demo import DemoData, DemoSpec, generate, write_crm_csv, write_sql
-from ingestion.landing import pull_and_land
-from ingestion.project import Project, load_project
-from ingestion.sources import FileSource, Source, SqlSource
-from lake.local import LocalLake
-from lake.publish import publish
+from tideline.ingestion.audit import audit, enforce_gate
+from tideline.ingestion.demo import DemoData, DemoSpec, generate, write_crm_csv, write_sql
+from tideline.ingestion.landing import pull_and_land
+from tideline.ingestion.project import Project, load_project
+from tideline.ingestion.sources import FileSource, Source, SqlSource
+from tideline.lake.local import LocalLake
+from tideline.lake.publish import publish
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 URL_ENV = "TIDELINE_BENCH_SQL_URL"

@@ -5,8 +5,9 @@ lake and a real lakeFS server (built from its Go module by tools/lakefs.sh, star
                                     [--backends local,lakefs]
 
 Two loads: 1,000 small Parquet files (one commit), and one ~1 GB Parquet table. Each is timed as
-plain `pyarrow.parquet.write_table` into a directory and as `lake.tables.write_table` + commit,
-then read back (`pq.read_table` vs `lake.tables.read_table`), in the same run on the same disk.
+plain `pyarrow.parquet.write_table` into a directory and as `tideline.lake.tables.write_table`
++ commit, then read back (`pq.read_table` vs `tideline.lake.tables.read_table`), in the same run
+on the same disk.
 For lakeFS, one more pass of the big table splits the time into its steps (Parquet encoding to
 a spool file, the upload request, the commit; the ranged download, Parquet decoding). Prints a
 table and writes benchmarks/results/lake_bench.json.
@@ -35,11 +36,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
-
-from lake.base import Lake
-from lake.lakefs import LakeFSLake
-from lake.local import LocalLake
-from lake.tables import read_table, write_table
+from tideline.lake.base import Lake
+from tideline.lake.lakefs import LakeFSLake
+from tideline.lake.local import LocalLake
+from tideline.lake.tables import read_table, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -56,8 +56,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deployments.demo import PROJECT_FILE, demo_placeholders  # noqa: E402 - needs the path above
-from ingestion.demo import (  # noqa: E402
+from tideline.deployments.demo import PROJECT_FILE, demo_placeholders  # noqa: E402 - needs the path above
+from tideline.ingestion.demo import (  # noqa: E402
     DemoData,
     DemoSpec,
     generate,
@@ -66,7 +66,7 @@ from ingestion.demo import (  # noqa: E402
     write_event_log,
     write_sql,
 )
-from ingestion.project import fill_placeholders  # noqa: E402
+from tideline.ingestion.project import fill_placeholders  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
 STAGES = ("ingest", "features", "online")
@@ -159,8 +159,8 @@ def ray_rss() -> int:
 def run_once(k: int, day: date, arrived: dict[str, int], stages: list[str]) -> dict:
     """Run k: an incremental ingest of the day that arrived, then (optionally) features and
     the online store."""
-    from flows.build_features import build_features, materialize_online
-    from flows.ingest import ingest
+    from tideline.flows.build_features import build_features, materialize_online
+    from tideline.flows.ingest import ingest
 
     run_id = f"soak-{k:03d}"
     started = time.perf_counter()
@@ -254,9 +254,9 @@ def soak(console: Console, sources: GrowingSources, first: date, count: int,
          stages: list[str], data_dir: Path) -> tuple[list[dict], list[str], list[str]]:
     """The base run, then `count` runs each after a day's arrival: their records, the runs the
     quality gate stopped (their rows land with the next run) and what went wrong."""
-    from flows.ingest import ingest
-    from tideline.errors import QualityGateFailed
-    from tideline.ray_runtime import ensure_ray
+    from tideline.core.errors import QualityGateFailed
+    from tideline.core.ray_runtime import ensure_ray
+    from tideline.flows.ingest import ingest
 
     if "features" in stages:
         ensure_ray()

@@ -70,18 +70,17 @@ from children import run_child
 from feature_bench import WEEKLY, PreparedLake, disagreements, prepare
 from rich.console import Console
 from rich.table import Table
-
-from features.churn import CHURN_VIEWS
-from features.materialize import as_of_time, materialize_partition
-from features.online.base import OnlineStore
-from features.online.redis import RedisOnlineStore
-from features.online.sqlite import SQLiteOnlineStore
-from features.plan import plan_from_lake
-from features.registry import Registry
-from features.retrieval import read_snapshot
-from features.store import FeatureStore
-from ingestion.demo import DemoSpec
-from lake.local import LocalLake
+from tideline.features.churn import CHURN_VIEWS
+from tideline.features.materialize import as_of_time, materialize_partition
+from tideline.features.online.base import OnlineStore
+from tideline.features.online.redis import RedisOnlineStore
+from tideline.features.online.sqlite import SQLiteOnlineStore
+from tideline.features.plan import plan_from_lake
+from tideline.features.registry import Registry
+from tideline.features.retrieval import read_snapshot
+from tideline.features.store import FeatureStore
+from tideline.ingestion.demo import DemoSpec
+from tideline.lake.local import LocalLake
 
 FEATURES = [name for view in CHURN_VIEWS for name in view.feature_names]
 REQUEST = [f"{view.name}:*" for view in CHURN_VIEWS]

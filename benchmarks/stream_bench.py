@@ -90,8 +90,8 @@ def payloads(frame: pd.DataFrame) -> tuple[list[bytes], np.ndarray]:
 
 def prepare(args: argparse.Namespace, work: Path) -> None:
     """The lake with the history as the clean events table, and the stream preloaded."""
-    from ingestion.layout import clean_path, write_bucketed
-    from lake.local import LocalLake
+    from tideline.ingestion.layout import clean_path, write_bucketed
+    from tideline.lake.local import LocalLake
 
     shutil.rmtree(work, ignore_errors=True)
     history = events(args.customers, args.history, START - pd.Timedelta(days=30), 30 * 86_400,
@@ -146,8 +146,7 @@ async def transport(case: dict) -> dict:
     """Only take and acknowledge: through the processor's broker, or nats-py's pull fetch."""
     import nats
     from nats.js import api
-
-    from streaming.brokers import NatsBroker
+    from tideline.streaming.brokers import NatsBroker
 
     received, first, last = 0, 0.0, 0.0
     if case["name"] == "feed":
@@ -180,11 +179,11 @@ async def transport(case: dict) -> dict:
 
 
 def open_bench_processor(case: dict):  # noqa: ANN201 - a StreamProcessor
-    from streaming.processor import StreamConfig, open_processor
-    from tideline.settings import load_settings
+    from tideline.core.settings import load_settings
+    from tideline.streaming.processor import StreamConfig, open_processor
 
     settings = load_settings(data_dir=case["data_dir"], online_store="redis", redis_url=REDIS,
-                             feature_views="features.churn:DEMO_VIEWS")
+                             feature_views="tideline.features.churn:DEMO_VIEWS")
     config = StreamConfig(name=case["name"], url=NATS, subject=case["subject"],
                           stream=STREAM, start=case["start"], batch_size=case["batch_size"],
                           max_wait_seconds=case.get("max_wait", 0.05),

@@ -34,8 +34,8 @@ process samples the RSS of its process tree every 0.2 s; the child also reports 
   of `train_model`: fold labels, `pd.concat`, importance), registry write (`register_model`, of
   which the plots). When LightGBM leaves a core idle (`--threads 1` on 2 CPUs), the leakage
   check, the baseline, the validation scores, half the test scores and matplotlib's import run
-  on a thread beside its fits (`models.training._beside`): that time is inside the fits' wall
-  time, so those stages show (near) 0.
+  on a thread beside its fits (`tideline.models.training._beside`): that time is inside the
+  fits' wall time, so those stages show (near) 0.
 - `plain`: exactly the LightGBM work of `train_model`, on the matrices `FeatureMatrix` builds
   from the same Parquet file (built by the prepare step and pickled, so no encoding is timed;
   the training + validation concatenation is done untimed too): `lgb.Dataset(x_train)` and
@@ -221,7 +221,7 @@ def make_frame(rows: int, seed: int) -> pd.DataFrame:
 
 def bench_spec(columns: list[str]):
     """The demo's churn spec with these columns as features and boosting capped."""
-    from models.churn import CHURN_MODEL
+    from tideline.models.churn import CHURN_MODEL
 
     return replace(CHURN_MODEL, name="churn-bench", features=tuple(columns),
                    num_boost_round=NUM_BOOST_ROUND, early_stopping_rounds=EARLY_STOPPING_ROUNDS)
@@ -244,7 +244,7 @@ class Data:
 def prepare(rows: int, seed: int, work: Path) -> Data:
     """The training set for (rows, seed), generated on first use and cached, and the matrices
     `train_model` gives LightGBM, built from the Parquet file as read back."""
-    from models.training import FeatureMatrix, time_split
+    from tideline.models.training import FeatureMatrix, time_split
 
     key = f"train-{rows}-seed{seed}-v{DATA_VERSION}"
     ready = work / f"{key}.json"
@@ -308,8 +308,7 @@ def instrument(watch: Stopwatch, found: dict) -> None:
     """Wrap what `train_model` calls, in the modules it looks them up in."""
     import lightgbm
     from sklearn.pipeline import Pipeline
-
-    from models import registry, training
+    from tideline.models import registry, training
 
     training.time_split = watch.wrap("split", training.time_split)
     fit = training.FeatureMatrix.fit.__func__
@@ -347,10 +346,10 @@ def instrument(watch: Stopwatch, found: dict) -> None:
 
 
 def run_tideline(data: Data, work: Path) -> dict:
-    from features.store import TrainingSet
-    from lake.local import LocalLake
-    from models.registry import ModelRegistry, register_model
-    from models.training import train_model
+    from tideline.features.store import TrainingSet
+    from tideline.lake.local import LocalLake
+    from tideline.models.registry import ModelRegistry, register_model
+    from tideline.models.training import train_model
 
     watch, found = Stopwatch(), {}
     instrument(watch, found)
@@ -396,8 +395,7 @@ def run_tideline(data: Data, work: Path) -> dict:
 
 def run_plain(data: Data, columns: list[str], refit_rounds: int) -> dict:
     import lightgbm as lgb
-
-    from models.training import lightgbm_params
+    from tideline.models.training import lightgbm_params
 
     with open(data.matrices, "rb") as source:
         m = pickle.load(source)

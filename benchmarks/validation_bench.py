@@ -24,9 +24,8 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
-
-from ingestion.contracts import Contract
-from ingestion.validation import validate
+from tideline.ingestion.contracts import Contract
+from tideline.ingestion.validation import validate
 
 CONTRACT = Contract.from_dict({
     "dataset": "transactions",

@@ -14,9 +14,8 @@ from datetime import datetime
 import typer
 from rich.console import Console
 from rich.table import Column, Table
-
-from tideline.errors import FeatureDefinitionError, TidelineError
-from tideline.settings import load_settings
+from tideline.core.errors import FeatureDefinitionError, TidelineError
+from tideline.core.settings import load_settings
 
 app = typer.Typer(help="tideline: an ML feature platform for churn models.", no_args_is_help=True)
 lake_app = typer.Typer(help="Inspect and manage the versioned lake.", no_args_is_help=True)
@@ -30,7 +29,7 @@ console = Console()
 
 
 def _lake():  # noqa: ANN202 - returns the configured Lake backend
-    from lake import open_lake
+    from tideline.lake import open_lake
 
     return open_lake(load_settings())
 
@@ -77,7 +76,7 @@ def run(
 ) -> None:
     """Run the pipeline end to end on the configured sources (bundled demo data by default)."""
     _prefect_quiet()
-    from flows.pipeline import pipeline
+    from tideline.flows.pipeline import pipeline
 
     result = pipeline(run_id=run_id)
     _print_audit(result.audit)
@@ -98,7 +97,7 @@ def ingest(
 ) -> None:
     """Ingest, validate and publish every source; with --since/--until, backfill those days."""
     _prefect_quiet()
-    from flows.ingest import ingest as ingest_flow
+    from tideline.flows.ingest import ingest as ingest_flow
 
     _print_audit(ingest_flow(run_id=run_id,
                              since=since.date() if since else None,
@@ -115,7 +114,7 @@ def features_build(
 ) -> None:
     """Build the feature views from the clean tables on main, on Ray, into the offline store."""
     _prefect_quiet()
-    from flows.build_features import build_features, ray_task_runner
+    from tideline.flows.build_features import build_features, ray_task_runner
 
     flow = build_features.with_options(task_runner=ray_task_runner(load_settings()))
     _print_features(flow(run_id=run_id,
@@ -137,8 +136,8 @@ def features_discover(
     """Generate candidate features from the clean tables and their references, compute them on
     Ray, and keep the ones that earn their place (judged on the training split)."""
     _prefect_quiet()
-    from flows.build_features import ray_task_runner
-    from flows.discover import discover_features
+    from tideline.flows.build_features import ray_task_runner
+    from tideline.flows.discover import discover_features
 
     flow = discover_features.with_options(task_runner=ray_task_runner(load_settings()))
     _print_discovery(flow(run_id=run_id, max_candidates=max_candidates, seconds=seconds,
@@ -163,7 +162,7 @@ def _print_discovery(result, top: int | None = None) -> None:  # noqa: ANN001 - 
 
 
 def _registry():  # noqa: ANN202 - features.registry.Registry, imported lazily
-    from features.registry import open_registry
+    from tideline.features.registry import open_registry
 
     return open_registry(load_settings())
 
@@ -264,7 +263,7 @@ def features_diff(
 def features_materialize() -> None:
     """Load the newest feature tables on main into the online store (changed entities only)."""
     _prefect_quiet()
-    from flows.build_features import materialize_online
+    from tideline.flows.build_features import materialize_online
 
     table = Table("view", "version", "as of", "mode", "written", "deleted")
     for w in materialize_online():
@@ -281,9 +280,8 @@ def serve(
     """Serve online features and churn predictions over HTTP (POST /features, POST /predict;
     docs at /docs)."""
     import uvicorn
-
-    from features.serving import create_app
-    from features.store import FeatureStore
+    from tideline.features.serving import create_app
+    from tideline.features.store import FeatureStore
 
     settings = load_settings()
     uvicorn.run(create_app(FeatureStore.open(settings), _model_registry()), host=host,
@@ -317,7 +315,7 @@ def stream(
     import asyncio
     import gc
 
-    from streaming.processor import StreamConfig, open_processor
+    from tideline.streaming.processor import StreamConfig, open_processor
 
     config = StreamConfig(name=name or subject.replace(".", "-"), url=url, subject=subject,
                           start=start, lateness_seconds=lateness, batch_size=batch_size,
@@ -362,7 +360,7 @@ def train(
     """Train a model on point-in-time features from main, register it, run the promotion
     gate."""
     _prefect_quiet()
-    from flows.train import train as train_flow
+    from tideline.flows.train import train as train_flow
 
     _print_training(train_flow(run_id=run_id, model=model))
 
@@ -378,7 +376,7 @@ def score_command(
     """Score every active customer with the champion: probability, risk and reasons, into the
     lake and the `scores` table."""
     _prefect_quiet()
-    from flows.score import score
+    from tideline.flows.score import score
 
     _print_scoring(score(run_id=run_id, model=model,
                          as_of=as_of.date() if as_of else None))
@@ -397,7 +395,7 @@ def monitor(
 ) -> None:
     """Compare the champion's training set with today's features: drift report, event, e-mail."""
     _prefect_quiet()
-    from flows.monitor import monitor as monitor_flow
+    from tideline.flows.monitor import monitor as monitor_flow
 
     _print_monitoring(monitor_flow(run_id=run_id, model=model,
                                    as_of=as_of.date() if as_of else None, notify=notify))
@@ -411,7 +409,7 @@ def retrain(
 ) -> None:
     """Rebuild the training set from main, train, and run the promotion gate."""
     _prefect_quiet()
-    from flows.retrain import retrain as retrain_flow
+    from tideline.flows.retrain import retrain as retrain_flow
 
     _print_training(retrain_flow(model=model, report=report))
 
@@ -424,7 +422,7 @@ def worker(
     """Serve prefect.yaml's deployments from this process: their schedules, drift trigger and
     runs started from the Prefect UI (set PREFECT_API_URL to a running server)."""
     _prefect_quiet()
-    from deployments.serve import serve_deployments
+    from tideline.deployments.serve import serve_deployments
 
     serve_deployments(names or ())
 
@@ -438,9 +436,8 @@ def server(
     TIDELINE_PREFECT_DATABASE_URL) and serve every deployment of prefect.yaml against it."""
     _prefect_quiet()
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from deployments.serve import prefect_server, serve_deployments
-    from tideline.settings import load_settings
+    from tideline.core.settings import load_settings
+    from tideline.deployments.serve import prefect_server, serve_deployments
 
     # stop on Ctrl-C and on SIGTERM alike, even when started with SIGINT ignored (a
     # background job of a script), so the server below is always stopped with it
@@ -458,7 +455,7 @@ def deploy(pool: str = typer.Option("tideline", help="The process work pool to d
     """Register prefect.yaml's deployments and the drift automation with the server at
     PREFECT_API_URL for a work pool (then: prefect worker start --pool tideline)."""
     _prefect_quiet()
-    from deployments.serve import deploy_all
+    from tideline.deployments.serve import deploy_all
 
     deploy_all(pool)
 
@@ -515,7 +512,7 @@ def _print_training(outcome) -> None:  # noqa: ANN001 - flows.train.TrainingOutc
 
 
 def _model_registry():  # noqa: ANN202 - models.registry.ModelRegistry, imported lazily
-    from models.registry import open_model_registry
+    from tideline.models.registry import open_model_registry
 
     return open_model_registry(load_settings())
 
@@ -589,10 +586,9 @@ def models_lineage(ref: str = typer.Argument(help="NAME (the champion) or NAME:V
 def lineage_command(ref: str = typer.Argument(help="MODEL or MODEL:VERSION")) -> None:
     """Where a model came from, down to the ingestion runs."""
     from rich.tree import Tree
-
-    from features.registry import open_registry
-    from lake import open_lake
-    from models.lineage import lineage
+    from tideline.features.registry import open_registry
+    from tideline.lake import open_lake
+    from tideline.models.lineage import lineage
 
     settings = load_settings()
     chain = lineage(_model_registry().get(*_model_ref(ref)), open_registry(settings),

@@ -17,10 +17,9 @@ from typing import Any
 import httpx
 import yaml
 from prefect.deployments.runner import RunnerDeployment
-
-from tideline.database import shown
-from tideline.errors import ConfigError
-from tideline.settings import Settings
+from tideline.core.database import shown
+from tideline.core.errors import ConfigError
+from tideline.core.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"

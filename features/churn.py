@@ -4,7 +4,7 @@ and the customer record, mirroring a real churn model's inputs (30-day transacti
 signals the stream processor keeps fresh between batch runs."""
 from __future__ import annotations
 
-from features.definitions import Derived, Entity, Feature, FeatureView, Source
+from tideline.features.definitions import Derived, Entity, Feature, FeatureView, Source
 
 CUSTOMER = Entity("customer", key="customer_id")
 

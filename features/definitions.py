@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from tideline.addresses import valid_address
-from tideline.errors import FeatureDefinitionError
+from tideline.core.addresses import valid_address
+from tideline.core.errors import FeatureDefinitionError
 
 # Aggregations over a window's events, by what they need of the column.
 COUNTING = {"count", "share"}
@@ -238,7 +237,7 @@ def _semantic(item: Feature | Derived) -> dict[str, Any]:
 def check_view(view: FeatureView) -> None:
     """Everything that can be checked without the data: names, windows, aggregations, filters,
     derived expressions. The source's columns are checked at plan time."""
-    from features.expressions import names_in
+    from tideline.features.expressions import names_in
 
     where = f"feature view {view.name!r}"
     if not view.features:
@@ -320,7 +319,7 @@ def check_view(view: FeatureView) -> None:
 
 def load_definitions(spec: str) -> list[FeatureView]:
     """Views from `module:attribute` (a list of views in Python) or from a YAML file; several
-    of either, separated by commas (`features.churn:DEMO_VIEWS,discovered.yaml`)."""
+    of either, separated by commas (`tideline.features.churn:DEMO_VIEWS,discovered.yaml`)."""
     if "," in spec:
         return [view for part in spec.split(",") if part.strip()
                 for view in load_definitions(part.strip())]

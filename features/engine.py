@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from features.definitions import (
+from tideline.core.errors import FeatureDefinitionError
+from tideline.features.definitions import (
     APPROXIMATE,
     DAILY,
     DAY_NS,
@@ -52,8 +52,7 @@ from features.definitions import (
     duration_ns,
     whole_days,
 )
-from features.expressions import evaluate, names_in, value_hashes
-from tideline.errors import FeatureDefinitionError
+from tideline.features.expressions import evaluate, names_in, value_hashes
 
 EMA_HALF_LIFE_DAYS = 7.0
 

@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
-from tideline.errors import FeatureDefinitionError
+from tideline.core.errors import FeatureDefinitionError
 
 
 def _ratio(a: Any, b: Any) -> np.ndarray:

@@ -10,20 +10,19 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-
-from features.definitions import FeatureView
-from features.engine import Spine, compute_views
-from features.materialize import as_of_time, known_codes, load_events
-from features.plan import plan_from_lake
-from features.retrieval import (
+from tideline.features.definitions import FeatureView
+from tideline.features.engine import Spine, compute_views
+from tideline.features.materialize import as_of_time, known_codes, load_events
+from tideline.features.plan import plan_from_lake
+from tideline.features.retrieval import (
     FeatureRef,
     event_times,
     materialized_dates,
     resolve_features,
     snapshot_of,
 )
-from ingestion.layout import hash_bucket
-from lake.base import Lake
+from tideline.ingestion.layout import hash_bucket
+from tideline.lake.base import Lake
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,11 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
-
-from features.engine import Events, Spine, compute_views, encode_entities
-from features.offline import read_source, write_features
-from features.plan import FeaturePlan
-from lake.base import Lake
-from tideline.faults import failpoint
+from tideline.core.faults import failpoint
+from tideline.features.engine import Events, Spine, compute_views, encode_entities
+from tideline.features.offline import read_source, write_features
+from tideline.features.plan import FeaturePlan
+from tideline.lake.base import Lake
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
-
-from features.definitions import (
+from tideline.core.errors import FeatureDefinitionError
+from tideline.features.definitions import (
     APPROXIMATE,
     COUNTING,
     DAILY,
@@ -17,10 +17,9 @@ from features.definitions import (
     FeatureView,
     Source,
 )
-from features.expressions import names_in
-from features.offline import source_schema
-from lake.base import Lake
-from tideline.errors import FeatureDefinitionError
+from tideline.features.expressions import names_in
+from tideline.features.offline import source_schema
+from tideline.lake.base import Lake
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-
-from features.definitions import Derived, Entity, Feature, FeatureView, Source, whole_days
-from features.stats import FeatureStats
-from tideline.database import database_url, open_database, schema_version, shown
-from tideline.errors import FeatureDefinitionError
+from tideline.core.database import database_url, open_database, schema_version, shown
+from tideline.core.errors import FeatureDefinitionError
+from tideline.features.definitions import Derived, Entity, Feature, FeatureView, Source, whole_days
+from tideline.features.stats import FeatureStats
 
 metadata = sa.MetaData()
 _text = sa.String(255)

@@ -19,12 +19,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from features.definitions import FeatureView
-from features.materialize import as_of_time
-from lake.base import Lake
-from lake.tables import read_table
-from tideline.errors import RetrievalError, UnknownFeature
+from tideline.core.errors import RetrievalError, UnknownFeature
+from tideline.features.definitions import FeatureView
+from tideline.features.materialize import as_of_time
+from tideline.lake.base import Lake
+from tideline.lake.tables import read_table
 
 DAY_NS = 86_400 * 10**9
 

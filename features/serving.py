@@ -22,11 +22,10 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from features.store import FeatureStore
-from models.registry import ModelRegistry
-from models.scoring import OnlineScorer
-from tideline.errors import ModelError, OnlineStoreUnavailable, RetrievalError, UnknownFeature
+from tideline.core.errors import ModelError, OnlineStoreUnavailable, RetrievalError, UnknownFeature
+from tideline.features.store import FeatureStore
+from tideline.models.registry import ModelRegistry
+from tideline.models.scoring import OnlineScorer
 
 MAX_ENTITIES = 10_000
 MAX_FEATURES = 200

@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from features.definitions import FeatureView, load_definitions
-from features.materialize import FeatureBuild
-from features.online import OnlineState, OnlineStore, open_online_store
-from features.online.base import arrow_types, feature_columns
-from features.registry import Registry, open_registry
-from features.retrieval import (
+from tideline.core.errors import LakeError, OnlineStoreUnavailable, RetrievalError
+from tideline.features.definitions import FeatureView, load_definitions
+from tideline.features.materialize import FeatureBuild
+from tideline.features.online import OnlineState, OnlineStore, open_online_store
+from tideline.features.online.base import arrow_types, feature_columns
+from tideline.features.registry import Registry, open_registry
+from tideline.features.retrieval import (
     FeatureRef,
     materialized_dates,
     point_in_time,
@@ -39,12 +39,11 @@ from features.retrieval import (
     resolve_features,
     view_prefix,
 )
-from features.stats import profile_features
-from lake import open_lake
-from lake.base import MAIN, Lake
-from lake.publish import publish
-from lake.tables import read_table, write_table
-from tideline.errors import LakeError, OnlineStoreUnavailable, RetrievalError
+from tideline.features.stats import profile_features
+from tideline.lake import open_lake
+from tideline.lake.base import MAIN, Lake
+from tideline.lake.publish import publish
+from tideline.lake.tables import read_table, write_table
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,15 @@ from datetime import date
 
 from prefect import flow, get_run_logger
 from prefect_ray import RayTaskRunner
-
-from features.materialize import FeatureBuild, load_build
-from features.offline import default_as_of
-from features.store import FeatureStore, OnlineWrite
-from flows.hooks import FAILURE_HOOKS
-from lake.base import MAIN
-from lake.publish import find_published, new_run_id, publish
-from tasks.features import (
+from tideline.core.ray_runtime import LOCAL_RAY, init_kwargs
+from tideline.core.settings import Settings, flow_settings, load_settings
+from tideline.features.materialize import FeatureBuild, load_build
+from tideline.features.offline import default_as_of
+from tideline.features.store import FeatureStore, OnlineWrite
+from tideline.flows.hooks import FAILURE_HOOKS
+from tideline.lake.base import MAIN
+from tideline.lake.publish import find_published, new_run_id, publish
+from tideline.tasks.features import (
     compute_partition,
     materialize_online_store,
     plan_features,
@@ -24,13 +25,11 @@ from tasks.features import (
     record_feature_build,
     register_feature_build,
 )
-from tideline.ray_runtime import LOCAL_RAY, init_kwargs
-from tideline.settings import Settings, flow_settings, load_settings
 
 
 def ray_task_runner(settings: Settings) -> RayTaskRunner:
     """Local Ray by default, else the cluster `ray_address` names (checked to answer first),
-    with the project's code shipped to it (`tideline.ray_runtime.init_kwargs`)."""
+    with the project's code shipped to it (`tideline.core.ray_runtime.init_kwargs`)."""
     if settings.ray_address is None:
         return RayTaskRunner(init_kwargs=LOCAL_RAY)
     kwargs = init_kwargs(settings.ray_address)

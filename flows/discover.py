@@ -17,29 +17,28 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect_ray import RayTaskRunner
-
-from deployments.demo import declared_project
-from features.definitions import Entity, FeatureView, dump_views
-from features.discovery.compute import ComputedPart, read_values, write_examples
-from features.discovery.generate import (
+from tideline.core.ray_runtime import LOCAL_RAY
+from tideline.core.settings import Settings, flow_settings
+from tideline.deployments.demo import declared_project
+from tideline.features.definitions import Entity, FeatureView, dump_views
+from tideline.features.discovery.compute import ComputedPart, read_values, write_examples
+from tideline.features.discovery.generate import (
     CandidateSet,
     generate,
     interactions,
     selected_views,
 )
-from features.discovery.report import selection_report
-from features.discovery.schema import ChildTable, SchemaGraph, profile
-from features.discovery.select import SelectionRules, Selector, select
-from features.plan import plan_from_lake
-from features.store import FeatureStore
-from flows.hooks import FAILURE_HOOKS
-from lake.base import MAIN, Commit, Lake
-from lake.publish import find_published, new_run_id, publish
-from models.spec import load_model_spec
-from tasks.discovery import compute_candidates, publish_discovery_artifacts
-from tasks.models import label_training_examples
-from tideline.ray_runtime import LOCAL_RAY
-from tideline.settings import Settings, flow_settings
+from tideline.features.discovery.report import selection_report
+from tideline.features.discovery.schema import ChildTable, SchemaGraph, profile
+from tideline.features.discovery.select import SelectionRules, Selector, select
+from tideline.features.plan import plan_from_lake
+from tideline.features.store import FeatureStore
+from tideline.flows.hooks import FAILURE_HOOKS
+from tideline.lake.base import MAIN, Commit, Lake
+from tideline.lake.publish import find_published, new_run_id, publish
+from tideline.models.spec import load_model_spec
+from tideline.tasks.discovery import compute_candidates, publish_discovery_artifacts
+from tideline.tasks.models import label_training_examples
 
 INTERACTING = 6
 """The best candidates (by mutual information) whose pairs become interaction candidates."""
@@ -265,5 +264,5 @@ def _summary(result: Discovery) -> str:
             f"Report `{result.paths['report']}`, decisions `{result.paths['decisions']}`, "
             f"views `{result.paths['views']}` at commit `{result.commit[:12]}`; local copy "
             f"`{result.local}`.\n\nUse them: `TIDELINE_FEATURE_VIEWS="
-            f"\"features.churn:DEMO_VIEWS,{result.local}/views.yaml\"`\n")
+            f"\"tideline.features.churn:DEMO_VIEWS,{result.local}/views.yaml\"`\n")
 

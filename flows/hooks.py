@@ -9,9 +9,8 @@ from html import escape
 from typing import Any
 
 from prefect.client.schemas.objects import Flow, FlowRun, State
-
-from monitoring.mail import Mail, deliver, open_transport
-from tideline.settings import load_settings
+from tideline.core.settings import load_settings
+from tideline.monitoring.mail import Mail, deliver, open_transport
 
 log = logging.getLogger(__name__)
 

@@ -4,21 +4,20 @@ from __future__ import annotations
 from datetime import date
 
 from prefect import flow, get_run_logger
-
-from deployments.demo import open_project
-from flows.hooks import FAILURE_HOOKS
-from ingestion.audit import Audit, load_audit
-from ingestion.sources import Window
-from lake import open_lake
-from lake.publish import find_published, new_run_id, publish
-from tasks.ingestion import (
+from tideline.core.settings import load_settings
+from tideline.deployments.demo import open_project
+from tideline.flows.hooks import FAILURE_HOOKS
+from tideline.ingestion.audit import Audit, load_audit
+from tideline.ingestion.sources import Window
+from tideline.lake import open_lake
+from tideline.lake.publish import find_published, new_run_id, publish
+from tideline.tasks.ingestion import (
     acknowledge_source,
     audit_run,
     gate,
     ingest_source,
     publish_quality_artifacts,
 )
-from tideline.settings import load_settings
 
 
 @flow(name="ingest", **FAILURE_HOOKS)

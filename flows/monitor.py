@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from prefect import flow, get_run_logger
-
-from features.store import FeatureStore
-from flows.hooks import FAILURE_HOOKS
-from lake.publish import find_published, new_run_id
-from models.registry import open_model_registry
-from models.spec import load_model_spec
-from monitoring.checks import MonitorRules
-from monitoring.events import Emitted
-from monitoring.mail import Delivery
-from tasks.monitoring import (
+from tideline.core.settings import flow_settings
+from tideline.features.store import FeatureStore
+from tideline.flows.hooks import FAILURE_HOOKS
+from tideline.lake.publish import find_published, new_run_id
+from tideline.models.registry import open_model_registry
+from tideline.models.spec import load_model_spec
+from tideline.monitoring.checks import MonitorRules
+from tideline.monitoring.events import Emitted
+from tideline.monitoring.mail import Delivery
+from tideline.tasks.monitoring import (
     drift_checks,
     email_owners,
     emit_drift_event,
@@ -26,8 +26,7 @@ from tasks.monitoring import (
     record_alerts,
     write_drift_report,
 )
-from tasks.scoring import champion_for
-from tideline.settings import flow_settings
+from tideline.tasks.scoring import champion_for
 
 
 @dataclass(frozen=True)

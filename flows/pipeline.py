@@ -6,24 +6,23 @@ from datetime import date
 
 from prefect import flow
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
-
-from features.materialize import FeatureBuild
-from features.store import OnlineWrite
-from flows.build_features import build_features, materialize_online, ray_task_runner
-from flows.discover import Discovery, discover_features
-from flows.hooks import FAILURE_HOOKS
-from flows.ingest import ingest
-from flows.monitor import MonitorRun, monitor
-from flows.score import ScoringRun, score
-from flows.stream import stream_live
-from flows.train import TrainingOutcome, train
-from ingestion.audit import Audit
-from lake.base import MAIN
-from lake.open import commit_link, open_lake
-from lake.publish import new_run_id
-from streaming.processor import StreamRun
-from tideline.ray_runtime import ray_session
-from tideline.settings import load_settings
+from tideline.core.ray_runtime import ray_session
+from tideline.core.settings import load_settings
+from tideline.features.materialize import FeatureBuild
+from tideline.features.store import OnlineWrite
+from tideline.flows.build_features import build_features, materialize_online, ray_task_runner
+from tideline.flows.discover import Discovery, discover_features
+from tideline.flows.hooks import FAILURE_HOOKS
+from tideline.flows.ingest import ingest
+from tideline.flows.monitor import MonitorRun, monitor
+from tideline.flows.score import ScoringRun, score
+from tideline.flows.stream import stream_live
+from tideline.flows.train import TrainingOutcome, train
+from tideline.ingestion.audit import Audit
+from tideline.lake.base import MAIN
+from tideline.lake.open import commit_link, open_lake
+from tideline.lake.publish import new_run_id
+from tideline.streaming.processor import StreamRun
 
 STAGES = ["ingest", "validate", "publish", "features", "registry", "online store", "train",
           "promotion gate", "score", "monitor", "real-time", "feature discovery"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-
-from flows.hooks import FAILURE_HOOKS
-from flows.train import TrainingOutcome, train
-from lake.publish import new_run_id
+from tideline.flows.hooks import FAILURE_HOOKS
+from tideline.flows.train import TrainingOutcome, train
+from tideline.lake.publish import new_run_id
 
 
 @flow(name="retrain", **FAILURE_HOOKS)

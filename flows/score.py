@@ -6,14 +6,18 @@ from dataclasses import dataclass
 from datetime import date
 
 from prefect import flow, get_run_logger
-
-from features.store import FeatureStore
-from flows.hooks import FAILURE_HOOKS
-from lake.publish import find_published, new_run_id
-from models.registry import open_model_registry
-from models.spec import load_model_spec
-from tasks.scoring import champion_for, publish_score_artifacts, publish_scores, score_customers
-from tideline.settings import flow_settings
+from tideline.core.settings import flow_settings
+from tideline.features.store import FeatureStore
+from tideline.flows.hooks import FAILURE_HOOKS
+from tideline.lake.publish import find_published, new_run_id
+from tideline.models.registry import open_model_registry
+from tideline.models.spec import load_model_spec
+from tideline.tasks.scoring import (
+    champion_for,
+    publish_score_artifacts,
+    publish_scores,
+    score_customers,
+)
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,11 @@ In production `tideline stream` runs the same processor against NATS JetStream f
 from __future__ import annotations
 
 from prefect import flow
-
-from deployments.demo import LIVE_SUBJECT
-from flows.hooks import FAILURE_HOOKS
-from streaming.processor import StreamConfig, StreamRun
-from tasks.streaming import demo_live_events, publish_stream_artifacts, replay_stream
-from tideline.settings import flow_settings
+from tideline.core.settings import flow_settings
+from tideline.deployments.demo import LIVE_SUBJECT
+from tideline.flows.hooks import FAILURE_HOOKS
+from tideline.streaming.processor import StreamConfig, StreamRun
+from tideline.tasks.streaming import demo_live_events, publish_stream_artifacts, replay_stream
 
 
 @flow(name="stream-live", **FAILURE_HOOKS)

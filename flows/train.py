@@ -6,15 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prefect import flow, get_run_logger
-
-from features.store import FeatureStore
-from flows.build_features import build_features, ray_task_runner
-from flows.hooks import FAILURE_HOOKS
-from lake.publish import new_run_id
-from models.promotion import GateDecision, recorded_decision
-from models.registry import ModelRecord, open_model_registry
-from models.spec import load_model_spec
-from tasks.models import (
+from tideline.core.settings import flow_settings
+from tideline.features.store import FeatureStore
+from tideline.flows.build_features import build_features, ray_task_runner
+from tideline.flows.hooks import FAILURE_HOOKS
+from tideline.lake.publish import new_run_id
+from tideline.models.promotion import GateDecision, recorded_decision
+from tideline.models.registry import ModelRecord, open_model_registry
+from tideline.models.spec import load_model_spec
+from tideline.tasks.models import (
     assemble_training_set,
     audit_training_set,
     fit_model,
@@ -23,7 +23,6 @@ from tasks.models import (
     publish_model_artifacts,
     register_trained_model,
 )
-from tideline.settings import flow_settings
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Schema contracts as data: the columns, keys, references, freshness and quality gate a dataset
 must meet. Frozen pydantic models, loaded from YAML or dicts, each with a stable version hash;
-`ingestion.validation` is the one engine that interprets them.
+`tideline.ingestion.validation` is the one engine that interprets them.
 
 A contract in YAML::
 
@@ -32,8 +32,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from tideline.errors import ContractError
+from tideline.core.errors import ContractError
 
 ColumnType = Literal["string", "int", "float", "timestamp", "date", "bool"]
 Scalar = bool | int | float | str
@@ -247,7 +246,7 @@ class Contract(_Frozen):
     description: str = ""
     bucket_by: str | None = None
     """The entity key column (e.g. `customer_id`) whose hash buckets group each day's clean
-    rows (`ingestion.layout`), so that a feature partition reads only its entities' rows. A
+    rows (`tideline.ingestion.layout`), so that a feature partition reads only its entities' rows. A
     storage layout, not a rule: it does not change the version."""
 
     @field_validator("columns", mode="before")

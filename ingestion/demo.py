@@ -26,8 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
-
-from tideline.errors import ConfigError
+from tideline.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

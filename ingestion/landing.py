@@ -29,12 +29,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-from ingestion.sources import Pull, Source, Window
-from lake.base import Lake
-from lake.tables import read_table, write_table
-from tideline.errors import IngestionError
-from tideline.faults import failpoint
+from tideline.core.errors import IngestionError
+from tideline.core.faults import failpoint
+from tideline.ingestion.sources import Pull, Source, Window
+from tideline.lake.base import Lake
+from tideline.lake.tables import read_table, write_table
 
 UNKNOWN_DATE = "unknown"
 PARTITION_THREADS = 4
@@ -272,7 +271,7 @@ def pull_and_land(
     lake: Lake, branch: str, source: Source, *, run_id: str, window: Window | None = None
 ) -> IngestRecord:
     """Pull a source from its committed checkpoint (or its backfill window) and land it."""
-    from ingestion.connectors import connector_for
+    from tideline.ingestion.connectors import connector_for
 
     started = time.perf_counter()
     before = read_checkpoint(lake, branch, source.name)
@@ -283,7 +282,7 @@ def pull_and_land(
 
 def acknowledge(source: Source, record: IngestRecord) -> None:
     """Tell the source its records are safe (after the merge into main); streams ack here."""
-    from ingestion.connectors import connector_for
+    from tideline.ingestion.connectors import connector_for
 
     if record.ack:
         pull = Pull(frame=pd.DataFrame(), checkpoint=record.checkpoint_after or {}, ack=record.ack)

@@ -18,8 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-from lake.base import Lake, ObjectInfo
+from tideline.lake.base import Lake, ObjectInfo
 
 BUCKET_COUNTS = (1, 2, 4, 8, 24, 48, 96)
 """Bucket counts an object may have, each dividing the next, so that a partition count that

@@ -9,10 +9,9 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
-
-from ingestion.contracts import Contract
-from ingestion.sources import Source
-from tideline.errors import ConfigError
+from tideline.core.errors import ConfigError
+from tideline.ingestion.contracts import Contract
+from tideline.ingestion.sources import Source
 
 
 class Project(BaseModel):

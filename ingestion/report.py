@@ -17,8 +17,7 @@ from jinja2 import Environment
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-
-from ingestion.validation import ValidationResult
+from tideline.ingestion.validation import ValidationResult
 
 SAMPLE_ROWS = 20
 """Quarantined rows shown per dataset."""

@@ -33,9 +33,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
-
-from ingestion.contracts import Column, Contract
-from tideline.errors import IngestionError, QualityGateFailed
+from tideline.core.errors import IngestionError, QualityGateFailed
+from tideline.ingestion.contracts import Column, Contract
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Versioned storage: a small `Lake` protocol, an embedded `local` backend and a `lakefs` one."""
-from lake.base import Change, Commit, Lake, ObjectInfo
-from lake.open import open_lake
+from tideline.lake.base import Change, Commit, Lake, ObjectInfo
+from tideline.lake.open import open_lake
 
 __all__ = ["Change", "Commit", "Lake", "ObjectInfo", "open_lake"]

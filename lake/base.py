@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
-from tideline.errors import (
+from tideline.core.errors import (
     InvalidName,
     InvalidPath,
     InvalidRef,

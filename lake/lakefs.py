@@ -26,9 +26,21 @@ from urllib.parse import urlsplit
 
 import lakefs_sdk
 from lakefs_sdk.exceptions import ApiException
-from urllib3.exceptions import HTTPError as Urllib3Error
-
-from lake.base import (
+from tideline.core.errors import (
+    BranchExists,
+    ConfigError,
+    DirtyBranch,
+    InvalidName,
+    InvalidPath,
+    InvalidRef,
+    LakeError,
+    LakeUnavailable,
+    MergeConflict,
+    ObjectNotFound,
+    RefNotFound,
+    RunInProgress,
+)
+from tideline.lake.base import (
     MAIN,
     MIN_ABBREVIATION,
     Change,
@@ -45,21 +57,8 @@ from lake.base import (
     is_commit_abbreviation,
     parse_ref,
 )
-from lake.publish import run_branch_name
-from tideline.errors import (
-    BranchExists,
-    ConfigError,
-    DirtyBranch,
-    InvalidName,
-    InvalidPath,
-    InvalidRef,
-    LakeError,
-    LakeUnavailable,
-    MergeConflict,
-    ObjectNotFound,
-    RefNotFound,
-    RunInProgress,
-)
+from tideline.lake.publish import run_branch_name
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -34,7 +34,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from lake.base import (
+from tideline.core.errors import (
+    BranchExists,
+    CorruptObject,
+    DirtyBranch,
+    LakeError,
+    LakeFull,
+    MergeConflict,
+    ObjectNotFound,
+    RefNotFound,
+    RunInProgress,
+)
+from tideline.core.faults import failpoint
+from tideline.lake.base import (
     COMMIT_ID_LENGTH,
     MAIN,
     Change,
@@ -51,18 +63,6 @@ from lake.base import (
     iter_chunks,
     parse_ref,
 )
-from tideline.errors import (
-    BranchExists,
-    CorruptObject,
-    DirtyBranch,
-    LakeError,
-    LakeFull,
-    MergeConflict,
-    ObjectNotFound,
-    RefNotFound,
-    RunInProgress,
-)
-from tideline.faults import failpoint
 
 Tree = dict[str, tuple[str, int]]
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from lake.base import Lake
-from tideline.settings import Settings
+from tideline.core.settings import Settings
+from tideline.lake.base import Lake
 
 
 def open_lake(settings: Settings) -> Lake:
     if settings.lake_backend == "lakefs":
-        from lake.lakefs import LakeFSLake
+        from tideline.lake.lakefs import LakeFSLake
 
         return LakeFSLake(
             settings.lakefs_endpoint or "",
@@ -23,7 +23,7 @@ def open_lake(settings: Settings) -> Lake:
             max_read_bytes=settings.lake_max_read_bytes,
             run_hold_ttl=settings.lakefs_run_hold_ttl,
         )
-    from lake.local import LocalLake
+    from tideline.lake.local import LocalLake
 
     return LocalLake(
         settings.lake_dir, fsync=settings.lake_fsync, max_read_bytes=settings.lake_max_read_bytes

@@ -12,8 +12,8 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from lake.base import MAIN, Commit, Lake, check_branch
-from tideline.faults import failpoint
+from tideline.core.faults import failpoint
+from tideline.lake.base import MAIN, Commit, Lake, check_branch
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from lake.base import Lake, ObjectInfo
+from tideline.lake.base import Lake, ObjectInfo
 
 
 def write_table(lake: Lake, branch: str, path: str, data: pd.DataFrame | pa.Table) -> ObjectInfo:

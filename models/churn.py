@@ -2,9 +2,9 @@
 churn feature view."""
 from __future__ import annotations
 
-from features.churn import CHURN_VIEWS, EVENTS, TRANSACTIONS
-from models.labels import ChurnLabel
-from models.spec import ModelSpec
+from tideline.features.churn import CHURN_VIEWS, EVENTS, TRANSACTIONS
+from tideline.models.labels import ChurnLabel
+from tideline.models.spec import ModelSpec
 
 CHURN_LABEL = ChurnLabel(activity=(TRANSACTIONS, EVENTS), horizon_days=30, active_days=30)
 

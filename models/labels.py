@@ -10,12 +10,11 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
-from features.definitions import Source
-from features.materialize import as_of_time
-from features.offline import read_source
-from lake.base import Lake
-from tideline.errors import ModelError
+from tideline.core.errors import ModelError
+from tideline.features.definitions import Source
+from tideline.features.materialize import as_of_time
+from tideline.features.offline import read_source
+from tideline.lake.base import Lake
 
 DAY_NS = 86_400 * 10**9
 

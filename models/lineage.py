@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from features.registry import Registry
-from lake.base import Commit, Lake
-from models.registry import ModelRecord
+from tideline.features.registry import Registry
+from tideline.lake.base import Commit, Lake
+from tideline.models.registry import ModelRecord
 
 
 def last_ingestion(lake: Lake, commit_id: str, depth: int = 10_000) -> Commit | None:

@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from sklearn.metrics import roc_auc_score
-
-from lake.base import Lake
-from models.registry import ModelRecord, ModelRegistry, load_model
-from models.spec import PromotionGate
-from models.training import TrainedModel
+from tideline.lake.base import Lake
+from tideline.models.registry import ModelRecord, ModelRegistry, load_model
+from tideline.models.spec import PromotionGate
+from tideline.models.training import TrainedModel
 
 
 @dataclass(frozen=True)

@@ -32,16 +32,15 @@ import lightgbm as lgb
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-
-from features.store import TrainingSet
-from lake.base import Lake
-from lake.publish import RunBranch, find_published, publish, run_branch_name
-from models.evaluation import save_plots
-from models.spec import ModelSpec
-from models.training import FeatureMatrix, TrainedModel
-from tideline.database import database_url, open_database
-from tideline.errors import LakeError, ModelError, RunInProgress
-from tideline.faults import failpoint
+from tideline.core.database import database_url, open_database
+from tideline.core.errors import LakeError, ModelError, RunInProgress
+from tideline.core.faults import failpoint
+from tideline.features.store import TrainingSet
+from tideline.lake.base import Lake
+from tideline.lake.publish import RunBranch, find_published, publish, run_branch_name
+from tideline.models.evaluation import save_plots
+from tideline.models.spec import ModelSpec
+from tideline.models.training import FeatureMatrix, TrainedModel
 
 log = logging.getLogger(__name__)
 

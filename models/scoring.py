@@ -10,15 +10,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from features.definitions import FeatureView
-from features.retrieval import dates_with_tables
-from features.store import FeatureStore, OnlineFeatures
-from lake.base import MAIN
-from models.labels import Activity, active_at, load_activity
-from models.registry import LoadedModel, ModelRecord, ModelRegistry, load_model
-from models.spec import ModelSpec
-from tideline.errors import ModelError
+from tideline.core.errors import ModelError
+from tideline.features.definitions import FeatureView
+from tideline.features.retrieval import dates_with_tables
+from tideline.features.store import FeatureStore, OnlineFeatures
+from tideline.lake.base import MAIN
+from tideline.models.labels import Activity, active_at, load_activity
+from tideline.models.registry import LoadedModel, ModelRecord, ModelRegistry, load_model
+from tideline.models.spec import ModelSpec
 
 REASONS = 3
 

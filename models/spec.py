@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from features.definitions import FeatureView
-from models.labels import ChurnLabel
-from tideline.addresses import valid_address
-from tideline.errors import ModelError
+from tideline.core.addresses import valid_address
+from tideline.core.errors import ModelError
+from tideline.features.definitions import FeatureView
+from tideline.models.labels import ChurnLabel
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class ModelSpec:
     num_boost_round: int = 3000
     early_stopping_rounds: int = 100
     search_trials: int = 0
-    """Hyper-parameter sets to try (`models.search`); 0 or 1 trains with `params` alone."""
+    """Hyper-parameter sets to try (`tideline.models.search`); 0 or 1 trains with `params` alone."""
     search_seconds: float = 300.0
     """The search's time budget."""
     leakage_auc: float = 0.98

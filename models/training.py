@@ -26,11 +26,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-from models.evaluation import Metrics, best_f1_threshold, evaluate, pyplot
-from models.search import Trial, search
-from models.spec import ModelSpec
-from tideline.errors import ModelError
+from tideline.core.errors import ModelError
+from tideline.models.evaluation import Metrics, best_f1_threshold, evaluate, pyplot
+from tideline.models.search import Trial, search
+from tideline.models.spec import ModelSpec
 
 MIN_POSITIVES = 20
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from jinja2 import Environment
-
-from monitoring.mail import Attachment, Mail
-from monitoring.monitor import FeatureCheck, MonitorResult
+from tideline.monitoring.mail import Attachment, Mail
+from tideline.monitoring.monitor import FeatureCheck, MonitorResult
 
 ATTACH_LIMIT = 15 * 1024**2
 """Larger reports are linked, not attached (mail servers refuse big messages)."""

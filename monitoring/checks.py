@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score
-
-from features.stats import FeatureStats
-from models.registry import LoadedModel
-from monitoring.drift import ColumnDrift, column_drift
+from tideline.features.stats import FeatureStats
+from tideline.models.registry import LoadedModel
+from tideline.monitoring.drift import ColumnDrift, column_drift
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.special import rel_entr
-
-from tideline.errors import MonitoringError
-from tideline.ray_runtime import ensure_ray
+from tideline.core.errors import MonitoringError
+from tideline.core.ray_runtime import ensure_ray
 
 Kind = Literal["num", "cat"]
 

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 from prefect.events import Event
 from prefect.utilities.asyncutils import run_coro_as_sync
-
-from monitoring.monitor import MonitorResult
-from tideline.retry import with_retries
+from tideline.core.retry import with_retries
+from tideline.monitoring.monitor import MonitorResult
 
 DRIFT_EVENT = "tideline.drift.detected"
 

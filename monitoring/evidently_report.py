@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from monitoring.drift import METHODS, ColumnDrift, ColumnPolicy
+from tideline.monitoring.drift import METHODS, ColumnDrift, ColumnPolicy
 
 SAMPLE_ROWS = 50_000
 SUMMARY_COLUMNS = 15

@@ -15,9 +15,9 @@ from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
-from tideline.addresses import valid_address
-from tideline.errors import ConfigError
-from tideline.retry import with_retries
+from tideline.core.addresses import valid_address
+from tideline.core.errors import ConfigError
+from tideline.core.retry import with_retries
 
 
 @dataclass(frozen=True)

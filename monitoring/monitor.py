@@ -12,16 +12,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from features.retrieval import resolve_features
-from features.store import FeatureStore
-from lake.base import MAIN
-from models.labels import Activity, label_examples, labelable_dates, load_activity
-from models.registry import LoadedModel, ModelRecord, load_model
-from models.scoring import model_dates, scoring_population
-from models.spec import ModelSpec
-from models.training import lightgbm_params
-from monitoring.checks import (
+from tideline.features.retrieval import resolve_features
+from tideline.features.store import FeatureStore
+from tideline.lake.base import MAIN
+from tideline.models.labels import Activity, label_examples, labelable_dates, load_activity
+from tideline.models.registry import LoadedModel, ModelRecord, load_model
+from tideline.models.scoring import model_dates, scoring_population
+from tideline.models.spec import ModelSpec
+from tideline.models.training import lightgbm_params
+from tideline.monitoring.checks import (
     ImportanceCheck,
     MonitorRules,
     NullCheck,
@@ -31,7 +30,7 @@ from monitoring.checks import (
     performance_check,
     prediction_drift,
 )
-from monitoring.drift import ColumnDrift, ColumnPolicy, detect_drift, drifted_share
+from tideline.monitoring.drift import ColumnDrift, ColumnPolicy, detect_drift, drifted_share
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-
-from ingestion.connectors.stream import parse_entry, redact
-from tideline.errors import SourceError, SourceUnavailable
+from tideline.core.errors import SourceError, SourceUnavailable
+from tideline.ingestion.connectors.stream import parse_entry, redact
 
 log = logging.getLogger(__name__)
 

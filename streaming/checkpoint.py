@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from lake.base import MAIN, Lake, check_branch
-from tideline.errors import RefNotFound
+from tideline.core.errors import RefNotFound
+from tideline.lake.base import MAIN, Lake, check_branch
 
 BUFFER, RUNNING, META = "stream/buffer.parquet", "stream/running.parquet", "stream/meta.json"
 

@@ -1,10 +1,10 @@
 """The stream processor (`tideline stream`): consumes a source's events from NATS JetStream
-(or the embedded event log, `streaming.brokers`), keeps each entity's state and writes its
+(or the embedded event log, `tideline.streaming.brokers`), keeps each entity's state and writes its
 streamable views' fresh values to the online store.
 
 One loop, micro-batch by micro-batch (whatever the consumer has, up to `batch_size`):
 
-1. decode the messages; a bad one is dead-lettered with its reason (`streaming.records`);
+1. decode the messages; a bad one is dead-lettered with its reason (`tideline.streaming.records`);
 2. drop duplicates (an event id already applied) and dead-letter events older than the
    watermark (newest event time minus the allowed lateness);
 3. apply the rest to the state and write the touched entities' values, as of just after the
@@ -19,7 +19,7 @@ events gives last week's values. Every `refresh_seconds` all entities are rewrit
 clock (windows slide for entities without new events): those whose turn has come are written
 with each batch, or a chunk at a time while the stream is idle; and
 every `checkpoint_seconds` the state and the last applied stream sequence are committed to the
-lake (`streaming.checkpoint`) from a worker thread.
+lake (`tideline.streaming.checkpoint`) from a worker thread.
 A restart loads the checkpoint and re-reads the stream from the sequence after it, so the
 state is the same as if the processor had never stopped: events after the checkpoint are
 applied once (their effect was in no checkpoint), duplicates are recognised by id.
@@ -41,15 +41,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-
-from features.definitions import FeatureView
-from features.online.base import STREAM_PREFIX, OnlineState, OnlineStore, arrow_types
-from lake.base import MAIN, Lake
-from models.scoring import OnlineScorer
-from streaming.brokers import Broker, Message, open_broker
-from streaming.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
-from streaming.records import EventShape, decode
-from streaming.state import Compaction, StreamState
+from tideline.features.definitions import FeatureView
+from tideline.features.online.base import STREAM_PREFIX, OnlineState, OnlineStore, arrow_types
+from tideline.lake.base import MAIN, Lake
+from tideline.models.scoring import OnlineScorer
+from tideline.streaming.brokers import Broker, Message, open_broker
+from tideline.streaming.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from tideline.streaming.records import EventShape, decode
+from tideline.streaming.state import Compaction, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +167,7 @@ class StreamProcessor:
         if found is not None:
             log.warning("stream %s: the checkpoint was made for other view versions (%s); "
                         "rebuilding the state from the lake", self.config.name, found[2].versions)
-        from features.offline import read_source
+        from tideline.features.offline import read_source
 
         self.source_commit = self.lake.resolve(MAIN)
         view = self.views[0]
@@ -412,8 +411,8 @@ def replay(settings: Any, config: StreamConfig, source: str = "events",
            fresh: bool = False) -> StreamRun:
     """Run a processor until its stream has nothing more (`fresh`: from a state built anew
     from the lake, its checkpoints dropped), and say what it did."""
-    from ingestion.connectors.stream import run_sync
-    from streaming.checkpoint import drop_checkpoints
+    from tideline.ingestion.connectors.stream import run_sync
+    from tideline.streaming.checkpoint import drop_checkpoints
 
     processor = open_processor(settings, config, source)
     if fresh:
@@ -434,12 +433,12 @@ def open_processor(settings: Any, config: StreamConfig, source: str = "events",
                    id_column: str = "event_id") -> StreamProcessor:
     """A processor for `source`'s streamable views in the settings' definitions, its event
     shape from the lake's table and the dataset's contract."""
-    from features.definitions import load_definitions
-    from features.offline import source_schema
-    from features.online import open_online_store
-    from lake.open import open_lake
-    from streaming.state import event_schema, streamable_views
-    from tideline.errors import FeatureDefinitionError
+    from tideline.core.errors import FeatureDefinitionError
+    from tideline.features.definitions import load_definitions
+    from tideline.features.offline import source_schema
+    from tideline.features.online import open_online_store
+    from tideline.lake.open import open_lake
+    from tideline.streaming.state import event_schema, streamable_views
 
     views = streamable_views(load_definitions(settings.feature_views), source)
     if not views:
@@ -453,9 +452,9 @@ def open_processor(settings: Any, config: StreamConfig, source: str = "events",
                        max_future_ns=int(config.max_future_seconds * 1e9))
     scorer = None
     if config.score_on:
-        from features.store import FeatureStore
-        from models.registry import open_model_registry
-        from models.spec import load_model_spec
+        from tideline.features.store import FeatureStore
+        from tideline.models.registry import open_model_registry
+        from tideline.models.spec import load_model_spec
 
         scorer = OnlineScorer(FeatureStore.open(settings), open_model_registry(settings),
                               load_model_spec(settings.model_spec).name)
@@ -465,8 +464,8 @@ def open_processor(settings: Any, config: StreamConfig, source: str = "events",
 
 def _contract(settings: Any, dataset: str) -> Any:
     """The dataset's contract in the settings' project (the bundled demo's when none)."""
-    from deployments.demo import PROJECT_FILE
-    from ingestion.project import load_project
+    from tideline.deployments.demo import PROJECT_FILE
+    from tideline.ingestion.project import load_project
 
     project = load_project(settings.project_file or PROJECT_FILE, demo_dir=".",
                            demo_api="http://127.0.0.1",

@@ -24,8 +24,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from ingestion.contracts import Contract
+from tideline.ingestion.contracts import Contract
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ The state of one source (say `events`) for its streamable views has two parts:
 
 - **the window buffer**: every event of the last `retention` (the longest window plus the
   allowed lateness), kept as Arrow columns. Windowed features are computed from it by the
-  batch engine itself (`features.engine`), for the entities an update touched, so stream and
-  batch give the same values by construction, out-of-order events included.
+  batch engine itself (`tideline.features.engine`), for the entities an update touched, so
+  stream and batch give the same values by construction, out-of-order events included.
 - **running aggregates** for features over all history: counts, sums, Welford's mean and
   variance (merged batch by batch with Chan's formula), extremes, and the first and last event
   with their values: what those features need, without holding the events.
@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from features.definitions import (
+from tideline.core.errors import FeatureDefinitionError
+from tideline.features.definitions import (
     DAY_NS,
     NUMERIC,
     TEMPORAL,
@@ -35,10 +35,9 @@ from features.definitions import (
     Feature,
     FeatureView,
 )
-from features.engine import Events, Spine, ViewComputation, as_frame, virtual_column
-from features.expressions import evaluate, names_in
-from features.plan import plan_views
-from tideline.errors import FeatureDefinitionError
+from tideline.features.engine import Events, Spine, ViewComputation, as_frame, virtual_column
+from tideline.features.expressions import evaluate, names_in
+from tideline.features.plan import plan_views
 
 NS = pa.timestamp("ns", tz="UTC")
 TAIL_CHUNKS = 16

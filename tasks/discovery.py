@@ -5,11 +5,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-
-from features.discovery.compute import ComputedPart, compute_part
-from features.plan import FeaturePlan
-from lake import open_lake
-from tideline.settings import Settings
+from tideline.core.settings import Settings
+from tideline.features.discovery.compute import ComputedPart, compute_part
+from tideline.features.plan import FeaturePlan
+from tideline.lake import open_lake
 
 
 @task(name="compute-candidates", task_run_name="candidates[{partition}/{partitions}]",

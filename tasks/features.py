@@ -9,17 +9,16 @@ from datetime import date
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-
-from features.materialize import (
+from tideline.core.settings import Settings
+from tideline.features.materialize import (
     FeatureBuild,
     PartitionResult,
     materialize_partition,
     record_build,
 )
-from features.plan import FeaturePlan, plan_from_lake
-from features.store import FeatureStore, OnlineWrite, register_build
-from lake import open_lake
-from tideline.settings import Settings
+from tideline.features.plan import FeaturePlan, plan_from_lake
+from tideline.features.store import FeatureStore, OnlineWrite, register_build
+from tideline.lake import open_lake
 
 plan_features = task(plan_from_lake, name="plan-features", cache_policy=NONE)
 record_feature_build = task(record_build, name="record-feature-build", cache_policy=NONE)

@@ -4,9 +4,8 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-
-from ingestion.audit import Audit, audit, enforce_gate
-from ingestion.landing import acknowledge, pull_and_land
+from tideline.ingestion.audit import Audit, audit, enforce_gate
+from tideline.ingestion.landing import acknowledge, pull_and_land
 
 ingest_source = task(
     pull_and_land, name="ingest", task_run_name="ingest[{source.name}]",

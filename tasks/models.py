@@ -8,15 +8,14 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-
-from features.leakage import future_leaks
-from features.retrieval import dates_with_tables
-from features.store import FeatureStore, TrainingSet
-from models.labels import label_examples, labelable_dates, load_activity
-from models.promotion import GateDecision, judge
-from models.registry import ModelRecord, ModelRegistry, register_model
-from models.spec import ModelSpec
-from models.training import TrainedModel, train_model
+from tideline.features.leakage import future_leaks
+from tideline.features.retrieval import dates_with_tables
+from tideline.features.store import FeatureStore, TrainingSet
+from tideline.models.labels import label_examples, labelable_dates, load_activity
+from tideline.models.promotion import GateDecision, judge
+from tideline.models.registry import ModelRecord, ModelRegistry, register_model
+from tideline.models.spec import ModelSpec
+from tideline.models.training import TrainedModel, train_model
 
 
 @task(name="label-examples", cache_policy=NONE)

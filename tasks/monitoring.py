@@ -10,18 +10,17 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-
-from features.store import FeatureStore
-from lake.publish import publish
-from models.registry import ModelRecord
-from models.spec import ModelSpec
-from monitoring.alerts import owner_mails
-from monitoring.checks import MonitorRules
-from monitoring.events import Emitted, drift_event, emit
-from monitoring.evidently_report import render_report
-from monitoring.mail import Delivery, deliver, open_transport
-from monitoring.monitor import Comparison, MonitorResult, run_checks, summary_json
-from tideline.settings import Settings
+from tideline.core.settings import Settings
+from tideline.features.store import FeatureStore
+from tideline.lake.publish import publish
+from tideline.models.registry import ModelRecord
+from tideline.models.spec import ModelSpec
+from tideline.monitoring.alerts import owner_mails
+from tideline.monitoring.checks import MonitorRules
+from tideline.monitoring.events import Emitted, drift_event, emit
+from tideline.monitoring.evidently_report import render_report
+from tideline.monitoring.mail import Delivery, deliver, open_transport
+from tideline.monitoring.monitor import Comparison, MonitorResult, run_checks, summary_json
 
 
 @task(name="drift-checks", cache_policy=NONE)

@@ -8,14 +8,13 @@ import pandas as pd
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
-
-from features.store import FeatureStore
-from lake.publish import publish
-from lake.tables import write_table
-from models.registry import ModelRecord, ModelRegistry, load_model
-from models.scoring import check_versions, score, scoring_population
-from models.spec import ModelSpec
-from tideline.errors import ModelError
+from tideline.core.errors import ModelError
+from tideline.features.store import FeatureStore
+from tideline.lake.publish import publish
+from tideline.lake.tables import write_table
+from tideline.models.registry import ModelRecord, ModelRegistry, load_model
+from tideline.models.scoring import check_versions, score, scoring_population
+from tideline.models.spec import ModelSpec
 
 
 @task(name="champion", cache_policy=NONE)

@@ -8,15 +8,14 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-
-from lake.open import open_lake
-from streaming.processor import StreamConfig, StreamRun, replay
-from tideline.settings import Settings
+from tideline.core.settings import Settings
+from tideline.lake.open import open_lake
+from tideline.streaming.processor import StreamConfig, StreamRun, replay
 
 
 @task(name="live-events", cache_policy=NONE)
 def demo_live_events(settings: Settings) -> Path:
-    from deployments.demo import write_live_events
+    from tideline.deployments.demo import write_live_events
 
     return write_live_events(open_lake(settings), settings.data_dir / "demo" / "live")
 

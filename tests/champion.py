@@ -6,14 +6,15 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from features.churn import CHURN_VIEWS
-from features.registry import Registry
-from features.store import FeatureStore
-from lake.local import LocalLake
-from models.churn import CHURN_MODEL
-from models.labels import label_examples, labelable_dates, load_activity
-from models.registry import ModelRecord, ModelRegistry, register_model
-from models.training import train_model
+from tideline.features.churn import CHURN_VIEWS
+from tideline.features.registry import Registry
+from tideline.features.store import FeatureStore
+from tideline.lake.local import LocalLake
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.labels import label_examples, labelable_dates, load_activity
+from tideline.models.registry import ModelRecord, ModelRegistry, register_model
+from tideline.models.training import train_model
+
 from tests.features.built import build_features
 from tests.features.conftest import write_clean
 from tests.models.conftest import demo_tables

@@ -17,8 +17,9 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from lake.base import Lake  # noqa: E402
-from lake.local import LocalLake  # noqa: E402
+from tideline.lake.base import Lake  # noqa: E402
+from tideline.lake.local import LocalLake  # noqa: E402
+
 from tests.services import (  # noqa: E402
     LAKEFS_KEYS,
     LakeFS,
@@ -67,7 +68,7 @@ def lakefs_endpoint(lakefs_server: LakeFS) -> str:
 @pytest.fixture
 def lakefs_lake(lakefs_endpoint: str) -> Lake:
     """A fresh repository on the real lakeFS server, driven through the lakefs_sdk client."""
-    from lake.lakefs import LakeFSLake
+    from tideline.lake.lakefs import LakeFSLake
 
     return LakeFSLake(lakefs_endpoint, *LAKEFS_KEYS, f"test-{uuid.uuid4().hex[:12]}")
 

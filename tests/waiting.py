@@ -1,11 +1,14 @@
 """Polling helpers for tests that drive servers and subprocesses."""
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+CLI = [sys.executable, "-m", "tideline.deployments.cli"]
+"""The `tideline` command, run by this interpreter."""
 ROOT = Path(__file__).resolve().parents[1]
 """The project root (where prefect.yaml is)."""
 

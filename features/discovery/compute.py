@@ -13,12 +13,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from features.engine import Spine, compute_views
-from features.materialize import load_events
-from features.plan import FeaturePlan
-from ingestion.layout import hash_bucket
-from lake.base import Lake
+from tideline.features.engine import Spine, compute_views
+from tideline.features.materialize import load_events
+from tideline.features.plan import FeaturePlan
+from tideline.ingestion.layout import hash_bucket
+from tideline.lake.base import Lake
 
 ROW = "_row"
 """The example's position in the examples table."""

@@ -10,9 +10,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from features.definitions import Derived, Entity, Feature, FeatureView
-from features.discovery.schema import ChildTable, Column
-from tideline.errors import DiscoveryError
+from tideline.core.errors import DiscoveryError
+from tideline.features.definitions import Derived, Entity, Feature, FeatureView
+from tideline.features.discovery.schema import ChildTable, Column
 
 WINDOWS = (7, 30, 90)
 HASH_BUCKETS = 8

@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from features.definitions import Entity, Source
-from features.offline import read_source, source_schema
-from ingestion.project import Project
-from lake.base import Lake
-from tideline.errors import DiscoveryError
+from tideline.core.errors import DiscoveryError
+from tideline.features.definitions import Entity, Source
+from tideline.features.offline import read_source, source_schema
+from tideline.ingestion.project import Project
+from tideline.lake.base import Lake
 
 MAX_LEVELS = 12
 """A text column with at most this many values is categorical: discovery filters by each

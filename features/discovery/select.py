@@ -12,9 +12,8 @@ import pandas as pd
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
-
-from models.spec import ModelSpec
-from models.training import (
+from tideline.models.spec import ModelSpec
+from tideline.models.training import (
     FeatureMatrix,
     capped,
     rounds_on_validation,

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from features.online.base import OnlineState, OnlineStore
+from tideline.features.online.base import OnlineState, OnlineStore
 
 __all__ = ["OnlineState", "OnlineStore", "open_online_store"]
 
 
 def open_online_store(settings: Any) -> OnlineStore:
     if settings.online_store == "redis":
-        from features.online.redis import RedisOnlineStore
+        from tideline.features.online.redis import RedisOnlineStore
 
         return RedisOnlineStore(settings.redis_url.get_secret_value())
-    from features.online.sqlite import SQLiteOnlineStore
+    from tideline.features.online.sqlite import SQLiteOnlineStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SQLiteOnlineStore(settings.data_dir / "online.db")

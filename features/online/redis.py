@@ -20,9 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import redis
-
-from features.online.base import OnlineState, decode_rows, encode_rows
-from tideline.errors import OnlineStoreUnavailable
+from tideline.core.errors import OnlineStoreUnavailable
+from tideline.features.online.base import OnlineState, decode_rows, encode_rows
 
 _BATCH = 5_000
 

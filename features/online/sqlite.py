@@ -13,10 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from features.online.base import OnlineState, restore_values
-from tideline.errors import OnlineStoreUnavailable
-from tideline.faults import failpoint
+from tideline.core.errors import OnlineStoreUnavailable
+from tideline.core.faults import failpoint
+from tideline.features.online.base import OnlineState, restore_values
 
 _STATE = "online_views"
 _BATCH = 900  # SQLite's default limit on bound parameters is 999 (32766 since 3.32)

@@ -8,28 +8,27 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pandas as pd
-
-from ingestion.sources import Connector, Source, Window
-from tideline.errors import SourceError
+from tideline.core.errors import SourceError
+from tideline.ingestion.sources import Connector, Source, Window
 
 
 def connector_for(source: Source) -> Connector:
     """The connector for a source's kind (imported lazily: a file-only project never loads the
     database, HTTP or NATS clients)."""
     if source.kind == "file":
-        from ingestion.connectors.files import FileConnector
+        from tideline.ingestion.connectors.files import FileConnector
 
         return FileConnector()
     if source.kind == "sql":
-        from ingestion.connectors.sql import SqlConnector
+        from tideline.ingestion.connectors.sql import SqlConnector
 
         return SqlConnector()
     if source.kind == "rest":
-        from ingestion.connectors.rest import RestConnector
+        from tideline.ingestion.connectors.rest import RestConnector
 
         return RestConnector()
     if source.kind == "stream":
-        from ingestion.connectors.stream import StreamConnector
+        from tideline.ingestion.connectors.stream import StreamConnector
 
         return StreamConnector()
     raise SourceError(source.name, f"no connector for sources of kind {source.kind!r}")

@@ -23,11 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from fsspec.utils import stringify_path
-
-from ingestion.connectors import filter_window
-from ingestion.landing import RAW_TEXT, as_raw_text
-from ingestion.sources import FileSource, Pull, Window
-from tideline.errors import SourceError, SourceUnavailable
+from tideline.core.errors import SourceError, SourceUnavailable
+from tideline.ingestion.connectors import filter_window
+from tideline.ingestion.landing import RAW_TEXT, as_raw_text
+from tideline.ingestion.sources import FileSource, Pull, Window
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import numpy as np
 import pandas as pd
-
-from ingestion.connectors import as_utc, filter_window, parse_timestamps
-from ingestion.sources import Pull, RestSource, Window
-from tideline.errors import SourceError, SourceUnavailable
+from tideline.core.errors import SourceError, SourceUnavailable
+from tideline.ingestion.connectors import as_utc, filter_window, parse_timestamps
+from tideline.ingestion.sources import Pull, RestSource, Window
 
 log = logging.getLogger(__name__)
 

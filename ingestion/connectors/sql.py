@@ -22,11 +22,10 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
-
-from ingestion.connectors import as_utc, filter_window
-from ingestion.sources import Pull, SqlSource, Window
-from tideline.errors import SourceError, SourceUnavailable
-from tideline.retry import with_retries
+from tideline.core.errors import SourceError, SourceUnavailable
+from tideline.core.retry import with_retries
+from tideline.ingestion.connectors import as_utc, filter_window
+from tideline.ingestion.sources import Pull, SqlSource, Window
 
 log = logging.getLogger(__name__)
 

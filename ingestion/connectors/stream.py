@@ -31,10 +31,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
-
-from ingestion.connectors import filter_window
-from ingestion.sources import Pull, StreamSource, Window
-from tideline.errors import SourceError, SourceUnavailable
+from tideline.core.errors import SourceError, SourceUnavailable
+from tideline.ingestion.connectors import filter_window
+from tideline.ingestion.sources import Pull, StreamSource, Window
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from lake.base import MAIN, MAX_PATH_BYTES, MIN_ABBREVIATION, Change, Lake
-from lake.publish import publish
-from lake.tables import read_frame, write_table
-from tideline.errors import (
+from tideline.core.errors import (
     BranchExists,
     DirtyBranch,
     InvalidName,
@@ -20,6 +16,9 @@ from tideline.errors import (
     ObjectTooLarge,
     RefNotFound,
 )
+from tideline.lake.base import MAIN, MAX_PATH_BYTES, MIN_ABBREVIATION, Change, Lake
+from tideline.lake.publish import publish
+from tideline.lake.tables import read_frame, write_table
 
 
 def committed(lake: Lake, branch: str, files: dict[str, bytes], message: str = "c") -> str:
@@ -296,7 +295,7 @@ class TestWriteAuditPublish:
 
 
 class TestRefsAndNames:
-    """lakeFS's rules for refs and names, kept alike by the embedded lake (`lake.base`)."""
+    """lakeFS's rules for refs and names, kept alike by the embedded lake (`tideline.lake.base`)."""
 
     def test_a_commit_is_named_by_seven_or_more_characters_of_its_id(self, lake: Lake) -> None:
         head = committed(lake, MAIN, {"a.txt": b"1"})

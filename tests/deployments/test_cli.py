@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tideline.deployments.cli import app
+from tideline.lake.local import LocalLake
 from typer.testing import CliRunner
-
-from deployments.cli import app
-from lake.local import LocalLake
 
 runner = CliRunner()
 
@@ -92,7 +91,7 @@ def test_errors_are_one_line_without_traceback(lake: LocalLake, data_dir: Path) 
         (["lake", "tag", "bad tag"], "bad tag"),
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "deployments.cli", *args],
+            [sys.executable, "-m", "tideline.deployments.cli", *args],
             capture_output=True,
             text=True,
             timeout=60,
@@ -107,7 +106,7 @@ def test_invalid_settings_are_a_clear_error(
 ) -> None:
     monkeypatch.setenv("TIDELINE_LAKE_BACKEND", "lakefs")
     done = subprocess.run(
-        [sys.executable, "-m", "deployments.cli", "lake", "log"],
+        [sys.executable, "-m", "tideline.deployments.cli", "lake", "log"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -122,12 +121,11 @@ def test_features_list_describe_and_diff(data_dir: Path, monkeypatch: pytest.Mon
     from datetime import date
 
     import pandas as pd
-
-    from deployments import cli
-    from features.churn import PROFILE
-    from features.definitions import Feature
-    from features.registry import Registry
-    from features.stats import profile_features
+    from tideline.deployments import cli
+    from tideline.features.churn import PROFILE
+    from tideline.features.definitions import Feature
+    from tideline.features.registry import Registry
+    from tideline.features.stats import profile_features
 
     monkeypatch.setattr(cli.console, "width", 250)  # wide tables keep each cell on one line
     data_dir.mkdir(parents=True)

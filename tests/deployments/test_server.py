@@ -12,17 +12,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import pytest
+from tideline.deployments.serve import deployment_specs
 
-from deployments.serve import deployment_specs
 from tests.services import skip_or_fail
-from tests.waiting import ROOT, wait_for
+from tests.waiting import CLI, ROOT, wait_for
 
 
 def _free_port() -> int:
@@ -70,8 +69,7 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
     env = {**os.environ, "TIDELINE_DATA_DIR": str(tmp_path / "data"),
            "TIDELINE_PREFECT_DATABASE_URL": postgres_database.replace("+psycopg", "+asyncpg")}
     log = (tmp_path / "server.log").open("w")
-    command = subprocess.Popen([sys.executable, "-m", "deployments.cli", "server", "--port",
-                                str(port)], cwd=ROOT, env=env, stdout=log,
+    command = subprocess.Popen([*CLI, "server", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def deployments() -> list[dict]:
@@ -130,7 +128,7 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
             driver.quit()
 
         # the same prefect.yaml through `tideline deploy` (prefect deploy --all), for a pool
-        deployed = subprocess.run([sys.executable, "-m", "deployments.cli", "deploy"], cwd=ROOT,
+        deployed = subprocess.run([*CLI, "deploy"], cwd=ROOT,
                                   env={**os.environ, "PREFECT_API_URL": api},
                                   capture_output=True, text=True, timeout=300)
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]

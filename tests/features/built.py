@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from features.churn import CHURN_VIEWS
-from features.materialize import materialize_partition
-from features.plan import plan_from_lake
-from lake.local import LocalLake
+from tideline.features.churn import CHURN_VIEWS
+from tideline.features.materialize import materialize_partition
+from tideline.features.plan import plan_from_lake
+from tideline.lake.local import LocalLake
+
 from tests.features.conftest import churn_tables, write_clean
 
 AS_OF = [date(2026, 8, 1), date(2026, 8, 15), date(2026, 9, 1)]
@@ -48,8 +49,8 @@ def copied_store(template: Path, into: Path, views=CHURN_VIEWS, online=None):  #
     registry next to it."""
     import shutil
 
-    from features.registry import Registry
-    from features.store import FeatureStore
+    from tideline.features.registry import Registry
+    from tideline.features.store import FeatureStore
 
     shutil.copytree(template, into / "lake")
     return FeatureStore(LocalLake(into / "lake"), Registry(f"sqlite:///{into / 'registry.db'}"),

@@ -6,9 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from ingestion.layout import clean_path, write_bucketed
-from lake.local import LocalLake
+from tideline.ingestion.layout import clean_path, write_bucketed
+from tideline.lake.local import LocalLake
 
 START = pd.Timestamp("2026-06-01", tz="UTC")
 AS_OF = pd.Timestamp("2026-09-01", tz="UTC")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from features.definitions import QUANTILES, Feature, FeatureView
-from features.expressions import evaluate
+from tideline.features.definitions import QUANTILES, Feature, FeatureView
+from tideline.features.expressions import evaluate
 
 DAY = pd.Timedelta(days=1)
 

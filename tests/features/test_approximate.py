@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-
-from features.definitions import (
+from tideline.core.errors import FeatureDefinitionError
+from tideline.features.definitions import (
     APPROXIMATE,
     DDSKETCH_ALPHA,
     HLL_PRECISION,
@@ -19,10 +19,9 @@ from features.definitions import (
     FeatureView,
     Source,
 )
-from features.engine import Events, Spine, ViewComputation, hyperloglog
-from features.expressions import evaluate
-from features.plan import plan_views
-from tideline.errors import FeatureDefinitionError
+from tideline.features.engine import Events, Spine, ViewComputation, hyperloglog
+from tideline.features.expressions import evaluate
+from tideline.features.plan import plan_views
 
 CUSTOMER = Entity("customer", "customer_id")
 TXN = Source("txn", "transactions", "ts")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
-from features.churn import CHURN_VIEWS, DEMO_VIEWS, SPENDING
-from features.definitions import (
+from tideline.core.errors import FeatureDefinitionError
+from tideline.features.churn import CHURN_VIEWS, DEMO_VIEWS, SPENDING
+from tideline.features.definitions import (
     Derived,
     Entity,
     Feature,
@@ -18,9 +18,8 @@ from features.definitions import (
     load_definitions,
     load_views,
 )
-from features.plan import plan_from_lake, plan_views
-from lake.local import LocalLake
-from tideline.errors import FeatureDefinitionError
+from tideline.features.plan import plan_from_lake, plan_views
+from tideline.lake.local import LocalLake
 
 CUSTOMER = Entity("customer", "customer_id")
 TXN = Source("txn", "transactions", "ts")
@@ -79,7 +78,7 @@ views:
 def test_views_dumped_to_yaml_load_back_the_same_beside_python_ones(tmp_path: Path) -> None:
     path = tmp_path / "demo.yaml"
     path.write_text(dump_views(DEMO_VIEWS))
-    loaded = load_definitions(f"features.churn:CHURN_VIEWS, {path}")
+    loaded = load_definitions(f"tideline.features.churn:CHURN_VIEWS, {path}")
     assert loaded[:len(CHURN_VIEWS)] == list(CHURN_VIEWS)
     assert loaded[len(CHURN_VIEWS):] == list(DEMO_VIEWS)
     assert [v.version for v in loaded[len(CHURN_VIEWS):]] == [v.version for v in DEMO_VIEWS]

@@ -13,21 +13,27 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tideline.core.errors import DiscoveryError
+from tideline.features.churn import CUSTOMER, TRANSACTIONS
+from tideline.features.definitions import check_view
+from tideline.features.discovery.compute import compute_part, read_values, write_examples
+from tideline.features.discovery.generate import generate, selected_views
+from tideline.features.discovery.schema import (
+    ChildTable,
+    Column,
+    Relationship,
+    SchemaGraph,
+    profile,
+)
+from tideline.features.discovery.select import SelectionRules, select
+from tideline.features.engine import Spine, compute_views
+from tideline.features.materialize import as_of_time, load_events
+from tideline.features.plan import plan_from_lake
+from tideline.lake.local import LocalLake
+from tideline.models.labels import ChurnLabel
+from tideline.models.spec import ModelSpec
 
-from features.churn import CUSTOMER, TRANSACTIONS
-from features.definitions import check_view
-from features.discovery.compute import compute_part, read_values, write_examples
-from features.discovery.generate import generate, selected_views
-from features.discovery.schema import ChildTable, Column, Relationship, SchemaGraph, profile
-from features.discovery.select import SelectionRules, select
-from features.engine import Spine, compute_views
-from features.materialize import as_of_time, load_events
-from features.plan import plan_from_lake
-from lake.local import LocalLake
-from models.labels import ChurnLabel
-from models.spec import ModelSpec
 from tests.features.conftest import churn_tables, write_clean
-from tideline.errors import DiscoveryError
 
 TIMES = {"customers": "signup_date", "transactions": "ts", "tickets": "created_at"}
 

@@ -7,11 +7,19 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tideline.features.churn import CHURN_VIEWS
+from tideline.features.definitions import (
+    AGGREGATIONS,
+    DAILY,
+    Derived,
+    Entity,
+    Feature,
+    FeatureView,
+    Source,
+)
+from tideline.features.engine import Events, Spine, ViewComputation, compute_views, encode_entities
+from tideline.ingestion.layout import hash_bucket
 
-from features.churn import CHURN_VIEWS
-from features.definitions import AGGREGATIONS, DAILY, Derived, Entity, Feature, FeatureView, Source
-from features.engine import Events, Spine, ViewComputation, compute_views, encode_entities
-from ingestion.layout import hash_bucket
 from tests.features.conftest import AS_OF
 from tests.features.reference import reference_frame
 

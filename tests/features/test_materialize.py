@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tideline.core.errors import FeatureDefinitionError
+from tideline.features.churn import CHURN_VIEWS, SIGNALS
+from tideline.features.materialize import load_events, materialize_partition, population
+from tideline.features.offline import read_features
+from tideline.features.plan import plan_from_lake
+from tideline.ingestion.layout import hash_bucket
+from tideline.lake.local import LocalLake
 
-from features.churn import CHURN_VIEWS, SIGNALS
-from features.materialize import load_events, materialize_partition, population
-from features.offline import read_features
-from features.plan import plan_from_lake
-from ingestion.layout import hash_bucket
-from lake.local import LocalLake
 from tests.features.conftest import churn_tables, write_clean
-from tideline.errors import FeatureDefinitionError
 
 AS_OF = [date(2026, 8, 1), date(2026, 9, 1)]
 
@@ -83,8 +83,7 @@ def test_build_features_flow_on_a_two_node_ray_cluster(
     ray_cluster: str, prefect_server: None, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import ray
-
-    from flows.build_features import build_features
+    from tideline.flows.build_features import build_features
 
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     lake = LocalLake(data_dir / "lake")

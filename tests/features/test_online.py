@@ -17,16 +17,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import redis as redis_client
+from tideline.core.errors import OnlineStoreUnavailable, RetrievalError
+from tideline.features.churn import CHURN_VIEWS, SPENDING
+from tideline.features.materialize import as_of_time
+from tideline.features.online.base import OnlineState, OnlineStore, arrow_types, feature_columns
+from tideline.features.online.redis import RedisOnlineStore
+from tideline.features.online.sqlite import SQLiteOnlineStore
+from tideline.features.store import FeatureStore
 
-from features.churn import CHURN_VIEWS, SPENDING
-from features.materialize import as_of_time
-from features.online.base import OnlineState, OnlineStore, arrow_types, feature_columns
-from features.online.redis import RedisOnlineStore
-from features.online.sqlite import SQLiteOnlineStore
-from features.store import FeatureStore
 from tests.features.built import AS_OF, build_features, copied_store
 from tests.services import Redis, start_or_skip
-from tideline.errors import OnlineStoreUnavailable, RetrievalError
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.service("redis"))])
@@ -217,7 +217,7 @@ def test_serving_refuses_a_version_the_definitions_do_not_have(store: FeatureSto
 def fault_on_third_batch(monkeypatch: pytest.MonkeyPatch, fault: Callable[[], None]
                          ) -> Iterator[None]:
     """Batches of 20 keys; `fault` happens just before the third batch (MSET) is sent."""
-    monkeypatch.setattr("features.online.redis._BATCH", 20)
+    monkeypatch.setattr("tideline.features.online.redis._BATCH", 20)
     connection = redis_client.connection.Connection
     send = connection.send_packed_command
     calls = itertools.count(1)

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from tideline.core.errors import FeatureDefinitionError, RegistryError
+from tideline.features.churn import ACTIVITY, PROFILE, SPENDING
+from tideline.features.definitions import Feature
+from tideline.features.registry import MIGRATIONS, Registry, metadata
+from tideline.features.stats import profile_features
 
-from features.churn import ACTIVITY, PROFILE, SPENDING
-from features.definitions import Feature
-from features.registry import MIGRATIONS, Registry, metadata
-from features.stats import profile_features
 from tests.features.built import doc_queries
-from tideline.errors import FeatureDefinitionError, RegistryError
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.service("postgres"))])

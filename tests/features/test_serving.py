@@ -6,14 +6,14 @@ from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
+from tideline.features.churn import CHURN_VIEWS, SPENDING
+from tideline.features.offline import read_features
+from tideline.features.online.redis import RedisOnlineStore
+from tideline.features.online.sqlite import SQLiteOnlineStore
+from tideline.features.registry import Registry
+from tideline.features.serving import create_app
+from tideline.features.store import FeatureStore
 
-from features.churn import CHURN_VIEWS, SPENDING
-from features.offline import read_features
-from features.online.redis import RedisOnlineStore
-from features.online.sqlite import SQLiteOnlineStore
-from features.registry import Registry
-from features.serving import create_app
-from features.store import FeatureStore
 from tests.features.built import built_lake, doc_queries
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tideline.core.errors import RetrievalError
+from tideline.features.churn import ACTIVITY, CHURN_VIEWS, PROFILE, SPENDING
+from tideline.features.definitions import Feature
+from tideline.features.materialize import as_of_time
+from tideline.features.offline import read_features
+from tideline.features.store import FeatureStore
 
-from features.churn import ACTIVITY, CHURN_VIEWS, PROFILE, SPENDING
-from features.definitions import Feature
-from features.materialize import as_of_time
-from features.offline import read_features
-from features.store import FeatureStore
 from tests.features.built import AS_OF, build_features, copied_store
-from tideline.errors import RetrievalError
 
 FEATURES = ["spend_30d", "txn_count_7d", "last_category", "value_segment",
             "customer_activity:logins_7d", "plan", "tenure_days"]

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from tideline.lake.base import MAIN
+from tideline.lake.lakefs import HOLDS_BRANCH, LakeFSLake
+from tideline.lake.publish import find_published
 
-from lake.base import MAIN
-from lake.lakefs import HOLDS_BRANCH, LakeFSLake
-from lake.publish import find_published
 from tests.services import LAKEFS_KEYS
+from tests.waiting import CLI
 
 
 @pytest.mark.slow
@@ -31,7 +31,7 @@ def test_the_demo_runs_end_to_end_on_lakefs(
            "TIDELINE_LAKEFS_SECRET_ACCESS_KEY": LAKEFS_KEYS[1],
            "TIDELINE_LAKEFS_REPOSITORY": repository, "TIDELINE_RAY_ADDRESS": ray_cluster,
            "PREFECT_API_URL": PREFECT_API_URL.value()}
-    done = subprocess.run([sys.executable, "-m", "deployments.cli", "run", "--run-id", "lk1"],
+    done = subprocess.run([*CLI, "run", "--run-id", "lk1"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "quality score" in done.stdout and "churn:v1" in done.stdout

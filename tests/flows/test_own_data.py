@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tideline.flows.build_features import build_features
+from tideline.flows.ingest import ingest
+from tideline.flows.train import train
+from tideline.ingestion.demo import DemoSpec, generate
 
-from flows.build_features import build_features
-from flows.ingest import ingest
-from flows.train import train
-from ingestion.demo import DemoSpec, generate
 from tests.waiting import ROOT
 
 EXAMPLE = ROOT / "docs" / "examples" / "own-transactions"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import email
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,22 +16,22 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from tideline.deployments.demo import DEFECT_RULES, injected_defects
+from tideline.features.churn import ACTIVITY, CHURN_VIEWS, DEMO_VIEWS, SIGNALS
+from tideline.features.definitions import load_definitions
+from tideline.features.offline import read_features
+from tideline.features.online.sqlite import SQLiteOnlineStore
+from tideline.features.plan import plan_from_lake
+from tideline.features.registry import Registry
+from tideline.features.store import FeatureStore
+from tideline.flows.pipeline import pipeline
+from tideline.lake.local import LocalLake
+from tideline.lake.publish import find_published
+from tideline.lake.tables import read_frame
+from tideline.models.lineage import lineage
+from tideline.models.registry import ModelRegistry
 
-from deployments.demo import DEFECT_RULES, injected_defects
-from features.churn import ACTIVITY, CHURN_VIEWS, DEMO_VIEWS, SIGNALS
-from features.definitions import load_definitions
-from features.offline import read_features
-from features.online.sqlite import SQLiteOnlineStore
-from features.plan import plan_from_lake
-from features.registry import Registry
-from features.store import FeatureStore
-from flows.pipeline import pipeline
-from lake.local import LocalLake
-from lake.publish import find_published
-from lake.tables import read_frame
-from models.lineage import lineage
-from models.registry import ModelRegistry
-from tests.waiting import ROOT, wait_for
+from tests.waiting import CLI, ROOT, wait_for
 
 
 @contextmanager
@@ -45,7 +44,7 @@ def retrain_worker(data_dir: Path) -> Iterator[Any]:
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
            "TIDELINE_DATA_DIR": str(data_dir), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     log = (data_dir.parent / "worker.log").open("w")
-    worker = subprocess.Popen([sys.executable, "-m", "deployments.cli", "worker", "retrain"],
+    worker = subprocess.Popen([*CLI, "worker", "retrain"],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         with get_client(sync_client=True) as client:
@@ -162,7 +161,7 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     assert set(decisions["step"]) >= {"kept", "redundant", "(near-)constant"}
     assert lake.get("main", discovery.paths["decisions"]) == (
         data_dir / "discovery" / "t1" / "decisions.csv").read_bytes()
-    found = load_definitions(f"features.churn:DEMO_VIEWS,{discovery.local}/views.yaml")
+    found = load_definitions(f"tideline.features.churn:DEMO_VIEWS,{discovery.local}/views.yaml")
     plan = plan_from_lake(found, lake, "main")  # loads beside the declared views, valid
     assert [v.name for v in found[len(DEMO_VIEWS):]] == discovery.views
     assert set(discovery.kept) <= {n for v in plan.views for n in v.feature_names}
@@ -225,7 +224,7 @@ def test_backfill_replaces_its_days_without_duplicates(prefect_server: None, dat
                                                        ) -> None:
     from datetime import date
 
-    from flows.ingest import ingest
+    from tideline.flows.ingest import ingest
 
     ingest(run_id="b0")
     lake = LocalLake(data_dir / "lake")
@@ -251,8 +250,7 @@ def drift_loop(client: Any, run: Any, data_dir: Path) -> None:
     the server logged, and answered by exactly one retrain run, which completes."""
     from prefect.events import Event
     from prefect.events.filters import EventFilter, EventNameFilter
-
-    from monitoring.events import DRIFT_EVENT, emit
+    from tideline.monitoring.events import DRIFT_EVENT, emit
 
     monitoring = run.monitoring
     assert set(monitoring.drifted) >= SPENDING_DRIFT

@@ -8,16 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
-from ingestion.audit import audit, clean_keys, enforce_gate
-from ingestion.contracts import Contract
-from ingestion.landing import land
-from ingestion.project import Project
-from ingestion.sources import FileSource, Pull
-from lake.local import LocalLake
-from lake.publish import publish
-from lake.tables import read_frame, write_table
-from tideline.errors import QualityGateFailed
+from tideline.core.errors import QualityGateFailed
+from tideline.ingestion.audit import audit, clean_keys, enforce_gate
+from tideline.ingestion.contracts import Contract
+from tideline.ingestion.landing import land
+from tideline.ingestion.project import Project
+from tideline.ingestion.sources import FileSource, Pull
+from tideline.lake.local import LocalLake
+from tideline.lake.publish import publish
+from tideline.lake.tables import read_frame, write_table
 
 CUSTOMERS = Contract.from_dict({
     "dataset": "customers", "key": ["customer_id"],

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
-from ingestion.connectors.stream import read_event_log
-from ingestion.demo import (
+from tideline.core.errors import ConfigError
+from tideline.ingestion.connectors.stream import read_event_log
+from tideline.ingestion.demo import (
     SUBJECT,
     DemoData,
     DemoSpec,
@@ -24,7 +24,6 @@ from ingestion.demo import (
     write_event_log,
     write_sql,
 )
-from tideline.errors import ConfigError
 
 SPEC = DemoSpec(customers=2500, seed=11)
 EMAIL = r"[^@\s]+@[^@\s]+\.[a-z]{2,}"  # the demo project's contract for customers.email

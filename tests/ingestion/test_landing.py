@@ -10,14 +10,13 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ingestion import landing
-from ingestion.landing import RAW_TEXT, land, partition_dates, read_checkpoint, read_landed
-from ingestion.sources import FileSource, Pull, Window
-from lake.local import LocalLake
-from lake.publish import publish
-from lake.tables import read_frame
-from tideline.errors import IngestionError
+from tideline.core.errors import IngestionError
+from tideline.ingestion import landing
+from tideline.ingestion.landing import RAW_TEXT, land, partition_dates, read_checkpoint, read_landed
+from tideline.ingestion.sources import FileSource, Pull, Window
+from tideline.lake.local import LocalLake
+from tideline.lake.publish import publish
+from tideline.lake.tables import read_frame
 
 SOURCE = FileSource(name="shop-tx", dataset="transactions", timestamp_column="ts",
                     url="unused.csv", format="csv")

@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-
-from ingestion.contracts import Contract
-from ingestion.report import SAMPLE_ROWS, render_csv, render_html
-from ingestion.validation import ValidationResult, validate
+from tideline.ingestion.contracts import Contract
+from tideline.ingestion.report import SAMPLE_ROWS, render_csv, render_html
+from tideline.ingestion.validation import ValidationResult, validate
 
 NOW = datetime(2026, 7, 2, tzinfo=UTC)
 XSS = "<script>alert(1)</script>"

@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from ingestion.contracts import Column, Contract, load_contracts
-from ingestion.validation import DatasetStats, validate
-from tideline.errors import ContractError, QualityGateFailed
+from tideline.core.errors import ContractError, QualityGateFailed
+from tideline.ingestion.contracts import Column, Contract, load_contracts
+from tideline.ingestion.validation import DatasetStats, validate
 
 NOW = datetime(2026, 7, 2, 12, 0, tzinfo=UTC)
 

@@ -19,15 +19,10 @@ from typing import Any
 
 import lakefs_sdk
 import pytest
+import tideline.lake.lakefs as lakefs_module
 import urllib3
 from lakefs_sdk.exceptions import ApiException
-
-import lake.lakefs as lakefs_module
-from lake.base import MAIN, Change
-from lake.lakefs import HOLDS_BRANCH, LakeFSLake, RunHold
-from lake.publish import find_published, publish
-from tests.services import LAKEFS_KEYS, LakeFS
-from tideline.errors import (
+from tideline.core.errors import (
     BranchExists,
     ConfigError,
     DirtyBranch,
@@ -39,6 +34,11 @@ from tideline.errors import (
     RefNotFound,
     RunInProgress,
 )
+from tideline.lake.base import MAIN, Change
+from tideline.lake.lakefs import HOLDS_BRANCH, LakeFSLake, RunHold
+from tideline.lake.publish import find_published, publish
+
+from tests.services import LAKEFS_KEYS, LakeFS
 
 
 @pytest.fixture

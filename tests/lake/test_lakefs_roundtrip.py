@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import lakefs_sdk
 import pytest
+from tideline.core.errors import BranchExists, MergeConflict, ObjectNotFound, RefNotFound
+from tideline.lake.base import MAIN, Change
+from tideline.lake.lakefs import LakeFSLake
+from tideline.lake.publish import publish
 
-from lake.base import MAIN, Change
-from lake.lakefs import LakeFSLake
-from lake.publish import publish
 from tests.services import LAKEFS_KEYS
-from tideline.errors import BranchExists, MergeConflict, ObjectNotFound, RefNotFound
 
 
 @pytest.fixture

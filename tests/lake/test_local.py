@@ -15,15 +15,14 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-
-from lake.base import MAIN
-from lake.local import LocalLake
-from tideline.errors import CorruptObject
+from tideline.core.errors import CorruptObject
+from tideline.lake.base import MAIN
+from tideline.lake.local import LocalLake
 
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    from lake.local import LocalLake
+    from tideline.lake.local import LocalLake
 
     root, point = sys.argv[1], sys.argv[2]
     lake = LocalLake(root)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lake.open import commit_link
-from tideline.settings import load_settings
+from tideline.core.settings import load_settings
+from tideline.lake.open import commit_link
 
 
 def test_a_commit_links_to_the_lakefs_ui_or_the_local_lake(tmp_path: Path) -> None:

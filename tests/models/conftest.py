@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tideline.features.store import FeatureStore, TrainingSet
+from tideline.ingestion.demo import DemoSpec, generate
+from tideline.lake.local import LocalLake
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.labels import label_examples, labelable_dates, load_activity
+from tideline.models.training import TrainedModel, train_model
 
-from features.store import FeatureStore, TrainingSet
-from ingestion.demo import DemoSpec, generate
-from lake.local import LocalLake
-from models.churn import CHURN_MODEL
-from models.labels import label_examples, labelable_dates, load_activity
-from models.training import TrainedModel, train_model
 from tests.features.built import build_features, copied_store
 from tests.features.conftest import write_clean
 

@@ -6,10 +6,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.churn import EVENTS, TRANSACTIONS
-from models.labels import Activity, ChurnLabel, label_examples, labelable_dates
-from tideline.errors import ModelError
+from tideline.core.errors import ModelError
+from tideline.features.churn import EVENTS, TRANSACTIONS
+from tideline.models.labels import Activity, ChurnLabel, label_examples, labelable_dates
 
 LABEL = ChurnLabel(activity=(TRANSACTIONS, EVENTS), horizon_days=10, active_days=5)
 T = pd.Timestamp("2026-08-01", tz="UTC")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from features.leakage import future_leaks
-from features.store import FeatureStore, TrainingSet
-from models.churn import CHURN_MODEL
-from models.training import TrainedModel, train_model
+from tideline.features.leakage import future_leaks
+from tideline.features.store import FeatureStore, TrainingSet
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.training import TrainedModel, train_model
 
 LATE = ["txn_count_30d", "spend_30d"]
 
@@ -17,7 +16,7 @@ def test_the_stores_training_set_uses_nothing_from_its_future(
         trained: tuple[FeatureStore, TrainingSet, TrainedModel],
         caplog: pytest.LogCaptureFixture) -> None:
     store, training, _ = trained
-    with caplog.at_level("INFO", logger="features.leakage"):
+    with caplog.at_level("INFO", logger="tideline.features.leakage"):
         leaks = future_leaks(store.lake, training.ref_commit, store.views, training.frame,
                              training.features, "as_of")
     assert leaks == {}

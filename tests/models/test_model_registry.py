@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from features.store import FeatureStore, TrainingSet
-from models.churn import CHURN_MODEL
-from models.promotion import judge
-from models.registry import ModelRegistry, load_model, register_model
-from models.spec import PromotionGate
-from models.training import TrainedModel
-from tideline.errors import ModelError
+from tideline.core.errors import ModelError
+from tideline.features.store import FeatureStore, TrainingSet
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.promotion import judge
+from tideline.models.registry import ModelRegistry, load_model, register_model
+from tideline.models.spec import PromotionGate
+from tideline.models.training import TrainedModel
 
 Trained = tuple[FeatureStore, TrainingSet, TrainedModel]
 

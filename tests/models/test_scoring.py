@@ -10,18 +10,17 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-
-from features.churn import SPENDING
-from features.online.sqlite import SQLiteOnlineStore
-from features.serving import create_app
-from features.store import FeatureStore, TrainingSet
-from models.churn import CHURN_MODEL
-from models.labels import active_at, load_activity
-from models.promotion import judge
-from models.registry import ModelRegistry, register_model
-from models.training import TrainedModel
-from tasks.scoring import champion_for, score_customers
-from tideline.errors import ModelError
+from tideline.core.errors import ModelError
+from tideline.features.churn import SPENDING
+from tideline.features.online.sqlite import SQLiteOnlineStore
+from tideline.features.serving import create_app
+from tideline.features.store import FeatureStore, TrainingSet
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.labels import active_at, load_activity
+from tideline.models.promotion import judge
+from tideline.models.registry import ModelRegistry, register_model
+from tideline.models.training import TrainedModel
+from tideline.tasks.scoring import champion_for, score_customers
 
 
 def test_batch_scores_and_online_predictions_agree(

@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.search import candidates, run_trial, search
+from tideline.models.training import FeatureMatrix, time_split, train_model
 
-from models.churn import CHURN_MODEL
-from models.search import candidates, run_trial, search
-from models.training import FeatureMatrix, time_split, train_model
 from tests.models.test_training import Frame, training_frame  # noqa: F401 - the fixture
 
 SEARCH = replace(CHURN_MODEL, search_trials=3, search_seconds=300, num_boost_round=120,

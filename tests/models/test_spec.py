@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from features.churn import CHURN_VIEWS
-from models.churn import CHURN_MODEL
-from models.spec import load_model_spec
-from tideline.errors import ModelError
+from tideline.core.errors import ModelError
+from tideline.features.churn import CHURN_VIEWS
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.spec import load_model_spec
 
 SPEC = """
 name: churn

@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from features.store import FeatureStore
-from models import training
-from models.churn import CHURN_MODEL
-from models.labels import label_examples, labelable_dates, load_activity
-from models.training import FeatureMatrix, fit_baselines, time_split, train_model
-from tideline.errors import ModelError
+from tideline.core.errors import ModelError
+from tideline.features.store import FeatureStore
+from tideline.models import training
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.labels import label_examples, labelable_dates, load_activity
+from tideline.models.training import FeatureMatrix, fit_baselines, time_split, train_model
 
 Frame = tuple[pd.DataFrame, tuple[str, ...]]
 
@@ -24,9 +23,9 @@ Frame = tuple[pd.DataFrame, tuple[str, ...]]
 @pytest.fixture(scope="module")
 def training_frame(demo_lake_template: Path, tmp_path_factory: pytest.TempPathFactory
                    ) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    from features.churn import CHURN_VIEWS
-    from features.registry import Registry
-    from lake.local import LocalLake
+    from tideline.features.churn import CHURN_VIEWS
+    from tideline.features.registry import Registry
+    from tideline.lake.local import LocalLake
 
     lake = LocalLake(demo_lake_template)
     store = FeatureStore(lake, Registry(f"sqlite:///{tmp_path_factory.mktemp('t') / 'r.db'}"),

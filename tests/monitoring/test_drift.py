@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from monitoring.drift import ColumnPolicy, column_drift, detect_drift, drifted_share
-from monitoring.evidently_report import render_report
-from tideline.errors import MonitoringError
+from tideline.core.errors import MonitoringError
+from tideline.monitoring.drift import ColumnPolicy, column_drift, detect_drift, drifted_share
+from tideline.monitoring.evidently_report import render_report
 
 
 def frames(n: int, seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:

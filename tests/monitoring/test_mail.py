@@ -12,9 +12,16 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-
-from monitoring.mail import Attachment, Mail, Outbox, Smtp, build_message, deliver, valid_address
-from tideline.errors import ConfigError
+from tideline.core.errors import ConfigError
+from tideline.monitoring.mail import (
+    Attachment,
+    Mail,
+    Outbox,
+    Smtp,
+    build_message,
+    deliver,
+    valid_address,
+)
 
 SENDER = "tideline@example.com"
 MAIL = Mail(to=("owner@example.com", "second@example.org"), subject="Drift in customer_spending",

@@ -11,15 +11,15 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from tideline.features.stats import FeatureStats
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.registry import load_model
+from tideline.models.training import lightgbm_params
+from tideline.monitoring.alerts import owner_mails
+from tideline.monitoring.checks import MonitorRules, importance_check, null_check, performance_check
+from tideline.monitoring.events import DRIFT_EVENT, drift_event, emit
+from tideline.monitoring.monitor import MonitorResult, run_checks
 
-from features.stats import FeatureStats
-from models.churn import CHURN_MODEL
-from models.registry import load_model
-from models.training import lightgbm_params
-from monitoring.alerts import owner_mails
-from monitoring.checks import MonitorRules, importance_check, null_check, performance_check
-from monitoring.events import DRIFT_EVENT, drift_event, emit
-from monitoring.monitor import MonitorResult, run_checks
 from tests.champion import OCTOBER, Monitored
 
 SPENDING = {"spend_30d", "avg_amount_30d", "median_amount_30d", "p75_amount_90d",

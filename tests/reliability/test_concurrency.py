@@ -15,21 +15,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tideline.core.errors import RunInProgress
+from tideline.lake.base import MAIN, Lake
+from tideline.lake.lakefs import LakeFSLake
+from tideline.lake.local import LocalLake
+from tideline.lake.publish import RunHolding, find_published, publish, run_branch_name
 
-from lake.base import MAIN, Lake
-from lake.lakefs import LakeFSLake
-from lake.local import LocalLake
-from lake.publish import RunHolding, find_published, publish, run_branch_name
 from tests.conftest import LAKEFS_KEYS
 from tests.reliability.conftest import Ledger
 from tests.waiting import ROOT, wait_for
-from tideline.errors import RunInProgress
 
 RUN = """
 import json, sys, time
 from pathlib import Path
-from lake.local import LocalLake
-from lake.publish import publish
+from tideline.lake.local import LocalLake
+from tideline.lake.publish import publish
 
 root, run_id, files, inside, go = sys.argv[1:]
 lake = LocalLake(root)
@@ -185,10 +185,10 @@ def short_holds(lake: Lake) -> Lake:
 def opener(lake: Lake) -> str:
     """Python source opening `lake` again, in this process or another (a second client)."""
     if isinstance(lake, LakeFSLake):
-        return (f"__import__('lake.lakefs').lakefs.LakeFSLake({lake.endpoint!r}, "
+        return (f"__import__('tideline.lake.lakefs').lakefs.LakeFSLake({lake.endpoint!r}, "
                 f"*{LAKEFS_KEYS!r}, {lake.repository!r}, run_hold_ttl={lake.run_hold_ttl!r})")
     assert isinstance(lake, LocalLake)
-    return f"__import__('lake.local').local.LocalLake({str(lake.root)!r})"
+    return f"__import__('tideline.lake.local').local.LocalLake({str(lake.root)!r})"
 
 
 def reopen(lake: Lake) -> Lake:
@@ -233,7 +233,7 @@ def test_a_held_run_id_refuses_a_second_holder_until_released(lake: Lake) -> Non
 HOLDER = """
 import sys, time
 from pathlib import Path
-from lake.publish import publish
+from tideline.lake.publish import publish
 
 lake = {opener}
 with publish(lake, sys.argv[1], message="doomed") as run:
@@ -297,12 +297,12 @@ import numpy as np
 import pandas as pd
 from sklearn.dummy import DummyClassifier
 
-from features.store import TrainingSet
-from lake.local import LocalLake
-from models.churn import CHURN_MODEL
-from models.evaluation import Metrics
-from models.registry import ModelRegistry, register_model
-from models.training import FeatureMatrix, TrainedModel
+from tideline.features.store import TrainingSet
+from tideline.lake.local import LocalLake
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.evaluation import Metrics
+from tideline.models.registry import ModelRegistry, register_model
+from tideline.models.training import FeatureMatrix, TrainedModel
 
 root, url, writer, count, promotions, go = sys.argv[1:]
 x = np.random.default_rng(len(writer)).normal(size=(200, 2))
@@ -352,7 +352,7 @@ def test_two_processes_registering_one_model_keep_every_version(
     with distinct numbers, each with its own row, tag, registration event and artifacts at its
     commit. Promotions racing each other leave exactly one champion, every promotion having
     archived the one champion before it (none twice, none left beside the new one)."""
-    from models.registry import ModelRegistry, load_model
+    from tideline.models.registry import ModelRegistry, load_model
 
     url = (request.getfixturevalue("postgres_database") if database == "postgres"
            else f"sqlite:///{tmp_path / 'models.db'}")

@@ -10,21 +10,21 @@ import numpy as np
 import pandas as pd
 import pytest
 from markupsafe import escape
+from tideline.core.errors import ConfigError
+from tideline.features.discovery.generate import Candidate
+from tideline.features.discovery.report import selection_report
+from tideline.features.discovery.select import Selection
+from tideline.ingestion.contracts import Contract
+from tideline.ingestion.report import render_html
+from tideline.ingestion.validation import validate
+from tideline.monitoring.alerts import owner_mails
+from tideline.monitoring.checks import MonitorRules, NullCheck
+from tideline.monitoring.drift import ColumnDrift
+from tideline.monitoring.evidently_report import render_report
+from tideline.monitoring.mail import Mail, build_message
+from tideline.monitoring.monitor import FeatureCheck, MonitorResult
 
-from features.discovery.generate import Candidate
-from features.discovery.report import selection_report
-from features.discovery.select import Selection
-from ingestion.contracts import Contract
-from ingestion.report import render_html
-from ingestion.validation import validate
-from monitoring.alerts import owner_mails
-from monitoring.checks import MonitorRules, NullCheck
-from monitoring.drift import ColumnDrift
-from monitoring.evidently_report import render_report
-from monitoring.mail import Mail, build_message
-from monitoring.monitor import FeatureCheck, MonitorResult
 from tests.reliability.conftest import Ledger
-from tideline.errors import ConfigError
 
 PAYLOADS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>',
             "<svg/onload=alert(1)>", "</td></table><iframe src=javascript:alert(1)>"]

@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tideline.core.errors import SourceError
+from tideline.ingestion.audit import validate_dataset
+from tideline.ingestion.connectors.files import FileConnector
+from tideline.ingestion.contracts import Contract
+from tideline.ingestion.landing import land
+from tideline.ingestion.sources import FileSource
+from tideline.lake.local import LocalLake
+from tideline.lake.tables import read_frame
 
-from ingestion.audit import validate_dataset
-from ingestion.connectors.files import FileConnector
-from ingestion.contracts import Contract
-from ingestion.landing import land
-from ingestion.sources import FileSource
-from lake.local import LocalLake
-from lake.tables import read_frame
 from tests.reliability.conftest import Ledger
-from tideline.errors import SourceError
 
 NOW = datetime(2026, 7, 1, tzinfo=UTC)
 CONTRACT = Contract.from_dict({

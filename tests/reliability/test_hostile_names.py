@@ -10,22 +10,22 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
-
-from features.churn import DEMO_VIEWS
-from features.definitions import Feature
-from ingestion.connectors.sql import SqlConnector
-from ingestion.sources import FileSource, SqlSource
-from lake.base import check_branch, check_path
-from lake.local import LocalLake
-from tests.reliability.conftest import Ledger
-from tideline.errors import (
+from tideline.core.errors import (
     ConfigError,
     FeatureDefinitionError,
     InvalidName,
     InvalidPath,
     SourceError,
 )
-from tideline.settings import load_settings
+from tideline.core.settings import load_settings
+from tideline.features.churn import DEMO_VIEWS
+from tideline.features.definitions import Feature
+from tideline.ingestion.connectors.sql import SqlConnector
+from tideline.ingestion.sources import FileSource, SqlSource
+from tideline.lake.base import check_branch, check_path
+from tideline.lake.local import LocalLake
+
+from tests.reliability.conftest import Ledger
 
 HOSTILE_NAMES = [
     "../x", "../../etc/passwd", "/etc/passwd", "a/../../b", "C:\\Windows", "x; rm -rf /",

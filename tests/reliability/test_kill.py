@@ -1,5 +1,5 @@
-"""SIGKILL at every failpoint (`tideline.faults`): the `tideline` CLI runs one stage of the demo
-in a subprocess with `TIDELINE_KILL_AT` set, starting from a copy of an uninterrupted reference
+"""SIGKILL at every failpoint (`tideline.core.faults`): the `tideline` CLI runs one stage of the
+demo in a subprocess with `TIDELINE_KILL_AT` set, starting from a copy of an uninterrupted reference
 run's data directory as it stood before that stage. After the kill main is exactly where it was
 and nothing half-done is visible; the same run id re-run without the fault publishes the same
 content as the reference."""
@@ -19,20 +19,20 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from tideline.core.faults import KILL_AT
+from tideline.features.churn import CHURN_VIEWS
+from tideline.features.registry import Registry
+from tideline.features.store import FeatureStore
+from tideline.lake.base import MAIN
+from tideline.lake.local import LocalLake
+from tideline.lake.publish import run_branch_name
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.labels import label_examples, labelable_dates, load_activity
+from tideline.models.registry import ModelRegistry
+from tideline.models.training import train_model
 
-from features.churn import CHURN_VIEWS
-from features.registry import Registry
-from features.store import FeatureStore
-from lake.base import MAIN
-from lake.local import LocalLake
-from lake.publish import run_branch_name
-from models.churn import CHURN_MODEL
-from models.labels import label_examples, labelable_dates, load_activity
-from models.registry import ModelRegistry
-from models.training import train_model
 from tests.reliability.conftest import Ledger
-from tests.waiting import ROOT
-from tideline.faults import KILL_AT
+from tests.waiting import CLI, ROOT
 
 RUN_ID = "t1"
 STAGES = {
@@ -58,7 +58,7 @@ def tideline(data_dir: Path, stage: str, kill_at: str | None = None
     env.pop(KILL_AT, None)
     if kill_at:
         env[KILL_AT] = kill_at
-    return subprocess.run([sys.executable, "-m", "deployments.cli", *STAGES[stage]], cwd=ROOT,
+    return subprocess.run([*CLI, *STAGES[stage]], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -206,9 +206,9 @@ def test_a_ray_worker_killed_mid_write_costs_a_retry_not_data(
 REGISTER = """
 import pickle, sys
 from pathlib import Path
-from lake.local import LocalLake
-from models.churn import CHURN_MODEL
-from models.registry import ModelRegistry, register_model
+from tideline.lake.local import LocalLake
+from tideline.models.churn import CHURN_MODEL
+from tideline.models.registry import ModelRegistry, register_model
 
 root = Path(sys.argv[1])
 training, trained = pickle.loads((root / "trained.pickle").read_bytes())

@@ -10,18 +10,18 @@ import time
 
 import pytest
 import ray
-
-from flows.build_features import ray_task_runner
-from tests.reliability.conftest import Ledger
-from tideline.errors import RayUnavailable
-from tideline.ray_runtime import (
+from tideline.core.errors import RayUnavailable
+from tideline.core.ray_runtime import (
     LOCAL_RAY,
-    PROJECT_ROOT,
     check_reachable,
     ensure_ray,
     init_kwargs,
 )
-from tideline.settings import Settings
+from tideline.core.settings import Settings
+from tideline.flows.build_features import ray_task_runner
+
+from tests.reliability.conftest import Ledger
+from tests.waiting import ROOT
 
 
 def closed_port() -> int:
@@ -63,7 +63,7 @@ def test_a_reachable_head_is_joined_with_the_project_shipped() -> None:
         address = f"ray://127.0.0.1:{head.getsockname()[1]}"
         kwargs = init_kwargs(address)
     assert kwargs["address"] == address
-    assert kwargs["runtime_env"]["working_dir"] == str(PROJECT_ROOT)
-    assert (PROJECT_ROOT / "flows" / "build_features.py").is_file()
+    assert kwargs["runtime_env"]["working_dir"] == str(ROOT)  # this source checkout
+    assert (ROOT / "flows" / "build_features.py").is_file()
     assert ".venv/" in kwargs["runtime_env"]["excludes"]
     assert init_kwargs(None) == LOCAL_RAY

@@ -17,23 +17,23 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from tideline.core.errors import SourceUnavailable
+from tideline.core.settings import load_settings
+from tideline.features.online.sqlite import SQLiteOnlineStore
+from tideline.ingestion.connectors.sql import SqlConnector
+from tideline.ingestion.landing import checkpoint_path, pull_and_land, read_checkpoint
+from tideline.ingestion.sources import SqlSource
+from tideline.lake.base import MAIN
+from tideline.lake.local import LocalLake
+from tideline.lake.publish import publish, run_branch_name
+from tideline.streaming.processor import StreamConfig, open_processor
 
-from features.online.sqlite import SQLiteOnlineStore
-from ingestion.connectors.sql import SqlConnector
-from ingestion.landing import checkpoint_path, pull_and_land, read_checkpoint
-from ingestion.sources import SqlSource
-from lake.base import MAIN
-from lake.local import LocalLake
-from lake.publish import publish, run_branch_name
-from streaming.processor import StreamConfig, open_processor
 from tests.features.conftest import AS_OF, churn_tables
 from tests.features.test_engine import assert_same
 from tests.reliability.conftest import Ledger
 from tests.services import Nats, Postgres, start_or_skip
 from tests.streaming.test_processor import as_json, lake_before, online_values
 from tests.streaming.test_state import VIEWS, batch_values
-from tideline.errors import SourceUnavailable
-from tideline.settings import load_settings
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +236,7 @@ def test_nats_restarted_mid_stream_the_processor_reconnects_to_the_uninterrupted
     later = as_json(events[(events["ts"] >= day) & (events["ts"] < AS_OF)].sort_values("ts"))
     half = len(later) // 2
     subject = "restart-events"
-    settings = load_settings(data_dir=tmp_path, feature_views="features.churn:DEMO_VIEWS")
+    settings = load_settings(data_dir=tmp_path, feature_views="tideline.features.churn:DEMO_VIEWS")
     processor = open_processor(settings, StreamConfig(
         name="restart", url=private_nats.url, subject=subject, start="all", batch_size=5,
         max_wait_seconds=0.05, checkpoint_seconds=0.5, connect_timeout_seconds=5))

@@ -24,10 +24,10 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from schemathesis.config import SchemathesisConfig
+from tideline.features.churn import CHURN_VIEWS
+from tideline.features.serving import MAX_BODY_BYTES, MAX_ENTITIES, MAX_FEATURES, create_app
+from tideline.features.store import FeatureStore
 
-from features.churn import CHURN_VIEWS
-from features.serving import MAX_BODY_BYTES, MAX_ENTITIES, MAX_FEATURES, create_app
-from features.store import FeatureStore
 from tests.features import test_serving
 from tests.reliability.conftest import Ledger
 

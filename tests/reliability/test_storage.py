@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tideline.core.errors import CorruptObject, LakeFull
+from tideline.ingestion.audit import clean_keys
+from tideline.lake.base import MAIN
+from tideline.lake.local import LocalLake
+from tideline.lake.tables import read_frame, write_table
 
-from ingestion.audit import clean_keys
-from lake.base import MAIN
-from lake.local import LocalLake
-from lake.tables import read_frame, write_table
 from tests.reliability.conftest import Ledger
 from tests.services import skip_or_fail
-from tideline.errors import CorruptObject, LakeFull
 
 DISK = "2m"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ingestion.connectors.stream import run_sync
+from tideline.ingestion.connectors.stream import run_sync
 
 
 def publish(url: str, subject: str, payloads: list[bytes]) -> None:

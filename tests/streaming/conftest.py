@@ -5,8 +5,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
-from ingestion.connectors.stream import run_sync
+from tideline.ingestion.connectors.stream import run_sync
 
 
 @pytest.fixture

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tideline.features.churn import ACTIVITY, CHURN_VIEWS
+from tideline.features.online.sqlite import SQLiteOnlineStore
+from tideline.features.store import FeatureStore
+from tideline.lake.local import LocalLake
+from tideline.models.scoring import OnlineScorer
+from tideline.streaming.processor import StreamConfig, StreamProcessor
+from tideline.streaming.records import EventShape
+from tideline.streaming.state import event_schema
 
-from features.churn import ACTIVITY, CHURN_VIEWS
-from features.online.sqlite import SQLiteOnlineStore
-from features.store import FeatureStore
-from lake.local import LocalLake
-from models.scoring import OnlineScorer
-from streaming.processor import StreamConfig, StreamProcessor
-from streaming.records import EventShape
-from streaming.state import event_schema
 from tests.champion import OCTOBER, Monitored
 from tests.streaming.broker import publish, read_subject
 
@@ -77,6 +77,6 @@ def test_failed_payments_score_the_customer_at_once_and_high_risk_is_alerted(
 
 
 def _source_schema(lake: LocalLake):  # noqa: ANN202 - pyarrow Schema
-    from features.offline import source_schema
+    from tideline.features.offline import source_schema
 
     return source_schema(lake, "main", ACTIVITY.source, ACTIVITY.name)

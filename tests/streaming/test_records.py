@@ -8,10 +8,9 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from deployments.demo import PROJECT_FILE
-from ingestion.project import load_project
-from streaming.records import EventShape, decode
+from tideline.deployments.demo import PROJECT_FILE
+from tideline.ingestion.project import load_project
+from tideline.streaming.records import EventShape, decode
 
 NOW = 1_790_000_000 * 10**9  # 2026-09-21
 CONTRACT = load_project(PROJECT_FILE, demo_dir=".", demo_api="http://127.0.0.1",

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from tideline.features.churn import ACTIVITY, SIGNALS
+from tideline.features.engine import Events, Spine, compute_views
+from tideline.streaming.state import StreamState, event_schema
 
-from features.churn import ACTIVITY, SIGNALS
-from features.engine import Events, Spine, compute_views
-from streaming.state import StreamState, event_schema
 from tests.features.conftest import AS_OF, churn_tables
 from tests.features.test_engine import assert_same
 
@@ -118,7 +118,7 @@ def test_eviction_keeps_the_windows_and_snapshots_restore_the_same_values(
 
 def test_events_applied_while_a_compaction_runs_are_kept(
         events: pd.DataFrame, schema: pa.Schema, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("streaming.state.TAIL_CHUNKS", 3)  # the tail is combined meanwhile
+    monkeypatch.setattr("tideline.streaming.state.TAIL_CHUNKS", 3)  # the tail is combined meanwhile
     day = AS_OF - DAY
     state = new_state(schema)
     state.apply(table(events[events["ts"] < day - DAY], schema))

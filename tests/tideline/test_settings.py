@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tideline.errors import ConfigError
-from tideline.settings import load_settings
+from tideline.core.errors import ConfigError
+from tideline.core.settings import load_settings
 
 
 def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -14,12 +14,11 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ingestion.connectors import connector_for
-from ingestion.connectors.files import FileConnector, read_csv, read_ragged_csv
-from ingestion.landing import RAW_TEXT
-from ingestion.sources import FileSource, Window
-from tideline.errors import SourceError
+from tideline.core.errors import SourceError
+from tideline.ingestion.connectors import connector_for
+from tideline.ingestion.connectors.files import FileConnector, read_csv, read_ragged_csv
+from tideline.ingestion.landing import RAW_TEXT
+from tideline.ingestion.sources import FileSource, Window
 
 HEADER = "customer_id,email,plan,updated_at\n"
 DAY1 = HEADER + (

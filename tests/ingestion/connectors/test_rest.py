@@ -13,12 +13,11 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from ingestion.connectors import connector_for
-from ingestion.connectors.rest import RestConnector, after_cursor
-from ingestion.demo_api import Faults, serve_records
-from ingestion.sources import RestSource, Window
-from tideline.errors import SourceError, SourceUnavailable
+from tideline.core.errors import SourceError, SourceUnavailable
+from tideline.ingestion.connectors import connector_for
+from tideline.ingestion.connectors.rest import RestConnector, after_cursor
+from tideline.ingestion.demo_api import Faults, serve_records
+from tideline.ingestion.sources import RestSource, Window
 
 TOKEN = "t0ken-for-tests"
 

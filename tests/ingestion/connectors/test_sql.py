@@ -14,11 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
-from ingestion.connectors import connector_for
-from ingestion.connectors.sql import SqlConnector, held, stacked
-from ingestion.sources import SqlSource, Window
-from tideline.errors import SourceError, SourceUnavailable
+from tideline.core.errors import SourceError, SourceUnavailable
+from tideline.ingestion.connectors import connector_for
+from tideline.ingestion.connectors.sql import SqlConnector, held, stacked
+from tideline.ingestion.sources import SqlSource, Window
 
 
 @dataclass

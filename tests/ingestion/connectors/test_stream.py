@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from ingestion.connectors import connector_for
-from ingestion.connectors.stream import StreamConnector
-from ingestion.sources import StreamSource, Window
-from tideline.errors import SourceError, SourceUnavailable
+from tideline.core.errors import SourceError, SourceUnavailable
+from tideline.ingestion.connectors import connector_for
+from tideline.ingestion.connectors.stream import StreamConnector
+from tideline.ingestion.sources import StreamSource, Window
 
 
 def event(i: int) -> dict:

@@ -8,8 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-
-from tideline.errors import RegistryError
+from tideline.core.errors import RegistryError
 
 Migration = Callable[[Connection], None]
 

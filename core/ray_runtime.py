@@ -9,14 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tideline.errors import RayUnavailable
+from tideline.core.errors import RayUnavailable
 
 RAY_INIT = {"include_dashboard": False, "log_to_driver": False}
 LOCAL_RAY = {**RAY_INIT, **({} if os.environ.get("RAY_ADDRESS") else {"address": "local"})}
 """Without an address (ours or Ray's own RAY_ADDRESS), a new local Ray: never the cluster a
 leftover /tmp/ray/ray_current_cluster names, whose head may be long gone (`ray.init()` would
 wait minutes for it)."""
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_EXCLUDES = [".venv/", ".tideline/", ".git/", "**/__pycache__/", "*.egg-info/",
                     "benchmarks/", "tests/"]
 REACH_SECONDS = 5.0
@@ -30,8 +29,18 @@ def init_kwargs(address: str | None) -> dict[str, Any]:
     if address is None:
         return LOCAL_RAY
     check_reachable(address)
-    shipped = {"working_dir": str(PROJECT_ROOT), "excludes": SHIPPED_EXCLUDES}
-    return {**RAY_INIT, "address": address, "runtime_env": shipped}
+    return {**RAY_INIT, "address": address, "runtime_env": shipped_code()}
+
+
+def shipped_code() -> dict[str, Any]:
+    """tideline's code for a cluster's workers: a source checkout as Ray's `working_dir` (its
+    `tideline` package finds the others beside it), an installed package as a `py_module`."""
+    import tideline
+
+    if len(tideline.__path__) > 1:  # a source checkout: see tideline/__init__.py
+        checkout = Path(tideline.__path__[-1])
+        return {"working_dir": str(checkout), "excludes": SHIPPED_EXCLUDES}
+    return {"py_modules": [tideline.__path__[0]]}
 
 
 def check_reachable(address: str, timeout: float = REACH_SECONDS) -> None:
@@ -56,8 +65,7 @@ def ensure_ray() -> None:
     """Ray for this process: the instance it is connected to, else the configured cluster or
     a new local Ray."""
     import ray
-
-    from tideline.settings import load_settings
+    from tideline.core.settings import load_settings
 
     if not ray.is_initialized():
         ray.init(**init_kwargs(load_settings().ray_address))

@@ -14,9 +14,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-
-from tideline.addresses import valid_address
-from tideline.errors import ConfigError
+from tideline.core.addresses import valid_address
+from tideline.core.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -38,11 +37,11 @@ class Settings(BaseSettings):
     lake_max_read_bytes: int = 2 * 1024**3
     """Refuse to read a single object larger than this into memory."""
 
-    feature_views: str = "features.churn:DEMO_VIEWS"
+    feature_views: str = "tideline.features.churn:DEMO_VIEWS"
     """The feature views to build: `module:attribute` of a list of views, or a YAML file."""
-    model_spec: str = "models.churn:CHURN_MODEL"
+    model_spec: str = "tideline.models.churn:CHURN_MODEL"
     """The model to train, score and monitor: `module:attribute` of a ModelSpec, or a YAML file
-    (see `models.spec.load_model_spec`)."""
+    (see `tideline.models.spec.load_model_spec`)."""
     feature_partitions: int = Field(default=2, ge=1)
     """Entity hash partitions: one Ray task each."""
     ray_address: str | None = None

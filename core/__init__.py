@@ -1,0 +1,1 @@
+"""Project-wide pieces every package shares: the settings object and the error family."""
