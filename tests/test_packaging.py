@@ -2,6 +2,7 @@
 dist-info) into site-packages and nothing else, and the product imports from there alone."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,11 @@ print(tideline.core.settings.Settings().feature_views)
 
 
 def test_a_wheel_installs_one_top_level_name_that_imports_on_its_own(tmp_path: Path) -> None:
-    target = tmp_path / "site"
+    source, target = tmp_path / "source", tmp_path / "site"  # pip builds inside the source tree
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", ".tideline", "build", "*.egg-info", "__pycache__", "benchmarks"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--target", str(target), str(ROOT)],
+                    "--target", str(target), str(source)],
                    check=True, capture_output=True, text=True, cwd=tmp_path)
     installed = sorted(p.name for p in target.iterdir() if p.name != "bin")
     assert installed == ["tideline", "tideline-0.1.0.dist-info"]

@@ -185,10 +185,10 @@ def short_holds(lake: Lake) -> Lake:
 def opener(lake: Lake) -> str:
     """Python source opening `lake` again, in this process or another (a second client)."""
     if isinstance(lake, LakeFSLake):
-        return (f"__import__('tideline.lake.lakefs').lakefs.LakeFSLake({lake.endpoint!r}, "
+        return (f"__import__('tideline.lake.lakefs', fromlist=['_']).LakeFSLake({lake.endpoint!r}, "
                 f"*{LAKEFS_KEYS!r}, {lake.repository!r}, run_hold_ttl={lake.run_hold_ttl!r})")
     assert isinstance(lake, LocalLake)
-    return f"__import__('tideline.lake.local').local.LocalLake({str(lake.root)!r})"
+    return f"__import__('tideline.lake.local', fromlist=['_']).LocalLake({str(lake.root)!r})"
 
 
 def reopen(lake: Lake) -> Lake:
