@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: demo test lint bench-lake bench-drift bench-train system
+.PHONY: demo test test-slow lint bench-lake bench-drift bench-train system
 
 $(BIN)/tideline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,17 @@ system:
 	@bash tools/lakefs.sh build >/dev/null || test $$? -eq 3
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
-test: $(BIN)/tideline system
-	@$(BIN)/python -m pytest; rc=$$?; \
+define pytest
+	@$(BIN)/python -m pytest $(1); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+endef
+
+# Everything but the end-to-end scenarios (marked slow), which `make test-slow` runs; CI runs both.
+test: $(BIN)/tideline system
+	$(call pytest,-m "not slow")
+
+test-slow: $(BIN)/tideline system
+	$(call pytest,-m slow)
 
 lint: $(BIN)/tideline
 	$(BIN)/ruff check .
