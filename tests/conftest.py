@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from tests.services import (  # noqa: E402
     Nats,
     Postgres,
     Redis,
+    S,
     start_or_skip,
 )
 
@@ -51,13 +52,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
+def _serve(name: str, create: Callable[[], S], described: Callable[[S], str]) -> Iterator[S]:
+    """A session's server: started (or skipped), named in the summary, closed at the end."""
+    server = start_or_skip(name, create)
+    STARTED.append(described(server))
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope="session")
 def lakefs_server() -> Iterator[LakeFS]:
     """One real lakeFS server for the session, built from its Go module."""
-    server = start_or_skip("lakefs", LakeFS.create)
-    STARTED.append(f"lakeFS {server.version} at {server.endpoint}")
-    yield server
-    server.close()
+    yield from _serve("lakefs", LakeFS.create, lambda s: f"lakeFS {s.version} at {s.endpoint}")
 
 
 @pytest.fixture(scope="session")
@@ -75,26 +81,17 @@ def lakefs_lake(lakefs_endpoint: str) -> Lake:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Postgres]:
-    server = start_or_skip("postgres", Postgres.create)
-    STARTED.append(f"postgres at {server.url}")
-    yield server
-    server.close()
+    yield from _serve("postgres", Postgres.create, lambda s: f"postgres at {s.url}")
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[Redis]:
-    server = start_or_skip("redis", Redis.create)
-    STARTED.append(f"redis at {server.url}")
-    yield server
-    server.close()
+    yield from _serve("redis", Redis.create, lambda s: f"redis at {s.url}")
 
 
 @pytest.fixture(scope="session")
 def nats_server() -> Iterator[Nats]:
-    server = start_or_skip("nats", Nats.create)
-    STARTED.append(f"nats at {server.url}")
-    yield server
-    server.close()
+    yield from _serve("nats", Nats.create, lambda s: f"nats at {s.url}")
 
 
 @pytest.fixture

@@ -127,6 +127,12 @@ class Server:
             raise
         return self
 
+    @classmethod
+    def create(cls: type[S]) -> S:
+        """A new server in a temporary directory of its own, started; `Unavailable` (from
+        `argv`) when its binary is missing."""
+        return cls(_temporary(cls.name)).launched()
+
 
 def _temporary(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"tideline-{prefix}-"))
@@ -149,11 +155,6 @@ class Nats(Server):
         return [_binary("nats-server", "/usr/sbin/nats-server"), "-a", "127.0.0.1",
                 "-p", str(self.port), "-js", "-sd", str(self.root / "store")]
 
-    @classmethod
-    def create(cls) -> Nats:
-        _binary("nats-server", "/usr/sbin/nats-server")
-        return cls(_temporary("nats")).launched()
-
 
 # -- Redis ---------------------------------------------------------------------------------
 
@@ -171,11 +172,6 @@ class Redis(Server):
     def argv(self) -> list[str]:
         return [_binary("redis-server"), "--bind", "127.0.0.1", "--port", str(self.port),
                 "--save", "", "--appendonly", "no", "--dir", str(self.root)]
-
-    @classmethod
-    def create(cls) -> Redis:
-        _binary("redis-server")
-        return cls(_temporary("redis")).launched()
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------
@@ -316,4 +312,4 @@ class LakeFS(Server):
     @classmethod
     def create(cls) -> LakeFS:
         lakefs_binary()  # built (or found) before the clock of start() runs
-        return cls(_temporary("lakefs")).launched()
+        return super().create()
