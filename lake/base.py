@@ -155,12 +155,18 @@ def is_commit_abbreviation(name: str) -> bool:
 
 
 def check_abbreviation(name: str) -> None:
-    """Refuse a prefix of a commit id too short to name a commit (`MIN_ABBREVIATION`)."""
-    if is_commit_abbreviation(name) and len(name) < MIN_ABBREVIATION:
+    """Refuse a prefix of a commit id too short to name a commit (`MIN_ABBREVIATION`); call it
+    once `name` is known to be no branch or tag."""
+    if is_short_abbreviation(name):
         raise RefNotFound(
             f"no branch or tag named {name!r}, and {name!r} is too short to name a commit: "
             f"give at least {MIN_ABBREVIATION} characters of a commit id"
         )
+
+
+def is_short_abbreviation(name: str) -> bool:
+    """Whether `name` looks like a commit id prefix shorter than `MIN_ABBREVIATION`."""
+    return is_commit_abbreviation(name) and len(name) < MIN_ABBREVIATION
 
 
 def check_path(path: str) -> str:

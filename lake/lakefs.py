@@ -42,7 +42,6 @@ from tideline.core.errors import (
 )
 from tideline.lake.base import (
     MAIN,
-    MIN_ABBREVIATION,
     Change,
     Commit,
     ObjectInfo,
@@ -54,7 +53,7 @@ from tideline.lake.base import (
     check_readable,
     check_repository,
     check_tag,
-    is_commit_abbreviation,
+    is_short_abbreviation,
     parse_ref,
 )
 from tideline.lake.publish import run_branch_name
@@ -313,8 +312,7 @@ class LakeFSLake:
         but tideline does not (`MIN_ABBREVIATION`): a short hex name that is no branch or tag,
         which lakeFS would read as the start of some commit id."""
         base, _ = parse_ref(ref)
-        if (is_commit_abbreviation(base) and len(base) < MIN_ABBREVIATION
-                and not self._names_branch_or_tag(base)):
+        if is_short_abbreviation(base) and not self._names_branch_or_tag(base):
             check_abbreviation(base)
         return ref
 
