@@ -23,7 +23,7 @@ work dir; the slice is the first customers of the same sequence.
    test fold is never looked at). Timed: labelling; profile + generation; candidate
    computation; interactions (screening, ranking and their computation); selection. Then
    `tideline.models.training.train_model` three times on the same examples and the same time
-   split: (a) the hand-declared churn features (`tideline.features.churn.CHURN_VIEWS`, computed
+   split: (a) the hand-declared churn features (`tideline.demo.views.CHURN_VIEWS`, computed
    by the engine on the same spine), (b) the kept discovered features, (c) both; each reports
    the test fold's ROC-AUC and PR-AUC (LightGBM, and the logistic-regression baseline) and its time.
 2. Against Featuretools (two more fresh interpreters, on the slice). Featuretools DFS with the
@@ -72,19 +72,19 @@ from feature_bench import AS_OF, ATOL, RTOL, PreparedLake, label, prepare, sourc
 from rich.console import Console
 from rich.table import Table
 from tideline.core.settings import Settings
-from tideline.deployments.demo import declared_project
-from tideline.features.churn import CHURN_VIEWS, CUSTOMER, CUSTOMERS
-from tideline.features.discovery.generate import CandidateSet, generate, interactions
-from tideline.features.discovery.schema import ChildTable, SchemaGraph, profile
-from tideline.features.discovery.select import SelectionRules, Selector, select
+from tideline.demo.generator import DemoSpec
+from tideline.demo.model import CHURN_MODEL
+from tideline.demo.project import declared_project
+from tideline.demo.views import CHURN_VIEWS, CUSTOMER, CUSTOMERS
+from tideline.discovery.generate import CandidateSet, generate, interactions
+from tideline.discovery.schema import ChildTable, SchemaGraph, profile
+from tideline.discovery.select import SelectionRules, Selector, select
 from tideline.features.engine import Events, Spine, compute_views
 from tideline.features.materialize import as_of_time, load_events
 from tideline.features.offline import read_source
 from tideline.features.plan import plan_from_lake
 from tideline.flows.discover import INTERACTING
-from tideline.ingestion.demo import DemoSpec
 from tideline.lake.local import LocalLake
-from tideline.models.churn import CHURN_MODEL
 from tideline.models.labels import label_examples, labelable_dates, load_activity
 from tideline.models.training import TrainedModel, time_split, train_model
 
@@ -96,7 +96,7 @@ DFS_TARGET = 20.0
 """The issue's target: discovery at least this many times faster than Featuretools DFS."""
 MAX_LEVELS = 12
 """Featuretools' interesting values: every value of a text column with at most this many (the
-columns discovery treats as categorical, `tideline.features.discovery.schema.MAX_LEVELS`)."""
+columns discovery treats as categorical, `tideline.discovery.schema.MAX_LEVELS`)."""
 FT_PRIMITIVES = ["count", "sum", "mean", "max", "min", "std", "skew", "num_unique",
                  "time_since_last"]
 FT_WHERE = ["count", "sum"]

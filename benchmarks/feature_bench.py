@@ -1,4 +1,4 @@
-"""Feature engine throughput: the churn feature set (`tideline.features.churn`: 48 windowed and 9
+"""Feature engine throughput: the churn feature set (`tideline.demo.views`: 48 windowed and 9
 derived features) computed by tideline on Ray, against the same features hand-written in DuckDB
 SQL, polars (lazy) and plain pandas groupby, and Featuretools DFS on a slice.
 
@@ -8,7 +8,7 @@ SQL, polars (lazy) and plain pandas groupby, and Featuretools DFS on a slice.
 
 Data: the demo generator without defects over 2026-06-01..09-30, generated 50,000 customers at a
 time and written to a local lake as the typed clean tables ingestion publishes (one Parquet
-object per dataset and day, in hash buckets of the customer id: `tideline.ingestion.layout`),
+object per dataset and day, in hash buckets of the customer id: `tideline.lake.buckets`),
 committed on main. Lakes are cached under the work dir, keyed by
 the spec, so re-runs skip generation; the smaller ones (scaling points, the Featuretools slice)
 hold the first customers of the same sequence.
@@ -51,12 +51,12 @@ from children import PeakMemory, run_child, tree_rss
 from feature_references import FEATURETOOLS_TWINS, REFERENCES, Files
 from rich.console import Console
 from rich.table import Table
-from tideline.features.churn import CHURN_VIEWS
+from tideline.demo.generator import DemoSpec, generate
+from tideline.demo.views import CHURN_VIEWS
 from tideline.features.materialize import materialize_partition
 from tideline.features.offline import read_features
 from tideline.features.plan import plan_from_lake
-from tideline.ingestion.demo import DemoSpec, generate
-from tideline.ingestion.layout import clean_path, write_bucketed
+from tideline.lake.buckets import clean_path, write_bucketed
 from tideline.lake.local import LocalLake
 
 AS_OF = date(2026, 10, 1)

@@ -1,4 +1,4 @@
-"""Reference engines for the feature benchmark: the churn feature set of `tideline.features.churn`
+"""Reference engines for the feature benchmark: the churn feature set of `tideline.demo.views`
 (48 windowed features, 9 derived) as of one date, written by hand in DuckDB SQL, polars (lazy)
 and plain pandas groupby, plus the nearest Featuretools DFS. Each reads the same Parquet files as
 tideline and shares no code with its engine.
@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import polars as pl
-from tideline.features.churn import CHURN_VIEWS
+from tideline.demo.views import CHURN_VIEWS
 
 Files = dict[str, list[str]]
 """Dataset name -> its Parquet files."""

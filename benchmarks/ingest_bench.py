@@ -45,8 +45,9 @@ import psycopg
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
+from tideline.demo.generator import DemoData, DemoSpec, generate, write_crm_csv, write_sql
+from tideline.demo.project import PROJECT_FILE
 from tideline.ingestion.audit import audit, enforce_gate
-from tideline.ingestion.demo import DemoData, DemoSpec, generate, write_crm_csv, write_sql
 from tideline.ingestion.landing import pull_and_land
 from tideline.ingestion.project import Project, load_project
 from tideline.ingestion.sources import FileSource, Source, SqlSource
@@ -79,8 +80,8 @@ def demo_data(rows: int) -> DemoData:
 
 def project(source: Source) -> Project:
     """The demo project's contracts, fed by `source` alone."""
-    demo = load_project(Path(__file__).parent.parent / "ingestion" / "demo_project.yaml",
-                        demo_dir="", demo_api="http://unused", validation_time=NOW.isoformat())
+    demo = load_project(PROJECT_FILE, demo_dir="", demo_api="http://unused",
+                        validation_time=NOW.isoformat())
     return Project(sources=(source,), contracts=demo.contracts, validation_time=NOW)
 
 

@@ -56,8 +56,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tideline.deployments.demo import PROJECT_FILE, demo_placeholders  # noqa: E402 - needs the path above
-from tideline.ingestion.demo import (  # noqa: E402
+from tideline.demo.generator import (  # noqa: E402
     DemoData,
     DemoSpec,
     generate,
@@ -66,6 +65,7 @@ from tideline.ingestion.demo import (  # noqa: E402
     write_event_log,
     write_sql,
 )
+from tideline.demo.project import PROJECT_FILE, demo_placeholders  # noqa: E402 - needs the path above
 from tideline.ingestion.project import fill_placeholders  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"

@@ -70,7 +70,8 @@ from children import run_child
 from feature_bench import WEEKLY, PreparedLake, disagreements, prepare
 from rich.console import Console
 from rich.table import Table
-from tideline.features.churn import CHURN_VIEWS
+from tideline.demo.generator import DemoSpec
+from tideline.demo.views import CHURN_VIEWS
 from tideline.features.materialize import as_of_time, materialize_partition
 from tideline.features.online.base import OnlineStore
 from tideline.features.online.redis import RedisOnlineStore
@@ -79,7 +80,6 @@ from tideline.features.plan import plan_from_lake
 from tideline.features.registry import Registry
 from tideline.features.retrieval import read_snapshot
 from tideline.features.store import FeatureStore
-from tideline.ingestion.demo import DemoSpec
 from tideline.lake.local import LocalLake
 
 FEATURES = [name for view in CHURN_VIEWS for name in view.feature_names]

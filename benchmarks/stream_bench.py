@@ -90,7 +90,7 @@ def payloads(frame: pd.DataFrame) -> tuple[list[bytes], np.ndarray]:
 
 def prepare(args: argparse.Namespace, work: Path) -> None:
     """The lake with the history as the clean events table, and the stream preloaded."""
-    from tideline.ingestion.layout import clean_path, write_bucketed
+    from tideline.lake.buckets import clean_path, write_bucketed
     from tideline.lake.local import LocalLake
 
     shutil.rmtree(work, ignore_errors=True)
@@ -180,19 +180,22 @@ async def transport(case: dict) -> dict:
 
 def open_bench_processor(case: dict):  # noqa: ANN201 - a StreamProcessor
     from tideline.core.settings import load_settings
+    from tideline.demo.project import declared_project
     from tideline.streaming.processor import StreamConfig, open_processor
 
     settings = load_settings(data_dir=case["data_dir"], online_store="redis", redis_url=REDIS,
-                             feature_views="tideline.features.churn:DEMO_VIEWS")
+                             feature_views="tideline.demo.views:DEMO_VIEWS")
     config = StreamConfig(name=case["name"], url=NATS, subject=case["subject"],
                           stream=STREAM, start=case["start"], batch_size=case["batch_size"],
                           max_wait_seconds=case.get("max_wait", 0.05),
                           checkpoint_seconds=10,
                           max_future_seconds=10**9, lateness_seconds=3600)
-    return open_processor(settings, config)
+    return open_processor(settings, config, project=declared_project(settings))
 
 
 async def processor_case(case: dict) -> dict:
+    from tideline.core.process import frozen_heap
+
     processor = open_bench_processor(case)
     started = time.perf_counter()
     processor.load()
@@ -211,7 +214,8 @@ async def processor_case(case: dict) -> dict:
     stop = asyncio.Event()
     if case["kind"] == "latency":
         asyncio.get_running_loop().call_later(case["seconds"] + 10, stop.set)
-    await processor.run(stop, idle_exit=case["kind"] != "latency")
+    with frozen_heap():  # as `tideline stream` runs it
+        await processor.run(stop, idle_exit=case["kind"] != "latency")
     closing = time.perf_counter() - (batches[-1][0] if batches else time.perf_counter())
     out = {"events": int(sum(n for _, n in batches)), "batches": len(batches),
            "state_build_seconds": loaded, "final_refresh_and_checkpoint_seconds": closing,

@@ -27,7 +27,7 @@ process samples the RSS of its process tree every 0.2 s; the child also reports 
   untimed) with a `TrainingSet` for the frame; its time is the two calls together. The stages
   are timed by wrapping the functions `train_model` calls on the main thread (the outermost
   wrapped call owns the time): split (`time_split`), encoding (`FeatureMatrix.fit` /
-  `.transform`), leakage check (`single_feature_auc`, its own encoding included), LightGBM fits
+  `.transform`), leakage check (`separation`, its own encoding included), LightGBM fits
   (`rounds_on_validation` and the refit's `lgb.train`, Dataset construction included), LightGBM
   predict (validation scores for the threshold, test scores), baseline (`fit_baseline` twice,
   its `predict_proba`s), threshold & metrics (`best_f1_threshold`, `evaluate`), other (the rest
@@ -221,7 +221,7 @@ def make_frame(rows: int, seed: int) -> pd.DataFrame:
 
 def bench_spec(columns: list[str]):
     """The demo's churn spec with these columns as features and boosting capped."""
-    from tideline.models.churn import CHURN_MODEL
+    from tideline.demo.model import CHURN_MODEL
 
     return replace(CHURN_MODEL, name="churn-bench", features=tuple(columns),
                    num_boost_round=NUM_BOOST_ROUND, early_stopping_rounds=EARLY_STOPPING_ROUNDS)
@@ -314,7 +314,7 @@ def instrument(watch: Stopwatch, found: dict) -> None:
     fit = training.FeatureMatrix.fit.__func__
     training.FeatureMatrix.fit = classmethod(watch.wrap("encoding", fit))
     training.FeatureMatrix.transform = watch.wrap("encoding", training.FeatureMatrix.transform)
-    training.single_feature_auc = watch.wrap("leakage check", training.single_feature_auc)
+    training.separation = watch.wrap("leakage check", training.separation)
 
     def early(*args, **kwargs):
         booster = rounds_on_validation(*args, **kwargs)
@@ -395,7 +395,7 @@ def run_tideline(data: Data, work: Path) -> dict:
 
 def run_plain(data: Data, columns: list[str], refit_rounds: int) -> dict:
     import lightgbm as lgb
-    from tideline.models.training import lightgbm_params
+    from tideline.models.boosting import lightgbm_params
 
     with open(data.matrices, "rb") as source:
         m = pickle.load(source)

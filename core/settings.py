@@ -37,9 +37,9 @@ class Settings(BaseSettings):
     lake_max_read_bytes: int = 2 * 1024**3
     """Refuse to read a single object larger than this into memory."""
 
-    feature_views: str = "tideline.features.churn:DEMO_VIEWS"
+    feature_views: str = "tideline.demo.views:DEMO_VIEWS"
     """The feature views to build: `module:attribute` of a list of views, or a YAML file."""
-    model_spec: str = "tideline.models.churn:CHURN_MODEL"
+    model_spec: str = "tideline.demo.model:CHURN_MODEL"
     """The model to train, score and monitor: `module:attribute` of a ModelSpec, or a YAML file
     (see `tideline.models.spec.load_model_spec`)."""
     feature_partitions: int = Field(default=2, ge=1)

@@ -280,8 +280,8 @@ def serve(
     """Serve online features and churn predictions over HTTP (POST /features, POST /predict;
     docs at /docs)."""
     import uvicorn
-    from tideline.features.serving import create_app
     from tideline.features.store import FeatureStore
+    from tideline.serving.api import create_app
 
     settings = load_settings()
     uvicorn.run(create_app(FeatureStore.open(settings), _model_registry()), host=host,
@@ -313,21 +313,22 @@ def stream(
     """Keep streamable feature views fresh in the online store from a NATS JetStream subject;
     bad and late events go to tideline.dead-letter.NAME with their reason."""
     import asyncio
-    import gc
 
+    from tideline.core.process import frozen_heap
+    from tideline.demo.project import declared_project
     from tideline.streaming.processor import StreamConfig, open_processor
 
     config = StreamConfig(name=name or subject.replace(".", "-"), url=url, subject=subject,
                           start=start, lateness_seconds=lateness, batch_size=batch_size,
                           checkpoint_seconds=checkpoint_seconds, refresh_seconds=refresh_seconds,
                           score_on=tuple(t.strip() for t in score_on.split(",") if t.strip()))
-    processor = open_processor(load_settings(), config, source=source)
+    settings = load_settings()
+    processor = open_processor(settings, config, source=source,
+                               project=declared_project(settings))
     console.print(f"stream {config.name}: state from the {processor.load()}; views "
                   f"{', '.join(v.name for v in processor.views)}")
     if metrics_port:
         processor.serve_metrics(metrics_port)
-
-    gc.freeze()  # the state is long-lived: spare it every full collection's scan
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -346,7 +347,8 @@ def stream(
         finally:
             reporter.cancel()
 
-    asyncio.run(main())
+    with frozen_heap():  # the state is long-lived: spare it every full collection's scan
+        asyncio.run(main())
     console.print(f"stream {config.name}: stopped at sequence {processor.sequence} "
                   "(checkpoint committed)")
 

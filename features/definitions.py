@@ -319,7 +319,7 @@ def check_view(view: FeatureView) -> None:
 
 def load_definitions(spec: str) -> list[FeatureView]:
     """Views from `module:attribute` (a list of views in Python) or from a YAML file; several
-    of either, separated by commas (`tideline.features.churn:DEMO_VIEWS,discovered.yaml`)."""
+    of either, separated by commas (`tideline.demo.views:DEMO_VIEWS,discovered.yaml`)."""
     if "," in spec:
         return [view for part in spec.split(",") if part.strip()
                 for view in load_definitions(part.strip())]

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from tideline.core.partitioning import hash_bucket
 from tideline.features.definitions import FeatureView
 from tideline.features.engine import Spine, compute_views
 from tideline.features.materialize import as_of_time, known_codes, load_events
@@ -21,7 +22,6 @@ from tideline.features.retrieval import (
     resolve_features,
     snapshot_of,
 )
-from tideline.ingestion.layout import hash_bucket
 from tideline.lake.base import Lake
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The offline store's layout in the lake: reading the clean source tables the engine needs
 (one entity partition at a time) and writing feature tables per view and as-of date.
 
-    clean/<dataset>/dt=<day>/*.parquet               sources (`tideline.ingestion.layout`)
+    clean/<dataset>/dt=<day>/*.parquet               sources (`tideline.lake.buckets`)
     features/<view>/v=<version>/as_of=<YYYY-MM-DD>/part-<k>-of-<n>.parquet   feature tables
     features/_runs/<run_id>.json                                       what a build wrote
 """
@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tideline.core.errors import FeatureDefinitionError
 from tideline.features.definitions import FeatureView, Source
-from tideline.ingestion.layout import read_partition
 from tideline.lake.base import Lake
+from tideline.lake.buckets import read_partition
 from tideline.lake.tables import read_table
 
 
@@ -55,7 +55,7 @@ READ_THREADS = 4
 def read_source(lake: Lake, ref: str, source: Source, key: str, columns: list[str],
                 partition: int = 0, partitions: int = 1) -> pa.Table:
     """The columns of a source for the entities of one hash partition, object by object: only
-    the partition's row groups of objects bucketed by `key` (`tideline.ingestion.layout`), others
+    the partition's row groups of objects bucketed by `key` (`tideline.lake.buckets`), others
     filtered, so a worker never holds more than its share plus `READ_THREADS` objects."""
     def part(path: str) -> pa.Table:
         return read_partition(lake, ref, path, columns, key, partition, partitions)

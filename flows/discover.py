@@ -19,18 +19,18 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect_ray import RayTaskRunner
 from tideline.core.ray_runtime import LOCAL_RAY
 from tideline.core.settings import Settings, flow_settings
-from tideline.deployments.demo import declared_project
-from tideline.features.definitions import Entity, FeatureView, dump_views
-from tideline.features.discovery.compute import ComputedPart, read_values, write_examples
-from tideline.features.discovery.generate import (
+from tideline.demo.project import declared_project
+from tideline.discovery.compute import ComputedPart, read_values, write_examples
+from tideline.discovery.generate import (
     CandidateSet,
     generate,
     interactions,
     selected_views,
 )
-from tideline.features.discovery.report import selection_report
-from tideline.features.discovery.schema import ChildTable, SchemaGraph, profile
-from tideline.features.discovery.select import SelectionRules, Selector, select
+from tideline.discovery.report import selection_report
+from tideline.discovery.schema import ChildTable, SchemaGraph, profile
+from tideline.discovery.select import SelectionRules, Selector, select
+from tideline.features.definitions import Entity, FeatureView, dump_views
 from tideline.features.plan import plan_from_lake
 from tideline.features.store import FeatureStore
 from tideline.flows.hooks import FAILURE_HOOKS
@@ -264,5 +264,5 @@ def _summary(result: Discovery) -> str:
             f"Report `{result.paths['report']}`, decisions `{result.paths['decisions']}`, "
             f"views `{result.paths['views']}` at commit `{result.commit[:12]}`; local copy "
             f"`{result.local}`.\n\nUse them: `TIDELINE_FEATURE_VIEWS="
-            f"\"tideline.features.churn:DEMO_VIEWS,{result.local}/views.yaml\"`\n")
+            f"\"tideline.demo.views:DEMO_VIEWS,{result.local}/views.yaml\"`\n")
 

@@ -5,7 +5,7 @@ from datetime import date
 
 from prefect import flow, get_run_logger
 from tideline.core.settings import load_settings
-from tideline.deployments.demo import open_project
+from tideline.demo.project import open_project
 from tideline.flows.hooks import FAILURE_HOOKS
 from tideline.ingestion.audit import Audit, load_audit
 from tideline.ingestion.sources import Window

@@ -5,7 +5,7 @@ Layout on the branch::
 
     clean/<dataset>/dt=<day>/part-<run_id>.parquet     typed rows that passed every rule, in
                                                        hash buckets of the contract's
-                                                       `bucket_by` key (`tideline.ingestion.layout`)
+                                                       `bucket_by` key (`tideline.lake.buckets`)
     quarantine/<dataset>/part-<run_id>.parquet         failing rows as received, with reasons
     quarantine/<dataset>/rejected-<run_id>.parquet     records no connector could parse
     quality/<dataset>/stats/<run_id>.json              row count and null rates, for volume checks
@@ -25,12 +25,12 @@ import pyarrow.compute as pc
 from tideline.core.errors import QualityGateFailed
 from tideline.ingestion.contracts import Contract
 from tideline.ingestion.landing import IngestRecord, clear_days, partition_dates, read_landed
-from tideline.ingestion.layout import clean_path, write_bucketed
 from tideline.ingestion.project import Project
 from tideline.ingestion.report import render_csv, render_html
 from tideline.ingestion.sources import Window
 from tideline.ingestion.validation import DatasetStats, ValidationResult, validate
 from tideline.lake.base import Lake
+from tideline.lake.buckets import clean_path, write_bucketed
 from tideline.lake.tables import read_frame, read_table, write_table
 
 HISTORY_RUNS = 20

@@ -246,7 +246,7 @@ class Contract(_Frozen):
     description: str = ""
     bucket_by: str | None = None
     """The entity key column (e.g. `customer_id`) whose hash buckets group each day's clean
-    rows (`tideline.ingestion.layout`), so that a feature partition reads only its entities' rows. A
+    rows (`tideline.lake.buckets`), so that a feature partition reads only its entities' rows. A
     storage layout, not a rule: it does not change the version."""
 
     @field_validator("columns", mode="before")

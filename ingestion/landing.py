@@ -21,7 +21,6 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tideline.core.errors import IngestionError
 from tideline.core.faults import failpoint
+from tideline.ingestion.connectors import connector_for
+from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text, as_text
 from tideline.ingestion.sources import Pull, Source, Window
 from tideline.lake.base import Lake
 from tideline.lake.tables import read_table, write_table
@@ -40,12 +41,6 @@ PARTITION_THREADS = 4
 """Partitions written or read at a time: Parquet's encoder and decoder release the GIL."""
 SPLIT_ROWS = 262_144
 """Rows regrouped by day at a time (`_split_days`): enough to keep Python's share small."""
-RAW_TEXT = pd.StringDtype("pyarrow")
-"""The dtype of raw values: text held in Arrow memory, null where missing."""
-_STR_KINDS = frozenset({"string", "empty", "integer", "floating", "mixed-integer-float",
-                        "decimal", "boolean"})
-"""Kinds of column (`pandas.api.types.infer_dtype`) whose `astype(RAW_TEXT)` is `str` of each
-value; datetimes (`str` is not ISO 8601) and bytes (`astype` decodes them) are not among them."""
 
 
 @dataclass(frozen=True)
@@ -78,42 +73,6 @@ def read_checkpoint(lake: Lake, ref: str, source: str) -> dict[str, Any] | None:
     return json.loads(lake.get(ref, checkpoint_path(source)))
 
 
-def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every column as `RAW_TEXT`: the raw layer keeps values exactly as received."""
-    return pd.DataFrame({column: _column_text(frame[column]) for column in frame.columns},
-                        index=frame.index)
-
-
-def as_raw_text(table: pa.Table) -> pd.DataFrame:
-    """An Arrow table as a frame whose text columns are `RAW_TEXT` (sharing Arrow's memory)."""
-    return table.to_pandas(types_mapper={pa.string(): RAW_TEXT, pa.large_string(): RAW_TEXT}.get)
-
-
-def _column_text(values: pd.Series) -> pd.Series:
-    """Each value as `str` gives it (datetimes in ISO 8601), nulls kept null. Columns of text,
-    numbers, decimals or booleans are converted in one pass; others value by value."""
-    if values.dtype == RAW_TEXT:
-        return values
-    kind = pd.api.types.infer_dtype(values, skipna=True)
-    if kind == "integer":
-        try:  # Arrow writes integers as `str` does, many times faster
-            ints = pa.array(values, type=pa.int64(), from_pandas=True)
-        except (OverflowError, pa.ArrowInvalid):  # beyond int64
-            pass
-        else:
-            text = pc.cast(ints, pa.large_string())
-            return pd.Series(pd.arrays.ArrowStringArray(text), index=values.index)
-    if kind not in _STR_KINDS:
-        values = values.map(_text, na_action="ignore")
-    return values.astype(RAW_TEXT)
-
-
-def _text(value: object) -> str:
-    if isinstance(value, (datetime, pd.Timestamp)):
-        return value.isoformat()
-    return str(value)
-
-
 def land(
     lake: Lake,
     branch: str,
@@ -127,7 +86,7 @@ def land(
 ) -> IngestRecord:
     """Write one pull to the run branch; the checkpoint moves only if this is not a backfill."""
     prefix = f"raw/source={source.name}"
-    raw = pa.Table.from_pandas(_as_text(pull.frame), preserve_index=False)
+    raw = pa.Table.from_pandas(as_text(pull.frame), preserve_index=False)
     replaced = clear_days(lake, branch, prefix, window) if window is not None else []
     parts = write_days(lake, branch, f"{prefix}/dt={{day}}/part-{run_id}.parquet", raw,
                        *day_codes(pull.frame, source.timestamp_column))
@@ -271,8 +230,6 @@ def pull_and_land(
     lake: Lake, branch: str, source: Source, *, run_id: str, window: Window | None = None
 ) -> IngestRecord:
     """Pull a source from its committed checkpoint (or its backfill window) and land it."""
-    from tideline.ingestion.connectors import connector_for
-
     started = time.perf_counter()
     before = read_checkpoint(lake, branch, source.name)
     pull = connector_for(source).pull(source, before, window)
@@ -282,8 +239,6 @@ def pull_and_land(
 
 def acknowledge(source: Source, record: IngestRecord) -> None:
     """Tell the source its records are safe (after the merge into main); streams ack here."""
-    from tideline.ingestion.connectors import connector_for
-
     if record.ack:
         pull = Pull(frame=pd.DataFrame(), checkpoint=record.checkpoint_after or {}, ack=record.ack)
         connector_for(source).acknowledge(source, pull)

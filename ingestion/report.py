@@ -7,16 +7,14 @@ page stays small: summaries, a ≤20-row quarantine sample per dataset, no raw d
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from jinja2 import Environment
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from tideline.core.plots import figure_png
 from tideline.ingestion.validation import ValidationResult
 
 SAMPLE_ROWS = 20
@@ -93,13 +91,6 @@ code{background:#f6f6f6;padding:0 3px}
 """
 
 _ENV = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
-
-
-def figure_png(figure: Figure) -> str:
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=72, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _failures_png(result: ValidationResult) -> str:

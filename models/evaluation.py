@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
+from matplotlib.figure import Figure
 from sklearn import metrics
+from tideline.core.plots import save_png
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,6 @@ def evaluate(y: np.ndarray, scores: np.ndarray, threshold: float) -> Metrics:
                         for row in metrics.confusion_matrix(y, predicted, labels=[0, 1])))
 
 
-def pyplot() -> ModuleType:
-    """matplotlib's pyplot on the Agg backend, imported on first use (0.3 s)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 LAYOUT = {"curves": {"left": 0.06, "right": 0.985, "bottom": 0.12, "top": 0.93,
                      "wspace": 0.2},
           "confusion": {"left": 0.24, "right": 0.96, "bottom": 0.14, "top": 0.91}}
@@ -79,10 +70,10 @@ def save_plots(y: np.ndarray, curves: dict[str, np.ndarray], threshold: float,
                directory: Path) -> dict[str, Path]:
     """ROC and precision-recall curves of every scored model, and the first model's confusion
     matrix at the threshold, as PNG files."""
-    plt = pyplot()
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
-    figure, (roc, pr) = plt.subplots(1, 2, figsize=(10, 4.2))
+    figure = Figure(figsize=(10, 4.2))
+    roc, pr = figure.subplots(1, 2)
     figure.subplots_adjust(**LAYOUT["curves"])
     for name, scores in curves.items():
         fpr, tpr, _ = metrics.roc_curve(y, scores)
@@ -97,12 +88,12 @@ def save_plots(y: np.ndarray, curves: dict[str, np.ndarray], threshold: float,
     for axes in (roc, pr):
         axes.legend(loc="lower right" if axes is roc else "upper right")
     paths["curves"] = directory / "curves.png"
-    figure.savefig(paths["curves"], dpi=110)
-    plt.close(figure)
+    save_png(figure, paths["curves"], dpi=110)
 
     first = next(iter(curves.values()))
     matrix = metrics.confusion_matrix(y, first >= threshold, labels=[0, 1])
-    figure, axes = plt.subplots(figsize=(4, 3.6))
+    figure = Figure(figsize=(4, 3.6))
+    axes = figure.subplots()
     figure.subplots_adjust(**LAYOUT["confusion"])
     axes.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
@@ -112,6 +103,5 @@ def save_plots(y: np.ndarray, curves: dict[str, np.ndarray], threshold: float,
              yticklabels=["stayed", "churned"], xlabel="predicted", ylabel="actual",
              title=f"{next(iter(curves))} at {threshold:.2f}")
     paths["confusion"] = directory / "confusion.png"
-    figure.savefig(paths["confusion"], dpi=110)
-    plt.close(figure)
+    save_png(figure, paths["confusion"], dpi=110)
     return paths

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from tideline.core.ray_runtime import ensure_ray
+from tideline.models.boosting import rounds_on_validation
 from tideline.models.spec import ModelSpec
 
 SPACE: dict[str, tuple[Any, ...]] = {
@@ -48,8 +49,6 @@ def candidates(spec: ModelSpec, count: int, seed: int = 0) -> list[dict[str, Any
 
 def run_trial(params: dict[str, Any], x: pd.DataFrame, y: np.ndarray, x_valid: pd.DataFrame,
               y_valid: np.ndarray, spec: ModelSpec) -> Trial:
-    from tideline.models.training import rounds_on_validation
-
     started = time.perf_counter()
     booster = rounds_on_validation(x, y, x_valid, y_valid, replace(spec, params=params))
     return Trial(params=params, valid_auc=float(booster.best_score["valid_0"]["auc"]),

@@ -9,25 +9,22 @@ larger data), because the newest weeks say most about the test weeks: on the dem
 test ROC-AUC by about 0.04. The test fold is never seen before the metrics are computed."""
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from tideline.core.errors import ModelError
-from tideline.models.evaluation import Metrics, best_f1_threshold, evaluate, pyplot
+from tideline.models.boosting import lightgbm_params, rounds_on_validation
+from tideline.models.evaluation import Metrics, best_f1_threshold, evaluate
+from tideline.models.leakage import leaking, separation
 from tideline.models.search import Trial, search
 from tideline.models.spec import ModelSpec
 
@@ -132,30 +129,6 @@ def capped(rows: int, y: np.ndarray, cap: int = SAMPLE_CAP, seed: int = 7) -> np
     return np.sort(np.concatenate(picked))
 
 
-def single_feature_auc(frame: pd.DataFrame, matrix: FeatureMatrix, label: str
-                       ) -> dict[str, float]:
-    """How well each feature alone separates the classes (max of AUC and 1 - AUC); text features
-    are scored by their category's churn rate, missing values count as the median. All features
-    at once, as the Mann-Whitney statistic of their ranks (ties averaged: `roc_auc_score`'s
-    value)."""
-    x = matrix.transform(frame)
-    y = frame[label].to_numpy().astype(bool)
-    scored = np.empty((len(x), len(matrix.columns)))
-    for k, column in enumerate(matrix.columns):
-        values = x[column]
-        if column in matrix.categories:
-            values = values.astype(object).map(pd.Series(y, index=x.index).groupby(
-                values.astype(object)).mean())
-        values = pd.to_numeric(values, errors="coerce").astype(float)
-        scored[:, k] = values.fillna(values.median() if values.notna().any() else 0.0)
-    positives, negatives = int(y.sum()), int((~y).sum())
-    if not positives or not negatives:
-        return dict.fromkeys(matrix.columns, 0.5)
-    ranks = rankdata(scored, axis=0)
-    auc = (ranks[y].sum(axis=0) - positives * (positives + 1) / 2) / (positives * negatives)
-    return {column: float(max(a, 1 - a)) for column, a in zip(matrix.columns, auc, strict=True)}
-
-
 @dataclass
 class TrainedModel:
     booster: lgb.Booster
@@ -213,111 +186,37 @@ def fit_baselines(x: pd.DataFrame, y: np.ndarray, x_valid: pd.DataFrame, x_all: 
     return baseline, valid, baseline.predict_proba(_for_sklearn(x_test, matrix))[:, 1]
 
 
-SWITCH_BESIDE = 0.0002
-"""Python's thread switch interval (s) while work runs beside LightGBM: its training loop takes
-the GIL back after every boosting round, and would otherwise wait up to the default 5 ms for
-the other thread to let go (0.4 s of 534 rounds at 100k rows, train_bench)."""
-
-
-@contextmanager
-def _beside(params: dict[str, Any]) -> Iterator[Callable[..., Future]]:
-    """`beside(fn, *args)` runs fn on a thread of its own when LightGBM (with `params`)
-    leaves a core idle, so the baseline, the validation scores and importing the plots'
-    library cost no wall time beside the fits (LightGBM releases the GIL while it boosts);
-    otherwise at once, in this thread, as another thread would slow LightGBM's OpenMP
-    threads, which spin-wait for each other."""
-    cores = len(os.sched_getaffinity(0))
-    if _lightgbm_threads(params, cores) >= cores:
-        yield lambda fn, *args, **kwargs: _done(fn(*args, **kwargs))
-        return
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_BESIDE)
-    try:
-        with ThreadPoolExecutor(1, thread_name_prefix="beside-lightgbm") as pool:
-            yield pool.submit
-    finally:
-        sys.setswitchinterval(switch)
-
-
-def _done(value: Any) -> Future:
-    """A future holding `value`."""
-    done: Future = Future()
-    done.set_result(value)
-    return done
-
-
-def _lightgbm_threads(params: dict[str, Any], cores: int) -> int:
-    """The threads LightGBM will use: `num_threads` (or an alias) when positive, else
-    OpenMP's default (OMP_NUM_THREADS, or every one of `cores`)."""
-    for alias in ("num_threads", "num_thread", "nthread", "nthreads", "n_jobs"):
-        if int(params.get(alias) or 0) > 0:
-            return int(params[alias])
-    threads = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    return int(threads) if threads.isdigit() and int(threads) > 0 else cores
-
-
 def _for_sklearn(x: pd.DataFrame, matrix: FeatureMatrix) -> pd.DataFrame:
     return x.astype({c: object for c in matrix.categories})
 
 
-def lightgbm_params(spec: ModelSpec, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"objective": "binary", "metric": "auc", "verbosity": -1, "seed": 7,
-            "deterministic": True, "force_col_wise": True,
-            **(spec.params if params is None else params)}
-
-
-def rounds_on_validation(x: pd.DataFrame, y: np.ndarray, x_valid: pd.DataFrame,
-                         y_valid: np.ndarray, spec: ModelSpec) -> lgb.Booster:
-    """LightGBM on the training fold, stopped early on the validation fold."""
-    train = lgb.Dataset(x, y, free_raw_data=False)
-    valid = lgb.Dataset(x_valid, y_valid, reference=train)
-    return lgb.train(lightgbm_params(spec), train, num_boost_round=spec.num_boost_round,
-                     valid_sets=[valid],
-                     callbacks=[lgb.early_stopping(spec.early_stopping_rounds, verbose=False)])
-
-
 def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec,
-                time_leaks: dict[str, str] | None = None,
-                leaks: dict[str, float] | None = None) -> TrainedModel:
+                time_leaks: dict[str, str] | None = None) -> TrainedModel:
     """Split by time, leave out leaking features (`time_leaks`, found by the point-in-time
-    audit, and any that alone separate the classes too well), fit LightGBM and the baseline,
-    and judge both on the test fold at the threshold that maximises F1 on validation.
-
-    The single-feature check runs beside the first fit, which takes it to find nothing (when
-    LightGBM leaves a core idle; else before it): a leaking feature, a broken one, costs the
-    work done so far, and everything is done again without it (`leaks` then says which)."""
+    audit, and any that alone separate the classes too well on the training fold), fit
+    LightGBM and the baseline, and judge both on the test fold at the threshold that maximises
+    F1 on validation."""
     time_leaks = time_leaks or {}
-    columns = [c for c in columns if c not in time_leaks and c not in (leaks or {})]
     folds = time_split(frame, spec)
     label = spec.label.name
-    matrix = FeatureMatrix.fit(folds.train, columns)
+    columns = [c for c in columns if c not in time_leaks]
+    sample = folds.train.iloc[capped(len(folds.train), folds.train[label].to_numpy())]
+    leaks = leaking(separation(sample, columns, sample[label].to_numpy()), spec.leakage_auc)
+    matrix = FeatureMatrix.fit(folds.train, [c for c in columns if c not in leaks])
     x, x_valid, x_test = (matrix.transform(f) for f in (folds.train, folds.valid, folds.test))
     y, y_valid, y_test = (f[label].to_numpy() for f in (folds.train, folds.valid, folds.test))
     x_all, y_all = pd.concat([x, x_valid]), np.concatenate([y, y_valid])
 
-    try:
-        with _beside(lightgbm_params(spec)) as beside:
-            audit = _done({}) if leaks is not None else beside(
-                _leaking, folds.train, matrix, label, spec.leakage_auc)
-            if audit.done() or spec.search_trials > 1:  # known (in turn), or a search,
-                _refuse(audit)                           # dearer than a fit, waits for it
-            params, trials = search(x, y, x_valid, y_valid, spec)
-            baselines = beside(fit_baselines, x, y, x_valid, x_all, y_all, x_test, matrix)
-            beside(pyplot)  # the plots' library, for the registry, while LightGBM fits
-            early = rounds_on_validation(x, y, x_valid, y_valid, replace(spec, params=params))
-            _refuse(audit)
-            valid_scores = beside(early.predict, x_valid, num_iteration=early.best_iteration)
-            rounds = max(1, round(early.best_iteration * len(y_all) / len(y)))
-            booster = lgb.train(lightgbm_params(spec, params), lgb.Dataset(x_all, y_all),
-                                num_boost_round=rounds)
-            half = len(x_test) // 2  # the test fold scored in two halves, one beside
-            head = beside(booster.predict, x_test.iloc[:half])
-            tail = booster.predict(x_test.iloc[half:])
-            scores = np.concatenate([head.result(), tail])
-            threshold = best_f1_threshold(y_valid, valid_scores.result())
-            baseline, baseline_valid, baseline_scores = baselines.result()
-    except _Leaking as leaking:  # once the work beside has stopped: all again without them
-        return train_model(frame, columns, spec, time_leaks, leaking.found)
+    params, trials = search(x, y, x_valid, y_valid, spec)
+    early = rounds_on_validation(x, y, x_valid, y_valid, replace(spec, params=params))
+    threshold = best_f1_threshold(y_valid, early.predict(x_valid,
+                                                         num_iteration=early.best_iteration))
+    rounds = max(1, round(early.best_iteration * len(y_all) / len(y)))
+    booster = lgb.train(lightgbm_params(spec, params), lgb.Dataset(x_all, y_all),
+                        num_boost_round=rounds)
+    scores = booster.predict(x_test)
+    baseline, baseline_valid, baseline_scores = fit_baselines(x, y, x_valid, x_all, y_all,
+                                                              x_test, matrix)
     gain = booster.feature_importance(importance_type="gain")
     importance = dict(sorted(zip(matrix.columns, map(float, gain), strict=True),
                              key=lambda item: -item[1]))
@@ -326,27 +225,7 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec,
         metrics=evaluate(y_test, scores, threshold),
         baseline_metrics=evaluate(y_test, baseline_scores,
                                   best_f1_threshold(y_valid, baseline_valid)),
-        importance=importance, leaks=leaks or {}, dates=folds.dates(),
+        importance=importance, leaks=leaks, dates=folds.dates(),
         time_leaks=time_leaks, params=params, trials=trials,
         test_scores={"lightgbm": scores, "baseline": baseline_scores}, test_labels=y_test,
         test_frame=folds.test)
-
-
-class _Leaking(Exception):
-    def __init__(self, found: dict[str, float]) -> None:
-        self.found = found
-
-
-def _refuse(audit: Future) -> None:
-    """Raise `_Leaking` when the single-feature check found features to leave out."""
-    if audit.result():
-        raise _Leaking(audit.result())
-
-
-def _leaking(train: pd.DataFrame, matrix: FeatureMatrix, label: str, limit: float
-             ) -> dict[str, float]:
-    """The features whose single-feature AUC on (a sample of) the training fold is above
-    `limit`, with it."""
-    sample = capped(len(train), train[label].to_numpy())
-    aucs = single_feature_auc(train.iloc[sample], matrix, label)
-    return {c: auc for c, auc in aucs.items() if auc > limit}

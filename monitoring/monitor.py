@@ -15,11 +15,11 @@ import pandas as pd
 from tideline.features.retrieval import resolve_features
 from tideline.features.store import FeatureStore
 from tideline.lake.base import MAIN
+from tideline.models.boosting import lightgbm_params
 from tideline.models.labels import Activity, label_examples, labelable_dates, load_activity
 from tideline.models.registry import LoadedModel, ModelRecord, load_model
 from tideline.models.scoring import model_dates, scoring_population
 from tideline.models.spec import ModelSpec
-from tideline.models.training import lightgbm_params
 from tideline.monitoring.checks import (
     ImportanceCheck,
     MonitorRules,

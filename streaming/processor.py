@@ -27,7 +27,6 @@ applied once (their effect was in no checkpoint), duplicates are recognised by i
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections import deque
@@ -41,14 +40,29 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from tideline.features.definitions import FeatureView
+from tideline.core.errors import FeatureDefinitionError
+from tideline.features.definitions import FeatureView, load_definitions
+from tideline.features.offline import read_source, source_schema
+from tideline.features.online import open_online_store
 from tideline.features.online.base import STREAM_PREFIX, OnlineState, OnlineStore, arrow_types
+from tideline.features.store import FeatureStore
+from tideline.ingestion.connectors.stream import run_sync
+from tideline.ingestion.contracts import Contract
+from tideline.ingestion.project import Project
 from tideline.lake.base import MAIN, Lake
+from tideline.lake.open import open_lake
+from tideline.models.registry import open_model_registry
 from tideline.models.scoring import OnlineScorer
+from tideline.models.spec import load_model_spec
 from tideline.streaming.brokers import Broker, Message, open_broker
-from tideline.streaming.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from tideline.streaming.checkpoint import (
+    CheckpointMeta,
+    drop_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from tideline.streaming.records import EventShape, decode
-from tideline.streaming.state import Compaction, StreamState
+from tideline.streaming.state import Compaction, StreamState, event_schema, streamable_views
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +181,6 @@ class StreamProcessor:
         if found is not None:
             log.warning("stream %s: the checkpoint was made for other view versions (%s); "
                         "rebuilding the state from the lake", self.config.name, found[2].versions)
-        from tideline.features.offline import read_source
-
         self.source_commit = self.lake.resolve(MAIN)
         view = self.views[0]
         history = read_source(self.lake, self.source_commit, view.source, view.entity.key,
@@ -325,9 +337,6 @@ class StreamProcessor:
                 self.sequence = await broker.start_sequence(self.config.start)
                 self.checkpoint()  # a restart must not depend on `start` again
             await broker.open(self.sequence + 1)
-            gc.collect()  # what lives now (modules, the state built) is kept out of the
-            gc.freeze()   # collector's sight: a full collection went through all of it,
-            # 100-170 ms with the GIL held, a stall of the stream (stream_bench's latency)
             log.info("stream %s: reading %s from sequence %d", self.config.name,
                      self.config.subject, self.sequence + 1)
             self._cycle, self._checkpointed = self._new_cycle(), self.wall()
@@ -358,7 +367,6 @@ class StreamProcessor:
             self.refresh()  # every entity as of the last event, then the state to resume from
             self.checkpoint()
         finally:
-            gc.unfreeze()
             await broker.close()
 
     async def _handle(self, broker: Broker, messages: list[Message]) -> None:
@@ -408,13 +416,10 @@ class StreamRun:
 
 
 def replay(settings: Any, config: StreamConfig, source: str = "events",
-           fresh: bool = False) -> StreamRun:
+           fresh: bool = False, project: Project | None = None) -> StreamRun:
     """Run a processor until its stream has nothing more (`fresh`: from a state built anew
     from the lake, its checkpoints dropped), and say what it did."""
-    from tideline.ingestion.connectors.stream import run_sync
-    from tideline.streaming.checkpoint import drop_checkpoints
-
-    processor = open_processor(settings, config, source)
+    processor = open_processor(settings, config, source, project=project)
     if fresh:
         drop_checkpoints(processor.lake, config.name)
     processor.load()
@@ -430,16 +435,10 @@ def replay(settings: Any, config: StreamConfig, source: str = "events",
 
 
 def open_processor(settings: Any, config: StreamConfig, source: str = "events",
-                   id_column: str = "event_id") -> StreamProcessor:
+                   id_column: str = "event_id", project: Project | None = None
+                   ) -> StreamProcessor:
     """A processor for `source`'s streamable views in the settings' definitions, its event
-    shape from the lake's table and the dataset's contract."""
-    from tideline.core.errors import FeatureDefinitionError
-    from tideline.features.definitions import load_definitions
-    from tideline.features.offline import source_schema
-    from tideline.features.online import open_online_store
-    from tideline.lake.open import open_lake
-    from tideline.streaming.state import event_schema, streamable_views
-
+    shape from the lake's table and the dataset's contract in `project` (none: no contract)."""
     views = streamable_views(load_definitions(settings.feature_views), source)
     if not views:
         raise FeatureDefinitionError(f"no streamable feature view reads source {source!r} in "
@@ -448,29 +447,19 @@ def open_processor(settings: Any, config: StreamConfig, source: str = "events",
     first = views[0]
     schema = event_schema(views, source_schema(lake, MAIN, first.source, first.name), id_column)
     shape = EventShape(schema=schema, key=first.entity.key, timestamp=first.source.timestamp,
-                       id_column=id_column, contract=_contract(settings, first.source.dataset),
+                       id_column=id_column, contract=_contract(project, first.source.dataset),
                        max_future_ns=int(config.max_future_seconds * 1e9))
     scorer = None
     if config.score_on:
-        from tideline.features.store import FeatureStore
-        from tideline.models.registry import open_model_registry
-        from tideline.models.spec import load_model_spec
-
         scorer = OnlineScorer(FeatureStore.open(settings), open_model_registry(settings),
                               load_model_spec(settings.model_spec).name)
     return StreamProcessor(config, views, shape, lake, open_online_store(settings),
                            scorer=scorer)
 
 
-def _contract(settings: Any, dataset: str) -> Any:
-    """The dataset's contract in the settings' project (the bundled demo's when none)."""
-    from tideline.deployments.demo import PROJECT_FILE
-    from tideline.ingestion.project import load_project
-
-    project = load_project(settings.project_file or PROJECT_FILE, demo_dir=".",
-                           demo_api="http://127.0.0.1",
-                           validation_time=datetime.now(UTC).isoformat())
+def _contract(project: Project | None, dataset: str) -> Contract | None:
+    """The dataset's contract in the project, if it declares one."""
     try:
-        return project.contract(dataset)
+        return project.contract(dataset) if project is not None else None
     except StopIteration:
         return None

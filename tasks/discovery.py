@@ -6,7 +6,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from tideline.core.settings import Settings
-from tideline.features.discovery.compute import ComputedPart, compute_part
+from tideline.discovery.compute import ComputedPart, compute_part
 from tideline.features.plan import FeaturePlan
 from tideline.lake import open_lake
 

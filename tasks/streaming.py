@@ -1,28 +1,21 @@
-"""Tasks around the stream processor: the demo's live events, a replay of them into the
-online store, and the run's artifacts."""
+"""Tasks around the stream processor: a replay of a stream into the online store, and the
+run's artifacts."""
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from tideline.core.settings import Settings
-from tideline.lake.open import open_lake
+from tideline.ingestion.project import Project
 from tideline.streaming.processor import StreamConfig, StreamRun, replay
 
 
-@task(name="live-events", cache_policy=NONE)
-def demo_live_events(settings: Settings) -> Path:
-    from tideline.deployments.demo import write_live_events
-
-    return write_live_events(open_lake(settings), settings.data_dir / "demo" / "live")
-
-
 @task(name="stream-replay", cache_policy=NONE)
-def replay_stream(settings: Settings, config: StreamConfig) -> StreamRun:
-    return replay(settings, config, fresh=True)
+def replay_stream(settings: Settings, config: StreamConfig, project: Project | None = None
+                  ) -> StreamRun:
+    return replay(settings, config, fresh=True, project=project)
 
 
 @task(name="stream-artifacts", cache_policy=NONE)

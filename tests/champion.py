@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from tideline.features.churn import CHURN_VIEWS
+from tideline.demo.model import CHURN_MODEL
+from tideline.demo.views import CHURN_VIEWS
 from tideline.features.registry import Registry
 from tideline.features.store import FeatureStore
 from tideline.lake.local import LocalLake
-from tideline.models.churn import CHURN_MODEL
 from tideline.models.labels import label_examples, labelable_dates, load_activity
 from tideline.models.registry import ModelRecord, ModelRegistry, register_model
 from tideline.models.training import train_model

@@ -29,9 +29,9 @@ def test_a_wheel_installs_one_top_level_name_that_imports_on_its_own(tmp_path: P
                    check=True, capture_output=True, text=True, cwd=tmp_path)
     installed = sorted(p.name for p in target.iterdir() if p.name != "bin")
     assert installed == ["tideline", "tideline-0.1.0.dist-info"]
-    assert (target / "tideline" / "ingestion" / "demo_project.yaml").is_file()
+    assert (target / "tideline" / "demo" / "project.yaml").is_file()
     assert not (target / "tideline" / "tests").exists()
     done = subprocess.run([sys.executable, "-c", CHECK, str(target)], capture_output=True,
                           text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "tideline.features.churn:DEMO_VIEWS"
+    assert done.stdout.strip() == "tideline.demo.views:DEMO_VIEWS"

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from fsspec.utils import stringify_path
 from tideline.core.errors import SourceError, SourceUnavailable
-from tideline.ingestion.connectors import filter_window
-from tideline.ingestion.landing import RAW_TEXT, as_raw_text
+from tideline.ingestion.connectors.windows import filter_window
+from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text
 from tideline.ingestion.sources import FileSource, Pull, Window
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 import pandas as pd
 from tideline.core.errors import SourceError, SourceUnavailable
-from tideline.ingestion.connectors import as_utc, filter_window, parse_timestamps
+from tideline.ingestion.connectors.windows import as_utc, filter_window, parse_timestamps
 from tideline.ingestion.sources import Pull, RestSource, Window
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
 from tideline.core.errors import SourceError, SourceUnavailable
 from tideline.core.retry import with_retries
-from tideline.ingestion.connectors import as_utc, filter_window
+from tideline.ingestion.connectors.windows import as_utc, filter_window
 from tideline.ingestion.sources import Pull, SqlSource, Window
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 from tideline.core.errors import SourceError, SourceUnavailable
-from tideline.ingestion.connectors import filter_window
+from tideline.ingestion.connectors.windows import filter_window
 from tideline.ingestion.sources import Pull, StreamSource, Window
 
 log = logging.getLogger(__name__)

@@ -121,8 +121,8 @@ def test_features_list_describe_and_diff(data_dir: Path, monkeypatch: pytest.Mon
     from datetime import date
 
     import pandas as pd
+    from tideline.demo.views import PROFILE
     from tideline.deployments import cli
-    from tideline.features.churn import PROFILE
     from tideline.features.definitions import Feature
     from tideline.features.registry import Registry
     from tideline.features.stats import profile_features

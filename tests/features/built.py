@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from tideline.features.churn import CHURN_VIEWS
+from tideline.demo.views import CHURN_VIEWS
 from tideline.features.materialize import materialize_partition
 from tideline.features.plan import plan_from_lake
 from tideline.lake.local import LocalLake

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tideline.ingestion.layout import clean_path, write_bucketed
+from tideline.lake.buckets import clean_path, write_bucketed
 from tideline.lake.local import LocalLake
 
 START = pd.Timestamp("2026-06-01", tz="UTC")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from tideline.core.errors import FeatureDefinitionError
-from tideline.features.churn import CHURN_VIEWS, DEMO_VIEWS, SPENDING
+from tideline.demo.views import CHURN_VIEWS, DEMO_VIEWS, SPENDING
 from tideline.features.definitions import (
     Derived,
     Entity,
@@ -78,7 +78,7 @@ views:
 def test_views_dumped_to_yaml_load_back_the_same_beside_python_ones(tmp_path: Path) -> None:
     path = tmp_path / "demo.yaml"
     path.write_text(dump_views(DEMO_VIEWS))
-    loaded = load_definitions(f"tideline.features.churn:CHURN_VIEWS, {path}")
+    loaded = load_definitions(f"tideline.demo.views:CHURN_VIEWS, {path}")
     assert loaded[:len(CHURN_VIEWS)] == list(CHURN_VIEWS)
     assert loaded[len(CHURN_VIEWS):] == list(DEMO_VIEWS)
     assert [v.version for v in loaded[len(CHURN_VIEWS):]] == [v.version for v in DEMO_VIEWS]

@@ -14,18 +14,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from tideline.core.errors import DiscoveryError
-from tideline.features.churn import CUSTOMER, TRANSACTIONS
-from tideline.features.definitions import check_view
-from tideline.features.discovery.compute import compute_part, read_values, write_examples
-from tideline.features.discovery.generate import generate, selected_views
-from tideline.features.discovery.schema import (
+from tideline.demo.views import CUSTOMER, TRANSACTIONS
+from tideline.discovery.compute import compute_part, read_values, write_examples
+from tideline.discovery.generate import generate, selected_views
+from tideline.discovery.schema import (
     ChildTable,
     Column,
     Relationship,
     SchemaGraph,
     profile,
 )
-from tideline.features.discovery.select import SelectionRules, select
+from tideline.discovery.select import SelectionRules, select
+from tideline.features.definitions import check_view
 from tideline.features.engine import Spine, compute_views
 from tideline.features.materialize import as_of_time, load_events
 from tideline.features.plan import plan_from_lake

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tideline.features.churn import CHURN_VIEWS
+from tideline.core.partitioning import hash_bucket
+from tideline.demo.views import CHURN_VIEWS
 from tideline.features.definitions import (
     AGGREGATIONS,
     DAILY,
@@ -18,7 +19,6 @@ from tideline.features.definitions import (
     Source,
 )
 from tideline.features.engine import Events, Spine, ViewComputation, compute_views, encode_entities
-from tideline.ingestion.layout import hash_bucket
 
 from tests.features.conftest import AS_OF
 from tests.features.reference import reference_frame

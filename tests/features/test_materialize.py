@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from tideline.core.errors import FeatureDefinitionError
-from tideline.features.churn import CHURN_VIEWS, SIGNALS
+from tideline.core.partitioning import hash_bucket
+from tideline.demo.views import CHURN_VIEWS, SIGNALS
 from tideline.features.materialize import load_events, materialize_partition, population
 from tideline.features.offline import read_features
 from tideline.features.plan import plan_from_lake
-from tideline.ingestion.layout import hash_bucket
 from tideline.lake.local import LocalLake
 
 from tests.features.conftest import churn_tables, write_clean

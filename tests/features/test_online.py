@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pytest
 import redis as redis_client
 from tideline.core.errors import OnlineStoreUnavailable, RetrievalError
-from tideline.features.churn import CHURN_VIEWS, SPENDING
+from tideline.demo.views import CHURN_VIEWS, SPENDING
 from tideline.features.materialize import as_of_time
 from tideline.features.online.base import OnlineState, OnlineStore, arrow_types, feature_columns
 from tideline.features.online.redis import RedisOnlineStore

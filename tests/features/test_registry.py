@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from tideline.core.errors import FeatureDefinitionError, RegistryError
-from tideline.features.churn import ACTIVITY, PROFILE, SPENDING
+from tideline.demo.views import ACTIVITY, PROFILE, SPENDING
 from tideline.features.definitions import Feature
 from tideline.features.registry import MIGRATIONS, Registry, metadata
 from tideline.features.stats import profile_features

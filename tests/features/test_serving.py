@@ -6,13 +6,13 @@ from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
-from tideline.features.churn import CHURN_VIEWS, SPENDING
+from tideline.demo.views import CHURN_VIEWS, SPENDING
 from tideline.features.offline import read_features
 from tideline.features.online.redis import RedisOnlineStore
 from tideline.features.online.sqlite import SQLiteOnlineStore
 from tideline.features.registry import Registry
-from tideline.features.serving import create_app
 from tideline.features.store import FeatureStore
+from tideline.serving.api import create_app
 
 from tests.features.built import built_lake, doc_queries
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from tideline.core.errors import RetrievalError
-from tideline.features.churn import ACTIVITY, CHURN_VIEWS, PROFILE, SPENDING
+from tideline.demo.views import ACTIVITY, CHURN_VIEWS, PROFILE, SPENDING
 from tideline.features.definitions import Feature
 from tideline.features.materialize import as_of_time
 from tideline.features.offline import read_features

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tideline.demo.generator import DemoSpec, generate
 from tideline.flows.build_features import build_features
 from tideline.flows.ingest import ingest
 from tideline.flows.train import train
-from tideline.ingestion.demo import DemoSpec, generate
 
 from tests.waiting import ROOT
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from tideline.deployments.demo import DEFECT_RULES, injected_defects
-from tideline.features.churn import ACTIVITY, CHURN_VIEWS, DEMO_VIEWS, SIGNALS
+from tideline.demo.project import DEFECT_RULES, injected_defects
+from tideline.demo.views import ACTIVITY, CHURN_VIEWS, DEMO_VIEWS, SIGNALS
 from tideline.features.definitions import load_definitions
 from tideline.features.offline import read_features
 from tideline.features.online.sqlite import SQLiteOnlineStore
@@ -161,7 +161,7 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
     assert set(decisions["step"]) >= {"kept", "redundant", "(near-)constant"}
     assert lake.get("main", discovery.paths["decisions"]) == (
         data_dir / "discovery" / "t1" / "decisions.csv").read_bytes()
-    found = load_definitions(f"tideline.features.churn:DEMO_VIEWS,{discovery.local}/views.yaml")
+    found = load_definitions(f"tideline.demo.views:DEMO_VIEWS,{discovery.local}/views.yaml")
     plan = plan_from_lake(found, lake, "main")  # loads beside the declared views, valid
     assert [v.name for v in found[len(DEMO_VIEWS):]] == discovery.views
     assert set(discovery.kept) <= {n for v in plan.views for n in v.feature_names}

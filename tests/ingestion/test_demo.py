@@ -13,8 +13,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from tideline.core.errors import ConfigError
-from tideline.ingestion.connectors.stream import read_event_log
-from tideline.ingestion.demo import (
+from tideline.demo.generator import (
     SUBJECT,
     DemoData,
     DemoSpec,
@@ -24,6 +23,7 @@ from tideline.ingestion.demo import (
     write_event_log,
     write_sql,
 )
+from tideline.ingestion.connectors.stream import read_event_log
 
 SPEC = DemoSpec(customers=2500, seed=11)
 EMAIL = r"[^@\s]+@[^@\s]+\.[a-z]{2,}"  # the demo project's contract for customers.email

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tideline.ingestion.demo_api import Faults, serve_records
+from tideline.demo.api import Faults, serve_records
 
 
 def write_records(path: Path, ids: range) -> None:

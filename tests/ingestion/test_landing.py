@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tideline.core.errors import IngestionError
 from tideline.ingestion import landing
-from tideline.ingestion.landing import RAW_TEXT, land, partition_dates, read_checkpoint, read_landed
+from tideline.ingestion.landing import land, partition_dates, read_checkpoint, read_landed
+from tideline.ingestion.rawtext import RAW_TEXT
 from tideline.ingestion.sources import FileSource, Pull, Window
 from tideline.lake.local import LocalLake
 from tideline.lake.publish import publish

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tideline.demo.generator import DemoSpec, generate
+from tideline.demo.model import CHURN_MODEL
 from tideline.features.store import FeatureStore, TrainingSet
-from tideline.ingestion.demo import DemoSpec, generate
 from tideline.lake.local import LocalLake
-from tideline.models.churn import CHURN_MODEL
 from tideline.models.labels import label_examples, labelable_dates, load_activity
 from tideline.models.training import TrainedModel, train_model
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from tideline.core.errors import ModelError
-from tideline.features.churn import EVENTS, TRANSACTIONS
+from tideline.demo.views import EVENTS, TRANSACTIONS
 from tideline.models.labels import Activity, ChurnLabel, label_examples, labelable_dates
 
 LABEL = ChurnLabel(activity=(TRANSACTIONS, EVENTS), horizon_days=10, active_days=5)

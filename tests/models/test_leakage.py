@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from tideline.demo.model import CHURN_MODEL
 from tideline.features.leakage import future_leaks
 from tideline.features.store import FeatureStore, TrainingSet
-from tideline.models.churn import CHURN_MODEL
 from tideline.models.training import TrainedModel, train_model
 
 LATE = ["txn_count_30d", "spend_30d"]

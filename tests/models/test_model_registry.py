@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tideline.core.errors import ModelError
+from tideline.demo.model import CHURN_MODEL
 from tideline.features.store import FeatureStore, TrainingSet
-from tideline.models.churn import CHURN_MODEL
 from tideline.models.promotion import judge
 from tideline.models.registry import ModelRegistry, load_model, register_model
 from tideline.models.spec import PromotionGate

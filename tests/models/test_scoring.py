@@ -11,15 +11,15 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from tideline.core.errors import ModelError
-from tideline.features.churn import SPENDING
+from tideline.demo.model import CHURN_MODEL
+from tideline.demo.views import SPENDING
 from tideline.features.online.sqlite import SQLiteOnlineStore
-from tideline.features.serving import create_app
 from tideline.features.store import FeatureStore, TrainingSet
-from tideline.models.churn import CHURN_MODEL
 from tideline.models.labels import active_at, load_activity
 from tideline.models.promotion import judge
 from tideline.models.registry import ModelRegistry, register_model
 from tideline.models.training import TrainedModel
+from tideline.serving.api import create_app
 from tideline.tasks.scoring import champion_for, score_customers
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from tideline.models.churn import CHURN_MODEL
+from tideline.demo.model import CHURN_MODEL
 from tideline.models.search import candidates, run_trial, search
 from tideline.models.training import FeatureMatrix, time_split, train_model
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from tideline.core.errors import ModelError
-from tideline.features.churn import CHURN_VIEWS
-from tideline.models.churn import CHURN_MODEL
+from tideline.demo.model import CHURN_MODEL
+from tideline.demo.views import CHURN_VIEWS
 from tideline.models.spec import load_model_spec
 
 SPEC = """

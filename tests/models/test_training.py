@@ -2,8 +2,6 @@
 the split follows time, leaks are left out, bad label sets are refused by name."""
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from tideline.core.errors import ModelError
+from tideline.demo.model import CHURN_MODEL
 from tideline.features.store import FeatureStore
-from tideline.models import training
-from tideline.models.churn import CHURN_MODEL
 from tideline.models.labels import label_examples, labelable_dates, load_activity
-from tideline.models.training import FeatureMatrix, fit_baselines, time_split, train_model
+from tideline.models.training import FeatureMatrix, time_split, train_model
 
 Frame = tuple[pd.DataFrame, tuple[str, ...]]
 
@@ -23,7 +20,7 @@ Frame = tuple[pd.DataFrame, tuple[str, ...]]
 @pytest.fixture(scope="module")
 def training_frame(demo_lake_template: Path, tmp_path_factory: pytest.TempPathFactory
                    ) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    from tideline.features.churn import CHURN_VIEWS
+    from tideline.demo.views import CHURN_VIEWS
     from tideline.features.registry import Registry
     from tideline.lake.local import LocalLake
 
@@ -57,42 +54,12 @@ def test_lightgbm_learns_churn_from_behaviour_well_above_the_baseline(training_f
     assert next(iter(trained.importance)) in features
 
 
-def test_the_baseline_fits_beside_lightgbm_only_when_a_core_is_free(
-        training_frame: Frame, monkeypatch: pytest.MonkeyPatch) -> None:
-    """LightGBM on one thread of two cores: the baseline is fitted on another thread, and the
-    models and metrics are exactly those of fitting everything in turn (one core)."""
-    frame, features = training_frame
-    spec = replace(CHURN_MODEL, params={**CHURN_MODEL.params, "num_threads": 1})
-    threads: list[str] = []
-
-    def recorded(*args: object) -> object:
-        threads.append(threading.current_thread().name)
-        return fit_baselines(*args)
-
-    monkeypatch.setattr(training, "fit_baselines", recorded)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    beside = train_model(frame, features, spec)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
-    in_turn = train_model(frame, features, spec)
-    assert threads[0].startswith("beside-lightgbm") and threads[1] == "MainThread"
-    assert beside.metrics == in_turn.metrics
-    assert beside.baseline_metrics == in_turn.baseline_metrics
-    assert beside.threshold == in_turn.threshold
-    scores = beside.test_scores["lightgbm"]  # scored in two halves, in order
-    np.testing.assert_array_equal(scores, in_turn.test_scores["lightgbm"])
-    np.testing.assert_array_equal(scores, beside.booster.predict(
-        beside.matrix.transform(beside.test_frame)))
-
-
-@pytest.mark.parametrize("beside", [False, True])
-def test_a_feature_that_gives_the_label_away_is_left_out(
-        training_frame: Frame, beside: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """In turn, or checked beside a first fit that is then thrown away: the same model."""
+def test_a_feature_that_gives_the_label_away_is_left_out(training_frame: Frame) -> None:
+    """The model is the one trained without it."""
     frame, features = training_frame
     rng = np.random.default_rng(0)
     leaky = frame.assign(future_logins=frame["churned"] * 5 + rng.random(len(frame)) * 0.1)
-    spec = replace(CHURN_MODEL, params={**CHURN_MODEL.params, "num_threads": 1})
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1} if beside else {0})
+    spec = CHURN_MODEL
     trained = train_model(leaky, [*features, "future_logins"], spec)
     assert set(trained.leaks) == {"future_logins"} and trained.leaks["future_logins"] > 0.98
     assert "future_logins" not in trained.matrix.columns

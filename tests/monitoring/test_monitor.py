@@ -11,10 +11,10 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from tideline.demo.model import CHURN_MODEL
 from tideline.features.stats import FeatureStats
-from tideline.models.churn import CHURN_MODEL
+from tideline.models.boosting import lightgbm_params
 from tideline.models.registry import load_model
-from tideline.models.training import lightgbm_params
 from tideline.monitoring.alerts import owner_mails
 from tideline.monitoring.checks import MonitorRules, importance_check, null_check, performance_check
 from tideline.monitoring.events import DRIFT_EVENT, drift_event, emit

@@ -299,7 +299,7 @@ from sklearn.dummy import DummyClassifier
 
 from tideline.features.store import TrainingSet
 from tideline.lake.local import LocalLake
-from tideline.models.churn import CHURN_MODEL
+from tideline.demo.model import CHURN_MODEL
 from tideline.models.evaluation import Metrics
 from tideline.models.registry import ModelRegistry, register_model
 from tideline.models.training import FeatureMatrix, TrainedModel

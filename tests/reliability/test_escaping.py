@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from markupsafe import escape
 from tideline.core.errors import ConfigError
-from tideline.features.discovery.generate import Candidate
-from tideline.features.discovery.report import selection_report
-from tideline.features.discovery.select import Selection
+from tideline.discovery.generate import Candidate
+from tideline.discovery.report import selection_report
+from tideline.discovery.select import Selection
 from tideline.ingestion.contracts import Contract
 from tideline.ingestion.report import render_html
 from tideline.ingestion.validation import validate

@@ -18,7 +18,7 @@ from tideline.core.errors import (
     SourceError,
 )
 from tideline.core.settings import load_settings
-from tideline.features.churn import DEMO_VIEWS
+from tideline.demo.views import DEMO_VIEWS
 from tideline.features.definitions import Feature
 from tideline.ingestion.connectors.sql import SqlConnector
 from tideline.ingestion.sources import FileSource, SqlSource

@@ -20,13 +20,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from tideline.core.faults import KILL_AT
-from tideline.features.churn import CHURN_VIEWS
+from tideline.demo.model import CHURN_MODEL
+from tideline.demo.views import CHURN_VIEWS
 from tideline.features.registry import Registry
 from tideline.features.store import FeatureStore
 from tideline.lake.base import MAIN
 from tideline.lake.local import LocalLake
 from tideline.lake.publish import run_branch_name
-from tideline.models.churn import CHURN_MODEL
 from tideline.models.labels import label_examples, labelable_dates, load_activity
 from tideline.models.registry import ModelRegistry
 from tideline.models.training import train_model
@@ -207,7 +207,7 @@ REGISTER = """
 import pickle, sys
 from pathlib import Path
 from tideline.lake.local import LocalLake
-from tideline.models.churn import CHURN_MODEL
+from tideline.demo.model import CHURN_MODEL
 from tideline.models.registry import ModelRegistry, register_model
 
 root = Path(sys.argv[1])

@@ -236,7 +236,7 @@ def test_nats_restarted_mid_stream_the_processor_reconnects_to_the_uninterrupted
     later = as_json(events[(events["ts"] >= day) & (events["ts"] < AS_OF)].sort_values("ts"))
     half = len(later) // 2
     subject = "restart-events"
-    settings = load_settings(data_dir=tmp_path, feature_views="tideline.features.churn:DEMO_VIEWS")
+    settings = load_settings(data_dir=tmp_path, feature_views="tideline.demo.views:DEMO_VIEWS")
     processor = open_processor(settings, StreamConfig(
         name="restart", url=private_nats.url, subject=subject, start="all", batch_size=5,
         max_wait_seconds=0.05, checkpoint_seconds=0.5, connect_timeout_seconds=5))

@@ -24,9 +24,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from schemathesis.config import SchemathesisConfig
-from tideline.features.churn import CHURN_VIEWS
-from tideline.features.serving import MAX_BODY_BYTES, MAX_ENTITIES, MAX_FEATURES, create_app
+from tideline.demo.views import CHURN_VIEWS
 from tideline.features.store import FeatureStore
+from tideline.serving.api import MAX_BODY_BYTES, MAX_ENTITIES, MAX_FEATURES, create_app
 
 from tests.features import test_serving
 from tests.reliability.conftest import Ledger

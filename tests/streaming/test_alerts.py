@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tideline.features.churn import ACTIVITY, CHURN_VIEWS
+from tideline.demo.views import ACTIVITY, CHURN_VIEWS
 from tideline.features.online.sqlite import SQLiteOnlineStore
 from tideline.features.store import FeatureStore
 from tideline.lake.local import LocalLake

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 from tideline.core.errors import SourceUnavailable
 from tideline.core.settings import load_settings
-from tideline.features.churn import ACTIVITY, SIGNALS
+from tideline.demo.project import declared_project
+from tideline.demo.views import ACTIVITY, SIGNALS
 from tideline.features.online.sqlite import SQLiteOnlineStore
 from tideline.lake.local import LocalLake
 from tideline.streaming.checkpoint import load_checkpoint
@@ -62,10 +63,10 @@ def test_a_day_replayed_through_nats_gives_the_batch_values_and_dead_letters_the
         tmp_path: Path, subject: str, nats_url: str, events: pd.DataFrame) -> None:
     day = AS_OF - DAY
     lake = lake_before(tmp_path / "lake", events, day)
-    settings = load_settings(data_dir=tmp_path, feature_views="tideline.features.churn:DEMO_VIEWS")
+    settings = load_settings(data_dir=tmp_path, feature_views="tideline.demo.views:DEMO_VIEWS")
     config = StreamConfig(name=subject, url=nats_url, subject=subject, start="all", batch_size=200,
                           max_wait_seconds=0.5)
-    processor = open_processor(settings, config)
+    processor = open_processor(settings, config, project=declared_project(settings))
     assert processor.views == (ACTIVITY, SIGNALS) and processor.load() == "lake"
 
     today = events[(events["ts"] >= day) & (events["ts"] < AS_OF)]
@@ -125,7 +126,7 @@ def test_killed_mid_stream_the_processor_resumes_from_its_checkpoint_to_the_same
     half = len(later) // 2  # the rest is published after the kill: the kill is mid-stream
     publish(nats_url, subject, as_json(later.iloc[:half]))
     env = {**os.environ, "TIDELINE_DATA_DIR": str(tmp_path),
-           "TIDELINE_FEATURE_VIEWS": "tideline.features.churn:DEMO_VIEWS"}
+           "TIDELINE_FEATURE_VIEWS": "tideline.demo.views:DEMO_VIEWS"}
     command = [sys.executable, "-m", "tideline.deployments.cli", "stream", "--url", nats_url,
                "--subject", subject, "--start", "all", "--batch-size", "5",
                "--checkpoint-seconds", "0.2"]
@@ -157,7 +158,7 @@ def test_killed_mid_stream_the_processor_resumes_from_its_checkpoint_to_the_same
 
 def test_an_unreachable_broker_is_a_clear_error(tmp_path: Path, events: pd.DataFrame) -> None:
     lake_before(tmp_path / "lake", events, AS_OF)
-    settings = load_settings(data_dir=tmp_path, feature_views="tideline.features.churn:DEMO_VIEWS")
+    settings = load_settings(data_dir=tmp_path, feature_views="tideline.demo.views:DEMO_VIEWS")
     processor = open_processor(settings, StreamConfig(url="nats://127.0.0.1:1",
                                                       connect_timeout_seconds=1.0))
     with pytest.raises(SourceUnavailable, match="cannot connect to NATS at nats://127.0.0.1:1"):
@@ -168,7 +169,7 @@ def test_entities_without_new_events_are_rewritten_with_the_batches_in_turn(
         tmp_path: Path, events: pd.DataFrame) -> None:
     day = AS_OF - DAY
     lake_before(tmp_path / "lake", events, day)
-    settings = load_settings(data_dir=tmp_path, feature_views="tideline.features.churn:DEMO_VIEWS")
+    settings = load_settings(data_dir=tmp_path, feature_views="tideline.demo.views:DEMO_VIEWS")
     processor = open_processor(settings, StreamConfig(refresh_seconds=100.0))
     processor.load()
     start = time.time()

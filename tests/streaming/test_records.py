@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tideline.deployments.demo import PROJECT_FILE
+from tideline.demo.project import PROJECT_FILE
 from tideline.ingestion.project import load_project
 from tideline.streaming.records import EventShape, decode
 

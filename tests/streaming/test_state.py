@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from tideline.features.churn import ACTIVITY, SIGNALS
+from tideline.demo.views import ACTIVITY, SIGNALS
 from tideline.features.engine import Events, Spine, compute_views
 from tideline.streaming.state import StreamState, event_schema
 

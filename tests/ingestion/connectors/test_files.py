@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tideline.core.errors import SourceError
 from tideline.ingestion.connectors import connector_for
 from tideline.ingestion.connectors.files import FileConnector, read_csv, read_ragged_csv
-from tideline.ingestion.landing import RAW_TEXT
+from tideline.ingestion.rawtext import RAW_TEXT
 from tideline.ingestion.sources import FileSource, Window
 
 HEADER = "customer_id,email,plan,updated_at\n"

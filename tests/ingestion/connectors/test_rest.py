@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tideline.core.errors import SourceError, SourceUnavailable
+from tideline.demo.api import Faults, serve_records
 from tideline.ingestion.connectors import connector_for
 from tideline.ingestion.connectors.rest import RestConnector, after_cursor
-from tideline.ingestion.demo_api import Faults, serve_records
 from tideline.ingestion.sources import RestSource, Window
 
 TOKEN = "t0ken-for-tests"

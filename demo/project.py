@@ -16,7 +16,7 @@ from tideline.core.settings import Settings
 from tideline.ingestion.project import Project, load_project
 from tideline.lake.base import MAIN, Lake
 
-PROJECT_FILE = Path(__file__).resolve().parent.parent / "ingestion" / "demo_project.yaml"
+PROJECT_FILE = Path(__file__).resolve().parent / "project.yaml"
 API_TOKEN = "demo-token"  # the demo API's own bearer token; it guards nothing real
 DEFECT_RULES = {
     "customers": {"missing_email": "not_null:email", "bad_email": "regex:email",
@@ -42,7 +42,7 @@ def _spec_digest(spec: object) -> str:
 
 def prepare_demo_sources(root: Path, spec: object | None = None) -> Path:
     """Write the demo's source systems under `root` once per generator spec; return `root`."""
-    from tideline.ingestion.demo import (
+    from tideline.demo.generator import (
         DemoSpec,
         generate,
         write_api_fixture,
@@ -76,7 +76,7 @@ def injected_defects(root: Path) -> dict[str, dict[str, int]]:
 @contextmanager
 def demo_project(data_dir: Path) -> Iterator[Project]:
     """The demo's sources, ready to ingest: the data written, the helpdesk API served locally."""
-    from tideline.ingestion.demo import DemoSpec
+    from tideline.demo.generator import DemoSpec
 
     spec = DemoSpec(drift_from=DEMO_DRIFT_FROM)
     root = prepare_demo_sources(data_dir / "demo", spec)
@@ -89,7 +89,7 @@ def demo_placeholders(root: Path, end: date) -> Iterator[dict[str, str]]:
     """The demo's source systems under `root` reachable for the block (the shop database and
     the API token in the environment, the helpdesk API served): the demo project file's
     placeholders, validating as of the day after `end`."""
-    from tideline.ingestion.demo_api import serve_records
+    from tideline.demo.api import serve_records
 
     os.environ["TIDELINE_DEMO_SQL_URL"] = f"sqlite:///{(root / 'shop.db').resolve()}"
     os.environ["TIDELINE_DEMO_API_TOKEN"] = API_TOKEN
@@ -130,7 +130,7 @@ def write_live_events(lake: Lake, root: Path, seed: int = 7) -> Path:
     log's root."""
     import numpy as np
     import pandas as pd
-    from tideline.features.churn import EVENTS
+    from tideline.demo.views import EVENTS
     from tideline.features.offline import read_source
 
     events = read_source(lake, MAIN, EVENTS, "customer_id",

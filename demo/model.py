@@ -2,7 +2,7 @@
 churn feature view."""
 from __future__ import annotations
 
-from tideline.features.churn import CHURN_VIEWS, EVENTS, TRANSACTIONS
+from tideline.demo.views import CHURN_VIEWS, EVENTS, TRANSACTIONS
 from tideline.models.labels import ChurnLabel
 from tideline.models.spec import ModelSpec
 

@@ -12,13 +12,10 @@ import pandas as pd
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
+from tideline.models.boosting import rounds_on_validation
+from tideline.models.leakage import is_number, leaking, separation
 from tideline.models.spec import ModelSpec
-from tideline.models.training import (
-    FeatureMatrix,
-    capped,
-    rounds_on_validation,
-    time_split,
-)
+from tideline.models.training import FeatureMatrix, capped, time_split
 
 
 @dataclass(frozen=True)
@@ -55,14 +52,10 @@ class Selection:
     """A kept candidate -> the redundant ones it stands for."""
 
 
-def _is_number(values: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-
-
 def _codes(values: pd.Series) -> np.ndarray:
     """Numbers for measuring: numeric values with missing as the median, text as category
     codes."""
-    if _is_number(values):
+    if is_number(values):
         numbers = pd.to_numeric(values, errors="coerce").astype(float).replace(
             [np.inf, -np.inf], np.nan)
         return numbers.fillna(numbers.median() if numbers.notna().any() else 0.0).to_numpy()
@@ -85,7 +78,7 @@ BINS = 16
 
 def _bins(values: pd.Series) -> np.ndarray:
     """Quantile bins of a number (ties share a bin; missing is bin BINS), or a text's value."""
-    if not _is_number(values):
+    if not is_number(values):
         return pd.Categorical(values.astype("string")).codes.astype(np.int64) + 1
     x = pd.to_numeric(values, errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
     missing = x.isna().to_numpy()
@@ -143,18 +136,10 @@ class Selector:
         return sorted(mi, key=lambda n: -mi[n])[:count]
 
     def auc_alone(self, names: Sequence[str]) -> dict[str, float]:
-        """How well each candidate alone separates the classes on the training sample (max
-        of AUC and 1 - AUC); text by its values' churn rates, missing as the median."""
-        y = self.sample[self.label].to_numpy()
-        for name in names:
-            if name not in self.aucs:
-                values = self.sample[name]
-                if not _is_number(values):
-                    rates = pd.Series(y, index=values.index).groupby(
-                        values.astype("string").fillna("<missing>")).transform("mean")
-                    values = rates
-                auc = _auc(_codes(values), y)
-                self.aucs[name] = max(auc, 1 - auc)
+        """How well each candidate alone separates the classes on the training sample
+        (`tideline.models.leakage.separation`)."""
+        new = [n for n in names if n not in self.aucs]
+        self.aucs.update(separation(self.sample, new, self.sample[self.label].to_numpy()))
         return {n: self.aucs[n] for n in names}
 
     def screen(self, names: Sequence[str]) -> dict[str, str]:
@@ -178,8 +163,7 @@ class Selector:
 
     def leaks(self, names: Sequence[str]) -> dict[str, float]:
         """Candidates that alone separate the classes better than the spec allows."""
-        return {n: auc for n, auc in self.auc_alone(names).items()
-                if auc > self.spec.leakage_auc}
+        return leaking(self.auc_alone(names), self.spec.leakage_auc)
 
     def stability(self, names: Sequence[str]) -> dict[str, float]:
         """Per numeric candidate, the share of training dates on which its AUC is on the same
@@ -190,7 +174,7 @@ class Selector:
         days = [rows for rows in days if 0 < self.y[rows].sum() < len(rows)]
         out = {}
         for name in names:
-            if not _is_number(train[name]):
+            if not is_number(train[name]):
                 out[name] = 1.0
                 continue
             x = _codes(train[name])

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tideline.core.partitioning import hash_bucket
 from tideline.features.engine import Spine, compute_views
 from tideline.features.materialize import load_events
 from tideline.features.plan import FeaturePlan
-from tideline.ingestion.layout import hash_bucket
 from tideline.lake.base import Lake
 
 ROW = "_row"

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 from tideline.core.errors import DiscoveryError
+from tideline.discovery.schema import ChildTable, Column
 from tideline.features.definitions import Derived, Entity, Feature, FeatureView
-from tideline.features.discovery.schema import ChildTable, Column
 
 WINDOWS = (7, 30, 90)
 HASH_BUCKETS = 8

@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tideline.ingestion.layout import bucket_count, hash_bucket, read_partition, write_bucketed
+from tideline.core.partitioning import hash_bucket
+from tideline.lake.buckets import bucket_count, read_partition, write_bucketed
 from tideline.lake.local import LocalLake
 
 PATH = "clean/orders/dt=2026-07-01/part-r1.parquet"

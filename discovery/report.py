@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment
 from matplotlib.figure import Figure
-from tideline.features.discovery.generate import Candidate
-from tideline.features.discovery.select import Selection
-from tideline.ingestion.report import figure_png
+from tideline.core.plots import figure_png
+from tideline.discovery.generate import Candidate
+from tideline.discovery.select import Selection
 
 SHOWN_DROPPED = 200
 """Dropped candidates listed in the page (all are in the CSV)."""

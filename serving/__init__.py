@@ -1,0 +1,1 @@
+"""Online features and predictions over HTTP (`tideline serve`)."""
