@@ -3,6 +3,7 @@ change, each for a block and restored after it."""
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,3 +19,32 @@ def frozen_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+@contextmanager
+def prefect_api() -> Iterator[str]:
+    """The Prefect API this process's flows report to, named in `PREFECT_API_URL` for the block
+    so that every process they start reports to it too: the configured one, else Prefect's
+    embedded server, started now instead of on the client's first use. Ray workers inherit
+    the variable and receive it in each task's settings; without it each would start a
+    throwaway server of its own and report there."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    configured = PREFECT_API_URL.value()
+    if configured:
+        yield configured
+        return
+    from prefect.server.api.server import SubprocessASGIServer  # the server's stack: on need
+
+    server = SubprocessASGIServer()
+    server.start()
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before

@@ -122,12 +122,12 @@ def test_features_list_describe_and_diff(data_dir: Path, monkeypatch: pytest.Mon
 
     import pandas as pd
     from tideline.demo.views import PROFILE
-    from tideline.deployments import cli
+    from tideline.deployments.cli import common
     from tideline.features.definitions import Feature
     from tideline.features.registry import Registry
     from tideline.features.stats import profile_features
 
-    monkeypatch.setattr(cli.console, "width", 250)  # wide tables keep each cell on one line
+    monkeypatch.setattr(common.console, "width", 250)  # wide tables keep each cell on one line
     data_dir.mkdir(parents=True)
     registry = Registry(f"sqlite:///{data_dir / 'registry.db'}")
     frame = pd.DataFrame({"tenure_days": [10, 20, None], "plan": ["basic", "plus", "plus"],

@@ -1,0 +1,249 @@
+"""The pipeline and its operation, top-level commands (registered by the package, in the order of
+`tideline --help`): `run`, `ingest`, `serve`, `stream`, `monitor`, `retrain`, `worker`, `server`,
+`deploy`."""
+# heavy imports (Prefect flows and server, Ray, FastAPI, NATS) stay inside the command bodies, so
+# `tideline --help` starts fast
+
+from __future__ import annotations
+
+import signal
+from datetime import datetime
+
+import typer
+from rich.table import Table
+from tideline.core.settings import load_settings
+from tideline.deployments.cli.common import (
+    console,
+    flow_runtime,
+    model_registry,
+    prefect_quiet,
+    short,
+)
+from tideline.deployments.cli.features import print_discovery, print_features
+from tideline.deployments.cli.models import print_scoring, print_training
+
+
+def _print_audit(audit) -> None:  # noqa: ANN001 - ingestion.audit.Audit, imported lazily
+    table = Table(title=f"run {audit.run_id}")
+    for column in ("dataset", "rows", "clean", "quarantined", "quality score", "gate"):
+        table.add_column(column, justify="right" if column != "dataset" else "left")
+    for o in audit.outcomes:
+        verdict = "[green]pass[/]" if o.gate_passed else "[red]fail[/]"
+        table.add_row(o.dataset, f"{o.rows:,}", f"{o.clean:,}", f"{o.quarantined:,}",
+                      f"{o.score:.2f}", verdict)
+    console.print(table)
+    console.print(f"quality report: {audit.local_report}")
+
+
+def _print_monitoring(run) -> None:  # noqa: ANN001 - flows.monitor.MonitorRun
+    console.print(f"{run.model} as of {run.as_of}: {len(run.drifted)} features drifted"
+                  + (f" ({', '.join(run.drifted[:8])}{', ...' if len(run.drifted) > 8 else ''})"
+                     if run.drifted else ""))
+    if run.retrain:
+        console.print("[yellow]retrain requested:[/] " + "; ".join(run.reasons))
+    if run.event is not None:
+        console.print(f"event {run.event.event}: "
+                      + ("delivered" if run.event.delivered else
+                         f"[red]not delivered[/] ({run.event.detail})"))
+    for mail in run.emails:
+        console.print(f"e-mail to {', '.join(mail.to)}: "
+                      + (mail.detail if mail.sent else f"[red]not sent[/] ({mail.detail})"))
+    console.print(f"report: {run.report['local']} (lake: {run.report['html']} at "
+                  f"{short(run.report['commit'])})")
+
+
+def _print_stream(run) -> None:  # noqa: ANN001 - streaming.processor.StreamRun
+    console.print(f"stream {run.name}: {run.applied:,} live events applied (newest "
+                  f"{run.clock[:19]}), {run.duplicates:,} duplicates dropped, "
+                  f"{len(run.dead_letters)} dead-lettered"
+                  + "".join(f"\n  dead letter: {why[:110]}" for why in run.dead_letters[:5]))
+    table = Table("customer", "churn probability", "after", "top reasons",
+                  title=f"{len(run.alerts)} high-risk alerts on live events")
+    for alert in sorted(run.alerts, key=lambda a: -a["probability"])[:10]:
+        table.add_row(alert["customer_id"], f"{alert['probability']:.3f}",
+                      ", ".join(alert["trigger"]), "; ".join(alert["reasons"][:2]))
+    console.print(table)
+
+
+def run(
+    run_id: str = typer.Option(None, help="Re-use a run id to re-run it idempotently."),
+) -> None:
+    """Run the pipeline end to end on the configured sources (bundled demo data by default)."""
+    with flow_runtime():
+        from tideline.flows.pipeline import pipeline
+
+        result = pipeline(run_id=run_id)
+        _print_audit(result.audit)
+        print_features(result.features)
+        print_training(result.training)
+        print_scoring(result.scores)
+        _print_monitoring(result.monitoring)
+        if result.realtime is not None:
+            _print_stream(result.realtime)
+        print_discovery(result.discovery, top=10)
+
+
+def ingest(
+    run_id: str = typer.Option(None, help="Re-use a run id to re-run it idempotently."),
+    since: datetime = typer.Option(None, formats=["%Y-%m-%d"], help="Backfill from this day."),
+    until: datetime = typer.Option(None, formats=["%Y-%m-%d"], help="Backfill up to (excl.)."),
+) -> None:
+    """Ingest, validate and publish every source; with --since/--until, backfill those days."""
+    with flow_runtime():
+        from tideline.flows.ingest import ingest as ingest_flow
+
+        _print_audit(ingest_flow(run_id=run_id,
+                                 since=since.date() if since else None,
+                                 until=until.date() if until else None))
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Serve online features and churn predictions over HTTP (POST /features, POST /predict;
+    docs at /docs)."""
+    import uvicorn
+    from tideline.features.store import FeatureStore
+    from tideline.serving.api import create_app
+
+    settings = load_settings()
+    uvicorn.run(create_app(FeatureStore.open(settings), model_registry()), host=host,
+                port=port)
+
+
+def stream(
+    subject: str = typer.Option("app-events", help="NATS subject of the events."),
+    url: str = typer.Option("nats://127.0.0.1:4222", help="NATS server."),
+    name: str = typer.Option(None, help="Processor name (consumer, checkpoints, dead letters); "
+                                        "default: the subject."),
+    source: str = typer.Option("events", help="Feature source whose streamable views to keep "
+                                              "fresh."),
+    start: str = typer.Option("new", help="Without a checkpoint, read from: new, all, or a "
+                                          "stream sequence."),
+    lateness: float = typer.Option(3600.0, help="Allowed lateness, seconds."),
+    batch_size: int = typer.Option(5000, min=1, help="Most messages per micro-batch."),
+    checkpoint_seconds: float = typer.Option(60.0, help="Seconds between checkpoints."),
+    refresh_seconds: float = typer.Option(300.0, help="Seconds between rewrites of every "
+                                                      "entity."),
+    metrics_port: int = typer.Option(None, help="Serve Prometheus metrics on this port."),
+    idle_exit: bool = typer.Option(False, help="Stop (after a checkpoint) once the stream has "
+                                               "nothing more."),
+    score_on: str = typer.Option("", help="Comma-separated event types after which the customer "
+                                          "is scored with the champion; high risk is published "
+                                          "to tideline.alerts.MODEL."),
+) -> None:
+    """Keep streamable feature views fresh in the online store from a NATS JetStream subject;
+    bad and late events go to tideline.dead-letter.NAME with their reason."""
+    import asyncio
+
+    from tideline.core.process import frozen_heap
+    from tideline.demo.project import declared_project
+    from tideline.streaming.processor import StreamConfig, open_processor
+
+    config = StreamConfig(name=name or subject.replace(".", "-"), url=url, subject=subject,
+                          start=start, lateness_seconds=lateness, batch_size=batch_size,
+                          checkpoint_seconds=checkpoint_seconds, refresh_seconds=refresh_seconds,
+                          score_on=tuple(t.strip() for t in score_on.split(",") if t.strip()))
+    settings = load_settings()
+    processor = open_processor(settings, config, source=source,
+                               project=declared_project(settings))
+    console.print(f"stream {config.name}: state from the {processor.load()}; views "
+                  f"{', '.join(v.name for v in processor.views)}")
+    if metrics_port:
+        processor.serve_metrics(metrics_port)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        async def report() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(5)
+                console.print(processor.status())
+
+        reporter = asyncio.create_task(report())
+        try:
+            await processor.run(stop, idle_exit=idle_exit)
+        finally:
+            reporter.cancel()
+
+    with frozen_heap():  # the state is long-lived: spare it every full collection's scan
+        asyncio.run(main())
+    console.print(f"stream {config.name}: stopped at sequence {processor.sequence} "
+                  "(checkpoint committed)")
+
+
+def monitor(
+    run_id: str = typer.Option(None, help="Re-use a run id (a finished run alerts no one "
+                                          "twice)."),
+    model: str = typer.Option(None, help="`module:attribute` of a ModelSpec or a YAML file; "
+                                         "default: TIDELINE_MODEL_SPEC (the demo's churn)."),
+    as_of: datetime = typer.Option(None, formats=["%Y-%m-%d"],
+                                   help="Compare the features as of this day; default: the "
+                                        "newest."),
+    notify: bool = typer.Option(True, help="E-mail the owners of what drifted."),
+) -> None:
+    """Compare the champion's training set with today's features: drift report, event, e-mail."""
+    with flow_runtime():
+        from tideline.flows.monitor import monitor as monitor_flow
+
+        _print_monitoring(monitor_flow(run_id=run_id, model=model,
+                                       as_of=as_of.date() if as_of else None, notify=notify))
+
+
+def retrain(
+    model: str = typer.Option(None, help="`module:attribute` of a ModelSpec or a YAML file; "
+                                         "default: TIDELINE_MODEL_SPEC (the demo's churn)."),
+    report: str = typer.Option(None, help="The drift report asking for it (lake path)."),
+) -> None:
+    """Rebuild the training set from main, train, and run the promotion gate."""
+    with flow_runtime():
+        from tideline.flows.retrain import retrain as retrain_flow
+
+        print_training(retrain_flow(model=model, report=report))
+
+
+def worker(
+    names: list[str] = typer.Argument(None, help="Deployments to serve (default: all of "
+                                                 "prefect.yaml)."),
+) -> None:
+    """Serve prefect.yaml's deployments from this process: their schedules, drift trigger and
+    runs started from the Prefect UI (set PREFECT_API_URL to a running server)."""
+    prefect_quiet()
+    from tideline.deployments.serve import serve_deployments
+
+    serve_deployments(names or ())
+
+
+def server(
+    port: int = typer.Option(4200, help="Port of the API and UI."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+) -> None:
+    """Start a Prefect server (UI included; SQLite in the data directory, or
+    TIDELINE_PREFECT_DATABASE_URL) and serve every deployment of prefect.yaml against it."""
+    prefect_quiet()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from tideline.core.settings import load_settings
+    from tideline.deployments.serve import prefect_server, serve_deployments
+
+    # stop on Ctrl-C and on SIGTERM alike, even when started with SIGINT ignored (a
+    # background job of a script), so the server below is always stopped with it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with prefect_server(load_settings(), host, port) as api, temporary_settings(
+            {PREFECT_API_URL: api}):
+        console.print(f"Prefect UI: {api.removesuffix('/api')}  (API {api})")
+        serve_deployments()
+
+
+def deploy(pool: str = typer.Option("tideline", help="The process work pool to deploy to.")
+           ) -> None:
+    """Register prefect.yaml's deployments and the drift automation with the server at
+    PREFECT_API_URL for a work pool (then: prefect worker start --pool tideline)."""
+    prefect_quiet()
+    from tideline.deployments.serve import deploy_all
+
+    deploy_all(pool)
