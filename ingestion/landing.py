@@ -138,8 +138,7 @@ def write_days(lake: Lake, branch: str, path: str, table: pa.Table, codes: np.nd
 def _split_days(table: pa.Table, codes: np.ndarray, count: int) -> list[list[pa.RecordBatch]]:
     """The rows of each of `count` days in input order, as slices of the table's batches
     regrouped by day. Rows move only within a batch, so memory is read close together: one
-    shuffle of the whole table misses the CPU's caches on nearly every value (four times
-    slower on 10M rows)."""
+    shuffle of the whole table would miss the CPU's caches on nearly every value."""
     pieces: list[list[pa.RecordBatch]] = [[] for _ in range(count)]
     start = 0
     for batch in table.to_batches(max_chunksize=SPLIT_ROWS):

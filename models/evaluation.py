@@ -62,8 +62,8 @@ def evaluate(y: np.ndarray, scores: np.ndarray, threshold: float) -> Metrics:
 LAYOUT = {"curves": {"left": 0.06, "right": 0.985, "bottom": 0.12, "top": 0.93,
                      "wspace": 0.2},
           "confusion": {"left": 0.24, "right": 0.96, "bottom": 0.14, "top": 0.91}}
-"""The plots' margins, fixed: `tight_layout` measured every label for them, a third of the
-time of writing the plots (train_bench)."""
+"""The plots' margins, fixed rather than measured from every label by `tight_layout`, which
+costs more than drawing."""
 
 
 def save_plots(y: np.ndarray, curves: dict[str, np.ndarray], threshold: float,

@@ -5,8 +5,8 @@ metrics for both.
 
 The validation fold picks the number of boosting rounds and the decision threshold; then both
 models are refitted on training and validation rows together (with the rounds scaled to the
-larger data), because the newest weeks say most about the test weeks: on the demo this lifts
-test ROC-AUC by about 0.04. The test fold is never seen before the metrics are computed."""
+larger data), because the newest weeks say most about the test weeks. The test fold is never
+seen before the metrics are computed."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -110,13 +110,11 @@ class FeatureMatrix:
 
 
 SAMPLE_CAP = 25_000
-"""Rows the leakage check learns from at most (a stratified sample): an AUC above 0.98 is plain
-in far fewer (its standard error at 25,000 rows with 7% positives is about 0.003), and its cost
-would otherwise grow with the data (benchmarks/train_bench.py)."""
+"""Rows the leakage check learns from at most (a stratified sample): an AUC near 1 is plain in
+far fewer, and the check's cost would otherwise grow with the data."""
 BASELINE_CAP = 50_000
 """Rows the baseline learns from at most (a stratified sample): a logistic regression of a
-hundred inputs gains little beyond (on train_bench's data, test ROC-AUC 0.8217 from 25,000 of
-60,000 training rows, 0.8263 from all of them)."""
+hundred inputs gains little beyond."""
 
 
 def capped(rows: int, y: np.ndarray, cap: int = SAMPLE_CAP, seed: int = 7) -> np.ndarray:

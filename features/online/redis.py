@@ -108,8 +108,7 @@ class RedisOnlineStore:
 
     def _mset(self, names: pa.Array, values: pa.Array) -> None:
         """One MSET, its protocol bytes assembled by Arrow: redis-py's own packing measures and
-        encodes every key and value in Python, which was a sixth of a stream processor's time
-        (`benchmarks/stream_bench.py`, profiled)."""
+        encodes every key and value in Python, a large share of a stream processor's time."""
         pairs = pc.binary_join_element_wise(_bulk(names), _bulk(values), "")
         offsets = np.frombuffer(pairs.buffers()[1], dtype=np.int32)[
             pairs.offset:pairs.offset + len(pairs) + 1]
