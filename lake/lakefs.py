@@ -4,21 +4,18 @@ lakeFS already has the protocol's semantics (branch reads see staging, three-way
 commits). Where lakeFS answers an error for what the protocol treats as a no-op (committing or
 merging with nothing to change: lakefs-spec #22, lakeFS #7528), this backend returns the current
 head instead. Every HTTP failure becomes a tideline error that names the branch, ref or path.
-A run id is held for its run's life by a lease in the repository (`hold_run`, see `RunHold`).
+A run id is held for its run's life by a lease in the repository (`hold_run`, see
+`tideline.lake.lease`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -38,7 +35,6 @@ from tideline.core.errors import (
     MergeConflict,
     ObjectNotFound,
     RefNotFound,
-    RunInProgress,
 )
 from tideline.lake.base import (
     MAIN,
@@ -56,6 +52,7 @@ from tideline.lake.base import (
     is_short_abbreviation,
     parse_ref,
 )
+from tideline.lake.lease import RUN_HOLD_TTL, RunHold
 from tideline.lake.publish import run_branch_name
 from urllib3.exceptions import HTTPError as Urllib3Error
 
@@ -74,16 +71,6 @@ they are bookkeeping of the server, not tideline's metadata, so commits are retu
 them."""
 
 _TRANSIENT = {429, 502, 503, 504}
-
-HOLDS_BRANCH = "_tideline-holds"
-"""The branch run holds live on (`RunHold`): created from main on first use, committed when a
-hold is released (so deletions do not pile up as staged tombstones), never merged, so a hold
-never reaches main or a run's branch."""
-
-HOLDS_PREFIX = "runs/"
-
-RUN_HOLD_TTL = 60.0
-"""Seconds a run hold lasts without renewal; the holder renews it every third of that."""
 
 
 class LakeFSLake:
@@ -392,7 +379,7 @@ class LakeFSLake:
     def hold_run(self, run_id: str) -> Iterator[None]:
         """Hold `run_id` for the block, or raise `RunInProgress` if a live process holds it.
 
-        The hold is a lease on `HOLDS_BRANCH`, renewed while the block runs and released when
+        The hold is a lease on `lease.HOLDS_BRANCH`, renewed while the block runs and released when
         it ends. A holder that dies stops renewing, so its re-run starts once the lease expires
         (`run_hold_ttl` seconds at most). A holder that could not renew in time (the lease was
         taken over, or lakeFS was unreachable past its expiry) is refused further writes,
@@ -411,24 +398,10 @@ class LakeFSLake:
             hold.release()
 
     def _check_hold(self, branch: str, what: str, *, renew: bool = False) -> None:
-        """Refuse `what` on a run branch whose hold this process has lost: a run that stalled
-        past its lease may find another process running it on the same branch. The lease is
-        renewed first when it has lapsed (or always, with `renew`: before a merge)."""
+        """Refuse `what` on a run branch whose hold this process has lost (`RunHold.check`)."""
         hold = self._holds.get(branch)
-        if hold is None:
-            return
-        if renew or hold.lost or time.time() >= hold.expires_at:
-            hold.renew()
-        if hold.lost:
-            raise LakeError(
-                f"{what} refused: run {hold.run_id!r} lost its hold ({hold.lost}), so "
-                "another process may be running it; re-run it"
-            )
-
-    def _ensure_holds_branch(self) -> None:
-        if HOLDS_BRANCH not in self.branches():
-            with suppress(BranchExists):  # another process created it first
-                self.create_branch(HOLDS_BRANCH, MAIN)
+        if hold is not None:
+            hold.check(what, renew=renew)
 
     def get_commit(self, ref: str) -> Commit:
         self._check_ref(ref)
@@ -865,175 +838,3 @@ def _commit(commit: Any) -> Commit:
         created_at=datetime.fromtimestamp(commit.creation_date, UTC),
         committer=commit.committer,
     )
-
-
-class RunHold:
-    """A lease on a run id in a lakeFS repository: one process at a time holds it.
-
-    The lease is a sequence of small JSON objects `runs/<run id>/<generation>.json` on
-    `HOLDS_BRANCH`, each saying who holds the run (host/pid/uuid) and until when. Only the
-    highest generation counts. Taking, renewing and releasing a hold each create the next
-    generation with `If-None-Match: *`, which lakeFS checks and writes atomically, so of two
-    processes acting on the same generation exactly one succeeds and the other gets 412:
-
-    - take: free when there is no lease, or the latest is released or past its expiry (its
-      holder died or stalled); otherwise `RunInProgress`;
-    - renew (every third of the TTL, in a thread): the next generation with a new expiry; a
-      412 there means another process took over the expired lease, and the hold is lost;
-    - release: the next generation, marked released. Older generations are then deleted and
-      the branch committed; the latest stays (a few hundred bytes per run id), as the counter
-      that keeps a slow taker from creating a generation that is no longer the latest.
-
-    Expiry is the holder's wall clock plus the TTL, compared with the taker's clock: hosts
-    sharing a repository need clocks that agree to well within the TTL.
-    """
-
-    def __init__(self, lake: LakeFSLake, run_id: str, ttl: float) -> None:
-        if ttl <= 0:
-            raise ConfigError(f"run hold TTL must be positive seconds, not {ttl!r}")
-        self.lake, self.run_id, self.ttl = lake, run_id, ttl
-        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex}"
-        self.prefix = f"{HOLDS_PREFIX}{run_id}/"
-        self.generation = -1
-        self.expires_at = 0.0
-        self.lost = ""
-        """Why the hold was lost while the run went on (empty while it holds)."""
-        self._stop = threading.Event()
-        self._lock = threading.Lock()  # one lease write at a time: heartbeat, renew, release
-        self._beating: threading.Thread | None = None
-
-    def _path(self, generation: int) -> str:
-        return f"{self.prefix}{generation:012d}.json"
-
-    def _latest(self) -> tuple[int, dict[str, Any]] | None:
-        """The highest generation and its record; ObjectNotFound if it went away meanwhile."""
-        leases = self.lake.list(HOLDS_BRANCH, self.prefix)
-        if not leases:
-            return None
-        path = leases[-1].path
-        try:
-            generation = int(path.rsplit("/", 1)[1].removesuffix(".json"))
-            record = json.loads(self.lake.get(HOLDS_BRANCH, path))
-            float(record["expires_at"])
-        except (ValueError, KeyError, TypeError):
-            raise LakeError(
-                f"run hold {path!r} on branch {HOLDS_BRANCH!r} of repository "
-                f"{self.lake.repository!r} is not a tideline lease; delete it"
-            ) from None
-        return generation, record
-
-    def _create(self, generation: int, *, released: bool = False) -> bool:
-        """Create lease `generation` for this holder; false if it exists (412) and is not ours
-        (it is ours when an earlier attempt was written but its answer lost)."""
-        expires_at = 0.0 if released else time.time() + self.ttl
-        record = {"run_id": self.run_id, "owner": self.owner, "generation": generation,
-                  "expires_at": expires_at, "ttl": self.ttl, "released": released}
-        path = self._path(generation)
-        created = self.lake.create_object(
-            HOLDS_BRANCH, path, json.dumps(record).encode(), timeout=max(self.ttl / 3, 1.0)
-        )
-        if not created:
-            try:
-                stored = json.loads(self.lake.get(HOLDS_BRANCH, path))
-            except (ObjectNotFound, ValueError):
-                stored = {}
-            if stored.get("owner") == self.owner and stored.get("released") == released:
-                created, expires_at = True, float(stored["expires_at"])
-        if created:
-            self.generation, self.expires_at = generation, expires_at
-        return created
-
-    def _forget_before(self, generation: int, *, every: bool = True) -> None:
-        """Delete the generations below `generation` (nobody creates them again), or with
-        `every` false only the one just below: best effort, a leftover is harmless."""
-        try:
-            if every:
-                paths = [lease.path for lease in self.lake.list(HOLDS_BRANCH, self.prefix)
-                         if lease.path < self._path(generation)]
-            else:
-                paths = [self._path(generation - 1)] if generation > 0 else []
-            for path in paths:
-                self.lake._discard(HOLDS_BRANCH, path)
-        except LakeError as exc:
-            log.debug("run %s: old leases not deleted (%s)", self.run_id, exc)
-
-    def take(self) -> None:
-        self.lake._ensure_holds_branch()
-        for _ in range(20):  # another taker or a renewal moved the lease: look again
-            try:
-                latest = self._latest()
-            except ObjectNotFound:
-                continue
-            if latest is None:
-                generation = 0
-            else:
-                generation, record = latest
-                if not record.get("released") and float(record["expires_at"]) > time.time():
-                    log.info("run %s is held by %s until %s", self.run_id, record.get("owner"),
-                             datetime.fromtimestamp(float(record["expires_at"]), UTC))
-                    raise RunInProgress(self.run_id)
-                if not record.get("released"):
-                    log.warning("run %s: the hold of %s expired %.1f s ago; taking it over",
-                                self.run_id, record.get("owner"),
-                                time.time() - float(record["expires_at"]))
-                generation += 1
-            if self._create(generation):
-                self._forget_before(generation)
-                self._beating = threading.Thread(
-                    target=self._beat, name=f"run-hold-{self.run_id}", daemon=True)
-                self._beating.start()
-                return
-        raise RunInProgress(self.run_id)
-
-    def renew(self) -> None:
-        """Extend the lease by creating its next generation (every third of the TTL, and
-        before a merge or once it has lapsed); set `lost` if another process took it over, or
-        if lakeFS could not be reached before it expired."""
-        with self._lock:
-            if self.lost:
-                return
-            try:
-                renewed = self._create(self.generation + 1)
-            except LakeError as exc:
-                if time.time() >= self.expires_at:
-                    self.lost = f"not renewed before it expired: {exc}"
-                    log.error("run %s: hold lost, %s", self.run_id, self.lost)
-                else:
-                    log.warning("run %s: hold not renewed (%s); trying again", self.run_id, exc)
-                return
-            if not renewed:
-                self.lost = "it expired and another process took it over"
-                log.error("run %s: hold lost, %s", self.run_id, self.lost)
-                return
-        self._forget_before(self.generation, every=False)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.ttl / 3) and not self.lost:
-            self.renew()
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._beating is not None:
-            self._beating.join()
-        with self._lock:
-            if self.lost:
-                return
-            try:
-                released = self._create(self.generation + 1, released=True)
-            except LakeError as exc:  # never mask the run's own outcome; the lease expires
-                log.warning("run %s: hold not released (%s); it expires within %.0f s",
-                            self.run_id, exc, self.ttl)
-                return
-        if released:
-            self._forget_before(self.generation)
-            self._settle()
-
-    def _settle(self) -> None:
-        """Commit the holds branch after a release: the generations deleted meanwhile would
-        otherwise stay as staged tombstones, which every later listing of leases walks over.
-        Best effort, as `_forget_before`: the next release commits what this one leaves."""
-        try:
-            self.lake.commit(HOLDS_BRANCH, f"Release run {self.run_id}",
-                             {"run_id": self.run_id})
-        except LakeError as exc:
-            log.debug("run %s: holds branch not committed (%s)", self.run_id, exc)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from tideline.lake.base import MAIN
-from tideline.lake.lakefs import HOLDS_BRANCH, LakeFSLake
+from tideline.lake.lakefs import LakeFSLake
+from tideline.lake.lease import HOLDS_BRANCH
 from tideline.lake.publish import find_published
 
 from tests.services import LAKEFS_KEYS

@@ -35,7 +35,8 @@ from tideline.core.errors import (
     RunInProgress,
 )
 from tideline.lake.base import MAIN, Change
-from tideline.lake.lakefs import HOLDS_BRANCH, LakeFSLake, RunHold
+from tideline.lake.lakefs import LakeFSLake
+from tideline.lake.lease import HOLDS_BRANCH, RunHold
 from tideline.lake.publish import find_published, publish
 
 from tests.services import LAKEFS_KEYS, LakeFS
