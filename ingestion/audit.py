@@ -28,7 +28,8 @@ from tideline.ingestion.landing import IngestRecord, clear_days, partition_dates
 from tideline.ingestion.project import Project
 from tideline.ingestion.report import render_csv, render_html
 from tideline.ingestion.sources import Window
-from tideline.ingestion.validation import DatasetStats, ValidationResult, validate
+from tideline.ingestion.validation import ValidationResult, validate
+from tideline.ingestion.validation.anomalies import DatasetStats
 from tideline.lake.base import Lake
 from tideline.lake.buckets import clean_path, write_bucketed
 from tideline.lake.tables import read_frame, read_table, write_table

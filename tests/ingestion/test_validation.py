@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tideline.core.errors import ContractError, QualityGateFailed
 from tideline.ingestion.contracts import Column, Contract, load_contracts
-from tideline.ingestion.validation import DatasetStats, validate
+from tideline.ingestion.validation import validate
+from tideline.ingestion.validation.anomalies import DatasetStats
 
 NOW = datetime(2026, 7, 2, 12, 0, tzinfo=UTC)
 
