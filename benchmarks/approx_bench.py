@@ -13,15 +13,17 @@ Each aggregation is timed by itself on a fresh `Events` (the source sorted once,
 occurrence, hash order), `warm` is a second as-of date a week earlier, which reuses them (what
 every further date or window costs). Errors are per spine row against the exact aggregation:
 the largest and the mean of |approx - exact| / |exact| over rows where exact is not 0 or null.
+Prints a table and writes benchmarks/out/approx_bench.json.
 """
 from __future__ import annotations
 
 import argparse
-import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from harness import Timer, write_results
 from rich.console import Console
 from rich.table import Table
 from tideline.features.definitions import Entity, Feature, FeatureView, Source
@@ -29,6 +31,7 @@ from tideline.features.engine import Events, Spine, ViewComputation
 
 END = pd.Timestamp("2026-10-01", tz="UTC")
 DAYS = 120
+OUT = Path(__file__).parent / "out" / "approx_bench.json"
 PAIRS = (("nunique", "approx_nunique", "merchant"), ("p50", "approx_p50", "amount"),
          ("p95", "approx_p95", "amount"))
 WINDOWS = (30, 90)
@@ -60,9 +63,9 @@ def timed(table: pa.Table, feature: Feature, keys: np.ndarray) -> tuple[np.ndarr
     seconds = []
     for as_of in (END, END - pd.Timedelta(days=7)):
         spine = Spine.of(keys, [as_of] * len(keys))
-        start = time.perf_counter()
-        values = ViewComputation(view, events, spine).compute(feature)
-        seconds.append(time.perf_counter() - start)
+        with Timer() as timer:
+            values = ViewComputation(view, events, spine).compute(feature)
+        seconds.append(timer.seconds)
         if as_of == END:
             result = values
     return result, seconds[0], seconds[1]
@@ -82,6 +85,7 @@ def main() -> None:
                   "merchants")
     out = Table("window", "exact", "approx", "exact s cold", "approx s cold", "exact s warm",
                 "approx s warm", "largest exact", "max rel. error", "mean rel. error")
+    rows = []
     for window in WINDOWS:
         for exact_agg, approx_agg, column in PAIRS:
             exact, exact_cold, exact_warm = timed(
@@ -89,12 +93,20 @@ def main() -> None:
             approx, approx_cold, approx_warm = timed(
                 table, Feature("x", column, approx_agg, window=window), keys)
             exact, approx = exact.astype(float), approx.astype(float)
-            rows = ~np.isnan(exact) & (exact != 0)
-            error = np.abs(approx[rows] - exact[rows]) / np.abs(exact[rows])
+            compared = ~np.isnan(exact) & (exact != 0)
+            error = np.abs(approx[compared] - exact[compared]) / np.abs(exact[compared])
+            rows.append({"window": window, "exact": exact_agg, "approx": approx_agg,
+                         "exact_seconds_cold": exact_cold, "approx_seconds_cold": approx_cold,
+                         "exact_seconds_warm": exact_warm, "approx_seconds_warm": approx_warm,
+                         "largest_exact": float(np.nanmax(exact)),
+                         "max_relative_error": float(error.max()),
+                         "mean_relative_error": float(error.mean())})
             out.add_row(f"{window}d", exact_agg, approx_agg, f"{exact_cold:.2f}",
                         f"{approx_cold:.2f}", f"{exact_warm:.2f}", f"{approx_warm:.2f}",
                         f"{np.nanmax(exact):,.6g}", f"{error.max():.4%}", f"{error.mean():.4%}")
     console.print(out)
+    write_results(OUT, {"events": args.events, "entities": args.entities, "seed": args.seed,
+                        "entities_with_events": len(keys), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -67,8 +67,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from children import run_child
 from feature_bench import AS_OF, ATOL, RTOL, PreparedLake, label, prepare, source_files
+from harness import Child, Timer, write_results
 from rich.console import Console
 from rich.table import Table
 from tideline.core.settings import Settings
@@ -214,9 +214,9 @@ def run_proof(case: Case) -> dict:
     models = {}
     for name, columns in (("hand-declared", hand_names), ("discovered", selection.kept),
                           ("both", [*hand_names, *selection.kept])):
-        started = time.perf_counter()
-        trained = train_model(data, columns, spec)
-        models[name] = _metrics(trained, columns, time.perf_counter() - started)
+        with Timer() as timer:
+            trained = train_model(data, columns, spec)
+        models[name] = _metrics(trained, columns, timer.seconds)
         log.info("model %s: %s", name, json.dumps(models[name]))
     folds = time_split(data, spec)
     decisions = selection.decisions
@@ -236,21 +236,20 @@ def run_proof(case: Case) -> dict:
 
 def run_discovery_slice(case: Case) -> dict:
     """Part 2, tideline's side: every candidate for every customer of the slice as of AS_OF."""
-    started = time.perf_counter()
-    tables, generated = _discovery_inputs(case.lake, case.max_candidates)
-    keys = read_source(LocalLake(case.lake.root), case.lake.commit, CUSTOMERS, CUSTOMER.key,
-                       [CUSTOMER.key]).column(CUSTOMER.key).unique().to_numpy(
-                           zero_copy_only=False)
-    events = _events(case.lake, generated.views)
-    frame = compute_views(generated.views, events,
-                          Spine.of(keys, [as_of_time(AS_OF)] * len(keys)),
-                          leading={CUSTOMER.key: keys}, threads=case.threads)
-    seconds = time.perf_counter() - started
+    with Timer() as timer:
+        tables, generated = _discovery_inputs(case.lake, case.max_candidates)
+        keys = read_source(LocalLake(case.lake.root), case.lake.commit, CUSTOMERS, CUSTOMER.key,
+                           [CUSTOMER.key]).column(CUSTOMER.key).unique().to_numpy(
+                               zero_copy_only=False)
+        events = _events(case.lake, generated.views)
+        frame = compute_views(generated.views, events,
+                              Spine.of(keys, [as_of_time(AS_OF)] * len(keys)),
+                              leading={CUSTOMER.key: keys}, threads=case.threads)
     frame.to_parquet(case.output)
     definitions = {c.name: [c.feature.agg, c.feature.column, c.feature.window, c.feature.filter]
                    for c in generated.candidates.values() if c.feature is not None}
     Path(case.output).with_suffix(".json").write_text(json.dumps(definitions))
-    return {"seconds": seconds, "candidates": len(generated.candidates),
+    return {"seconds": timer.seconds, "candidates": len(generated.candidates),
             "declared": len(definitions), "customers": len(keys),
             "families": dict(Counter(c.family for c in generated.candidates.values()))}
 
@@ -287,11 +286,10 @@ def featuretools_frame(files: dict[str, list[str]], as_of: date) -> pd.DataFrame
 
 def run_featuretools_slice(case: Case) -> dict:
     files = source_files(case.lake)
-    started = time.perf_counter()
-    frame = featuretools_frame(files, AS_OF)
-    seconds = time.perf_counter() - started
+    with Timer() as timer:
+        frame = featuretools_frame(files, AS_OF)
     frame.to_parquet(case.output)
-    return {"seconds": seconds, "candidates": frame.shape[1] - 1, "customers": len(frame)}
+    return {"seconds": timer.seconds, "candidates": frame.shape[1] - 1, "customers": len(frame)}
 
 
 CASES = {"proof": run_proof, "discovery": run_discovery_slice,
@@ -300,10 +298,10 @@ CASES = {"proof": run_proof, "discovery": run_discovery_slice,
 
 def measure(case: Case, work: Path) -> dict:
     load = os.getloadavg()[0]
-    result, memory = run_child(__file__, ["--case", json.dumps(asdict(case))],
-                               work / "logs" / f"discovery-{case.kind}-{case.threads}-"
-                                               f"{case.lake.customers}.log")
-    return {**result, "peak_rss_bytes": memory.peak, "load_average_before": load}
+    result = Child.case(__file__, asdict(case), work / "logs" / f"discovery-{case.kind}-"
+                        f"{case.threads}-{case.lake.customers}.log").measured()
+    result["peak_rss_bytes"] = result.pop("tree_peak_rss_bytes")
+    return {**result, "load_average_before": load}
 
 
 # -- agreement ------------------------------------------------------------------------------
@@ -457,8 +455,7 @@ def run_bench(args: argparse.Namespace) -> None:
         "lakes": {label(n): asdict(lake) for n, lake in lakes.items()}, "summary": {}}
 
     def save() -> None:
-        OUT.parent.mkdir(exist_ok=True)
-        OUT.write_text(json.dumps(result, indent=2, default=str))
+        write_results(OUT, result)
 
     slice_, outputs = {}, {}
     for name, kind, threads in (("discovery", "discovery", os.cpu_count() or 1),

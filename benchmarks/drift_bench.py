@@ -18,9 +18,10 @@ categories and few-valued counts by mixing in another distribution (for one text
 category) until the Jensen-Shannon distance is the strength.
 
 Engines, each in a fresh interpreter that reads the frames (untimed), while this process
-samples the RSS of its process tree every 0.2 s (for Ray: driver, GCS, raylet and workers;
-summed RSS counts pages shared through the object store once per process, so it is an upper
-bound); the child also reports its own `ru_maxrss` and its RSS with only the frames loaded:
+samples the RSS of its process tree every 0.2 s (`harness.PeakMemory`; for Ray: driver, GCS,
+raylet and workers; summed RSS counts pages shared through the object store once per process, so
+it is an upper bound); the child also reports its own peak (`VmHWM`) and its RSS with only the
+frames loaded:
 - `evidently`: `Report([DataDriftPreset()]).run(current, reference)` on the full frames, as
   `Dataset`s whose data definition gives each column tideline's kind (numeric dtype: numerical,
   else categorical), so both sides pick the test for the same type; Evidently's own inference
@@ -51,17 +52,22 @@ import argparse
 import json
 import math
 import os
-import resource
 import sys
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
-from children import dispatch, run_child
+from harness import (
+    Child,
+    ChildFailed,
+    Timer,
+    current_rss,
+    dispatch,
+    peak_rss,
+    write_results,
+)
 from rich.console import Console
 from rich.table import Table
 from tideline.monitoring.drift import METHODS, ColumnDrift, ColumnPolicy, column_kind, detect_drift
@@ -274,24 +280,18 @@ def prepare(rows: int, count: int, seed: int, work: Path) -> Data:
     ready = work / f"{key}.json"
     if ready.exists():
         return Data(**json.loads(ready.read_text()))
-    started = time.perf_counter()
-    reference, current, injected = frames(rows, count, seed)
-    paths = [work / f"{key}-{side}.parquet" for side in ("reference", "current")]
-    reference.to_parquet(paths[0], index=False)
-    current.to_parquet(paths[1], index=False)
+    with Timer() as timer:
+        reference, current, injected = frames(rows, count, seed)
+        paths = [work / f"{key}-{side}.parquet" for side in ("reference", "current")]
+        reference.to_parquet(paths[0], index=False)
+        current.to_parquet(paths[1], index=False)
     data = Data(str(paths[0]), str(paths[1]), rows, count, seed, injected,
-                {c: column_kind(reference[c]) for c in reference.columns},
-                time.perf_counter() - started)
+                {c: column_kind(reference[c]) for c in reference.columns}, timer.seconds)
     ready.write_text(json.dumps(asdict(data)))
     return data
 
 
 # -- one engine, in a fresh interpreter -------------------------------------------------------
-
-
-def peak_rss() -> int:
-    """This process's peak resident set so far, in bytes (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def loaded(data: Data) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, ColumnPolicy]]:
@@ -333,45 +333,41 @@ def run_evidently(data: Data) -> dict:
     from evidently.presets import DataDriftPreset
 
     reference, current, _ = loaded(data)
-    rss_loaded = psutil.Process().memory_info().rss
-    started = time.perf_counter()
-    for frame in (reference, current):  # Evidently keeps inf in a column without NaN
-        for column in frame.columns[[k.kind == "f" for k in frame.dtypes]]:
-            frame[column] = frame[column].replace([np.inf, -np.inf], np.nan)
-    prep = time.perf_counter() - started
+    rss_loaded = current_rss()
+    with Timer() as prep:
+        for frame in (reference, current):  # Evidently keeps inf in a column without NaN
+            for column in frame.columns[[k.kind == "f" for k in frame.dtypes]]:
+                frame[column] = frame[column].replace([np.inf, -np.inf], np.nan)
     definition = DataDefinition(
         numerical_columns=[c for c, k in data.kinds.items() if k == "num"],
         categorical_columns=[c for c, k in data.kinds.items() if k == "cat"])
-    started = time.perf_counter()
-    with warnings.catch_warnings():
+    with Timer() as timer, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         snapshot = Report([DataDriftPreset()]).run(
             Dataset.from_pandas(current, data_definition=definition),
             Dataset.from_pandas(reference, data_definition=definition))
         found = snapshot.dict()
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "prep_seconds": prep, "rss_loaded_bytes": rss_loaded,
+    return {"seconds": timer.seconds, "prep_seconds": prep.seconds, "rss_loaded_bytes": rss_loaded,
             "driver_peak_rss_bytes": peak_rss(), "results": evidently_results(found)}
 
 
 def run_tideline(data: Data, parallel: bool) -> dict:
     reference, current, policies = loaded(data)
-    rss_loaded = psutil.Process().memory_info().rss
+    rss_loaded = current_rss()
     init = None
     if parallel:
         import ray
 
-        started = time.perf_counter()
-        # a fresh local cluster, never one that `ray start` left announced
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False, logging_level="warning")
-        init = time.perf_counter() - started
-    started = time.perf_counter()
-    drifts = detect_drift(reference, current, policies, parallel=parallel)
-    seconds = time.perf_counter() - started
+        with Timer() as start:
+            # a fresh local cluster, never one that `ray start` left announced
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                     log_to_driver=False, logging_level="warning")
+        init = start.seconds
+    with Timer() as timer:
+        drifts = detect_drift(reference, current, policies, parallel=parallel)
     if parallel:
         ray.shutdown()
-    return {"seconds": seconds, "ray_init_seconds": init, "rss_loaded_bytes": rss_loaded,
+    return {"seconds": timer.seconds, "ray_init_seconds": init, "rss_loaded_bytes": rss_loaded,
             "driver_peak_rss_bytes": peak_rss(), "results": results_of(drifts)}
 
 
@@ -379,12 +375,11 @@ def run_render(data: Data, serial: dict, work: Path) -> dict:
     from tideline.monitoring.evidently_report import render_report
 
     reference, current, policies = loaded(data)
-    rss_loaded = psutil.Process().memory_info().rss
+    rss_loaded = current_rss()
     drifts = [ColumnDrift(column=c, reference_rows=0, current_rows=0, **r)
               for c, r in serial.items()]
-    started = time.perf_counter()
-    run = render_report(reference, current, drifts, policies, work / "drift_report.html")
-    seconds = time.perf_counter() - started
+    with Timer() as timer:
+        run = render_report(reference, current, drifts, policies, work / "drift_report.html")
     by_column = {d.column: d for d in drifts}
     results = {}
     for column, score in run.scores.items():
@@ -392,7 +387,7 @@ def run_render(data: Data, serial: dict, work: Path) -> dict:
         label = METHODS[d.method].label
         results[column] = {"method": d.method, "score": score, "threshold": d.threshold,
                            "drifted": evidently_verdict(label, score, d.threshold)}
-    return {"seconds": seconds, "rss_loaded_bytes": rss_loaded, "sampled": run.sampled,
+    return {"seconds": timer.seconds, "rss_loaded_bytes": rss_loaded, "sampled": run.sampled,
             "html_bytes": run.path.stat().st_size, "driver_peak_rss_bytes": peak_rss(),
             "results": results}
 
@@ -409,14 +404,7 @@ def run_case(body: dict) -> dict:
     return run_tideline(data, parallel=body["case"] == "ray")
 
 
-# -- measuring from outside -------------------------------------------------------------------
-
-
-def in_child(body: dict, log: Path) -> dict:
-    """`run_case(body)` in a fresh interpreter: its JSON, with the peak RSS of its tree."""
-    result, memory = run_child(__file__, ["--case", json.dumps(body)], log)
-    result["tree_peak_rss_bytes"] = max(memory.peak, result.get("driver_peak_rss_bytes", 0))
-    return result
+# -- comparing --------------------------------------------------------------------------------
 
 
 def compare(expected: dict[str, dict], actual: dict[str, dict]) -> dict:
@@ -507,10 +495,10 @@ def run_bench(args: argparse.Namespace) -> int:
     work = Path(args.work_dir)
     (work / "logs").mkdir(parents=True, exist_ok=True)
     with console.status(f"frames: {rows:,} rows × {args.features} features (cached)"):
-        prepared = in_child({"case": "prepare", "rows": rows, "features": args.features,
-                             "seed": args.seed, "work": str(work)}, work / "logs" / "prepare.log")
-        prepared.pop("tree_peak_rss_bytes")
-        data = Data(**prepared)
+        data = Data(**Child.case(__file__, {"case": "prepare", "rows": rows,
+                                            "features": args.features, "seed": args.seed,
+                                            "work": str(work)}, work / "logs" / "prepare.log"
+                                 ).result())
     console.log(f"frames ready ({data.seconds:.0f} s to generate when not cached); drift "
                 f"injected into {len(data.injected)} of {data.features} columns")
     engines = [e for e in ("evidently", "serial", "ray", "render")
@@ -526,11 +514,11 @@ def run_bench(args: argparse.Namespace) -> int:
         extra = {"serial": runs["serial"]["results"]} if engine == "render" else {}
         try:
             with console.status(ENGINES[engine]):
-                result = in_child({**body, **extra, "case": engine},
-                                  work / "logs" / f"{engine}.log")
-        except RuntimeError as error:
+                result = Child.case(__file__, {**body, **extra, "case": engine},
+                                    work / "logs" / f"{engine}.log").measured()
+        except ChildFailed as error:
             if engine != "render":
-                raise SystemExit(str(error)) from error
+                raise
             failures[engine] = str(error)
             console.log(f"[red]{ENGINES[engine]} failed[/red]: {error}")
             continue
@@ -561,12 +549,10 @@ def run_bench(args: argparse.Namespace) -> int:
         sample = checks["render"]["verdicts_differ"]
         console.print(f"Evidently on the 50k sample: {len(sample)} verdict(s) differ from the "
                       f"full frames{': ' + ', '.join(sample) if sample else ''}")
-    out = SMOKE_OUT if args.smoke else OUT
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({
+    out = write_results(SMOKE_OUT if args.smoke else OUT, {
         "rows": rows, "features": data.features, "seed": data.seed, "smoke": args.smoke,
         "cpus": os.cpu_count(), "data": asdict(data), "runs": runs, "checks": checks,
-        "failures": failures, "summary": summary}, indent=2, default=str))
+        "failures": failures, "summary": summary})
     console.log(f"written to {out}")
     if disagree:
         console.print(f"[red]verdicts differ from {baseline}[/red]: {disagree}")

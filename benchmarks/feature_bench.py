@@ -37,7 +37,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -47,8 +46,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
-from children import PeakMemory, run_child, tree_rss
 from feature_references import FEATURETOOLS_TWINS, REFERENCES, Files
+from harness import Child, Timer, tree_rss, write_results
 from rich.console import Console
 from rich.table import Table
 from tideline.demo.generator import DemoSpec, generate
@@ -220,11 +219,10 @@ def run_case(case: Case) -> dict:
     if case.engine == "tideline":
         return run_tideline(case)
     files = source_files(case.lake)
-    started = time.perf_counter()
-    frame = REFERENCES[case.engine](files, date.fromisoformat(case.dates[0]))
-    seconds = time.perf_counter() - started
+    with Timer() as timer:
+        frame = REFERENCES[case.engine](files, date.fromisoformat(case.dates[0]))
     frame.to_parquet(case.output)
-    return {"seconds": seconds}
+    return {"seconds": timer.seconds}
 
 
 def run_tideline(case: Case) -> dict:
@@ -235,48 +233,44 @@ def run_tideline(case: Case) -> dict:
         lake.delete_branch(case.branch)
     lake.create_branch(case.branch, case.lake.commit)
     dates = [date.fromisoformat(day) for day in case.dates]
-    started = time.perf_counter()
-    # a fresh local cluster: never one that `ray start` or a test's Cluster left announced
-    ray.init(address="local", num_cpus=case.workers, include_dashboard=False,
-             logging_level="warning", log_to_driver=False)
-    ready = time.perf_counter()
+    with Timer() as start:
+        # a fresh local cluster: never one that `ray start` or a test's Cluster left announced
+        ray.init(address="local", num_cpus=case.workers, include_dashboard=False,
+                 logging_level="warning", log_to_driver=False)
     idle, _ = tree_rss(os.getpid())
     task = ray.remote(max_retries=0)(materialize_partition)
-    results = ray.get([task.remote(lake, case.lake.commit, case.branch, plan, dates, partition,
-                                   case.partitions) for partition in range(case.partitions)])
-    lake.commit(case.branch, f"feature bench: {case.name}",
-                {"source_commit": case.lake.commit,
-                 **{f"version.{name}": version for name, version in plan.versions.items()}})
-    seconds = time.perf_counter() - ready
+    with Timer() as build:
+        results = ray.get([task.remote(lake, case.lake.commit, case.branch, plan, dates,
+                                       partition, case.partitions)
+                           for partition in range(case.partitions)])
+        lake.commit(case.branch, f"feature bench: {case.name}",
+                    {"source_commit": case.lake.commit,
+                     **{f"version.{name}": version for name, version in plan.versions.items()}})
     ray.shutdown()
-    return {"seconds": seconds, "ray_start_seconds": ready - started,
+    return {"seconds": build.seconds, "ray_start_seconds": start.seconds,
             "ray_idle_rss_bytes": idle, "partition_seconds": [r.seconds for r in results],
             "feature_rows": sum(r.rows for r in results)}
 
 
-def in_child(args: list[str], log: Path) -> tuple[dict, PeakMemory]:
-    return run_child(__file__, args, log)
-
-
 def measure(case: Case, work: Path) -> dict:
     load = os.getloadavg()[0]  # anything else running skews the timing: say so
-    result, memory = in_child(["--case", json.dumps(asdict(case))],
-                              work / "logs" / f"{case.branch}.log")
+    result = Child.case(__file__, asdict(case), work / "logs" / f"{case.branch}.log").measured()
+    peak, processes = result.pop("tree_peak_rss_bytes"), result.pop("tree_peak_processes")
     return {**result, "engine": case.engine, "customers": case.lake.customers,
             "dates": len(case.dates), "source_rows": case.lake.source_rows,
             **({"workers": case.workers, "partitions": case.partitions}
                if case.engine == "tideline" else {"workers": None, "partitions": None}),
             "rows_per_second": case.lake.source_rows / result["seconds"],
-            "peak_rss_bytes": memory.peak, "peak_processes": memory.processes,
+            "peak_rss_bytes": peak, "peak_processes": processes,
             "load_average_before": load}
 
 
 def prepare(customers: int, work: Path, seed: int) -> PreparedLake:
     """The cached lake, generated in a fresh interpreter when missing (so this process stays
     small while the measurements run)."""
-    result, _ = in_child(["--prepare", str(customers), "--seed", str(seed), "--work-dir",
-                          str(work)], work / "logs" / f"prepare-{customers}.log")
-    return PreparedLake(**result)
+    return PreparedLake(**Child([sys.executable, __file__, "--prepare", str(customers), "--seed",
+                                 str(seed), "--work-dir", str(work)],
+                                work / "logs" / f"prepare-{customers}.log").result())
 
 
 # -- agreement -----------------------------------------------------------------------------
@@ -489,14 +483,13 @@ def run_bench(args: argparse.Namespace) -> None:
         checks = agreement(cases, results)
     summary = summarise(args, results)
     report(console, results, checks, summary, args.workers)
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps({
+    write_results(OUT, {
         "customers": args.customers, "partitions": args.partitions, "workers": args.workers,
         "as_of": AS_OF.isoformat(), "weekly": [day.isoformat() for day in WEEKLY],
         "features": len(FEATURES), "rtol": RTOL, "atol": ATOL,
         "lakes": {label(n): asdict(lake) for n, lake in lakes.items()},
         "cases": results, "agreement": checks, "summary": summary,
-        "published": PUBLISHED}, indent=2, default=str))
+        "published": PUBLISHED})
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ The reference reads the same rows with `pandas.read_csv` (`low_memory=False`: ch
 guessing would mix floats and text in `amount`, which `to_parquet` refuses) or `pandas.read_sql`
 of the query the connector runs, then writes one Parquet file with `DataFrame.to_parquet`.
 
-Each case runs in a fresh Python process: its peak RSS is its own, and its CPU seconds (all
-threads) are reported beside the wall-clock seconds with the machine's load average when it
-started, since a busy machine stretches wall time. Prints a table and writes
-benchmarks/out/ingest_bench.json.
+Each case runs in a fresh Python process: its peak RSS is its own (`VmHWM`; the peak of its
+process tree, sampled, is kept too), and its CPU seconds (all threads) are reported beside the
+wall-clock seconds with the machine's load average when it started, since a busy machine
+stretches wall time. Prints a table and writes benchmarks/out/ingest_bench.json.
 """
 
 from __future__ import annotations
@@ -31,10 +31,8 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from datetime import time as day_start
@@ -43,6 +41,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import sqlalchemy as sa
+from harness import Child, Timer, peak_rss, write_results
 from rich.console import Console
 from rich.table import Table
 from tideline.demo.generator import DemoData, DemoSpec, generate, write_crm_csv, write_sql
@@ -131,43 +130,31 @@ def run_case(case: str, runner: str, work: Path) -> dict:
     if runner == "tideline":
         shutil.copytree(work / "lake", out / "lake")
         source = sources(work)[case]
-        start, cpu = time.perf_counter(), time.process_time()
-        result = ingest(LocalLake(out / "lake"), source, "bench", out)
+        with Timer() as timer:
+            result = ingest(LocalLake(out / "lake"), source, "bench", out)
     else:
         out.mkdir()
-        start, cpu = time.perf_counter(), time.process_time()
-        if case == "csv":
-            frame = pd.read_csv(work / "transactions.csv", low_memory=False)
-        else:
-            engine = sa.create_engine(os.environ[URL_ENV])
-            frame = pd.read_sql(sa.text(QUERY), engine)
-            engine.dispose()
-        frame.to_parquet(out / "transactions.parquet")
+        with Timer() as timer:
+            if case == "csv":
+                frame = pd.read_csv(work / "transactions.csv", low_memory=False)
+            else:
+                engine = sa.create_engine(os.environ[URL_ENV])
+                frame = pd.read_sql(sa.text(QUERY), engine)
+                engine.dispose()
+            frame.to_parquet(out / "transactions.parquet")
         result = {"rows": len(frame)}
-    result.update(seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu,
-                  peak_rss_bytes=peak_rss(),
-                  load_average=load)
+    # VmHWM, not ru_maxrss: this benchmark's parent holds the generated data (`peak_rss`)
+    result.update(seconds=timer.seconds, cpu_seconds=timer.cpu_seconds,
+                  peak_rss_bytes=peak_rss(), load_average=load)
     shutil.rmtree(out)
     return result
 
 
-def peak_rss() -> int:
-    """This process's peak resident set in bytes (`VmHWM`). Not `ru_maxrss`: on Linux a child
-    keeps its parent's peak in it across fork and exec, and this benchmark's parent holds the
-    generated data."""
-    status = Path("/proc/self/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]
-               ) * 1024
-
-
 def measure(case: str, runner: str, url: str, work: Path) -> dict:
-    """`run_case` in a fresh interpreter."""
-    done = subprocess.run(
-        [sys.executable, __file__, "--case", case, "--runner", runner, "--dir", str(work)],
-        capture_output=True, text=True, env={**os.environ, URL_ENV: url})
-    if done.returncode:
-        raise SystemExit(f"{case} / {runner} failed:\n{done.stderr}")
-    return json.loads(done.stdout.splitlines()[-1])
+    """`run_case` in a fresh interpreter, the peak RSS of its process tree sampled."""
+    return Child([sys.executable, __file__, "--case", case, "--runner", runner, "--dir",
+                  str(work)], work / "logs" / f"{case}-{runner}.log",
+                 env={**os.environ, URL_ENV: url}).measured()
 
 
 def main() -> None:
@@ -227,9 +214,7 @@ def report(console: Console, rows: int, results: dict[str, dict]) -> None:
                 f"{result['load_average']:.1f}", f"{result.get('quarantined', '')}")
         summary["ratio"][case] = results[f"{case}/tideline"]["seconds"] / reference["seconds"]
     console.print(table)
-    out = Path(__file__).parent / "out" / "ingest_bench.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
+    write_results(Path(__file__).parent / "out" / "ingest_bench.json", summary)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,13 @@ plain `pyarrow.parquet.write_table` into a directory and as `tideline.lake.table
 on the same disk.
 For lakeFS, one more pass of the big table splits the time into its steps (Parquet encoding to
 a spool file, the upload request, the commit; the ranged download, Parquet decoding). Prints a
-table and writes benchmarks/results/lake_bench.json.
+table and writes benchmarks/results/lake_bench.json (`--out` elsewhere, for a trial run).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import secrets
 import shutil
 import socket
@@ -28,12 +26,13 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from harness import Timer, timed, write_results
 from rich.console import Console
 from rich.table import Table
 from tideline.lake.base import Lake
@@ -65,12 +64,6 @@ def big_table(gigabytes: float) -> pa.Table:
     columns["customer_id"] = rng.integers(0, 2_000_000, rows)
     columns["ts"] = rng.integers(1_700_000_000, 1_760_000_000, rows)
     return pa.table(columns)
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 @contextmanager
@@ -143,9 +136,10 @@ def lakefs_steps(lake: LakeFSLake, big: pa.Table, work: Path) -> dict[str, float
     steps["write: upload request"] = timed(lambda: lake._upload("main", "steps/big.parquet", spool))
     steps["write: commit"] = timed(lambda: lake.commit("main", "big, by steps"))
     spool.unlink()
-    start = time.perf_counter()
-    with lake.reader("main", "steps/big.parquet") as source:  # ranged download to a temp file
-        steps["read: ranged download"] = time.perf_counter() - start
+    with ExitStack() as stack:
+        with Timer() as download:  # ranged download to a temp file
+            source = stack.enter_context(lake.reader("main", "steps/big.parquet"))
+        steps["read: ranged download"] = download.seconds
         steps["read: Parquet decode"] = timed(lambda: pq.ParquetFile(source).read())
     return steps
 
@@ -154,9 +148,7 @@ def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(dir=args.dir, prefix="lake-bench-"))
     smalls, big = small_tables(args.small), big_table(args.big_gb)
     report: dict = {"big_bytes_in_memory": big.nbytes, "small_files": args.small,
-                    "repeat": args.repeat, "machine": {"cpus": os.cpu_count(),
-                                                       "python": platform.python_version()},
-                    "backends": {}}
+                    "repeat": args.repeat, "backends": {}}
     try:
         if "local" in args.backends:
             results = measure(lambda n: LocalLake(work / f"lake{n}"),
@@ -188,7 +180,10 @@ def main() -> None:
     parser.add_argument("--backends", default="local,lakefs",
                         type=lambda text: [b.strip() for b in text.split(",") if b.strip()])
     parser.add_argument("--dir", default=None, help="scratch directory (default: system temp)")
-    report = run(parser.parse_args())
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results"
+                        / "lake_bench.json", help="where the JSON goes (default: %(default)s)")
+    args = parser.parse_args()
+    report = run(args)
     console = Console()
     table = Table(title=f"the lake vs plain pyarrow on local disk (median of {report['repeat']})")
     for column in ("load", "backend", "plain pyarrow (s)", "lake (s)", "lake / plain"):
@@ -210,9 +205,7 @@ def main() -> None:
         for step, seconds in steps.items():
             split.add_row(step, f"{seconds:.2f}")
         console.print(split)
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "lake_bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, report)
 
 
 if __name__ == "__main__":

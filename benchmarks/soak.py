@@ -27,18 +27,17 @@ is compared per day of events, so the pair is not a spike. After each run it rec
   its rows too).
 
 At the end: growth per run of RSS, descriptors, lake size and wall time fitted over the second
-half of the runs (a leak shows as a steady slope once caches are warm), the table of runs, a PNG
-of the series and benchmarks/out/soak.json. Exit status 1 when any run failed or did not
+half of the runs (a leak shows as a steady slope once caches are warm), the peak RSS of the whole
+process tree over the soak (sampled every 0.2 s), the table of runs, a PNG of the series and
+benchmarks/out/soak.json. Exit status 1 when any run failed or did not
 reconcile (a run the quality gate stopped is listed, not a failure: the gate did its job).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +55,13 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness import (  # noqa: E402
+    PeakMemory,
+    Timer,
+    current_rss,
+    tree_rss,
+    write_results,
+)
 from tideline.demo.generator import (  # noqa: E402
     DemoData,
     DemoSpec,
@@ -144,18 +150,6 @@ def lake_footprint(lake_dir: Path) -> tuple[int, int]:
     return size, objects
 
 
-def ray_rss() -> int:
-    """RSS of the processes this one started: the local Ray's raylet, GCS and workers, and
-    Prefect's ephemeral server (not those of any other Ray on the machine)."""
-    total = 0
-    for child in psutil.Process().children(recursive=True):
-        try:
-            total += child.memory_info().rss
-        except psutil.NoSuchProcess:  # a worker that exited meanwhile
-            continue
-    return total
-
-
 def run_once(k: int, day: date, arrived: dict[str, int], stages: list[str]) -> dict:
     """Run k: an incremental ingest of the day that arrived, then (optionally) features and
     the online store."""
@@ -163,18 +157,18 @@ def run_once(k: int, day: date, arrived: dict[str, int], stages: list[str]) -> d
     from tideline.flows.ingest import ingest
 
     run_id = f"soak-{k:03d}"
-    started = time.perf_counter()
-    audit = ingest(run_id=run_id)
-    datasets = {o.dataset: {"arrived": arrived.get(o.dataset, 0), "rows": o.rows,
-                            "clean": o.clean, "quarantined": o.quarantined,
-                            "rejected": o.rejected} for o in audit.outcomes}
-    result: dict = {"run": k, "day": day.isoformat(), "datasets": datasets}
-    if "features" in stages:
-        build = build_features(run_id=run_id, as_of=[day + timedelta(days=1)])
-        result["features"] = {"entities": build.entities, "features": build.features}
-    if "online" in stages:
-        result["online_written"] = sum(w.written for w in materialize_online())
-    result["seconds"] = time.perf_counter() - started
+    with Timer() as timer:
+        audit = ingest(run_id=run_id)
+        datasets = {o.dataset: {"arrived": arrived.get(o.dataset, 0), "rows": o.rows,
+                                "clean": o.clean, "quarantined": o.quarantined,
+                                "rejected": o.rejected} for o in audit.outcomes}
+        result: dict = {"run": k, "day": day.isoformat(), "datasets": datasets}
+        if "features" in stages:
+            build = build_features(run_id=run_id, as_of=[day + timedelta(days=1)])
+            result["features"] = {"entities": build.entities, "features": build.features}
+        if "online" in stages:
+            result["online_written"] = sum(w.written for w in materialize_online())
+    result["seconds"] = timer.seconds
     result["reconciled"] = all(d["arrived"] == d["rows"] == d["clean"] + d["quarantined"]
                                for d in datasets.values())
     return result
@@ -243,10 +237,10 @@ def main() -> int:
     with console.status("generating the demo's history"):
         sources = GrowingSources(data_dir / "sources", generate(spec), spec)
         sources.arrive(first)
-    with sources.project() as project_file:
+    with sources.project() as project_file, PeakMemory() as memory:
         os.environ["TIDELINE_PROJECT_FILE"] = str(project_file)
         runs, stopped, failures = soak(console, sources, first, args.runs, stages, data_dir)
-    report(console, runs, stopped, failures, data_dir)
+    report(console, runs, stopped, failures, data_dir, memory.peak)
     return 1 if failures or not runs else 0
 
 
@@ -283,8 +277,10 @@ def soak(console: Console, sources: GrowingSources, first: date, count: int,
                 progress.advance(task)
                 continue
             pending.clear()
-            result["rss"], result["fds"] = me.memory_info().rss, me.num_fds()
-            result["ray_rss"] = ray_rss()
+            result["rss"], result["fds"] = current_rss(), me.num_fds()
+            # the processes this one started: its Ray's raylet, GCS and workers, and Prefect's
+            # ephemeral server (not those of any other Ray on the machine)
+            result["ray_rss"] = tree_rss(os.getpid(), children_only=True)[0]
             result["lake_bytes"], result["lake_objects"] = lake_footprint(data_dir / "lake")
             runs.append(result)
             if not result["reconciled"]:
@@ -295,7 +291,7 @@ def soak(console: Console, sources: GrowingSources, first: date, count: int,
 
 
 def report(console: Console, runs: list[dict], stopped: list[str], failures: list[str],
-           data_dir: Path) -> None:
+           data_dir: Path, peak_tree_rss: int) -> None:
     table = Table(title=f"soak: {len(runs)} runs in {data_dir}")
     for column in ("run", "day", "s", "rows in", "clean", "quarantined", "RSS MB", "children MB",
                    "fds", "lake MB", "objects"):
@@ -314,15 +310,15 @@ def report(console: Console, runs: list[dict], stopped: list[str], failures: lis
                ("fds_per_run", "fds"), ("lake_bytes_per_run", "lake_bytes"),
                ("seconds_per_run", "seconds"))}
     console.print("growth per run over the second half: " + ", ".join(
-        f"{name} {value:,.1f}" for name, value in growth.items()))
+        f"{name} {value:,.1f}" for name, value in growth.items())
+        + f"; peak RSS of the process tree {peak_tree_rss / 1e6:,.0f} MB")
     for gate in stopped:
         console.print(f"[yellow]stopped by the quality gate: {gate}[/yellow]")
     for failure in failures:
         console.print(f"[red]{failure}[/red]")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "soak.json").write_text(json.dumps(
-        {"runs": runs, "growth": growth, "stopped_by_gate": stopped, "failures": failures},
-        indent=1))
+    write_results(OUT / "soak.json", {"runs": runs, "growth": growth,
+                                      "peak_tree_rss_bytes": peak_tree_rss,
+                                      "stopped_by_gate": stopped, "failures": failures})
     if runs:
         plot(runs, OUT / "soak.png")
     console.print(f"wrote {OUT / 'soak.json'} and {OUT / 'soak.png'}")

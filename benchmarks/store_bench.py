@@ -13,7 +13,8 @@ and a label. The same feature tables are flattened, once and untimed, into one l
 file (customer_id, as_of, 57 features) for the references.
 
 Training set, each case in a fresh interpreter, timed around the retrieval call only, peak RSS
-being the process's high-water mark (`ru_maxrss`) at the end of the call; tideline (save=False)
+being the process's high-water mark (`VmHWM`) at the end of the call (the peak of its process
+tree, sampled every 0.2 s over the whole case, is kept too); tideline (save=False)
 and DuckDB, whose target is close, run `--repeat` times in turn and the fastest run counts (the
 machine may be shared: each run's time and load average are kept):
 - tideline: `FeatureStore.get_training_set(..., save=False)`, and with `save=True` (written to
@@ -47,8 +48,6 @@ import hashlib
 import inspect
 import json
 import os
-import resource
-import subprocess
 import sys
 import threading
 import time
@@ -66,8 +65,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import redis
-from children import run_child
 from feature_bench import WEEKLY, PreparedLake, disagreements, prepare
+from harness import Child, Timer, dispatch, peak_rss, write_results
 from rich.console import Console
 from rich.table import Table
 from tideline.demo.generator import DemoSpec
@@ -213,9 +212,8 @@ def bench_data(work: Path, scale: Scale, seed: int) -> BenchData:
     if cached is not None:
         return cached
     lake = prepare(scale.customers, work, seed)
-    started = time.perf_counter()
-    commit = build_features(lake, WEEKLY, scale.partitions)
-    build_seconds = time.perf_counter() - started
+    with Timer() as build:
+        commit = build_features(lake, WEEKLY, scale.partitions)
     local = LocalLake(lake.root)
     table = long_table(local, commit, WEEKLY)
     folder = work / "data"
@@ -229,17 +227,12 @@ def bench_data(work: Path, scale: Scale, seed: int) -> BenchData:
     data = BenchData(root=lake.root, commit=commit, customers=scale.customers,
                      entity_rows=scale.entity_rows, entities=str(entity_path),
                      long_table=str(long_path), long_rows=len(table),
-                     build_seconds=build_seconds)
+                     build_seconds=build.seconds)
     ready_file(work, scale).write_text(json.dumps(asdict(data)))
     return data
 
 
 # -- training sets, one per fresh interpreter -------------------------------------------------
-
-
-def peak_rss() -> int:
-    """This process's peak resident set so far, in bytes (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def open_store(data: BenchData, work: Path, online: OnlineStore | None = None) -> FeatureStore:
@@ -251,13 +244,12 @@ def tideline_training_set(data: BenchData, work: Path, save: bool, output: Path)
     store = open_store(data, work)
     entities = pd.read_parquet(data.entities)
     name = f"bench-{datetime.now(UTC):%Y%m%d%H%M%S}" if save else None
-    started = time.perf_counter()
-    result = store.get_training_set(entities, REQUEST, ref=data.commit, name=name, save=save)
-    seconds = time.perf_counter() - started
+    with Timer() as timer:
+        result = store.get_training_set(entities, REQUEST, ref=data.commit, name=name, save=save)
     peak = peak_rss()
     if not save:
         result.frame.to_parquet(output, index=False)
-    return {"seconds": seconds, "peak_rss_bytes": peak, "entity_rows": len(entities),
+    return {"seconds": timer.seconds, "peak_rss_bytes": peak, "entity_rows": len(entities),
             "rows": len(result.frame),
             "lake_commit": result.lake_commit or None}
 
@@ -276,20 +268,19 @@ def duckdb_training_set(data: BenchData, output: Path) -> dict:
     entities = pd.read_parquet(data.entities)
     connection = duckdb.connect()
     connection.register("entities", entities)
-    started = time.perf_counter()
-    frame = connection.execute(DUCKDB_ASOF, [data.long_table]).df()
-    seconds = time.perf_counter() - started
+    with Timer() as timer:
+        frame = connection.execute(DUCKDB_ASOF, [data.long_table]).df()
     peak = peak_rss()
     frame.to_parquet(output, index=False)
     threads = connection.execute("SELECT current_setting('threads')").fetchone()
-    return {"seconds": seconds, "peak_rss_bytes": peak, "entity_rows": len(entities),
+    return {"seconds": timer.seconds, "peak_rss_bytes": peak, "entity_rows": len(entities),
             "rows": len(frame), "threads": int(threads[0]) if threads else None}
 
 
 def feast_training_set(spec: dict[str, Any]) -> dict[str, Any]:
     """Feast's point-in-time join over the long table, in Feast's own interpreter: this
-    function's source is all it runs, so it imports what it needs itself."""
-    import resource
+    function's source (and `peak_rss`'s) is all it runs, so it imports what it needs
+    itself."""
     import time
     from datetime import timedelta
     from pathlib import Path
@@ -332,27 +323,24 @@ def feast_training_set(spec: dict[str, Any]) -> dict[str, Any]:
     frame = store.get_historical_features(
         entity_df=entities, features=[f"churn:{name}" for name in spec["features"]]).to_df()
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     frame.sort_values("row").to_parquet(spec["output"], index=False)
     return {"seconds": seconds, "setup_seconds": setup, "peak_rss_bytes": peak,
             "entity_rows": len(entities), "rows": len(frame)}
 
 
 def run_feast(data: BenchData, work: Path, rows: int, python: str, output: Path) -> dict:
-    """`feast_training_set` in the Feast venv's interpreter; its JSON result."""
+    """`feast_training_set` in the Feast venv's interpreter; its JSON result, with the peak RSS
+    of its process tree."""
     spec = {"repo": str(work / "feast-repo"), "long_table": data.long_table,
             "entities": data.entities, "rows": rows, "key": KEY, "as_of": AS_OF,
             "features": FEATURES, "ttl_days": FEAST_TTL_DAYS, "output": str(output)}
-    source = (f"from typing import Any\n{inspect.getsource(feast_training_set)}\n"
+    source = (f"from __future__ import annotations\nfrom typing import Any\n"
+              f"{inspect.getsource(peak_rss)}\n"
+              f"{inspect.getsource(feast_training_set)}\n"
               f"import json, sys\nprint(json.dumps(feast_training_set(json.loads(sys.argv[1]))))")
-    log = work / "logs" / "feast.log"
-    with open(log, "w") as errors:
-        done = subprocess.run([python, "-c", source, json.dumps(spec)], stdout=subprocess.PIPE,
-                              stderr=errors, text=True, check=False)
-    if done.returncode:
-        raise SystemExit(f"Feast failed (exit {done.returncode}); see {log}:\n"
-                         + "".join(log.read_text().splitlines(keepends=True)[-15:]))
-    return json.loads(done.stdout.splitlines()[-1])
+    return Child([python, "-c", source, json.dumps(spec)], work / "logs" / "feast.log",
+                 name="Feast").measured()
 
 
 # -- online ----------------------------------------------------------------------------------
@@ -439,9 +427,9 @@ def online_case(data: BenchData, work: Path, backend: str, scale: Scale) -> dict
     store = open_store(data, work, empty_online_store(backend, work))
     materialised = {}
     for mode, day in (("full", WEEKLY[-2]), ("incremental", WEEKLY[-1])):
-        started = time.perf_counter()
-        writes = store.materialize_online(ref=data.commit, as_of=day)
-        materialised[mode] = {"seconds": time.perf_counter() - started,
+        with Timer() as timer:
+            writes = store.materialize_online(ref=data.commit, as_of=day)
+        materialised[mode] = {"seconds": timer.seconds,
                               "written": sum(w.written for w in writes),
                               "deleted": sum(w.deleted for w in writes),
                               "modes": sorted({w.mode for w in writes})}
@@ -467,12 +455,12 @@ def online_case(data: BenchData, work: Path, backend: str, scale: Scale) -> dict
 
 
 def measure(body: dict, work: Path, isolated: bool) -> dict:
-    """One case in a fresh interpreter; or, for a smoke run (interpreters take seconds to
-    start), in this one, where its peak RSS is this process's so far."""
+    """One case in a fresh interpreter, with the peak RSS of its process tree; or, for a smoke
+    run (interpreters take seconds to start), in this one, where its peak RSS is this
+    process's so far."""
     if not isolated:
         return json.loads(json.dumps(run_case(body), default=str))
-    return run_child(__file__, ["--case", json.dumps(body)],
-                     work / "logs" / f"{body['case']}.log")[0]
+    return Child.case(__file__, body, work / "logs" / f"{body['case']}.log").measured()
 
 
 def run_case(body: dict) -> dict:
@@ -657,9 +645,9 @@ def run_bench(args: argparse.Namespace) -> None:
     if data is None:
         with console.status(f"lake and features for {scale.customers:,} customers (cached "
                             "for later runs)"):
-            data = BenchData(**measure({"case": "data", "work": str(work),
-                                        "scale": asdict(scale), "seed": args.seed}, work,
-                                       isolated=True))
+            data = BenchData(**Child.case(__file__, {"case": "data", "work": str(work),
+                                                     "scale": asdict(scale), "seed": args.seed},
+                                          work / "logs" / "data.log").result())
     console.log(f"data ready: {data.long_rows:,} feature rows, built in "
                 f"{data.build_seconds:.0f} s (when not cached)")
     body = {"data": asdict(data), "work": str(work), "scale": asdict(scale)}
@@ -675,14 +663,12 @@ def run_bench(args: argparse.Namespace) -> None:
         console.log(f"online {backend}: done")
     summary = summarise(scale, training, online)
     report(console, data, training, checks, online, summary)
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps({
+    write_results(OUT, {
         "scale": asdict(scale), "smoke": args.smoke, "online_only": args.online_only,
         "data": asdict(data),
         "weekly": [day.isoformat() for day in WEEKLY], "features": len(FEATURES),
         "subset": SUBSET, "cpus": os.cpu_count(),
-        "training": training, "agreement": checks, "online": online, "summary": summary},
-        indent=2, default=str))
+        "training": training, "agreement": checks, "online": online, "summary": summary})
 
 
 def main() -> None:
@@ -701,11 +687,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=DemoSpec().seed)
     parser.add_argument("--work-dir", default="/tmp/tideline-store-bench")
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(run_case(json.loads(args.case)), default=str))
-    else:
-        run_bench(args)
+    dispatch(parser.parse_args(), run_case, run_bench)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ Cases, each in a fresh interpreter (`--case`):
   for `--seconds`; latency is from the message's JetStream timestamp (when the server stored
   it) to the end of the Redis write that makes its values visible, for every message.
 
-Targets (the issue's): 50k events/s aggregate; p99 under 250 ms at 10k events/s. Writes
-benchmarks/out/stream_bench.json (smoke: stream_bench_smoke.json). `--smoke`: 5k customers,
+Each case's result also holds the peak RSS of its process tree (`tree_peak_rss_bytes`, sampled
+every 0.2 s). Targets (the issue's): 50k events/s aggregate; p99 under 250 ms at 10k events/s.
+Writes benchmarks/out/stream_bench.json (smoke: stream_bench_smoke.json). `--smoke`: 5k customers,
 50k events, 2k events/s for 5 s.
 """
 from __future__ import annotations
@@ -41,19 +42,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.children import dispatch  # noqa: E402
+from harness import Child, Timer, dispatch, write_results
 
 OUT = Path(__file__).parent / "out" / "stream_bench.json"
 SMOKE_OUT = OUT.with_name("stream_bench_smoke.json")
@@ -197,9 +192,8 @@ async def processor_case(case: dict) -> dict:
     from tideline.core.process import frozen_heap
 
     processor = open_bench_processor(case)
-    started = time.perf_counter()
-    processor.load()
-    loaded = time.perf_counter() - started
+    with Timer() as load:
+        processor.load()
     batches: list[tuple[float, int]] = []
     """(end time, messages) of each batch."""
     latencies: list[np.ndarray] = []
@@ -218,7 +212,7 @@ async def processor_case(case: dict) -> dict:
         await processor.run(stop, idle_exit=case["kind"] != "latency")
     closing = time.perf_counter() - (batches[-1][0] if batches else time.perf_counter())
     out = {"events": int(sum(n for _, n in batches)), "batches": len(batches),
-           "state_build_seconds": loaded, "final_refresh_and_checkpoint_seconds": closing,
+           "state_build_seconds": load.seconds, "final_refresh_and_checkpoint_seconds": closing,
            "timed_events": int(sum(n for _, n in batches[1:])),
            "first_end": batches[0][0] if batches else 0.0,
            "last_end": batches[-1][0] if batches else 0.0, "batch_ends": batches,
@@ -234,26 +228,15 @@ async def processor_case(case: dict) -> dict:
 # -- the run ----------------------------------------------------------------------------------
 
 
-def start_case(case: dict, work: Path) -> tuple[subprocess.Popen, Path]:
+def start_case(case: dict, work: Path) -> Child:
     """A case in its own interpreter; its stderr goes to a log."""
-    log = work / "logs" / f"{case['name']}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as errors:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, __file__, "--case", json.dumps(case)],
-                                stdout=subprocess.PIPE, stderr=errors, text=True), log
-
-
-def finish_case(proc: subprocess.Popen, log: Path) -> dict:
-    out, _ = proc.communicate()
-    if proc.returncode:
-        raise SystemExit(f"case failed; end of {log}:\n{log.read_text()[-3000:]}")
-    return json.loads(out.splitlines()[-1])
+    return Child.case(__file__, case, work / "logs" / f"{case['name']}.log")
 
 
 def children(cases: list[dict], work: Path) -> list[dict]:
-    """Run cases at the same time, each in its own interpreter."""
+    """Run cases at the same time, each in its own interpreter (with its peak RSS)."""
     started = [start_case(case, work) for case in cases]
-    return [finish_case(proc, log) for proc, log in started]
+    return [child.measured() for child in started]
 
 
 def copy_lake(work: Path, name: str) -> str:
@@ -314,10 +297,10 @@ def run_bench(args: argparse.Namespace) -> int:
         args.customers, args.history, args.events = 5_000, 30_000, 50_000
         args.rate, args.seconds = 2_000, 5
     work = Path(args.work_dir)
-    started = time.perf_counter()
-    prepare(args, work)
+    with Timer() as preparing:
+        prepare(args, work)
     print(f"prepared: {args.history:,} history events, {args.events:,} streamed events in "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
+          f"{preparing.seconds:.0f} s", flush=True)
     common = {"batch_size": args.batch_size, "events": args.events, "start": "all"}
     cases = set(args.cases.split(","))
     result: dict = {"customers": args.customers, "history_events": args.history,
@@ -343,9 +326,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if "latency" in cases:
         flush_redis()
         result["latency"] = latency_case(args, work)
-    out = SMOKE_OUT if args.smoke else OUT
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
+    out = write_results(SMOKE_OUT if args.smoke else OUT, result)
     for name, per_s in result.get("transport_events_per_s", {}).items():
         print(f"transport only ({name} + ack):{per_s:>12,.0f} events/s")
     if "one" in result:
@@ -386,15 +367,15 @@ def latency_case(args: argparse.Namespace, work: Path) -> dict:
     case = {"kind": "latency", "name": "latency", "subject": f"{PREFIX}.>", "start": "new",
             "batch_size": args.batch_size, "seconds": args.seconds,
             "data_dir": copy_lake(work, "latency"), "max_wait": 0.01}
-    proc, log = start_case(case, work)
+    child = start_case(case, work)
     deadline = time.monotonic() + 300
     while not asyncio.run(consuming("tideline-stream-latency")):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"latency case did not start; end of {log}:\n"
-                             f"{log.read_text()[-3000:]}")
+        if not child.running() or time.monotonic() > deadline:
+            raise SystemExit(f"latency case did not start; end of {child.log}:\n"
+                             f"{child.log.read_text()[-3000:]}")
         time.sleep(0.2)
     asyncio.run(publish_paced(args.rate, args.seconds, args.customers))
-    return finish_case(proc, log)
+    return child.measured()
 
 
 def main() -> None:

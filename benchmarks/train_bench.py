@@ -20,8 +20,8 @@ threshold, baseline) with the 47 columns as features and boosting capped for the
 LightGBM part, and so the denominator, larger).
 
 Paths, each (size, path) in a fresh interpreter that first reads its input (untimed) while this
-process samples the RSS of its process tree every 0.2 s; the child also reports its own
-`ru_maxrss` and its RSS with the input loaded:
+process samples the RSS of its process tree every 0.2 s (`harness.PeakMemory`); the child also
+reports its own peak (`VmHWM`) and its RSS with the input loaded:
 - `tideline`: `train_model(frame, features, spec)` on the training set as read from Parquet,
   then `register_model(...)` into a fresh `LocalLake` and SQLite `ModelRegistry` (opened
   untimed) with a `TrainingSet` for the frame; its time is the two calls together. The stages
@@ -67,7 +67,6 @@ import functools
 import json
 import os
 import pickle
-import resource
 import sys
 import threading
 import time
@@ -76,8 +75,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
-from children import dispatch, run_child
+from harness import Child, Timer, current_rss, dispatch, peak_rss, write_results
 from rich.console import Console
 from rich.table import Table
 
@@ -250,32 +248,28 @@ def prepare(rows: int, seed: int, work: Path) -> Data:
     ready = work / f"{key}.json"
     if ready.exists():
         return Data(**json.loads(ready.read_text()))
-    started = time.perf_counter()
-    path, matrices = work / f"{key}.parquet", work / f"{key}-matrices.pkl"
-    make_frame(rows, seed).to_parquet(path, index=False)
-    frame = pd.read_parquet(path)
-    columns = [c for c in frame.columns if c not in ("customer_id", "as_of", "churned")]
-    spec = bench_spec(columns)
-    folds = time_split(frame, spec)
-    matrix = FeatureMatrix.fit(folds.train, columns)
-    with open(matrices, "wb") as out:
-        pickle.dump({"x": matrix.transform(folds.train), "y": folds.train["churned"].to_numpy(),
-                     "x_valid": matrix.transform(folds.valid),
-                     "y_valid": folds.valid["churned"].to_numpy()}, out,
-                    protocol=pickle.HIGHEST_PROTOCOL)
+    with Timer() as timer:
+        path, matrices = work / f"{key}.parquet", work / f"{key}-matrices.pkl"
+        make_frame(rows, seed).to_parquet(path, index=False)
+        frame = pd.read_parquet(path)
+        columns = [c for c in frame.columns if c not in ("customer_id", "as_of", "churned")]
+        spec = bench_spec(columns)
+        folds = time_split(frame, spec)
+        matrix = FeatureMatrix.fit(folds.train, columns)
+        with open(matrices, "wb") as out:
+            pickle.dump({"x": matrix.transform(folds.train),
+                         "y": folds.train["churned"].to_numpy(),
+                         "x_valid": matrix.transform(folds.valid),
+                         "y_valid": folds.valid["churned"].to_numpy()}, out,
+                        protocol=pickle.HIGHEST_PROTOCOL)
     data = Data(str(path), str(matrices), rows, seed, columns, int(frame["churned"].sum()),
                 {name: len(getattr(folds, name)) for name in ("train", "valid", "test")},
-                time.perf_counter() - started)
+                timer.seconds)
     ready.write_text(json.dumps(asdict(data)))
     return data
 
 
 # -- one path, in a fresh interpreter ---------------------------------------------------------
-
-
-def peak_rss() -> int:
-    """This process's peak resident set so far, in bytes (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class Stopwatch:
@@ -354,34 +348,31 @@ def run_tideline(data: Data, work: Path) -> dict:
     watch, found = Stopwatch(), {}
     instrument(watch, found)
     frame = pd.read_parquet(data.frame)
-    rss_loaded = psutil.Process().memory_info().rss
+    rss_loaded = current_rss()
     spec = bench_spec(data.features)
-    started = time.perf_counter()
-    place = work / f"registry-{data.rows}-{os.getpid()}"
-    lake = LocalLake(place / "lake")
-    registry = ModelRegistry(f"sqlite:///{place / 'models.db'}")
-    commit = lake.resolve("main")
-    dates = sorted(f"{t:%Y-%m-%d}" for t in frame["as_of"].unique())
-    training = TrainingSet(
-        name=f"bench-{data.rows}", frame=frame, tag=f"training-set-bench-{data.rows}",
-        lake_commit=commit, ref_commit=commit,
-        path=f"training_sets/bench-{data.rows}/data.parquet", features=tuple(data.features),
-        views={"bench": "synthetic"}, as_of={"bench": dates})
-    setup = time.perf_counter() - started
+    with Timer() as setup:
+        place = work / f"registry-{data.rows}-{os.getpid()}"
+        lake = LocalLake(place / "lake")
+        registry = ModelRegistry(f"sqlite:///{place / 'models.db'}")
+        commit = lake.resolve("main")
+        dates = sorted(f"{t:%Y-%m-%d}" for t in frame["as_of"].unique())
+        training = TrainingSet(
+            name=f"bench-{data.rows}", frame=frame, tag=f"training-set-bench-{data.rows}",
+            lake_commit=commit, ref_commit=commit,
+            path=f"training_sets/bench-{data.rows}/data.parquet",
+            features=tuple(data.features), views={"bench": "synthetic"}, as_of={"bench": dates})
 
-    started = time.perf_counter()
-    trained = train_model(frame, data.features, spec)
-    train_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    record = register_model(registry, lake, spec, trained, training)
-    register_seconds = time.perf_counter() - started
+    with Timer() as train:
+        trained = train_model(frame, data.features, spec)
+    with Timer() as register:
+        record = register_model(registry, lake, spec, trained, training)
     registry.close()
 
     stages = {stage: watch.seconds.get(stage, 0.0) for stage in STAGES[:-2]}
-    stages["other"] = train_seconds - sum(stages.values())
-    stages["registry write"] = register_seconds
-    return {"seconds": train_seconds + register_seconds, "train_seconds": train_seconds,
-            "register_seconds": register_seconds, "setup_seconds": setup,
+    stages["other"] = train.seconds - sum(stages.values())
+    stages["registry write"] = register.seconds
+    return {"seconds": train.seconds + register.seconds, "train_seconds": train.seconds,
+            "register_seconds": register.seconds, "setup_seconds": setup.seconds,
             "plots_seconds": watch.seconds.get("plots", 0.0), "stages": stages,
             "calls": watch.calls, "best_iteration": found["best_iteration"],
             "refit_rounds": trained.booster.current_iteration(),
@@ -399,25 +390,22 @@ def run_plain(data: Data, columns: list[str], refit_rounds: int) -> dict:
 
     with open(data.matrices, "rb") as source:
         m = pickle.load(source)
-    started = time.perf_counter()  # untimed: what train_model hands to LightGBM
-    x, x_valid = m["x"][columns], m["x_valid"][columns]
-    y, y_valid = m["y"], m["y_valid"]
-    x_all, y_all = pd.concat([x, x_valid]), np.concatenate([y, y_valid])
-    prep = time.perf_counter() - started
-    rss_loaded = psutil.Process().memory_info().rss
+    with Timer() as prep:  # untimed in "seconds": what train_model hands to LightGBM
+        x, x_valid = m["x"][columns], m["x_valid"][columns]
+        y, y_valid = m["y"], m["y_valid"]
+        x_all, y_all = pd.concat([x, x_valid]), np.concatenate([y, y_valid])
+    rss_loaded = current_rss()
     params = lightgbm_params(bench_spec(columns))
 
-    started = time.perf_counter()
-    train = lgb.Dataset(x, y, free_raw_data=False)
-    valid = lgb.Dataset(x_valid, y_valid, reference=train)
-    early = lgb.train(params, train, num_boost_round=NUM_BOOST_ROUND, valid_sets=[valid],
-                      callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
-    early_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    booster = lgb.train(params, lgb.Dataset(x_all, y_all), num_boost_round=refit_rounds)
-    refit_seconds = time.perf_counter() - started
-    return {"seconds": early_seconds + refit_seconds, "early_seconds": early_seconds,
-            "refit_seconds": refit_seconds, "prep_seconds": prep,
+    with Timer() as early_fit:
+        train = lgb.Dataset(x, y, free_raw_data=False)
+        valid = lgb.Dataset(x_valid, y_valid, reference=train)
+        early = lgb.train(params, train, num_boost_round=NUM_BOOST_ROUND, valid_sets=[valid],
+                          callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
+    with Timer() as refit:
+        booster = lgb.train(params, lgb.Dataset(x_all, y_all), num_boost_round=refit_rounds)
+    return {"seconds": early_fit.seconds + refit.seconds, "early_seconds": early_fit.seconds,
+            "refit_seconds": refit.seconds, "prep_seconds": prep.seconds,
             "best_iteration": early.best_iteration,
             "refit_rounds": booster.current_iteration(), "rss_loaded_bytes": rss_loaded,
             "driver_peak_rss_bytes": peak_rss()}
@@ -444,13 +432,6 @@ def thread_env(threads: int | None) -> dict[str, str]:
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(threads)
     return env
-
-
-def in_child(body: dict, log: Path, threads: int | None = None) -> dict:
-    """`run_case(body)` in a fresh interpreter: its JSON, with the peak RSS of its tree."""
-    result, memory = run_child(__file__, ["--case", json.dumps(body)], log, thread_env(threads))
-    result["tree_peak_rss_bytes"] = max(memory.peak, result.get("driver_peak_rss_bytes", 0))
-    return result
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -526,10 +507,9 @@ def run_bench(args: argparse.Namespace) -> int:
     sizes: dict[int, dict] = {}
     for rows in sizes_asked:
         with console.status(f"training set: {rows:,} rows × 47 features (cached)"):
-            prepared = in_child({"case": "prepare", "rows": rows, "seed": args.seed,
-                                 "work": str(work)}, work / "logs" / f"prepare-{rows}.log")
-            prepared.pop("tree_peak_rss_bytes")
-            data = Data(**prepared)
+            data = Data(**Child.case(__file__, {"case": "prepare", "rows": rows,
+                                                "seed": args.seed, "work": str(work)},
+                                     work / "logs" / f"prepare-{rows}.log").result())
         console.log(f"{rows:,} rows ready ({data.seconds:.0f} s to generate when not cached), "
                     f"{data.positives / rows:.1%} positives")
         body = {"data": asdict(data), "work": str(work)}
@@ -542,9 +522,9 @@ def run_bench(args: argparse.Namespace) -> int:
                     extra = {"columns": first["columns"], "refit_rounds": first["refit_rounds"]}
                 load = os.getloadavg()[0]  # anything else running skews the timing: say so
                 with console.status(f"{rows:,} rows: {PATHS[path]} ({attempt + 1})"):
-                    result = in_child({**body, **extra, "case": path},
-                                      work / "logs" / f"{path}-{rows}-{attempt}.log",
-                                      args.threads)
+                    result = Child.case(__file__, {**body, **extra, "case": path},
+                                        work / "logs" / f"{path}-{rows}-{attempt}.log",
+                                        thread_env(args.threads)).measured()
                 result["load_average_before"] = load
                 runs[path].append(result)
                 console.log(f"{rows:,} rows, {PATHS[path]}: {result['seconds']:.1f} s, peak "
@@ -562,16 +542,14 @@ def run_bench(args: argparse.Namespace) -> int:
     console.print("overhead: " + ", ".join(
         f"{rows:,} rows {s['summary']['overhead']:+.0%}" for rows, s in sizes.items())
         + f" (target < {OVERHEAD_TARGET:.0%} at every size: {'met' if met else 'NOT met'})")
-    out = SMOKE_OUT if args.smoke else OUT
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({
+    out = write_results(SMOKE_OUT if args.smoke else OUT, {
         "sizes": {str(k): v for k, v in sizes.items()}, "seed": args.seed, "smoke": args.smoke,
         "repeat": args.repeat, "cpus": os.cpu_count(), "threads": args.threads,
         "num_boost_round": NUM_BOOST_ROUND,
         "early_stopping_rounds": EARLY_STOPPING_ROUNDS, "target": OVERHEAD_TARGET,
         "target_met": met, "plain_includes": PATHS["plain"] + ": Dataset construction, "
         "early-stopping lgb.train on train with the validation set, refit lgb.train on "
-        "train + valid with tideline's refit rounds"}, indent=2, default=str))
+        "train + valid with tideline's refit rounds"})
     console.log(f"written to {out}")
     differ = [rows for rows, s in sizes.items() if not s["summary"]["same_rounds"]]
     if differ:

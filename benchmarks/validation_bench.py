@@ -13,15 +13,13 @@ frame raw landing stores (`string` columns). Writes benchmarks/out/validation_be
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from harness import best_of, write_results
 from rich.console import Console
 from rich.table import Table
 from tideline.ingestion.contracts import Contract
@@ -71,15 +69,6 @@ def transactions(rows: int, bad: float) -> tuple[pd.DataFrame, set[str]]:
     return frame, set(np.unique(customers).tolist())
 
 
-def best(repeat: int, run: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -95,16 +84,16 @@ def main() -> None:
         read = pd.read_csv(csv)
         text = frame.astype("string")
         timings = {
-            "read_csv": best(args.repeat, lambda: pd.read_csv(csv)),
-            "to_parquet": best(args.repeat, lambda: read.to_parquet(parquet)),
-            "validate (read_csv frame)": best(
+            "read_csv": best_of(args.repeat, lambda: pd.read_csv(csv)),
+            "to_parquet": best_of(args.repeat, lambda: read.to_parquet(parquet)),
+            "validate (read_csv frame)": best_of(
                 args.repeat, lambda: validate(read, CONTRACT, references=refs, now=NOW)),
-            "validate (landed text)": best(
+            "validate (landed text)": best_of(
                 args.repeat, lambda: validate(text, CONTRACT, references=refs, now=NOW)),
         }
         result = validate(read, CONTRACT, references=refs, now=NOW)
-        timings["clean.to_parquet"] = best(args.repeat,
-                                           lambda: result.clean.to_parquet(parquet))
+        timings["clean.to_parquet"] = best_of(args.repeat,
+                                              lambda: result.clean.to_parquet(parquet))
     baseline = timings["read_csv"] + timings["to_parquet"]
     with_validation = (timings["read_csv"] + timings["validate (read_csv frame)"]
                        + timings["clean.to_parquet"])
@@ -118,13 +107,11 @@ def main() -> None:
     console = Console()
     console.print(table)
     console.print(f"quarantined {len(result.quarantine):,} rows, score {result.score:.2f}")
-    out = Path(__file__).parent / "out" / "validation_bench.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({
-        "rows": args.rows, "bad": args.bad, "seconds": timings,
+    write_results(Path(__file__).parent / "out" / "validation_bench.json", {
+        "rows": args.rows, "bad": args.bad, "repeat": args.repeat, "seconds": timings,
         "ratio_vs_baseline": with_validation / baseline,
         "quarantined": len(result.quarantine), "score": result.score,
-    }, indent=2))
+    })
 
 
 if __name__ == "__main__":
