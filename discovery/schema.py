@@ -63,6 +63,8 @@ class SchemaGraph:
     """Dataset -> its event-time column (the source's `timestamp_column`)."""
     relationships: tuple[Relationship, ...]
     """Every declared reference."""
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Dataset -> its contract's columns."""
 
     @classmethod
     def of_project(cls, project: Project) -> SchemaGraph:
@@ -71,17 +73,20 @@ class SchemaGraph:
             times.setdefault(source.dataset, source.timestamp_column)
         return cls(tables={c.dataset: tuple(c.key) for c in project.contracts}, times=times,
                    relationships=tuple(Relationship(c.dataset, r.column, r.dataset, r.ref_column)
-                                       for c in project.contracts for r in c.references))
+                                       for c in project.contracts for r in c.references),
+                   columns={c.dataset: tuple(col.name for col in c.columns)
+                            for c in project.contracts})
 
     def children(self, entity: Entity) -> list[tuple[Source, Relationship]]:
         """The tables whose rows belong to the entity's table (the one keyed by the entity's
-        key): its events, with their sources. Raises on a reference cycle, on a reference to an
-        undeclared table, and when no table refers to the entity's."""
+        key): its events, with their sources. Without such a table the entity's table is
+        implied, and its events are the tables with an event time that carry its key. Raises
+        on a reference cycle, on a reference to an undeclared table, and when no table refers
+        to the entity's."""
         where = f"feature discovery for entity {entity.name!r} (key {entity.key!r})"
         owners = sorted(name for name, key in self.tables.items() if key == (entity.key,))
         if not owners:
-            raise DiscoveryError(f"{where}: no table is keyed by {entity.key!r}; the project "
-                                 f"declares {', '.join(sorted(self.tables))}")
+            return self._carrying(entity, where)
         table = owners[0]
         for link in self.relationships:
             for end in (link.child, link.parent):
@@ -114,6 +119,19 @@ class SchemaGraph:
                 f"aggregate; declare references (e.g. `references: [{{column: {entity.key}, "
                 f"dataset: {table}, ref_column: {entity.key}}}]`) in the child tables' "
                 "contracts")
+        return found
+
+    def _carrying(self, entity: Entity, where: str) -> list[tuple[Source, Relationship]]:
+        """The event tables that carry the entity's key, children of its implied table."""
+        found = [(Source(name, dataset=name, timestamp=self.times[name]),
+                  Relationship(name, entity.key, entity.name, entity.key))
+                 for name in sorted(self.tables)
+                 if entity.key in self.columns.get(name, ()) and name in self.times]
+        if not found:
+            raise DiscoveryError(
+                f"{where}: no table is keyed by {entity.key!r} and no table with an event "
+                f"time has a column {entity.key!r}; the project declares "
+                f"{', '.join(sorted(self.tables))}")
         return found
 
     def _cycle(self) -> list[str]:

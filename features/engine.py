@@ -141,7 +141,7 @@ class Events:
         if not known.all():
             table, codes = table.filter(pa.array(known)), codes[known]
         frame = table.drop_columns([key] if key in table.column_names else []).to_pandas(
-            types_mapper=_arrow_text, date_as_object=False)
+            types_mapper=arrow_text, date_as_object=False)
         time = _nanoseconds(frame[timestamp])
         clock = Clock.of(time, len(keys))
         position = codes * clock.span + clock.ticks(time)
@@ -664,7 +664,8 @@ def _tau(x: np.ndarray) -> np.ndarray:
     return np.where((x <= 0) | (x >= 1), 0.0, z / 3)
 
 
-def _arrow_text(dtype: pa.DataType) -> pd.ArrowDtype | None:
+def arrow_text(dtype: pa.DataType) -> pd.ArrowDtype | None:
+    """Text columns as Arrow-backed pandas strings (`to_pandas`'s `types_mapper`)."""
     if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
         return pd.ArrowDtype(dtype)
     return None

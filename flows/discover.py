@@ -17,6 +17,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect_ray import RayTaskRunner
+from tideline.core.errors import DiscoveryError
 from tideline.core.ray_runtime import LOCAL_RAY
 from tideline.core.settings import Settings, flow_settings
 from tideline.demo.project import declared_project
@@ -30,7 +31,7 @@ from tideline.discovery.generate import (
 from tideline.discovery.report import selection_report
 from tideline.discovery.schema import ChildTable, SchemaGraph, profile
 from tideline.discovery.select import SelectionRules, Selector, select
-from tideline.features.definitions import Entity, FeatureView, dump_views
+from tideline.features.definitions import Entity, FeatureView, dump_views, load_definitions
 from tideline.features.plan import plan_from_lake
 from tideline.features.store import FeatureStore
 from tideline.flows.hooks import FAILURE_HOOKS
@@ -87,6 +88,19 @@ def _customers_sample(examples: pd.DataFrame, key: str, limit: int) -> pd.DataFr
 def _entity(views: Sequence[FeatureView], key: str) -> Entity:
     return next((view.entity for view in views if view.entity.key == key),
                 Entity(key.removesuffix("_id") or key, key=key))
+
+
+def cannot_discover(settings: Settings) -> str | None:
+    """Why the project's shape gives discovery nothing to work on (no table of events that
+    belongs to the model's entity), or None when it can run."""
+    views = load_definitions(settings.feature_views)
+    spec = load_model_spec(settings.model_spec, views)
+    try:
+        SchemaGraph.of_project(declared_project(settings)).children(
+            _entity(views, spec.label.entity_key))
+    except DiscoveryError as exc:
+        return str(exc)
+    return None
 
 
 @dataclass

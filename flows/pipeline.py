@@ -1,17 +1,17 @@
 """The whole pipeline, end to end, on whatever stages exist so far."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from tideline.core.ray_runtime import ray_session
 from tideline.core.settings import load_settings
 from tideline.features.materialize import FeatureBuild
 from tideline.features.store import OnlineWrite
 from tideline.flows.build_features import build_features, materialize_online, ray_task_runner
-from tideline.flows.discover import Discovery, discover_features
+from tideline.flows.discover import Discovery, cannot_discover, discover_features
 from tideline.flows.hooks import FAILURE_HOOKS
 from tideline.flows.ingest import ingest
 from tideline.flows.monitor import MonitorRun, monitor
@@ -37,9 +37,9 @@ class PipelineRun:
     scores: ScoringRun
     monitoring: MonitorRun
     realtime: StreamRun | None
-    """The demo's live events through the stream processor (None for your own project: run
-    `tideline stream` against its broker)."""
-    discovery: Discovery
+    discovery: Discovery | None
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Stages that do not apply to the project's shape -> why (their result is None)."""
 
 
 @flow(name="pipeline", **FAILURE_HOOKS)
@@ -52,6 +52,15 @@ def pipeline(run_id: str | None = None, since: date | None = None,
     from the clean tables, the ones that earn their place registered with a report)."""
     run_id = run_id or new_run_id()
     settings = load_settings()
+    logger = get_run_logger()
+    skipped: dict[str, str] = {}
+    if settings.project_file is not None:
+        skipped["real-time"] = ("the live events are the demo's; run `tideline stream` against "
+                                "your project's broker")
+    if (why := cannot_discover(settings)) is not None:
+        skipped["feature discovery"] = why
+    for stage, why in skipped.items():
+        logger.info("skipping %s: %s", stage, why)
     audit = ingest(run_id=run_id, since=since, until=until)
     with ray_session():  # one Ray for every stage that computes on it
         features = build_features.with_options(task_runner=ray_task_runner(settings))(
@@ -60,9 +69,9 @@ def pipeline(run_id: str | None = None, since: date | None = None,
         training = train(run_id=run_id)
         scores = score(run_id=run_id)
         monitoring = monitor(run_id=run_id)
-        realtime = stream_live() if settings.project_file is None else None
-        discovery = discover_features.with_options(task_runner=ray_task_runner(settings))(
-            run_id=run_id)
+        realtime = None if "real-time" in skipped else stream_live()
+        discovery = None if "feature discovery" in skipped else discover_features.with_options(
+            task_runner=ray_task_runner(settings))(run_id=run_id)
     rows = "\n".join(f"| {o.dataset} | {o.rows:,} | {o.clean:,} | {o.quarantined:,} | "
                      f"{o.score:.2f} | {'pass' if o.gate_passed else 'fail'} |"
                      for o in audit.outcomes)
@@ -83,8 +92,9 @@ def pipeline(run_id: str | None = None, since: date | None = None,
         + (f"\nReal-time: {realtime.applied:,} live events applied, "
            f"{len(realtime.dead_letters)} dead-lettered, {len(realtime.alerts)} high-risk "
            "alerts\n" if realtime else "")
-        + f"\nFeature discovery: {len(discovery.kept)} of {discovery.computed} candidates kept "
-          f"(`{discovery.paths['report']}`)\n",
+        + (f"\nFeature discovery: {len(discovery.kept)} of {discovery.computed} candidates "
+           f"kept (`{discovery.paths['report']}`)\n" if discovery else "")
+        + "".join(f"\nSkipped {stage}: {why}\n" for stage, why in skipped.items()),
         description=f"tideline pipeline run {run_id}",
     )
     main = open_lake(settings).resolve(MAIN)
@@ -93,4 +103,4 @@ def pipeline(run_id: str | None = None, since: date | None = None,
                          description="the lake commit this run left on main")
     return PipelineRun(audit=audit, features=features, online=online, training=training,
                        scores=scores, monitoring=monitoring, realtime=realtime,
-                       discovery=discovery)
+                       discovery=discovery, skipped=skipped)

@@ -10,8 +10,10 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from tideline.core.errors import ModelError
+from tideline.core.errors import FeatureDefinitionError, ModelError
 from tideline.features.definitions import Source
+from tideline.features.engine import arrow_text
+from tideline.features.expressions import evaluate, names_in
 from tideline.features.materialize import as_of_time
 from tideline.features.offline import read_source
 from tideline.lake.base import Lake
@@ -29,9 +31,17 @@ class ChurnLabel:
     active_days: int = 30
     """Who counts as a customer at t: activity in the days before t."""
     name: str = "churned"
+    filter: str | None = None
+    """Only the activity events matching this expression count (`event == 'payment'`: churn
+    is no payment for `horizon_days`), in the activity sources' own columns."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "activity", tuple(self.activity))
+        if self.filter is not None:
+            try:
+                names_in(self.filter, f"label {self.name!r} filter")
+            except FeatureDefinitionError as exc:
+                raise ModelError(str(exc)) from None
         for field, value in (("horizon_days", self.horizon_days),
                              ("active_days", self.active_days)):
             if not isinstance(value, int) or value <= 0:
@@ -57,16 +67,22 @@ class Activity:
 
 def load_activity(lake: Lake, ref: str, label: ChurnLabel) -> Activity:
     tables = []
+    used = sorted(names_in(label.filter, "label filter")) if label.filter else []
     for source in label.activity:
         table = read_source(lake, ref, source, label.entity_key,
-                            [label.entity_key, source.timestamp])
+                            list(dict.fromkeys([label.entity_key, source.timestamp, *used])))
+        if label.filter:
+            frame = table.select(used).to_pandas(types_mapper=arrow_text)
+            table = table.filter(pa.array(np.asarray(
+                evaluate(label.filter, {c: frame[c] for c in used}), dtype=bool)))
         tables.append(pa.table({
             "key": table.column(label.entity_key).cast(pa.string()),
             "t": table.column(source.timestamp).cast(pa.timestamp("ns", tz="UTC"))}))
     table = pa.concat_tables(tables).drop_null()
     if not len(table):
         raise ModelError(f"label {label.name!r}: the activity sources "
-                         f"{', '.join(s.dataset for s in label.activity)} hold no events")
+                         f"{', '.join(s.dataset for s in label.activity)} hold no events"
+                         + (f" matching {label.filter!r}" if label.filter else ""))
     keys, codes = np.unique(table.column("key").to_numpy(zero_copy_only=False),
                             return_inverse=True)
     return Activity(keys=keys, codes=codes,

@@ -75,12 +75,17 @@ def run(
         result = pipeline(run_id=run_id)
         _print_audit(result.audit)
         print_features(result.features)
+        console.print(f"online store: {sum(w.written for w in result.online):,} rows written "
+                      f"for {len(result.online)} views")
         print_training(result.training)
         print_scoring(result.scores)
         _print_monitoring(result.monitoring)
         if result.realtime is not None:
             _print_stream(result.realtime)
-        print_discovery(result.discovery, top=10)
+        if result.discovery is not None:
+            print_discovery(result.discovery, top=10)
+        for stage, why in result.skipped.items():
+            console.print(f"[yellow]skipped {stage}[/]: {why}", highlight=False)
 
 
 def ingest(

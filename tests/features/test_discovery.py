@@ -56,9 +56,28 @@ def test_children_come_from_references_and_bad_graphs_are_named() -> None:
     with pytest.raises(DiscoveryError, match="names table 'refunds'"):
         _graph(("refunds", "customers")).children(CUSTOMER)
     orphan = SchemaGraph(tables={"transactions": ("transaction_id",)}, times=TIMES,
-                         relationships=())
-    with pytest.raises(DiscoveryError, match="no table is keyed by 'customer_id'"):
+                         relationships=(), columns={"transactions": ("transaction_id", "ts")})
+    with pytest.raises(DiscoveryError, match="no table is keyed by 'customer_id' and no table "
+                                             "with an event time has a column 'customer_id'"):
         orphan.children(CUSTOMER)
+
+
+def test_without_a_table_keyed_by_the_entity_its_events_are_the_tables_carrying_its_key(
+        ) -> None:
+    """A transaction log alone (the commonest shape): the entity's table is implied."""
+    graph = SchemaGraph(
+        tables={"transactions": ("transaction_id",), "tickets": ("ticket_id",),
+                "products": ("sku",)},
+        times={"transactions": "ts", "tickets": "created_at"}, relationships=(),
+        columns={"transactions": ("transaction_id", "customer_id", "ts", "amount"),
+                 "tickets": ("ticket_id", "customer_id", "created_at"),
+                 "products": ("sku", "customer_id")})
+    found = graph.children(CUSTOMER)
+    assert [(source.dataset, source.timestamp) for source, _ in found] == [
+        ("tickets", "created_at"), ("transactions", "ts")]  # products: no event time
+    assert {(link.child, link.column, link.parent_column) for _, link in found} == {
+        ("tickets", "customer_id", "customer_id"),
+        ("transactions", "customer_id", "customer_id")}
 
 
 TABLE = ChildTable(source=TRANSACTIONS, key="customer_id", rows=1000, columns=(
