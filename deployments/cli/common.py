@@ -3,14 +3,24 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
+import typer
 from rich.console import Console
+from rich.table import Table
 from tideline.core.settings import load_settings
 
-console = Console()
+# without a terminal (a pipe, a file, a CI log) nothing is cut to 80 columns
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 1000)
 
 
 def configured_lake():  # noqa: ANN202 - returns the configured Lake backend
@@ -45,3 +55,60 @@ def flow_runtime() -> Iterator[None]:
 
     with prefect_api():
         yield
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+FORMAT_OPTION = typer.Option(Format.table, "--format",
+                             help="table for people; json or csv for scripts")
+
+
+@dataclass
+class Section:
+    """One table of a listing: raw values per row (numbers stay numbers in json and csv)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    shown: dict[str, Callable[[Any], str]] = field(default_factory=dict)
+    """Column -> how a table shows its values (`cell` otherwise)."""
+
+
+def cell(value: Any) -> str:
+    """A value as a table shows it."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M}"
+    return str(value)
+
+
+def show(fmt: Format, *sections: Section, about: dict[str, Any] | None = None) -> None:
+    """Print a listing: `about` (a record's own fields) and its sections, as rich tables, as
+    one JSON document, or as CSV (the first section: the main table)."""
+    if fmt is Format.json:
+        body = {**(about or {}), **{s.title: [dict(zip(s.columns, row, strict=True))
+                                              for row in s.rows] for s in sections}}
+        print(json.dumps(body if about or len(sections) > 1 else body[sections[0].title],
+                         indent=1, default=str))
+    elif fmt is Format.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(sections[0].columns)
+        writer.writerows([["" if v is None else v for v in row] for row in sections[0].rows])
+    else:
+        if about:
+            console.print(" · ".join(f"{k} {cell(v)}" for k, v in about.items()),
+                          highlight=False)
+        for section in sections:
+            table = Table(*section.columns, title=section.title)
+            shown = [section.shown.get(c, cell) for c in section.columns]
+            for row in section.rows:
+                table.add_row(*(cell(v) if v is None else show(v)
+                                for show, v in zip(shown, row, strict=True)))
+            console.print(table)

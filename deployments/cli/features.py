@@ -10,7 +10,15 @@ import typer
 from rich.table import Column, Table
 from tideline.core.errors import FeatureDefinitionError
 from tideline.core.settings import load_settings
-from tideline.deployments.cli.common import console, flow_runtime, short
+from tideline.deployments.cli.common import (
+    FORMAT_OPTION,
+    Format,
+    Section,
+    console,
+    flow_runtime,
+    short,
+    show,
+)
 
 features_app = typer.Typer(help="Build, inspect and serve feature views.", no_args_is_help=True)
 
@@ -49,10 +57,6 @@ def _registry():  # noqa: ANN202 - features.registry.Registry, imported lazily
     from tideline.features.registry import open_registry
 
     return open_registry(load_settings())
-
-
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:,.4g}"
 
 
 @features_app.command("build")
@@ -96,23 +100,26 @@ def features_discover(
 
 
 @features_app.command("list")
-def features_list() -> None:
+def features_list(fmt: Format = FORMAT_OPTION) -> None:
     """Every feature view (newest version): owner, features, last materialisation."""
     registry = _registry()
-    table = Table("view", "version", "owner", "features", "source", "last as-of", "updated (UTC)")
+    listing = Section("feature views", ["view", "version", "owner", "features", "source",
+                                        "last as-of", "updated (UTC)"])
     for view in registry.views():
         done = registry.materializations(view.name, view.version)
-        table.add_row(view.name, view.version, view.owner, str(len(registry.features(view))),
-                      view.source_dataset, f"{max(m.as_of for m in done)}" if done else "-",
-                      f"{view.updated_at:%Y-%m-%d %H:%M}")
-    console.print(table)
+        listing.rows.append([view.name, view.version, view.owner, len(registry.features(view)),
+                             view.source_dataset, max(m.as_of for m in done) if done else None,
+                             view.updated_at])
+    show(fmt, listing)
 
 
 @features_app.command("describe")
 def features_describe(
     name: str = typer.Argument(help="A view (`name` or `name@version`) or a feature."),
+    fmt: Format = FORMAT_OPTION,
 ) -> None:
-    """A view's definition, owner, versions, value statistics and lineage."""
+    """A view's definition, owner, versions, value statistics and lineage (csv: the features
+    table)."""
     registry = _registry()
     view_name, _, version = name.partition("@")
     if not any(v.name == view_name for v in registry.views()):
@@ -123,14 +130,15 @@ def features_describe(
                                          "registry (`tideline features list`)")
         view_name = owners[0].name
     view = registry.view(view_name, version or None)
-    console.print(f"[bold]{view.name}[/] @ {view.version}  —  {view.description}\n"
-                  f"owner {view.owner} · entity {view.entity} ({view.entity_key}) · source "
-                  f"{view.source_dataset} (time: {view.source_timestamp}) · tags "
-                  f"{', '.join(view.tags) or '-'} · TTL "
-                  f"{f'{view.ttl_days} days' if view.ttl_days else 'none'}")
+    about = {"view": view.name, "version": view.version, "description": view.description,
+             "owner": view.owner, "entity": f"{view.entity} ({view.entity_key})",
+             "source": f"{view.source_dataset} (time: {view.source_timestamp})",
+             "tags": ", ".join(view.tags) or None,
+             "ttl": f"{view.ttl_days} days" if view.ttl_days else None}
     stats = {s.feature: s for s in registry.stats(view.name, view.version)}
-    table = Table("feature", "definition", "null rate", "min", "mean", "max", "p50",
-                  title="features (statistics of the newest materialisation)")
+    features = Section("features (statistics of the newest materialisation)",
+                       ["feature", "definition", "null rate", "min", "mean", "max", "p50"],
+                       shown={"null rate": "{:.1%}".format})
     for f in registry.features(view):
         if f["kind"] == "derived":
             definition = f["expression"]
@@ -141,22 +149,18 @@ def features_describe(
                 f", gap {f['session_gap']}" if f["session_gap"] else "") + (
                 f" where {f['event_filter']}" if f["event_filter"] else "")
         s = stats.get(f["name"])
-        table.add_row(f["name"], definition, *(
-            [f"{s.null_rate:.1%}", _number(s.min_value), _number(s.mean_value),
-             _number(s.max_value), _number(s.p50) if s.p50 is not None else s.top_value or ""]
-            if s else [""] * 5))
-    console.print(table)
-    versions = Table("version", "created (UTC)", "features", title="versions")
-    for record in registry.versions(view.name):
-        versions.add_row(record.version, f"{record.created_at:%Y-%m-%d %H:%M}",
-                         str(len(registry.features(record))))
-    console.print(versions)
-    lineage = Table("run", "as of", "rows", "source commit", "published commit",
-                    title="lineage: builds of this version")
-    for m in registry.materializations(view.name, view.version):
-        lineage.add_row(m.run_id, f"{m.as_of}", f"{m.rows:,}", short(m.source_commit),
-                        short(m.published_commit))
-    console.print(lineage)
+        features.rows.append([f["name"], definition, *(
+            [s.null_rate, s.min_value, s.mean_value, s.max_value,
+             s.p50 if s.p50 is not None else s.top_value] if s else [None] * 5)])
+    versions = Section("versions", ["version", "created (UTC)", "features"],
+                       [[r.version, r.created_at, len(registry.features(r))]
+                        for r in registry.versions(view.name)])
+    lineage = Section("lineage: builds of this version",
+                      ["run", "as of", "rows", "source commit", "published commit"],
+                      [[m.run_id, m.as_of, m.rows, m.source_commit, m.published_commit]
+                       for m in registry.materializations(view.name, view.version)],
+                      shown={"source commit": short, "published commit": short})
+    show(fmt, features, versions, lineage, about=about)
 
 
 @features_app.command("diff")

@@ -10,7 +10,16 @@ from datetime import datetime
 import typer
 from rich.table import Table
 from tideline.core.settings import load_settings
-from tideline.deployments.cli.common import console, flow_runtime, model_registry, short
+from tideline.deployments.cli.common import (
+    FORMAT_OPTION,
+    Format,
+    Section,
+    console,
+    flow_runtime,
+    model_registry,
+    short,
+    show,
+)
 
 models_app = typer.Typer(help="Trained models: versions, stages, metrics, lineage.",
                          no_args_is_help=True)
@@ -100,42 +109,37 @@ def lineage_command(ref: str = typer.Argument(help="MODEL or MODEL:VERSION")) ->
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(fmt: Format = FORMAT_OPTION) -> None:
     """Every model version: stage, test metrics, training set."""
-    table = Table("model", "stage", "ROC-AUC", "PR-AUC", "baseline AUC", "training set",
-                  "created (UTC)")
-    for r in model_registry().models():
-        style = {"champion": "bold green", "archived": "dim"}.get(r.stage, "")
-        table.add_row(r.ref, f"[{style}]{r.stage}[/]" if style else r.stage, f"{r.roc_auc:.4f}",
-                      f"{r.pr_auc:.4f}", f"{r.baseline_metrics['roc_auc']:.4f}",
-                      r.training_set_tag, f"{r.created_at:%Y-%m-%d %H:%M}")
-    console.print(table)
+    show(fmt, Section("models", ["model", "stage", "ROC-AUC", "PR-AUC", "baseline AUC",
+                                 "training set", "created (UTC)"],
+                      [[r.ref, r.stage, r.roc_auc, r.pr_auc, r.baseline_metrics["roc_auc"],
+                        r.training_set_tag, r.created_at] for r in model_registry().models()]))
 
 
 @models_app.command("describe")
-def models_describe(ref: str = typer.Argument(help="NAME (the champion) or NAME:VERSION")) -> None:
-    """A model's metrics, parameters, lineage and promotion history."""
+def models_describe(ref: str = typer.Argument(help="NAME (the champion) or NAME:VERSION"),
+                    fmt: Format = FORMAT_OPTION) -> None:
+    """A model's metrics, parameters, lineage and promotion history (csv: the metrics)."""
     registry = model_registry()
     r = registry.get(*_model_ref(ref))
-    console.print(f"[bold]{r.ref}[/] ({r.stage}) · owner {r.owner} · {r.code_version}\n"
-                  f"artifacts {r.artifact_path} @ {short(r.artifact_commit)} · training set "
-                  f"{r.training_set_tag} @ {short(r.training_set_commit)} · threshold "
-                  f"{r.threshold:.3f}")
-    metrics = Table("metric", "LightGBM", "baseline", title="test fold")
-    for key in ("roc_auc", "pr_auc", "precision", "recall", "f1", "lift_top_10", "brier",
-                "rows", "positives"):
-        metrics.add_row(key, f"{r.metrics[key]:.4g}", f"{r.baseline_metrics[key]:.4g}")
-    console.print(metrics)
-    console.print("parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(r.params.items())))
-    console.print("feature views: " + ", ".join(f"{k}@{v}" for k, v in r.feature_views.items()))
-    history = Table("version", "event", "detail", title="history")
+    about = {"model": r.ref, "stage": r.stage, "owner": r.owner, "code": r.code_version,
+             "artifacts": f"{r.artifact_path} @ {short(r.artifact_commit)}",
+             "training set": f"{r.training_set_tag} @ {short(r.training_set_commit)}",
+             "threshold": r.threshold, "parameters": dict(sorted(r.params.items())),
+             "feature views": r.feature_views}
+    metrics = Section("test fold", ["metric", "LightGBM", "baseline"],
+                      [[key, r.metrics[key], r.baseline_metrics[key]]
+                       for key in ("roc_auc", "pr_auc", "precision", "recall", "f1",
+                                   "lift_top_10", "brier", "rows", "positives")])
+    history = Section("history", ["version", "event", "detail"])
     for event in registry.events(r.name):
         detail = event["detail"]
         text = "; ".join(detail.get("reasons", [])) if isinstance(detail, dict) else str(detail)
         if isinstance(detail, dict) and detail.get("champion"):
             text += f" (vs {detail['champion']}: {detail['champion_roc_auc']:.4f})"
-        history.add_row(f"v{event['version']}", event["event"], text)
-    console.print(history)
+        history.rows.append([f"v{event['version']}", event["event"], text])
+    show(fmt, metrics, history, about=about)
 
 
 @models_app.command("promote")

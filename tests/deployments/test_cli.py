@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +14,8 @@ import pytest
 from tideline.deployments.cli import app
 from tideline.lake.local import LocalLake
 from typer.testing import CliRunner
+
+from tests.waiting import CLI
 
 runner = CliRunner()
 
@@ -147,6 +153,19 @@ def test_features_list_describe_and_diff(data_dir: Path, monkeypatch: pytest.Mon
     assert "customer_profile" in invoke("features", "describe", "monthly_fee")
     diff = invoke("features", "diff", PROFILE.version, newer.version)
     assert "+ region" in diff
+    as_json = json.loads(invoke("features", "describe", f"customer_profile@{PROFILE.version}",
+                                "--format", "json"))
+    assert as_json["owner"] == "crm-team@example.com"
+    stats = {row["feature"]: row for row in as_json[
+        "features (statistics of the newest materialisation)"]}
+    assert stats["tenure_days"]["null rate"] == pytest.approx(1 / 3)  # numbers stay numbers
+    rows = list(csv.DictReader(io.StringIO(invoke("features", "list", "--format", "csv"))))
+    assert [(r["view"], r["version"]) for r in rows] == [("customer_profile", newer.version)]
+    piped = subprocess.run([*CLI, "features", "list"], capture_output=True, text=True,
+                           check=True, env={k: v for k, v in os.environ.items()
+                                            if k != "COLUMNS"})  # as in a script or CI log
+    row = next(line for line in piped.stdout.splitlines() if "customer_profile" in line)
+    assert "crm-team@example.com" in row and len(row) > 80  # one line, nothing cut
     result = runner.invoke(app, ["features", "describe", "nope"])
     assert result.exit_code != 0 and "no feature view or feature named 'nope'" in str(
         result.exception)
