@@ -146,13 +146,13 @@ class Child:
     (the JSON it prints last is its result), its standard error goes to `log`."""
 
     def __init__(self, command: list[str], log: Path, env: dict[str, str] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, cwd: Path | None = None) -> None:
         self.log, self.name = log, name or " ".join(
             [Path(command[1]).name, *command[2:]])[:100]
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as errors:  # the child keeps its own descriptor
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors,
-                                            text=True, env=env)
+                                            text=True, env=env, cwd=cwd)
         self.memory = PeakMemory(self.process.pid)
         self.memory.start()
 
@@ -166,15 +166,19 @@ class Child:
     def running(self) -> bool:
         return self.process.poll() is None
 
-    def result(self) -> dict:
-        """The JSON the child printed last, once it has exited; `ChildFailed` if it failed."""
+    def output(self) -> str:
+        """What the child printed, once it has exited; `ChildFailed` if it failed."""
         out, _ = self.process.communicate()
         self.memory.stop()
         if self.process.returncode:
             tail = "".join(self.log.read_text().splitlines(keepends=True)[-20:])
             raise ChildFailed(f"{self.name} failed (exit {self.process.returncode}); end of "
                               f"{self.log}:\n{tail}")
-        return json.loads(out.splitlines()[-1])
+        return out
+
+    def result(self) -> dict:
+        """The JSON the child printed last, once it has exited; `ChildFailed` if it failed."""
+        return json.loads(self.output().splitlines()[-1])
 
     def measured(self) -> dict:
         """`result()` with its process tree's peak RSS, `tree_peak_rss_bytes` (at least the

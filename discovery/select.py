@@ -12,7 +12,7 @@ import pandas as pd
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
-from tideline.models.boosting import rounds_on_validation
+from tideline.models.boosting import planned, rounds_on_validation
 from tideline.models.leakage import is_number, leaking, separation
 from tideline.models.spec import ModelSpec
 from tideline.models.training import FeatureMatrix, capped, time_split
@@ -127,10 +127,11 @@ class Selector:
         return {n: self.mi[n] for n in names}
 
     def most_informative(self, names: Sequence[str], count: int) -> list[str]:
-        """The `count` candidates with the most mutual information among those neither
-        screened out nor leaking (the ones whose pairs become interaction candidates)."""
+        """The `count` numeric candidates with the most mutual information among those neither
+        screened out nor leaking (the ones whose pairs become interaction candidates: products
+        and ratios of numbers)."""
         dropped = self.screen(names)
-        screened = [n for n in names if n not in dropped]
+        screened = [n for n in names if n not in dropped and is_number(self.sample[n])]
         leaks = self.leaks(screened)
         mi = self.mutual_information([n for n in screened if n not in leaks])
         return sorted(mi, key=lambda n: -mi[n])[:count]
@@ -213,7 +214,8 @@ class Selector:
         matrix = FeatureMatrix.fit(self.folds.train, list(names))
         x, x_valid = matrix.transform(self.folds.train), matrix.transform(self.folds.valid)
         y_valid = self.folds.valid[self.label].to_numpy()
-        ranking = replace(self.spec, params={**self.spec.params, "learning_rate": 0.2},
+        model, _ = planned(self.spec, len(self.y))
+        ranking = replace(model, params={**model.params, "learning_rate": 0.2},
                           early_stopping_rounds=20)
         booster = rounds_on_validation(x, self.y, x_valid, y_valid, ranking)
         gain = dict(zip(names, map(float, booster.feature_importance("gain")), strict=True))

@@ -23,12 +23,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
+from functools import cached_property
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
 import joblib
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -39,6 +41,7 @@ from tideline.features.store import TrainingSet
 from tideline.lake.base import Lake
 from tideline.lake.publish import RunBranch, find_published, publish, run_branch_name
 from tideline.models.evaluation import save_plots
+from tideline.models.explain import path_tables
 from tideline.models.spec import ModelSpec
 from tideline.models.training import FeatureMatrix, TrainedModel
 
@@ -156,6 +159,11 @@ class LoadedModel:
 
     def predict(self, frame: Any) -> Any:
         return self.booster.predict(self.matrix.transform(frame))
+
+    @cached_property
+    def paths(self) -> tuple[list[np.ndarray], float]:
+        """The booster's decision-path tables (`explain.path_tables`), built once per model."""
+        return path_tables(self.booster)
 
 
 _JSON = ("metrics", "baseline_metrics", "params", "features", "feature_views")
@@ -363,7 +371,8 @@ def _card(spec: ModelSpec, trained: TrainedModel, training: TrainingSet,
         "baseline_metrics": trained.baseline_metrics.as_dict(),
         "importance": trained.importance, "leaks": trained.leaks,
         "time_leaks": trained.time_leaks, "dates": trained.dates,
-        "params": trained.params, "search": [asdict(t) for t in trained.trials],
+        "params": trained.params, "boosting_rule": trained.boosting,
+        "search": [asdict(t) for t in trained.trials],
         "training_set": {"name": training.name, "tag": training.tag,
                          "commit": training.lake_commit, "feature_commit": training.ref_commit},
         "feature_views": training.views, "code_version": code_version()}
@@ -412,7 +421,7 @@ def _record(registry: ModelRegistry, lake: Lake, spec: ModelSpec, trained: Train
         name=spec.name, version=version, stage="candidate", spec_version=spec.version,
         owner=spec.owner, roc_auc=trained.metrics.roc_auc, pr_auc=trained.metrics.pr_auc,
         metrics=trained.metrics.as_dict(), baseline_metrics=trained.baseline_metrics.as_dict(),
-        params={**(trained.params or spec.params), "num_boost_round": spec.num_boost_round,
+        params={**(trained.params or spec.params),
                 "rounds": trained.booster.current_iteration()},
         threshold=trained.threshold, features=list(trained.matrix.columns),
         feature_views=training.views, training_set=training.name,

@@ -1,7 +1,7 @@
 """Scoring customers with a registered model, the same way in batch and online: the model's own
 feature columns at the versions it was trained on (never re-ordered or filled in), a churn
-probability, a risk segment and the features that pushed the score up most (LightGBM's
-per-feature contributions to the log-odds)."""
+probability, a risk segment and the features that pushed the score up most (their
+contributions to the log-odds along the row's decision paths, `tideline.models.explain`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -15,6 +15,7 @@ from tideline.features.definitions import FeatureView
 from tideline.features.retrieval import dates_with_tables
 from tideline.features.store import FeatureStore, OnlineFeatures
 from tideline.lake.base import MAIN
+from tideline.models.explain import contributions
 from tideline.models.labels import Activity, active_at, load_activity
 from tideline.models.registry import LoadedModel, ModelRecord, ModelRegistry, load_model
 from tideline.models.spec import ModelSpec
@@ -69,15 +70,16 @@ def score(model: LoadedModel, frame: pd.DataFrame, key: str) -> pd.DataFrame:
     """One row per input row: key, churn probability, risk segment and the top reasons
     (`feature=value (+contribution)`, largest push towards churn first)."""
     x = model.matrix.transform(frame)
-    probability = model.booster.predict(x)
-    contributions = model.booster.predict(x, pred_contrib=True)[:, :-1]  # last: the bias
-    order = np.argsort(-contributions, axis=1, kind="stable")[:, :REASONS]
-    columns = np.array(model.matrix.columns)
-    reasons = []
-    for row, picks in enumerate(order):
-        reasons.append("; ".join(
-            f"{columns[k]}={_shown(frame[columns[k]].iloc[row])} ({contributions[row, k]:+.3f})"
-            for k in picks if contributions[row, k] > 0))
+    tables, bias = model.paths
+    pushes = contributions(model.booster, tables, x)
+    # the binary objective's link on the summed path: one pass over the trees gives both
+    probability = 1 / (1 + np.exp(-(pushes.sum(axis=1) + bias)))
+    order = np.argsort(-pushes, axis=1, kind="stable")[:, :REASONS]
+    columns = list(model.matrix.columns)
+    values = [frame[c].to_numpy(dtype=object) for c in columns]
+    reasons = ["; ".join(f"{columns[k]}={_shown(values[k][row])} ({pushes[row, k]:+.3f})"
+                         for k in picks if pushes[row, k] > 0)
+               for row, picks in enumerate(order)]
     return pd.DataFrame({key: frame[key].to_numpy(), "probability": probability,
                          "risk": risk_segment(probability, model.record.threshold),
                          "reasons": reasons}, index=frame.index)

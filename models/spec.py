@@ -41,13 +41,15 @@ class ModelSpec:
     test_dates: int = 2
     """The latest dates are the test fold, the ones before them validation, the rest training."""
     params: dict[str, Any] = field(default_factory=lambda: {
-        # shallow, regularised trees: a few thousand customers' weeks are easy to overfit;
-        # churners weigh three times a stayer (about 1 in 14 examples churns)
-        "learning_rate": 0.03, "num_leaves": 15, "min_data_in_leaf": 50,
-        "feature_fraction": 0.5, "bagging_fraction": 0.8, "bagging_freq": 1,
-        "lambda_l2": 5.0, "scale_pos_weight": 3.0})
-    num_boost_round: int = 3000
-    early_stopping_rounds: int = 100
+        # regularised trees; churners weigh three times a stayer (about 1 in 14 examples
+        # churns). The learning rate and the number of leaves, unless given here, follow the
+        # size of the training fold (`tideline.models.boosting.planned`)
+        "min_data_in_leaf": 50, "feature_fraction": 0.5, "bagging_fraction": 0.8,
+        "bagging_freq": 1, "lambda_l2": 5.0, "scale_pos_weight": 3.0})
+    num_boost_round: int | None = None
+    """Rounds at most; None: by the learning rate (`tideline.models.boosting.planned`)."""
+    early_stopping_rounds: int | None = None
+    """Rounds without gain on validation before boosting stops; None: by the learning rate."""
     search_trials: int = 0
     """Hyper-parameter sets to try (`tideline.models.search`); 0 or 1 trains with `params` alone."""
     search_seconds: float = 300.0

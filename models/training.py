@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from tideline.core.errors import ModelError
-from tideline.models.boosting import lightgbm_params, rounds_on_validation
+from tideline.models.boosting import lightgbm_params, planned, rounds_on_validation
 from tideline.models.evaluation import Metrics, best_f1_threshold, evaluate
 from tideline.models.leakage import leaking, separation
 from tideline.models.search import Trial, search
@@ -144,6 +144,8 @@ class TrainedModel:
     """Features left out for using data at or after the as-of time -> the audit's finding."""
     params: dict[str, Any] = field(default_factory=dict)
     """The LightGBM parameters it was fitted with (the search's pick, or the spec's)."""
+    boosting: str = ""
+    """The rule that chose the parameters the spec left open (`boosting.planned`)."""
     trials: list[Trial] = field(default_factory=list)
     """The hyper-parameter search's finished trials (empty without a search)."""
     test_scores: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
@@ -196,6 +198,7 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec,
     F1 on validation."""
     time_leaks = time_leaks or {}
     folds = time_split(frame, spec)
+    spec, rule = planned(spec, len(folds.train))
     label = spec.label.name
     columns = [c for c in columns if c not in time_leaks]
     sample = folds.train.iloc[capped(len(folds.train), folds.train[label].to_numpy())]
@@ -224,6 +227,6 @@ def train_model(frame: pd.DataFrame, columns: Sequence[str], spec: ModelSpec,
         baseline_metrics=evaluate(y_test, baseline_scores,
                                   best_f1_threshold(y_valid, baseline_valid)),
         importance=importance, leaks=leaks, dates=folds.dates(),
-        time_leaks=time_leaks, params=params, trials=trials,
+        time_leaks=time_leaks, params=params, boosting=rule, trials=trials,
         test_scores={"lightgbm": scores, "baseline": baseline_scores}, test_labels=y_test,
         test_frame=folds.test)

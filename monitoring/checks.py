@@ -108,8 +108,8 @@ def gain_shares(booster: lgb.Booster, columns: Sequence[str]) -> np.ndarray:
 def importance_check(model: LoadedModel, labelled: pd.DataFrame, label: str,
                      params: Mapping[str, object], rules: MonitorRules, top: int = 10
                      ) -> ImportanceCheck:
-    """Refit with the champion's parameters (`lightgbm_params(spec)`) and number of trees on
-    the labelled period and compare which features each model gains most from."""
+    """Refit with the champion's fitted parameters and number of trees on the labelled period
+    and compare which features each model gains most from."""
     columns = list(model.matrix.columns)
     data = lgb.Dataset(model.matrix.transform(labelled), labelled[label].to_numpy())
     fresh = lgb.train(dict(params), data, num_boost_round=model.booster.num_trees())

@@ -167,8 +167,10 @@ def run_checks(store: FeatureStore, record: ModelRecord, spec: ModelSpec, as_of:
     performance = importance = None
     if labelled is not None:
         performance = performance_check(model, labelled, spec.label.name, rules)
-        importance = importance_check(model, labelled, spec.label.name, lightgbm_params(spec),
-                                      rules)
+        fitted = {k: v for k, v in record.params.items()
+                  if k not in ("num_boost_round", "rounds")}  # the registry's bookkeeping
+        importance = importance_check(model, labelled, spec.label.name,
+                                      lightgbm_params(spec, fitted), rules)
     result = MonitorResult(
         model=record.ref, owner=record.owner, as_of=day,
         reference={"training_set": training.name, "tag": training.tag,

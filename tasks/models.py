@@ -93,5 +93,5 @@ def publish_model_artifacts(record: ModelRecord, trained: TrainedModel,
                  f"`{record.feature_commit[:12]}`; artifacts `{record.artifact_path}` "
                  f"(ROC/PR curves `curves.png`, `confusion.png`) at "
                  f"`{record.artifact_commit[:12]}`.\n\nLeft out as leaks: "
-                 f"{', '.join(trained.leaks) or 'none'}\n",
+                 f"{', '.join(trained.leaks) or 'none'}\n\nBoosting: {trained.boosting}\n",
         description=f"model {record.ref}")

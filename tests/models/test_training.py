@@ -11,6 +11,7 @@ import pytest
 from tideline.core.errors import ModelError
 from tideline.demo.model import CHURN_MODEL
 from tideline.features.store import FeatureStore
+from tideline.models.boosting import planned
 from tideline.models.labels import label_examples, labelable_dates, load_activity
 from tideline.models.training import FeatureMatrix, time_split, train_model
 
@@ -93,3 +94,25 @@ def test_scoring_encodes_categories_as_training_did() -> None:
     assert out["x"].tolist()[0] == 3.0 and np.isnan(out["x"].tolist()[1])
     with pytest.raises(ModelError, match="needs feature\\(s\\) x"):
         matrix.transform(pd.DataFrame({"plan": ["a"]}))
+
+
+@pytest.mark.parametrize("rows, rate, leaves, rounds, patience", [
+    (15_000, 0.03, 15, 3000, 100), (60_000, 0.1, 31, 900, 30), (280_000, 0.2, 63, 450, 20)])
+def test_boosting_follows_the_size_of_the_training_fold(rows: int, rate: float, leaves: int,
+                                                        rounds: int, patience: int) -> None:
+    spec, rule = planned(CHURN_MODEL, rows)
+    assert (spec.params["learning_rate"], spec.params["num_leaves"]) == (rate, leaves)
+    assert (spec.num_boost_round, spec.early_stopping_rounds) == (rounds, patience)
+    assert rule.startswith(f"for {rows:,} training rows") and f"learning rate {rate}" in rule
+    assert spec.params["scale_pos_weight"] == CHURN_MODEL.params["scale_pos_weight"]
+
+
+def test_what_a_spec_sets_is_kept_and_the_rest_follows_it() -> None:
+    own = replace(CHURN_MODEL, params={**CHURN_MODEL.params, "learning_rate": 0.05},
+                  early_stopping_rounds=50)
+    spec, rule = planned(own, 280_000)
+    assert spec.params["learning_rate"] == 0.05 and spec.params["num_leaves"] == 63
+    assert (spec.num_boost_round, spec.early_stopping_rounds) == (1800, 50)
+    assert "learning rate 0" not in rule and "num leaves 63" in rule
+    fixed = replace(own, params={**own.params, "num_leaves": 7}, num_boost_round=100)
+    assert planned(fixed, 280_000)[1] == "the spec's own parameters"
