@@ -28,10 +28,10 @@ from tideline.demo.views import CHURN_VIEWS
 from tideline.features.store import FeatureStore
 from tideline.serving.api import MAX_BODY_BYTES, MAX_ENTITIES, MAX_FEATURES, create_app
 
-from tests.features import test_serving
 from tests.reliability.conftest import Ledger
+from tests.serving import test_api
 
-store = test_serving.store  # the materialised churn store of the serving tests
+store = test_api.store  # the materialised churn store of the serving tests
 CHUNK = 64 * 1024
 EXAMPLES = 150
 """Generated requests per schemathesis mode (positive, negative): about 10 s in all."""
