@@ -18,7 +18,14 @@ from tideline.features.definitions import (
     FeatureView,
     Source,
 )
-from tideline.features.engine import Events, Spine, ViewComputation, compute_views, encode_entities
+from tideline.features.engine import (
+    Clock,
+    Events,
+    Spine,
+    ViewComputation,
+    compute_views,
+    encode_entities,
+)
 
 from tests.features.conftest import AS_OF
 from tests.features.reference import reference_frame
@@ -229,3 +236,48 @@ def test_entity_codes_follow_key_order_and_agree_across_sources(keys: list) -> N
     known = sorted({key for key in keys if key is not None})
     assert dictionary.to_pylist() == known
     assert [known[c] if c >= 0 else None for c in [*a, *b]] == keys
+
+
+def test_microsecond_times_for_more_entities_than_one_int64_key_holds() -> None:
+    """460,000 entities x microseconds over 120 days overflow entity x tick in int64: the
+    ticks are ranks of the distinct times, and the windows are exact all the same."""
+    rng = np.random.default_rng(11)
+    entities, n = 460_000, 1_000_000
+    codes = np.concatenate([np.arange(entities), rng.integers(0, entities, n - entities)])
+    micros = rng.integers(0, 120 * 86_400 * 10**6, n)
+    stamps = pd.to_datetime(T.value // 1000 - 120 * 86_400 * 10**6 + micros, unit="us", utc=True)
+    frame = pd.DataFrame({"customer_id": np.char.add("c", codes.astype(str)), "ts": stamps,
+                          "amount": rng.random(n)})
+    events = events_of(frame)
+    assert events.clock.distinct is not None  # the ranked clock, not the fitting one
+    keys = np.asarray(events.keys.to_pylist(), dtype=object)
+    out = ViewComputation(view(Feature("n7", agg="count", window=7),
+                               Feature("s30", "amount", "sum", window=30),
+                               Feature("since", agg="days_since_last")),
+                          events, Spine.of(keys, [T] * len(keys))).frame()
+    code = pd.Index(keys).get_indexer(frame["customer_id"])
+    age = (T - frame["ts"]).to_numpy()
+    week = (age > np.timedelta64(0)) & (age <= np.timedelta64(7, "D"))
+    month = (age > np.timedelta64(0)) & (age <= np.timedelta64(30, "D"))
+    np.testing.assert_array_equal(out["n7"], np.bincount(code[week], minlength=len(keys)))
+    np.testing.assert_allclose(out["s30"], np.bincount(
+        code[month], frame["amount"].to_numpy()[month], minlength=len(keys)), rtol=1e-9)
+    newest = frame.groupby(code)["ts"].max().reindex(range(len(keys)))
+    np.testing.assert_allclose(out["since"], (T - newest).dt.total_seconds() / 86_400,
+                               rtol=1e-12)
+
+
+def test_the_event_order_is_entity_then_time_at_any_resolution() -> None:
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 500, 20_000)
+    time = 1_700_000_000 * 10**9 + rng.integers(0, 10 * 365 * 86_400 * 10**9, 20_000)
+    time[:100] = time[100:200]  # ties keep their input order
+    clock, position, order = Clock.order(codes, time, 500)
+    assert clock.distinct is not None
+    np.testing.assert_array_equal(order, np.lexsort((time, codes)))
+    assert (np.diff(position[order]) >= 0).all()
+    np.testing.assert_array_equal(clock.distinct[position - codes * clock.span], time)
+    seconds = time // 10**9 * 10**9  # whole seconds fit one key: no ranks
+    whole, _, by_key = Clock.order(codes, seconds, 500)
+    assert whole.distinct is None and whole.unit == 10**9
+    np.testing.assert_array_equal(by_key, np.lexsort((seconds, codes)))
