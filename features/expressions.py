@@ -136,6 +136,14 @@ def _mask(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=bool)
 
 
+def _number(value: Any) -> Any:
+    """A condition counts as 0 or 1 in arithmetic, as in Python (`(a > 0) + (b > 0)` is 2 when
+    both hold; numpy would add booleans as `or`)."""
+    if isinstance(value, np.ndarray | pd.Series) and value.dtype == bool:
+        return value.astype(np.int64)
+    return value
+
+
 def _eval(node: ast.AST, env: Mapping[str, Any], calls: dict[str, Any] | None = None
           ) -> Any:
     match node:
@@ -146,13 +154,14 @@ def _eval(node: ast.AST, env: Mapping[str, Any], calls: dict[str, Any] | None = 
         case ast.List(elts=items) | ast.Tuple(elts=items):
             return [_eval(item, env, calls) for item in items]
         case ast.UnaryOp(op=ast.USub(), operand=operand):
-            return -_eval(operand, env, calls)
+            return -_number(_eval(operand, env, calls))
         case ast.UnaryOp(op=ast.UAdd(), operand=operand):
             return _eval(operand, env, calls)
         case ast.UnaryOp(op=ast.Not(), operand=operand):
             return ~_mask(_eval(operand, env, calls))
         case ast.BinOp(left=left, op=op, right=right):
-            return _BINARY[type(op)](_eval(left, env, calls), _eval(right, env, calls))
+            return _BINARY[type(op)](_number(_eval(left, env, calls)),
+                                     _number(_eval(right, env, calls)))
         case ast.BoolOp(op=op, values=values):
             combine = np.logical_and if isinstance(op, ast.And) else np.logical_or
             result = _mask(_eval(values[0], env, calls))

@@ -181,6 +181,20 @@ def test_derived_features_and_segments() -> None:
     assert out["tier"].tolist() == ["high", "low", "none"]
 
 
+def test_conditions_count_as_numbers_in_arithmetic() -> None:
+    """`(a > 0) + (b > 0)` counts the conditions that hold (2, not `or`'s True)."""
+    frame = pd.DataFrame({"customer_id": ["a", "a", "b"], "ts": [T - DAY, T - 20 * DAY, T - DAY],
+                          "amount": [10.0, 30.0, 5.0]})
+    v = view(Feature("s7", "amount", "sum", window=7),
+             Feature("s30", "amount", "sum", window=30),
+             derived=(Derived("signals", "(s7 > 0) + (s30 > 20) + (s7 > 100)"),
+                      Derived("both", "(s7 > 0) * (s30 > 20)"),
+                      Derived("minus", "-(s7 > 0)")))
+    out = run(v, frame, ["a", "b", "c"], [T, T, T])
+    assert out["signals"].tolist() == [2, 1, 0]
+    assert out["both"].tolist() == [1, 0, 0] and out["minus"].tolist() == [-1, -1, 0]
+
+
 events_strategy = st.lists(
     st.tuples(st.sampled_from("abc"), st.integers(0, 40 * 24), st.floats(-50, 50)),
     min_size=1, max_size=60)
