@@ -70,8 +70,9 @@ HLL_SPARSE_PRECISION = 25
 DDSKETCH_ALPHA = 0.01
 """`approx_p*` is within 1% (relative) of the exact quantile: the representative of the
 value's log bucket, a DDSketch with relative accuracy 0.01."""
-VIRTUAL_COLUMNS = {"weekday", "hour"}
-"""Usable in filters: the event time's weekday (Monday = 0) and hour, in UTC."""
+VIRTUAL_COLUMNS = {"weekday", "hour", "day"}
+"""Usable in filters and as a feature's column: the event time's weekday (Monday = 0), hour and
+calendar day (days since 1970-01-01), in UTC. Active days in a window are `nunique` of `day`."""
 
 
 DURATION_UNITS = {"m": 60 * 10**9, "h": 3600 * 10**9, "d": 86_400 * 10**9}

@@ -185,11 +185,12 @@ class Events:
 
     def whole(self, name: str) -> np.ndarray | pd.Series:
         """A column of the whole frame, in its order: numeric and time columns as float numpy
-        values (time in ns), text as an Arrow-backed Series; virtual `weekday`/`hour` from
-        the event time."""
+        values (time in ns), text as an Arrow-backed Series; virtual `weekday`, `hour` and
+        `day` from the event time."""
         if ("value", name) not in self.converted:
             if name in VIRTUAL_COLUMNS:
-                values = virtual_column(name, _nanoseconds(self.frame[self.timestamp]))
+                values = virtual_column(name, _nanoseconds(self.frame[self.timestamp])
+                                        ).astype(float)
             else:
                 values = self.frame[name]
                 if _is_time(values.dtype):
@@ -304,9 +305,12 @@ class Events:
 
 
 def virtual_column(name: str, ns: np.ndarray) -> np.ndarray:
-    """`weekday` (Monday = 0) or `hour` of event times given as ns since the epoch, UTC."""
+    """`weekday` (Monday = 0), `hour` or `day` (days since 1970-01-01) of event times given as
+    ns since the epoch, UTC."""
     if name == "weekday":
         return ((ns // DAY_NS) + 3) % 7  # 1970-01-01 was a Thursday
+    if name == "day":
+        return ns // DAY_NS
     return (ns % DAY_NS) // (3600 * 10**9)
 
 

@@ -75,9 +75,10 @@ def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema]) -> F
         needed = columns.setdefault(view.source.name, {view.entity.key, view.source.timestamp})
         for feature in view.features:
             at = f"{where}, feature {feature.name!r}"
-            used = names_in(feature.filter, at) - VIRTUAL_COLUMNS if feature.filter else set()
+            used = names_in(feature.filter, at) if feature.filter else set()
             if feature.column is not None:
                 used.add(feature.column)
+            used -= VIRTUAL_COLUMNS
             for column in sorted(used):
                 if column not in known:
                     raise FeatureDefinitionError(
@@ -85,6 +86,12 @@ def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema]) -> F
                         f"has {', '.join(schema.names)}")
             needed |= used
             if feature.column is None or feature.agg in COUNTING:
+                continue
+            if feature.column in VIRTUAL_COLUMNS:  # whole numbers from the event time
+                if feature.agg in TEMPORAL:
+                    raise FeatureDefinitionError(
+                        f"{at}: {feature.agg!r} needs a date or timestamp column, and "
+                        f"{feature.column!r} is a number of the event time")
                 continue
             dtype = schema.field(feature.column).type
             if APPROXIMATE.get(feature.agg, feature.agg) in NUMERIC | DAILY and not _numeric(

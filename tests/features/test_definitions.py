@@ -124,6 +124,8 @@ def test_bad_declarations_fail_at_once_naming_view_and_feature(build, message: s
      "no column 'account_id' \\(the entity key of 'account'\\)"),
     ([view(Feature("x", agg="count")), view(Feature("x", agg="count"), name="other")],
      "view 'other', feature 'x': the name is used by view 'spend' too"),
+    ([view(Feature("x", "day", "days_since_last"))],
+     "'x': 'days_since_last' needs a date or timestamp column, and 'day' is a number"),
 ])
 def test_plan_checks_views_against_the_source_schema(views: list, message: str) -> None:
     with pytest.raises(FeatureDefinitionError, match=message):
@@ -140,5 +142,6 @@ def test_plan_names_a_source_table_missing_from_the_lake(tmp_path: Path) -> None
 
 def test_plan_reads_only_the_columns_features_use() -> None:
     plan = plan_views([view(Feature("x", agg="count", filter="weekday >= 5"),
-                            Feature("y", "amount", "max", window=3))], {"txn": SCHEMA})
+                            Feature("y", "amount", "max", window=3),
+                            Feature("active", "day", "nunique", window=30))], {"txn": SCHEMA})
     assert plan.columns == {"txn": ("amount", "customer_id", "ts")}

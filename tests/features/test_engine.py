@@ -181,6 +181,20 @@ def test_derived_features_and_segments() -> None:
     assert out["tier"].tolist() == ["high", "low", "none"]
 
 
+def test_date_parts_are_columns_and_active_days_count_calendar_days() -> None:
+    hours = [1, 5, 30, 31, 24 * 9 + 2]  # two on day -1, two on day -2, one ten days back
+    frame = pd.DataFrame({"customer_id": "a",
+                          "ts": [T - pd.Timedelta(hours=h, microseconds=7) for h in hours]})
+    out = run(view(Feature("active_7d", "day", "nunique", window=7),
+                   Feature("active_30d", "day", "nunique", window=30),
+                   Feature("late_hour", "hour", "max", window=7),
+                   Feature("weekdays", "weekday", "nunique")),
+              frame, ["a", "b"], [T, T])
+    assert out["active_7d"].tolist() == [2, 0] and out["active_30d"].tolist() == [3, 0]
+    assert out.loc[0, "late_hour"] == 22  # T - 1 h - 7 us is 22:59:59.999993 the day before
+    assert out.loc[0, "weekdays"] == 3
+
+
 def test_conditions_count_as_numbers_in_arithmetic() -> None:
     """`(a > 0) + (b > 0)` counts the conditions that hold (2, not `or`'s True)."""
     frame = pd.DataFrame({"customer_id": ["a", "a", "b"], "ts": [T - DAY, T - 20 * DAY, T - DAY],
