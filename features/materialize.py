@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -16,6 +16,7 @@ from tideline.core.faults import failpoint
 from tideline.features.engine import Events, Spine, compute_views, encode_entities
 from tideline.features.offline import read_source, write_features
 from tideline.features.plan import FeaturePlan
+from tideline.features.stats import StatsPart, summarise
 from tideline.lake.base import Lake
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ class PartitionResult:
     seconds: float
     node: str = ""
     """The Ray node that computed it (empty outside Ray)."""
+    stats: dict[str, list[StatsPart]] = field(default_factory=dict, compare=False)
+    """`view@as-of day` -> each feature's statistics in this partition, for the registry
+    (not kept in the build's manifest)."""
 
 
 def as_of_time(day: date) -> pd.Timestamp:
@@ -88,7 +92,7 @@ def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
     """Compute every view for one partition's entities at each as-of date and write them."""
     started = time.perf_counter()
     events = load_events(lake, ref, plan, partition, partitions)
-    paths, rows, entities = [], 0, 0
+    paths, rows, entities, stats = [], 0, 0, {}
     for day in as_of:
         t = as_of_time(day)
         codes = known_codes(events, t)
@@ -99,12 +103,13 @@ def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
             frame = compute_views([view], events, spine, leading={view.entity.key: keys})
             paths.append(write_features(lake, branch, view, day, partition, partitions, frame))
             failpoint("feature-write")
+            stats[f"{view.name}@{day}"] = summarise(frame, view.feature_names)
             rows += len(frame)
     seconds = round(time.perf_counter() - started, 3)
     log.info("partition %d/%d: %d entities, %d feature rows in %.1f s", partition, partitions,
              entities, rows, seconds)
     return PartitionResult(partition=partition, entities=entities, rows=rows,
-                           paths=tuple(paths), seconds=seconds)
+                           paths=tuple(paths), seconds=seconds, stats=stats)
 
 
 @dataclass(frozen=True)
@@ -143,8 +148,10 @@ def record_build(lake: Lake, branch: str, run_id: str, source_commit: str, plan:
         view_features={view.name: len(view.feature_names) for view in plan.views},
         partitions=tuple(sorted(results, key=lambda r: r.partition)),
         manifest=f"features/_runs/{run_id}.json")
-    lake.put(branch, build.manifest,
-             json.dumps(asdict(build), indent=1, sort_keys=True).encode())
+    body = asdict(build)
+    for part in body["partitions"]:
+        part.pop("stats")
+    lake.put(branch, build.manifest, json.dumps(body, indent=1, sort_keys=True).encode())
     return build
 
 

@@ -3,7 +3,7 @@ monitoring later compares new values against (null rate, range, mean, quantiles;
 features the number of distinct values and the most common one)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -57,3 +57,78 @@ def profile_column(name: str, values: pd.Series) -> FeatureStats:
 
 def profile_features(frame: pd.DataFrame, names: list[str]) -> list[FeatureStats]:
     return [profile_column(name, frame[name]) for name in names]
+
+
+GRID = np.linspace(0, 1, 101)
+"""The quantiles a partition keeps of each numeric feature, for merging: every 1%."""
+TOP_VALUES = 1_000
+"""Text values a partition keeps the counts of, most common first."""
+
+
+@dataclass(frozen=True)
+class StatsPart:
+    """One partition's statistics of a feature column and what merging them needs: its finite
+    numbers' count, extremes (infinities included) and 1% quantile grid, or its most common
+    text values' counts."""
+
+    stats: FeatureStats
+    finite: int = 0
+    low: float = np.nan
+    high: float = np.nan
+    grid: tuple[float, ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def summarise(frame: pd.DataFrame, names: list[str]) -> list[StatsPart]:
+    """Each feature's `StatsPart` in one partition's feature table."""
+    parts = []
+    for name in names:
+        stats, values = profile_column(name, frame[name]), frame[name].dropna()
+        if stats.distinct_count is not None:
+            counts = values.astype(str).value_counts().head(TOP_VALUES)
+            parts.append(StatsPart(stats, counts={str(k): int(v) for k, v in counts.items()}))
+            continue
+        if not len(values):
+            parts.append(StatsPart(stats))
+            continue
+        numbers = values.to_numpy(dtype=float)
+        finite = numbers[np.isfinite(numbers)]
+        parts.append(StatsPart(stats, finite=len(finite), low=float(numbers.min()),
+                               high=float(numbers.max()),
+                               grid=tuple(np.quantile(finite, GRID)) if len(finite) else ()))
+    return parts
+
+
+def merge_stats(parts: list[StatsPart]) -> FeatureStats:
+    """The statistics of a feature over partitions. One partition's are exact as they are.
+    Over several: rows, null rate, extremes and mean exactly; each quantile as the partitions'
+    own, weighted by their finite values (hash partitions are random samples of the entities,
+    so each one's quantile estimates the table's); distinct count and top value from the kept
+    counts (the distinct count is a lower bound when a partition had more than `TOP_VALUES`
+    values)."""
+    if len(parts) == 1:
+        return parts[0].stats
+    name = parts[0].stats.feature
+    rows = sum(p.stats.row_count for p in parts)
+    null_rate = sum(p.stats.null_rate * p.stats.row_count for p in parts) / rows if rows else 0.0
+    if any(p.counts for p in parts):
+        counts: dict[str, int] = {}
+        for part in parts:
+            for value, count in part.counts.items():
+                counts[value] = counts.get(value, 0) + count
+        top = max(counts, key=lambda v: (counts[v], v)) if counts else None
+        return FeatureStats(name, rows, null_rate, distinct_count=max(
+            [len(counts), *(p.stats.distinct_count or 0 for p in parts)]), top_value=top)
+    numeric = [p for p in parts if p.finite]
+    if not numeric:
+        return FeatureStats(name, rows, null_rate)
+    finite = sum(p.finite for p in numeric)
+
+    def quantile(q: float) -> float:
+        return float(sum(np.interp(q, GRID, p.grid) * p.finite for p in numeric) / finite)
+
+    return FeatureStats(
+        name, rows, null_rate, min_value=_number(min(p.low for p in numeric)),
+        max_value=_number(max(p.high for p in numeric)),
+        mean_value=_number(sum(p.stats.mean_value * p.finite for p in numeric) / finite),
+        **{f"p{round(q * 100):02d}": quantile(q) for q in QUANTILES})

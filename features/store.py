@@ -39,7 +39,7 @@ from tideline.features.retrieval import (
     resolve_features,
     view_prefix,
 )
-from tideline.features.stats import profile_features
+from tideline.features.stats import merge_stats, summarise
 from tideline.lake import open_lake
 from tideline.lake.base import MAIN, Lake
 from tideline.lake.publish import publish
@@ -98,16 +98,23 @@ class OnlineFeatures:
 
 def register_build(lake: Lake, registry: Registry, build: FeatureBuild,
                    views: Sequence[FeatureView], published_commit: str) -> None:
-    """Record a published build in the registry with the statistics of every table it wrote."""
+    """Record a published build in the registry with the statistics of every table it wrote:
+    merged from its partitions', or, for a build loaded from its manifest (a re-run), read
+    from the tables."""
     built = [view for view in views if build.versions.get(view.name) == view.version]
     rows, stats = {}, {}
     for view in built:
         for text in build.as_of:
             day = date.fromisoformat(text)
-            frame = read_snapshot(lake, published_commit, view, day,
-                                  view.feature_names).to_pandas()
-            rows[view.name, day] = len(frame)
-            stats[view.name, day] = profile_features(frame, view.feature_names)
+            parts = [p.stats[f"{view.name}@{text}"] for p in build.partitions
+                     if f"{view.name}@{text}" in p.stats]
+            if len(parts) != len(build.partitions) or not parts:
+                parts = [summarise(read_snapshot(lake, published_commit, view, day,
+                                                 view.feature_names).to_pandas(),
+                                   view.feature_names)]
+            stats[view.name, day] = [merge_stats(list(column)) for column in zip(*parts,
+                                                                                strict=True)]
+            rows[view.name, day] = stats[view.name, day][0].row_count
     registry.record_build(build.run_id, build.source_commit, published_commit, built, rows,
                           stats)
 

@@ -54,7 +54,8 @@ def compute_partition(settings: Settings, ref: str, branch: str, plan: FeaturePl
                       as_of: Sequence[date], partition: int, partitions: int
                       ) -> PartitionResult:
     """One entity partition on a Ray worker: it opens the lake itself (lake clients do not
-    travel between processes) and returns only a small summary, naming its node."""
+    travel between processes) and returns only a small summary (its features' statistics
+    included), naming its node."""
     import ray
 
     result = materialize_partition(open_lake(settings), ref, branch, plan, as_of, partition,
