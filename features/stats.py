@@ -33,32 +33,6 @@ def _number(value: float) -> float | None:
     return None if not np.isfinite(value) else float(value)
 
 
-def profile_column(name: str, values: pd.Series) -> FeatureStats:
-    """The statistics of one feature column. Infinite values count as values, not in the mean
-    or quantiles (a ratio over a zero can be one)."""
-    rows = len(values)
-    missing = values.isna()
-    null_rate = float(missing.mean()) if rows else 0.0
-    present = values[~missing]
-    if pd.api.types.is_bool_dtype(present) or not pd.api.types.is_numeric_dtype(present):
-        counts = present.astype(str).value_counts()
-        return FeatureStats(name, rows, null_rate, distinct_count=len(counts),
-                            top_value=str(counts.index[0]) if len(counts) else None)
-    numbers = present.to_numpy(dtype=float)
-    finite = numbers[np.isfinite(numbers)]
-    if not len(finite):
-        return FeatureStats(name, rows, null_rate)
-    quantiles = np.quantile(finite, QUANTILES)
-    return FeatureStats(name, rows, null_rate, min_value=_number(numbers.min()),
-                        max_value=_number(numbers.max()), mean_value=_number(finite.mean()),
-                        **{f"p{round(q * 100):02d}": float(v)
-                           for q, v in zip(QUANTILES, quantiles, strict=True)})
-
-
-def profile_features(frame: pd.DataFrame, names: list[str]) -> list[FeatureStats]:
-    return [profile_column(name, frame[name]) for name in names]
-
-
 GRID = np.linspace(0, 1, 101)
 """The quantiles a partition keeps of each numeric feature, for merging: every 1%."""
 TOP_VALUES = 1_000
@@ -79,24 +53,40 @@ class StatsPart:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+def profile_column(name: str, values: pd.Series) -> StatsPart:
+    """The statistics of one feature column, with what merging them with other partitions'
+    needs. Infinite values count as values, not in the mean or quantiles (a ratio over a zero
+    can be one)."""
+    rows = len(values)
+    missing = values.isna()
+    null_rate = float(missing.mean()) if rows else 0.0
+    present = values[~missing]
+    if pd.api.types.is_bool_dtype(present) or not pd.api.types.is_numeric_dtype(present):
+        counts = present.astype(str).value_counts()
+        return StatsPart(FeatureStats(name, rows, null_rate, distinct_count=len(counts),
+                                      top_value=str(counts.index[0]) if len(counts) else None),
+                         counts={str(k): int(v) for k, v in counts.head(TOP_VALUES).items()})
+    numbers = present.to_numpy(dtype=float)
+    finite = numbers[np.isfinite(numbers)]
+    if not len(finite):
+        return StatsPart(FeatureStats(name, rows, null_rate))
+    quantiles = np.quantile(finite, np.concatenate([QUANTILES, GRID]))  # one selection
+    low, high = float(numbers.min()), float(numbers.max())
+    return StatsPart(
+        FeatureStats(name, rows, null_rate, min_value=_number(low), max_value=_number(high),
+                     mean_value=_number(finite.mean()),
+                     **{f"p{round(q * 100):02d}": float(v)
+                        for q, v in zip(QUANTILES, quantiles[:len(QUANTILES)], strict=True)}),
+        finite=len(finite), low=low, high=high, grid=tuple(quantiles[len(QUANTILES):]))
+
+
 def summarise(frame: pd.DataFrame, names: list[str]) -> list[StatsPart]:
     """Each feature's `StatsPart` in one partition's feature table."""
-    parts = []
-    for name in names:
-        stats, values = profile_column(name, frame[name]), frame[name].dropna()
-        if stats.distinct_count is not None:
-            counts = values.astype(str).value_counts().head(TOP_VALUES)
-            parts.append(StatsPart(stats, counts={str(k): int(v) for k, v in counts.items()}))
-            continue
-        if not len(values):
-            parts.append(StatsPart(stats))
-            continue
-        numbers = values.to_numpy(dtype=float)
-        finite = numbers[np.isfinite(numbers)]
-        parts.append(StatsPart(stats, finite=len(finite), low=float(numbers.min()),
-                               high=float(numbers.max()),
-                               grid=tuple(np.quantile(finite, GRID)) if len(finite) else ()))
-    return parts
+    return [profile_column(name, frame[name]) for name in names]
+
+
+def profile_features(frame: pd.DataFrame, names: list[str]) -> list[FeatureStats]:
+    return [part.stats for part in summarise(frame, names)]
 
 
 def merge_stats(parts: list[StatsPart]) -> FeatureStats:

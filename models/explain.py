@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import lightgbm as lgb
 import numpy as np
-from scipy import sparse
 
 
 def path_tables(booster: lgb.Booster) -> tuple[list[np.ndarray], float]:
@@ -53,11 +52,9 @@ def _trees(model: str) -> list[dict[str, str]]:
 
 def contributions(booster: lgb.Booster, tables: list[np.ndarray], x: object) -> np.ndarray:
     """Each row's contribution of every feature to its log-odds (rows x features): the sum of
-    its leaves' rows of the tables, as one sparse product (rows x all leaves, one 1 per tree)."""
+    its leaves' rows of the tables."""
     leaves = booster.predict(x, pred_leaf=True).reshape(-1, len(tables)).astype(np.int64)
-    offsets = np.cumsum([0] + [len(table) for table in tables[:-1]])
-    rows, trees = leaves.shape
-    picked = sparse.csr_matrix((np.ones(rows * trees), (leaves + offsets).ravel(),
-                                np.arange(0, rows * trees + 1, trees)),
-                               shape=(rows, int(offsets[-1]) + len(tables[-1])))
-    return np.asarray(picked @ np.vstack(tables))
+    out = np.zeros((len(leaves), booster.num_feature()))
+    for tree, table in enumerate(tables):
+        out += table[leaves[:, tree]]
+    return out

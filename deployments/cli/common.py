@@ -109,6 +109,6 @@ def show(fmt: Format, *sections: Section, about: dict[str, Any] | None = None) -
             table = Table(*section.columns, title=section.title)
             shown = [section.shown.get(c, cell) for c in section.columns]
             for row in section.rows:
-                table.add_row(*(cell(v) if v is None else show(v)
-                                for show, v in zip(shown, row, strict=True)))
+                table.add_row(*(cell(v) if v is None else as_text(v)
+                                for as_text, v in zip(shown, row, strict=True)))
             console.print(table)
