@@ -5,6 +5,10 @@ SQL, polars (lazy) and plain pandas groupby, and Featuretools DFS on a slice.
     python benchmarks/feature_bench.py [--customers 2100000] [--work-dir DIR]
         [--scale-customers 500000 1000000] [--slice-customers 50000] [--slice-partitions 2]
         [--partitions 8]
+    python benchmarks/feature_bench.py --data event-log [--customers 2100000] [--calibrate N...]
+
+The second form is the product's path on an ordinary event log (microsecond times): see
+`event_log_bench.py`. The rest of this text is about the first, the demo's tables.
 
 Data: the demo generator without defects over 2026-06-01..09-30, generated 50,000 customers at a
 time and written to a local lake as the typed clean tables ingestion publishes (one Parquet
@@ -41,6 +45,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
 
+import event_log_bench
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -510,9 +515,16 @@ def main() -> None:
                              "customers up")
     parser.add_argument("--seed", type=int, default=DemoSpec().seed)
     parser.add_argument("--work-dir", default="/tmp/tideline-feature-bench")
+    parser.add_argument("--data", choices=("demo", "event-log"), default="demo",
+                        help="the demo's churn tables (whole-second times), or an ordinary "
+                             "event log through `tideline ingest` and `tideline features "
+                             "build` (event_log_bench.py)")
+    event_log_bench.add_arguments(parser)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--prepare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.data == "event-log":
+        sys.exit(event_log_bench.run_bench(args))
     if args.case:
         print(json.dumps(run_case(Case.from_json(args.case))))
     elif args.prepare:

@@ -16,6 +16,18 @@ LOCAL_RAY = {**RAY_INIT, **({} if os.environ.get("RAY_ADDRESS") else {"address":
 """Without an address (ours or Ray's own RAY_ADDRESS), a new local Ray: never the cluster a
 leftover /tmp/ray/ray_current_cluster names, whose head may be long gone (`ray.init()` would
 wait minutes for it)."""
+
+
+def ray_cpus() -> int:
+    """The CPUs of the Ray cluster this process is connected to (this machine's when none):
+    how many tasks run at once."""
+    import ray  # only once Ray is in use: importing it costs a second
+
+    if ray.is_initialized():
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return os.cpu_count() or 1
+
+
 SHIPPED_EXCLUDES = [".venv/", ".tideline/", ".git/", "**/__pycache__/", "*.egg-info/",
                     "benchmarks/", "tests/"]
 REACH_SECONDS = 5.0

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ByteSize, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,8 +42,12 @@ class Settings(BaseSettings):
     model_spec: str = "tideline.demo.model:CHURN_MODEL"
     """The model to train, score and monitor: `module:attribute` of a ModelSpec, or a YAML file
     (see `tideline.models.spec.load_model_spec`)."""
-    feature_partitions: int = Field(default=2, ge=1)
-    """Entity hash partitions: one Ray task each."""
+    feature_partitions: int | None = Field(default=None, ge=1)
+    """Entity hash partitions, one Ray task each; unset: chosen from the sources' rows and
+    `feature_memory_budget` (`tideline.features.materialize.partition_count`)."""
+    feature_memory_budget: ByteSize = Field(default=ByteSize(8 * 2**30), gt=0)
+    """Memory a feature build may use across its process tree (driver and Ray processes):
+    bytes, or text such as `8GiB` or `500MB`."""
     ray_address: str | None = None
     """Join this Ray cluster (`ray://host:10001`, `auto`); unset starts Ray locally (Ray's own
     RAY_ADDRESS variable is honoured too)."""

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tideline.core.faults import failpoint
 from tideline.features.engine import Events, Spine, compute_views, encode_entities
-from tideline.features.offline import read_source, write_features
+from tideline.features.offline import feature_path, read_source, write_features
 from tideline.features.plan import FeaturePlan
 from tideline.features.stats import StatsPart, summarise
 from tideline.lake.base import Lake
@@ -31,11 +31,40 @@ class PartitionResult:
     rows: int
     paths: tuple[str, ...]
     seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    """Where the seconds went: "read", "sort", "windows", "reductions", "write"."""
     node: str = ""
     """The Ray node that computed it (empty outside Ray)."""
     stats: dict[str, list[StatsPart]] = field(default_factory=dict, compare=False)
     """`view@as-of day` -> each feature's statistics in this partition, for the registry
     (not kept in the build's manifest)."""
+
+
+PARTITION_COUNTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 48, 96)
+"""The divisors of the largest bucket count (`tideline.lake.buckets.BUCKET_COUNTS`): a
+partition then reads only its own row groups of every bucketed object."""
+BASE_BYTES = 2 * 2**30
+"""What a build's process tree holds besides its partition tasks: the driver with Prefect, and
+Ray's idle processes (measured by `benchmarks/feature_bench.py --event-log`)."""
+BYTES_PER_VALUE = 32
+"""A partition task's peak memory per source value it reads (an event times a column the plan
+reads), measured by the same benchmark; the engine's sort orders, gathered columns and outputs
+scale with it."""
+MIN_PARTITION_ROWS = 100_000
+"""Fewer rows than this in a partition cost more in task overhead than they save."""
+
+
+def partition_count(plan: FeaturePlan, budget: int, workers: int) -> int:
+    """How many entity partitions a build of `plan` needs so that `workers` partition tasks at
+    once, with the rest of the process tree, fit in `budget` bytes: at least one per worker
+    (when the data has rows for them), rounded up to a divisor of the bucket counts."""
+    rows = sum(plan.rows.values())
+    values = sum(plan.rows[name] * len(columns) for name, columns in plan.columns.items()
+                 if name in plan.rows)
+    per_task = max(budget - BASE_BYTES, budget // 4) / workers
+    need = max(1, min(workers, -(-rows // MIN_PARTITION_ROWS)),
+               -(-values * BYTES_PER_VALUE // int(per_task)))
+    return next((count for count in PARTITION_COUNTS if count >= need), need)
 
 
 def as_of_time(day: date) -> pd.Timestamp:
@@ -44,10 +73,12 @@ def as_of_time(day: date) -> pd.Timestamp:
 
 
 def load_events(lake: Lake, ref: str, plan: FeaturePlan, partition: int = 0,
-                partitions: int = 1) -> dict[str, Events]:
+                partitions: int = 1, timings: dict[str, float] | None = None
+                ) -> dict[str, Events]:
     """Every source the plan needs, for one entity partition, sorted for the engine, with one
     entity dictionary for all of them (keys are encoded once, and codes agree across
-    sources)."""
+    sources). `timings` gains the seconds spent to "read" and to "sort"."""
+    started = time.perf_counter()
     tables, specs = {}, {}
     for view in plan.views:
         source = view.source
@@ -56,11 +87,17 @@ def load_events(lake: Lake, ref: str, plan: FeaturePlan, partition: int = 0,
                                               list(plan.columns[source.name]), partition,
                                               partitions)
             specs[source.name] = (view.entity.key, source.timestamp)
-    if not tables:
-        return {}
-    keys, codes = encode_entities([tables[name].column(key) for name, (key, _) in specs.items()])
-    return {name: Events.from_table(tables.pop(name), key, timestamp, (keys, code))
-            for (name, (key, timestamp)), code in zip(specs.items(), codes, strict=True)}
+    read = time.perf_counter()
+    events = {}
+    if tables:
+        keys, codes = encode_entities([tables[name].column(key)
+                                       for name, (key, _) in specs.items()])
+        events = {name: Events.from_table(tables.pop(name), key, timestamp, (keys, code))
+                  for (name, (key, timestamp)), code in zip(specs.items(), codes, strict=True)}
+    if timings is not None:
+        timings["read"] = read - started
+        timings["sort"] = time.perf_counter() - read
+    return events
 
 
 def known_codes(events: dict[str, Events], t: pd.Timestamp) -> np.ndarray:
@@ -91,8 +128,10 @@ def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
                           partitions: int = 1) -> PartitionResult:
     """Compute every view for one partition's entities at each as-of date and write them."""
     started = time.perf_counter()
-    events = load_events(lake, ref, plan, partition, partitions)
+    timings: dict[str, float] = {}
+    events = load_events(lake, ref, plan, partition, partitions, timings)
     paths, rows, entities, stats = [], 0, 0, {}
+    timings["write"] = 0.0
     for day in as_of:
         t = as_of_time(day)
         codes = known_codes(events, t)
@@ -100,16 +139,21 @@ def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
         entities = max(entities, len(keys))
         spine = Spine(keys=keys, t=np.full(len(keys), t.value, dtype=np.int64), codes=codes)
         for view in plan.views:
-            frame = compute_views([view], events, spine, leading={view.entity.key: keys})
+            frame = compute_views([view], events, spine, leading={view.entity.key: keys},
+                                  timings=timings)
+            written = time.perf_counter()
             paths.append(write_features(lake, branch, view, day, partition, partitions, frame))
             failpoint("feature-write")
             stats[f"{view.name}@{day}"] = summarise(frame, view.feature_names)
+            timings["write"] += time.perf_counter() - written
             rows += len(frame)
     seconds = round(time.perf_counter() - started, 3)
-    log.info("partition %d/%d: %d entities, %d feature rows in %.1f s", partition, partitions,
-             entities, rows, seconds)
+    timings = {name: round(value, 3) for name, value in timings.items()}
+    log.info("partition %d/%d: %d entities, %d feature rows in %.1f s (%s)", partition,
+             partitions, entities, rows, seconds,
+             ", ".join(f"{name} {value:.1f} s" for name, value in timings.items()))
     return PartitionResult(partition=partition, entities=entities, rows=rows,
-                           paths=tuple(paths), seconds=seconds, stats=stats)
+                           paths=tuple(paths), seconds=seconds, timings=timings, stats=stats)
 
 
 @dataclass(frozen=True)
@@ -141,7 +185,15 @@ class FeatureBuild:
 
 def record_build(lake: Lake, branch: str, run_id: str, source_commit: str, plan: FeaturePlan,
                  as_of: Sequence[date], results: Sequence[PartitionResult]) -> FeatureBuild:
-    """Write the build's manifest next to its tables (it is committed with them)."""
+    """Write the build's manifest next to its tables (it is committed with them), after
+    deleting any table a build of the same views and dates left with another partition count
+    (its partitions overlap these)."""
+    written = {path for result in results for path in result.paths}
+    for view in plan.views:
+        for day in as_of:
+            for info in lake.list(branch, feature_path(view, day, 0, 1).rsplit("/", 1)[0] + "/"):
+                if info.path not in written:
+                    lake.delete(branch, info.path)
     build = FeatureBuild(
         run_id=run_id, source_commit=source_commit,
         as_of=tuple(f"{day:%Y-%m-%d}" for day in as_of), versions=plan.versions,

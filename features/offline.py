@@ -20,6 +20,9 @@ from tideline.lake.base import Lake
 from tideline.lake.buckets import read_partition
 from tideline.lake.tables import read_table
 
+READ_THREADS = 4
+"""Objects read at once (Arrow decodes without the GIL; a source is hundreds of day objects)."""
+
 
 def source_parts(lake: Lake, ref: str, source: Source) -> list[str]:
     return [info.path for info in lake.list(ref, f"clean/{source.dataset}/")
@@ -38,6 +41,16 @@ def source_schema(lake: Lake, ref: str, source: Source, view: str) -> pa.Schema:
         return pq.read_schema(handle)
 
 
+def source_rows(lake: Lake, ref: str, source: Source) -> int:
+    """A source table's rows, from its objects' Parquet footers (no data read)."""
+    def rows(path: str) -> int:
+        with lake.reader(ref, path) as handle:
+            return pq.ParquetFile(handle).metadata.num_rows
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        return sum(pool.map(rows, source_parts(lake, ref, source)))
+
+
 def default_as_of(lake: Lake, ref: str, sources: Iterable[Source]) -> date:
     """The day after the newest `dt=` partition of any source: features as of the end of the
     data the lake holds."""
@@ -46,10 +59,6 @@ def default_as_of(lake: Lake, ref: str, sources: Iterable[Source]) -> date:
     if not days:
         raise FeatureDefinitionError(f"no dated partitions under clean/ at {ref}")
     return date.fromisoformat(max(days)) + timedelta(days=1)
-
-
-READ_THREADS = 4
-"""Objects read at once (Arrow decodes without the GIL; a source is hundreds of day objects)."""
 
 
 def read_source(lake: Lake, ref: str, source: Source, key: str, columns: list[str],

@@ -3,7 +3,7 @@ and work out which columns each source must provide."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 from tideline.core.errors import FeatureDefinitionError
@@ -18,7 +18,7 @@ from tideline.features.definitions import (
     Source,
 )
 from tideline.features.expressions import names_in
-from tideline.features.offline import source_schema
+from tideline.features.offline import source_rows, source_schema
 from tideline.lake.base import Lake
 
 
@@ -28,6 +28,9 @@ class FeaturePlan:
     columns: dict[str, tuple[str, ...]]
     """Source name -> the columns to read (entity key and event time included)."""
     sources: dict[str, Source]
+    rows: dict[str, int] = field(default_factory=dict)
+    """Source name -> its rows at the planned commit (from the Parquet footers), which size
+    the build; empty when planned without a lake."""
 
     @property
     def versions(self) -> dict[str, str]:
@@ -110,7 +113,9 @@ def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema]) -> F
 def plan_from_lake(views: Sequence[FeatureView], lake: Lake, ref: str) -> FeaturePlan:
     """Plan against the source tables at `ref` (a commit, so every partition reads the same)."""
     schemas: dict[str, pa.Schema] = {}
+    rows: dict[str, int] = {}
     for view in views:
         if view.source.name not in schemas:
             schemas[view.source.name] = source_schema(lake, ref, view.source, view.name)
-    return plan_views(views, schemas)
+            rows[view.source.name] = source_rows(lake, ref, view.source)
+    return replace(plan_views(views, schemas), rows=rows)

@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect_ray import RayTaskRunner
 from tideline.core.errors import DiscoveryError
-from tideline.core.ray_runtime import LOCAL_RAY
+from tideline.core.ray_runtime import LOCAL_RAY, ray_cpus
 from tideline.core.settings import Settings, flow_settings
 from tideline.demo.project import declared_project
 from tideline.discovery.compute import ComputedPart, read_values, write_examples
@@ -32,6 +32,7 @@ from tideline.discovery.report import selection_report
 from tideline.discovery.schema import ChildTable, SchemaGraph, profile
 from tideline.discovery.select import SelectionRules, Selector, select
 from tideline.features.definitions import Entity, FeatureView, dump_views, load_definitions
+from tideline.features.materialize import partition_count
 from tideline.features.plan import plan_from_lake
 from tideline.features.store import FeatureStore
 from tideline.flows.hooks import FAILURE_HOOKS
@@ -125,8 +126,9 @@ def _compute(settings: Settings, lake: Lake, commit: str, branch: str, run_id: s
     """Candidate values for the examples, view by view (IN_FLIGHT at a time) until the
     deadline; the views not started by then are returned as left out. Progress counts the
     `fresh` candidates (an interaction view recomputes what its pairs are made of)."""
-    plan_from_lake(views, lake, commit)  # every view checked before any Ray work
-    count = settings.feature_partitions
+    whole = plan_from_lake(views, lake, commit)  # every view checked before any Ray work
+    count = settings.feature_partitions or partition_count(
+        whole, settings.feature_memory_budget // IN_FLIGHT, ray_cpus())
     pending, running = deque(views), deque()
     columns: list[pd.DataFrame] = []
     while pending or running:

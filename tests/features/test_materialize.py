@@ -1,6 +1,7 @@
 """Materialising views into the lake: partitions, the population at t, the Ray-backed flow."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -10,7 +11,16 @@ import pytest
 from tideline.core.errors import FeatureDefinitionError
 from tideline.core.partitioning import hash_bucket
 from tideline.demo.views import CHURN_VIEWS, SIGNALS
-from tideline.features.materialize import load_events, materialize_partition, population
+from tideline.features.materialize import (
+    BASE_BYTES,
+    BYTES_PER_VALUE,
+    PartitionResult,
+    load_events,
+    materialize_partition,
+    partition_count,
+    population,
+    record_build,
+)
 from tideline.features.offline import read_features
 from tideline.features.plan import plan_from_lake
 from tideline.lake.local import LocalLake
@@ -18,13 +28,17 @@ from tideline.lake.local import LocalLake
 from tests.features.conftest import churn_tables, write_clean
 
 AS_OF = [date(2026, 8, 1), date(2026, 9, 1)]
+GIB = 2**30
 
 
-def build(lake: LocalLake, ref: str, branch: str, partitions: int) -> None:
-    lake.create_branch(branch, "main")
+def build(lake: LocalLake, ref: str, branch: str, partitions: int) -> list[PartitionResult]:
+    if branch not in lake.branches():
+        lake.create_branch(branch, "main")
     plan = plan_from_lake(CHURN_VIEWS, lake, ref)
-    for k in range(partitions):
-        materialize_partition(lake, ref, branch, plan, AS_OF, k, partitions)
+    results = [materialize_partition(lake, ref, branch, plan, AS_OF, k, partitions)
+               for k in range(partitions)]
+    record_build(lake, branch, f"run-{partitions}", ref, plan, AS_OF, results)
+    return results
 
 
 @pytest.mark.parametrize(("buckets", "partitions"), [
@@ -46,6 +60,44 @@ def test_one_and_many_partitions_give_identical_tables(
     parts = lake.list("many", f"features/customer_spending/v={CHURN_VIEWS[0].version}/"
                               "as_of=2026-09-01/")
     assert len(parts) == partitions
+
+
+def test_a_rebuild_with_other_partitions_replaces_every_table(
+        churn_lake: tuple[LocalLake, str]) -> None:
+    lake, ref = churn_lake
+    build(lake, ref, "b", 4)
+    build(lake, ref, "b", 2)  # e.g. a larger budget: the four old parts overlap the two new
+    for view in CHURN_VIEWS:
+        frame = read_features(lake, "b", view, AS_OF[-1])
+        assert frame[view.entity.key].is_unique
+        parts = lake.list("b", f"features/{view.name}/v={view.version}/as_of=2026-09-01/")
+        assert [info.path.rsplit("/", 1)[1] for info in parts] == [
+            "part-0000-of-0002.parquet", "part-0001-of-0002.parquet"]
+
+
+def test_a_partition_reports_where_its_time_went(churn_lake: tuple[LocalLake, str]) -> None:
+    lake, ref = churn_lake
+    (result,) = build(lake, ref, "b", 1)
+    assert set(result.timings) == {"read", "sort", "windows", "reductions", "write"}
+    assert all(seconds >= 0 for seconds in result.timings.values())
+    assert sum(result.timings.values()) <= result.seconds + 0.01
+
+
+def test_partitions_follow_the_sources_size_and_the_memory_budget(
+        churn_lake: tuple[LocalLake, str], tables: dict[str, pd.DataFrame]) -> None:
+    lake, ref = churn_lake
+    plan = plan_from_lake(CHURN_VIEWS, lake, ref)
+    rows = sum(plan.rows.values())
+    assert rows == sum(len(table) for table in tables.values())  # from the footers
+    assert partition_count(plan, 8 * GIB, workers=2) == 1  # too few rows to split
+    big = replace(plan, rows={name: 40_000_000 for name in plan.rows})
+    counts = [partition_count(big, budget * GIB, workers=2) for budget in (32, 8, 4)]
+    assert counts == sorted(counts) and counts[0] >= 2 and counts[-1] > counts[0]
+    for count in counts:  # always a divisor of the bucket counts: partitions read row groups
+        assert 96 % count == 0
+    need = sum(40_000_000 * len(columns) for columns in big.columns.values())
+    per_task = (8 * GIB - BASE_BYTES) / 2
+    assert partition_count(big, 8 * GIB, workers=2) >= need * BYTES_PER_VALUE / per_task
 
 
 def test_a_partition_loads_only_its_entities(churn_lake: tuple[LocalLake, str]) -> None:

@@ -24,6 +24,18 @@ def test_toml_file_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert settings.data_dir == Path("from-env") and settings.lake_fsync is True
 
 
+def test_the_feature_memory_budget_reads_as_people_write_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().feature_memory_budget == 8 * 2**30
+    assert load_settings().feature_partitions is None  # chosen from the data
+    monkeypatch.setenv("TIDELINE_FEATURE_MEMORY_BUDGET", "12GiB")
+    assert load_settings().feature_memory_budget == 12 * 2**30
+    (tmp_path / "tideline.toml").write_text('feature_memory_budget = "500MB"\n')
+    monkeypatch.delenv("TIDELINE_FEATURE_MEMORY_BUDGET")
+    assert load_settings().feature_memory_budget == 500 * 10**6
+
+
 def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TIDELINE_LAKE_BACKEND", "lakefs")
@@ -38,6 +50,8 @@ def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 @pytest.mark.parametrize(("name", "value", "named"), [
     ("TIDELINE_LAKE_BACKEND", "s3", "lake_backend"),
     ("TIDELINE_LAKE_MAX_READ_BYTES", "lots", "lake_max_read_bytes"),
+    ("TIDELINE_FEATURE_MEMORY_BUDGET", "plenty", "feature_memory_budget"),
+    ("TIDELINE_FEATURE_PARTITIONS", "0", "feature_partitions"),
 ])
 def test_bad_values_name_the_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                      name: str, value: str, named: str) -> None:

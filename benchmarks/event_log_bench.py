@@ -1,0 +1,282 @@
+"""The feature engine on an ordinary event log, through the product's own path: `tideline
+ingest` loads the exports, `tideline features build` (a fresh process, default settings,
+start-up included) builds the 47 churn features, against the same features hand-written in
+polars (lazy) and DuckDB over the same Parquet exports, in the same run, values compared.
+
+    python benchmarks/feature_bench.py --data event-log [--customers 2100000]
+        [--work-dir DIR] [--calibrate 2 4 8]
+
+Data: `event_log.py` (2.1M customers, 42.0M transactions, 21.0M app events over 120 days,
+microsecond times, integer keys), generated and ingested once per size and cached under the
+work dir (the ingest's time and memory are reported, not compared). Cases, each in a fresh
+process while this one samples the RSS of its whole process tree (Prefect's server, Ray's GCS,
+raylet and workers included) every 0.2 s:
+
+- `tideline features build --as-of 2024-04-01`, and with four weekly as-of dates;
+- `--calibrate N...`: the same build with `--partitions N`, whose peaks give the memory model
+  that picks the default partition count (`tideline.features.materialize`);
+- polars and DuckDB, each on all cores.
+
+Every tideline build's partitions report where their time went (read, sort, windows,
+reductions, write) in the build's manifest; the table shows the slowest partition's split.
+Agreement: both references against tideline's table as of 2024-04-01 (rtol 1e-6), every
+customer and feature; the run exits 1 on any difference. Targets on the 2-core machine: build
+≤ the fastest reference, peak RSS of the tree ≤ 8 GiB, four dates ≤ 2× one. Writes
+benchmarks/results/feature_bench_event_log.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from event_log import EventLog
+from event_log_references import REFERENCES
+from harness import Child, Timer, write_results
+from rich.console import Console
+from rich.table import Table
+from tideline.features.definitions import load_views
+from tideline.features.offline import read_features
+from tideline.lake.local import LocalLake
+
+AS_OF = date(2024, 4, 1)
+WEEKLY = (date(2024, 3, 11), date(2024, 3, 18), date(2024, 3, 25), AS_OF)
+RTOL, ATOL = 1e-6, 1e-9
+MEMORY_TARGET = 8 * 2**30
+DATA_VERSION = 1
+"""Bump when the generator changes, to invalidate cached projects."""
+HERE = Path(__file__).parent
+OUT = HERE / "results" / "feature_bench_event_log.json"
+TIDELINE = str(Path(sys.executable).with_name("tideline"))
+PHASES = ("read", "sort", "windows", "reductions", "write")
+
+
+def prepared(work: Path, customers: int, seed: int, console: Console) -> tuple[EventLog, dict]:
+    """The generated and ingested project (cached), and the ingest's measurements."""
+    root = work / f"event-log-{customers}-seed{seed}-v{DATA_VERSION}"
+    ready = root / "prepared.json"
+    if ready.exists():
+        body = json.loads(ready.read_text())
+        return EventLog(**body["log"]), body["ingest"]
+    shutil.rmtree(root, ignore_errors=True)
+    with console.status(f"generating {customers:,} customers' event log"):
+        log = EventLog(**json.loads(Child(
+            [sys.executable, str(HERE / "event_log.py"), str(root), "--customers",
+             str(customers), "--seed", str(seed)], work / "logs" / "generate.log").output()))
+    with console.status("tideline ingest (once per size)"):
+        ingest = run_cli(["ingest"], root, work / "logs" / "ingest.log")
+    console.log(f"ingested in {ingest['seconds']:.0f} s, peak "
+                f"{ingest['peak_rss_bytes'] / 2**30:.2f} GiB")
+    ready.write_text(json.dumps({"log": asdict(log), "ingest": ingest}))
+    return log, ingest
+
+
+def run_cli(arguments: list[str], cwd: Path, log: Path) -> dict:
+    """`tideline ARGS` in `cwd`: its wall time and its process tree's peak RSS."""
+    with Timer() as timer:
+        child = Child([TIDELINE, *arguments], log, cwd=cwd, name="tideline " + " ".join(
+            arguments))
+        child.output()
+    return {"seconds": timer.seconds, "peak_rss_bytes": child.memory.peak,
+            "peak_processes": child.memory.processes}
+
+
+def build(project: EventLog, work: Path, name: str, dates: tuple[date, ...],
+          partitions: int | None = None) -> dict:
+    """One `tideline features build`, with its partitions' time split from the manifest."""
+    run_id = f"bench-{name.replace(' ', '-')}-{os.getpid()}"
+    arguments = ["features", "build", "--run-id", run_id,
+                 *(f"--as-of={day.isoformat()}" for day in dates),
+                 *([f"--partitions={partitions}"] if partitions else [])]
+    result = run_cli(arguments, Path(project.root), work / "logs" / f"{name}.log")
+    lake = LocalLake(Path(project.root) / ".tideline" / "lake")
+    manifest = json.loads(lake.get("main", f"features/_runs/{run_id}.json"))
+    parts = manifest["partitions"]
+    slowest = max(parts, key=lambda part: part["seconds"])
+    return {**result, "engine": "tideline", "dates": len(dates), "partitions": len(parts),
+            "partition_seconds": [part["seconds"] for part in parts],
+            "slowest_partition": {phase: slowest["timings"].get(phase, 0.0)
+                                  for phase in PHASES},
+            "entities": sum(part["entities"] for part in parts)}
+
+
+def reference(project: EventLog, work: Path, engine: str) -> dict:
+    output = work / "out" / f"event-log-{engine}.parquet"
+    child = Child.case(__file__, {"engine": engine, "root": project.root,
+                                  "output": str(output)}, work / "logs" / f"{engine}.log")
+    result = child.result()
+    return {**result, "engine": engine, "dates": 1, "peak_rss_bytes": child.memory.peak,
+            "peak_processes": child.memory.processes, "output": str(output)}
+
+
+def run_case(case: dict) -> dict:
+    """A reference in this fresh process: the features of the exports, written for the
+    agreement check."""
+    files = {name: str(Path(case["root"]) / "data" / f"{name}.parquet")
+             for name in ("transactions", "app_events")}
+    with Timer() as timer:
+        frame = REFERENCES[case["engine"]](files, AS_OF)
+    frame.to_parquet(case["output"])
+    return {"seconds": timer.seconds}
+
+
+def disagreements(ours: pd.DataFrame, theirs: pd.DataFrame) -> dict:
+    """Where a reference (by customer id) differs from tideline beyond RTOL/ATOL."""
+    theirs = theirs.set_index("customer_id")
+    common = ours.index.intersection(theirs.index)
+    found: dict = {"missing_customers": len(ours.index.difference(theirs.index)),
+                   "extra_customers": len(theirs.index.difference(ours.index)),
+                   "compared_customers": len(common), "features_compared": 0, "features": {}}
+    ours, theirs = ours.reindex(common), theirs.reindex(common)
+    for name in ours.columns:
+        a, b = ours[name], theirs[name]
+        found["features_compared"] += 1
+        if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+            same = np.isclose(a.to_numpy(float), b.to_numpy(float), rtol=RTOL, atol=ATOL,
+                              equal_nan=True)
+        else:
+            same = ((a == b) | (a.isna() & b.isna())).to_numpy()
+        differ = np.flatnonzero(~same)
+        if len(differ):
+            at = differ[0]
+            found["features"][name] = {"customers": len(differ), "example": {
+                "customer_id": int(common[at]), "tideline": repr(a.iloc[at]),
+                "reference": repr(b.iloc[at])}}
+    return found
+
+
+def agreement(project: EventLog, results: dict[str, dict]) -> dict[str, dict]:
+    root = Path(project.root)
+    lake = LocalLake(root / ".tideline" / "lake")
+    ours = pd.concat([read_features(lake, "main", view, AS_OF).set_index(view.entity.key)
+                      for view in load_views(root / "features.yaml")], axis=1)
+    return {name: disagreements(ours, pd.read_parquet(result["output"]))
+            for name, result in results.items() if result["engine"] in REFERENCES}
+
+
+def summarise(results: dict[str, dict], calibration: dict[str, dict]) -> dict:
+    one, four = results["tideline build"], results["tideline build, 4 dates"]
+    references = {name: r["seconds"] for name, r in results.items() if r["engine"] != "tideline"}
+    fastest = min(references, key=references.__getitem__)
+    tideline_peak = max(r["peak_rss_bytes"] for r in (one, four, *calibration.values()))
+    return {
+        "build_seconds": one["seconds"], "fastest_reference": fastest,
+        "build_over_fastest_reference": one["seconds"] / references[fastest],
+        "four_dates_over_one": four["seconds"] / one["seconds"],
+        "default_partitions": one["partitions"],
+        "tideline_peak_rss_bytes": tideline_peak,
+        "targets_met": {
+            "build_at_most_fastest_reference": one["seconds"] <= references[fastest],
+            "peak_rss_at_most_8_gib": tideline_peak <= MEMORY_TARGET,
+            "four_dates_at_most_twice_one": four["seconds"] <= 2 * one["seconds"]},
+        "peak_rss_by_partitions": {r["partitions"]: r["peak_rss_bytes"]
+                                   for r in (one, *calibration.values())},
+    }
+
+
+def report(console: Console, project: EventLog, results: dict[str, dict],
+           checks: dict[str, dict], summary: dict, ingest: dict) -> None:
+    table = Table(title=f"47 churn features, {project.customers:,} customers, µs times: "
+                        "tideline vs hand-written")
+    for column in ("case", "seconds", "peak RSS (GiB)", "partitions", "slowest partition: "
+                   + " / ".join(PHASES), "agreement"):
+        table.add_column(column, justify="left" if column in ("case", "agreement") else "right")
+    for name, r in results.items():
+        check = checks.get(name)
+        agree = "—" if check is None else (
+            f"{len(check['features'])} of {check['features_compared']} features differ"
+            if check["features"] or check["missing_customers"] or check["extra_customers"]
+            else f"all {check['features_compared']} agree on "
+                 f"{check['compared_customers']:,} customers")
+        split = (" / ".join(f"{r['slowest_partition'][p]:.1f}" for p in PHASES)
+                 + f" of {max(r['partition_seconds']):.1f} s") if r["engine"] == "tideline" \
+            else "—"
+        table.add_row(name, f"{r['seconds']:.1f}", f"{r['peak_rss_bytes'] / 2**30:.2f}",
+                      str(r.get("partitions", "—")), split, agree)
+    console.print(table)
+    met = summary["targets_met"]
+    for line in (
+            f"build vs the fastest reference ({summary['fastest_reference']}): "
+            f"{summary['build_over_fastest_reference']:.2f}× its time (target ≤ 1×: "
+            f"{'met' if met['build_at_most_fastest_reference'] else 'MISSED'})",
+            f"peak RSS of the build's process tree: "
+            f"{summary['tideline_peak_rss_bytes'] / 2**30:.2f} GiB (target ≤ 8 GiB: "
+            f"{'met' if met['peak_rss_at_most_8_gib'] else 'MISSED'})",
+            f"4 weekly as-of dates: {summary['four_dates_over_one']:.2f}× one (target ≤ 2×: "
+            f"{'met' if met['four_dates_at_most_twice_one'] else 'MISSED'})",
+            f"ingest (once, not compared): {ingest['seconds']:.0f} s, peak "
+            f"{ingest['peak_rss_bytes'] / 2**30:.2f} GiB"):
+        console.print(line)
+    for name, check in checks.items():
+        for feature, found in check["features"].items():
+            console.print(f"{name}: {feature} differs for {found['customers']:,} customers, "
+                          f"e.g. {found['example']}")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    work = Path(args.work_dir)
+    for folder in ("logs", "out"):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+    project, ingest = prepared(work, args.customers, args.seed, console)
+    results: dict[str, dict] = {}
+    plan = [("tideline build, 4 dates", lambda: build(project, work, "build-4-dates", WEEKLY)),
+            ("tideline build", lambda: build(project, work, "build", (AS_OF,))),
+            *((engine, lambda engine=engine: reference(project, work, engine))
+              for engine in REFERENCES)]
+    for name, run in plan:
+        with console.status(name):
+            load = os.getloadavg()[0]
+            results[name] = {**run(), "load_average_before": load}
+        console.log(f"{name}: {results[name]['seconds']:.1f} s, peak "
+                    f"{results[name]['peak_rss_bytes'] / 2**30:.2f} GiB")
+    with console.status("checking that every engine computed the same features"):
+        checks = agreement(project, results)  # against the single-date build's tables
+    calibration = {}
+    for count in args.calibrate:
+        name = f"tideline build --partitions {count}"
+        with console.status(name):
+            calibration[name] = build(project, work, f"build-{count}", (AS_OF,), count)
+        console.log(f"{name}: {calibration[name]['seconds']:.1f} s, peak "
+                    f"{calibration[name]['peak_rss_bytes'] / 2**30:.2f} GiB")
+    summary = summarise(results, calibration)
+    report(console, project, {**results, **calibration}, checks, summary, ingest)
+    write_results(OUT, {"customers": args.customers, "seed": args.seed,
+                        "event_log": asdict(project), "as_of": AS_OF.isoformat(),
+                        "weekly": [day.isoformat() for day in WEEKLY], "rtol": RTOL,
+                        "atol": ATOL, "ingest": ingest, "cases": results,
+                        "calibration": calibration, "agreement": checks,
+                        "summary": summary})
+    differ = any(c["features"] or c["missing_customers"] or c["extra_customers"]
+                 for c in checks.values())
+    return 1 if differ else 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calibrate", type=int, nargs="*", default=[],
+                        help="also build with these partition counts (the memory model)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=2_100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--work-dir", default="/tmp/tideline-feature-bench")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    add_arguments(parser)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case))))
+    else:
+        sys.exit(run_bench(args))
+
+
+if __name__ == "__main__":
+    main()
