@@ -18,6 +18,15 @@ leftover /tmp/ray/ray_current_cluster names, whose head may be long gone (`ray.i
 wait minutes for it)."""
 
 
+def start_ray(address: str | None) -> None:
+    """Start (or join) Ray for this process now: flows' `RayTaskRunner`s then use it instead of
+    each starting and stopping their own, and a command can start it while other things
+    start. Stopped when the process exits (or by `ray.shutdown()`)."""
+    import ray
+
+    ray.init(**init_kwargs(address))
+
+
 def ray_cpus() -> int:
     """The CPUs of the Ray cluster this process is connected to (this machine's when none):
     how many tasks run at once."""

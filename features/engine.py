@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from tideline.core.errors import FeatureDefinitionError
+from tideline.core.sorting import index_type, ordered_bits, stable_argsort
 from tideline.features.definitions import (
     APPROXIMATE,
     DAILY,
@@ -56,6 +57,9 @@ from tideline.features.definitions import (
 from tideline.features.expressions import evaluate, names_in, value_hashes
 
 EMA_HALF_LIFE_DAYS = 7.0
+FEW_DISTINCT = 256
+"""Columns with at most this many distinct values (categories, days) count them per window
+with bit sets, one pass per 64 values, instead of a sort."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,9 @@ class Clock:
     def order(cls, codes: np.ndarray, time: np.ndarray, entities: int
               ) -> tuple[Clock, np.ndarray, np.ndarray]:
         """The clock of `time`, each event's `code * span + tick`, and the events' (entity,
-        time) order. Ranked ticks come from one sort by time, which also gives the order (a
-        stable sort by entity of the time-sorted events): no search per event, and no
-        slower path for any number of entities or resolution of time."""
+        time) order (ties in their order). Ranked ticks come from one sort by time, with no
+        search per event; both sorts are `stable_argsort`s, so neither the number of
+        entities nor the resolution of time has a slower path."""
         if len(time) == 0:
             clock = cls(low=0, unit=1, span=1)
             return clock, codes * 1, np.arange(0)
@@ -87,20 +91,21 @@ class Clock:
             if not np.any((time - low) % unit):
                 break
         span = int((time.max() - low) // unit) + 1
-        if max(entities, 1) * span < 2**62:
+        entities = max(entities, 1)
+        if entities * span < 2**63:
             clock = cls(low=low, unit=unit, span=span)
             position = codes * span + (time - low) // unit
-            return clock, position, np.argsort(position, kind="stable")
-        by_time = np.argsort(time, kind="stable")
-        ordered = time[by_time]
-        new = np.empty(len(ordered), dtype=bool)
-        new[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-        ticks = np.empty(len(time), dtype=np.int64)
-        ticks[by_time] = np.cumsum(new) - 1
-        clock = cls(low=low, unit=1, span=int(new.sum()), distinct=ordered[new])
-        return clock, codes * clock.span + ticks, by_time[np.argsort(codes[by_time],
-                                                                     kind="stable")]
+        else:
+            by_time = stable_argsort(time - low, int(time.max() - low).bit_length())
+            ordered = time[by_time]
+            new = np.empty(len(ordered), dtype=bool)
+            new[0] = True
+            np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+            ticks = np.empty(len(time), dtype=np.int64)
+            ticks[by_time] = np.cumsum(new) - 1
+            clock = cls(low=low, unit=1, span=int(new.sum()), distinct=ordered[new])
+            position = codes * clock.span + ticks
+        return clock, position, stable_argsort(position, (entities * clock.span - 1).bit_length())
 
     def first_at_or_after(self, t: np.ndarray) -> np.ndarray:
         """For each time, the first tick at or after it (`span` when none)."""
@@ -124,10 +129,13 @@ class Events:
     """`entity * clock.span + tick`: ascending, one binary search finds a time in a slice."""
     clock: Clock
     frame: pd.DataFrame
-    """The source's columns as read (unsorted)."""
+    """The source's other columns as read (unsorted)."""
     timestamp: str
     rows: np.ndarray
     """Positions in `frame` of the events, in event order."""
+    stamps: np.ndarray
+    """Event time as int64 ns in `frame` order (the timestamp column, which the frame does not
+    hold)."""
     converted: dict[tuple[str, str], np.ndarray | pd.Series] = field(default_factory=dict,
                                                                       repr=False)
     """Whole-frame columns converted for computing (and their codes), shared with subsets."""
@@ -152,12 +160,12 @@ class Events:
         known = codes >= 0
         if not known.all():
             table, codes = table.filter(pa.array(known)), codes[known]
-        frame = table.drop_columns([key] if key in table.column_names else []).to_pandas(
-            types_mapper=arrow_text, date_as_object=False)
-        time = _nanoseconds(frame[timestamp])
+        time = _arrow_nanoseconds(table.column(timestamp))
+        frame = table.drop_columns([c for c in (key, timestamp) if c in table.column_names]
+                                   ).to_pandas(types_mapper=arrow_text, date_as_object=False)
         clock, position, order = Clock.order(codes, time, len(keys))
         return cls(keys=keys, entity=codes[order], time=time[order], position=position[order],
-                   clock=clock, frame=frame, timestamp=timestamp, rows=order)
+                   clock=clock, frame=frame, timestamp=timestamp, rows=order, stamps=time)
 
     def subset(self, mask: np.ndarray) -> Events:
         """The events where `mask` holds, same keys and order (positions taken once: boolean
@@ -165,7 +173,7 @@ class Events:
         kept = np.flatnonzero(mask)
         return Events(keys=self.keys, entity=self.entity.take(kept), time=self.time.take(kept),
                       position=self.position.take(kept), clock=self.clock, frame=self.frame,
-                      timestamp=self.timestamp, rows=self.rows.take(kept),
+                      timestamp=self.timestamp, rows=self.rows.take(kept), stamps=self.stamps,
                       converted=self.converted)
 
     def matching(self, filter_: str | None, valued: str | None = None) -> Events:
@@ -187,11 +195,12 @@ class Events:
     def whole(self, name: str) -> np.ndarray | pd.Series:
         """A column of the whole frame, in its order: numeric and time columns as float numpy
         values (time in ns), text as an Arrow-backed Series; virtual `weekday`, `hour` and
-        `day` from the event time."""
+        `day` as int64 from the event time."""
         if ("value", name) not in self.converted:
             if name in VIRTUAL_COLUMNS:
-                values = virtual_column(name, _nanoseconds(self.frame[self.timestamp])
-                                        ).astype(float)
+                values = virtual_column(name, self.stamps)
+            elif name == self.timestamp:
+                values = self.stamps.astype(float)
             else:
                 values = self.frame[name]
                 if _is_time(values.dtype):
@@ -203,17 +212,23 @@ class Events:
         return self.converted["value", name]
 
     def values(self, name: str) -> np.ndarray:
-        """A numeric (or time) column in event order."""
+        """A numeric (or time) column in event order, as floats."""
         if ("value", name) not in self._columns:
-            self._columns["value", name] = self.whole(name)[self.rows]
+            self._columns["value", name] = np.asarray(self.whole(name)[self.rows], dtype=float)
         return self._columns["value", name]
 
     def codes(self, name: str) -> np.ndarray:
         """A column's values as integer codes (equal values, equal codes) in event order; -1
-        where missing."""
+        where missing. Whole numbers in a range of `FEW_DISTINCT` are their offset from the
+        smallest (no hashing); anything else is factorized."""
         if ("codes", name) not in self.converted:
-            self.converted["codes", name] = pd.factorize(self.whole(name),
-                                                         use_na_sentinel=True)[0]
+            whole = self.whole(name)
+            low = _few_whole(whole) if isinstance(whole, np.ndarray) else None
+            if low is not None:  # small codes: int16
+                codes = np.where(np.isnan(whole), -1, whole - low).astype(np.int16)
+            else:
+                codes = pd.factorize(whole, use_na_sentinel=True)[0]
+            self.converted["codes", name] = codes
         if ("codes", name) not in self._columns:
             self._columns["codes", name] = self.converted["codes", name][self.rows]
         return self._columns["codes", name]
@@ -224,9 +239,8 @@ class Events:
         if ("by value", name) not in self._columns:  # in entity order: sort (entity, rank)
             values = self.values(name)
             rank = np.empty(len(values), dtype=np.int64)
-            rank[np.argsort(values)] = np.arange(len(values))
-            self._columns["by value", name] = np.argsort(self.entity * len(values) + rank,
-                                                         kind="stable")
+            rank[stable_argsort(ordered_bits(values), 64)] = np.arange(len(values))
+            self._columns["by value", name] = stable_argsort(self.entity * len(values) + rank)
         return self._columns["by value", name]
 
     def hashes(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -240,7 +254,7 @@ class Events:
             hashes = np.asarray(self.converted["hash", name])[self.rows]
             known = np.asarray(self.converted["known", name])[self.rows]
             prefix = (hashes >> np.uint64(64 - HLL_SPARSE_PRECISION)).astype(np.int64)
-            order = np.argsort((self.entity << HLL_SPARSE_PRECISION) | prefix, kind="stable")
+            order = stable_argsort((self.entity << HLL_SPARSE_PRECISION) | prefix)
             self._columns["hash", name], self._columns["known", name] = hashes, known
             self._columns["by hash", name] = order
         return (self._columns["hash", name], self._columns["known", name],
@@ -251,8 +265,8 @@ class Events:
         (-1 if none); computed once, for every window and spine."""
         if ("previous", name) not in self._columns:
             codes = self.codes(name)
-            order = np.argsort(self.entity * (int(codes.max(initial=0)) + 2) + codes + 1,
-                               kind="stable")  # (entity, value) groups, each in time order
+            # (entity, value) groups, each in time order
+            order = stable_argsort(self.entity * (int(codes.max(initial=0)) + 2) + codes + 1)
             same = (self.entity[order[1:]] == self.entity[order[:-1]]) & (
                 codes[order[1:]] == codes[order[:-1]])
             previous = np.full(len(codes), -1, dtype=np.int64)
@@ -266,7 +280,7 @@ class Events:
         whole = self.whole(name)
         if isinstance(whole, pd.Series):
             return whole.take(self.rows[events]).to_numpy(dtype=object, na_value=None)
-        return whole[self.rows[events]]
+        return np.asarray(whole[self.rows[events]], dtype=float)
 
     def slices(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each entity code's slice `[start, end)`; empty for -1 (not in this source)."""
@@ -305,6 +319,22 @@ class Events:
         return found.fill_null(-1).to_numpy().astype(np.int64)
 
 
+def _few_whole(values: np.ndarray) -> float | None:
+    """The smallest of numbers (floats with NaN for missing, or integers) when they are whole
+    numbers spanning fewer than `FEW_DISTINCT` values, else None."""
+    if values.dtype.kind in "iu":
+        low = int(values.min(initial=np.iinfo(np.int64).max))
+        return float(low) if len(values) and int(values.max()) - low < FEW_DISTINCT else None
+    known = ~np.isnan(values)
+    if not known.any():
+        return None
+    low = values.min(where=known, initial=np.inf)
+    if values.max(where=known, initial=-np.inf) - low >= FEW_DISTINCT or not np.all(
+            ~known | (values == np.floor(values))):
+        return None
+    return float(low)
+
+
 def virtual_column(name: str, ns: np.ndarray) -> np.ndarray:
     """`weekday` (Monday = 0), `hour` or `day` (days since 1970-01-01) of event times given as
     ns since the epoch, UTC."""
@@ -323,11 +353,17 @@ def encode_entities(columns: Sequence[pa.ChunkedArray | pa.Array]
     values = pa.chunked_array([chunk.cast(kind) for column in columns
                                for chunk in _chunks(column)], type=kind).combine_chunks()
     numbers = _ordered_integers(values)
-    if numbers is not None:  # hashing integers is many times faster than hashing text
-        codes, uniques = pd.factorize(numbers, sort=True)
-        last = np.empty(len(uniques), dtype=np.int64)
-        last[codes] = np.arange(len(codes))
-        keys = values.take(pa.array(last))
+    if numbers is not None:  # sorting integers is many times faster than hashing text
+        keys_in_order = ordered_bits(numbers)
+        keys_in_order -= keys_in_order.min()
+        order = stable_argsort(keys_in_order)
+        ordered = keys_in_order[order]
+        first = np.empty(len(order), dtype=bool)
+        first[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        codes = np.empty(len(order), dtype=np.int64)
+        codes[order] = np.cumsum(first) - 1
+        keys = values.take(pa.array(order[first]))
     else:
         encoded = pc.dictionary_encode(values)
         order = pc.sort_indices(encoded.dictionary).to_numpy()
@@ -390,10 +426,14 @@ class Segments:
 
     @cached_property
     def index(self) -> np.ndarray:
-        """Positions of every window's events, window after window."""
+        """Positions of every window's events, window after window (int32 when they fit:
+        the largest array a view keeps per window)."""
         n = self.n
-        starts = np.repeat(self.lo - np.concatenate(([0], np.cumsum(n)[:-1])), n)
-        return starts + np.arange(int(n.sum()))
+        total = int(n.sum())
+        kind = index_type(int(self.hi.max(initial=0)) + total)
+        starts = np.repeat((self.lo - np.concatenate(([0], np.cumsum(n)[:-1]))).astype(kind), n)
+        starts += np.arange(total, dtype=kind)
+        return starts
 
     @cached_property
     def starts(self) -> np.ndarray:
@@ -586,10 +626,24 @@ class ViewComputation:
 
     @staticmethod
     def _nunique(f: Feature, seg: Segments, events: Events) -> np.ndarray:
-        """Events whose value has not occurred earlier in the window: their last earlier
-        occurrence for the entity is before the window (or there is none)."""
-        codes, previous = events.codes(f.column)[seg.index], events.previous_same(f.column)
-        first = (codes >= 0) & (previous[seg.index] < np.repeat(seg.lo, seg.n))
+        """Distinct values in each window. Up to `FEW_DISTINCT` values (categories, days): the
+        bitwise OR of each window's one-hot value bits, counted. Otherwise the events whose
+        value has not occurred earlier in the window: their last earlier occurrence for the
+        entity is before the window (or there is none)."""
+        codes = events.codes(f.column)
+        if codes.max(initial=-1) < FEW_DISTINCT:
+            gathered = codes[seg.index]
+            count = np.zeros(len(seg.lo), dtype=np.int64)
+            if not len(seg.starts):
+                return count
+            bit = np.left_shift(np.uint64(1), (gathered & 63).astype(np.uint64))
+            for word in range(int(codes.max(initial=-1)) // 64 + 1):
+                bits = np.where((gathered >> 6) == word, bit, np.uint64(0))  # -1: no word
+                count[seg.nonempty] += np.bitwise_count(np.bitwise_or.reduceat(bits,
+                                                                               seg.starts))
+            return count
+        previous = events.previous_same(f.column)
+        first = (codes[seg.index] >= 0) & (previous[seg.index] < np.repeat(seg.lo, seg.n))
         return seg.reduce(np.add, first.astype(np.int64), empty=0).astype(np.int64)
 
 
@@ -705,6 +759,15 @@ def _nanoseconds(values: pd.Series) -> np.ndarray:
     else:
         stamps = pd.to_datetime(values, utc=True).dt.tz_localize(None)
     return stamps.astype("datetime64[ns]").to_numpy().view(np.int64)
+
+
+def _arrow_nanoseconds(column: pa.ChunkedArray) -> np.ndarray:
+    """int64 ns since the epoch, UTC, straight from Arrow for timestamps (no pandas copy; a
+    missing time is NaT's value, as pandas gives it)."""
+    if not pa.types.is_timestamp(column.type):
+        return _nanoseconds(column.to_pandas())
+    nanos = column.cast(pa.timestamp("ns", tz=column.type.tz)).cast(pa.int64())
+    return np.asarray(nanos.fill_null(np.iinfo(np.int64).min).to_numpy(), dtype=np.int64)
 
 
 def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -44,12 +44,14 @@ PARTITION_COUNTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 48, 96)
 """The divisors of the largest bucket count (`tideline.lake.buckets.BUCKET_COUNTS`): a
 partition then reads only its own row groups of every bucketed object."""
 BASE_BYTES = 2 * 2**30
-"""What a build's process tree holds besides its partition tasks: the driver with Prefect, and
-Ray's idle processes (measured by `benchmarks/feature_bench.py --event-log`)."""
-BYTES_PER_VALUE = 32
+"""What a build's process tree holds besides its partition tasks' data: the driver with
+Prefect's client, Prefect's server, and Ray's GCS, raylet and idle workers (1.5-2 GiB measured
+by `benchmarks/feature_bench.py --data event-log`)."""
+BYTES_PER_VALUE = 70
 """A partition task's peak memory per source value it reads (an event times a column the plan
-reads), measured by the same benchmark; the engine's sort orders, gathered columns and outputs
-scale with it."""
+reads): the Arrow table and its frame, the event order, the windows' gathered columns and the
+outputs. 65-70 bytes measured on the event-log benchmark's partitions (4.8 GiB peak for 15.8M
+events of 4.7 columns)."""
 MIN_PARTITION_ROWS = 100_000
 """Fewer rows than this in a partition cost more in task overhead than they save."""
 
@@ -57,14 +59,18 @@ MIN_PARTITION_ROWS = 100_000
 def partition_count(plan: FeaturePlan, budget: int, workers: int) -> int:
     """How many entity partitions a build of `plan` needs so that `workers` partition tasks at
     once, with the rest of the process tree, fit in `budget` bytes: at least one per worker
-    (when the data has rows for them), rounded up to a divisor of the bucket counts."""
+    (when the data has rows for them), rounded up to a divisor of the bucket counts (each
+    partition then reads only its own row groups) and, where one is, to a multiple of the
+    workers (no worker idles in the last round)."""
     rows = sum(plan.rows.values())
     values = sum(plan.rows[name] * len(columns) for name, columns in plan.columns.items()
                  if name in plan.rows)
     per_task = max(budget - BASE_BYTES, budget // 4) / workers
     need = max(1, min(workers, -(-rows // MIN_PARTITION_ROWS)),
                -(-values * BYTES_PER_VALUE // int(per_task)))
-    return next((count for count in PARTITION_COUNTS if count >= need), need)
+    fitting = [count for count in PARTITION_COUNTS if count >= need]
+    balanced = [count for count in fitting if count % workers == 0 or count < workers]
+    return (balanced or fitting or [need])[0]
 
 
 def as_of_time(day: date) -> pd.Timestamp:

@@ -47,14 +47,30 @@ def prefect_quiet() -> None:
 
 
 @contextmanager
-def flow_runtime() -> Iterator[None]:
+def flow_runtime(with_ray: bool = False) -> Iterator[None]:
     """What a command that runs flows sets up for them: quiet Prefect, and one Prefect API that
-    the Ray workers report to as well (`tideline.core.process.prefect_api`)."""
+    the Ray workers report to as well (`tideline.core.process.prefect_api`); `with_ray`: Ray
+    started while the API server starts, shared by every flow of the command and stopped at
+    its end."""
     prefect_quiet()
     from tideline.core.process import prefect_api
 
-    with prefect_api():
-        yield
+    start = None
+    if with_ray:
+        from tideline.core.ray_runtime import start_ray
+
+        address = load_settings().ray_address
+
+        def start() -> None:
+            start_ray(address)
+    try:
+        with prefect_api(alongside=start):
+            yield
+    finally:
+        if with_ray:
+            import ray
+
+            ray.shutdown()
 
 
 class Format(StrEnum):

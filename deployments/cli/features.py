@@ -68,7 +68,7 @@ def features_build(
     partitions: int = typer.Option(None, min=1, help="Entity partitions (Ray tasks)."),
 ) -> None:
     """Build the feature views from the clean tables on main, on Ray, into the offline store."""
-    with flow_runtime():
+    with flow_runtime(with_ray=True):
         from tideline.flows.build_features import build_features, ray_task_runner
 
         flow = build_features.with_options(task_runner=ray_task_runner(load_settings()))
@@ -90,7 +90,7 @@ def features_discover(
 ) -> None:
     """Generate candidate features from the clean tables and their references, compute them on
     Ray, and keep the ones that earn their place (judged on the training split)."""
-    with flow_runtime():
+    with flow_runtime(with_ray=True):
         from tideline.flows.build_features import ray_task_runner
         from tideline.flows.discover import discover_features
 

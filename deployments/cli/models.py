@@ -61,7 +61,7 @@ def train(
 ) -> None:
     """Train a model on point-in-time features from main, register it, run the promotion
     gate."""
-    with flow_runtime():
+    with flow_runtime(with_ray=True):
         from tideline.flows.train import train as train_flow
 
         print_training(train_flow(run_id=run_id, model=model))

@@ -69,7 +69,7 @@ def run(
     run_id: str = typer.Option(None, help="Re-use a run id to re-run it idempotently."),
 ) -> None:
     """Run the pipeline end to end on the configured sources (bundled demo data by default)."""
-    with flow_runtime():
+    with flow_runtime(with_ray=True):
         from tideline.flows.pipeline import pipeline
 
         result = pipeline(run_id=run_id)

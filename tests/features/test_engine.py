@@ -267,10 +267,10 @@ def test_entity_codes_follow_key_order_and_agree_across_sources(keys: list) -> N
 
 
 def test_microsecond_times_for_more_entities_than_one_int64_key_holds() -> None:
-    """460,000 entities x microseconds over 120 days overflow entity x tick in int64: the
+    """900,000 entities x microseconds over 120 days overflow entity x tick in int64: the
     ticks are ranks of the distinct times, and the windows are exact all the same."""
     rng = np.random.default_rng(11)
-    entities, n = 460_000, 1_000_000
+    entities, n = 900_000, 1_200_000
     codes = np.concatenate([np.arange(entities), rng.integers(0, entities, n - entities)])
     micros = rng.integers(0, 120 * 86_400 * 10**6, n)
     stamps = pd.to_datetime(T.value // 1000 - 120 * 86_400 * 10**6 + micros, unit="us", utc=True)
