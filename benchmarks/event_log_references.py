@@ -52,7 +52,7 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
         spend_ratio_30_90=ratio(frame["spend_30d"], spend),
         txn_pace_7_30=ratio(frame["txn_7d"] * 30, frame["txn_30d"] * 7),
         avg_ticket_7d=ratio(frame["spend_7d"], frame["txn_7d"]),
-        spend_segment=np.select([spend >= 2000, spend >= 500, frame["txn_90d"] > 0],
+        spend_segment=np.select([spend >= 1999.995, spend >= 499.995, frame["txn_90d"] > 0],
                                 ["high", "medium", "low"], "none"),
         events_ratio_7_30=ratio(frame["events_7d"], frame["events_30d"]),
         support_share_30d=ratio(frame["support_30d"], frame["events_30d"]),
@@ -133,7 +133,7 @@ def polars_features(files: dict[str, str], as_of: date) -> pd.DataFrame:
                  trend(tx, 30, pl.len().cast(pl.Float64), "txn_trend_30d"), usage,
                  trend(ev, 30, pl.len().cast(pl.Float64), "events_trend_30d")):
         joined = joined.join(part, on="customer_id", how="left")
-    frame = joined.sort("customer_id").collect(engine="streaming")
+    frame = joined.sort("customer_id").collect(engine="streaming")  # faster than in-memory here
     return _finish(frame.to_pandas())
 
 
@@ -217,6 +217,7 @@ ORDER BY customer_id;
 def duckdb_features(files: dict[str, str], as_of: date) -> pd.DataFrame:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     con.execute(DUCKDB_QUERY.format(t=_midnight(as_of).isoformat(), day=as_of.isoformat(),
                                     **files))
     return _finish(con.sql("SELECT * FROM features").df())

@@ -41,34 +41,49 @@ class PartitionResult:
 
 
 PARTITION_COUNTS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 48, 96)
-"""The divisors of the largest bucket count (`tideline.lake.buckets.BUCKET_COUNTS`): a
-partition then reads only its own row groups of every bucketed object."""
-BASE_BYTES = 2 * 2**30
-"""What a build's process tree holds besides its partition tasks' data: the driver with
-Prefect's client, Prefect's server, and Ray's GCS, raylet and idle workers (1.5-2 GiB measured
-by `benchmarks/feature_bench.py --data event-log`)."""
-BYTES_PER_VALUE = 70
+"""The divisors of the largest bucket count (`tideline.lake.buckets.BUCKET_COUNTS`). A
+partition reads only its own row groups of an object whose bucket count its partition count
+divides, and every row of any other object."""
+ALIGNED_SHARE = 0.95
+"""The share of the source rows whose objects' bucket counts a chosen partition count must
+divide: the rest is read whole by every partition (16 partitions over 24-bucket objects read
+them 16 times: 117 s instead of 53 s on the event-log benchmark)."""
+BASE_BYTES = 4 * 2**30
+"""What a build's process tree holds besides its partitions' data: the driver with Prefect's
+client, Prefect's server, Ray's GCS and raylet, and workers with their libraries and the
+memory Arrow's pool keeps (fitted on `benchmarks/feature_bench.py --data event-log`: 4-12
+partitions of 294M source values on 2 workers)."""
+BYTES_PER_VALUE = 36
 """A partition task's peak memory per source value it reads (an event times a column the plan
-reads): the Arrow table and its frame, the event order, the windows' gathered columns and the
-outputs. 65-70 bytes measured on the event-log benchmark's partitions (4.8 GiB peak for 15.8M
-events of 4.7 columns)."""
+reads): its table, the event order, the windows' gathered columns and the outputs (fitted on
+the same runs)."""
+PARTITION_VALUES = 25_000_000
+"""Source values a partition holds at most, for speed: past this the working set outgrows the
+caches and one large partition is slower than several small ones (the same runs: 12 partitions
+of 24.5M values beat 4, 6 and 8)."""
 MIN_PARTITION_ROWS = 100_000
 """Fewer rows than this in a partition cost more in task overhead than they save."""
 
 
 def partition_count(plan: FeaturePlan, budget: int, workers: int) -> int:
-    """How many entity partitions a build of `plan` needs so that `workers` partition tasks at
-    once, with the rest of the process tree, fit in `budget` bytes: at least one per worker
-    (when the data has rows for them), rounded up to a divisor of the bucket counts (each
-    partition then reads only its own row groups) and, where one is, to a multiple of the
-    workers (no worker idles in the last round)."""
+    """How many entity partitions a build of `plan` needs: at most `PARTITION_VALUES` source
+    values each, and few enough that `workers` partition tasks at once, with the rest of the
+    process tree, fit in `budget` bytes; at least one per worker (when the data has rows for
+    them); rounded up to a divisor of the bucket counts (each partition then reads only its own
+    row groups) and, where one is, to a multiple of the workers (no worker idles in the last
+    round). Each is also rounded to a count that divides the bucket counts of nearly all the
+    rows' objects (`ALIGNED_SHARE`)."""
     rows = sum(plan.rows.values())
     values = sum(plan.rows[name] * len(columns) for name, columns in plan.columns.items()
                  if name in plan.rows)
     per_task = max(budget - BASE_BYTES, budget // 4) / workers
     need = max(1, min(workers, -(-rows // MIN_PARTITION_ROWS)),
-               -(-values * BYTES_PER_VALUE // int(per_task)))
-    fitting = [count for count in PARTITION_COUNTS if count >= need]
+               -(-values * BYTES_PER_VALUE // int(per_task)), -(-values // PARTITION_VALUES))
+    total = sum(plan.bucket_rows.values())
+    fitting = [count for count in PARTITION_COUNTS if count >= need and sum(
+        rows for buckets, rows in plan.bucket_rows.items()
+        if buckets and buckets % count == 0) >= ALIGNED_SHARE * total] or [
+        count for count in PARTITION_COUNTS if count >= need]
     balanced = [count for count in fitting if count % workers == 0 or count < workers]
     return (balanced or fitting or [need])[0]
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from tideline.core.errors import FeatureDefinitionError
 from tideline.features.definitions import FeatureView, Source
 from tideline.lake.base import Lake
-from tideline.lake.buckets import read_partition
+from tideline.lake.buckets import bucket_layout, read_partition
 from tideline.lake.tables import read_table
 
 READ_THREADS = 4
@@ -41,14 +41,18 @@ def source_schema(lake: Lake, ref: str, source: Source, view: str) -> pa.Schema:
         return pq.read_schema(handle)
 
 
-def source_rows(lake: Lake, ref: str, source: Source) -> int:
-    """A source table's rows, from its objects' Parquet footers (no data read)."""
-    def rows(path: str) -> int:
+def source_layout(lake: Lake, ref: str, source: Source, key: str) -> dict[int, int]:
+    """A source table's rows by the bucket count of the objects holding them (0: not bucketed
+    by `key`), from the objects' Parquet footers (no data read)."""
+    def layout(path: str) -> tuple[int, int]:
         with lake.reader(ref, path) as handle:
-            return pq.ParquetFile(handle).metadata.num_rows
+            return bucket_layout(pq.ParquetFile(handle), key)
 
+    rows: dict[int, int] = {}
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        return sum(pool.map(rows, source_parts(lake, ref, source)))
+        for buckets, count in pool.map(layout, source_parts(lake, ref, source)):
+            rows[buckets] = rows.get(buckets, 0) + count
+    return rows
 
 
 def default_as_of(lake: Lake, ref: str, sources: Iterable[Source]) -> date:

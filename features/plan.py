@@ -18,7 +18,7 @@ from tideline.features.definitions import (
     Source,
 )
 from tideline.features.expressions import names_in
-from tideline.features.offline import source_rows, source_schema
+from tideline.features.offline import source_layout, source_schema
 from tideline.lake.base import Lake
 
 
@@ -31,6 +31,9 @@ class FeaturePlan:
     rows: dict[str, int] = field(default_factory=dict)
     """Source name -> its rows at the planned commit (from the Parquet footers), which size
     the build; empty when planned without a lake."""
+    bucket_rows: dict[int, int] = field(default_factory=dict)
+    """Every source's rows by the bucket count of their objects (0: not bucketed by the
+    view's entity key): a partition count that divides it reads only its row groups."""
 
     @property
     def versions(self) -> dict[str, str]:
@@ -114,8 +117,12 @@ def plan_from_lake(views: Sequence[FeatureView], lake: Lake, ref: str) -> Featur
     """Plan against the source tables at `ref` (a commit, so every partition reads the same)."""
     schemas: dict[str, pa.Schema] = {}
     rows: dict[str, int] = {}
+    bucket_rows: dict[int, int] = {}
     for view in views:
         if view.source.name not in schemas:
             schemas[view.source.name] = source_schema(lake, ref, view.source, view.name)
-            rows[view.source.name] = source_rows(lake, ref, view.source)
-    return replace(plan_views(views, schemas), rows=rows)
+            layout = source_layout(lake, ref, view.source, view.entity.key)
+            rows[view.source.name] = sum(layout.values())
+            for buckets, count in layout.items():
+                bucket_rows[buckets] = bucket_rows.get(buckets, 0) + count
+    return replace(plan_views(views, schemas), rows=rows, bucket_rows=bucket_rows)

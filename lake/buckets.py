@@ -62,6 +62,13 @@ def write_bucketed(lake: Lake, branch: str, path: str, data: pd.DataFrame | pa.T
     return lake.stat(branch, path)
 
 
+def bucket_layout(parquet: pq.ParquetFile, key: str) -> tuple[int, int]:
+    """An object's bucket count by `key` (0 when it is not bucketed by that column) and its
+    rows."""
+    layout = json.loads((parquet.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
+    return (layout["count"] if layout.get("key") == key else 0), parquet.metadata.num_rows
+
+
 def read_partition(lake: Lake, ref: str, path: str, columns: list[str], key: str,
                    partition: int, partitions: int) -> pa.Table:
     """The rows of one object whose `key` falls in hash partition `partition` of `partitions`

@@ -14,6 +14,7 @@ from tideline.demo.views import CHURN_VIEWS, SIGNALS
 from tideline.features.materialize import (
     BASE_BYTES,
     BYTES_PER_VALUE,
+    PARTITION_VALUES,
     PartitionResult,
     load_events,
     materialize_partition,
@@ -90,14 +91,20 @@ def test_partitions_follow_the_sources_size_and_the_memory_budget(
     rows = sum(plan.rows.values())
     assert rows == sum(len(table) for table in tables.values())  # from the footers
     assert partition_count(plan, 8 * GIB, workers=2) == 1  # too few rows to split
-    big = replace(plan, rows={name: 40_000_000 for name in plan.rows})
-    counts = [partition_count(big, budget * GIB, workers=2) for budget in (32, 8, 4)]
-    assert counts == sorted(counts) and counts[0] >= 2 and counts[-1] > counts[0]
-    for count in counts:  # always a divisor of the bucket counts: partitions read row groups
-        assert 96 % count == 0
-    need = sum(40_000_000 * len(columns) for columns in big.columns.values())
-    per_task = (8 * GIB - BASE_BYTES) / 2
-    assert partition_count(big, 8 * GIB, workers=2) >= need * BYTES_PER_VALUE / per_task
+    big = replace(plan, rows={name: 10_000_000 for name in plan.rows},
+                  bucket_rows={48: 10_000_000 * len(plan.rows)})
+    values = sum(10_000_000 * len(columns) for columns in big.columns.values())
+    counts = [partition_count(big, budget * GIB, workers=2) for budget in (64, 8, 3)]
+    assert counts == sorted(counts) and counts[-1] > counts[0]
+    assert counts[0] >= values / PARTITION_VALUES  # plenty of memory: sized for speed
+    for budget, count in zip((64, 8, 3), counts, strict=True):
+        assert 96 % count == 0 and count % 2 == 0  # reads its row groups; no idle worker
+        per_task = max(budget * GIB - BASE_BYTES, budget * GIB / 4) / 2
+        assert count >= values * BYTES_PER_VALUE / per_task
+    # objects of 24 buckets: 16 partitions would read them whole, 16 times over
+    small_objects = replace(big, bucket_rows={24: 9_000_000, 48: 31_000_000})
+    assert partition_count(small_objects, 4 * GIB, workers=2) == 24
+    assert partition_count(big, 4 * GIB, workers=2) == 16
 
 
 def test_a_partition_loads_only_its_entities(churn_lake: tuple[LocalLake, str]) -> None:
