@@ -13,7 +13,8 @@ How it works, vectorised end to end (no Python loop per entity or per row):
 3. Aggregations reduce those ranges with `numpy.ufunc.reduceat` over the gathered values:
    sums and extremes directly, moments on centred values, trends and EMAs on daily totals
    binned back from t. Quantiles read each entity's events pre-sorted by value, distinct
-   counts each event's previous occurrence of its value; both orders are computed once.
+   counts each event's previous occurrence of its value (or, for columns of few values, a
+   bit set per window); both orders are computed once, with `stable_argsort`.
    The sketch estimates do the same: `approx_p*` maps the two closest ranks' values to their
    DDSketch buckets, and `approx_nunique` reads each entity's events pre-sorted by value hash
    into a HyperLogLog++ sketch per window (see `hyperloglog`).
