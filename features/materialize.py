@@ -61,30 +61,25 @@ PARTITION_VALUES = 25_000_000
 """Source values a partition holds at most, for speed: past this the working set outgrows the
 caches and one large partition is slower than several small ones (the same runs: 12 partitions
 of 24.5M values beat 4, 6 and 8)."""
-MIN_PARTITION_ROWS = 100_000
-"""Fewer rows than this in a partition cost more in task overhead than they save."""
-
 
 def partition_count(plan: FeaturePlan, budget: int, workers: int) -> int:
-    """How many entity partitions a build of `plan` needs: at most `PARTITION_VALUES` source
-    values each, and few enough that `workers` partition tasks at once, with the rest of the
-    process tree, fit in `budget` bytes; at least one per worker (when the data has rows for
-    them); rounded up to a divisor of the bucket counts (each partition then reads only its own
-    row groups) and, where one is, to a multiple of the workers (no worker idles in the last
-    round). Each is also rounded to a count that divides the bucket counts of nearly all the
-    rows' objects (`ALIGNED_SHARE`)."""
-    rows = sum(plan.rows.values())
+    """How many entity partitions a build of `plan` needs: at least one per worker, at most
+    `PARTITION_VALUES` source values each, and few enough that `workers` partition tasks at
+    once, with the rest of the process tree, fit in `budget` bytes. Rounded up to a count that
+    divides the bucket counts of nearly all the rows' objects (`ALIGNED_SHARE`: a partition
+    then reads only its own row groups) and, where one does, to a multiple of the workers (no
+    worker idles in the last round)."""
     values = sum(plan.rows[name] * len(columns) for name, columns in plan.columns.items()
                  if name in plan.rows)
     per_task = max(budget - BASE_BYTES, budget // 4) / workers
-    need = max(1, min(workers, -(-rows // MIN_PARTITION_ROWS)),
-               -(-values * BYTES_PER_VALUE // int(per_task)), -(-values // PARTITION_VALUES))
+    need = max(workers, -(-values * BYTES_PER_VALUE // int(per_task)),
+               -(-values // PARTITION_VALUES))
     total = sum(plan.bucket_rows.values())
     fitting = [count for count in PARTITION_COUNTS if count >= need and sum(
         rows for buckets, rows in plan.bucket_rows.items()
         if buckets and buckets % count == 0) >= ALIGNED_SHARE * total] or [
         count for count in PARTITION_COUNTS if count >= need]
-    balanced = [count for count in fitting if count % workers == 0 or count < workers]
+    balanced = [count for count in fitting if count % workers == 0]
     return (balanced or fitting or [need])[0]
 
 

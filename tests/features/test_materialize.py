@@ -90,7 +90,7 @@ def test_partitions_follow_the_sources_size_and_the_memory_budget(
     plan = plan_from_lake(CHURN_VIEWS, lake, ref)
     rows = sum(plan.rows.values())
     assert rows == sum(len(table) for table in tables.values())  # from the footers
-    assert partition_count(plan, 8 * GIB, workers=2) == 1  # too few rows to split
+    assert partition_count(plan, 8 * GIB, workers=2) == 2  # small: one per worker
     big = replace(plan, rows={name: 10_000_000 for name in plan.rows},
                   bucket_rows={48: 10_000_000 * len(plan.rows)})
     values = sum(10_000_000 * len(columns) for columns in big.columns.values())
