@@ -67,6 +67,19 @@ def _reorder_ties(order: np.ndarray, key: np.ndarray, top: np.ndarray) -> bool:
     return True
 
 
+def distinct_ranks(key: np.ndarray, bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each key's rank among the distinct keys (0 the smallest), and where each distinct key
+    first occurs, in key order; keys as for `stable_argsort`."""
+    order = stable_argsort(key, bits)
+    ordered = key[order]
+    first = np.empty(len(order), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.cumsum(first) - 1
+    return ranks, order[first]
+
+
 def ordered_bits(values: np.ndarray) -> np.ndarray:
     """Numbers as uint64 keys in the same order: floats (NaN last, as `numpy.sort` puts it)
     and signed integers by flipping sign bits, unsigned integers as they are."""

@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from tideline.core.errors import FeatureDefinitionError
-from tideline.core.sorting import index_type, ordered_bits, stable_argsort
+from tideline.core.sorting import distinct_ranks, index_type, ordered_bits, stable_argsort
 from tideline.features.definitions import (
     APPROXIMATE,
     DAILY,
@@ -97,14 +97,8 @@ class Clock:
             clock = cls(low=low, unit=unit, span=span)
             position = codes * span + (time - low) // unit
         else:
-            by_time = stable_argsort(time - low, int(time.max() - low).bit_length())
-            ordered = time[by_time]
-            new = np.empty(len(ordered), dtype=bool)
-            new[0] = True
-            np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-            ticks = np.empty(len(time), dtype=np.int64)
-            ticks[by_time] = np.cumsum(new) - 1
-            clock = cls(low=low, unit=1, span=int(new.sum()), distinct=ordered[new])
+            ticks, firsts = distinct_ranks(time - low, int(time.max() - low).bit_length())
+            clock = cls(low=low, unit=1, span=len(firsts), distinct=time[firsts])
             position = codes * clock.span + ticks
         return clock, position, stable_argsort(position, (entities * clock.span - 1).bit_length())
 
@@ -357,14 +351,8 @@ def encode_entities(columns: Sequence[pa.ChunkedArray | pa.Array]
     if numbers is not None:  # sorting integers is many times faster than hashing text
         keys_in_order = ordered_bits(numbers)
         keys_in_order -= keys_in_order.min()
-        order = stable_argsort(keys_in_order)
-        ordered = keys_in_order[order]
-        first = np.empty(len(order), dtype=bool)
-        first[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-        codes = np.empty(len(order), dtype=np.int64)
-        codes[order] = np.cumsum(first) - 1
-        keys = values.take(pa.array(order[first]))
+        codes, firsts = distinct_ranks(keys_in_order)
+        keys = values.take(pa.array(firsts))
     else:
         encoded = pc.dictionary_encode(values)
         order = pc.sort_indices(encoded.dictionary).to_numpy()

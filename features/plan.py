@@ -30,7 +30,7 @@ class FeaturePlan:
     sources: dict[str, Source]
     rows: dict[str, int] = field(default_factory=dict)
     """Source name -> its rows at the planned commit (from the Parquet footers), which size
-    the build; empty when planned without a lake."""
+    the build; empty until `measured`."""
     bucket_rows: dict[int, int] = field(default_factory=dict)
     """Every source's rows by the bucket count of their objects (0: not bucketed by the
     view's entity key): a partition count that divides it reads only its row groups."""
@@ -116,13 +116,21 @@ def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema]) -> F
 def plan_from_lake(views: Sequence[FeatureView], lake: Lake, ref: str) -> FeaturePlan:
     """Plan against the source tables at `ref` (a commit, so every partition reads the same)."""
     schemas: dict[str, pa.Schema] = {}
-    rows: dict[str, int] = {}
-    bucket_rows: dict[int, int] = {}
     for view in views:
         if view.source.name not in schemas:
             schemas[view.source.name] = source_schema(lake, ref, view.source, view.name)
+    return plan_views(views, schemas)
+
+
+def measured(plan: FeaturePlan, lake: Lake, ref: str) -> FeaturePlan:
+    """`plan` with its sources' rows and bucket layout at `ref`, from every object's Parquet
+    footer: what sizes a build's partitions (only a build that chooses them reads this)."""
+    rows: dict[str, int] = {}
+    bucket_rows: dict[int, int] = {}
+    for view in plan.views:
+        if view.source.name not in rows:
             layout = source_layout(lake, ref, view.source, view.entity.key)
             rows[view.source.name] = sum(layout.values())
             for buckets, count in layout.items():
                 bucket_rows[buckets] = bucket_rows.get(buckets, 0) + count
-    return replace(plan_views(views, schemas), rows=rows, bucket_rows=bucket_rows)
+    return replace(plan, rows=rows, bucket_rows=bucket_rows)

@@ -12,6 +12,7 @@ from tideline.core.ray_runtime import LOCAL_RAY, init_kwargs, ray_cpus
 from tideline.core.settings import Settings, flow_settings, load_settings
 from tideline.features.materialize import FeatureBuild, load_build, partition_count
 from tideline.features.offline import default_as_of
+from tideline.features.plan import measured
 from tideline.features.store import FeatureStore, OnlineWrite
 from tideline.flows.hooks import FAILURE_HOOKS
 from tideline.lake.base import MAIN
@@ -54,10 +55,13 @@ def build_features(run_id: str | None = None, as_of: list[date] | None = None,
     source_commit = lake.resolve(MAIN)
     plan = plan_features(store.views, lake, source_commit)
     dates = as_of or [default_as_of(lake, source_commit, plan.sources.values())]
-    count = partitions or settings.feature_partitions or partition_count(
-        plan, settings.feature_memory_budget, ray_cpus())
-    logger.info("%d entity partitions for %s source rows (memory budget %s)", count,
-                f"{sum(plan.rows.values()):,}", settings.feature_memory_budget.human_readable())
+    count = partitions or settings.feature_partitions
+    if count is None:
+        sized = measured(plan, lake, source_commit)
+        count = partition_count(sized, settings.feature_memory_budget, ray_cpus())
+        logger.info("%d entity partitions for %s source rows (memory budget %s)", count,
+                    f"{sum(sized.rows.values()):,}",
+                    settings.feature_memory_budget.human_readable())
     with publish(lake, f"{run_id}-features", message=f"features as of {dates[-1]}",
                  metadata={"stage": "features", "source_commit": source_commit,
                            "views": json.dumps(plan.versions, sort_keys=True)}) as run:

@@ -33,7 +33,7 @@ from tideline.discovery.schema import ChildTable, SchemaGraph, profile
 from tideline.discovery.select import SelectionRules, Selector, select
 from tideline.features.definitions import Entity, FeatureView, dump_views, load_definitions
 from tideline.features.materialize import partition_count
-from tideline.features.plan import plan_from_lake
+from tideline.features.plan import measured, plan_from_lake
 from tideline.features.store import FeatureStore
 from tideline.flows.hooks import FAILURE_HOOKS
 from tideline.lake.base import MAIN, Commit, Lake
@@ -128,7 +128,7 @@ def _compute(settings: Settings, lake: Lake, commit: str, branch: str, run_id: s
     `fresh` candidates (an interaction view recomputes what its pairs are made of)."""
     whole = plan_from_lake(views, lake, commit)  # every view checked before any Ray work
     count = settings.feature_partitions or partition_count(
-        whole, settings.feature_memory_budget // IN_FLIGHT, ray_cpus())
+        measured(whole, lake, commit), settings.feature_memory_budget // IN_FLIGHT, ray_cpus())
     pending, running = deque(views), deque()
     columns: list[pd.DataFrame] = []
     while pending or running:

@@ -62,11 +62,16 @@ def write_bucketed(lake: Lake, branch: str, path: str, data: pd.DataFrame | pa.T
     return lake.stat(branch, path)
 
 
+def _layout(parquet: pq.ParquetFile, key: str) -> dict:
+    """The object's bucket layout by `key` (empty when it is not bucketed by that column)."""
+    layout = json.loads((parquet.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
+    return layout if layout.get("key") == key else {}
+
+
 def bucket_layout(parquet: pq.ParquetFile, key: str) -> tuple[int, int]:
     """An object's bucket count by `key` (0 when it is not bucketed by that column) and its
     rows."""
-    layout = json.loads((parquet.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
-    return (layout["count"] if layout.get("key") == key else 0), parquet.metadata.num_rows
+    return _layout(parquet, key).get("count", 0), parquet.metadata.num_rows
 
 
 def read_partition(lake: Lake, ref: str, path: str, columns: list[str], key: str,
@@ -78,8 +83,8 @@ def read_partition(lake: Lake, ref: str, path: str, columns: list[str], key: str
         parquet = pq.ParquetFile(source)
         if partitions == 1:
             return parquet.read(columns=columns, use_pandas_metadata=True)
-        layout = json.loads((parquet.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
-        if layout.get("key") == key and layout["count"] % partitions == 0:
+        layout = _layout(parquet, key)
+        if layout and layout["count"] % partitions == 0:
             groups = [i for i, bucket in enumerate(layout["row_groups"])
                       if bucket % partitions == partition]
             table = parquet.read_row_groups(groups, columns=columns, use_pandas_metadata=True)

@@ -23,7 +23,7 @@ from tideline.features.materialize import (
     record_build,
 )
 from tideline.features.offline import read_features
-from tideline.features.plan import plan_from_lake
+from tideline.features.plan import measured, plan_from_lake
 from tideline.lake.local import LocalLake
 
 from tests.features.conftest import churn_tables, write_clean
@@ -87,7 +87,7 @@ def test_a_partition_reports_where_its_time_went(churn_lake: tuple[LocalLake, st
 def test_partitions_follow_the_sources_size_and_the_memory_budget(
         churn_lake: tuple[LocalLake, str], tables: dict[str, pd.DataFrame]) -> None:
     lake, ref = churn_lake
-    plan = plan_from_lake(CHURN_VIEWS, lake, ref)
+    plan = measured(plan_from_lake(CHURN_VIEWS, lake, ref), lake, ref)
     rows = sum(plan.rows.values())
     assert rows == sum(len(table) for table in tables.values())  # from the footers
     assert partition_count(plan, 8 * GIB, workers=2) == 2  # small: one per worker
