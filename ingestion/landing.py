@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,8 +32,8 @@ import pyarrow.parquet as pq
 from tideline.core.errors import IngestionError
 from tideline.core.faults import failpoint
 from tideline.ingestion.connectors import connector_for
-from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text, as_text
-from tideline.ingestion.sources import Pull, Source, Window
+from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text, landed
+from tideline.ingestion.sources import BATCH_BYTES, Pull, Source, Window
 from tideline.lake.base import Lake
 from tideline.lake.tables import read_table, write_table
 
@@ -41,6 +42,8 @@ PARTITION_THREADS = 4
 """Partitions written or read at a time: Parquet's encoder and decoder release the GIL."""
 SPLIT_ROWS = 262_144
 """Rows regrouped by day at a time (`_split_days`): enough to keep Python's share small."""
+ROW_GROUP_ROWS = 262_144
+"""A day's records written as a row group once this many wait."""
 
 
 @dataclass(frozen=True)
@@ -83,13 +86,18 @@ def land(
     checkpoint_before: dict[str, Any] | None,
     window: Window | None = None,
     started: float | None = None,
+    batch_bytes: int = BATCH_BYTES,
 ) -> IngestRecord:
-    """Write one pull to the run branch; the checkpoint moves only if this is not a backfill."""
+    """Write one pull to the run branch, batch by batch as the connector reads it; the
+    checkpoint moves only if this is not a backfill."""
     prefix = f"raw/source={source.name}"
-    raw = pa.Table.from_pandas(as_text(pull.frame), preserve_index=False)
     replaced = clear_days(lake, branch, prefix, window) if window is not None else []
-    parts = write_days(lake, branch, f"{prefix}/dt={{day}}/part-{run_id}.parquet", raw,
-                       *day_codes(pull.frame, source.timestamp_column))
+    with DayParts(lake, branch, f"{prefix}/dt={{day}}/part-{run_id}{{variant}}.parquet",
+                  batch_bytes) as days:
+        for chunk in pull.chunks():
+            table = landed(chunk, typed=pull.typed)
+            days.add(table, *day_codes(table, source.timestamp_column))
+    parts = days.paths()
     failpoint("landing")  # the days are written; rejects, checkpoint and record are not
     if pull.rejected:
         path = f"{prefix}/rejected/part-{run_id}.parquet"
@@ -101,8 +109,8 @@ def land(
         lake.put(branch, checkpoint_path(source.name),
                  json.dumps(pull.checkpoint, sort_keys=True, default=str).encode())
     record = IngestRecord(
-        source=source.name, dataset=source.dataset, run_id=run_id, rows=raw.num_rows,
-        rejected=len(pull.rejected), parts=tuple(parts), columns=tuple(raw.column_names),
+        source=source.name, dataset=source.dataset, run_id=run_id, rows=days.rows,
+        rejected=len(pull.rejected), parts=tuple(parts), columns=tuple(days.columns),
         checkpoint_before=checkpoint_before, checkpoint_after=after,
         window=None if window is None else {
             "since": window.since.isoformat() if window.since else None,
@@ -116,23 +124,94 @@ def land(
     return record
 
 
-def write_days(lake: Lake, branch: str, path: str, table: pa.Table, codes: np.ndarray,
-               days: np.ndarray) -> list[str]:
-    """Write the rows of each day (`codes` index `days`), in input order, to `path` with `{day}`
-    filled in, several days at a time; the paths written, in order of day."""
-    pieces = _split_days(table, codes, len(days))
+class DayParts:
+    """Batches of records written by day as they come, each day to one Parquet object whose
+    row groups keep the day's records in the order they came. A day's rows wait in memory
+    until they fill a row group, or until all days' waiting rows pass the budget, when every
+    day is written out; so memory is the budget and a batch, however big the source.
 
-    def write(day: int) -> str:
-        where = path.format(day=days[day])
-        with lake.writer(branch, where) as sink:
-            # raw text is mostly distinct values (ids, times, amounts): a dictionary would
-            # double the encoding time to save a few percent of space
-            pq.write_table(pa.Table.from_batches(pieces[day], table.schema), sink,
-                           use_dictionary=False)
-        return where
+    A batch whose columns or types differ from the last one's (files of another shape) starts
+    new objects (`-1`, `-2` … after the run id), so every object has one schema and a day's
+    objects, read in order, still give its records in arrival order."""
 
-    with ThreadPoolExecutor(PARTITION_THREADS, thread_name_prefix="land") as pool:
-        return list(pool.map(write, [day for day, rows in enumerate(pieces) if rows]))
+    def __init__(self, lake: Lake, branch: str, path: str, budget: int) -> None:
+        self._lake, self._branch, self._path, self._budget = lake, branch, path, budget
+        self._stack = ExitStack()
+        self._pool = ThreadPoolExecutor(PARTITION_THREADS, thread_name_prefix="land")
+        self._waiting: dict[str, list[pa.RecordBatch]] = {}
+        self._waiting_rows: dict[str, int] = {}
+        self._waiting_bytes = 0
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._schema: pa.Schema | None = None
+        self._variant = -1
+        self._written: list[tuple[str, int, str]] = []
+        self.rows = 0
+        self.columns: dict[str, None] = {}
+
+    def __enter__(self) -> DayParts:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: Any) -> None:
+        try:
+            if kind is None:
+                self._flush(list(self._waiting))
+        finally:
+            self._pool.shutdown()
+            # a failed landing discards the objects it was writing
+            self._stack.__exit__(kind, error, trace)
+
+    def add(self, table: pa.Table, codes: np.ndarray, days: np.ndarray) -> None:
+        """The batch's rows, `codes` indexing each row's day in `days`."""
+        self.columns.update(dict.fromkeys(table.column_names))
+        if not table.num_rows:
+            return
+        if self._schema is None or not table.schema.equals(self._schema):
+            self._flush(list(self._waiting))
+            self._close_writers()
+            self._schema, self._variant = table.schema, self._variant + 1
+        self.rows += table.num_rows
+        full = []
+        for day, pieces in enumerate(_split_days(table, codes, len(days))):
+            if not pieces:
+                continue
+            label = str(days[day])
+            self._waiting.setdefault(label, []).extend(pieces)
+            self._waiting_rows[label] = self._waiting_rows.get(label, 0) + sum(
+                piece.num_rows for piece in pieces)
+            self._waiting_bytes += sum(piece.nbytes for piece in pieces)
+            if self._waiting_rows[label] >= ROW_GROUP_ROWS:
+                full.append(label)
+        self._flush(list(self._waiting) if self._waiting_bytes > self._budget else full)
+
+    def paths(self) -> list[str]:
+        """The objects written, by day, then in order of schema."""
+        return [path for _, _, path in sorted(self._written)]
+
+    def _flush(self, labels: list[str]) -> None:
+        for label in labels:  # opened here: the lake's writers are entered on one thread
+            if label not in self._writers:
+                variant = f"-{self._variant}" if self._variant else ""
+                path = self._path.format(day=label, variant=variant)
+                sink = self._stack.enter_context(self._lake.writer(self._branch, path))
+                # raw text is mostly distinct values (ids, times, amounts): a dictionary would
+                # double the encoding time to save a few percent of space
+                self._writers[label] = self._stack.enter_context(
+                    pq.ParquetWriter(sink, self._schema, use_dictionary=False))
+                self._written.append((label, self._variant, path))
+        batches = [(label, self._waiting.pop(label)) for label in labels]
+        for label, pieces in batches:
+            self._waiting_bytes -= sum(piece.nbytes for piece in pieces)
+            del self._waiting_rows[label]
+        list(self._pool.map(lambda item: self._writers[item[0]].write_table(
+            pa.Table.from_batches(item[1], self._schema)), batches))
+
+    def _close_writers(self) -> None:
+        """Finish the objects written so far, in the order they were opened: the next batch
+        has another schema."""
+        stack, self._stack = self._stack, ExitStack()
+        stack.close()
+        self._writers.clear()
 
 
 def _split_days(table: pa.Table, codes: np.ndarray, count: int) -> list[list[pa.RecordBatch]]:
@@ -164,30 +243,33 @@ def clear_days(lake: Lake, branch: str, prefix: str, window: Window) -> list[str
 def partition_dates(frame: pd.DataFrame, column: str) -> pd.Series:
     """The `dt=` (UTC) of each record; records whose timestamp cannot be read land under
     `unknown`."""
-    codes, days = day_codes(frame, column)
+    codes, days = day_codes(pa.Table.from_pandas(frame, preserve_index=False), column)
     return pd.Series(days[codes], index=frame.index)
 
 
-def day_codes(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each record's `dt=` as a position in the sorted days the frame has (`unknown` last)."""
-    if column not in frame.columns:
-        return np.zeros(len(frame), dtype=np.intp), np.array([UNKNOWN_DATE], dtype=object)
-    codes, uniques = pd.factorize(utc_stamps(frame[column]).astype("datetime64[D]"), sort=True)
+def day_codes(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's `dt=` as a position in the sorted days the table has (`unknown` last)."""
+    if column not in table.column_names:
+        return np.zeros(table.num_rows, dtype=np.intp), np.array([UNKNOWN_DATE], dtype=object)
+    codes, uniques = pd.factorize(utc_stamps(table.column(column)).astype("datetime64[D]"),
+                                  sort=True)
     days = np.append(np.datetime_as_string(uniques, unit="D").astype(object), UNKNOWN_DATE)
     return np.where(codes < 0, len(uniques), codes), days
 
 
-def utc_stamps(values: pd.Series) -> np.ndarray:
+def utc_stamps(values: pa.ChunkedArray) -> np.ndarray:
     """Values as naive UTC datetime64, NaT where unreadable, as `pandas.to_datetime(values,
-    utc=True, format="mixed")` reads them. Arrow parses a column of ISO 8601 with offsets, the
-    usual case, many times faster (it reads those as pandas does, and fails on any other)."""
-    if not isinstance(values.dtype, pd.DatetimeTZDtype):
-        try:
-            text = pa.array(values, type=pa.large_string(), from_pandas=True)
-            return pc.cast(text, pa.timestamp("ns", tz="UTC")).to_numpy()
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            values = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-    return np.asarray(values.array, dtype=f"datetime64[{values.dtype.unit}]")
+    utc=True, format="mixed")` reads them. Times and dates are read as they are (naive ones as
+    UTC); Arrow parses a column of ISO 8601 with offsets, the usual case, many times faster
+    (it reads those as pandas does, and fails on any other)."""
+    if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
+        return values.to_numpy().astype("datetime64[ns]")
+    try:
+        text = values.cast(pa.large_string())
+        return pc.cast(text, pa.timestamp("ns", tz="UTC")).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        stamps = pd.to_datetime(values.to_pandas(), errors="coerce", utc=True, format="mixed")
+    return np.asarray(stamps.array, dtype=f"datetime64[{stamps.dtype.unit}]")
 
 
 def _in_window(day: str, window: Window) -> bool:
@@ -214,7 +296,7 @@ def check_window(window: Window) -> Window:
 
 
 def read_landed(lake: Lake, ref: str, record: IngestRecord) -> pd.DataFrame:
-    """The records a pull landed, back as one text frame in landing order."""
+    """The records a pull landed, back as one frame in landing order."""
     paths = [path for path in record.parts if "/dt=" in path]
     with ThreadPoolExecutor(PARTITION_THREADS, thread_name_prefix="read-landed") as pool:
         tables = list(pool.map(lambda path: read_table(lake, ref, path), paths))
@@ -222,18 +304,30 @@ def read_landed(lake: Lake, ref: str, record: IngestRecord) -> pd.DataFrame:
         return pd.DataFrame({column: pd.Series(dtype=RAW_TEXT) for column in record.columns})
     # one chunk per column: validation takes rows from these columns, and a take from many
     # chunks joins them first, every time
-    return as_raw_text(pa.concat_tables(tables).combine_chunks())
+    return as_raw_text(stack_landed(tables).combine_chunks())
+
+
+def stack_landed(tables: list[pa.Table]) -> pa.Table:
+    """Landed tables one after another, columns in order of first appearance (null where a
+    table lacks one); a column landed in different types in different tables becomes text."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.concat_tables([landed(table, typed=False) for table in tables],
+                                promote_options="default")
 
 
 def pull_and_land(
-    lake: Lake, branch: str, source: Source, *, run_id: str, window: Window | None = None
+    lake: Lake, branch: str, source: Source, *, run_id: str, window: Window | None = None,
+    batch_bytes: int = BATCH_BYTES,
 ) -> IngestRecord:
-    """Pull a source from its committed checkpoint (or its backfill window) and land it."""
+    """Pull a source from its committed checkpoint (or its backfill window) and land it, about
+    `batch_bytes` of records at a time."""
     started = time.perf_counter()
     before = read_checkpoint(lake, branch, source.name)
-    pull = connector_for(source).pull(source, before, window)
+    pull = connector_for(source, batch_bytes).pull(source, before, window)
     return land(lake, branch, source, pull, run_id=run_id, checkpoint_before=before,
-                window=window, started=started)
+                window=window, started=started, batch_bytes=batch_bytes)
 
 
 def acknowledge(source: Source, record: IngestRecord) -> None:

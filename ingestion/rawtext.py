@@ -1,5 +1,6 @@
-"""Raw values as text: the raw layer keeps every value exactly as the source gave it, as Arrow
-strings (`RAW_TEXT`), and types are decided later by validation against the contract."""
+"""Raw values as the source gave them: the raw layer keeps the values of typed sources (Parquet,
+SQL) in their own types, and everything else as text, as Arrow strings (`RAW_TEXT`). Types are
+decided later by validation against the contract."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -22,9 +23,51 @@ def as_text(frame: pd.DataFrame) -> pd.DataFrame:
                         index=frame.index)
 
 
+_KEPT = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_timestamp,
+         pa.types.is_date, pa.types.is_string, pa.types.is_large_string)
+"""Arrow types a typed source's values land in as they are; others (decimals, lists, binary)
+land as text."""
+_PANDAS_TYPES = {pa.string(): RAW_TEXT, pa.large_string(): RAW_TEXT,
+                 **{t: pd.Int64Dtype() for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(),
+                                                 pa.uint8(), pa.uint16(), pa.uint32())},
+                 pa.bool_(): pd.BooleanDtype()}
+"""Landed Arrow types as pandas reads them: integers and booleans nullable, not as floats and
+objects, so that a null never turns a big id into an inexact float."""
+
+
 def as_raw_text(table: pa.Table) -> pd.DataFrame:
-    """An Arrow table as a frame whose text columns are `RAW_TEXT` (sharing Arrow's memory)."""
-    return table.to_pandas(types_mapper={pa.string(): RAW_TEXT, pa.large_string(): RAW_TEXT}.get)
+    """A landed Arrow table as a frame: text columns `RAW_TEXT` (sharing Arrow's memory), typed
+    ones in nullable pandas types."""
+    return table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+
+
+def landed(batch: pd.DataFrame | pa.Table, *, typed: bool) -> pa.Table:
+    """A batch as the raw layer keeps it: every column as text, or with `typed`, columns of
+    numbers, booleans, times and text as they are and the rest as text."""
+    if isinstance(batch, pd.DataFrame):
+        if not typed:
+            return pa.Table.from_pandas(as_text(batch), preserve_index=False
+                                        ).replace_schema_metadata(None)
+        batch = pa.Table.from_pandas(
+            pd.DataFrame({name: batch[name] if _typed_pandas(batch[name].dtype)
+                          else _column_text(batch[name]) for name in batch.columns}),
+            preserve_index=False).replace_schema_metadata(None)
+    return pa.table([_landed_column(column, typed) for column in batch.columns],
+                    names=[str(name) for name in batch.column_names])
+
+
+def _landed_column(column: pa.ChunkedArray, typed: bool) -> pa.ChunkedArray:
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column.cast(pa.large_string())
+    if typed and any(kept(column.type) for kept in _KEPT):
+        return column
+    return pa.chunked_array([pa.array(_column_text(column.to_pandas()), type=pa.large_string())])
+
+
+def _typed_pandas(dtype: object) -> bool:
+    return (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+            or pd.api.types.is_datetime64_any_dtype(dtype)) and not isinstance(
+                dtype, pd.CategoricalDtype)
 
 
 def _column_text(values: pd.Series) -> pd.Series:

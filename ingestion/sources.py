@@ -3,13 +3,17 @@ connector reads them incrementally. Loaded from the project's `sources.yaml` (or
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal, Protocol
 
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+BATCH_BYTES = 256 * 2**20
+"""Records a landing or an audit holds in memory at a time, about (`ingest_batch_bytes`)."""
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -118,14 +122,42 @@ class Window:
 class Pull:
     """What one connector call brought back, before anything is committed."""
 
-    frame: pd.DataFrame
-    """The records as read, one column per field; types are coerced later by validation."""
+    frame: pd.DataFrame | None
+    """The records as read, one column per field; types are coerced later by validation. None
+    when the records come as `batches` instead."""
     checkpoint: dict[str, Any]
     """The position to resume from once this pull is committed to the lake."""
     rejected: list[tuple[str, str]] = field(default_factory=list)
-    """Records that could not even be parsed (raw text, reason): they are quarantined too."""
+    """Records that could not even be parsed (raw text, reason): they are quarantined too.
+    With `batches`, complete only once they are read."""
     ack: Any = None
     """Connector-specific handle acknowledged after the commit (stream messages)."""
+    batches: Iterable[pd.DataFrame | pa.Table] | None = None
+    """The records in order, a batch at a time, read as they are asked for: sources too big
+    to hold at once (files) come this way, so landing holds one batch, not the source."""
+    typed: bool = False
+    """The source's own types are its values (Parquet, SQL): they land as they are, not as
+    text."""
+
+    def chunks(self) -> Iterator[pd.DataFrame | pa.Table]:
+        """The records, batch by batch (the frame as one batch)."""
+        if self.batches is not None:
+            yield from self.batches
+        elif self.frame is not None:
+            yield self.frame
+
+    def to_frame(self) -> pd.DataFrame:
+        """Every record in one frame, which becomes the pull's `frame`: for small pulls and
+        tests."""
+        if self.batches is not None:
+            from tideline.ingestion.rawtext import as_raw_text
+
+            frames = [chunk if isinstance(chunk, pd.DataFrame) else as_raw_text(chunk)
+                      for chunk in self.batches]
+            self.frame = (pd.concat(frames, ignore_index=True) if frames
+                          else pd.DataFrame())
+            self.batches = None
+        return self.frame if self.frame is not None else pd.DataFrame()
 
 
 class Connector(Protocol):

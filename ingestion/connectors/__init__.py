@@ -6,15 +6,15 @@ file-only project never loads the database, HTTP or NATS clients.
 from __future__ import annotations
 
 from tideline.core.errors import SourceError
-from tideline.ingestion.sources import Connector, Source
+from tideline.ingestion.sources import BATCH_BYTES, Connector, Source
 
 
-def connector_for(source: Source) -> Connector:
-    """The connector for a source's kind."""
+def connector_for(source: Source, batch_bytes: int = BATCH_BYTES) -> Connector:
+    """The connector for a source's kind; files are read about `batch_bytes` at a time."""
     if source.kind == "file":
         from tideline.ingestion.connectors.files import FileConnector
 
-        return FileConnector()
+        return FileConnector(batch_bytes)
     if source.kind == "sql":
         from tideline.ingestion.connectors.sql import SqlConnector
 

@@ -10,23 +10,24 @@ changed (a changed file is read again in full). Files that no longer match drop 
 """
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
 import logging
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 from fsspec.utils import stringify_path
 from tideline.core.errors import SourceError, SourceUnavailable
 from tideline.ingestion.connectors.windows import filter_window
 from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text
-from tideline.ingestion.sources import FileSource, Pull, Window
+from tideline.ingestion.sources import BATCH_BYTES, FileSource, Pull, Window
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,11 @@ record reading reads too, rather than failing the file."""
 
 
 class FileConnector:
-    """Reads the files a `FileSource` matches that the checkpoint has not seen in this version."""
+    """Reads the files a `FileSource` matches that the checkpoint has not seen in this version,
+    as batches of about `batch_bytes` each, read only as landing asks for them."""
+
+    def __init__(self, batch_bytes: int = BATCH_BYTES) -> None:
+        self.batch_bytes = batch_bytes
 
     def pull(
         self, source: FileSource, checkpoint: dict[str, Any] | None, window: Window | None
@@ -52,23 +57,31 @@ class FileConnector:
         seen = (checkpoint or {}).get("files", {})
         if window is None:
             todo = [path for path in sorted(identities) if seen.get(path) != identities[path]]
+            pull = Pull(frame=None, checkpoint={"files": dict(sorted(identities.items()))},
+                        typed=source.format == "parquet")
         else:
-            todo = sorted(identities)
-        frames, rejected = [], []
-        for path in todo:
-            frame, bad = read_file(fs, path, source)
-            frames.append(frame)
-            rejected.extend(bad)
-        frame = concat_frames(frames)
-        log.info("source %s: read %d file(s), %d record(s), %d rejected", source.name,
-                 len(todo), len(frame), len(rejected))
-        if window is not None:
             # a backfill re-reads every file and keeps the window's records; unparsable ones
             # have no time, so they belong to no window (the incremental pull quarantined them)
-            return Pull(frame=filter_window(frame, source.timestamp_column, window, source.name),
-                        checkpoint=dict(checkpoint or {"files": {}}))
-        return Pull(frame=frame, checkpoint={"files": dict(sorted(identities.items()))},
-                    rejected=rejected)
+            todo = sorted(identities)
+            pull = Pull(frame=None, checkpoint=dict(checkpoint or {"files": {}}),
+                        typed=source.format == "parquet")
+        pull.batches = self._batches(fs, todo, source, window,
+                                     pull.rejected if window is None else [])
+        return pull
+
+    def _batches(self, fs: fsspec.AbstractFileSystem, todo: list[str], source: FileSource,
+                 window: Window | None, rejected: list[tuple[str, str]]
+                 ) -> Iterator[pd.DataFrame | pa.Table]:
+        rows = 0
+        for path in todo:
+            for batch in read_file(fs, path, source, rejected, self.batch_bytes):
+                if window is not None:
+                    frame = batch if isinstance(batch, pd.DataFrame) else as_raw_text(batch)
+                    batch = filter_window(frame, source.timestamp_column, window, source.name)
+                rows += len(batch)
+                yield batch
+        log.info("source %s: read %d file(s), %d record(s), %d rejected", source.name,
+                 len(todo), rows, len(rejected))
 
     def acknowledge(self, source: FileSource, pull: Pull) -> None:
         """Nothing to do: the checkpoint committed with the data is the acknowledgement."""
@@ -114,20 +127,23 @@ def file_identity(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_file(
-    fs: fsspec.AbstractFileSystem, path: str, source: FileSource
-) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """One file's records and the records of it that could not be parsed."""
+    fs: fsspec.AbstractFileSystem, path: str, source: FileSource,
+    rejected: list[tuple[str, str]], batch_bytes: int = BATCH_BYTES,
+) -> Iterator[pd.DataFrame | pa.Table]:
+    """One file's records in batches; records of it that cannot be parsed go to `rejected`."""
     try:
         if source.format == "parquet":
-            return read_parquet(fs, path, source), []
-        raw = fs.cat_file(path)
+            yield from read_parquet(fs, path, source, batch_bytes)
+        elif source.format == "csv":
+            yield from read_csv(lambda: fs.open(path, "rb"), path, source, rejected)
+        else:
+            frame, bad = read_jsonl(decode(fs.cat_file(path), path, source), path)
+            rejected.extend(bad)
+            yield frame
     except FileNotFoundError as exc:
         raise SourceError(source.name, f"file {path!r} vanished while being read") from exc
     except OSError as exc:
         raise SourceUnavailable(source.name, f"cannot read {path!r}: {exc}") from exc
-    if source.format == "csv":
-        return read_csv(raw, path, source)
-    return read_jsonl(decode(raw, path, source), path)
 
 
 def decode(raw: bytes, path: str, source: FileSource) -> str:
@@ -146,50 +162,57 @@ def decode(raw: bytes, path: str, source: FileSource) -> str:
     return text.removeprefix("\ufeff")
 
 
-def read_csv(
-    raw: bytes, path: str, source: FileSource
-) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Every value as the text it is (Arrow-backed `string` columns), empty fields as null.
-    Rows with more fields than the header, and a last row the file cuts off (no final newline
-    and fields missing, or a quote left open), are rejected with their text; short rows
-    elsewhere are padded with nulls.
+def read_csv(open_file: Callable[[], BinaryIO], path: str, source: FileSource,
+             rejected: list[tuple[str, str]]) -> Iterator[pa.Table | pd.DataFrame]:
+    """Every value as the text it is (Arrow-backed `string` columns), empty fields as null, a
+    block at a time. Rows with more fields than the header, and a last row the file cuts off
+    (no final newline and fields missing, or a quote left open), go to `rejected` with their
+    text; short rows elsewhere are padded with nulls.
 
-    Arrow parses the file on every core, and stops at a row whose field count differs from the
-    header's: it could only skip such a row, not pad it in place, and threaded it cannot say on
-    which line it was. A file with such rows (or one Arrow cannot read at all: empty, not UTF-8)
-    is read again record by record with `read_ragged_csv`."""
-    table = read_regular_csv(as_utf8(raw, path, source))
-    if table is None:
-        try:
-            return read_ragged_csv(decode(raw, path, source), path)
-        except csv.Error as exc:
-            raise SourceError(source.name, f"{path!r} is not readable CSV: {exc}") from exc
-    return as_raw_text(table.rename_columns(column_names(table.column_names))), []
-
-
-def as_utf8(raw: bytes, path: str, source: FileSource) -> bytes:
-    """The file as UTF-8 for Arrow: as it is when it should be UTF-8 (Arrow checks that)."""
+    Arrow parses the file block by block, and stops at a row whose field count differs from
+    the header's: it could only skip such a row, not pad it in place. A file with such rows
+    (or one Arrow cannot read at all: empty, not in its encoding) is read again record by
+    record with `read_ragged_csv`, in memory, from the first record not yet given."""
+    given = 0
     try:
-        if codecs.lookup(source.encoding).name == "utf-8":
-            return raw
-    except LookupError:
-        pass  # `decode` names the unknown encoding
-    return decode(raw, path, source).encode()
+        for table in read_regular_csv(open_file, source):
+            given += table.num_rows
+            yield table
+        return
+    except (pa.ArrowInvalid, UnicodeDecodeError, LookupError):
+        pass
+    with open_file() as handle:
+        raw = handle.read()
+    try:
+        frame, bad = read_ragged_csv(decode(raw, path, source), path)
+    except csv.Error as exc:
+        raise SourceError(source.name, f"{path!r} is not readable CSV: {exc}") from exc
+    rejected.extend(bad)
+    if len(frame.columns) and (len(frame) > given or not given):
+        yield frame.iloc[given:].reset_index(drop=True)
 
 
-def read_regular_csv(data: bytes) -> pa.Table | None:
-    """UTF-8 CSV whose rows all have the header's number of fields, every column as text; None
-    for any other file."""
+def read_regular_csv(open_file: Callable[[], BinaryIO], source: FileSource
+                     ) -> Iterator[pa.Table]:
+    """Blocks of a CSV whose rows all have the header's number of fields, every column as
+    text (the header alone when there are no rows); `ArrowInvalid` at the first block with
+    any other row."""
+    read = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, encoding=source.encoding)
     parse = pa_csv.ParseOptions(newlines_in_values=True)
-    try:
-        names = pa_csv.open_csv(pa.BufferReader(data), parse_options=parse).schema.names
-        convert = pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
-                                        null_values=[""], strings_can_be_null=True)
-        return pa_csv.read_csv(pa.BufferReader(data), parse_options=parse,
-                               read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-                               convert_options=convert)
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        return None
+    with open_file() as handle:
+        names = pa_csv.open_csv(handle, read_options=read, parse_options=parse).schema.names
+    convert = pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                    null_values=[""], strings_can_be_null=True)
+    unique = column_names(names)
+    with open_file() as handle:
+        reader = pa_csv.open_csv(handle, read_options=read, parse_options=parse,
+                                 convert_options=convert)
+        empty = True
+        for batch in reader:
+            empty = False
+            yield pa.Table.from_batches([batch]).rename_columns(unique)
+        if empty:
+            yield reader.schema.empty_table().rename_columns(unique)
 
 
 def read_ragged_csv(text: str, path: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
@@ -264,21 +287,24 @@ def read_jsonl(text: str, path: str) -> tuple[pd.DataFrame, list[tuple[str, str]
     return pd.DataFrame.from_records(records) if records else pd.DataFrame(), rejected
 
 
-def read_parquet(fs: fsspec.AbstractFileSystem, path: str, source: FileSource) -> pd.DataFrame:
-    import pyarrow as pa
-
+def read_parquet(fs: fsspec.AbstractFileSystem, path: str, source: FileSource,
+                 batch_bytes: int) -> Iterator[pa.Table]:
+    """A Parquet file's rows in its own types, in batches of about a quarter of `batch_bytes`
+    (landing holds a batch and the rows waiting for their day's row group); an index pandas
+    wrote beside the columns is left out."""
     try:
         with fs.open(path, "rb") as handle:
-            return pd.read_parquet(handle)
+            parquet = pq.ParquetFile(handle)
+            meta = parquet.metadata
+            size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            rows = min(max(batch_bytes // 4 // max(size // max(meta.num_rows, 1), 1), 4_096),
+                       4_000_000)
+            columns = [name for name in parquet.schema_arrow.names
+                       if not name.startswith("__index_level_")]
+            if not meta.num_rows:
+                yield parquet.schema_arrow.empty_table().select(columns)
+            for batch in parquet.iter_batches(batch_size=rows, columns=columns):
+                yield pa.Table.from_batches([batch])
     except (pa.ArrowException, ValueError) as exc:
         raise SourceError(source.name, f"{path!r} is not a readable Parquet file: {exc}"
                           ) from exc
-
-
-def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Frames stacked in order; empty ones still contribute their columns."""
-    columns = list(dict.fromkeys(column for frame in frames for column in frame.columns))
-    full = [frame for frame in frames if len(frame)]
-    if not full:
-        return pd.DataFrame({column: pd.Series(dtype=object) for column in columns})
-    return pd.concat(full, ignore_index=True).reindex(columns=columns)

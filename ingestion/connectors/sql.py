@@ -79,9 +79,9 @@ class SqlConnector:
                  url.render_as_string(hide_password=True))
         if window is not None:
             return Pull(frame=filter_window(frame, source.timestamp_column, window, source.name),
-                        checkpoint=dict(checkpoint or {}))
+                        checkpoint=dict(checkpoint or {}), typed=True)
         after = encode_cursor(last) if last is not None else dict(checkpoint or {})
-        return Pull(frame=frame, checkpoint=after)
+        return Pull(frame=frame, checkpoint=after, typed=True)
 
     def acknowledge(self, source: SqlSource, pull: Pull) -> None:
         """Nothing to do: the checkpoint committed with the data is the acknowledgement."""

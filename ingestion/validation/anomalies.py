@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
-from tideline.ingestion.contracts import Contract
+from tideline.ingestion.contracts import Column, Contract
 from tideline.ingestion.validation.coercion import DAY_NS, Typed
 
 MIN_HISTORY = 3
@@ -62,25 +62,26 @@ def _band(values: list[float], k: float, floor: float) -> tuple[float, float]:
     return median - width, median + width
 
 
-def _day_counts(typed: Typed | None) -> np.ndarray:
-    """Rows per event day of a temporal column (unparsed and null times left out)."""
+def day_counts(typed: Typed | None) -> pd.Series:
+    """Rows per event day (days since the epoch) of a temporal column, unparsed and null times
+    left out; counts of batches add up with `Series.add(fill_value=0)`."""
     if typed is None or typed.cmp is None:
-        return np.zeros(0, dtype=np.int64)
-    known = typed.cmp[~(typed.null | typed.bad)]
-    return np.unique(known // DAY_NS, return_counts=True)[1]
+        return pd.Series(dtype="int64")
+    days, counts = np.unique(typed.cmp[~(typed.null | typed.bad)] // DAY_NS, return_counts=True)
+    return pd.Series(counts, index=days)
 
 
-def days_covered(times: Typed | None, history: list[DatasetStats]) -> int:
-    """Event days of the time column `times` that hold at least a quarter of a typical day's
-    rows (of history, or of the batch's busiest day): a day blocked by the gate arrives again
-    with the next one, and two days' rows must not look like a volume spike, while a few late
-    events from an earlier day do not halve the rate."""
-    day_counts = _day_counts(times)
-    if not len(day_counts):
+def days_covered(counts: pd.Series, history: list[DatasetStats]) -> int:
+    """Event days of the time column, by their `counts` of rows (`day_counts`), that hold at
+    least a quarter of a typical day's rows (of history, or of the batch's busiest day): a day
+    blocked by the gate arrives again with the next one, and two days' rows must not look like
+    a volume spike, while a few late events from an earlier day do not halve the rate."""
+    if not len(counts):
         return 1
+    values = counts.to_numpy()
     typical = (float(np.median([h.rows / h.days for h in history])) if history
-               else float(day_counts.max()))
-    return max(1, int((day_counts >= 0.25 * typical).sum()))
+               else float(values.max()))
+    return max(1, int((values >= 0.25 * typical).sum()))
 
 
 def volume_anomalies(stats: DatasetStats, history: list[DatasetStats], k: float
@@ -121,21 +122,19 @@ def volume_anomalies(stats: DatasetStats, history: list[DatasetStats], k: float
     return anomalies
 
 
-def freshness_anomalies(contract: Contract, typed: dict[str, Typed], keep: np.ndarray,
-                        now: datetime) -> list[Anomaly]:
-    """The contract's freshness rule on the kept rows: the newest value at most `max_age` old."""
+def freshness_anomalies(contract: Contract, newest_ns: int | None, now: datetime
+                        ) -> list[Anomaly]:
+    """The contract's freshness rule on the kept rows, `newest_ns` the newest valid value of
+    its column among them (None when there is none): at most `max_age` old."""
     rule = contract.freshness
     if rule is None:
         return []
     column = contract.column(rule.column)
-    t = typed.get(rule.column)
-    usable = keep & t.valid if t is not None else np.zeros(0, dtype=bool)
     max_age = rule.max_age.total_seconds()
-    if not usable.any():
+    if newest_ns is None:
         return [Anomaly("freshness", rule.column, float("inf"), None, max_age,
                         f"{rule.column}: no valid values, so the data's freshness is unknown "
                         f"(max age {rule.max_age})")]
-    newest_ns = int(t.cmp[usable].max())
     if column.type == "date":  # a date counts as fresh until the end of that day
         newest_ns += DAY_NS
     newest = pd.Timestamp(newest_ns, unit="ns", tz="UTC")
@@ -147,26 +146,17 @@ def freshness_anomalies(contract: Contract, typed: dict[str, Typed], keep: np.nd
                     f"more than the allowed {rule.max_age}")]
 
 
-def outlier_flags(contract: Contract, typed: dict[str, Typed], keep: np.ndarray) -> list[
-        OutlierFlag]:
-    """Kept values outside the IQR fences or 3 standard deviations, per column that asks."""
-    flags = []
-    for column in contract.columns:
-        t = typed.get(column.name)
-        if column.outliers is None or t is None:
-            continue
-        usable = keep & t.valid
-        if usable.sum() < 4:
-            continue
-        values = t.cmp[usable].astype("float64")
-        if column.outliers == "iqr":
-            q1, q3 = np.percentile(values, [25, 75])
-            low, high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
-        else:
-            mean, std = float(values.mean()), float(values.std())
-            low, high = mean - 3 * std, mean + 3 * std
-        flagged = (values < low) | (values > high)
-        rows = np.flatnonzero(usable)[flagged]
-        flags.append(OutlierFlag(column.name, column.outliers, int(rows.size), float(low),
-                                 float(high), rows))
-    return flags
+def outlier_flag(column: Column, values: np.ndarray, rows: np.ndarray) -> OutlierFlag | None:
+    """The kept valid `values` of a column that asks for outliers (at input rows `rows`)
+    outside the IQR fences or 3 standard deviations; None for fewer than four values."""
+    if values.size < 4:
+        return None
+    if column.outliers == "iqr":
+        q1, q3 = np.percentile(values, [25, 75])
+        low, high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+    else:
+        mean, std = float(values.mean()), float(values.std())
+        low, high = mean - 3 * std, mean + 3 * std
+    flagged = (values < low) | (values > high)
+    return OutlierFlag(column.name, column.outliers, int(flagged.sum()), float(low),
+                       float(high), rows[flagged])

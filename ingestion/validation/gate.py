@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 from tideline.ingestion.contracts import Contract
 from tideline.ingestion.validation.anomalies import Anomaly
-from tideline.ingestion.validation.rules import Check
 from tideline.ingestion.validation.schema import SchemaIssue
 
 
@@ -25,22 +23,21 @@ class Scores:
     """Percentage of rows passing, per rule."""
 
 
-def score(checks: list[Check], keep: np.ndarray) -> Scores:
-    """Scores of the checks' failures; `keep` marks the rows that failed none."""
-    n = len(keep)
-    counts = [(c.rule, c.column, int(c.mask.sum())) for c in checks]
-    rules = pd.DataFrame(counts, columns=["rule", "column", "failed_rows"])
-    rules["failure_rate"] = rules["failed_rows"] / n if n else 0.0
+def score(labels: list[tuple[str, str]], failed: list[int], by_rule: dict[str, int],
+          kept: int, rows: int) -> Scores:
+    """Scores of the checks `labels` (rule, column), each failing `failed` rows; `by_rule` the
+    rows failing any check of each rule, `kept` the rows that failed none, of `rows`."""
+    rules = pd.DataFrame([(rule, column, count) for (rule, column), count
+                          in zip(labels, failed, strict=True)],
+                         columns=["rule", "column", "failed_rows"])
+    rules["failure_rate"] = rules["failed_rows"] / rows if rows else 0.0
     rule_rates: dict[str, float] = {}
-    for check in checks:
-        rule_rates[check.label] = float(check.mask.mean()) if n else 0.0
-    by_rule: dict[str, np.ndarray] = {}
-    for check in checks:
-        by_rule[check.rule] = by_rule.get(check.rule, np.zeros(n, dtype=bool)) | check.mask
-    for rule, mask in by_rule.items():
-        rule_rates[rule] = float(mask.mean()) if n else 0.0
+    for (rule, column), count in zip(labels, failed, strict=True):
+        rule_rates[f"{rule}:{column}" if column else rule] = count / rows if rows else 0.0
+    for rule, count in by_rule.items():
+        rule_rates[rule] = count / rows if rows else 0.0
     rule_scores = {rule: 100.0 * (1 - rule_rates[rule]) for rule in by_rule}
-    overall = 100.0 * keep.sum() / n if n else 100.0
+    overall = 100.0 * kept / rows if rows else 100.0
     return Scores(float(overall), rules, rule_rates, rule_scores)
 
 

@@ -24,10 +24,11 @@ def _beside_bookkeeping(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename(columns=renamed)
 
 
-def quarantine_frame(frame: pd.DataFrame, checks: list[Check], failing: np.ndarray
-                     ) -> pd.DataFrame:
-    """Failing rows as received, with `_row`, `_rules` and `_reason`. Reasons are built in
-    Arrow: each check's texts for its rows, then joined per row in check order."""
+def quarantine_frame(frame: pd.DataFrame, checks: list[Check], failing: np.ndarray,
+                     numbers: np.ndarray | None = None) -> pd.DataFrame:
+    """Failing rows as received, with `_row` (their input numbers `numbers`, or positions),
+    `_rules` and `_reason`. Reasons are built in Arrow: each check's texts for its rows, then
+    joined per row in check order."""
     rows = np.flatnonzero(failing)
     quarantine = _beside_bookkeeping(frame.iloc[rows].copy())
     where, which, texts = [], [], []
@@ -41,7 +42,7 @@ def quarantine_frame(frame: pd.DataFrame, checks: list[Check], failing: np.ndarr
         where.append(selected)
         which.append(np.full(selected.size, i))
         texts.append(reason)
-    quarantine["_row"] = rows.astype("int64")
+    quarantine["_row"] = (rows if numbers is None else numbers[rows]).astype("int64")
     if not texts:
         quarantine["_rules"] = quarantine["_reason"] = pd.Series(dtype="string[pyarrow]")
         return quarantine

@@ -68,8 +68,10 @@ def _shown(raw: pd.Series, positions: np.ndarray) -> pa.Array:
     return pc.fill_null(_join("'", text, "'"), lit("null"))
 
 
-def _row_text(positions: np.ndarray) -> pa.Array:
-    return pa.array(positions, pa.int64()).cast(TEXT)
+def _row_text(positions: np.ndarray, numbers: np.ndarray | None = None) -> pa.Array:
+    """Rows named by their input numbers (`numbers` at `positions`, or the positions)."""
+    rows = positions if numbers is None else numbers[positions]
+    return pa.array(rows, pa.int64()).cast(TEXT)
 
 
 def _bound_text(column: Column, bound: float | datetime) -> str:
@@ -171,8 +173,9 @@ def _regex_mask(pattern: str, typed: Typed) -> np.ndarray:
 
 
 def column_checks(column: Column, raw: pd.Series, typed: Typed, *, key: bool,
-                  now_ns: int) -> list[Check]:
-    """The checks of one column's own rules, `raw` as received and `typed` coerced from it."""
+                  now_ns: int, numbers: np.ndarray | None = None) -> list[Check]:
+    """The checks of one column's own rules, `raw` as received and `typed` coerced from it;
+    `numbers` are the rows' input numbers (their positions when not given)."""
     name, valid = column.name, typed.valid
     checks = [Check("type", name, typed.bad, lambda p: _join(
         f"{name}: ", _shown(raw, p), f" is not {_TYPE_WORDS[column.type]}"))]
@@ -219,31 +222,40 @@ def column_checks(column: Column, raw: pd.Series, typed: Typed, *, key: bool,
     if column.unique:
         repeat, first = _repeats(np.where(valid, _codes(typed.values), -1))
         checks.append(Check("unique", name, repeat, lambda p: _join(
-            f"{name}: ", _shown(raw, p), " repeats row ", _row_text(first[p]))))
+            f"{name}: ", _shown(raw, p), " repeats row ", _row_text(first[p], numbers))))
     return checks
 
 
-def reference_check(ref: Any, raw: pd.Series, typed: Typed, column: Column,
-                    keys: Iterable[Any]) -> list[Check]:
-    """Values of `ref.column` not among `keys`, the keys that exist in the referenced data."""
+def reference_values(column: Column, keys: Iterable[Any]) -> pa.Array | np.ndarray:
+    """The keys that exist in referenced data as `reference_check` compares them: text for a
+    string column, else the coerced values. Made once, checked against every batch."""
     keys = list(keys)
     if column.type == "string":
         try:
-            value_set = pa.array(keys, type=pa.large_string(), from_pandas=True)
+            return pa.array(keys, type=pa.large_string(), from_pandas=True)
         except (pa.ArrowTypeError, pa.ArrowInvalid):  # numeric ids: compare their text
-            value_set = to_arrow_text(pd.Series(keys, dtype=object))
-        found = np_bool(pc.is_in(typed.text, value_set=value_set))
+            return to_arrow_text(pd.Series(keys, dtype=object))
+    known = coerce(pd.Series(keys, dtype=object), column)
+    return known.cmp[known.valid]
+
+
+def reference_check(ref: Any, raw: pd.Series, typed: Typed, column: Column,
+                    known: pa.Array | np.ndarray) -> list[Check]:
+    """Values of `ref.column` not among `known`, the `reference_values` of the keys that exist
+    in the referenced data."""
+    if isinstance(known, pa.Array):
+        found = np_bool(pc.is_in(typed.text, value_set=known))
     else:
-        known = coerce(pd.Series(keys, dtype=object), column)
-        found = pd.Series(typed.cmp).isin(known.cmp[known.valid]).to_numpy()
+        found = pd.Series(typed.cmp).isin(known).to_numpy()
     mask = typed.valid & ~found
     return [Check("reference", ref.column, mask, lambda p: _join(
         f"{ref.column}: ", _shown(raw, p), f" not found in {ref.label}"))]
 
 
-def duplicate_checks(frame: pd.DataFrame, contract: Contract, typed: dict[str, Typed]
-                     ) -> list[Check]:
-    """Exact duplicate rows, and rows repeating an earlier row's key with other values."""
+def duplicate_checks(frame: pd.DataFrame, contract: Contract, typed: dict[str, Typed],
+                     numbers: np.ndarray | None = None) -> list[Check]:
+    """Exact duplicate rows, and rows repeating an earlier row's key with other values;
+    `numbers` are the rows' input numbers (their positions when not given)."""
     n = len(frame)
     # exact duplicates share their key and their numeric values: narrow the rows to compare
     # exactly by the key groups first, then (if still many) by a hash of the numeric columns
@@ -279,7 +291,7 @@ def duplicate_checks(frame: pd.DataFrame, contract: Contract, typed: dict[str, T
             exact_first[subset[repeat]] = subset[first[repeat]]
 
     checks = [Check("duplicate", "", exact, lambda p: _join(
-        "exact duplicate of row ", _row_text(exact_first[p])))]
+        "exact duplicate of row ", _row_text(exact_first[p], numbers)))]
     if key_codes is not None:
         repeat, first = _repeats(key_codes)
         key_dup = repeat & ~exact
@@ -289,7 +301,7 @@ def duplicate_checks(frame: pd.DataFrame, contract: Contract, typed: dict[str, T
             shown = pc.binary_join_element_wise(
                 *[_shown(frame[name], p) for name in contract.key], lit(", "))
             return _join(f"key ({', '.join(contract.key)}) = (", shown, ") repeats row ",
-                         _row_text(first[p]))
+                         _row_text(first[p], numbers))
 
         checks.append(Check("duplicate_key", key_name, key_dup, describe_key))
     return checks

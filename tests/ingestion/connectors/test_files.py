@@ -18,7 +18,7 @@ from tideline.core.errors import SourceError
 from tideline.ingestion.connectors import connector_for
 from tideline.ingestion.connectors.files import FileConnector, read_csv, read_ragged_csv
 from tideline.ingestion.rawtext import RAW_TEXT
-from tideline.ingestion.sources import FileSource, Window
+from tideline.ingestion.sources import FileSource, Pull, Window
 
 HEADER = "customer_id,email,plan,updated_at\n"
 DAY1 = HEADER + (
@@ -56,7 +56,7 @@ def test_connector_for_picks_the_file_connector() -> None:
 
 def test_reads_every_file_a_glob_matches_as_raw_text(export_dir: Path) -> None:
     pull = FileConnector().pull(source(f"{export_dir}/customers-*.csv"), None, None)
-    frame = pull.frame
+    frame = pull.to_frame()
     assert frame["customer_id"].tolist() == [f"C000000{i}" for i in range(1, 6)]
     assert all(isinstance(v, str) for v in frame["updated_at"])
     assert pd.isna(frame.loc[1, "email"])  # an empty field is null
@@ -70,19 +70,19 @@ def test_incremental_pull_reads_only_new_or_changed_files(export_dir: Path) -> N
     connector, src = FileConnector(), source(f"{export_dir}/*.csv")
     first = connector.pull(src, None, None)
     again = connector.pull(src, round_trip(first.checkpoint), None)
-    assert len(first.frame) == 5 and len(again.frame) == 0
+    assert len(first.to_frame()) == 5 and len(again.to_frame()) == 0
     assert again.checkpoint == round_trip(first.checkpoint)
 
     (export_dir / "customers-2026-07-03.csv").write_text(
         HEADER + "C0000006,f@x.com,plus,2026-07-03T09:00:00Z\n")
     new = connector.pull(src, round_trip(again.checkpoint), None)
-    assert new.frame["customer_id"].tolist() == ["C0000006"]
+    assert new.to_frame()["customer_id"].tolist() == ["C0000006"]
 
     changed = export_dir / "customers-2026-07-01.csv"
     changed.write_text(DAY1 + "C0000007,g@x.com,basic,2026-07-01T12:00:00Z\n")
     os.utime(changed, (1, 1_900_000_000))
     reread = connector.pull(src, round_trip(new.checkpoint), None)
-    assert reread.frame["customer_id"].tolist() == ["C0000001", "C0000002", "C0000003",
+    assert reread.to_frame()["customer_id"].tolist() == ["C0000001", "C0000002", "C0000003",
                                                     "C0000007"]
     assert len(reread.checkpoint["files"]) == 3
 
@@ -92,10 +92,10 @@ def test_backfill_returns_exactly_the_window_whatever_the_checkpoint(export_dir:
     done = connector.pull(src, None, None).checkpoint
     window = Window(since=datetime(2026, 7, 2), until=datetime(2026, 7, 3))
     pull = connector.pull(src, round_trip(done), window)
-    assert pull.frame["customer_id"].tolist() == ["C0000003", "C0000004"]
+    assert pull.to_frame()["customer_id"].tolist() == ["C0000003", "C0000004"]
     assert pull.checkpoint == round_trip(done)  # a backfill does not move the checkpoint
     open_start = connector.pull(src, None, Window(until=datetime(2026, 7, 2)))
-    assert open_start.frame["customer_id"].tolist() == ["C0000001", "C0000002"]
+    assert open_start.to_frame()["customer_id"].tolist() == ["C0000001", "C0000002"]
 
 
 def test_missing_path_and_empty_glob_name_what_was_looked_for(tmp_path: Path) -> None:
@@ -109,31 +109,31 @@ def test_wrong_encoding_names_the_file_and_the_setting(tmp_path: Path) -> None:
     path = tmp_path / "latin.csv"
     path.write_bytes(("name,updated_at\nJosé Müller,2026-07-01\n").encode("latin-1"))
     with pytest.raises(SourceError) as caught:
-        FileConnector().pull(source(str(path)), None, None)
+        FileConnector().pull(source(str(path)), None, None).to_frame()
     assert "latin.csv" in str(caught.value) and "encoding:" in str(caught.value)
     pull = FileConnector().pull(source(str(path), encoding="latin-1"), None, None)
-    assert pull.frame["name"].tolist() == ["José Müller"]
+    assert pull.to_frame()["name"].tolist() == ["José Müller"]
 
 
 def test_truncated_last_line_is_rejected_and_the_rest_kept(tmp_path: Path) -> None:
     path = tmp_path / "cut.csv"
     path.write_text(DAY1 + "C0000009,i@x.com,ba")
     pull = FileConnector().pull(source(str(path)), None, None)
-    assert pull.frame["customer_id"].tolist() == ["C0000001", "C0000002", "C0000003"]
+    assert pull.to_frame()["customer_id"].tolist() == ["C0000001", "C0000002", "C0000003"]
     assert pull.rejected == [("C0000009,i@x.com,ba",
                               f"{path}: truncated last record (the file ends mid-record: "
                               "3 of 4 fields)")]
     # a complete last row without its final newline is not truncated
     whole = tmp_path / "whole.csv"
     whole.write_text(DAY1.rstrip("\n"))
-    assert len(FileConnector().pull(source(str(whole)), None, None).frame) == 3
+    assert len(FileConnector().pull(source(str(whole)), None, None).to_frame()) == 3
 
 
 def test_rows_with_too_many_fields_are_rejected_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "wide.csv"
     path.write_text(HEADER + "C1,a@x.com,basic,2026-07-01,EXTRA\nC2,b@x.com,plus,2026-07-01\n")
     pull = FileConnector().pull(source(str(path)), None, None)
-    assert pull.frame["customer_id"].tolist() == ["C2"]
+    assert pull.to_frame()["customer_id"].tolist() == ["C2"]
     assert pull.rejected[0][0] == "C1,a@x.com,basic,2026-07-01,EXTRA"
     assert "expected 4 fields, saw 5" in pull.rejected[0][1]
 
@@ -146,14 +146,14 @@ def test_jsonl_keeps_good_lines_and_rejects_malformed_ones(tmp_path: Path) -> No
                     "[1, 2]\n"
                     '{"id": 3, "updated_at": "2026-07-02T00:00:00Z", "v": "x"}\n')
     pull = FileConnector().pull(source(str(path), "jsonl"), None, None)
-    assert pull.frame["id"].tolist() == [1, 3]
-    assert pull.frame["v"].isna().tolist() == [True, False]
+    assert pull.to_frame()["id"].tolist() == [1, 3]
+    assert pull.to_frame()["v"].isna().tolist() == [True, False]
     assert [raw for raw, _ in pull.rejected] == ['{"id": 2, "updated_at": ', "[1, 2]"]
     assert "line 2: invalid JSON" in pull.rejected[0][1]
     assert "line 4: expected a JSON object" in pull.rejected[1][1]
     backfill = FileConnector().pull(source(str(path), "jsonl"), None,
                                     Window(since=datetime(2026, 7, 2)))
-    assert backfill.frame["id"].tolist() == [3] and backfill.rejected == []  # no time, no window
+    assert backfill.to_frame()["id"].tolist() == [3] and backfill.rejected == []  # no time, no window
 
 
 def test_parquet_keeps_the_source_types(tmp_path: Path) -> None:
@@ -161,13 +161,15 @@ def test_parquet_keeps_the_source_types(tmp_path: Path) -> None:
                           "updated_at": pd.to_datetime(["2026-07-01", "2026-07-02"], utc=True)})
     frame.to_parquet(tmp_path / "part-0.parquet")
     pull = FileConnector().pull(source(str(tmp_path / "*.parquet"), "parquet"), None, None)
-    pd.testing.assert_frame_equal(pull.frame, frame)
+    pd.testing.assert_frame_equal(pull.to_frame(), frame.astype({"id": "Int64"}))
+    assert pull.typed
     window = Window(since=datetime(2026, 7, 2))
     assert FileConnector().pull(source(str(tmp_path), "parquet"), None,
-                                window).frame["id"].tolist() == [2]
+                                window).to_frame()["id"].tolist() == [2]
     (tmp_path / "part-1.parquet").write_bytes(b"PAR1 but not really")
     with pytest.raises(SourceError, match="part-1.parquet.*not a readable Parquet"):
-        FileConnector().pull(source(str(tmp_path / "*.parquet"), "parquet"), None, None)
+        FileConnector().pull(source(str(tmp_path / "*.parquet"), "parquet"), None,
+                             None).to_frame()
 
 
 def test_any_fsspec_url_works_memory_included() -> None:
@@ -176,10 +178,10 @@ def test_any_fsspec_url_works_memory_included() -> None:
     fs.pipe(f"{root}/a.csv", DAY1.encode())
     src = source(f"{root}/*.csv")
     first = FileConnector().pull(src, None, None)
-    assert len(first.frame) == 3
+    assert len(first.to_frame()) == 3
     fs.pipe(f"{root}/b.csv", DAY2.encode())
     second = FileConnector().pull(src, round_trip(first.checkpoint), None)
-    assert second.frame["customer_id"].tolist() == ["C0000004", "C0000005"]
+    assert second.to_frame()["customer_id"].tolist() == ["C0000004", "C0000005"]
     fs.rm(root, recursive=True)
 
 
@@ -190,12 +192,19 @@ def test_a_file_cut_anywhere_loses_no_complete_row(cut: int) -> None:
     field, otherwise it is rejected, whole, with its text."""
     original = pd.read_csv(io.StringIO(DAY1), dtype=str).astype(RAW_TEXT)
     text = DAY1[:cut]
-    frame, rejected = read_csv(text.encode(), "cut.csv", source("cut.csv"))
+    frame, rejected = csv_records(text.encode(), "cut.csv", source("cut.csv"))
     complete = text.count("\n") - 1
     assert frame.iloc[:complete].equals(original.iloc[:complete])
     assert len(frame) + len(rejected) == complete + (0 if text.endswith("\n") else 1)
     for raw, _ in rejected:
         assert text.endswith(raw)
+
+
+def csv_records(raw: bytes, path: str, src: FileSource) -> tuple[pd.DataFrame,
+                                                               list[tuple[str, str]]]:
+    rejected: list[tuple[str, str]] = []
+    batches = read_csv(lambda: io.BytesIO(raw), path, src, rejected)
+    return Pull(None, {}, batches=batches).to_frame(), rejected
 
 
 FIELDS = st.text(alphabet=st.sampled_from('ab,"\n \u00e9'), max_size=5)
@@ -222,7 +231,7 @@ def test_arrow_reads_a_regular_file_as_the_csv_module_does(width: int, data: st.
     rows = data.draw(st.lists(st.lists(FIELDS, min_size=width, max_size=width), max_size=6))
     rows = [row for row in rows if row != [""]]  # a lone empty field is a blank line
     text = csv_text([header, *rows])
-    frame, rejected = read_csv(text.encode(), "f.csv", source("f.csv"))
+    frame, rejected = csv_records(text.encode(), "f.csv", source("f.csv"))
     expected, _ = read_ragged_csv(text, "f.csv")
     assert rejected == []
     pd.testing.assert_frame_equal(frame, expected)
@@ -232,7 +241,7 @@ def test_short_rows_are_padded_in_place_and_headers_made_unique(tmp_path: Path) 
     path = tmp_path / "ragged.csv"
     path.write_bytes("\ufeffid,name,name,\n1,x,y,z\n2,only\n3,\"multi\nline\",,\n".encode())
     pull = FileConnector().pull(source(str(path)), None, None)
-    assert list(pull.frame.columns) == ["id", "name", "name.1", "unnamed_3"]
-    assert pull.frame.astype(object).where(pull.frame.notna(), None).values.tolist() == [
+    assert list(pull.to_frame().columns) == ["id", "name", "name.1", "unnamed_3"]
+    assert pull.to_frame().astype(object).where(pull.to_frame().notna(), None).values.tolist() == [
         ["1", "x", "y", "z"], ["2", "only", None, None], ["3", "multi\nline", None, None]]
     assert pull.rejected == []
