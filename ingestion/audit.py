@@ -14,27 +14,55 @@ Layout on the branch::
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import OrderedDict
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from tideline.core.errors import QualityGateFailed
 from tideline.ingestion.contracts import Contract
-from tideline.ingestion.landing import IngestRecord, clear_days, partition_dates, read_landed
+from tideline.ingestion.landing import (
+    IngestRecord,
+    LandedPart,
+    clear_days,
+    landed_batches,
+    landed_parts,
+    landed_schema,
+)
 from tideline.ingestion.project import Project
-from tideline.ingestion.report import render_csv, render_html
-from tideline.ingestion.sources import Window
-from tideline.ingestion.validation import ValidationResult, validate
+from tideline.ingestion.rawtext import as_raw_text
+from tideline.ingestion.report import PLOT_VALUES, render_csv, render_html
+from tideline.ingestion.sources import BATCH_BYTES, Window
+from tideline.ingestion.validation import (
+    Tally,
+    ValidationResult,
+    check_columns,
+    clean_rows,
+    known_values,
+    now_nanoseconds,
+    row_checks,
+    utc,
+)
 from tideline.ingestion.validation.anomalies import DatasetStats
+from tideline.ingestion.validation.coercion import Typed
+from tideline.ingestion.validation.quarantine import quarantine_frame
+from tideline.ingestion.validation.repeats import Earlier, Spec, Spill, repeat_specs, spec_hashes
+from tideline.ingestion.validation.rules import Check
+from tideline.ingestion.validation.schema import SchemaIssue, schema_issues
 from tideline.lake.base import Lake
 from tideline.lake.buckets import clean_path, write_bucketed
 from tideline.lake.tables import read_frame, read_table, write_table
 
 HISTORY_RUNS = 20
+SHOWN_QUARANTINE = 1_000
+"""Quarantined rows a result keeps of a dataset checked in batches (the lake has them all)."""
 
 
 @dataclass(frozen=True)
@@ -124,8 +152,8 @@ def _outcome(result: ValidationResult, rejected: int) -> DatasetOutcome:
     failures = {f"{row.rule}:{row.column}" if row.column else row.rule: int(row.failed_rows)
                 for row in result.rules.itertuples() if row.failed_rows}
     return DatasetOutcome(
-        dataset=result.dataset, rows=result.rows + rejected, clean=len(result.clean),
-        quarantined=len(result.quarantine) + rejected, rejected=rejected,
+        dataset=result.dataset, rows=result.rows + rejected, clean=result.clean_rows,
+        quarantined=result.quarantined_rows + rejected, rejected=rejected,
         score=round(result.score, 3), gate_passed=result.gate_passed,
         gate_reasons=tuple(result.gate_reasons), contract_version=result.contract_version,
         failures=failures,
@@ -142,35 +170,199 @@ def validate_dataset(
     run_id: str,
     now: datetime,
     window: Window | None = None,
+    batch_bytes: int = BATCH_BYTES,
 ) -> ValidationResult:
-    """Validate what this run landed for one dataset and write its clean rows and quarantine."""
-    frames = [read_landed(lake, branch, record) for record in records]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if frame.empty and frame.columns.empty:  # nothing new since the checkpoint: not a schema break
-        frame = pd.DataFrame({c.name: pd.Series(dtype="string") for c in contract.columns})
+    """Validate what this run landed for one dataset and write its clean rows and quarantine,
+    a batch of about `batch_bytes` at a time: every rule gives the verdict it gives on the
+    whole dataset (`validate`), rules across rows through `repeats`.
+
+    Rows are numbered in the order `read_landed` reads them. Each pull's clean rows of a day go
+    to one object (a dataset fed by several sources has one per source and day). Of a dataset
+    bigger than one batch, the result holds a sample of the clean rows and the first
+    quarantined ones; the lake holds them all."""
+    parts = landed_parts(lake, branch, records)
+    columns = list(dict.fromkeys(column for record in records for column in record.columns))
+    if not columns:  # nothing new since the checkpoint: not a schema break
+        columns = [column.name for column in contract.columns]
+    schema = landed_schema(parts, columns)
+    rows = batch_rows(schema, batch_bytes)
+    total = sum(part.rows for part in parts)
+    now, now_ns = utc(now), now_nanoseconds(now)
     references = {f"{ref.dataset}.{ref.ref_column}": known_keys(lake, branch, ref.dataset,
                                                                 ref.ref_column)
                   for ref in contract.references}
-    result = validate(frame, contract, references=references,
-                      history=_history(lake, branch, contract.dataset),
-                      time_column=timestamp_column, now=now)
-    prefix = f"clean/{contract.dataset}"
+    known, warnings = known_values(contract, references, columns)
     if window is not None:
-        clear_days(lake, branch, prefix, window)
-    days = partition_dates(result.clean, timestamp_column)
-    for day, rows in result.clean.groupby(days, sort=True):
-        write_bucketed(lake, branch, clean_path(contract.dataset, day, run_id),
-                       rows.reset_index(drop=True), contract.bucket_by)
-    if len(result.quarantine):
-        write_table(lake, branch, f"quarantine/{contract.dataset}/part-{run_id}.parquet",
-                    result.quarantine.reset_index(drop=True))
+        clear_days(lake, branch, f"clean/{contract.dataset}", window)
+    specs = repeat_specs(contract, columns)
+    tally = Tally(contract, timestamp_column)
+    outputs = Outputs(lake, branch, contract, run_id, parts, whole=total <= rows,
+                      sample=PLOT_VALUES / max(total, 1))
+    issues: list[SchemaIssue] | None = None
+    with tempfile.TemporaryDirectory(prefix="tideline-audit-") as spill:
+        repeated = (None if total <= rows else
+                    _repeated(lake, branch, parts, schema, rows, contract, specs, Path(spill)))
+        earlier = Earlier(len(specs))
+        start = 0
+        for table, owners in landed_batches(lake, branch, parts, schema, rows) if total else [
+                (schema.empty_table(), np.zeros(0, dtype=np.int32))]:
+            frame = as_raw_text(table)
+            check_columns(frame, contract)
+            numbers = np.arange(start, start + len(frame))
+            start += len(frame)
+            if issues is None:  # the schema, and a sample of an unexpected column's values
+                issues = schema_issues(frame, contract, now_ns)
+            prior, prior_numbers, hashes, candidate = None, numbers[:0], [], None
+            if repeated is not None:
+                found = [spec_hashes(frame, contract, spec) for spec in specs]
+                matches = [counted & np.isin(values, repeats) for (values, counted), repeats
+                           in zip(found, repeated, strict=True)]
+                candidate = np.logical_or.reduce(matches)
+                hashes = [values for values, _ in found]
+                prior, prior_numbers = earlier.matching(
+                    [values[match] for values, match in zip(hashes, matches, strict=True)])
+            combined = frame if prior is None else pd.concat([prior, frame], ignore_index=True)
+            typed, checks = row_checks(combined, contract, known, now_ns,
+                                       np.concatenate([prior_numbers, numbers]))
+            if prior is not None:
+                typed = {name: _tail(t, len(prior)) for name, t in typed.items()}
+                checks = [_tail_check(check, len(prior)) for check in checks]
+            failing = np.zeros(len(frame), dtype=bool)
+            for check in checks:
+                failing |= check.mask
+            tally.add(typed, checks, ~failing, numbers)
+            outputs.add(frame, typed, checks, failing, numbers, owners)
+            if candidate is not None and candidate.any():
+                earlier.keep(frame.iloc[np.flatnonzero(candidate)], numbers[candidate],
+                             [values[candidate] for values in hashes])
+    outputs.close()
     rejected = _rejected(lake, branch, records)
     if len(rejected):
         write_table(lake, branch, f"quarantine/{contract.dataset}/rejected-{run_id}.parquet",
                     rejected)
+    result = tally.result(clean=outputs.clean(), quarantine=outputs.quarantine(),
+                          quarantined=outputs.quarantined, issues=issues or [],
+                          history=_history(lake, branch, contract.dataset), now=now,
+                          warnings=warnings)
     lake.put(branch, f"quality/{contract.dataset}/stats/{run_id}.json",
              result.stats.model_dump_json().encode())
     return result
+
+
+def batch_rows(schema: pa.Schema, batch_bytes: int) -> int:
+    """Rows per batch for `batch_bytes`: checking holds each value about six times over (as
+    received, coerced, compared, kept), text counted at 32 bytes a value."""
+    width = sum(32 if pa.types.is_large_string(field.type) or pa.types.is_string(field.type)
+                else 8 for field in schema)
+    return min(max(batch_bytes // (6 * max(width, 8)), 256), 4_000_000)
+
+
+def _repeated(lake: Lake, branch: str, parts: list[LandedPart], schema: pa.Schema, rows: int,
+              contract: Contract, specs: list[Spec], directory: Path) -> list[np.ndarray]:
+    """The first pass: for each spec, the hashes of the rows that repeat one (`repeats`)."""
+    spill = Spill(directory, len(specs))
+    names = list(dict.fromkeys(name for _, spec in specs for name in spec))
+    try:
+        for table, _ in landed_batches(lake, branch, parts, schema, rows, columns=names):
+            frame = as_raw_text(table)
+            for i, spec in enumerate(specs):
+                values, counted = spec_hashes(frame, contract, spec)
+                spill.add(i, values[counted])
+        return [spill.repeated(i) for i in range(len(specs))]
+    finally:
+        spill.close()
+
+
+def _tail(typed: Typed, start: int) -> Typed:
+    return Typed(typed.values.iloc[start:].reset_index(drop=True), typed.null[start:],
+                 typed.bad[start:],
+                 None if typed.cmp is None else typed.cmp[start:],
+                 None if typed.text is None else typed.text.slice(start))
+
+
+def _tail_check(check: Check, start: int) -> Check:
+    """A check of a batch checked after `start` earlier rows, for the batch's rows alone."""
+    return Check(check.rule, check.column, check.mask[start:],
+                 lambda positions, describe=check.describe: describe(positions + start))
+
+
+class Outputs:
+    """Where a dataset's verdicts go as batches are checked: clean rows by pull and day (each
+    written once its last row is in), the quarantine appended, and what the result keeps."""
+
+    def __init__(self, lake: Lake, branch: str, contract: Contract, run_id: str,
+                 parts: list[LandedPart], *, whole: bool, sample: float) -> None:
+        self._lake, self._branch, self._contract = lake, branch, contract
+        several = len({part.record for part in parts}) > 1
+        keys = [(part.record, part.day) for part in parts]
+        self._group = np.array([keys.index(key) for key in keys], dtype=np.int64)
+        self._paths = [clean_path(contract.dataset, day, run_id) if not several or not record
+                       else clean_path(contract.dataset, day, f"{run_id}-{record}")
+                       for record, day in keys]
+        self._waiting: dict[int, list[pa.Table]] = {}
+        self._quarantine_path = f"quarantine/{contract.dataset}/part-{run_id}.parquet"
+        self._stack = ExitStack()
+        self._writer: pq.ParquetWriter | None = None
+        self._whole, self._sample = whole, sample
+        self._rng = np.random.default_rng(0)
+        self._clean: list[pd.DataFrame] = []
+        self._shown: list[pd.DataFrame] = []
+        self._shown_rows = 0
+        self.quarantined = 0
+
+    def add(self, frame: pd.DataFrame, typed: dict[str, Typed], checks: list[Check],
+            failing: np.ndarray, numbers: np.ndarray, owners: np.ndarray) -> None:
+        keep = ~failing
+        clean = clean_rows(self._contract, typed, keep, frame.index)
+        if self._whole:
+            self._clean.append(clean)
+        elif len(clean):
+            self._clean.append(clean[self._rng.random(len(clean)) < self._sample])
+        table = pa.Table.from_pandas(clean, preserve_index=False)
+        groups = self._group[owners[keep]]
+        for group in np.unique(groups):
+            self._waiting.setdefault(int(group), []).append(
+                table.filter(pa.array(groups == group)))
+        if len(owners):
+            self._write([g for g in self._waiting if g < self._group[owners[-1]]])
+        if failing.any():
+            quarantine = quarantine_frame(frame, checks, failing, numbers).reset_index(drop=True)
+            self._append(quarantine)
+            if self._whole or self._shown_rows < SHOWN_QUARANTINE:
+                self._shown.append(quarantine)
+                self._shown_rows += len(quarantine)
+            self.quarantined += len(quarantine)
+
+    def close(self) -> None:
+        self._write(list(self._waiting))
+        self._stack.close()
+
+    def clean(self) -> pd.DataFrame:
+        if not self._clean:
+            return clean_rows(self._contract, {}, np.zeros(0, dtype=bool), pd.RangeIndex(0))
+        return pd.concat(self._clean)
+
+    def quarantine(self) -> pd.DataFrame:
+        shown = pd.concat(self._shown, ignore_index=True) if self._shown else pd.DataFrame()
+        return shown if self._whole else shown.head(SHOWN_QUARANTINE)
+
+    def _write(self, groups: list[int]) -> None:
+        for group in sorted(groups):
+            table = pa.concat_tables(self._waiting.pop(group))
+            if table.num_rows:
+                write_bucketed(self._lake, self._branch, self._paths[group], table,
+                               self._contract.bucket_by)
+
+    def _append(self, quarantine: pd.DataFrame) -> None:
+        if self._writer is None:
+            table = pa.Table.from_pandas(quarantine, preserve_index=False)
+            sink = self._stack.enter_context(self._lake.writer(self._branch,
+                                                                 self._quarantine_path))
+            self._writer = self._stack.enter_context(pq.ParquetWriter(sink, table.schema))
+        else:
+            table = pa.Table.from_pandas(quarantine, schema=self._writer.schema,
+                                         preserve_index=False)
+        self._writer.write_table(table)
 
 
 def audit(
@@ -182,8 +374,10 @@ def audit(
     run_id: str,
     report_dir: Path,
     window: Window | None = None,
+    batch_bytes: int = BATCH_BYTES,
 ) -> Audit:
-    """Validate every dataset (referenced ones first), then write one report for the run."""
+    """Validate every dataset (referenced ones first), about `batch_bytes` of records at a
+    time, then write one report for the run."""
     now = project.validation_time or datetime.now(UTC)
     results: dict[str, ValidationResult] = {}
     outcomes = []
@@ -194,7 +388,7 @@ def audit(
         result = validate_dataset(
             lake, branch, project.contract(dataset), mine,
             timestamp_column=project.sources_of(dataset)[0].timestamp_column,
-            run_id=run_id, now=now, window=window,
+            run_id=run_id, now=now, window=window, batch_bytes=batch_bytes,
         )
         results[dataset] = result
         outcomes.append(_outcome(result, sum(record.rejected for record in mine)))

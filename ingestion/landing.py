@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -315,6 +316,85 @@ def stack_landed(tables: list[pa.Table]) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.concat_tables([landed(table, typed=False) for table in tables],
                                 promote_options="default")
+
+
+@dataclass(frozen=True)
+class LandedPart:
+    """One landed object of a dataset's records: which pull (`record`, by position) and day."""
+
+    record: int
+    day: str
+    path: str
+    rows: int
+    schema: pa.Schema
+
+
+def landed_parts(lake: Lake, ref: str, records: list[IngestRecord]) -> list[LandedPart]:
+    """The day objects the pulls landed, in the order `read_landed` reads them."""
+    def part(item: tuple[int, str]) -> LandedPart:
+        record, path = item
+        with lake.reader(ref, path) as source:
+            parquet = pq.ParquetFile(source)
+            return LandedPart(record, path.split("/dt=")[1].split("/")[0], path,
+                              parquet.metadata.num_rows, parquet.schema_arrow)
+
+    todo = [(i, path) for i, record in enumerate(records) for path in record.parts
+            if "/dt=" in path]
+    with ThreadPoolExecutor(PARTITION_THREADS, thread_name_prefix="landed") as pool:
+        return list(pool.map(part, todo))
+
+
+def landed_schema(parts: list[LandedPart], columns: list[str]) -> pa.Schema:
+    """One schema for every part's records, with `columns` in that order: a column's own type
+    where the parts agree (or widen to one), text where they do not, or where no part has it."""
+    try:
+        found = pa.unify_schemas([part.schema for part in parts],
+                                 promote_options="permissive") if parts else pa.schema([])
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        found = pa.schema([])
+    return pa.schema([found.field(name) if name in found.names
+                      else pa.field(name, pa.large_string()) for name in columns])
+
+
+def landed_batches(lake: Lake, ref: str, parts: list[LandedPart], schema: pa.Schema,
+                   rows: int, columns: list[str] | None = None
+                   ) -> Iterator[tuple[pa.Table, np.ndarray]]:
+    """The parts' records in order, in batches of about `rows` in `schema` (`columns` only),
+    each with the position in `parts` of every row's part."""
+    names = columns if columns is not None else schema.names
+    pieces: list[pa.Table] = []
+    owners: list[np.ndarray] = []
+    waiting = 0
+    for position, part in enumerate(parts):
+        mine = [name for name in names if name in part.schema.names]
+        with lake.reader(ref, part.path) as source:
+            for batch in pq.ParquetFile(source).iter_batches(batch_size=rows, columns=mine):
+                pieces.append(_conform(pa.Table.from_batches([batch]), schema, names))
+                owners.append(np.full(batch.num_rows, position, dtype=np.int32))
+                waiting += batch.num_rows
+                if waiting >= rows:
+                    yield pa.concat_tables(pieces).combine_chunks(), np.concatenate(owners)
+                    pieces, owners, waiting = [], [], 0
+    if pieces:
+        yield pa.concat_tables(pieces).combine_chunks(), np.concatenate(owners)
+
+
+def _conform(table: pa.Table, schema: pa.Schema, names: list[str]) -> pa.Table:
+    """`table` with the columns `names` in the types of `schema` (null where it has none)."""
+    columns = []
+    for name in names:
+        wanted = schema.field(name).type
+        if name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, wanted))
+            continue
+        column = table.column(name)
+        if column.type == wanted:
+            columns.append(column)
+        elif wanted == pa.large_string():
+            columns.append(landed(pa.table({name: column}), typed=False).column(0))
+        else:
+            columns.append(column.cast(wanted))
+    return pa.table(columns, names=names)
 
 
 def pull_and_land(

@@ -153,7 +153,8 @@ def test_jsonl_keeps_good_lines_and_rejects_malformed_ones(tmp_path: Path) -> No
     assert "line 4: expected a JSON object" in pull.rejected[1][1]
     backfill = FileConnector().pull(source(str(path), "jsonl"), None,
                                     Window(since=datetime(2026, 7, 2)))
-    assert backfill.to_frame()["id"].tolist() == [3] and backfill.rejected == []  # no time, no window
+    # no time, no window
+    assert backfill.to_frame()["id"].tolist() == [3] and backfill.rejected == []
 
 
 def test_parquet_keeps_the_source_types(tmp_path: Path) -> None:
