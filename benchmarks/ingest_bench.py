@@ -1,8 +1,10 @@
 """Ingestion throughput: demo transactions from a CSV export and from PostgreSQL into the lake
-through tideline, with validation, against plain pandas reading the same rows to Parquet.
+through tideline, with validation, against pyarrow (CSV) and pandas (SQL) reading the same rows
+to Parquet; with `--data event-log`, big Parquet exports at several sizes (`ingest_event_log`).
 
     python benchmarks/ingest_bench.py [--rows 10000000] [--pg-url URL] [--dir DIR]
     python benchmarks/ingest_bench.py --rows 200000      # a smoke run, well under a minute
+    python benchmarks/ingest_bench.py --data event-log [--scales 0.25 0.5 1]
 
 The demo generator makes the transactions (1% of rows per kind of defect: negative and
 unparseable amounts, future times, orphan customers, duplicates) and the customers they
@@ -14,9 +16,9 @@ tideline runs the ingest flow's path without Prefect: a run branch; the real con
 `pull_and_land` (raw text partitioned by day); `audit` (validation against the demo project's
 contract, with the customers as references; clean rows by day, quarantine, stats, report); the
 gate; the merge into main. The customers are published to the lake beforehand, untimed.
-The reference reads the same rows with `pandas.read_csv` (`low_memory=False`: chunked type
-guessing would mix floats and text in `amount`, which `to_parquet` refuses) or `pandas.read_sql`
-of the query the connector runs, then writes one Parquet file with `DataFrame.to_parquet`.
+The reference reads the same rows with `pyarrow.csv.read_csv` (every core, types inferred) and
+writes them with `pyarrow.parquet.write_table`, or with `pandas.read_sql` of the query the
+connector runs and `DataFrame.to_parquet`.
 
 Each case runs in a fresh Python process: its peak RSS is its own (`VmHWM`; the peak of its
 process tree, sampled, is kept too), and its CPU seconds (all threads) are reported beside the
@@ -40,6 +42,8 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from harness import Child, Timer, peak_rss, write_results
 from rich.console import Console
@@ -136,13 +140,16 @@ def run_case(case: str, runner: str, work: Path) -> dict:
         out.mkdir()
         with Timer() as timer:
             if case == "csv":
-                frame = pd.read_csv(work / "transactions.csv", low_memory=False)
+                table = pa_csv.read_csv(work / "transactions.csv")
+                pq.write_table(table, out / "transactions.parquet")
+                rows = table.num_rows
             else:
                 engine = sa.create_engine(os.environ[URL_ENV])
                 frame = pd.read_sql(sa.text(QUERY), engine)
                 engine.dispose()
-            frame.to_parquet(out / "transactions.parquet")
-        result = {"rows": len(frame)}
+                frame.to_parquet(out / "transactions.parquet")
+                rows = len(frame)
+        result = {"rows": rows}
     # VmHWM, not ru_maxrss: this benchmark's parent holds the generated data (`peak_rss`)
     result.update(seconds=timer.seconds, cpu_seconds=timer.cpu_seconds,
                   peak_rss_bytes=peak_rss(), load_average=load)
@@ -158,6 +165,15 @@ def measure(case: str, runner: str, url: str, work: Path) -> dict:
 
 
 def main() -> None:
+    if "--data" in sys.argv:  # the event log's Parquet files (`ingest_event_log.py`)
+        import ingest_event_log
+
+        parser = argparse.ArgumentParser(description=ingest_event_log.__doc__.splitlines()[0])
+        parser.add_argument("--data", choices=("event-log",), required=True)
+        parser.add_argument("--case", help=argparse.SUPPRESS)
+        ingest_event_log.add_arguments(parser)
+        args = parser.parse_args()
+        sys.exit(ingest_event_log.run_bench(args))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--pg-url", default=PG_URL)

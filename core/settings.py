@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     model_spec: str = "tideline.demo.model:CHURN_MODEL"
     """The model to train, score and monitor: `module:attribute` of a ModelSpec, or a YAML file
     (see `tideline.models.spec.load_model_spec`)."""
+    ingest_batch_bytes: ByteSize = Field(default=ByteSize(256 * 2**20), gt=0)
+    """Records an ingest run holds in memory at a time while landing and validating each
+    source, about: bytes, or text such as `256MiB`; the run's peak is a few times this."""
     feature_partitions: int | None = Field(default=None, ge=1)
     """Entity hash partitions, one Ray task each; unset: chosen from the sources' rows and
     `feature_memory_budget` (`tideline.features.materialize.partition_count`)."""

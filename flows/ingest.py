@@ -36,14 +36,17 @@ def ingest(run_id: str | None = None, since: date | None = None, until: date | N
     with open_project(settings) as project:
         with publish(lake, run_id, message=f"ingest {len(project.sources)} sources",
                      metadata={"stage": "ingest", "backfill": "yes" if window else "no"}) as run:
+            batch = int(settings.ingest_batch_bytes)
             futures = [ingest_source.submit(lake, run.branch, source, run_id=run_id,
-                                            window=window) for source in project.sources]
+                                            window=window, batch_bytes=batch)
+                       for source in project.sources]
             records = [future.result() for future in futures]
             for record in records:
                 logger.info("%s: %d rows landed, %d unparseable", record.source, record.rows,
                             record.rejected)
             result = audit_run(lake, run.branch, project, records, run_id=run_id,
-                               report_dir=settings.data_dir / "reports", window=window)
+                               report_dir=settings.data_dir / "reports", window=window,
+                               batch_bytes=batch)
             publish_quality_artifacts(result)
             gate(lake, run.branch, result)
         for source, record in zip(project.sources, records, strict=True):

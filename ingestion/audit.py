@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -61,6 +62,8 @@ from tideline.lake.buckets import clean_path, write_bucketed
 from tideline.lake.tables import read_frame, read_table, write_table
 
 HISTORY_RUNS = 20
+WRITERS = 2
+"""Clean objects written at a time: Parquet's encoder releases the GIL."""
 SHOWN_QUARANTINE = 1_000
 """Quarantined rows a result keeps of a dataset checked in batches (the lake has them all)."""
 
@@ -300,6 +303,8 @@ class Outputs:
                        else clean_path(contract.dataset, day, f"{run_id}-{record}")
                        for record, day in keys]
         self._waiting: dict[int, list[pa.Table]] = {}
+        self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="clean")
+        self._writing: list[Future] = []
         self._quarantine_path = f"quarantine/{contract.dataset}/part-{run_id}.parquet"
         self._stack = ExitStack()
         self._writer: pq.ParquetWriter | None = None
@@ -313,6 +318,8 @@ class Outputs:
     def add(self, frame: pd.DataFrame, typed: dict[str, Typed], checks: list[Check],
             failing: np.ndarray, numbers: np.ndarray, owners: np.ndarray) -> None:
         keep = ~failing
+        if not self._shown:  # the quarantine's columns, should no row fail
+            self._shown.append(quarantine_frame(frame.iloc[:0], [], keep[:0]))
         clean = clean_rows(self._contract, typed, keep, frame.index)
         if self._whole:
             self._clean.append(clean)
@@ -335,6 +342,9 @@ class Outputs:
 
     def close(self) -> None:
         self._write(list(self._waiting))
+        self._pool.shutdown()
+        for done in self._writing:
+            done.result()
         self._stack.close()
 
     def clean(self) -> pd.DataFrame:
@@ -343,15 +353,20 @@ class Outputs:
         return pd.concat(self._clean)
 
     def quarantine(self) -> pd.DataFrame:
-        shown = pd.concat(self._shown, ignore_index=True) if self._shown else pd.DataFrame()
+        shown = pd.concat(self._shown, ignore_index=True)
         return shown if self._whole else shown.head(SHOWN_QUARANTINE)
 
     def _write(self, groups: list[int]) -> None:
+        """Write the groups' clean rows on the pool, while the next batch is checked; at most
+        `WRITERS` groups wait to be written, so memory stays bounded."""
         for group in sorted(groups):
             table = pa.concat_tables(self._waiting.pop(group))
             if table.num_rows:
-                write_bucketed(self._lake, self._branch, self._paths[group], table,
-                               self._contract.bucket_by)
+                while len(self._writing) >= WRITERS:
+                    self._writing.pop(0).result()
+                self._writing.append(self._pool.submit(
+                    write_bucketed, self._lake, self._branch, self._paths[group], table,
+                    self._contract.bucket_by))
 
     def _append(self, quarantine: pd.DataFrame) -> None:
         if self._writer is None:

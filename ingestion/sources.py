@@ -13,7 +13,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 BATCH_BYTES = 256 * 2**20
-"""Records a landing or an audit holds in memory at a time, about (`ingest_batch_bytes`)."""
+"""Records a landing or an audit holds in memory at a time, about (setting
+`ingest_batch_bytes`)."""
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 

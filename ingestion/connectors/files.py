@@ -179,7 +179,7 @@ def read_csv(open_file: Callable[[], BinaryIO], path: str, source: FileSource,
             given += table.num_rows
             yield table
         return
-    except (pa.ArrowInvalid, UnicodeDecodeError, LookupError):
+    except (pa.ArrowInvalid, UnicodeError, LookupError):
         pass
     with open_file() as handle:
         raw = handle.read()

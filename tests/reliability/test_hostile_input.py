@@ -76,18 +76,18 @@ def ingest(tmp: Path, name: str, data: bytes, *, fmt: str, encoding: str) -> Out
     lake = LocalLake(tmp / "lake")
     try:
         pull = FileConnector().pull(source, None, None)
+        record = land(lake, "main", source, pull, run_id="r1", checkpoint_before=None)
     except SourceError as exc:
         assert name in str(exc), f"the error does not name the file: {exc}"
         raise
     assert all(reason.strip() and name in reason for _, reason in pull.rejected)
-    record = land(lake, "main", source, pull, run_id="r1", checkpoint_before=None)
     result = validate_dataset(lake, "main", CONTRACT, [record], timestamp_column="ts",
                               run_id="r1", now=NOW)
-    assert result.rows == len(pull.frame) == len(result.clean) + len(result.quarantine)
+    assert result.rows == record.rows == len(result.clean) + len(result.quarantine)
     if len(result.quarantine):
         assert result.quarantine["_reason"].str.strip().str.len().gt(0).all()
         assert result.quarantine["_rules"].notna().all()
-    return Outcome(rows=len(pull.frame) + len(pull.rejected), clean=len(result.clean),
+    return Outcome(rows=record.rows + len(pull.rejected), clean=len(result.clean),
                    quarantined=len(result.quarantine) + len(pull.rejected))
 
 
