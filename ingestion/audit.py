@@ -36,6 +36,7 @@ from tideline.ingestion.landing import (
     landed_batches,
     landed_parts,
     landed_schema,
+    read_ahead,
 )
 from tideline.ingestion.project import Project
 from tideline.ingestion.rawtext import as_raw_text
@@ -62,6 +63,8 @@ from tideline.lake.buckets import clean_path, write_bucketed
 from tideline.lake.tables import read_frame, read_table, write_table
 
 HISTORY_RUNS = 20
+AUDITS = 2
+"""Datasets validated at a time: Arrow's and Parquet's work releases the GIL."""
 WRITERS = 2
 """Clean objects written at a time: Parquet's encoder releases the GIL."""
 SHOWN_QUARANTINE = 1_000
@@ -207,7 +210,8 @@ def validate_dataset(
                     _repeated(lake, branch, parts, schema, rows, contract, specs, Path(spill)))
         earlier = Earlier(len(specs))
         start = 0
-        for table, owners in landed_batches(lake, branch, parts, schema, rows) if total else [
+        for table, owners in read_ahead(landed_batches(lake, branch, parts, schema, rows)
+                                        ) if total else [
                 (schema.empty_table(), np.zeros(0, dtype=np.int32))]:
             frame = as_raw_text(table)
             check_columns(frame, contract)
@@ -266,7 +270,8 @@ def _repeated(lake: Lake, branch: str, parts: list[LandedPart], schema: pa.Schem
     spill = Spill(directory, len(specs))
     names = list(dict.fromkeys(name for _, spec in specs for name in spec))
     try:
-        for table, _ in landed_batches(lake, branch, parts, schema, rows, columns=names):
+        for table, _ in read_ahead(landed_batches(lake, branch, parts, schema, rows,
+                                                  columns=names)):
             frame = as_raw_text(table)
             for i, spec in enumerate(specs):
                 values, counted = spec_hashes(frame, contract, spec)
@@ -391,22 +396,32 @@ def audit(
     window: Window | None = None,
     batch_bytes: int = BATCH_BYTES,
 ) -> Audit:
-    """Validate every dataset (referenced ones first), about `batch_bytes` of records at a
-    time, then write one report for the run."""
+    """Validate every dataset (referenced ones first, `AUDITS` at a time), about `batch_bytes`
+    of records at a time in all, then write one report for the run."""
     now = project.validation_time or datetime.now(UTC)
-    results: dict[str, ValidationResult] = {}
-    outcomes = []
-    for dataset in project.validation_order():
-        mine = [record for record in records if record.dataset == dataset]
-        if not mine:
-            continue
-        result = validate_dataset(
-            lake, branch, project.contract(dataset), mine,
+    order = [dataset for dataset in project.validation_order()
+             if any(record.dataset == dataset for record in records)]
+    share = max(batch_bytes // min(AUDITS, max(len(order), 1)), 1)
+    done: dict[str, Future[ValidationResult]] = {}
+
+    def check(dataset: str) -> ValidationResult:
+        contract = project.contract(dataset)
+        for ref in contract.references:  # its references' keys come from their clean rows
+            if ref.dataset in done and ref.dataset != dataset:
+                done[ref.dataset].result()
+        return validate_dataset(
+            lake, branch, contract, [r for r in records if r.dataset == dataset],
             timestamp_column=project.sources_of(dataset)[0].timestamp_column,
-            run_id=run_id, now=now, window=window, batch_bytes=batch_bytes,
-        )
-        results[dataset] = result
-        outcomes.append(_outcome(result, sum(record.rejected for record in mine)))
+            run_id=run_id, now=now, window=window, batch_bytes=share)
+
+    # datasets side by side, each as soon as the datasets it references are done: in
+    # validation order, so a dataset's references were started before it
+    with ThreadPoolExecutor(AUDITS, thread_name_prefix="audit") as pool:
+        for dataset in order:
+            done[dataset] = pool.submit(check, dataset)
+        results = {dataset: done[dataset].result() for dataset in order}
+    outcomes = [_outcome(results[dataset], sum(r.rejected for r in records
+                                               if r.dataset == dataset)) for dataset in order]
     html = render_html(results, title=f"Data quality — run {run_id}", run_id=run_id)
     report = f"reports/quality/{run_id}.html"
     lake.put(branch, report, html.encode())

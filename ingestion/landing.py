@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from tideline.ingestion.sources import BATCH_BYTES, Pull, Source, Window
 from tideline.lake.base import Lake
 from tideline.lake.tables import read_table, write_table
 
+T = TypeVar("T")
 UNKNOWN_DATE = "unknown"
 PARTITION_THREADS = 4
 """Partitions written or read at a time: Parquet's encoder and decoder release the GIL."""
@@ -377,6 +378,16 @@ def landed_batches(lake: Lake, ref: str, parts: list[LandedPart], schema: pa.Sch
                     pieces, owners, waiting = [], [], 0
     if pieces:
         yield pa.concat_tables(pieces).combine_chunks(), np.concatenate(owners)
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """The items of `items`, the next one read on a thread while this one is used (decoding
+    Parquet releases the GIL)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+        pending = pool.submit(next, items, None)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(next, items, None)
+            yield item
 
 
 def _conform(table: pa.Table, schema: pa.Schema, names: list[str]) -> pa.Table:

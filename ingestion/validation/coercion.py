@@ -244,8 +244,8 @@ def coerce(raw: pd.Series, column: Column) -> Typed:
 
     # timestamp / date
     if temporal:
-        series = raw.dt.tz_convert("UTC") if raw.dt.tz is not None else raw.dt.tz_localize("UTC")
-        ns = series.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]").view("int64").copy()
+        # UTC nanoseconds, zoned or naive (naive is UTC), NaT as int64's minimum
+        ns = raw.to_numpy(dtype="datetime64[ns]").view("int64").copy()
         null = ns == _NAT
         bad = np.zeros(len(raw), dtype=bool)
     elif numeric or boolean:
