@@ -369,7 +369,8 @@ def landed_batches(lake: Lake, ref: str, parts: list[LandedPart], schema: pa.Sch
     for position, part in enumerate(parts):
         mine = [name for name in names if name in part.schema.names]
         with lake.reader(ref, part.path) as source:
-            for batch in pq.ParquetFile(source).iter_batches(batch_size=rows, columns=mine):
+            for batch in pq.ParquetFile(source, pre_buffer=False).iter_batches(
+                    batch_size=rows, columns=mine):
                 pieces.append(_conform(pa.Table.from_batches([batch]), schema, names))
                 owners.append(np.full(batch.num_rows, position, dtype=np.int32))
                 waiting += batch.num_rows

@@ -294,7 +294,8 @@ def read_parquet(fs: fsspec.AbstractFileSystem, path: str, source: FileSource,
     wrote beside the columns is left out."""
     try:
         with fs.open(path, "rb") as handle:
-            parquet = pq.ParquetFile(handle)
+            # pre_buffer keeps every row group read so far in memory: the whole file, by the end
+            parquet = pq.ParquetFile(handle, pre_buffer=False)
             meta = parquet.metadata
             size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
             rows = min(max(batch_bytes // 4 // max(size // max(meta.num_rows, 1), 1), 4_096),
