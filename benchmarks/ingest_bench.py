@@ -4,7 +4,7 @@ to Parquet; with `--data event-log`, big Parquet exports at several sizes (`inge
 
     python benchmarks/ingest_bench.py [--rows 10000000] [--pg-url URL] [--dir DIR]
     python benchmarks/ingest_bench.py --rows 200000      # a smoke run, well under a minute
-    python benchmarks/ingest_bench.py --data event-log [--scales 0.25 0.5 1]
+    python benchmarks/ingest_bench.py --data event-log [--scales 1 2 4]
 
 The demo generator makes the transactions (1% of rows per kind of defect: negative and
 unparseable amounts, future times, orphan customers, duplicates) and the customers they

@@ -2,7 +2,7 @@
 transactions and app events, integer keys, microsecond times, in export order) at several sizes,
 against pyarrow reading and writing the same rows, each in a fresh process.
 
-    python benchmarks/ingest_bench.py --data event-log [--scales 0.25 0.5 1] [--work-dir DIR]
+    python benchmarks/ingest_bench.py --data event-log [--scales 1 2 4] [--work-dir DIR]
 
 Sizes are scales of 2.1M customers (1 = 42.0M transactions and 21.0M app events); each size's
 files come from `event_log.py` (cached under the work dir, the features benchmark's cache is
@@ -148,7 +148,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ingest_bench.py --data event-log`."""
-    parser.add_argument("--scales", type=float, nargs="*", default=[0.25, 0.5, 1.0],
+    parser.add_argument("--scales", type=float, nargs="*", default=[1.0, 2.0, 4.0],
                         help="sizes, as scales of 2.1M customers")
     parser.add_argument("--work-dir", default="/tmp/tideline-feature-bench")
 
