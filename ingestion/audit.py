@@ -303,7 +303,9 @@ class Outputs:
         self._lake, self._branch, self._contract = lake, branch, contract
         several = len({part.record for part in parts}) > 1
         keys = [(part.record, part.day) for part in parts]
-        self._group = np.array([keys.index(key) for key in keys], dtype=np.int64)
+        first: dict[tuple[int, str], int] = {}
+        self._group = np.array([first.setdefault(key, i) for i, key in enumerate(keys)],
+                               dtype=np.int64)
         self._paths = [clean_path(contract.dataset, day, run_id) if not several or not record
                        else clean_path(contract.dataset, day, f"{run_id}-{record}")
                        for record, day in keys]

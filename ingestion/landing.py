@@ -3,17 +3,17 @@ source and date, with an ingestion record and the checkpoint to resume from.
 
 Layout on the branch::
 
-    raw/source=<name>/dt=<YYYY-MM-DD>/part-<run_id>.parquet   records as received (text)
+    raw/source=<name>/dt=<YYYY-MM-DD>/part-<run_id>.parquet   records as received
     raw/source=<name>/rejected/part-<run_id>.parquet          records that could not be parsed
     raw/source=<name>/_runs/<run_id>.json                     the ingestion record
     checkpoints/<name>.json                                   where the next pull resumes
 
-Raw values are stored as text exactly as the source gave them (types are the validator's job),
-so nothing a source sends is lost or altered before validation; in memory the text is held by
-Arrow (`RAW_TEXT`). A day's records keep the order they came in, and a pull's parts are listed
-by day, so `read_landed` returns them day by day in that order. Part names carry the run id, so
-re-running a run id rewrites the same objects instead of adding copies; a backfill replaces the
-partitions of its window.
+Raw values are stored exactly as the source gave them: typed sources' in their own types, the
+rest as text (`tideline.ingestion.rawtext`; types are the validator's job), so nothing a source
+sends is lost or altered before validation. A day's records keep the order they came in, and
+a pull's parts are listed by day, so `read_landed` returns them day by day in that order. Part
+names carry the run id, so re-running a run id rewrites the same objects instead of adding
+copies; a backfill replaces the partitions of its window.
 """
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ import pyarrow.parquet as pq
 from tideline.core.errors import IngestionError
 from tideline.core.faults import failpoint
 from tideline.ingestion.connectors import connector_for
-from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text, landed
+from tideline.ingestion.rawtext import as_raw_text, landed
 from tideline.ingestion.sources import BATCH_BYTES, Pull, Source, Window
 from tideline.lake.base import Lake
-from tideline.lake.tables import read_table, write_table
+from tideline.lake.tables import write_table
 
 T = TypeVar("T")
 UNKNOWN_DATE = "unknown"
@@ -298,25 +298,13 @@ def check_window(window: Window) -> Window:
 
 
 def read_landed(lake: Lake, ref: str, record: IngestRecord) -> pd.DataFrame:
-    """The records a pull landed, back as one frame in landing order."""
-    paths = [path for path in record.parts if "/dt=" in path]
-    with ThreadPoolExecutor(PARTITION_THREADS, thread_name_prefix="read-landed") as pool:
-        tables = list(pool.map(lambda path: read_table(lake, ref, path), paths))
-    if not tables:
-        return pd.DataFrame({column: pd.Series(dtype=RAW_TEXT) for column in record.columns})
-    # one chunk per column: validation takes rows from these columns, and a take from many
-    # chunks joins them first, every time
-    return as_raw_text(stack_landed(tables).combine_chunks())
-
-
-def stack_landed(tables: list[pa.Table]) -> pa.Table:
-    """Landed tables one after another, columns in order of first appearance (null where a
-    table lacks one); a column landed in different types in different tables becomes text."""
-    try:
-        return pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.concat_tables([landed(table, typed=False) for table in tables],
-                                promote_options="default")
+    """The records a pull landed, back as one frame in landing order (in one schema:
+    `landed_schema`)."""
+    parts = landed_parts(lake, ref, [record])
+    schema = landed_schema(parts, list(record.columns))
+    whole = max(sum(part.rows for part in parts), 1)
+    tables = [table for table, _ in landed_batches(lake, ref, parts, schema, whole)]
+    return as_raw_text(tables[0] if tables else schema.empty_table())
 
 
 @dataclass(frozen=True)

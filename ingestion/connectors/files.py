@@ -57,14 +57,13 @@ class FileConnector:
         seen = (checkpoint or {}).get("files", {})
         if window is None:
             todo = [path for path in sorted(identities) if seen.get(path) != identities[path]]
-            pull = Pull(frame=None, checkpoint={"files": dict(sorted(identities.items()))},
-                        typed=source.format == "parquet")
+            after = {"files": dict(sorted(identities.items()))}
         else:
             # a backfill re-reads every file and keeps the window's records; unparsable ones
             # have no time, so they belong to no window (the incremental pull quarantined them)
             todo = sorted(identities)
-            pull = Pull(frame=None, checkpoint=dict(checkpoint or {"files": {}}),
-                        typed=source.format == "parquet")
+            after = dict(checkpoint or {"files": {}})
+        pull = Pull(frame=None, checkpoint=after, typed=source.format == "parquet")
         pull.batches = self._batches(fs, todo, source, window,
                                      pull.rejected if window is None else [])
         return pull

@@ -17,12 +17,12 @@ from typing import BinaryIO, Literal
 import numpy as np
 import pandas as pd
 from tideline.ingestion.contracts import Contract
-from tideline.ingestion.validation.coercion import Typed, coerce
+from tideline.ingestion.validation.coercion import coerce
+from tideline.ingestion.validation.rules import MIX, typed_hash
 
 Spec = tuple[Literal["key", "row", "unique"], tuple[str, ...]]
 SPILL_BITS = 6
 """Spill files per rule, by the hashes' top bits: each is read alone, 1/64 of the hashes."""
-_MIX = np.uint64(1_099_511_628_211)
 
 
 def repeat_specs(contract: Contract, columns: list[str]) -> list[Spec]:
@@ -49,24 +49,13 @@ def spec_hashes(frame: pd.DataFrame, contract: Contract, spec: Spec
     for name in names:
         if name in declared:
             typed = coerce(frame[name], contract.column(name))
-            part = _typed_hash(typed)
+            part = typed_hash(typed)
             if kind == "unique":
                 counted &= typed.valid
         else:  # a column the contract does not declare compares as received
             part = pd.util.hash_pandas_object(frame[name], index=False).to_numpy()
-        hashes = hashes * _MIX ^ part
+        hashes = hashes * MIX ^ part
     return hashes, counted
-
-
-def _typed_hash(typed: Typed) -> np.ndarray:
-    """Coerced values hashed; nulls and unparsed values (null once coerced) alike."""
-    valid = typed.valid
-    if typed.cmp is not None:
-        values = pd.util.hash_array(np.where(valid, typed.cmp, 0))
-    else:
-        text = np.asarray(typed.text.to_numpy(zero_copy_only=False), dtype=object)
-        values = pd.util.hash_array(np.where(valid, text, ""))
-    return values ^ valid.astype(np.uint64)
 
 
 class Spill:

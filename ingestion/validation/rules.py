@@ -129,16 +129,31 @@ def _in_groups(codes: np.ndarray) -> np.ndarray:
     return np.bincount(shifted)[shifted] > 1 if codes.size else np.zeros(0, dtype=bool)
 
 
+MIX = np.uint64(1_099_511_628_211)
+"""Multiplier folding one column's hashes into a row's: `row * MIX ^ column`."""
+
+
+def typed_hash(typed: Typed) -> np.ndarray:
+    """Coerced values hashed (equal values, equal hashes); nulls and unparsed values (null once
+    coerced) alike."""
+    valid = typed.valid
+    if typed.cmp is not None:
+        values = pd.util.hash_array(np.where(valid, typed.cmp, 0))
+    else:
+        text = np.asarray(typed.text.to_numpy(zero_copy_only=False), dtype=object)
+        values = pd.util.hash_array(np.where(valid, text, ""))
+    return values ^ valid.astype(np.uint64)
+
+
 def _hash_prefilter(typed: dict[str, Typed]) -> np.ndarray | None:
     """Rows that could be exact duplicates, judged by a cheap hash of the numeric and temporal
     columns: equal rows have equal hashes, so rows with a unique hash need no exact check."""
-    arrays = [(t.cmp, t.valid) for t in typed.values() if t.cmp is not None]
-    if not arrays:
+    columns = [t for t in typed.values() if t.cmp is not None]
+    if not columns:
         return None
-    combined = np.zeros(len(arrays[0][0]), dtype="uint64")
-    for values, valid in arrays:
-        hashed = pd.util.hash_array(np.where(valid, values, 0)) ^ valid.astype("uint64")
-        combined = combined * np.uint64(1_099_511_628_211) ^ hashed
+    combined = np.zeros(len(columns[0].cmp), dtype="uint64")
+    for t in columns:
+        combined = combined * MIX ^ typed_hash(t)
     return pd.Series(combined).duplicated(keep=False).to_numpy()
 
 
