@@ -9,7 +9,7 @@ have them), small integer categories. Activity varies by customer (gamma-distrib
 fifth of customers stop part-way (the churners), and about 0.4% never appear. Rows come in
 customer-chunk order, not time order, as an export of a sharded table would.
 
-The directory holds `data/transactions.parquet`, `data/app_events.parquet`, `tideline.toml`,
+The directory holds `data/transactions.parquet`, `data/app_events.parquet`, `tideline.yaml`,
 `project.yaml` (file sources and contracts: types, not-null, a range), `features.yaml` (47
 churn features in two views: windows of 7/30/90 days, statistics, quantiles, distinct counts,
 active days, shares, trends, recency, ratios, a segment) and `model.yaml`. Generation runs
@@ -126,11 +126,12 @@ def generate(root: Path, customers: int, seed: int = SEED) -> EventLog:
 
 
 PROJECT_FILES = {
-    "tideline.toml": """\
+    "tideline.yaml": """\
 # An event-log project: run `tideline ingest` then `tideline features build` from here.
-project_file = "project.yaml"
-feature_views = "features.yaml"
-model_spec = "model.yaml"
+settings:
+  project_file: project.yaml
+  feature_views: features.yaml
+  model_spec: model.yaml
 """,
     "project.yaml": """\
 sources:

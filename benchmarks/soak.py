@@ -126,10 +126,12 @@ class GrowingSources:
 
     @contextmanager
     def project(self) -> Iterator[Path]:
-        """The demo project over these sources, its helpdesk API served: the project file."""
+        """The demo project over these sources (not the demo's own, which tideline would
+        generate), its helpdesk API served: the project file."""
         with demo_placeholders(self.root, self.spec.end) as placeholders:
             text = fill_placeholders(PROJECT_FILE.read_text(encoding="utf-8"), placeholders)
-            path = self.root / "project.yaml"
+            text = text.replace("\ndemo: true\n", "\ndemo: false\n", 1)
+            path = self.root / "tideline.yaml"
             path.write_text(text, encoding="utf-8")
             yield path
 
@@ -238,7 +240,7 @@ def main() -> int:
         sources = GrowingSources(data_dir / "sources", generate(spec), spec)
         sources.arrive(first)
     with sources.project() as project_file, PeakMemory() as memory:
-        os.environ["TIDELINE_PROJECT_FILE"] = str(project_file)
+        os.environ["TIDELINE_PROJECT"] = str(project_file)
         runs, stopped, failures = soak(console, sources, first, args.runs, stages, data_dir)
     report(console, runs, stopped, failures, data_dir, memory.peak)
     return 1 if failures or not runs else 0

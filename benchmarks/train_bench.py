@@ -572,9 +572,9 @@ def run_own_data(args: argparse.Namespace) -> int:
     orders.to_csv(work / "orders" / "orders.csv", index=False,
                   date_format="%Y-%m-%dT%H:%M:%S.%fZ")
     console.log(f"{len(orders):,} orders of {orders['customer'].nunique():,} customers")
-    (work / "tideline.toml").write_text('project_file = "project.yaml"\n'
-                                        'feature_views = "features.yaml"\n'
-                                        'model_spec = "model.yaml"\n')
+    (work / "tideline.yaml").write_text("settings:\n  project_file: project.yaml\n"
+                                        "  feature_views: features.yaml\n"
+                                        "  model_spec: model.yaml\n")
     cli = [sys.executable, "-m", "tideline.deployments.cli"]
     steps = {}
     for step in ("ingest", "train"):

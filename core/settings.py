@@ -1,35 +1,40 @@
-"""The one settings object: read from `TIDELINE_*` environment variables and an optional
-`tideline.toml`, validated once at start and passed down."""
+"""The one settings object: read from `TIDELINE_*` environment variables and the project file's
+`settings` and chosen profile, validated once at start and passed down."""
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ByteSize, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from tideline.core.addresses import valid_address
 from tideline.core.errors import ConfigError
+from tideline.core.project import NoProject, find_project, settings_of
 
 
 class Settings(BaseSettings):
     """Everything tideline can be configured with. Secrets are `SecretStr` and never printed."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TIDELINE_", toml_file="tideline.toml", extra="forbid", frozen=True
+        env_prefix="TIDELINE_", extra="forbid", frozen=True, use_attribute_docstrings=True
     )
 
+    project: Path | None = None
+    """The project file, `tideline.yaml` (or its directory); unset: `tideline.yaml` in the
+    working directory. Set by `--project`."""
+    profile: str | None = None
+    """The project file's settings profile to apply over its `settings` (`--profile`)."""
+
     data_dir: Path = Path(".tideline")
-    """Where embedded state lives: the local lake, SQLite databases, the e-mail outbox."""
+    """Where embedded state lives: the local lake, SQLite databases, the e-mail outbox;
+    `.tideline` beside the project file unless set."""
 
     project_file: Path | None = None
-    """The project's sources and contracts (YAML); unset runs the bundled demo project."""
+    """Override of the project file's `sources` and `contracts`: a YAML holding only them."""
 
     lake_backend: Literal["local", "lakefs"] = "local"
     lake_fsync: bool = False
@@ -37,11 +42,12 @@ class Settings(BaseSettings):
     lake_max_read_bytes: int = 2 * 1024**3
     """Refuse to read a single object larger than this into memory."""
 
-    feature_views: str = "tideline.demo.views:DEMO_VIEWS"
-    """The feature views to build: `module:attribute` of a list of views, or a YAML file."""
-    model_spec: str = "tideline.demo.model:CHURN_MODEL"
-    """The model to train, score and monitor: `module:attribute` of a ModelSpec, or a YAML file
-    (see `tideline.models.spec.load_model_spec`)."""
+    feature_views: str | None = None
+    """Override of the project file's `features`: `module:attribute` of a list of views, or a
+    YAML file of `entities`, `sources` and `views`."""
+    model_spec: str | None = None
+    """Override of the project file's `model`: `module:attribute` of a ModelSpec, or a YAML
+    file (see `tideline.models.spec.load_model_spec`)."""
     ingest_batch_bytes: ByteSize = Field(default=ByteSize(256 * 2**20), gt=0)
     """Records an ingest run holds in memory at a time while landing and validating each
     source, about: bytes, or text such as `256MiB`; the run's peak is a few times this."""
@@ -61,6 +67,9 @@ class Settings(BaseSettings):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     """Where the latest feature values are served from."""
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    nats_url: str | None = None
+    """The NATS JetStream server `tideline stream` reads live events from
+    (`nats://host:4222`)."""
 
     prefect_database_url: SecretStr | None = None
     """The database of the server `tideline server` starts (`postgresql+asyncpg://…`); unset:
@@ -97,7 +106,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, ProjectSettings(settings_cls, init_settings))
+
+    @field_validator("project")
+    @classmethod
+    def _project_file(cls, value: Path | None) -> Path | None:
+        return find_project(value) if value is not None else None
 
     @field_validator("mail_from", "pipeline_owner")
     @classmethod
@@ -122,6 +136,48 @@ class Settings(BaseSettings):
     @cached_property
     def lake_dir(self) -> Path:
         return self.data_dir / "lake"
+
+    @property
+    def project_dir(self) -> Path | None:
+        """The directory of the project file: its relative paths and `prefect.yaml` are here."""
+        return self.project.parent if self.project is not None else None
+
+    def declared(self, part: Literal["sources", "features", "model"]) -> str:
+        """Where a part of the project is declared: its override setting, else the project
+        file; `NoProject` when there is neither."""
+        override = {"sources": self.project_file, "features": self.feature_views,
+                    "model": self.model_spec}[part]
+        if override is not None:
+            return str(override)
+        if self.project is None:
+            raise NoProject(Path.cwd())
+        return str(self.project)
+
+
+class ProjectSettings(PydanticBaseSettingsSource):
+    """The project file's `settings` and chosen profile, below the environment: the file is
+    the one given (`project=`, TIDELINE_PROJECT) or `tideline.yaml` in the working
+    directory; the profile likewise (`profile=`, TIDELINE_PROFILE)."""
+
+    def __init__(self, settings_cls: type[BaseSettings],
+                 init_settings: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._given = init_settings()
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        given = self._given.get("project", os.environ.get("TIDELINE_PROJECT"))
+        path = find_project(given)
+        if path is None:
+            return {}
+        profile = self._given.get("profile", os.environ.get("TIDELINE_PROFILE"))
+        body = settings_of(path, profile)
+        for key in ("project", "profile"):
+            if key in body:
+                raise ConfigError(f"project file {path}: `{key}` is not a setting of the file")
+        return {"data_dir": str(path.parent / ".tideline"), **body, "project": str(path)}
 
 
 def load_settings(**overrides: object) -> Settings:

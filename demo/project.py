@@ -12,11 +12,12 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+from tideline.core.project import is_project_file, read_document
 from tideline.core.settings import Settings
 from tideline.ingestion.project import Project, load_project
 from tideline.lake.base import MAIN, Lake
 
-PROJECT_FILE = Path(__file__).resolve().parent / "project.yaml"
+PROJECT_FILE = Path(__file__).resolve().parent / "tideline.yaml"
 API_TOKEN = "demo-token"  # the demo API's own bearer token; it guards nothing real
 DEFECT_RULES = {
     "customers": {"missing_email": "not_null:email", "bad_email": "regex:email",
@@ -74,14 +75,15 @@ def injected_defects(root: Path) -> dict[str, dict[str, int]]:
 
 
 @contextmanager
-def demo_project(data_dir: Path) -> Iterator[Project]:
-    """The demo's sources, ready to ingest: the data written, the helpdesk API served locally."""
+def demo_project(data_dir: Path, path: Path) -> Iterator[Project]:
+    """The demo's sources in the project file `path`, ready to ingest: the data written under
+    `data_dir`, the helpdesk API served locally."""
     from tideline.demo.generator import DemoSpec
 
     spec = DemoSpec(drift_from=DEMO_DRIFT_FROM)
     root = prepare_demo_sources(data_dir / "demo", spec)
     with demo_placeholders(root, spec.end) as placeholders:
-        yield load_project(PROJECT_FILE, **placeholders)
+        yield load_project(path, **placeholders)
 
 
 @contextmanager
@@ -99,22 +101,31 @@ def demo_placeholders(root: Path, end: date) -> Iterator[dict[str, str]]:
                "validation_time": as_of.isoformat()}
 
 
+def is_demo(settings: Settings) -> bool:
+    """Whether the configured sources are the bundled demo's (`demo: true` in the project
+    file): its source systems are generated and served by tideline itself."""
+    path = Path(settings.declared("sources"))
+    return is_project_file(path) and bool(read_document(path).get("demo"))
+
+
 @contextmanager
 def open_project(settings: Settings) -> Iterator[Project]:
-    """The configured project (`TIDELINE_PROJECT_FILE`), or the bundled demo when none is set."""
-    if settings.project_file is not None:
-        yield load_project(settings.project_file)
+    """The configured project's sources and contracts, ready to ingest: for the demo, its
+    source systems prepared under the data directory and its helpdesk API served."""
+    if not is_demo(settings):
+        yield load_project(Path(settings.declared("sources")))
         return
-    with demo_project(settings.data_dir) as project:
+    with demo_project(settings.data_dir, Path(settings.declared("sources"))) as project:
         yield project
 
 
 def declared_project(settings: Settings) -> Project:
     """The configured project's declarations (sources, contracts, references) without
     preparing anything: the demo's are read with its placeholders unfilled."""
-    if settings.project_file is not None:
-        return load_project(settings.project_file)
-    return load_project(PROJECT_FILE, demo_dir="demo", demo_api="http://demo.invalid",
+    path = Path(settings.declared("sources"))
+    if not is_demo(settings):
+        return load_project(path)
+    return load_project(path, demo_dir="demo", demo_api="http://demo.invalid",
                         validation_time=datetime.now(UTC).isoformat())
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 from tideline.core.addresses import valid_address
 from tideline.core.errors import FeatureDefinitionError
+from tideline.core.project import is_project_file, relative_to, section
 
 # Aggregations over a window's events, by what they need of the column.
 COUNTING = {"count", "share"}
@@ -319,11 +320,22 @@ def check_view(view: FeatureView) -> None:
 # -- loading ---------------------------------------------------------------------------------
 
 def load_definitions(spec: str) -> list[FeatureView]:
-    """Views from `module:attribute` (a list of views in Python) or from a YAML file; several
-    of either, separated by commas (`tideline.demo.views:DEMO_VIEWS,discovered.yaml`)."""
+    """Views from `module:attribute` (a list of views in Python), from a YAML file, or from a
+    project file's `features` section (itself either of those); several of any, separated by
+    commas (`tideline.demo.views:DEMO_VIEWS,discovered.yaml`)."""
     if "," in spec:
         return [view for part in spec.split(",") if part.strip()
                 for view in load_definitions(part.strip())]
+    if is_project_file(spec):
+        path = Path(spec)
+        body = section(path, "features")
+        if body is None:
+            raise FeatureDefinitionError(f"{path}: no `features` section")
+        if isinstance(body, str):
+            return load_definitions(",".join(
+                relative_to(path, part.strip()) if part.strip().endswith((".yaml", ".yml"))
+                else part.strip() for part in body.split(",")))
+        return views_of(body, f"{path}: features")
     if spec.endswith((".yaml", ".yml")):
         return load_views(spec)
     import importlib
@@ -331,7 +343,7 @@ def load_definitions(spec: str) -> list[FeatureView]:
     module, _, attribute = spec.partition(":")
     try:
         views = getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError) as exc:
         raise FeatureDefinitionError(f"cannot load feature views {spec!r}: {exc}; give "
                                      "`module:attribute` or a .yaml file") from exc
     return list(views)
@@ -344,22 +356,34 @@ def load_views(path: str | Path) -> list[FeatureView]:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise FeatureDefinitionError(f"cannot read feature definitions {path}: {exc}") from exc
+    return views_of(doc, str(path))
+
+
+def views_of(doc: Any, where: str) -> list[FeatureView]:
+    """Feature views from a mapping of `entities`, `sources` and `views` (names refer to each
+    other); `where` names the file and section in errors."""
+    if not isinstance(doc, dict):
+        raise FeatureDefinitionError(f"{where}: needs a mapping of entities, sources and views")
+    unknown = sorted(set(doc) - {"entities", "sources", "views"})
+    if unknown:
+        raise FeatureDefinitionError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
+                                     "entities, sources, views")
     try:
-        entities = {e["name"]: Entity(**e) for e in doc.get("entities", [])}
-        sources = {s["name"]: Source(**s) for s in doc.get("sources", [])}
+        entities = {e["name"]: Entity(**e) for e in doc.get("entities") or []}
+        sources = {s["name"]: Source(**s) for s in doc.get("sources") or []}
         views = []
-        for body in doc.get("views", []):
+        for body in doc.get("views") or []:
             name = body.get("name", "?")
             for ref, table in (("entity", entities), ("source", sources)):
                 if body.get(ref) not in table:
                     raise FeatureDefinitionError(
-                        f"{path}: view {name!r} names unknown {ref} {body.get(ref)!r}")
+                        f"{where}: view {name!r} names unknown {ref} {body.get(ref)!r}")
             views.append(FeatureView(
                 **{**body, "entity": entities[body["entity"]], "source": sources[body["source"]],
-                   "features": [Feature(**f) for f in body.get("features", [])],
-                   "derived": [Derived(**d) for d in body.get("derived", [])]}))
-    except TypeError as exc:
-        raise FeatureDefinitionError(f"{path}: {exc}") from exc
+                   "features": [Feature(**f) for f in body.get("features") or []],
+                   "derived": [Derived(**d) for d in body.get("derived") or []]}))
+    except (TypeError, KeyError) as exc:
+        raise FeatureDefinitionError(f"{where}: {exc}") from exc
     return views
 
 

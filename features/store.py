@@ -149,7 +149,7 @@ class FeatureStore:
         """The lake, registry and definitions the settings name; the online store is opened
         on first use (offline work never needs it)."""
         return cls(open_lake(settings), open_registry(settings),
-                   load_definitions(settings.feature_views), settings=settings)
+                   load_definitions(settings.declared("features")), settings=settings)
 
     @property
     def online(self) -> OnlineStore:

@@ -94,8 +94,8 @@ def _entity(views: Sequence[FeatureView], key: str) -> Entity:
 def cannot_discover(settings: Settings) -> str | None:
     """Why the project's shape gives discovery nothing to work on (no table of events that
     belongs to the model's entity), or None when it can run."""
-    views = load_definitions(settings.feature_views)
-    spec = load_model_spec(settings.model_spec, views)
+    views = load_definitions(settings.declared("features"))
+    spec = load_model_spec(settings.declared("model"), views)
     try:
         SchemaGraph.of_project(declared_project(settings)).children(
             _entity(views, spec.label.entity_key))
@@ -166,7 +166,7 @@ def discover_features(run_id: str | None = None, max_candidates: int = 600,
     logger = get_run_logger()
     store = FeatureStore.open(settings)
     lake = store.lake
-    spec = load_model_spec(settings.model_spec, store.views)
+    spec = load_model_spec(settings.declared("model"), store.views)
     owner = owner or settings.pipeline_owner
     commit = lake.resolve(MAIN)
     asked = json.dumps({"max_candidates": max_candidates, "max_selected": max_selected,
@@ -279,6 +279,6 @@ def _summary(result: Discovery) -> str:
             f"**{len(result.kept)} kept** in {', '.join(result.views) or 'no view'}.\n\n"
             f"Report `{result.paths['report']}`, decisions `{result.paths['decisions']}`, "
             f"views `{result.paths['views']}` at commit `{result.commit[:12]}`; local copy "
-            f"`{result.local}`.\n\nUse them: `TIDELINE_FEATURE_VIEWS="
-            f"\"tideline.demo.views:DEMO_VIEWS,{result.local}/views.yaml\"`\n")
+            f"`{result.local}`.\n\nUse them beside the project's own, from its directory: "
+            f"`TIDELINE_FEATURE_VIEWS=\"tideline.yaml,{result.local}/views.yaml\"`\n")
 

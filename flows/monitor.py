@@ -50,7 +50,7 @@ def monitor(run_id: str | None = None, model: str | None = None,
     settings = flow_settings()
     logger = get_run_logger()
     store = FeatureStore.open(settings)
-    spec = load_model_spec(model or settings.model_spec, store.views)
+    spec = load_model_spec(model or settings.declared("model"), store.views)
     done = find_published(store.lake, f"{run_id}-alerts")
     if done is not None:  # this run reported and alerted already: nobody is told twice
         alerts = json.loads(store.lake.get(done.id, done.metadata["path"]))

@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from tideline.core.ray_runtime import ray_session
 from tideline.core.settings import load_settings
+from tideline.demo.project import is_demo
 from tideline.features.materialize import FeatureBuild
 from tideline.features.store import OnlineWrite
 from tideline.flows.build_features import build_features, materialize_online, ray_task_runner
@@ -54,7 +55,7 @@ def pipeline(run_id: str | None = None, since: date | None = None,
     settings = load_settings()
     logger = get_run_logger()
     skipped: dict[str, str] = {}
-    if settings.project_file is not None:
+    if not is_demo(settings):
         skipped["real-time"] = ("the live events are the demo's; run `tideline stream` against "
                                 "your project's broker")
     if (why := cannot_discover(settings)) is not None:

@@ -36,7 +36,7 @@ def score(run_id: str | None = None, model: str | None = None,
     run_id = run_id or new_run_id()
     settings = flow_settings()
     store, registry = FeatureStore.open(settings), open_model_registry(settings)
-    spec = load_model_spec(model or settings.model_spec, store.views)
+    spec = load_model_spec(model or settings.declared("model"), store.views)
     done = find_published(store.lake, f"{run_id}-scores")
     if done is not None:  # this run scored already: the same answer, nothing written again
         m = done.metadata

@@ -39,7 +39,7 @@ def train(run_id: str | None = None, model: str | None = None) -> TrainingOutcom
     settings = flow_settings()
     logger = get_run_logger()
     store = FeatureStore.open(settings)
-    spec = load_model_spec(model or settings.model_spec, store.views)
+    spec = load_model_spec(model or settings.declared("model"), store.views)
     examples, missing = label_training_examples(store, spec)
     if missing:
         build_features.with_options(task_runner=ray_task_runner(settings))(

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from tideline.core.errors import ConfigError
+from tideline.core.project import interpolate, is_project_file, relative_to
 from tideline.ingestion.contracts import Contract
 from tideline.ingestion.sources import Source
 
@@ -71,7 +72,9 @@ def fill_placeholders(text: str, placeholders: Mapping[str, str]) -> str:
 
 
 def load_project(path: Path, **placeholders: str) -> Project:
-    """Read a project file; `{name}` placeholders in it are filled from `placeholders`."""
+    """Read the sources and contracts of a project file (`tideline.yaml`, whose relative file
+    and event-log paths are taken from its directory, with `${VAR}` interpolated) or of a YAML
+    holding only them; `{name}` placeholders are filled from `placeholders`."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -79,6 +82,18 @@ def load_project(path: Path, **placeholders: str) -> Project:
     text = fill_placeholders(text, placeholders)
     try:
         data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid project file {path}: {exc}") from None
+    if is_project_file(path) and isinstance(data, dict):
+        data = interpolate({k: data[k] for k in ("sources", "contracts", "validation_time")
+                            if k in data}, path.name)
+        for source in data.get("sources") or []:
+            if not isinstance(source, dict) or not isinstance(source.get("url"), str):
+                continue
+            if source.get("kind") == "file" or (source.get("kind") == "stream" and
+                                               source.get("transport", "eventlog") == "eventlog"):
+                source["url"] = relative_to(path, source["url"])
+    try:
         return Project.model_validate(data)
-    except (yaml.YAMLError, ValidationError) as exc:
+    except ValidationError as exc:
         raise ConfigError(f"invalid project file {path}: {exc}") from None

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from tideline.core.addresses import valid_address
 from tideline.core.errors import ModelError
+from tideline.core.project import is_project_file, relative_to, section
 from tideline.features.definitions import FeatureView
 from tideline.models.labels import ChurnLabel
 
@@ -80,7 +81,8 @@ class ModelSpec:
 
 
 def load_model_spec(spec: str, views: Sequence[FeatureView] = ()) -> ModelSpec:
-    """A spec from `module:attribute`, or from a YAML file whose label names its activity
+    """A spec from `module:attribute`, from a project file's `model` section (a mapping, or a
+    string naming either of the others), or from a YAML file whose label names its activity
     sources by the names the feature views (`views`) give them:
 
         name: churn
@@ -89,8 +91,21 @@ def load_model_spec(spec: str, views: Sequence[FeatureView] = ()) -> ModelSpec:
         features: ["payments_spend:*"]
         as_of_dates: 8        # and any other ModelSpec field
     """
+    if is_project_file(spec):
+        path = Path(spec)
+        body = section(path, "model")
+        if body is None:
+            raise ModelError(f"{path}: no `model` section")
+        if isinstance(body, str):
+            return load_model_spec(relative_to(path, body) if body.endswith((".yaml", ".yml"))
+                                   else body, views)
+        return spec_of(body, views, f"{path}: model")
     if spec.endswith((".yaml", ".yml")):
-        return _spec_from_yaml(Path(spec), views)
+        try:
+            body = yaml.safe_load(Path(spec).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ModelError(f"cannot read model spec {spec}: {exc}") from exc
+        return spec_of(body, views, f"model spec {spec}")
     import importlib
 
     module, _, attribute = spec.partition(":")
@@ -104,23 +119,22 @@ def load_model_spec(spec: str, views: Sequence[FeatureView] = ()) -> ModelSpec:
     return found
 
 
-def _spec_from_yaml(path: Path, views: Sequence[FeatureView]) -> ModelSpec:
-    try:
-        body = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelError(f"cannot read model spec {path}: {exc}") from exc
+def spec_of(body: Any, views: Sequence[FeatureView], where: str) -> ModelSpec:
+    """A spec from a mapping whose label names its activity sources by the views' names for
+    them; `where` names the file and section in errors."""
     if not isinstance(body, dict) or not isinstance(body.get("label"), dict):
-        raise ModelError(f"model spec {path}: needs a mapping with a `label` mapping")
+        raise ModelError(f"{where}: needs a mapping with a `label` mapping")
+    body = dict(body)
     sources = {view.source.name: view.source for view in views}
     label = dict(body.pop("label"))
     names = label.pop("activity", [])
     unknown = [n for n in names if n not in sources]
     if unknown or not names:
-        raise ModelError(f"model spec {path}: label activity {unknown or names!r} is not a "
-                         f"source of the feature views ({', '.join(sorted(sources)) or 'none'})")
+        raise ModelError(f"{where}: label activity {unknown or names!r} is not a source of the "
+                         f"feature views ({', '.join(sorted(sources)) or 'none'})")
     gate = body.pop("gate", {})
     try:
         return ModelSpec(label=ChurnLabel(activity=tuple(sources[n] for n in names), **label),
                          gate=PromotionGate(**gate), **body)
     except TypeError as exc:
-        raise ModelError(f"model spec {path}: {exc}") from exc
+        raise ModelError(f"{where}: {exc}") from exc

@@ -439,10 +439,10 @@ def open_processor(settings: Any, config: StreamConfig, source: str = "events",
                    ) -> StreamProcessor:
     """A processor for `source`'s streamable views in the settings' definitions, its event
     shape from the lake's table and the dataset's contract in `project` (none: no contract)."""
-    views = streamable_views(load_definitions(settings.feature_views), source)
+    views = streamable_views(load_definitions(settings.declared("features")), source)
     if not views:
         raise FeatureDefinitionError(f"no streamable feature view reads source {source!r} in "
-                                     f"{settings.feature_views}; mark one `streamable=True`")
+                                     f"{settings.declared('features')}; mark one `streamable=True`")
     lake = open_lake(settings)
     first = views[0]
     schema = event_schema(views, source_schema(lake, MAIN, first.source, first.name), id_column)
@@ -452,7 +452,7 @@ def open_processor(settings: Any, config: StreamConfig, source: str = "events",
     scorer = None
     if config.score_on:
         scorer = OnlineScorer(FeatureStore.open(settings), open_model_registry(settings),
-                              load_model_spec(settings.model_spec).name)
+                              load_model_spec(settings.declared("model")).name)
     return StreamProcessor(config, views, shape, lake, open_online_store(settings),
                            scorer=scorer)
 

@@ -16,6 +16,10 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# the suite's project is the bundled demo's file, wherever a test runs from; a test of another
+# project (its own `tideline.yaml`, `tideline init`) sets or removes the variable itself
+os.environ.setdefault("TIDELINE_PROJECT", str(Path(__file__).resolve().parent.parent / "demo"
+                                              / "tideline.yaml"))
 
 from tideline.lake.base import Lake  # noqa: E402
 from tideline.lake.local import LocalLake  # noqa: E402

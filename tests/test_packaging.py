@@ -16,7 +16,9 @@ sys.path.insert(0, sys.argv[1])
 import tideline, tideline.core.settings, tideline.flows.pipeline, tideline.deployments.cli
 assert tideline.__file__.startswith(sys.argv[1]), tideline.__file__
 assert tideline.flows.pipeline.__file__.startswith(sys.argv[1]), tideline.flows.pipeline.__file__
-print(tideline.core.settings.Settings().feature_views)
+from tideline.deployments.project import DEPLOYMENTS_FILE, SCHEMA_FILE, TEMPLATE
+assert all(p.is_file() for p in (DEPLOYMENTS_FILE, SCHEMA_FILE, TEMPLATE / "tideline.yaml"))
+print(len(list(TEMPLATE.rglob("*.csv"))))
 """
 
 
@@ -29,9 +31,9 @@ def test_a_wheel_installs_one_top_level_name_that_imports_on_its_own(tmp_path: P
                    check=True, capture_output=True, text=True, cwd=tmp_path)
     installed = sorted(p.name for p in target.iterdir() if p.name != "bin")
     assert installed == ["tideline", "tideline-0.1.0.dist-info"]
-    assert (target / "tideline" / "demo" / "project.yaml").is_file()
+    assert (target / "tideline" / "demo" / "tideline.yaml").is_file()
     assert not (target / "tideline" / "tests").exists()
     done = subprocess.run([sys.executable, "-c", CHECK, str(target)], capture_output=True,
                           text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "tideline.demo.views:DEMO_VIEWS"
+    assert done.stdout.strip() == "1"  # the template's sample data
