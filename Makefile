@@ -13,8 +13,9 @@ $(BIN)/tideline: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# the bundled demo as a project of its own, in ./tideline-demo, run end to end
 demo: $(BIN)/tideline
-	$(BIN)/tideline run
+	$(BIN)/tideline demo
 
 # What the suite runs for real, from Debian's packages (installed when missing; root): Chromium
 # and chromedriver for the Prefect UI test; PostgreSQL, Redis and NATS JetStream, which the suite

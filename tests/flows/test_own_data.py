@@ -1,8 +1,7 @@
-"""A user's own data through `tideline run`, as the README tells it: from an example's directory
-(its `tideline.toml` names the project, the features and the model), every stage runs or says
-why it does not apply, and the run exits 0. Two shapes: a payments export (docs/examples/
-own-transactions) and a subscription event log with no customer table (own-subscriptions),
-each with its committed sample file."""
+"""A user's own data through `tideline run`, as the docs tell it: from a project's directory
+(its `tideline.yaml`), every stage runs or says why it does not apply, and the run exits 0.
+Two shapes: the payments export `tideline init` starts from, and a subscription event log with
+no customer table (docs/examples/own-subscriptions), each with its committed sample file."""
 from __future__ import annotations
 
 import os
@@ -22,16 +21,20 @@ EXAMPLES = ROOT / "docs" / "examples"
 
 @pytest.mark.slow
 @pytest.mark.parametrize("example, data, model, entities", [
-    ("own-transactions", "payments/export-2026-09.csv", "payment_churn", "client"),
+    ("init", "data/payments-2026-09.csv", "payment_churn", "client"),
     ("own-subscriptions", "events/events-2026-09.csv", "subscription_churn", "account"),
 ])
-def test_tideline_run_from_an_examples_directory_runs_every_stage(
+def test_tideline_run_from_a_projects_directory_runs_every_stage(
         example: str, data: str, model: str, entities: str, ray_cluster: str, tmp_path: Path
 ) -> None:
     here = tmp_path / example
-    shutil.copytree(EXAMPLES / example, here, ignore=shutil.ignore_patterns(".tideline"))
     env = {**os.environ, "TIDELINE_RAY_ADDRESS": ray_cluster}
+    env.pop("TIDELINE_PROJECT")  # the suite's demo: this test's project is the directory's
     env.pop("PREFECT_API_URL", None)  # a Prefect of its own: its drift event is not the suite's
+    if example == "init":
+        subprocess.run([*CLI, "init", str(here)], env=env, check=True, capture_output=True)
+    else:
+        shutil.copytree(EXAMPLES / example, here, ignore=shutil.ignore_patterns(".tideline"))
     done = subprocess.run([*CLI, "run", "--run-id", "own"], cwd=here, env=env,
                           capture_output=True, text=True, timeout=1200)
     out = " ".join(done.stdout.split())  # rich wraps lines at the terminal's width

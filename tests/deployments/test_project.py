@@ -1,0 +1,109 @@
+"""A project as a user starts one: `tideline init`, `plan` on it (and on a broken copy), the
+one line every command gives without a project, and the JSON Schema editors validate with."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from tideline.deployments.project import SCHEMA_FILE, ProjectFile, schema_text
+
+from tests.waiting import CLI, ROOT
+
+
+def tideline(*args: str, cwd: Path, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env=env)
+
+
+@pytest.fixture
+def own_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment of a user without the suite's demo project."""
+    import os
+
+    monkeypatch.delenv("TIDELINE_PROJECT", raising=False)
+    return {k: v for k, v in os.environ.items() if k != "TIDELINE_PROJECT"}
+
+
+def test_without_a_project_every_command_says_so_in_one_line(
+        tmp_path: Path, own_env: dict[str, str]) -> None:
+    for command in (["run"], ["ingest"], ["features", "list"], ["lake", "log"], ["plan"],
+                    ["models", "list"]):
+        done = tideline(*command, cwd=tmp_path, env=own_env)
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert "no tideline project" in lines[0] and "tideline init DIR" in lines[0]
+        assert "tideline demo" in lines[0]
+    assert not (tmp_path / ".tideline").exists()  # nothing was generated or written
+    assert tideline("run", "--help", cwd=tmp_path, env=own_env).returncode == 0
+    assert tideline("--version", cwd=tmp_path, env=own_env).stdout.startswith("tideline 0.")
+
+
+def test_init_writes_a_project_that_plans(tmp_path: Path, own_env: dict[str, str]) -> None:
+    done = tideline("init", "shop", cwd=tmp_path, env=own_env)
+    assert done.returncode == 0, done.stderr
+    shop = tmp_path / "shop"
+    assert {p.name for p in shop.iterdir()} == {"tideline.yaml", "prefect.yaml", "README.md",
+                                                "data", "tideline.schema.json"}
+    body = yaml.safe_load((shop / "tideline.yaml").read_text())
+    assert body["name"] == "shop"
+    ProjectFile.model_validate(body)
+    assert "tideline plan" in (shop / "README.md").read_text()
+    assert tideline("init", "shop", cwd=tmp_path, env=own_env).returncode == 1  # not empty
+
+    planned = tideline("plan", "--format", "json", cwd=shop, env=own_env)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    plan = json.loads(planned.stdout)
+    assert plan["errors"] == [] and plan["added"] == ["payment_behaviour"]
+    assert plan["sources"] == ["payments-export"] and plan["model"].startswith("payment_churn")
+    # from elsewhere, through --project: the same project, its paths its own
+    again = tideline("--project", str(shop), "plan", "--format", "json", cwd=tmp_path,
+                     env=own_env)
+    assert json.loads(again.stdout)["views"] == plan["views"]
+
+
+@pytest.mark.parametrize(("edit", "named"), [
+    (lambda b: b["features"]["views"][0]["features"].append(
+        {"name": "odd", "column": "amount", "agg": "sum"}), "feature 'odd': unknown column "
+                                                            "'amount'"),
+    (lambda b: b["features"]["views"][0]["features"].append(
+        {"name": "odd", "column": "client", "agg": "mean"}), "'mean' needs a numeric column"),
+    (lambda b: b["features"]["views"][0].update(owner="nobody"), "owner"),
+    (lambda b: b["features"]["sources"][0].update(dataset="refunds"),
+     "dataset 'refunds', which no contract declares"),
+    (lambda b: b["model"]["label"].update(activity=["clicks"]), "label activity"),
+    (lambda b: b["model"].update(features=["payment_behaviour:spend_7d"]),
+     "feature 'payment_behaviour:spend_7d' is not declared"),
+    (lambda b: b["model"]["label"].update(entity_key="customer"), "entity_key 'customer'"),
+    (lambda b: b["contracts"][0]["columns"][1].update(type="text"), "type"),
+])
+def test_plan_names_what_is_wrong_and_fails(tmp_path: Path, own_env: dict[str, str], edit,
+                                            named: str) -> None:
+    tideline("init", "shop", cwd=tmp_path, env=own_env)
+    path = tmp_path / "shop" / "tideline.yaml"
+    body = yaml.safe_load(path.read_text())
+    edit(body)
+    path.write_text(yaml.safe_dump(body))
+    done = tideline("plan", cwd=path.parent, env=own_env)
+    assert done.returncode == 1
+    assert named in " ".join(done.stdout.split()), done.stdout
+
+
+def test_the_shipped_schema_is_the_generated_one_and_fits_every_project() -> None:
+    assert SCHEMA_FILE.read_text() == schema_text(), "run `tideline schema > " \
+                                                    "deployments/tideline.schema.json`"
+    schema = json.loads(schema_text())
+    assert set(schema["properties"]) == {"name", "demo", "sources", "contracts",
+                                         "validation_time", "features", "model", "settings",
+                                         "profiles"}
+    settings = schema["$defs"]["Settings"]["properties"]
+    assert "redis_url" in settings and "project" not in settings
+    assert settings["data_dir"]["description"].startswith("Where embedded state lives")
+    for path in (ROOT / "demo" / "tideline.yaml",
+                 ROOT / "docs" / "examples" / "own-subscriptions" / "tideline.yaml",
+                 ROOT / "deployments" / "template" / "tideline.yaml"):
+        ProjectFile.model_validate(yaml.safe_load(path.read_text()))
