@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from tideline.core.errors import TidelineError
 from tideline.core.project import NoProject, find_project
-from tideline.deployments.cli import models, ops, project
+from tideline.deployments.cli import doctor, models, ops, project
 from tideline.deployments.cli.features import features_app
 from tideline.deployments.cli.lake import lake_app
 from tideline.deployments.cli.models import models_app
@@ -81,7 +81,7 @@ for name, command in (
     ("train", models.train), ("score", models.score_command), ("monitor", ops.monitor),
     ("retrain", ops.retrain), ("worker", ops.worker), ("server", ops.server),
     ("deploy", ops.deploy), ("lineage", models.lineage_command),
-    ("schema", project.schema),
+    ("doctor", doctor.doctor), ("schema", project.schema),
 ):
     app.command(name)(command)
 app.add_typer(lake_app, name="lake")

@@ -37,6 +37,11 @@ def invoke(*args: str) -> str:
 def test_every_command_has_help() -> None:
     for command in (
         [],
+        ["init"],
+        ["demo"],
+        ["plan"],
+        ["doctor"],
+        ["schema"],
         ["run"],
         ["lake"],
         ["lake", "init"],
