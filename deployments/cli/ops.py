@@ -215,12 +215,13 @@ def worker(
     names: list[str] = typer.Argument(None, help="Deployments to serve (default: all of "
                                                  "prefect.yaml)."),
 ) -> None:
-    """Serve prefect.yaml's deployments from this process: their schedules, drift trigger and
-    runs started from the Prefect UI (set PREFECT_API_URL to a running server)."""
+    """Serve the project's prefect.yaml deployments (else tideline's own) from this process:
+    their schedules, drift trigger and runs started from the Prefect UI (set PREFECT_API_URL
+    to a running server)."""
     prefect_quiet()
     from tideline.deployments.serve import serve_deployments
 
-    serve_deployments(names or ())
+    serve_deployments(load_settings(), names or ())
 
 
 def server(
@@ -228,27 +229,29 @@ def server(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
 ) -> None:
     """Start a Prefect server (UI included; SQLite in the data directory, or
-    TIDELINE_PREFECT_DATABASE_URL) and serve every deployment of prefect.yaml against it."""
+    TIDELINE_PREFECT_DATABASE_URL) and serve every deployment of the project's prefect.yaml
+    (else tideline's own) against it."""
     prefect_quiet()
     from prefect.settings import PREFECT_API_URL, temporary_settings
-    from tideline.core.settings import load_settings
     from tideline.deployments.serve import prefect_server, serve_deployments
 
     # stop on Ctrl-C and on SIGTERM alike, even when started with SIGINT ignored (a
     # background job of a script), so the server below is always stopped with it
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with prefect_server(load_settings(), host, port) as api, temporary_settings(
+    settings = load_settings()
+    with prefect_server(settings, host, port) as api, temporary_settings(
             {PREFECT_API_URL: api}):
         console.print(f"Prefect UI: {api.removesuffix('/api')}  (API {api})")
-        serve_deployments()
+        serve_deployments(settings)
 
 
 def deploy(pool: str = typer.Option("tideline", help="The process work pool to deploy to.")
            ) -> None:
-    """Register prefect.yaml's deployments and the drift automation with the server at
-    PREFECT_API_URL for a work pool (then: prefect worker start --pool tideline)."""
+    """Register the project's prefect.yaml deployments (else tideline's own) and the drift
+    automation with the server at PREFECT_API_URL for a work pool (then: prefect worker start
+    --pool tideline)."""
     prefect_quiet()
     from tideline.deployments.serve import deploy_all
 
-    deploy_all(pool)
+    deploy_all(load_settings(), pool)

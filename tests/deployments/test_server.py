@@ -1,9 +1,10 @@
 """`tideline server` on the machine's real PostgreSQL: the Prefect server comes up with the UI,
-every deployment of prefect.yaml is registered and served (schedules and the drift automation
-included); a `pipeline` run started through the API completes on the demo data and shows, with
-its artifacts, in the Prefect UI in headless Chromium (screenshots kept with the test's files);
-`tideline deploy` (prefect deploy --all) registers the same file for a work pool; stopping the
-command (SIGTERM) stops the server."""
+every deployment of the packaged prefect.yaml is registered and served (the demo project has no
+prefect.yaml of its own; schedules and the drift automation included); a `pipeline` run started
+through the API completes on the demo data and shows, with its artifacts, in the Prefect UI in
+headless Chromium (screenshots kept with the test's files); `tideline deploy` (prefect deploy
+--all) registers the same file for a work pool, by module entrypoints, its runs pulled into the
+project directory; stopping the command (SIGTERM) stops the server."""
 from __future__ import annotations
 
 import contextlib
@@ -18,10 +19,11 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from tideline.demo.project import PROJECT_FILE
 from tideline.deployments.serve import deployment_specs
 
 from tests.services import skip_or_fail
-from tests.waiting import CLI, ROOT, wait_for
+from tests.waiting import CLI, wait_for
 
 
 def _free_port() -> int:
@@ -66,11 +68,14 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
         postgres_database: str, tmp_path: Path) -> None:
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copyfile(PROJECT_FILE, project / "tideline.yaml")
     env = {**os.environ, "TIDELINE_DATA_DIR": str(tmp_path / "data"),
            "TIDELINE_PREFECT_DATABASE_URL": postgres_database.replace("+psycopg", "+asyncpg")}
     log = (tmp_path / "server.log").open("w")
-    command = subprocess.Popen([*CLI, "server", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    command = subprocess.Popen([*CLI, "server", "--port", str(port)], cwd=project, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def deployments() -> list[dict]:
             if command.poll() is not None:
@@ -128,13 +133,18 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
             driver.quit()
 
         # the same prefect.yaml through `tideline deploy` (prefect deploy --all), for a pool
-        deployed = subprocess.run([*CLI, "deploy"], cwd=ROOT,
-                                  env={**os.environ, "PREFECT_API_URL": api},
+        deployed = subprocess.run([*CLI, "deploy"], cwd=project,
+                                  env={**env, "PREFECT_API_URL": api},
                                   capture_output=True, text=True, timeout=300)
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
         pooled = httpx.post(f"{api}/deployments/filter", json={"limit": 50}, timeout=5).json()
         assert {d["work_pool_name"] for d in pooled} == {"tideline"} and len(pooled) == len(
             deployment_specs())
+        assert {d["entrypoint"] for d in pooled} == {s["entrypoint"]
+                                                    for s in deployment_specs()}
+        assert {str(d["pull_steps"]) for d in pooled} == {str([{
+            "prefect.deployments.steps.set_working_directory": {
+                "directory": str(project.resolve())}}])}
     finally:
         children = psutil.Process(command.pid).children(recursive=True)
         command.send_signal(signal.SIGTERM)
