@@ -1,10 +1,15 @@
 """The deployments file as tideline reads it: the packaged `prefect.yaml` (module entrypoints, so
 an installed wheel runs it) converts whole; schedules and triggers become the same objects
 `prefect deploy` builds; a bad entry names its deployment; a project's own `prefect.yaml`
-wins over the packaged one."""
+wins over the packaged one; and a drift event sent by hand with only a report path starts a
+retrain of the served deployment."""
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,7 @@ from tideline.deployments.serve import (
     project_deployments,
 )
 
-from tests.waiting import ROOT
+from tests.waiting import CLI, ROOT, wait_for
 
 SPECS = deployment_specs(PACKAGED_DEPLOYMENTS)
 
@@ -67,8 +72,8 @@ def test_every_packaged_deployment_converts() -> None:
     (drift,) = deployments["retrain"].triggers
     assert drift.name == "retrain-on-drift" and drift.expect == {"tideline.drift.detected"}
     assert drift.within == timedelta(minutes=30) and drift.threshold == 1
-    assert drift.parameters == {"report": "{{ event.payload.report }}",
-                                "reasons": "{{ event.payload.reasons }}"}
+    assert drift.parameters == {"report": "{{ event.payload.report | default(none) }}",
+                                "reasons": "{{ event.payload.reasons | default([]) }}"}
 
 
 # The oracle below is Prefect's own private conversion in `prefect deploy`; tideline's product
@@ -146,3 +151,92 @@ def _deployments(directory: Path, *specs: Any) -> Path:
     path = directory / "prefect.yaml"
     path.write_text(yaml.safe_dump({"name": "t", "deployments": list(specs)}))
     return path
+
+
+@pytest.fixture
+def retrain_served(prefect_server: None, data_dir: Path) -> Iterator[Any]:
+    """`tideline worker retrain` against the session's test server, in a project without a
+    `prefect.yaml` of its own (so: the packaged deployments); its automation registered; its
+    runs and automation removed afterwards, so later tests count only their own retrains."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    (data_dir.parent / "tideline.yaml").write_text("name: by-hand\n")
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    started = datetime.now(UTC)
+    with get_client(sync_client=True) as client:  # left by an earlier test's worker, if any
+        stale = {a.id for a in client.read_automations_by_name("retrain-on-drift")}
+    log = (data_dir.parent / "worker.log").open("w")
+    worker = subprocess.Popen([*CLI, "worker", "retrain"], cwd=data_dir.parent, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with get_client(sync_client=True) as client:
+            def registered() -> bool:
+                assert worker.poll() is None, (data_dir.parent / "worker.log").read_text()
+                return any(a.id not in stale for a in
+                           client.read_automations_by_name("retrain-on-drift"))
+
+            wait_for("the retrain automation", registered, timeout=120)
+            yield client
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        log.close()
+        with get_client(sync_client=True) as client:
+            for run in _retrain_runs(client):
+                if run.created and run.created >= started:
+                    client.delete_flow_run(run.id)
+            for automation in client.read_automations_by_name("retrain-on-drift"):
+                client.delete_automation(automation.id)
+
+
+def _retrain_runs(client: Any) -> list[Any]:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    return client.read_flow_runs(deployment_filter=DeploymentFilter(
+        name=DeploymentFilterName(any_=["retrain"])), limit=50)
+
+
+@pytest.mark.slow
+def test_a_drift_event_with_only_a_report_starts_a_retrain(retrain_served: Any) -> None:
+    from prefect.events import Event
+    from tideline.monitoring.events import DRIFT_EVENT, emit
+
+    client = retrain_served
+    report = f"reports/drift/by-hand-{uuid.uuid4().hex[:8]}.json"
+    # a model of its own: the automation debounces per model for 30 minutes
+    resource = {"prefect.resource.id": f"tideline.model.by-hand-{uuid.uuid4().hex[:8]}"}
+
+    def retrained() -> list[Any]:
+        # sent again until the server's trigger service has loaded the new automation; the
+        # per-model debounce turns any later copy into no second run
+        assert emit(Event(event=DRIFT_EVENT, resource=resource,
+                          payload={"report": report})).delivered
+        return [r for r in _retrain_runs(client) if r.parameters.get("report") == report]
+
+    (run,) = wait_for("a retrain run started by the event", retrained, timeout=90)
+    assert run.parameters == {"report": report, "reasons": []}
+    assert run.flow_id == client.read_deployment_by_name("retrain/retrain").flow_id
+
+
+@pytest.mark.parametrize("payload", [{}, {"report": "r.json"},
+                                     {"report": "r.json", "reasons": ["3 features drifted"]}])
+def test_retrain_parameters_render_from_whatever_payload_is_sent(payload: dict) -> None:
+    """As the server renders a RunDeployment action's parameters (its private v1-template
+    upgrade: `{{ x }}` becomes `{{ x | tojson }}` read as JSON; pinned <3.9, as above)."""
+    import json
+
+    from prefect.server.events.actions import RunDeployment
+    from prefect.server.utilities.user_templates import render_user_template_sync
+    from tideline.flows.retrain import retrain
+
+    (drift,) = next(s for s in SPECS if s["name"] == "retrain")["triggers"]
+    templates = dict(drift["parameters"])
+    RunDeployment._upgrade_v1_templates(templates)
+    rendered = {name: json.loads(render_user_template_sync(
+        template["value"]["template"], {"event": {"payload": payload}}))
+        for name, template in templates.items()}
+    assert rendered == {"report": payload.get("report"), "reasons": payload.get("reasons", [])}
+    assert retrain.validate_parameters(rendered)["reasons"] == payload.get("reasons", [])
