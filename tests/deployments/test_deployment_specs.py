@@ -164,7 +164,7 @@ def retrain_served(prefect_server: None, data_dir: Path) -> Iterator[Any]:
     (data_dir.parent / "tideline.yaml").write_text("name: by-hand\n")
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "TIDELINE_PROJECT": str(data_dir.parent)}
     started = datetime.now(UTC)
     with get_client(sync_client=True) as client:  # left by an earlier test's worker, if any
         stale = {a.id for a in client.read_automations_by_name("retrain-on-drift")}

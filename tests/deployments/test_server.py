@@ -71,7 +71,9 @@ def test_server_on_postgres_registers_and_serves_every_deployment(
     project = tmp_path / "project"
     project.mkdir()
     shutil.copyfile(PROJECT_FILE, project / "tideline.yaml")
-    env = {**os.environ, "TIDELINE_DATA_DIR": str(tmp_path / "data"),
+    # this project, not the suite's default (the demo beside the sources)
+    env = {**os.environ, "TIDELINE_PROJECT": str(project),
+           "TIDELINE_DATA_DIR": str(tmp_path / "data"),
            "TIDELINE_PREFECT_DATABASE_URL": postgres_database.replace("+psycopg", "+asyncpg")}
     log = (tmp_path / "server.log").open("w")
     command = subprocess.Popen([*CLI, "server", "--port", str(port)], cwd=project, env=env,
