@@ -57,7 +57,7 @@ def _model_ref(ref: str) -> tuple[str, int | None]:
 def train(
     run_id: str = typer.Option(None, help="Re-use a run id (its feature build is reused)."),
     model: str = typer.Option(None, help="`module:attribute` of a ModelSpec or a YAML file; "
-                                         "default: TIDELINE_MODEL_SPEC (the demo's churn)."),
+                                         "default: the project's model."),
 ) -> None:
     """Train a model on point-in-time features from main, register it, run the promotion
     gate."""
@@ -70,7 +70,7 @@ def train(
 def score_command(
     run_id: str = typer.Option(None, help="Re-use a run id."),
     model: str = typer.Option(None, help="`module:attribute` of a ModelSpec or a YAML file; "
-                                         "default: TIDELINE_MODEL_SPEC (the demo's churn)."),
+                                         "default: the project's model."),
     as_of: datetime = typer.Option(None, formats=["%Y-%m-%d"],
                                    help="Score as of this day; default: the newest features."),
 ) -> None:

@@ -68,7 +68,7 @@ def _print_stream(run) -> None:  # noqa: ANN001 - streaming.processor.StreamRun
 def run(
     run_id: str = typer.Option(None, help="Re-use a run id to re-run it idempotently."),
 ) -> None:
-    """Run the pipeline end to end on the configured sources (bundled demo data by default)."""
+    """Run the pipeline end to end on the project's sources."""
     with flow_runtime(with_ray=True):
         from tideline.flows.pipeline import pipeline
 
@@ -119,7 +119,8 @@ def serve(
 
 def stream(
     subject: str = typer.Option("app-events", help="NATS subject of the events."),
-    url: str = typer.Option("nats://127.0.0.1:4222", help="NATS server."),
+    url: str = typer.Option(None, help="NATS server; default: the nats_url setting, else "
+                                        "nats://127.0.0.1:4222."),
     name: str = typer.Option(None, help="Processor name (consumer, checkpoints, dead letters); "
                                         "default: the subject."),
     source: str = typer.Option("events", help="Feature source whose streamable views to keep "
@@ -146,11 +147,12 @@ def stream(
     from tideline.demo.project import declared_project
     from tideline.streaming.processor import StreamConfig, open_processor
 
+    settings = load_settings()
+    url = url or settings.nats_url or "nats://127.0.0.1:4222"
     config = StreamConfig(name=name or subject.replace(".", "-"), url=url, subject=subject,
                           start=start, lateness_seconds=lateness, batch_size=batch_size,
                           checkpoint_seconds=checkpoint_seconds, refresh_seconds=refresh_seconds,
                           score_on=tuple(t.strip() for t in score_on.split(",") if t.strip()))
-    settings = load_settings()
     processor = open_processor(settings, config, source=source,
                                project=declared_project(settings))
     console.print(f"stream {config.name}: state from the {processor.load()}; views "
@@ -185,7 +187,7 @@ def monitor(
     run_id: str = typer.Option(None, help="Re-use a run id (a finished run alerts no one "
                                           "twice)."),
     model: str = typer.Option(None, help="`module:attribute` of a ModelSpec or a YAML file; "
-                                         "default: TIDELINE_MODEL_SPEC (the demo's churn)."),
+                                         "default: the project's model."),
     as_of: datetime = typer.Option(None, formats=["%Y-%m-%d"],
                                    help="Compare the features as of this day; default: the "
                                         "newest."),
@@ -201,7 +203,7 @@ def monitor(
 
 def retrain(
     model: str = typer.Option(None, help="`module:attribute` of a ModelSpec or a YAML file; "
-                                         "default: TIDELINE_MODEL_SPEC (the demo's churn)."),
+                                         "default: the project's model."),
     report: str = typer.Option(None, help="The drift report asking for it (lake path)."),
 ) -> None:
     """Rebuild the training set from main, train, and run the promotion gate."""
