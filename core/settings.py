@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     """The NATS JetStream server `tideline stream` reads live events from
     (`nats://host:4222`)."""
 
+    api_keys: SecretStr | None = None
+    """Keys the HTTP service (`tideline serve`) accepts, comma-separated; with keys (here or
+    in `api_keys_secret`) every route but `/health` and the docs needs one, sent as
+    `Authorization: Bearer <key>` or `X-API-Key: <key>`; with none the service is open."""
+    api_keys_secret: str | None = None
+    """Name of a Prefect Secret block holding the API keys (comma-separated, or a JSON list),
+    instead of `api_keys`."""
+
     prefect_database_url: SecretStr | None = None
     """The database of the server `tideline server` starts (`postgresql+asyncpg://…`); unset:
     SQLite in the data directory."""

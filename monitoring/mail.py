@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 from tideline.core.addresses import valid_address
 from tideline.core.errors import ConfigError
 from tideline.core.retry import with_retries
+from tideline.core.secrets import secret_value
 
 
 @dataclass(frozen=True)
@@ -142,13 +143,11 @@ def open_transport(settings: object) -> Transport:
     host = getattr(settings, "smtp_host", None)
     if not host:
         return Outbox(Path(settings.data_dir) / "outbox")  # type: ignore[attr-defined]
-    password = settings.smtp_password  # type: ignore[attr-defined]
-    secret = settings.smtp_password_secret  # type: ignore[attr-defined]
-    if password is None and secret:
-        from prefect.blocks.system import Secret
-
-        password = Secret.load(secret).get()
-    elif password is not None:
-        password = password.get_secret_value()
+    password = secret_value(settings.smtp_password,  # type: ignore[attr-defined]
+                            settings.smtp_password_secret,  # type: ignore[attr-defined]
+                            "smtp_password_secret")
+    if password is not None and not isinstance(password, str):
+        raise ConfigError("the Prefect Secret block named by smtp_password_secret holds "
+                          f"{type(password).__name__}, not the password as a string")
     return Smtp(host, settings.smtp_port, settings.smtp_security,  # type: ignore[attr-defined]
                 settings.smtp_username, password)  # type: ignore[attr-defined]

@@ -5,11 +5,17 @@ store cannot answer, 409 when the champion needs feature versions the store does
 503 when the online store is down). Hostile requests get a 4xx too: a body over
 `MAX_BODY_BYTES` is refused (413) before it is read in full, a body that is not JSON (415) or not
 well-formed, strict UTF-8 JSON (422, with the position) never reaches validation, and validation
-names the field at fault (422)."""
+names the field at fault (422). With API keys configured, a request without one gets a 401
+before any of that (`serving.access`).
+
+Answers hold feature values only: features resolved against the views' declared feature names
+(never a source column, so a PII-tagged column can reach a client only through a feature over
+it, which is the views' plan and build to allow or refuse), the entity ids the client sent, view
+metadata, and the champion's scores with reasons naming its features."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -26,6 +32,7 @@ from tideline.core.errors import ModelError, OnlineStoreUnavailable, RetrievalEr
 from tideline.features.store import FeatureStore
 from tideline.models.registry import ModelRegistry
 from tideline.models.scoring import OnlineScorer
+from tideline.serving.access import RequireKey, secured_openapi
 
 MAX_ENTITIES = 10_000
 MAX_FEATURES = 200
@@ -192,14 +199,23 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 
 
 def create_app(store: FeatureStore, models: ModelRegistry | None = None,
-               model: str = "churn", max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               model: str = "churn", max_body_bytes: int = MAX_BODY_BYTES,
+               api_keys: Sequence[str] = ()) -> FastAPI:
     """The app; `/predict` scores with `model`'s champion from `models`, loaded once per
-    version; request bodies over `max_body_bytes` are refused."""
+    version; request bodies over `max_body_bytes` are refused. With `api_keys`
+    (`serving.access.api_keys` reads them from the settings), every path but `/health` and
+    the docs needs one of them, checked before the body is read; without, the app is open."""
     app = FastAPI(title="tideline online features",
                   description="The latest feature values, as the models were trained on them, "
                               "and churn predictions from the champion model.")
     app.router.route_class = _JSONRoute
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if api_keys:
+        # outermost, so a caller without a key is refused before anything else is done
+        open_paths = {"/health", app.docs_url, app.openapi_url, app.redoc_url,
+                      app.swagger_ui_oauth2_redirect_url} - {None}
+        app.add_middleware(RequireKey, keys=api_keys, open_paths=open_paths)
+        app.openapi = secured_openapi(app.openapi, open_paths)  # type: ignore[method-assign]
     app.exception_handler(RequestValidationError)(_invalid)
     scorer = OnlineScorer(store, models, model) if models is not None else None
 

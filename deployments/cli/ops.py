@@ -107,14 +107,28 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
 ) -> None:
     """Serve online features and churn predictions over HTTP (POST /features, POST /predict;
-    docs at /docs)."""
+    docs at /docs); with the api_keys or api_keys_secret setting, only to callers with a key."""
     import uvicorn
     from tideline.features.store import FeatureStore
+    from tideline.serving.access import api_keys
     from tideline.serving.api import create_app
 
     settings = load_settings()
-    uvicorn.run(create_app(FeatureStore.open(settings), model_registry()), host=host,
-                port=port)
+    keys = api_keys(settings)
+    if not keys and not _loopback(host):
+        console.print(f"[yellow]warning:[/] serving on {host} without authentication: anyone "
+                      "who reaches it can read features; set TIDELINE_API_KEYS")
+    uvicorn.run(create_app(FeatureStore.open(settings), model_registry(), api_keys=keys),
+                host=host, port=port)
+
+
+def _loopback(host: str) -> bool:
+    from ipaddress import ip_address
+
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def stream(
