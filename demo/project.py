@@ -12,7 +12,7 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from tideline.core.project import is_project_file, read_document
+from tideline.core.project import NoProject, is_project_file, read_document
 from tideline.core.settings import Settings
 from tideline.ingestion.project import Project, load_project
 from tideline.lake.base import MAIN, Lake
@@ -127,6 +127,15 @@ def declared_project(settings: Settings) -> Project:
         return load_project(path)
     return load_project(path, demo_dir="demo", demo_api="http://demo.invalid",
                         validation_time=datetime.now(UTC).isoformat())
+
+
+def declared_pii(settings: Settings) -> dict[str, dict[str, str]]:
+    """The PII-tagged columns of the configured project's contracts (dataset -> column ->
+    kind), for plans that read the lake; none when no project declares sources."""
+    try:
+        return declared_project(settings).pii
+    except NoProject:
+        return {}
 
 
 LIVE_SUBJECT = "app-events-live"

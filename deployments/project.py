@@ -183,7 +183,7 @@ def plan_project(settings: Settings) -> ProjectPlan:
         plan.sources = [source.name for source in project.sources]
         views = load_definitions(settings.declared("features"))
         plan.views = {view.name: view.version for view in views}
-        plan_views(views, contract_schemas(project, views))
+        plan_views(views, contract_schemas(project, views), project.pii)
         spec = load_model_spec(settings.declared("model"), views)
         plan.model = f"{spec.name} ({spec.version})"
         _check_model(spec, views)

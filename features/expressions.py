@@ -1,6 +1,7 @@
 """The small expression language of filters (``category == 'refund'``, ``bucket(merchant, 16) ==
-3``) and derived features (``ratio(spend_30d, spend_90d)``): parsed with `ast`, checked against a
-whitelist, evaluated vectorised over columns. Nothing is ever passed to `eval`."""
+3``, ``domain(email) == 'example.com'``) and derived features (``ratio(spend_30d, spend_90d)``):
+parsed with `ast`, checked against a whitelist, evaluated vectorised over columns. Nothing is
+ever passed to `eval`."""
 from __future__ import annotations
 
 import ast
@@ -69,10 +70,31 @@ def _bucket(values: Any, n: int) -> np.ndarray:
     return np.where(known, (hashes % np.uint64(n)).astype(np.int64), -1)
 
 
+def _text(values: Any) -> pd.Series:
+    series = values if isinstance(values, pd.Series) else pd.Series(
+        np.atleast_1d(np.asarray(values, dtype=object)))
+    return series.astype("string[pyarrow]")
+
+
+def _domain(values: Any) -> pd.Series:
+    """The domain of each e-mail address, lower-cased: the text after its last '@'; missing
+    where there is none."""
+    return _text(values).str.extract(r"@([^@]+)$", expand=False).str.lower()
+
+
+def _length(values: Any) -> pd.Series:
+    """The number of characters of each value's text; missing where the value is."""
+    return _text(values).str.len()
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "ratio": _ratio, "where": np.where, "log1p": np.log1p, "clip": np.clip, "abs": np.abs,
     "fillna": _fillna, "least": np.fmin, "greatest": np.fmax, "bucket": _bucket,
+    "domain": _domain, "length": _length,
 }
+TRANSFORMATIONS = {"bucket", "domain", "length"}
+"""Functions that show only a hash bucket, an e-mail domain or a length of a column: the ways a
+filter may use a PII-tagged column (`exposed_names`)."""
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.Pow: operator.pow, ast.Mod: operator.mod}
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
@@ -105,9 +127,34 @@ def names_in(text: str, where: str) -> set[str]:
                     f"{where}: unknown function in {text!r}; use {', '.join(sorted(FUNCTIONS))}")
             if node.func.id == "bucket":
                 _check_bucket(node, text, where)
+            elif node.func.id in TRANSFORMATIONS and (node.keywords or len(node.args) != 1):
+                raise FeatureDefinitionError(
+                    f"{where}: {ast.unparse(node)!r} in {text!r} takes one column, e.g. "
+                    f"{node.func.id}(email)")
         elif isinstance(node, ast.Name) and node.id not in FUNCTIONS:
             names.add(node.id)
     return names
+
+
+def exposed_names(text: str, where: str) -> set[str]:
+    """The names `text` uses other than as the column of a transformation (`bucket(c, n)`,
+    `domain(c)`, `length(c)`): the columns whose values the expression compares as they are."""
+    names_in(text, where)
+    exposed: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in TRANSFORMATIONS and isinstance(node.args[0], ast.Name)):
+            for arg in node.args[1:]:
+                visit(arg)
+            return
+        if isinstance(node, ast.Name) and node.id not in FUNCTIONS:
+            exposed.add(node.id)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(_parse(text))
+    return exposed
 
 
 def _check_bucket(node: ast.Call, text: str, where: str) -> None:

@@ -1,8 +1,9 @@
 """Plan time: check feature views against the lake's source tables before any Ray work starts,
-and work out which columns each source must provide."""
+and work out which columns each source must provide. Columns the contracts tag as personal data
+(`pii`) are aggregated only in ways that show nothing of their values."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
@@ -17,7 +18,7 @@ from tideline.features.definitions import (
     FeatureView,
     Source,
 )
-from tideline.features.expressions import names_in
+from tideline.features.expressions import exposed_names, names_in
 from tideline.features.offline import source_layout, source_schema
 from tideline.lake.base import Lake
 
@@ -40,6 +41,39 @@ class FeaturePlan:
         return {view.name: view.version for view in self.views}
 
 
+BLIND_AGGREGATIONS = {"count", "share", "nunique", "approx_nunique"}
+"""What a feature may compute over a PII-tagged column: counts, which show nothing of the
+values."""
+
+
+def _check_private(view: FeatureView, private: Mapping[str, str]) -> None:
+    """Refuse a view that would put personal data into features: its entity key tagged, a
+    feature aggregating a tagged column's values, or a filter comparing them as they are."""
+    where = f"feature view {view.name!r}"
+    fix = ("aggregate it with nunique or approx_nunique, or filter on a declared "
+           "transformation: bucket({c}, n), domain({c}) or length({c}); if it holds no "
+           "personal data, remove its pii tag in the contract")
+    if view.entity.key in private:
+        raise FeatureDefinitionError(
+            f"{where}: entity key {view.entity.key!r} of dataset {view.source.dataset!r} is "
+            f"tagged pii ({private[view.entity.key]}), and feature tables, the online store and "
+            "serving would hold its values; key the entity by a pseudonymous id")
+    for feature in view.features:
+        at = f"{where}, feature {feature.name!r}"
+        column = feature.column
+        if column in private and feature.agg not in BLIND_AGGREGATIONS:
+            raise FeatureDefinitionError(
+                f"{at}: column {column!r} of dataset {view.source.dataset!r} is tagged pii "
+                f"({private[column]}), and {feature.agg!r} would show its values; "
+                + fix.format(c=column))
+        for name in sorted(exposed_names(feature.filter, at) if feature.filter else ()):
+            if name in private:
+                raise FeatureDefinitionError(
+                    f"{at}: the filter {feature.filter!r} compares column {name!r} of dataset "
+                    f"{view.source.dataset!r}, tagged pii ({private[name]}), as it is; "
+                    + fix.format(c=name))
+
+
 def _numeric(dtype: pa.DataType) -> bool:
     return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(
         dtype)
@@ -49,9 +83,11 @@ def _temporal(dtype: pa.DataType) -> bool:
     return pa.types.is_timestamp(dtype) or pa.types.is_date(dtype)
 
 
-def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema]) -> FeaturePlan:
-    """Check every view against its source's schema; the first problem raises, naming the view
-    and feature."""
+def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema],
+               private: Mapping[str, Mapping[str, str]] | None = None) -> FeaturePlan:
+    """Check every view against its source's schema, and against the PII-tagged columns of its
+    dataset (`private`: dataset -> column -> kind, from the contracts); the first problem
+    raises, naming the view and feature."""
     names: dict[str, str] = {}
     columns: dict[str, set[str]] = {}
     sources: dict[str, Source] = {}
@@ -69,6 +105,7 @@ def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema]) -> F
             raise FeatureDefinitionError(
                 f"{where}: event time {view.source.timestamp!r} is "
                 f"{schema.field(view.source.timestamp).type}, not a timestamp")
+        _check_private(view, (private or {}).get(view.source.dataset, {}))
         if sources.setdefault(view.source.name, view.source) != view.source:
             raise FeatureDefinitionError(f"{where}: two different sources are named "
                                          f"{view.source.name!r}")
@@ -113,13 +150,15 @@ def plan_views(views: Sequence[FeatureView], schemas: dict[str, pa.Schema]) -> F
                        columns={name: tuple(sorted(cols)) for name, cols in columns.items()})
 
 
-def plan_from_lake(views: Sequence[FeatureView], lake: Lake, ref: str) -> FeaturePlan:
-    """Plan against the source tables at `ref` (a commit, so every partition reads the same)."""
+def plan_from_lake(views: Sequence[FeatureView], lake: Lake, ref: str,
+                   private: Mapping[str, Mapping[str, str]] | None = None) -> FeaturePlan:
+    """Plan against the source tables at `ref` (a commit, so every partition reads the same),
+    and the PII-tagged columns of their datasets (`private`, as `plan_views` takes it)."""
     schemas: dict[str, pa.Schema] = {}
     for view in views:
         if view.source.name not in schemas:
             schemas[view.source.name] = source_schema(lake, ref, view.source, view.name)
-    return plan_views(views, schemas)
+    return plan_views(views, schemas, private)
 
 
 def measured(plan: FeaturePlan, lake: Lake, ref: str) -> FeaturePlan:

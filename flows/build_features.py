@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger
 from prefect_ray import RayTaskRunner
 from tideline.core.ray_runtime import LOCAL_RAY, init_kwargs, ray_cpus
 from tideline.core.settings import Settings, flow_settings, load_settings
+from tideline.demo.project import declared_pii
 from tideline.features.materialize import FeatureBuild, load_build, partition_count
 from tideline.features.offline import default_as_of
 from tideline.features.plan import measured
@@ -53,7 +54,7 @@ def build_features(run_id: str | None = None, as_of: list[date] | None = None,
         register_feature_build(store, build, done.id)
         return build
     source_commit = lake.resolve(MAIN)
-    plan = plan_features(store.views, lake, source_commit)
+    plan = plan_features(store.views, lake, source_commit, declared_pii(settings))
     dates = as_of or [default_as_of(lake, source_commit, plan.sources.values())]
     count = partitions or settings.feature_partitions
     if count is None:

@@ -180,9 +180,11 @@ def discover_features(run_id: str | None = None, max_candidates: int = 600,
         return Discovery(**{**json.loads(lake.get(done.id, done.metadata["summary"])),
                             "commit": done.id})
     entity = _entity(store.views, spec.label.entity_key)
-    graph = SchemaGraph.of_project(declared_project(settings))
-    tables: list[ChildTable] = [
-        profile(lake, commit, source, entity.key, graph.tables[source.dataset])
+    project = declared_project(settings)
+    graph = SchemaGraph.of_project(project)
+    tables: list[ChildTable] = [  # personal data is never a candidate's column
+        profile(lake, commit, source, entity.key,
+                [*graph.tables[source.dataset], *project.pii.get(source.dataset, {})])
         for source, _ in graph.children(entity)]
     generated = generate(entity, tables, owner, max_candidates, approximate=approximate)
     logger.info("generated %d candidates in %d views over %s (%d over budget)",

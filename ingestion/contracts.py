@@ -9,6 +9,7 @@ A contract in YAML::
     columns:
       - {name: transaction_id, type: string, nullable: false, regex: "t[0-9]+"}
       - {name: customer_id, type: string, nullable: false}
+      - {name: email, type: string, pii: email}
       - {name: amount, type: float, min: 0, max: 10000, outliers: iqr}
       - {name: ts, type: timestamp, nullable: false, not_in_future: true}
     references:
@@ -18,7 +19,8 @@ A contract in YAML::
     gate: {min_score: 95, max_rule_failure_rate: {reference: 0.01, "type:amount": 0.001}}
 
 `columns` may also be a mapping `{name: {type: ..., ...}}`; `max_age` takes `90s`, `30m`, `24h`,
-`2d`, `1w`, ISO 8601 (`PT24H`) or seconds.
+`2d`, `1w`, ISO 8601 (`PT24H`) or seconds. `pii` tags a column holding personal data
+(`tideline.ingestion.privacy` masks its values wherever they are shown to people).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tideline.core.errors import ContractError
 
 ColumnType = Literal["string", "int", "float", "timestamp", "date", "bool"]
+PiiKind = Literal["email", "name", "phone", "address", "free_text"]
 Scalar = bool | int | float | str
 
 ROW_RULES = ("type", "not_null", "range", "allowed", "regex", "not_in_future", "unique")
@@ -71,6 +74,9 @@ class Column(_Frozen):
     not_in_future: bool = False
     outliers: Literal["iqr", "zscore"] | None = None
     """Flag (never quarantine) values outside 1.5·IQR of the quartiles, or beyond |z| > 3."""
+    pii: bool | PiiKind = False
+    """Personal data: `true`, or its kind. Its values are masked in reports, reasons, logs,
+    e-mails and artifacts, and features may use it only through declared transformations."""
 
     @field_validator("name")
     @classmethod
@@ -139,6 +145,13 @@ class Column(_Frozen):
     def dtype(self) -> str:
         """The pandas dtype of this column in the validated (clean) frame."""
         return DTYPES[self.type]
+
+    @property
+    def pii_kind(self) -> str | None:
+        """The kind of personal data the column holds (`pii` for an untyped tag), or None."""
+        if self.pii is False:
+            return None
+        return "pii" if self.pii is True else self.pii
 
 
 DTYPES: dict[str, str] = {
@@ -290,6 +303,11 @@ class Contract(_Frozen):
                                  f"but {column_name!r} is not a declared column")
         return self
 
+    @property
+    def pii(self) -> dict[str, str]:
+        """The PII-tagged columns and their kinds."""
+        return {c.name: kind for c in self.columns if (kind := c.pii_kind) is not None}
+
     def column(self, name: str) -> Column:
         for column in self.columns:
             if column.name == name:
@@ -299,8 +317,10 @@ class Contract(_Frozen):
     @property
     def version(self) -> str:
         """A stable hash of the definition: equal contracts give equal versions on any machine;
-        editing only the description or the bucketing keeps the version."""
-        definition = self.model_dump(mode="json", exclude={"description", "bucket_by"})
+        editing only the description, the bucketing or the PII tags keeps the version (none of
+        them changes which rows pass)."""
+        definition = self.model_dump(mode="json", exclude={
+            "description": True, "bucket_by": True, "columns": {"__all__": {"pii"}}})
         body = json.dumps(definition, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 

@@ -43,6 +43,11 @@ class Project(BaseModel):
         self.validation_order()  # raises on cycles
         return self
 
+    @property
+    def pii(self) -> dict[str, dict[str, str]]:
+        """Dataset -> its PII-tagged columns and their kinds (datasets with none left out)."""
+        return {c.dataset: c.pii for c in self.contracts if c.pii}
+
     def contract(self, dataset: str) -> Contract:
         return next(c for c in self.contracts if c.dataset == dataset)
 

@@ -3,6 +3,7 @@ as base64 PNG) and a CSV with one row per dataset × rule.
 
 Every string in the page is HTML-escaped (Jinja autoescape), values from the data included; the
 page stays small: summaries, a ≤20-row quarantine sample per dataset, no raw data dumps.
+Values of PII-tagged columns are shown as digests (`tideline.ingestion.privacy`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from jinja2 import Environment
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from tideline.core.plots import figure_png
+from tideline.ingestion.privacy import mask_frame
 from tideline.ingestion.validation import ValidationResult
 
 SAMPLE_ROWS = 20
@@ -144,7 +146,7 @@ def _cell(value: object) -> str:
 
 
 def _dataset(name: str, result: ValidationResult) -> dict[str, object]:
-    sample = result.quarantine.head(SAMPLE_ROWS)
+    sample = mask_frame(result.quarantine.head(SAMPLE_ROWS), result.pii)
     front = ["_row", "_rules", "_reason"]
     columns = front + [c for c in sample.columns if c not in front]
     return {

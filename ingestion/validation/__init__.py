@@ -80,6 +80,9 @@ class ValidationResult:
     clean_rows: int
     quarantined_rows: int
     warnings: list[str] = field(default_factory=list)
+    pii: dict[str, str] = field(default_factory=dict)
+    """Columns of `quarantine` holding personal data -> its kind: the contract's PII-tagged
+    columns, and the input columns they look renamed to. Masked wherever rows are shown."""
 
     def raise_for_gate(self) -> None:
         """Raise `QualityGateFailed` naming every reason, if the gate failed."""
@@ -255,7 +258,17 @@ class Tally:
             rule_scores=scores.rule_scores, schema_issues=issues, anomalies=anomalies,
             outliers=outliers, stats=stats, gate_passed=not reasons, gate_reasons=reasons,
             clean_rows=self.kept, quarantined_rows=quarantined, warnings=warnings,
+            pii=shown_pii(contract, issues),
         )
+
+
+def shown_pii(contract: Contract, issues: list[SchemaIssue]) -> dict[str, str]:
+    """The contract's PII-tagged columns, and the input columns they look renamed to (whose
+    values are theirs), with their kinds."""
+    private = contract.pii
+    renamed = {issue.renamed_to: private[issue.column] for issue in issues
+               if issue.kind == "renamed" and issue.column in private and issue.renamed_to}
+    return {**private, **renamed}
 
 
 def _joined(arrays: list[np.ndarray], dtype: str) -> np.ndarray:

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from tideline.ingestion.contracts import Column, Contract
+from tideline.ingestion.privacy import mask_text
 from tideline.ingestion.validation.coercion import (
     DAY_NS,
     Typed,
@@ -60,9 +61,12 @@ def _join(*parts: str | pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(*pieces, lit(""))
 
 
-def _shown(raw: pd.Series, positions: np.ndarray) -> pa.Array:
-    """Offending values as received, quoted and cut short for the reason text."""
+def _shown(raw: pd.Series, positions: np.ndarray, pii: str | None = None) -> pa.Array:
+    """Offending values as received, quoted and cut short for the reason text; of a column
+    tagged `pii` (its kind), their digests instead (`tideline.ingestion.privacy`)."""
     text = to_arrow_text(raw.iloc[positions])
+    if pii is not None:
+        return pc.fill_null(mask_text(text, pii), lit("null"))
     cut = _join(pc.utf8_slice_codeunits(text, 0, _VALUE_WIDTH - 1), "…")
     text = pc.if_else(pc.greater(pc.utf8_length(text), _VALUE_WIDTH), cut, text)
     return pc.fill_null(_join("'", text, "'"), lit("null"))
@@ -191,9 +195,9 @@ def column_checks(column: Column, raw: pd.Series, typed: Typed, *, key: bool,
                   now_ns: int, numbers: np.ndarray | None = None) -> list[Check]:
     """The checks of one column's own rules, `raw` as received and `typed` coerced from it;
     `numbers` are the rows' input numbers (their positions when not given)."""
-    name, valid = column.name, typed.valid
+    name, valid, pii = column.name, typed.valid, column.pii_kind
     checks = [Check("type", name, typed.bad, lambda p: _join(
-        f"{name}: ", _shown(raw, p), f" is not {_TYPE_WORDS[column.type]}"))]
+        f"{name}: ", _shown(raw, p, pii), f" is not {_TYPE_WORDS[column.type]}"))]
     if not column.nullable or key:
         why = "a key column" if key else "not nullable"
         checks.append(Check("not_null", name, typed.null,
@@ -214,7 +218,7 @@ def column_checks(column: Column, raw: pd.Series, typed: Typed, *, key: bool,
 
         def describe_range(p: np.ndarray, low: np.ndarray = low) -> pa.Array:
             side = pc.if_else(pa.array(low[p]), lit(low_text), lit(high_text))
-            return _join(f"{name}: ", _shown(raw, p), side)
+            return _join(f"{name}: ", _shown(raw, p, pii), side)
 
         checks.append(Check("range", name, low | high, describe_range))
     if column.allowed is not None:
@@ -222,22 +226,22 @@ def column_checks(column: Column, raw: pd.Series, typed: Typed, *, key: bool,
         shown += ", …" if len(column.allowed) > 5 else ""
         mask = valid & ~_allowed_mask(column, typed)
         checks.append(Check("allowed", name, mask, lambda p: _join(
-            f"{name}: ", _shown(raw, p), f" is not one of {shown}")))
+            f"{name}: ", _shown(raw, p, pii), f" is not one of {shown}")))
     if column.regex is not None:
         mask = valid & ~_regex_mask(column.regex, typed)
         checks.append(Check("regex", name, mask, lambda p: _join(
-            f"{name}: ", _shown(raw, p), f" does not match /{column.regex}/")))
+            f"{name}: ", _shown(raw, p, pii), f" does not match /{column.regex}/")))
     if column.not_in_future:
         if column.type == "date":
             limit, when = now_ns - now_ns % DAY_NS, "after today"
         else:
             limit, when = now_ns, "in the future"
         checks.append(Check("not_in_future", name, valid & (typed.cmp > limit), lambda p: _join(
-            f"{name}: ", _shown(raw, p), f" is {when}")))
+            f"{name}: ", _shown(raw, p, pii), f" is {when}")))
     if column.unique:
         repeat, first = _repeats(np.where(valid, _codes(typed.values), -1))
         checks.append(Check("unique", name, repeat, lambda p: _join(
-            f"{name}: ", _shown(raw, p), " repeats row ", _row_text(first[p], numbers))))
+            f"{name}: ", _shown(raw, p, pii), " repeats row ", _row_text(first[p], numbers))))
     return checks
 
 
@@ -264,7 +268,7 @@ def reference_check(ref: Any, raw: pd.Series, typed: Typed, column: Column,
         found = pd.Series(typed.cmp).isin(known).to_numpy()
     mask = typed.valid & ~found
     return [Check("reference", ref.column, mask, lambda p: _join(
-        f"{ref.column}: ", _shown(raw, p), f" not found in {ref.label}"))]
+        f"{ref.column}: ", _shown(raw, p, column.pii_kind), f" not found in {ref.label}"))]
 
 
 def duplicate_checks(frame: pd.DataFrame, contract: Contract, typed: dict[str, Typed],
@@ -314,7 +318,8 @@ def duplicate_checks(frame: pd.DataFrame, contract: Contract, typed: dict[str, T
 
         def describe_key(p: np.ndarray) -> pa.Array:
             shown = pc.binary_join_element_wise(
-                *[_shown(frame[name], p) for name in contract.key], lit(", "))
+                *[_shown(frame[name], p, contract.column(name).pii_kind)
+                  for name in contract.key], lit(", "))
             return _join(f"key ({', '.join(contract.key)}) = (", shown, ") repeats row ",
                          _row_text(first[p], numbers))
 

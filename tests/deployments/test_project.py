@@ -66,6 +66,15 @@ def test_init_writes_a_project_that_plans(tmp_path: Path, own_env: dict[str, str
     assert json.loads(again.stdout)["views"] == plan["views"]
 
 
+def _tag_and_use(body: dict, column: str, agg: str) -> None:
+    """Tag `column` as personal data and aggregate it with `agg` in a new feature `odd`."""
+    for spec in body["contracts"][0]["columns"]:
+        if spec["name"] == column:
+            spec["pii"] = "free_text"
+    body["features"]["views"][0]["features"].append({"name": "odd", "column": column,
+                                                     "agg": agg})
+
+
 @pytest.mark.parametrize(("edit", "named"), [
     (lambda b: b["features"]["views"][0]["features"].append(
         {"name": "odd", "column": "amount", "agg": "sum"}), "feature 'odd': unknown column "
@@ -80,6 +89,8 @@ def test_init_writes_a_project_that_plans(tmp_path: Path, own_env: dict[str, str
      "feature 'payment_behaviour:spend_7d' is not declared"),
     (lambda b: b["model"]["label"].update(entity_key="customer"), "entity_key 'customer'"),
     (lambda b: b["contracts"][0]["columns"][1].update(type="text"), "type"),
+    (lambda b: _tag_and_use(b, "payment_id", "last"), "feature view 'payment_behaviour', "
+     "feature 'odd': column 'payment_id' of dataset 'payments' is tagged pii (free_text)"),
 ])
 def test_plan_names_what_is_wrong_and_fails(tmp_path: Path, own_env: dict[str, str], edit,
                                             named: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -181,7 +182,10 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
         SIGNALS.name: "stream"}
     assert lake.resolve("main") == head.id
 
-    no_secret_anywhere(data_dir, capfd)
+    printed = capfd.readouterr()
+    texts = run_texts(data_dir, printed.out + printed.err)
+    no_secret_anywhere(data_dir, texts)
+    no_pii_in_what_people_see(data_dir, texts)
 
     incremental = pipeline(run_id="t2")  # a new run: every checkpoint says nothing is new
     assert {o.rows for o in incremental.audit.outcomes} == {0}
@@ -195,18 +199,12 @@ SECRETS = {"TIDELINE_SMTP_PASSWORD": "smtp-sentinel-3f9a1c",
 """Secrets a run is configured with (unused by the demo's outbox and SQLite online store)."""
 
 
-def no_secret_anywhere(data_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """Nothing a run produced holds a secret: every file under the data directory and beside
-    it (lake objects, reports, e-mails, the worker's log), the flow runs' logs and artifacts
-    in the Prefect server, and what was printed."""
+def run_texts(data_dir: Path, printed: str) -> list[str]:
+    """What people see of a run besides its files: the flow runs' logs and the artifacts in
+    the Prefect server (read through its API: `logs/filter`, `artifacts/filter`), and what
+    was printed."""
     from prefect.client.orchestration import get_client
 
-    needles = ["smtp-sentinel-3f9a1c", "redis-sentinel-8b2e7d"]
-    files = [p for p in data_dir.parent.rglob("*") if p.is_file()]
-    assert len(files) > 100
-    for path in files:
-        body = path.read_bytes()
-        assert not [n for n in needles if n.encode() in body], path
     with get_client(sync_client=True) as client:
         logs, offset = [], 0
         while batch := client.read_logs(limit=200, offset=offset):
@@ -214,9 +212,60 @@ def no_secret_anywhere(data_dir: Path, capfd: pytest.CaptureFixture[str]) -> Non
             offset += len(batch)
         artifacts = [str(a.data) + str(a.description) for a in client.read_artifacts()]
     assert len(logs) > 100 and len(artifacts) > 10
-    printed = capfd.readouterr()
-    for text in [*logs, *artifacts, printed.out, printed.err]:
+    return [*logs, *artifacts, printed]
+
+
+def no_secret_anywhere(data_dir: Path, texts: list[str]) -> None:
+    """Nothing a run produced holds a secret: every file under the data directory and beside
+    it (lake objects, reports, e-mails, the worker's log), the flow runs' logs and artifacts
+    in the Prefect server, and what was printed."""
+    needles = ["smtp-sentinel-3f9a1c", "redis-sentinel-8b2e7d"]
+    files = [p for p in data_dir.parent.rglob("*") if p.is_file()]
+    assert len(files) > 100
+    for path in files:
+        body = path.read_bytes()
+        assert not [n for n in needles if n.encode() in body], path
+    for text in texts:
         assert not [n for n in needles if n in text]
+
+
+ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def _readable(path: Path) -> str:
+    """A file's text as people read it: an e-mail's parts decoded (base64, quoted-printable)."""
+    if path.suffix != ".eml":
+        return path.read_text(errors="replace")
+    message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    return "\n".join(str(message[h]) for h in ("Subject", "To")) + "\n".join(
+        part.get_payload(decode=True).decode(errors="replace") for part in message.walk()
+        if not part.is_multipart())
+
+
+def no_pii_in_what_people_see(data_dir: Path, texts: list[str]) -> None:
+    """None of the demo's e-mail addresses (its `pii: email` column, as generated) is in what
+    the run shows people: the reports, the outbox, discovery's output, the quality reports in
+    the lake, the logs and artifacts, what was printed; the quality report shows digests."""
+    from tideline.demo.generator import BAD_EMAILS
+
+    emails = pd.concat([pd.read_csv(path, usecols=["email"], dtype=str)["email"]
+                        for path in (data_dir / "demo" / "crm").glob("customers-*.csv")])
+    values = set(emails.dropna())
+    assert len(values) > 2900
+    odd = [v for v in BAD_EMAILS if v in values and "@example.com" not in v]  # owners' domain
+    assert "jane.doe(at)example.com" in odd and "not-an-email" in odd
+    lake = LocalLake(data_dir / "lake")
+    shown = [(str(p), _readable(p)) for folder in ("reports", "outbox", "discovery")
+             for p in (data_dir / folder).rglob("*") if p.is_file()]
+    shown += [(o.path, lake.get("main", o.path).decode(errors="replace"))
+              for o in lake.list("main", "reports/")]
+    shown += [(f"text {i}", text) for i, text in enumerate(texts)]
+    assert sum(name.endswith(".eml") for name, _ in shown) >= 2
+    for name, text in shown:
+        found = set(ADDRESS.findall(text)) & values
+        assert not found and not [v for v in odd if v in text], (name, sorted(found)[:3])
+    (quality,) = (data_dir / "reports").glob("quality-t1.html")
+    assert "‹email:" in quality.read_text()  # the quarantined addresses, as digests
 
 
 @pytest.mark.slow
