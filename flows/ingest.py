@@ -42,8 +42,8 @@ def ingest(run_id: str | None = None, since: date | None = None, until: date | N
                        for source in project.sources]
             records = [future.result() for future in futures]
             for record in records:
-                logger.info("%s: %d rows landed, %d unparseable", record.source, record.rows,
-                            record.rejected)
+                logger.info("%s: %d rows landed, %d unparseable, %d of erased customers "
+                            "dropped", record.source, record.rows, record.rejected, record.erased)
             result = audit_run(lake, run.branch, project, records, run_id=run_id,
                                report_dir=settings.data_dir / "reports", window=window,
                                batch_bytes=batch)

@@ -36,6 +36,7 @@ from tideline.ingestion.connectors import connector_for
 from tideline.ingestion.rawtext import as_raw_text, landed
 from tideline.ingestion.sources import BATCH_BYTES, Pull, Source, Window
 from tideline.lake.base import Lake
+from tideline.lake.erasure import drop_erased, erasure_list
 from tideline.lake.tables import write_table
 
 T = TypeVar("T")
@@ -66,6 +67,8 @@ class IngestRecord:
     replaced: tuple[str, ...] = field(default_factory=tuple)
     ack: Any = None
     """What the connector acknowledges once the run is published (NATS reply subjects)."""
+    erased: int = 0
+    """Records dropped before landing: their key is on the erasure list (`lake.erasure`)."""
 
 
 def checkpoint_path(source: str) -> str:
@@ -91,13 +94,16 @@ def land(
     batch_bytes: int = BATCH_BYTES,
 ) -> IngestRecord:
     """Write one pull to the run branch, batch by batch as the connector reads it; the
-    checkpoint moves only if this is not a backfill."""
+    checkpoint moves only if this is not a backfill. Records of erased entities are dropped
+    before anything is written, and counted."""
     prefix = f"raw/source={source.name}"
+    erased, dropped = erasure_list(lake, branch), 0
     replaced = clear_days(lake, branch, prefix, window) if window is not None else []
     with DayParts(lake, branch, f"{prefix}/dt={{day}}/part-{run_id}{{variant}}.parquet",
                   batch_bytes) as days:
         for chunk in pull.chunks():
-            table = landed(chunk, typed=pull.typed)
+            table, erasing = drop_erased(landed(chunk, typed=pull.typed), erased)
+            dropped += erasing
             days.add(table, *day_codes(table, source.timestamp_column))
     parts = days.paths()
     failpoint("landing")  # the days are written; rejects, checkpoint and record are not
@@ -119,7 +125,7 @@ def land(
             "until": window.until.isoformat() if window.until else None},
         seconds=round(time.perf_counter() - started, 3) if started is not None else 0.0,
         replaced=tuple(p for p in replaced if p not in parts),
-        ack=pull.ack,
+        ack=pull.ack, erased=dropped,
     )
     lake.put(branch, f"{prefix}/_runs/{run_id}.json",
              json.dumps(asdict(record), sort_keys=True, default=str, indent=1).encode())

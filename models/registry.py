@@ -19,7 +19,7 @@ import json
 import logging
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -305,6 +305,13 @@ class ModelRegistry:
                                                   & (t.c.as_of == day)))
             if rows:
                 connection.execute(sa.insert(t), rows)
+
+    def forget_scores(self, entities: Sequence[str]) -> int:
+        """Delete every model's scores of `entities` (an erasure); returns the rows deleted."""
+        t = scores_table
+        with self.engine.begin() as connection:
+            return connection.execute(sa.delete(t).where(
+                t.c.entity_id.in_([str(e) for e in entities]))).rowcount
 
 
 def open_model_registry(settings: Any) -> ModelRegistry:

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from tideline.core.errors import TidelineError
 from tideline.core.project import NoProject, find_project
-from tideline.deployments.cli import doctor, models, ops, project
+from tideline.deployments.cli import doctor, erasure, models, ops, project
 from tideline.deployments.cli.features import features_app
 from tideline.deployments.cli.lake import lake_app
 from tideline.deployments.cli.models import models_app
@@ -80,7 +80,7 @@ for name, command in (
     ("run", ops.run), ("ingest", ops.ingest), ("serve", ops.serve), ("stream", ops.stream),
     ("train", models.train), ("score", models.score_command), ("monitor", ops.monitor),
     ("retrain", ops.retrain), ("worker", ops.worker), ("server", ops.server),
-    ("deploy", ops.deploy), ("lineage", models.lineage_command),
+    ("deploy", ops.deploy), ("lineage", models.lineage_command), ("forget", erasure.forget),
     ("doctor", doctor.doctor), ("schema", project.schema),
 ):
     app.command(name)(command)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tideline.features.online.base import OnlineState, OnlineStore
+from tideline.features.online.base import OnlineState, OnlineStore, forget_entities
 
-__all__ = ["OnlineState", "OnlineStore", "open_online_store"]
+__all__ = ["OnlineState", "OnlineStore", "forget_entities", "open_online_store"]
 
 
 def open_online_store(settings: Any) -> OnlineStore:

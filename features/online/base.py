@@ -233,3 +233,19 @@ def feature_columns(state: OnlineState, rows: Sequence[list[Any] | None],
     matrix = matrix.reshape(len(rows), width)
     at = [state.columns.index(name) for name in features]
     return [_pandas_column(matrix[:, k], state.types[k]) for k in at]
+
+
+def forget_entities(store: OnlineStore, views: Sequence[str], key: str, entities: Sequence[str]
+                    ) -> dict[str, int]:
+    """Delete `entities`' rows from every view of `views` keyed by `key` that the store holds,
+    keeping each view's state; view -> rows it held for them."""
+    removed = {}
+    for view in views:
+        state, rows = store.read(view, list(entities))
+        if state is None or state.key != key:
+            continue
+        empty = pa.table({name: pa.array([], _arrow_type(kind)) for name, kind in
+                          zip((state.key, *state.columns), ("string", *state.types), strict=True)})
+        store.write(state, empty, list(entities), replace=False)
+        removed[view] = sum(row is not None for row in rows)
+    return removed

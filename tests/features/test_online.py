@@ -20,7 +20,13 @@ import redis as redis_client
 from tideline.core.errors import OnlineStoreUnavailable, RetrievalError
 from tideline.demo.views import CHURN_VIEWS, SPENDING
 from tideline.features.materialize import as_of_time
-from tideline.features.online.base import OnlineState, OnlineStore, arrow_types, feature_columns
+from tideline.features.online.base import (
+    OnlineState,
+    OnlineStore,
+    arrow_types,
+    feature_columns,
+    forget_entities,
+)
 from tideline.features.online.redis import RedisOnlineStore
 from tideline.features.online.sqlite import SQLiteOnlineStore
 from tideline.features.store import FeatureStore
@@ -142,6 +148,21 @@ def test_an_incremental_write_updates_and_deletes_in_place(online: OnlineStore) 
     got_state, got = online.read("spending", ["a", "b", 'd"quoted\\'])
     assert got_state.as_of == date(2026, 9, 2)
     assert got == [expected(table(1), "a"), None, expected(table(2), 'd"quoted\\')]
+
+
+def test_forgetting_an_entity_deletes_it_from_every_view_it_is_in(online: OnlineStore
+                                                                   ) -> None:
+    online.write(state(table(1)), table(1), [], replace=True)
+    other = replace(state(table(1)), view="profile")
+    online.write(other, table(1).slice(0, 2), [], replace=True)
+    removed = forget_entities(online, ["spending", "profile", "never-written"], "customer_id",
+                              ["b", "c", "nobody"])
+    assert removed == {"spending": 2, "profile": 1}
+    got_state, got = online.read("spending", ["a", "b", "c", 'd"quoted\\'])
+    assert got_state == state(table(1))  # version and as-of stay as they were
+    assert got == [expected(table(1), "a"), None, None, expected(table(1), 'd"quoted\\')]
+    assert online.read("profile", ["a", "b"])[1] == [expected(table(1), "a"), None]
+    assert forget_entities(online, ["spending"], "customer_id", ["b"]) == {"spending": 0}
 
 
 def test_a_failed_write_leaves_the_previous_contents(online: OnlineStore) -> None:

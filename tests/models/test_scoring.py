@@ -45,6 +45,10 @@ def test_batch_scores_and_online_predictions_agree(
     registry.save_scores(champion, day, scores, "customer_id")  # scoring a day again replaces
     with registry.engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM scores")).scalar() == len(scores)
+    assert registry.forget_scores([scores["customer_id"].iloc[0], "nobody"]) == 1  # erasure
+    with registry.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM scores")).scalar() == len(
+            scores) - 1
 
     store._online = SQLiteOnlineStore(tmp_path / "online.db")
     store.materialize_online()
