@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +13,7 @@ from pydantic import ByteSize, Field, SecretStr, field_validator, model_validato
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from tideline.core.addresses import valid_address
+from tideline.core.durations import PositiveDuration
 from tideline.core.errors import ConfigError
 from tideline.core.project import NoProject, find_project, settings_of
 
@@ -41,6 +43,10 @@ class Settings(BaseSettings):
     """fsync objects, commits and refs (survive power loss, not only process crashes)."""
     lake_max_read_bytes: int = 2 * 1024**3
     """Refuse to read a single object larger than this into memory."""
+    lake_retention: PositiveDuration = timedelta(days=7)
+    """How long `tideline lake gc` keeps a finished run's `run-<id>` branch (merged or
+    abandoned) and, on the local lake, objects no branch or tag reaches; on lakeFS, the
+    garbage-collection rules it sets. Text such as `7d`, `36h` or `2w`, or seconds."""
 
     feature_views: str | None = None
     """Override of the project file's `features`: `module:attribute` of a list of views, or a

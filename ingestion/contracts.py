@@ -28,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from tideline.core.durations import PositiveDuration
 from tideline.core.errors import ContractError
 
 ColumnType = Literal["string", "int", "float", "timestamp", "date", "bool"]
@@ -48,8 +49,6 @@ RULES = ROW_RULES + DATASET_ROW_RULES
 
 _NUMERIC = ("int", "float")
 _TEMPORAL = ("timestamp", "date")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 class _Frozen(BaseModel):
@@ -193,28 +192,13 @@ class Freshness(_Frozen):
     """The newest valid `column` value must be at most `max_age` old at validation time."""
 
     column: str
-    max_age: timedelta
+    max_age: PositiveDuration
 
     @model_validator(mode="before")
     @classmethod
     def _pair(cls, value: Any) -> Any:
         if isinstance(value, list | tuple) and len(value) == 2:
             return {"column": value[0], "max_age": value[1]}
-        return value
-
-    @field_validator("max_age", mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        if isinstance(value, str) and (match := _DURATION_RE.match(value)):
-            amount, unit = match.groups()
-            return timedelta(**{_DURATION_UNITS[unit]: float(amount)})
-        return value
-
-    @field_validator("max_age")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError(f"max_age must be positive, got {value}")
         return value
 
 

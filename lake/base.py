@@ -66,6 +66,16 @@ class Change:
     size: int | None = field(default=None, compare=False)
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep of unreachable data deleted (or, in a dry run, would delete)."""
+
+    objects: int = 0
+    commits: int = 0
+    temp_files: int = 0
+    bytes: int = 0
+
+
 @runtime_checkable
 class Lake(Protocol):
     """Branches, objects, commits, merges, diffs, tags and history over one repository."""

@@ -397,6 +397,49 @@ class LakeFSLake:
                 del self._holds[branch]
             hold.release()
 
+    def run_held(self, run_id: str) -> bool:
+        """Whether a live process holds `run_id` now, read without taking a hold."""
+        check_branch(run_id)
+        return RunHold(self, run_id, self.run_hold_ttl).held()
+
+    def uncommitted_since(self, branch: str, cutoff: datetime) -> bool:
+        """Whether `branch` has an uncommitted object written at or after `cutoff` (lakeFS keeps
+        no time for a staged deletion, so those do not count)."""
+        for diff in self._staged(branch):
+            if diff.type == "removed":
+                continue
+            stats = self._request(
+                f"object {diff.path!r} on {branch!r}",
+                lambda path=diff.path: self._objects.stat_object(self.repository, branch, path),
+                missing=self._object_missing(branch, diff.path),
+            )
+            if stats.mtime >= cutoff.timestamp():
+                return True
+        return False
+
+    def gc_rules(self) -> dict[str, int] | None:
+        """The repository's garbage-collection rules as retention days by branch (`""` for the
+        default), or None when it has none."""
+        try:
+            rules = self._request(f"garbage-collection rules of {self.repository!r}",
+                                  lambda: self._repositories.get_gc_rules(self.repository))
+        except RefNotFound:
+            return None
+        return {"": rules.default_retention_days,
+                **{rule.branch_id: rule.retention_days for rule in rules.branches}}
+
+    def set_gc_rules(self, default_days: int, branches: dict[str, int]) -> None:
+        """Set the repository's garbage-collection rules: commits older than a branch's
+        retention days (`default_days` for other branches and deleted ones) expire, and
+        lakeFS's garbage-collection job deletes the objects only expired commits reference."""
+        rules = lakefs_sdk.GarbageCollectionRules(
+            default_retention_days=default_days,
+            branches=[lakefs_sdk.GarbageCollectionRule(branch_id=name, retention_days=days)
+                      for name, days in sorted(branches.items())],
+        )
+        self._request(f"set garbage-collection rules of {self.repository!r}",
+                      lambda: self._repositories.set_gc_rules(self.repository, rules))
+
     def _check_hold(self, branch: str, what: str, *, renew: bool = False) -> None:
         """Refuse `what` on a run branch whose hold this process has lost (`RunHold.check`)."""
         hold = self._holds.get(branch)
@@ -560,16 +603,19 @@ class LakeFSLake:
 
     # ---- history -----------------------------------------------------------------------------
 
-    def uncommitted(self, branch: str) -> list[Change]:
+    def _staged(self, branch: str) -> Iterator[Any]:
+        """lakeFS's entries of the uncommitted changes on `branch`, page by page."""
         check_branch(branch)
-        diffs = self._pages(
+        return self._pages(
             f"uncommitted changes on {branch!r}",
             lambda after: self._branches.diff_branch(
                 self.repository, branch, after=after, amount=PAGE
             ),
             missing=self._no_branch(branch),
         )
-        return sorted(_change(diff) for diff in diffs)
+
+    def uncommitted(self, branch: str) -> list[Change]:
+        return sorted(_change(diff) for diff in self._staged(branch))
 
     def commit(self, branch: str, message: str, metadata: dict[str, str] | None = None) -> Commit:
         check_branch(branch)

@@ -153,6 +153,22 @@ class RunHold:
             with suppress(BranchExists):  # another process created it first
                 self.lake.create_branch(HOLDS_BRANCH, MAIN)
 
+    def held(self) -> bool:
+        """Whether a live holder has the run now (its latest lease is unreleased and unexpired);
+        reads only, so a dry run can ask."""
+        if HOLDS_BRANCH not in self.lake.branches():
+            return False
+        for _ in range(20):  # a renewal deleted the generation being read: look again
+            try:
+                latest = self._latest()
+            except ObjectNotFound:
+                continue
+            if latest is None:
+                return False
+            record = latest[1]
+            return not record.get("released") and float(record["expires_at"]) > time.time()
+        return True
+
     def take(self) -> None:
         self._ensure_branch()
         for _ in range(20):  # another taker or a renewal moved the lease: look again

@@ -12,6 +12,9 @@ Layout under the root::
                                  a running run holds run-<id>.lock until it ends or dies
     tmp/                         files being written; renamed into place when complete
 
+`sweep` (`tideline lake gc`) deletes commits, objects and temp files that no branch or tag
+reaches once they are older than the retention.
+
 Every visible change is one `os.replace`, so a process killed at any point leaves each ref at its
 old or its new commit, never in between, and no half-written object is reachable.
 """
@@ -28,7 +31,7 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +55,7 @@ from tideline.lake.base import (
     Change,
     Commit,
     ObjectInfo,
+    Sweep,
     check_abbreviation,
     check_branch,
     check_metadata,
@@ -193,6 +197,14 @@ class LocalLake:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def run_held(self, run_id: str) -> bool:
+        """Whether a live process holds `run_id` now (`hold_run`), without holding it."""
+        try:
+            with self.hold_run(run_id):
+                return False
+        except RunInProgress:
+            return True
+
     @contextmanager
     def _space_for(self, what: str) -> Iterator[None]:
         """A full disk while writing `what`, as a LakeFull naming it (the write's temp file is
@@ -228,20 +240,33 @@ class LocalLake:
     def _object_file(self, checksum: str) -> Path:
         return self.root / "objects" / checksum[:2] / checksum[2:]
 
+    def _present(self, dest: Path) -> bool:
+        """Whether an object file exists; if so its time is made now, so `sweep` (which deletes
+        only files older than its cutoff, holding the objects lock exclusively) keeps it for
+        the writer about to reference it. Call holding the objects lock shared."""
+        try:
+            os.utime(dest)
+        except FileNotFoundError:
+            return False
+        return True
+
     def _adopt(self, tmp: Path, checksum: str) -> None:
         """Move a finished temp file to its content address (a no-op if the content exists)."""
         dest = self._object_file(checksum)
-        if dest.exists():
-            tmp.unlink()
-            return
-        dest.parent.mkdir(exist_ok=True)
-        os.replace(tmp, dest)
+        with self._lock("objects", exclusive=False):
+            if self._present(dest):
+                tmp.unlink()
+                return
+            dest.parent.mkdir(exist_ok=True)
+            os.replace(tmp, dest)
 
     def _store(self, data: bytes) -> tuple[str, int]:
         checksum = hashlib.sha256(data).hexdigest()
-        if not self._object_file(checksum).exists():
-            self._object_file(checksum).parent.mkdir(exist_ok=True)
-            self._atomic_write(self._object_file(checksum), data)
+        dest = self._object_file(checksum)
+        with self._lock("objects", exclusive=False):
+            if not self._present(dest):
+                dest.parent.mkdir(exist_ok=True)
+                self._atomic_write(dest, data)
         return checksum, len(data)
 
     # ---- refs, commits and trees -------------------------------------------------------------
@@ -642,6 +667,79 @@ class LocalLake:
             self._write_ref(self._ref_file("heads", branch), head)
         return self.get_commit(head)
 
+    # ---- retention ---------------------------------------------------------------------------
+
+    def uncommitted_since(self, branch: str, cutoff: datetime) -> bool:
+        """Whether `branch` has an uncommitted change staged at or after `cutoff`."""
+        self._head(branch)
+        stamp = cutoff.timestamp()
+        try:
+            files = list(os.scandir(self._staging_dir(branch)))
+        except FileNotFoundError:
+            return False
+        return any(_mtime(item.path) >= stamp for item in files)
+
+    def sweep(
+        self, cutoff: datetime, *, ignore_branches: Collection[str] = (), dry_run: bool = False
+    ) -> Sweep:
+        """Delete what no branch or tag reaches and nothing wrote since `cutoff`: commits not in
+        any ref's history, the objects (data and trees) that no remaining commit and no staged
+        change references, and abandoned temp files. A dry run deletes nothing and counts the
+        same, treating `ignore_branches` as deleted already.
+
+        Every remaining commit stays readable: an object goes only if no commit kept references
+        it. Nothing younger than `cutoff` goes, so a writer that has stored an object but not yet
+        staged or committed it keeps it (storing refreshes an existing object's time).
+        """
+        stamp = cutoff.timestamp()
+        # staging before refs: a commit moves its staged entries into a tree and moves its
+        # branch's ref before it clears staging, so every entry is seen in one or the other
+        live: set[str] = set()
+        for item in list(os.scandir(self.root / "staging")):
+            if item.name not in ignore_branches:
+                live.update(e[0] for e in self._staged(item.name).values() if e is not None)
+        heads = [head for name, head in self.branches().items() if name not in ignore_branches]
+        reachable: set[str] = set()
+        for head in [*heads, *self.tags().values()]:
+            if head not in reachable:
+                reachable |= self._ancestors(head)
+        old_commits, trees = [], set()
+        for item in list(os.scandir(self.root / "commits")):
+            commit_id = item.name.removesuffix(".json")
+            if commit_id not in reachable and _mtime(item.path) < stamp:
+                old_commits.append((commit_id, Path(item.path)))
+            else:
+                trees.add(self._commit_record(commit_id)["tree"])
+        for tree_id in trees:
+            live.add(tree_id)
+            tree = json.loads(self._read_object(tree_id, f"<tree {tree_id}>"))
+            live.update(entry[0] for entry in tree.values())
+        old_objects = [
+            Path(item.path)
+            for folder in list(os.scandir(self.root / "objects")) if folder.is_dir()
+            for item in list(os.scandir(folder.path))
+            if folder.name + item.name not in live and _mtime(item.path) < stamp
+        ]
+        old_temp = [Path(item.path) for item in list(os.scandir(self.root / "tmp"))
+                    if _mtime(item.path) < stamp]
+        if dry_run:
+            return Sweep(len(old_objects), len(old_commits), len(old_temp),
+                         sum(_size(p) for p in [*old_objects, *old_temp,
+                                                *(path for _, path in old_commits)]))
+        freed = commits = objects = temps = 0
+        for commit_id, path in old_commits:  # commits first: no kept commit loses an object
+            freed, commits = freed + _unlink(path), commits + 1
+            self._commits.pop(commit_id, None)
+            self._trees.pop(commit_id, None)
+        with self._lock("objects", exclusive=True):
+            for path in old_objects:
+                if path.exists() and _mtime(path) < stamp:  # not stored again meanwhile
+                    freed, objects = freed + _unlink(path), objects + 1
+        for path in old_temp:
+            if path.exists() and _mtime(path) < stamp:
+                freed, temps = freed + _unlink(path), temps + 1
+        return Sweep(objects, commits, temps, freed)
+
     # ---- tags --------------------------------------------------------------------------------
 
     def tag(self, name: str, ref: str) -> str:
@@ -657,6 +755,30 @@ class LocalLake:
     def tags(self) -> dict[str, str]:
         tags = self.root / "refs" / "tags"
         return {path.name: path.read_text().strip() for path in sorted(tags.iterdir())}
+
+
+def _mtime(path: str | Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return float("inf")  # gone meanwhile: nothing to delete
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _unlink(path: Path) -> int:
+    """Delete a file; its size, or 0 if another process deleted it first."""
+    size = _size(path)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return size
 
 
 def _is_name(ref: str) -> bool:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import typer
 from rich.table import Table
 from tideline.deployments.cli.common import configured_lake, console, short
@@ -95,3 +97,65 @@ def lake_tags() -> None:
     for name, commit_id in configured_lake().tags().items():
         table.add_row(name, short(commit_id))
     console.print(table)
+
+
+def _duration(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    from pydantic import TypeAdapter, ValidationError
+    from tideline.core.durations import PositiveDuration
+
+    try:
+        return TypeAdapter(PositiveDuration).validate_python(text)
+    except ValidationError:
+        raise typer.BadParameter(
+            f"{text!r} is no positive duration: write e.g. 7d, 36h or 2w") from None
+
+
+def _age(age: timedelta) -> str:
+    hours, minutes = age.seconds // 3600, age.seconds % 3600 // 60
+    return f"{age.days}d {hours}h" if age.days else f"{hours}h {minutes}m"
+
+
+@lake_app.command("gc")
+def lake_gc(
+    older_than: str | None = typer.Option(
+        None, "--older-than", metavar="DURATION",
+        help="Retention, e.g. 7d, 36h or 2w (default: the lake_retention setting)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; change nothing."),
+    set_gc_rules: bool = typer.Option(
+        True, "--set-gc-rules/--keep-gc-rules",
+        help="lakeFS: set the repository's garbage-collection rules to the retention."),
+) -> None:
+    """Delete run branches older than the retention whose run is over (merged or abandoned);
+    on the local lake also the commits and objects nothing reaches any more; on lakeFS set the
+    garbage-collection rules its own job expires old objects by."""
+    from tideline.core.settings import load_settings
+    from tideline.lake import open_lake
+    from tideline.lake.retention import collect_garbage
+
+    settings = load_settings()
+    retention = _duration(older_than) or settings.lake_retention
+    table = Table("run branch", "state", "head age", "verdict")
+    verdicts = {"deleted": "[red]would delete[/]" if dry_run else "[red]deleted[/]",
+                "held": "[yellow]kept: run in progress[/]", "kept": "kept: young"}
+    done = collect_garbage(
+        open_lake(settings), retention, dry_run=dry_run, set_gc_rules=set_gc_rules,
+        report=lambda b, verdict: table.add_row(b.name, b.state, _age(b.age), verdicts[verdict]),
+    )
+    if table.row_count:
+        console.print(table)
+    went = "would be deleted" if dry_run else "deleted"
+    console.print(f"retention {retention}: {len(done.deleted)} run branch(es) {went}, "
+                  f"{len(done.held)} kept as in progress, {len(done.kept)} kept as young")
+    if done.sweep is not None:
+        sweep = done.sweep
+        console.print(f"unreachable data {went}: {sweep.objects} object(s), {sweep.commits} "
+                      f"commit(s), {sweep.temp_files} temp file(s), {sweep.bytes:,} bytes "
+                      f"{'to free' if dry_run else 'freed'}")
+    if done.sweep is None:
+        rules = done.gc_rules or {}
+        text = ", ".join(f"{name or 'default'}: {days} days" for name, days in sorted(
+            rules.items())) or "none (lakeFS's job would expire nothing)"
+        console.print(f"lakeFS garbage-collection rules: {text}; objects go when lakeFS's "
+                      "garbage-collection job runs")
