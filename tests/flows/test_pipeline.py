@@ -298,7 +298,7 @@ def drift_loop(client: Any, run: Any, data_dir: Path) -> None:
     """The demo's drift: found, reported in the lake, e-mailed per owner, sent as an event
     the server logged, and answered by exactly one retrain run, which completes."""
     from prefect.events import Event
-    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
     from tideline.monitoring.events import DRIFT_EVENT, emit
 
     monitoring = run.monitoring
@@ -317,9 +317,10 @@ def drift_loop(client: Any, run: Any, data_dir: Path) -> None:
     assert "spend_30d (customer_spending)" in text and "activity" not in text
     assert [a.get_filename() for a in spending.iter_attachments()] == ["drift-report.html"]
 
-    def logged() -> list[Any]:
-        return client.read_events(EventFilter(event=EventNameFilter(name=[DRIFT_EVENT])),
-                                  limit=50).events
+    def logged() -> list[Any]:  # this model's: other tests send drift events of their own
+        return client.read_events(EventFilter(
+            event=EventNameFilter(name=[DRIFT_EVENT]),
+            resource=EventResourceFilter(id=["tideline.model.churn"])), limit=50).events
 
     (event,) = wait_for("the drift event in the server's log", logged)
     assert str(event.id) == monitoring.event.id
