@@ -91,9 +91,21 @@ def interpolate(value: Any, where: str, environ: dict[str, str] | None = None) -
 
 
 def section(path: Path, name: str) -> Any:
-    """One section of the project file, interpolated; None when the file lacks it."""
+    """One section of the project file, interpolated; None when the file lacks it. A section
+    given as a reference (`module:attribute`, YAML files, comma-separated) has its files
+    taken from the file's directory."""
     body = read_document(path)
-    return interpolate(body[name], f"{path.name}: {name}") if name in body else None
+    if name not in body:
+        return None
+    value = interpolate(body[name], f"{path.name}: {name}")
+    return references(path, value) if isinstance(value, str) else value
+
+
+def references(path: Path, text: str) -> str:
+    """Comma-separated `module:attribute`s and YAML files, the files made absolute from the
+    project file's directory."""
+    return ",".join(relative_to(path, part.strip()) if part.strip().endswith((".yaml", ".yml"))
+                    else part.strip() for part in text.split(",") if part.strip())
 
 
 def settings_of(path: Path, profile: str | None) -> dict[str, Any]:
@@ -117,9 +129,7 @@ def settings_of(path: Path, profile: str | None) -> dict[str, Any]:
         merged["data_dir"] = relative_to(path, str(merged["data_dir"]))
     for name in ("project_file", "feature_views", "model_spec"):  # files, or `module:attr`
         if isinstance(merged.get(name), str):
-            merged[name] = ",".join(
-                relative_to(path, part.strip()) if part.strip().endswith((".yaml", ".yml"))
-                else part.strip() for part in merged[name].split(","))
+            merged[name] = references(path, merged[name])
     return merged
 
 

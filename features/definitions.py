@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from tideline.core.addresses import valid_address
 from tideline.core.errors import FeatureDefinitionError
-from tideline.core.project import is_project_file, relative_to, section
+from tideline.core.project import is_project_file, section
 
 # Aggregations over a window's events, by what they need of the column.
 COUNTING = {"count", "share"}
@@ -332,9 +332,7 @@ def load_definitions(spec: str) -> list[FeatureView]:
         if body is None:
             raise FeatureDefinitionError(f"{path}: no `features` section")
         if isinstance(body, str):
-            return load_definitions(",".join(
-                relative_to(path, part.strip()) if part.strip().endswith((".yaml", ".yml"))
-                else part.strip() for part in body.split(",")))
+            return load_definitions(body)
         return views_of(body, f"{path}: features")
     if spec.endswith((".yaml", ".yml")):
         return load_views(spec)

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from tideline.core.addresses import valid_address
 from tideline.core.errors import ModelError
-from tideline.core.project import is_project_file, relative_to, section
+from tideline.core.project import is_project_file, section
 from tideline.features.definitions import FeatureView
 from tideline.models.labels import ChurnLabel
 
@@ -97,8 +97,7 @@ def load_model_spec(spec: str, views: Sequence[FeatureView] = ()) -> ModelSpec:
         if body is None:
             raise ModelError(f"{path}: no `model` section")
         if isinstance(body, str):
-            return load_model_spec(relative_to(path, body) if body.endswith((".yaml", ".yml"))
-                                   else body, views)
+            return load_model_spec(body, views)
         return spec_of(body, views, f"{path}: model")
     if spec.endswith((".yaml", ".yml")):
         try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -18,13 +17,8 @@ import httpx
 import pytest
 import yaml
 
+from tests.services import free_port
 from tests.waiting import ROOT, wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -63,7 +57,7 @@ def test_the_wheel_outside_the_repository_inits_plans_runs_serves_and_deploys(
     out = tideline("run", "--run-id", "first")
     assert "payment_churn:v1 is the champion" in out and "features drifted" in out
 
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(["tideline", "server", "--port", str(port)], cwd=home / "shop",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from tideline.features.store import FeatureStore
 from tideline.serving.access import REFUSED, api_keys
 from tideline.serving.api import create_app
 
+from tests.services import free_port
 from tests.serving import test_api
 from tests.waiting import CLI, wait_for
 
@@ -134,17 +134,12 @@ def test_keys_come_from_the_setting_or_a_prefect_secret_block(prefect_server: No
         api_keys(Settings(api_keys_secret="tideline-test-no-such-block"))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 @contextmanager
 def _serving(store: FeatureStore, tmp_path: Path, host: str, **env: str
              ) -> Iterator[tuple[str, Path]]:
     """`tideline serve` over `store`'s files on a free port: its URL and its output's file."""
-    port = _free_port()
+    port = free_port()
     data = store.lake.root.parent
     output = tmp_path / "serve.log"
     command = subprocess.Popen(
