@@ -14,6 +14,11 @@ One loop, micro-batch by micro-batch (whatever the consumer has, up to `batch_si
    the high-risk ones to `tideline.alerts.<model>`;
 5. only then acknowledge the batch (one ack-all for the last message).
 
+Erased customers (`tideline forget`) stay out: the processor reads main's erasure list when it
+starts and whenever main has moved (every `erasure_check_seconds`), drops their entities from
+its state, and drops their new events uncounted but for the `erased` outcome (never
+dead-lettered: a dead letter would keep their data).
+
 Time is event time: the processor's "now" is its newest event, so a replay of last week's
 events gives last week's values. Every `refresh_seconds` all entities are rewritten as of that
 clock (windows slide for entities without new events): those whose turn has come are written
@@ -50,6 +55,7 @@ from tideline.ingestion.connectors.stream import run_sync
 from tideline.ingestion.contracts import Contract
 from tideline.ingestion.project import Project
 from tideline.lake.base import MAIN, Lake
+from tideline.lake.erasure import erased_mask, erasure_list
 from tideline.lake.open import open_lake
 from tideline.models.registry import open_model_registry
 from tideline.models.scoring import OnlineScorer
@@ -88,6 +94,8 @@ class StreamConfig:
     """How long to wait for messages when none are ready."""
     checkpoint_seconds: float = 60.0
     refresh_seconds: float = 300.0
+    erasure_check_seconds: float = 30.0
+    """How often main is checked for a new erasure list (`tideline forget`)."""
     connect_timeout_seconds: float = 10.0
     """How long to try reaching NATS at start (once running, it reconnects for ever)."""
     start: str = "new"
@@ -136,6 +144,8 @@ class BatchOutcome:
     touched: int
     alerts: list[dict[str, Any]] = field(default_factory=list)
     """High-risk scores of customers whose new events asked for scoring."""
+    erased: int = 0
+    """Events of erased customers, dropped."""
 
 
 class StreamProcessor:
@@ -158,6 +168,9 @@ class StreamProcessor:
         self.sequence = 0
         self.source_commit = ""
         self._checkpointed = 0.0
+        self.erased: dict[str, frozenset[str]] = {}
+        """Main's erasure list as last read, and the commit it was read at."""
+        self._erasure_at, self._erasure_checked = "", 0.0
         self.recent: deque[tuple[str, Any]] = deque(maxlen=200)
         """The latest dead letters ("dead", reason) and alerts ("alert", body)."""
         self._cycle = (0.0, 0, 0)
@@ -177,6 +190,7 @@ class StreamProcessor:
             self.sequence, self.source_commit = meta.sequence, meta.source_commit
             log.info("stream %s: resumed from the checkpoint at sequence %d", self.config.name,
                      meta.sequence)
+            self.forget_erased()  # erased since the checkpoint
             return "checkpoint"
         if found is not None:
             log.warning("stream %s: the checkpoint was made for other view versions (%s); "
@@ -189,7 +203,22 @@ class StreamProcessor:
         self.state.evict()
         log.info("stream %s: state built from %d events of %r at %s", self.config.name,
                  len(history), view.source.dataset, self.source_commit[:12])
+        self.forget_erased()
         return "lake"
+
+    def forget_erased(self) -> int:
+        """Read main's erasure list if main has moved since it was last read, and drop the
+        erased entities from the state; returns how many went."""
+        self._erasure_checked = self.wall()
+        head = self.lake.resolve(MAIN)
+        if head == self._erasure_at:
+            return 0
+        self.erased, self._erasure_at = erasure_list(self.lake, head), head
+        gone = self.state.forget(self.erased)
+        if gone:
+            log.info("stream %s: %d erased entities dropped from the state", self.config.name,
+                     gone)
+        return gone
 
     # -- one batch -----------------------------------------------------------------------------
 
@@ -197,10 +226,14 @@ class StreamProcessor:
         """Decode, deduplicate, apply and write one batch, with the entities whose periodic
         rewrite is due (no I/O but the online store)."""
         decoded = decode(payloads, self.shape, int(self.wall() * 1e9))
-        fresh, repeated, late = self.state.admit(decoded.events)
-        dead = decoded.rejected + [(int(decoded.positions[row]), why) for row, why in late]
-        applied = decoded.events if len(fresh) == len(decoded.events) else (
-            decoded.events.take(pa.array(fresh)))  # (fresh rows are in order)
+        events, positions = decoded.events, decoded.positions
+        erased = erased_mask(events, self.erased) if self.erased else None
+        if erased is not None:
+            events, positions = events.filter(pa.array(~erased)), positions[~erased]
+        fresh, repeated, late = self.state.admit(events)
+        dead = decoded.rejected + [(int(positions[row]), why) for row, why in late]
+        applied = events if len(fresh) == len(events) else (
+            events.take(pa.array(fresh)))  # (fresh rows are in order)
         touched = self.state.apply(applied)
         due = self._due(least=1)  # riding along with a batch, a rewrite costs next to nothing
         if len(touched) or len(due):
@@ -210,12 +243,14 @@ class StreamProcessor:
         m.events.labels("applied").inc(len(fresh))
         m.events.labels("duplicate").inc(len(repeated))
         m.events.labels("dead_letter").inc(len(dead))
+        m.events.labels("erased").inc(0 if erased is None else int(erased.sum()))
         for _, why in dead:
             m.dead_letters.labels(why.split(":")[0].split(" ")[0]).inc()
         m.clock.set(self.state.clock / 1e9)
         m.watermark.set(self.state.watermark / 1e9)
         return BatchOutcome(applied=len(fresh), duplicates=len(repeated), dead=sorted(dead),
-                            touched=len(touched), alerts=alerts)
+                            touched=len(touched), alerts=alerts,
+                            erased=0 if erased is None else int(erased.sum()))
 
     def alerts(self, applied: pa.Table) -> list[dict[str, Any]]:
         """Score the customers with a triggering event among `applied` (from the values just
@@ -352,6 +387,9 @@ class StreamProcessor:
                 if compacting is not None and compacting[1].done():
                     self.state.install(compacting[0], compacting[1].result())
                     compacting = None
+                if compacting is None and (self.wall() - self._erasure_checked
+                                           >= self.config.erasure_check_seconds):
+                    self.forget_erased()
                 if compacting is None and self.state.needs_compaction:
                     job = self.state.compaction()
                     compacting = (job, asyncio.create_task(asyncio.to_thread(job.run)))
@@ -390,11 +428,12 @@ class StreamProcessor:
     def status(self) -> str:
         """One line for a live log: counts, sequence, watermark."""
         counts = {outcome: self.metrics.value("tideline_stream_events_total", outcome=outcome)
-                  for outcome in ("applied", "duplicate", "dead_letter")}
+                  for outcome in ("applied", "duplicate", "dead_letter", "erased")}
         watermark = pd.Timestamp(self.state.watermark, tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+        erased = f"  erased {counts['erased']:,.0f}" if counts["erased"] else ""
         return (f"applied {counts['applied']:,.0f}  duplicates {counts['duplicate']:,.0f}  "
-                f"dead letters {counts['dead_letter']:,.0f}  sequence {self.sequence:,}  "
-                f"watermark {watermark}")
+                f"dead letters {counts['dead_letter']:,.0f}{erased}  sequence "
+                f"{self.sequence:,}  watermark {watermark}")
 
     def serve_metrics(self, port: int) -> None:
         start_http_server(port, registry=self.metrics.registry)

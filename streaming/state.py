@@ -38,6 +38,7 @@ from tideline.features.definitions import (
 from tideline.features.engine import Events, Spine, ViewComputation, as_frame, virtual_column
 from tideline.features.expressions import evaluate, names_in
 from tideline.features.plan import plan_views
+from tideline.lake.erasure import drop_erased
 
 NS = pa.timestamp("ns", tz="UTC")
 TAIL_CHUNKS = 16
@@ -380,6 +381,18 @@ class StreamState:
                                for column, values in self._running.items()}})  # copies: the
         # arrays are updated in place, and Arrow would share their memory
         return pa.concat_tables([self._sorted, *self._tail]), running
+
+    def forget(self, erased: dict[str, frozenset[str]]) -> int:
+        """Drop the entities whose key is on the erasure list (`lake.erasure`), their buffered
+        events and running aggregates alike; returns how many entities went. Not while a
+        compaction runs: entity codes change."""
+        if not erased or self.key not in erased:
+            return 0
+        buffer, running = self.snapshot()
+        kept, gone = drop_erased(running, {self.key: erased[self.key]})
+        if gone:
+            self.restore(drop_erased(buffer, {self.key: erased[self.key]})[0], kept, self.clock)
+        return gone
 
     def restore(self, buffer: pa.Table, running: pa.Table, clock: int) -> None:
         self.__post_init__()

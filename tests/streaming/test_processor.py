@@ -20,6 +20,7 @@ from tideline.core.settings import load_settings
 from tideline.demo.project import declared_project
 from tideline.demo.views import ACTIVITY, SIGNALS
 from tideline.features.online.sqlite import SQLiteOnlineStore
+from tideline.lake.erasure import erase_rows
 from tideline.lake.local import LocalLake
 from tideline.streaming.checkpoint import load_checkpoint
 from tideline.streaming.processor import StreamConfig, open_processor
@@ -198,3 +199,41 @@ def test_entities_without_new_events_are_rewritten_with_the_batches_in_turn(
     expected = batch_values(events, quiet, t)  # windows slid to t
     assert_same(pd.DataFrame(rows, columns=list(state.columns)),
                 expected[ACTIVITY.feature_names], rtol=1e-9)
+
+
+def test_an_erased_customer_leaves_the_state_and_its_new_events_are_dropped(
+        tmp_path: Path, events: pd.DataFrame) -> None:
+    day = AS_OF - DAY
+    lake = lake_before(tmp_path / "lake", events, day)
+    settings = load_settings(data_dir=tmp_path, feature_views="tideline.demo.views:DEMO_VIEWS")
+    processor = open_processor(settings, StreamConfig(erasure_check_seconds=0.0))
+    processor.load()
+    processor.publish(np.zeros(0, dtype=np.int64), replace_all=True)  # the views, empty
+    today = events[(events["ts"] >= day) & (events["ts"] < AS_OF)].sort_values("ts")
+    gone = today["customer_id"].value_counts().index[0]  # the busiest customer of the day
+    assert gone in set(processor.state.entities())
+    known = processor.state.size
+
+    lake.create_branch("run-forget", "main")  # as `tideline forget` publishes an erasure
+    erase_rows(lake, "run-forget", "customer_id", [gone], request="r1")
+    lake.commit("run-forget", "erase one customer")
+    lake.merge("run-forget", "main")
+    assert processor.forget_erased() == 1 and processor.forget_erased() == 0  # read once
+    assert gone not in set(processor.state.entities()) and processor.state.size == known - 1
+
+    outcome = processor.process(as_json(today))
+    mine = int((today["customer_id"] == gone).sum())
+    assert outcome.erased == mine and outcome.applied == len(today) - mine and not outcome.dead
+    assert processor.metrics.value("tideline_stream_events_total", outcome="erased") == mine
+    state, rows = processor.online.read(ACTIVITY.name, [gone])
+    assert rows == [None]  # never written again
+    assert gone not in set(processor.state.entities())
+    processor.checkpoint()
+    buffer, running, _ = load_checkpoint(lake, processor.config.name)
+    assert gone not in set(buffer.column("customer_id").to_pylist())
+    assert gone not in set(running.column("customer_id").to_pylist())
+    others = np.array(sorted(set(today["customer_id"]) - {gone})[:20], dtype=object)
+    t = pd.Timestamp(processor.state.clock + 1, tz="UTC")
+    state, rows = processor.online.read(ACTIVITY.name, list(others))
+    assert_same(pd.DataFrame(rows, columns=list(state.columns)),
+                batch_values(events, others, t)[ACTIVITY.feature_names], rtol=1e-9)
