@@ -47,6 +47,11 @@ class ObjectNotFound(LakeError):
     """No object at that path on that ref."""
 
 
+class ObjectExpired(LakeError):
+    """A commit's data was garbage collected under the retention (`tideline lake gc`; lakeFS
+    answers 410 Gone): its record and message remain, its objects do not."""
+
+
 class ObjectTooLarge(LakeError):
     """An object is too large to read into memory at once."""
 
@@ -124,6 +129,12 @@ class SourceUnavailable(SourceError):
 class FeatureDefinitionError(TidelineError):
     """A feature view cannot be computed as declared: an unknown column or entity, a bad window,
     an aggregation that does not fit its column, a duplicate name, a missing source table."""
+
+
+class CustomFeatureError(TidelineError):
+    """A custom view's function raised, or returned what a feature table cannot hold: another
+    number of rows than the spine, a row of no spine entity, a value neither a number nor
+    text. The message names the view, the function and an example row."""
 
 
 class RegistryError(TidelineError):

@@ -74,6 +74,8 @@ class Sweep:
     commits: int = 0
     temp_files: int = 0
     bytes: int = 0
+    expired: int = 0
+    """Commits whose data was expired (history past the retention): their records stay."""
 
 
 @runtime_checkable

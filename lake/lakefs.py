@@ -33,6 +33,7 @@ from tideline.core.errors import (
     LakeError,
     LakeUnavailable,
     MergeConflict,
+    ObjectExpired,
     ObjectNotFound,
     RefNotFound,
 )
@@ -174,6 +175,9 @@ class LakeFSLake:
                 f"{what}: lakeFS at {self.endpoint} does not allow it ({message}); check the "
                 "user's policies and the repository's branch protection"
             )
+        if status == 410:
+            return ObjectExpired(f"{what}: lakeFS's garbage collection expired it under the "
+                                 f"repository's retention rules ({message})")
         if status == 400 and "dirty branch" in message:
             return DirtyBranch(f"{what}: the branch has uncommitted changes; commit or reset it")
         # what lakeFS validates that tideline checks first too (lake.base): kept as a fallback

@@ -44,6 +44,7 @@ from tideline.core.errors import (
     LakeError,
     LakeFull,
     MergeConflict,
+    ObjectExpired,
     ObjectNotFound,
     RefNotFound,
     RunInProgress,
@@ -158,7 +159,8 @@ class LocalLake:
         self.max_read_bytes = max_read_bytes
         self._commits: dict[str, Commit] = {}
         self._trees: dict[str, Tree] = {}
-        for sub in ("objects", "commits", "refs/heads", "refs/tags", "staging", "locks", "tmp"):
+        for sub in ("objects", "commits", "expired", "refs/heads", "refs/tags", "staging",
+                    "locks", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         if not self._ref_file("heads", MAIN).exists():
             with self._lock("repository", exclusive=True):
@@ -318,7 +320,17 @@ class LocalLake:
     def _tree(self, commit_id: str) -> Tree:
         if commit_id not in self._trees:
             tree_id = self._commit_record(commit_id)["tree"]
-            raw = json.loads(self._read_object(tree_id, f"<tree of commit {commit_id}>"))
+            try:
+                raw = json.loads(self._read_object(tree_id, f"<tree of commit {commit_id}>"))
+            except FileNotFoundError:
+                marker = self.root / "expired" / commit_id
+                if not marker.exists():
+                    raise
+                raise ObjectExpired(
+                    f"commit {commit_id[:12]} was expired by `tideline lake gc` on "
+                    f"{marker.read_text().strip()}: it was replaced more than the retention "
+                    "ago, so its data is gone (its message and metadata remain); read a newer "
+                    "commit, or tag a commit to keep it") from None
             self._trees[commit_id] = {path: (entry[0], entry[1]) for path, entry in raw.items()}
         return self._trees[commit_id]
 
@@ -680,15 +692,24 @@ class LocalLake:
         return any(_mtime(item.path) >= stamp for item in files)
 
     def sweep(
-        self, cutoff: datetime, *, ignore_branches: Collection[str] = (), dry_run: bool = False
+        self, cutoff: datetime, *, ignore_branches: Collection[str] = (), dry_run: bool = False,
+        expire_history: bool = False, keep: Collection[str] = (),
     ) -> Sweep:
         """Delete what no branch or tag reaches and nothing wrote since `cutoff`: commits not in
         any ref's history, the objects (data and trees) that no remaining commit and no staged
         change references, and abandoned temp files. A dry run deletes nothing and counts the
         same, treating `ignore_branches` as deleted already.
 
-        Every remaining commit stays readable: an object goes only if no commit kept references
-        it. Nothing younger than `cutoff` goes, so a writer that has stored an object but not yet
+        With `expire_history`, a branch's history past the retention goes too, as lakeFS's
+        garbage collection expires it: a commit that its branch replaced before `cutoff` (its
+        successor on the branch's first-parent line, and the commit itself, are older) is
+        expired unless it is a branch head, a tag, or in `keep` (the commits registered models
+        name). An expired commit keeps its record (log, message, metadata) but its objects go,
+        unless a kept commit references them; reading it raises `ObjectExpired`. This is what
+        erases rows `tideline forget` removed from main's older commits.
+
+        Every kept commit stays readable: an object goes only if no kept commit references it.
+        Nothing younger than `cutoff` goes, so a writer that has stored an object but not yet
         staged or committed it keeps it (storing refreshes an existing object's time).
         """
         stamp = cutoff.timestamp()
@@ -699,16 +720,19 @@ class LocalLake:
             if item.name not in ignore_branches:
                 live.update(e[0] for e in self._staged(item.name).values() if e is not None)
         heads = [head for name, head in self.branches().items() if name not in ignore_branches]
+        refs = [*heads, *self.tags().values()]
         reachable: set[str] = set()
-        for head in [*heads, *self.tags().values()]:
+        for head in refs:
             if head not in reachable:
                 reachable |= self._ancestors(head)
+        expired = self._past_retention(heads, {*refs, *keep}, cutoff) if expire_history else set()
+        expired -= {path.name for path in (self.root / "expired").iterdir()}
         old_commits, trees = [], set()
         for item in list(os.scandir(self.root / "commits")):
             commit_id = item.name.removesuffix(".json")
             if commit_id not in reachable and _mtime(item.path) < stamp:
                 old_commits.append((commit_id, Path(item.path)))
-            else:
+            elif commit_id not in expired and not (self.root / "expired" / commit_id).exists():
                 trees.add(self._commit_record(commit_id)["tree"])
         for tree_id in trees:
             live.add(tree_id)
@@ -725,7 +749,12 @@ class LocalLake:
         if dry_run:
             return Sweep(len(old_objects), len(old_commits), len(old_temp),
                          sum(_size(p) for p in [*old_objects, *old_temp,
-                                                *(path for _, path in old_commits)]))
+                                                *(path for _, path in old_commits)]),
+                         len(expired))
+        today = datetime.now(UTC).isoformat(timespec="seconds")
+        for commit_id in expired:  # marked before their objects go: a reader learns why
+            self._atomic_write(self.root / "expired" / commit_id, today.encode())
+            self._trees.pop(commit_id, None)
         freed = commits = objects = temps = 0
         for commit_id, path in old_commits:  # commits first: no kept commit loses an object
             freed, commits = freed + _unlink(path), commits + 1
@@ -738,7 +767,29 @@ class LocalLake:
         for path in old_temp:
             if path.exists() and _mtime(path) < stamp:
                 freed, temps = freed + _unlink(path), temps + 1
-        return Sweep(objects, commits, temps, freed)
+        return Sweep(objects, commits, temps, freed, len(expired))
+
+    def _past_retention(self, heads: Collection[str], kept: Collection[str], cutoff: datetime
+                        ) -> set[str]:
+        """The commits of the branches' histories that their branch replaced before `cutoff`,
+        but for `kept`: walking each head's first-parent line, a commit stays while it or its
+        successor is younger than `cutoff`; every other reachable commit older than `cutoff`
+        (second parents: merged run branches) is past the retention too."""
+        young: set[str] = set(kept)
+        for head in heads:
+            successor = None
+            current: str | None = head
+            while current is not None:
+                commit = self.get_commit(current)
+                if successor is None or successor >= cutoff or commit.created_at >= cutoff:
+                    young.add(current)
+                successor = commit.created_at
+                current = commit.parents[0] if commit.parents else None
+        reachable: set[str] = set()
+        for head in heads:
+            reachable |= self._ancestors(head)
+        return {commit_id for commit_id in reachable - young
+                if self.get_commit(commit_id).created_at < cutoff}
 
     # ---- tags --------------------------------------------------------------------------------
 

@@ -1,12 +1,13 @@
 """Retention: run branches past the retention are deleted once their run is over (merged or
-abandoned), then the backend expires what only they reached: the local lake sweeps unreachable
-commits and objects (`LocalLake.sweep`), lakeFS gets garbage-collection rules for its own job."""
+abandoned), then the backend expires what only they reached and the history replaced before the
+retention: the local lake sweeps it (`LocalLake.sweep`), lakeFS gets garbage-collection rules for
+its own job. Commits that registered models name are kept, so their lineage reads in full."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,8 @@ class Sweeping(Protocol):
     """A backend that deletes its own unreachable data (`LocalLake`)."""
 
     def sweep(
-        self, cutoff: datetime, *, ignore_branches: tuple[str, ...] = (), dry_run: bool = False
+        self, cutoff: datetime, *, ignore_branches: tuple[str, ...] = (), dry_run: bool = False,
+        expire_history: bool = False, keep: Collection[str] = (),
     ) -> Sweep: ...
 
 
@@ -133,13 +135,17 @@ def collect_garbage(
     now: datetime | None = None,
     dry_run: bool = False,
     set_gc_rules: bool = True,
+    expire_history: bool = True,
+    keep: Collection[str] = (),
     report: Callable[[RunBranchAge, str], None] | None = None,
 ) -> GarbageCollection:
     """Delete run branches whose head commit is older than `retention` unless their run is
     held, then expire what only they reached: the local lake sweeps unreachable data older than
-    `retention`; on lakeFS (with `set_gc_rules`) every branch's rule becomes `retention` in
-    whole days, rounded up, for lakeFS's own garbage-collection job. `report` hears of each
-    run branch as it is decided (`deleted`, `held`, `kept`). A dry run changes nothing."""
+    `retention` and (with `expire_history`) the data of commits replaced before it but for the
+    commits in `keep` (`LocalLake.sweep`); on lakeFS (with `set_gc_rules`) every branch's rule
+    becomes `retention` in whole days, rounded up, for lakeFS's own garbage-collection job.
+    `report` hears of each run branch as it is decided (`deleted`, `held`, `kept`). A dry run
+    changes nothing."""
     now = now or datetime.now(UTC)
     cutoff = now - retention
     done = GarbageCollection(retention, dry_run)
@@ -162,7 +168,8 @@ def collect_garbage(
             report(branch, verdict)
     if isinstance(lake, Sweeping):
         done.sweep = lake.sweep(
-            cutoff, ignore_branches=tuple(b.name for b in done.deleted), dry_run=dry_run)
+            cutoff, ignore_branches=tuple(b.name for b in done.deleted), dry_run=dry_run,
+            expire_history=expire_history, keep=keep)
     if isinstance(lake, GcRuled):
         if set_gc_rules and not dry_run:
             days = retention_days(retention)

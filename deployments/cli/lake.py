@@ -126,21 +126,35 @@ def lake_gc(
     set_gc_rules: bool = typer.Option(
         True, "--set-gc-rules/--keep-gc-rules",
         help="lakeFS: set the repository's garbage-collection rules to the retention."),
+    keep_history: bool = typer.Option(
+        False, "--keep-history",
+        help="Local lake: keep the data of every commit branches and tags reach."),
 ) -> None:
     """Delete run branches older than the retention whose run is over (merged or abandoned);
-    on the local lake also the commits and objects nothing reaches any more; on lakeFS set the
-    garbage-collection rules its own job expires old objects by."""
+    on the local lake also the commits and objects nothing reaches any more, and the data of
+    commits replaced more than the retention ago, but for the commits registered models name;
+    on lakeFS set the garbage-collection rules its own job expires old objects by."""
     from tideline.core.settings import load_settings
     from tideline.lake import open_lake
     from tideline.lake.retention import collect_garbage
+    from tideline.models.registry import open_model_registry
 
     settings = load_settings()
     retention = _duration(older_than) or settings.lake_retention
+    keep: set[str] = set()
+    if not keep_history:  # lineage: every registered model's commits read in full
+        registry = open_model_registry(settings)
+        try:
+            keep = {commit for record in registry.models() for commit in (
+                record.training_set_commit, record.feature_commit, record.artifact_commit)}
+        finally:
+            registry.close()
     table = Table("run branch", "state", "head age", "verdict")
     verdicts = {"deleted": "[red]would delete[/]" if dry_run else "[red]deleted[/]",
                 "held": "[yellow]kept: run in progress[/]", "kept": "kept: young"}
     done = collect_garbage(
         open_lake(settings), retention, dry_run=dry_run, set_gc_rules=set_gc_rules,
+        expire_history=not keep_history, keep=keep,
         report=lambda b, verdict: table.add_row(b.name, b.state, _age(b.age), verdicts[verdict]),
     )
     if table.row_count:
@@ -153,6 +167,10 @@ def lake_gc(
         console.print(f"unreachable data {went}: {sweep.objects} object(s), {sweep.commits} "
                       f"commit(s), {sweep.temp_files} temp file(s), {sweep.bytes:,} bytes "
                       f"{'to free' if dry_run else 'freed'}")
+        if not keep_history:
+            console.print(f"history past the retention: {sweep.expired} commit(s) "
+                          f"{'would be expired' if dry_run else 'expired'} (their records "
+                          f"stay), {len(keep)} commit(s) of registered models kept")
     if done.sweep is None:
         rules = done.gc_rules or {}
         text = ", ".join(f"{name or 'default'}: {days} days" for name, days in sorted(

@@ -1,6 +1,7 @@
 """Retention (`tideline lake gc`): run branches past the retention go once their run is over,
-on both backends; the local lake then deletes what only they reached, and lakeFS gets the
-garbage-collection rules its own job expires objects by. Age is set with `now`, not by
+on both backends; the local lake then deletes what only they reached and expires history
+replaced before the retention, and lakeFS gets the garbage-collection rules its own job expires
+objects by (checked against lakeFS's own preparation of that job). Age is set with `now`, not by
 sleeping; on the local lake, file times are set with `os.utime`."""
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def history(lake: Lake) -> Lake:
 
 def test_old_run_branches_go_merged_or_abandoned_and_nothing_else(history: Lake) -> None:
     main, tags = history.resolve(MAIN), history.tags()
-    done = collect_garbage(history, WEEK, now=later())
+    done = collect_garbage(history, WEEK, now=later(), expire_history=False)
     assert {(b.name, b.state) for b in done.deleted} == {
         ("run-failed", "abandoned"), ("run-published", "merged")}
     assert all(b.age > WEEK for b in done.deleted)
@@ -160,7 +161,7 @@ def test_sweep_deletes_only_what_deleted_run_branches_reached(local: LocalLake) 
     run_commit = local.resolve("run-failed")
     before = files(local)
 
-    done = collect_garbage(local, WEEK, now=later())
+    done = collect_garbage(local, WEEK, now=later(), expire_history=False)
 
     gone = {path: size for path, size in before.items() if not path.exists()}
     assert done.sweep is not None and done.sweep.bytes == sum(
@@ -183,7 +184,7 @@ def test_sweep_deletes_only_what_deleted_run_branches_reached(local: LocalLake) 
             assert len(local.get(record.stem, info.path)) == info.size
     assert read_every_commit(local) > 0
     # a second collection finds nothing more
-    again = collect_garbage(local, WEEK, now=later())
+    again = collect_garbage(local, WEEK, now=later(), expire_history=False)
     assert not again.deleted and again.sweep.bytes == 0
 
 
@@ -256,3 +257,122 @@ def test_lakefs_gets_gc_rules_for_the_retention(lakefs_lake: Lake) -> None:
     assert [(r.branch_id, r.retention_days) for r in rules.branches] == [(MAIN, 3)]
     kept = collect_garbage(lakefs_lake, timedelta(days=30), set_gc_rules=False)
     assert kept.gc_rules == {"": 3, MAIN: 3}
+
+
+# ---- the local lake's history past the retention ---------------------------------------------
+
+
+def parquet_holding(lake: LocalLake, key: str) -> list[Path]:
+    """Every object file on disk that is a Parquet table with `key` in a text column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    found = []
+    for path in (lake.root / "objects").rglob("*"):
+        if path.is_file() and path.read_bytes()[:4] == b"PAR1":
+            table = pq.read_table(path)
+            if any(key in column.to_pylist() for column in table.columns
+                   if pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                found.append(path)
+    return found
+
+
+def test_history_past_the_retention_takes_erased_rows_off_the_disk(local: LocalLake) -> None:
+    """As lakeFS's garbage collection does: an erasure (`tideline forget`) leaves the rows in
+    main's older commits until they were replaced more than the retention ago; then they go,
+    but for commits a tag or a registered model keeps, and every commit's record stays."""
+    import pandas as pd
+    from tideline.core.errors import ObjectExpired
+    from tideline.lake.erasure import erase_rows
+    from tideline.lake.tables import read_frame, write_table
+
+    rows = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "amount": [1.0, 2.0, 3.0]})
+    write_table(local, MAIN, "clean/payments/part-0.parquet", rows)
+    first = local.commit(MAIN, "payments").id
+    write_table(local, MAIN, "features/spend/part-0.parquet", rows.assign(spend=[5.0, 6.0, 7.0]))
+    model_commit = local.commit(MAIN, "features").id  # a registered model's training commit
+    write_table(local, MAIN, "raw/x/part-0.parquet", rows)
+    local.commit(MAIN, "raw")
+    local.tag("training-set-kept", MAIN)
+    local.create_branch("run-forget", MAIN)
+    erase_rows(local, "run-forget", "customer_id", ["C2"], request="r1")
+    local.commit("run-forget", "erase", {"run_id": "forget"})
+    local.merge("run-forget", MAIN, "Publish run forget", {"run_id": "forget"})
+    local.delete_branch("run-forget")
+    assert parquet_holding(local, "C2")  # erased from main's head only
+
+    young = collect_garbage(local, WEEK, keep={model_commit})  # replaced just now: kept
+    assert young.sweep is not None and young.sweep.expired == 0
+    assert read_frame(local, first, "clean/payments/part-0.parquet")["customer_id"].tolist() == [
+        "C1", "C2", "C3"]
+
+    dry = collect_garbage(local, WEEK, now=later(), keep={model_commit}, dry_run=True)
+    done = collect_garbage(local, WEEK, now=later(), keep={model_commit})
+    assert done.sweep is not None and dry.sweep == done.sweep and done.sweep.expired >= 2
+    with pytest.raises(ObjectExpired, match=f"commit {first[:12]} was expired"):
+        local.list(first)
+    assert [c.message for c in local.log(MAIN, 10)][-2:] == ["payments", "Repository created"]
+    # what stays holding C2: the model's commit and the tagged training set, nothing else
+    kept = {Path(info.checksum) for ref in (model_commit, "training-set-kept")
+            for info in local.list(ref)}
+    assert {Path(p.parent.name + p.name) for p in parquet_holding(local, "C2")} <= kept
+    assert "C2" in read_frame(local, model_commit, "features/spend/part-0.parquet")[
+        "customer_id"].tolist()
+    assert read_frame(local, MAIN, "clean/payments/part-0.parquet")["customer_id"].tolist() == [
+        "C1", "C3"]
+    again = collect_garbage(local, WEEK, now=later(), keep={model_commit})
+    assert again.sweep is not None and again.sweep.expired == 0 and again.sweep.objects == 0
+
+
+def test_without_keeps_only_main_head_holds_data(local: LocalLake) -> None:
+    """Nothing kept but the heads: after the retention no object but the head's remains."""
+    for version in (b"one", b"two", b"three"):
+        local.put(MAIN, "raw/a.txt", version)
+        local.commit(MAIN, version.decode())
+    done = collect_garbage(local, WEEK, now=later())
+    assert done.sweep is not None and done.sweep.expired == 3  # "one", "two", the first commit
+    assert not object_file(local, b"one").exists() and not object_file(local, b"two").exists()
+    assert local.get(MAIN, "raw/a.txt") == b"three"
+    assert [c.message for c in local.log(MAIN)][:3] == ["three", "two", "one"]
+
+
+@pytest.mark.service("lakefs")
+def test_lakefs_expires_what_the_rules_say(lakefs_lake: Lake) -> None:
+    """lakeFS's own garbage-collection preparation (what its job deletes objects by), on the
+    real server, after `collect_garbage` set the rules: main's commits replaced more than the
+    retention ago, and a deleted run branch's commits, expire; the head and the commit that was
+    main's head a retention ago stay. Old commits are dated back with lakeFS's `date`."""
+    import lakefs_sdk
+
+    repository, client = lakefs_lake.repository, lakefs_lake._client  # type: ignore[attr-defined]
+    commits = lakefs_sdk.CommitsApi(client)
+    days_ago = int(time.time()) - 20 * 86_400
+
+    def backdated(branch: str, path: str, data: bytes, days: int) -> str:
+        lakefs_lake.put(branch, path, data)
+        creation = lakefs_sdk.CommitCreation(message=path, var_date=days_ago + days * 86_400)
+        return commits.commit(repository, branch, creation).id
+
+    with_rows = backdated(MAIN, "clean/payments.parquet", b"C1 C2 C3", 0)
+    lakefs_lake.create_branch("run-old", MAIN)
+    abandoned = backdated("run-old", "raw/r.parquet", b"abandoned C2", 1)
+    erased = backdated(MAIN, "clean/payments.parquet", b"C1 C3", 2)  # `tideline forget`
+    lakefs_lake.put(MAIN, "clean/today.parquet", b"C4")
+    head = lakefs_lake.commit(MAIN, "today").id
+    done = collect_garbage(lakefs_lake, WEEK)
+    assert [b.name for b in done.deleted] == ["run-old"] and done.gc_rules == {"": 7, MAIN: 7}
+
+    internal = lakefs_sdk.InternalApi(client)
+    task = internal.prepare_garbage_collection_commits_async(repository)
+    for _ in range(100):
+        status = internal.prepare_garbage_collection_commits_status(repository, task.id)
+        if status.completed:
+            break
+        time.sleep(0.1)
+    assert status.completed and status.error is None, status
+    location = status.result.gc_commits_location
+    assert location.startswith("local://"), location  # the suite's lakeFS: a local blockstore
+    lines = Path(location.removeprefix("local://")).read_text().splitlines()[1:]
+    active = {line.split(",")[0] for line in lines if line.split(",")[1] == "false"}
+    assert head in active and erased in active  # main's head a week ago
+    assert with_rows not in active and abandoned not in active  # their objects go
