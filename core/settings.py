@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     """How long `tideline lake gc` keeps a finished run's `run-<id>` branch (merged or
     abandoned) and, on the local lake, objects no branch or tag reaches; on lakeFS, the
     garbage-collection rules it sets. Text such as `7d`, `36h` or `2w`, or seconds."""
+    table_retention: PositiveDuration | None = None
+    """With it, `tideline lake gc` also drops from main the feature tables whose as-of date,
+    and the training sets made, longer ago than this (`180d`), except each view version's
+    newest table and the training sets registered models name. Unset: tables stay."""
 
     feature_views: str | None = None
     """Override of the project file's `features`: `module:attribute` of a list of views, or a

@@ -844,6 +844,12 @@ class LakeFSLake:
     def tags(self) -> dict[str, str]:
         return self._ref_map("list tags", self._tags.list_tags)
 
+    def delete_tag(self, name: str) -> None:
+        check_tag(name)
+        self._request(f"delete tag {name!r}",
+                      lambda: self._tags.delete_tag(self.repository, name),
+                      missing=lambda: RefNotFound(f"no tag named {name!r}"))
+
 
 def _message(exc: ApiException) -> str:
     """The `message` of lakeFS's JSON error body, or the HTTP reason."""

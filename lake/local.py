@@ -807,6 +807,13 @@ class LocalLake:
         tags = self.root / "refs" / "tags"
         return {path.name: path.read_text().strip() for path in sorted(tags.iterdir())}
 
+    def delete_tag(self, name: str) -> None:
+        check_tag(name)
+        try:
+            self._ref_file("tags", name).unlink()
+        except FileNotFoundError:
+            raise RefNotFound(f"no tag named {name!r}") from None
+
 
 def _mtime(path: str | Path) -> float:
     try:

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 from tideline.deployments.cli.common import configured_lake, console, short
+
+if TYPE_CHECKING:
+    from tideline.lake.base import Lake
 
 lake_app = typer.Typer(help="Inspect and manage the versioned lake.", no_args_is_help=True)
 
@@ -117,6 +121,25 @@ def _age(age: timedelta) -> str:
     return f"{age.days}d {hours}h" if age.days else f"{hours}h {minutes}m"
 
 
+def _drop_tables(lake: Lake, older_than: timedelta, referenced: set[str], dry_run: bool
+                 ) -> None:
+    from tideline.features.retention import drop_tables, plan_table_retention
+
+    now = datetime.now(UTC)
+    plan = plan_table_retention(lake, now - older_than, referenced)
+    if not dry_run:
+        drop_tables(lake, plan, f"retention-{now:%Y%m%dT%H%M%S}")
+    went = "would be dropped" if dry_run else "dropped"
+    console.print(f"tables before {plan.cutoff:%Y-%m-%d %H:%M}: {len(plan.feature_tables)} "
+                  f"feature table(s) and {len(plan.training_sets)} training set(s) {went} "
+                  f"({len(plan.paths)} objects); {len(plan.kept)} older training set(s) kept "
+                  "for registered models")
+    for table in plan.feature_tables:
+        console.print(f"  features/{table}")
+    for name in plan.training_sets:
+        console.print(f"  training_sets/{name}")
+
+
 @lake_app.command("gc")
 def lake_gc(
     older_than: str | None = typer.Option(
@@ -129,11 +152,16 @@ def lake_gc(
     keep_history: bool = typer.Option(
         False, "--keep-history",
         help="Local lake: keep the data of every commit branches and tags reach."),
+    tables_older_than: str | None = typer.Option(
+        None, "--tables-older-than", metavar="DURATION",
+        help="Also drop feature tables and training sets older than this from main "
+             "(default: the table_retention setting; unset keeps them)."),
 ) -> None:
     """Delete run branches older than the retention whose run is over (merged or abandoned);
     on the local lake also the commits and objects nothing reaches any more, and the data of
     commits replaced more than the retention ago, but for the commits registered models name;
-    on lakeFS set the garbage-collection rules its own job expires old objects by."""
+    on lakeFS set the garbage-collection rules its own job expires old objects by. With a
+    table retention, first drop old feature tables and unreferenced training sets from main."""
     from tideline.core.settings import load_settings
     from tideline.lake import open_lake
     from tideline.lake.retention import collect_garbage
@@ -141,19 +169,22 @@ def lake_gc(
 
     settings = load_settings()
     retention = _duration(older_than) or settings.lake_retention
-    keep: set[str] = set()
-    if not keep_history:  # lineage: every registered model's commits read in full
-        registry = open_model_registry(settings)
-        try:
-            keep = {commit for record in registry.models() for commit in (
-                record.training_set_commit, record.feature_commit, record.artifact_commit)}
-        finally:
-            registry.close()
+    tables = _duration(tables_older_than) or settings.table_retention
+    registry = open_model_registry(settings)
+    try:  # lineage: every registered model's commits and training sets read in full
+        models = registry.models()
+    finally:
+        registry.close()
+    keep = set() if keep_history else {commit for record in models for commit in (
+        record.training_set_commit, record.feature_commit, record.artifact_commit)}
+    lake = open_lake(settings)
+    if tables is not None:
+        _drop_tables(lake, tables, {record.training_set for record in models}, dry_run)
     table = Table("run branch", "state", "head age", "verdict")
     verdicts = {"deleted": "[red]would delete[/]" if dry_run else "[red]deleted[/]",
                 "held": "[yellow]kept: run in progress[/]", "kept": "kept: young"}
     done = collect_garbage(
-        open_lake(settings), retention, dry_run=dry_run, set_gc_rules=set_gc_rules,
+        lake, retention, dry_run=dry_run, set_gc_rules=set_gc_rules,
         expire_history=not keep_history, keep=keep,
         report=lambda b, verdict: table.add_row(b.name, b.state, _age(b.age), verdicts[verdict]),
     )

@@ -255,6 +255,11 @@ class TestDiffsAndTags:
             lake.tag("v1", MAIN)
         with pytest.raises(InvalidName):
             lake.tag("bad tag", MAIN)
+        lake.delete_tag("v1")
+        assert lake.tags() == {}
+        with pytest.raises(RefNotFound, match="v1"):
+            lake.delete_tag("v1")
+        assert lake.tag("v1", MAIN) != first  # the name is free again
 
 
 class TestWriteAuditPublish:
