@@ -4,7 +4,17 @@ and the customer record, mirroring a real churn model's inputs (30-day transacti
 signals the stream processor keeps fresh between batch runs."""
 from __future__ import annotations
 
-from tideline.features.definitions import Derived, Entity, Feature, FeatureView, Source
+import numpy as np
+import pandas as pd
+from tideline.features.definitions import (
+    CustomView,
+    Derived,
+    Entity,
+    Feature,
+    FeatureView,
+    Input,
+    Source,
+)
 
 CUSTOMER = Entity("customer", key="customer_id")
 
@@ -178,7 +188,48 @@ SIGNALS = FeatureView(
     ],
 )
 
+WEEK = np.timedelta64(7, "D")
+
+
+def engagement(transactions: pd.DataFrame, events: pd.DataFrame,
+               spine: pd.DataFrame) -> pd.DataFrame:
+    """Per spine row, from its last 30 days of purchases and app events (the engine passes no
+    other): the distinct days with either, and the last week's mean basket times its
+    cancel-page visits. Frames are indexed by spine row."""
+    as_of = spine["as_of"].to_numpy("datetime64[ns]")
+
+    def last_week(frame: pd.DataFrame) -> np.ndarray:
+        return frame["ts"].to_numpy("datetime64[ns]") >= as_of[frame.index] - WEEK
+
+    active = pd.concat([transactions["ts"], events["ts"]]).dt.floor("D").groupby(
+        level="row").nunique()
+    week = transactions[last_week(transactions)]
+    cancels = events[(events["event_type"] == "cancel_page").to_numpy() & last_week(events)]
+    basket = week["amount"].groupby(level="row").mean().reindex(spine.index, fill_value=0.0)
+    visits = cancels.groupby(level="row").size().reindex(spine.index, fill_value=0)
+    return pd.DataFrame({"active_days_30d": active.reindex(spine.index, fill_value=0),
+                         "basket_x_cancel_7d": basket * visits})
+
+
+ENGAGEMENT = CustomView(
+    name="customer_engagement",
+    entity=CUSTOMER,
+    inputs=[Input(TRANSACTIONS, columns=["amount"]), Input(EVENTS, columns=["event_type"])],
+    function=engagement,
+    per="partition",
+    lookback=30,
+    features=["active_days_30d", "basket_x_cancel_7d"],
+    owner="growth-analytics@example.com",
+    description="Engagement across purchases and app use, computed by a pandas function: "
+                "active days over both sources, and basket value times cancel-page visits.",
+    tags=("engagement", "custom"),
+    reads=[SPENDING],
+    derived=[Derived("spend_per_active_day", "ratio(spend_30d, active_days_30d)",
+                     description="30-day spend over the days with any activity")],
+)
+
 CHURN_VIEWS = (SPENDING, ACTIVITY, SUPPORT, PROFILE)
 """What the churn model learns from."""
-DEMO_VIEWS = (*CHURN_VIEWS, SIGNALS)
-"""What the demo builds and serves: the model's views and the real-time signals."""
+DEMO_VIEWS = (*CHURN_VIEWS, SIGNALS, ENGAGEMENT)
+"""What the demo builds and serves: the model's views, the real-time signals and the
+engagement a custom function computes."""

@@ -20,11 +20,15 @@ from tideline.core.settings import Settings
 from tideline.features.definitions import (
     AGGREGATIONS,
     APPROXIMATE,
+    CustomView,
     Derived,
     Entity,
     Feature,
     FeatureView,
+    Input,
+    View,
     load_definitions,
+    with_reads,
 )
 from tideline.features.definitions import Source as FeatureSource
 from tideline.features.plan import plan_views
@@ -70,7 +74,12 @@ class Features(BaseModel):
     views: list[_as_written(  # type: ignore[valid-type]
         FeatureView, "View", entity=str, source=str,
         features=list[_as_written(Feature, "Feature", agg=AGGREGATION)],
-        derived=list[_as_written(Derived, "Derived")])] = []
+        derived=list[_as_written(Derived, "Derived")], reads=list[str])] = []
+    custom_views: list[_as_written(  # type: ignore[valid-type]
+        CustomView, "CustomView", entity=str, function=str, features=list[str],
+        inputs=list[_as_written(Input, "Input", source=str, columns=list[str])],
+        derived=list[_as_written(Derived, "Derived")], reads=list[str])] = []
+    """Views whose features a Python function (`module:function`) computes."""
 
 
 class Model(_as_written(  # type: ignore[misc]
@@ -157,19 +166,20 @@ class ProjectPlan:
     """Registered by feature discovery, not declared in the project (kept as they are)."""
 
 
-def contract_schemas(project: Project, views: list[FeatureView]) -> dict[str, pa.Schema]:
+def contract_schemas(project: Project, views: list[View]) -> dict[str, pa.Schema]:
     """Each feature source's schema as its dataset's contract declares it; a view reading a
     dataset without a contract raises, naming both."""
     schemas = {}
-    for view in views:
-        dataset = view.source.dataset
-        contract = next((c for c in project.contracts if c.dataset == dataset), None)
-        if contract is None:
-            raise ConfigError(f"feature view {view.name!r}: source {view.source.name!r} reads "
-                              f"dataset {dataset!r}, which no contract declares (contracts: "
-                              f"{', '.join(c.dataset for c in project.contracts) or 'none'})")
-        schemas[view.source.name] = pa.schema([(c.name, _ARROW[c.type])
-                                               for c in contract.columns])
+    for view in with_reads(views):
+        for source in view.sources:
+            contract = next((c for c in project.contracts if c.dataset == source.dataset), None)
+            if contract is None:
+                raise ConfigError(
+                    f"feature view {view.name!r}: source {source.name!r} reads dataset "
+                    f"{source.dataset!r}, which no contract declares (contracts: "
+                    f"{', '.join(c.dataset for c in project.contracts) or 'none'})")
+            schemas[source.name] = pa.schema([(c.name, _ARROW[c.type])
+                                              for c in contract.columns])
     return schemas
 
 
@@ -203,7 +213,7 @@ def plan_project(settings: Settings) -> ProjectPlan:
     return plan
 
 
-def _check_model(spec: ModelSpec, views: list[FeatureView]) -> None:
+def _check_model(spec: ModelSpec, views: list[View]) -> None:
     """The model's feature references name declared views and features, and its label's
     entity key is the key of a view's entity."""
     names = {view.name: set(view.feature_names) for view in views}

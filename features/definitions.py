@@ -18,13 +18,15 @@ strictly before t, never at or after it.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from tideline.core.addresses import valid_address
@@ -190,12 +192,16 @@ class FeatureView:
     streamable: bool = False
     """Also computed by the stream processor (`tideline stream`) from live events, with the
     same values the batch engine gives at the same time."""
+    reads: tuple[View, ...] = ()
+    """Other views of the same entity whose features the derived expressions may name
+    (`txn_mean_30d * cancel_page_7d`); built with this one, and part of its version."""
 
     def __post_init__(self) -> None:
         # lists read better in declarations; tuples keep the view hashable and frozen
         object.__setattr__(self, "features", tuple(self.features))
         object.__setattr__(self, "derived", tuple(self.derived))
         object.__setattr__(self, "tags", tuple(self.tags))
+        object.__setattr__(self, "reads", tuple(self.reads))
         check_view(self)
 
     @cached_property  # a frozen view never changes; store lookups ask for it on every call
@@ -205,8 +211,12 @@ class FeatureView:
         return _stable_hash({
             "entity": asdict(self.entity), "source": asdict(self.source),
             "features": [_semantic(f) for f in self.features],
-            "derived": [_semantic(d) for d in self.derived],
+            "derived": [_semantic(d) for d in self.derived], **_read_versions(self),
         })
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return (self.source,)
 
     @property
     def feature_names(self) -> list[str]:
@@ -236,12 +246,165 @@ def _semantic(item: Feature | Derived) -> dict[str, Any]:
     return body
 
 
-def check_view(view: FeatureView) -> None:
-    """Everything that can be checked without the data: names, windows, aggregations, filters,
-    derived expressions. The source's columns are checked at plan time."""
-    from tideline.features.expressions import names_in
+def _read_versions(view: View) -> dict[str, Any]:
+    """The versions of the views `view` reads, for its own version (nothing when it reads
+    none, so views without cross-view features keep their versions)."""
+    return {"reads": {v.name: v.version for v in view.reads}} if view.reads else {}
 
-    where = f"feature view {view.name!r}"
+
+@dataclass(frozen=True)
+class Input:
+    """What a custom view's function reads of one source: these columns (with the entity key
+    and event time, which every input has) of its events."""
+
+    source: Source
+    columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
+
+
+CUSTOM_PER = ("entity", "partition", "table")
+"""How a custom view's function is called: once per spine row with that entity's events
+(`f(events, ..., as_of) -> value`), once per entity partition with pandas frames of every
+row's events (`f(events, ..., spine) -> DataFrame`), or with Modin frames (`table`)."""
+
+
+@dataclass(frozen=True)
+class CustomView:
+    """A view whose features a user's Python function computes from the events of one or
+    more sources of an entity. The engine hands the function only the events of each spine
+    row's window `[as_of - lookback, as_of)` (all history before `as_of` without a lookback),
+    so it cannot see the future.
+
+    `function` is a module-level function or its `module:function`; with `per="entity"` it
+    takes one frame per input and the row's as-of time, and returns the value (a mapping of
+    feature name to value when the view has several features); with `per="partition"` or
+    `per="table"` it takes one frame per input, indexed by spine row (index name `row`), and
+    the spine (index `row`; the entity key and `as_of`), and returns a frame with a column
+    per feature and a row per spine row. `table` hands it Modin frames on the Ray cluster."""
+
+    name: str
+    entity: Entity
+    inputs: tuple[Input, ...]
+    function: str | Callable[..., Any]
+    features: tuple[str, ...]
+    owner: str
+    lookback: int | str | None = None
+    """Days as a number, or a duration such as ``"12h"``; None: all history."""
+    per: Literal["entity", "partition", "table"] = "entity"
+    description: str = ""
+    derived: tuple[Derived, ...] = ()
+    reads: tuple[View, ...] = ()
+    tags: tuple[str, ...] = field(default_factory=tuple)
+    ttl_days: int | None = None
+    drift_method: str | None = None
+    drift_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("inputs", "features", "derived", "reads", "tags"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if callable(self.function):
+            object.__setattr__(self, "function", function_reference(self.function, self.name))
+        check_custom(self)
+
+    @cached_property
+    def callable(self) -> Callable[..., Any]:
+        return resolve_function(str(self.function), self.name)
+
+    @cached_property
+    def version(self) -> str:
+        """Stable hash of the function's source, its inputs, lookback and way of calling, and
+        the features and derived expressions (not owner, tags, TTL, drift rules or prose)."""
+        return _stable_hash({
+            "entity": asdict(self.entity), "inputs": [asdict(i) for i in self.inputs],
+            "function": self.function, "code": inspect.getsource(self.callable),
+            "lookback": self.lookback, "per": self.per, "features": list(self.features),
+            "derived": [_semantic(d) for d in self.derived], **_read_versions(self),
+        })
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return tuple(i.source for i in self.inputs)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.features) + [d.name for d in self.derived]
+
+    @property
+    def lookback_ns(self) -> int | None:
+        return None if self.lookback is None else duration_ns(self.lookback)
+
+
+View = FeatureView | CustomView
+"""Any view the engine computes: declared aggregations or a user's function."""
+
+
+def function_reference(function: Callable[..., Any], view: str) -> str:
+    """`module:function` of a module-level function (what Ray workers import)."""
+    reference = f"{function.__module__}:{function.__qualname__}"
+    if "<" in function.__qualname__ or not function.__qualname__.isidentifier():
+        raise FeatureDefinitionError(
+            f"custom view {view!r}: function {reference} is not a module-level function; "
+            "define it at the top level of an importable module (Ray workers import it)")
+    return reference
+
+
+def resolve_function(reference: str, view: str) -> Callable[..., Any]:
+    """The function `module:function` names."""
+    module, _, attribute = reference.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise FeatureDefinitionError(
+            f"custom view {view!r}: cannot load function {reference!r}: {exc}; give "
+            "`module:function` of an importable module") from exc
+    if not callable(found):
+        raise FeatureDefinitionError(f"custom view {view!r}: {reference!r} is a "
+                                     f"{type(found).__name__}, not a function")
+    return found
+
+
+def check_custom(view: CustomView) -> None:
+    """What a custom view can be checked for without data: its names, inputs, lookback, the
+    function's arguments and its derived features."""
+    where = f"custom view {view.name!r}"
+    _check_common(view, where)
+    if not view.inputs:
+        raise FeatureDefinitionError(f"{where} declares no inputs (the sources it reads)")
+    if view.per not in CUSTOM_PER:
+        raise FeatureDefinitionError(f"{where}: per must be one of {', '.join(CUSTOM_PER)}, "
+                                     f"got {view.per!r}")
+    names = [i.source.name for i in view.inputs]
+    if len(set(names)) != len(names):
+        raise FeatureDefinitionError(f"{where}: a source is read twice ({', '.join(names)}); "
+                                     "give each source one input with all its columns")
+    for item in view.inputs:
+        for column in item.columns:
+            if column in (view.entity.key, item.source.timestamp):
+                raise FeatureDefinitionError(
+                    f"{where}, input {item.source.name!r}: {column!r} is passed always; "
+                    "list only the other columns")
+    if view.lookback is not None:
+        try:
+            duration_ns(view.lookback)
+        except ValueError:
+            raise FeatureDefinitionError(
+                f"{where}: lookback must be a positive number of days or a duration such as "
+                f"'30m', '1h' or '7d', got {view.lookback!r}") from None
+    last = "as_of" if view.per == "entity" else "spine"
+    try:
+        inspect.signature(view.callable).bind(*names, last)
+    except TypeError as exc:
+        raise FeatureDefinitionError(
+            f"{where}: function {view.function} must take {len(names)} frame(s) ("
+            f"{', '.join(names)}) and {last}: {exc}") from None
+    _check_derived(view, where, set(view.features))
+
+
+def _check_common(view: View, where: str) -> None:
+    """What every kind of view must hold: features, a valid name, owner, TTL, drift
+    threshold, identifiers as feature names, and readable views of the same entity."""
     if not view.features:
         raise FeatureDefinitionError(f"{where} declares no features")
     if view.ttl_days is not None and (not isinstance(view.ttl_days, int) or view.ttl_days <= 0):
@@ -258,13 +421,68 @@ def check_view(view: FeatureView) -> None:
         raise FeatureDefinitionError(f"{where}: owner must be one bare e-mail address "
                                      f"(local@domain), got {view.owner!r}")
     seen: set[str] = {view.entity.key}
-    for item in (*view.features, *view.derived):
-        if not item.name.isidentifier():
-            raise FeatureDefinitionError(f"{where}: feature name {item.name!r} is not an "
+    for name in view.feature_names:
+        if not name.isidentifier():
+            raise FeatureDefinitionError(f"{where}: feature name {name!r} is not an "
                                          "identifier (letters, digits, _)")
-        if item.name in seen:
-            raise FeatureDefinitionError(f"{where}: duplicate feature name {item.name!r}")
-        seen.add(item.name)
+        if name in seen:
+            raise FeatureDefinitionError(f"{where}: duplicate feature name {name!r}")
+        seen.add(name)
+    for other in view.reads:
+        if other.entity != view.entity:
+            raise FeatureDefinitionError(
+                f"{where}: reads view {other.name!r} of entity {other.entity.name!r}; a view "
+                f"reads only views of its own entity ({view.entity.name!r})")
+
+
+def _check_derived(view: View, where: str, known: set[str]) -> None:
+    """Derived features name the view's features, the derived ones before them and the
+    features of the views it reads."""
+    from tideline.features.expressions import names_in
+
+    borrowed = {name: other.name for other in view.reads for name in other.feature_names}
+    for derived in view.derived:
+        at = f"{where}, derived feature {derived.name!r}"
+        if (derived.expression is None) == (not derived.cases):
+            raise FeatureDefinitionError(f"{at}: give either an expression or cases")
+        texts = [derived.expression] if derived.expression else [c for c, _ in derived.cases]
+        for text in texts:
+            unknown = names_in(text, at) - known - borrowed.keys()
+            if unknown:
+                raise FeatureDefinitionError(
+                    f"{at}: refers to unknown feature(s) {', '.join(sorted(unknown))}; a derived "
+                    "feature may use the view's features, the derived ones before it and the "
+                    "features of the views it reads"
+                    + (f" ({', '.join(v.name for v in view.reads)})" if view.reads else ""))
+        known.add(derived.name)
+
+
+def with_reads(views: Sequence[View]) -> list[View]:
+    """`views` and every view they read (transitively), each once, a read view before the
+    views reading it."""
+    ordered: dict[str, View] = {}
+
+    def add(view: View) -> None:
+        if ordered.get(view.name, view) != view:
+            raise FeatureDefinitionError(f"two different views are named {view.name!r} (one "
+                                         "is read by another view)")
+        if view.name not in ordered:
+            for other in view.reads:
+                add(other)
+            ordered[view.name] = view
+
+    for view in views:
+        add(view)
+    return list(ordered.values())
+
+
+def check_view(view: FeatureView) -> None:
+    """Everything that can be checked without the data: names, windows, aggregations, filters,
+    derived expressions. The source's columns are checked at plan time."""
+    from tideline.features.expressions import names_in
+
+    where = f"feature view {view.name!r}"
+    _check_common(view, where)
     for feature in view.features:
         at = f"{where}, feature {feature.name!r}"
         if feature.agg not in AGGREGATIONS and feature.agg not in APPROXIMATE:
@@ -302,24 +520,12 @@ def check_view(view: FeatureView) -> None:
                                          "times, not from a column")
         if feature.filter is not None:
             names_in(feature.filter, at)
-    known = {f.name for f in view.features}
-    for derived in view.derived:
-        at = f"{where}, derived feature {derived.name!r}"
-        if (derived.expression is None) == (not derived.cases):
-            raise FeatureDefinitionError(f"{at}: give either an expression or cases")
-        texts = [derived.expression] if derived.expression else [c for c, _ in derived.cases]
-        for text in texts:
-            unknown = names_in(text, at) - known
-            if unknown:
-                raise FeatureDefinitionError(
-                    f"{at}: refers to unknown feature(s) {', '.join(sorted(unknown))}; a derived "
-                    "feature may use the view's features and the derived ones before it")
-        known.add(derived.name)
+    _check_derived(view, where, {f.name for f in view.features})
 
 
 # -- loading ---------------------------------------------------------------------------------
 
-def load_definitions(spec: str) -> list[FeatureView]:
+def load_definitions(spec: str) -> list[View]:
     """Views from `module:attribute` (a list of views in Python), from a YAML file, or from a
     project file's `features` section (itself either of those); several of any, separated by
     commas (`tideline.demo.views:DEMO_VIEWS,discovered.yaml`)."""
@@ -347,8 +553,9 @@ def load_definitions(spec: str) -> list[FeatureView]:
     return list(views)
 
 
-def load_views(path: str | Path) -> list[FeatureView]:
-    """Feature views from a YAML file: top-level `entities`, `sources` and `views`."""
+def load_views(path: str | Path) -> list[View]:
+    """Feature views from a YAML file: top-level `entities`, `sources`, `views` and
+    `custom_views`."""
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text())
@@ -357,38 +564,55 @@ def load_views(path: str | Path) -> list[FeatureView]:
     return views_of(doc, str(path))
 
 
-def views_of(doc: Any, where: str) -> list[FeatureView]:
-    """Feature views from a mapping of `entities`, `sources` and `views` (names refer to each
-    other); `where` names the file and section in errors."""
+def views_of(doc: Any, where: str) -> list[View]:
+    """Feature views from a mapping of `entities`, `sources`, `views` and `custom_views` (names
+    refer to each other; a view's `reads` names views declared before it, declared views
+    first); `where` names the file and section in errors."""
     if not isinstance(doc, dict):
         raise FeatureDefinitionError(f"{where}: needs a mapping of entities, sources and views")
-    unknown = sorted(set(doc) - {"entities", "sources", "views"})
+    unknown = sorted(set(doc) - {"entities", "sources", "views", "custom_views"})
     if unknown:
         raise FeatureDefinitionError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
-                                     "entities, sources, views")
+                                     "entities, sources, views, custom_views")
     try:
         entities = {e["name"]: Entity(**e) for e in doc.get("entities") or []}
         sources = {s["name"]: Source(**s) for s in doc.get("sources") or []}
-        views = []
+        views: dict[str, View] = {}
+
+        def named(table: dict[str, Any], ref: str, value: Any, view: str) -> Any:
+            if value not in table:
+                raise FeatureDefinitionError(f"{where}: view {view!r} names unknown {ref} "
+                                             f"{value!r}")
+            return table[value]
+
         for body in doc.get("views") or []:
             name = body.get("name", "?")
-            for ref, table in (("entity", entities), ("source", sources)):
-                if body.get(ref) not in table:
-                    raise FeatureDefinitionError(
-                        f"{where}: view {name!r} names unknown {ref} {body.get(ref)!r}")
-            views.append(FeatureView(
-                **{**body, "entity": entities[body["entity"]], "source": sources[body["source"]],
-                   "features": [Feature(**f) for f in body.get("features") or []],
-                   "derived": [Derived(**d) for d in body.get("derived") or []]}))
+            views[name] = FeatureView(**{
+                **body, "entity": named(entities, "entity", body.get("entity"), name),
+                "source": named(sources, "source", body.get("source"), name),
+                "features": [Feature(**f) for f in body.get("features") or []],
+                "derived": [Derived(**d) for d in body.get("derived") or []],
+                "reads": [named(views, "view", r, name) for r in body.get("reads") or []]})
+        for body in doc.get("custom_views") or []:
+            name = body.get("name", "?")
+            views[name] = CustomView(**{
+                **body, "entity": named(entities, "entity", body.get("entity"), name),
+                "inputs": [Input(**{**i, "source": named(sources, "source", i.get("source"),
+                                                         name)})
+                           for i in body.get("inputs") or []],
+                "derived": [Derived(**d) for d in body.get("derived") or []],
+                "reads": [named(views, "view", r, name) for r in body.get("reads") or []]})
     except (TypeError, KeyError) as exc:
         raise FeatureDefinitionError(f"{where}: {exc}") from exc
-    return views
+    return list(views.values())
 
 
-def dump_views(views: Sequence[FeatureView]) -> str:
-    """YAML that `load_views` reads back into the same views (same versions)."""
+def dump_views(views: Sequence[View]) -> str:
+    """YAML that `load_views` reads back into the same views (same versions); a view read by
+    another is dumped too, and custom views after the declared ones."""
+    views = with_reads(views)
     entities = {view.entity.name: asdict(view.entity) for view in views}
-    sources = {view.source.name: asdict(view.source) for view in views}
+    sources = {source.name: asdict(source) for view in views for source in view.sources}
 
     def item(value: Feature | Derived) -> dict[str, Any]:
         body = asdict(value)
@@ -396,12 +620,23 @@ def dump_views(views: Sequence[FeatureView]) -> str:
         return {k: list(map(list, v)) if k == "cases" else v for k, v in body.items()
                 if k == "name" or v != defaults[k]}
 
-    body = [{"name": view.name, "entity": view.entity.name, "source": view.source.name,
-             "owner": view.owner, "description": view.description, "tags": list(view.tags),
-             "features": [item(f) for f in view.features],
-             "derived": [item(d) for d in view.derived],
-             **{k: getattr(view, k) for k in ("ttl_days", "drift_method", "drift_threshold")
-                if getattr(view, k) is not None},
-             **({"streamable": True} if view.streamable else {})} for view in views]
+    def common(view: View) -> dict[str, Any]:
+        return {"name": view.name, "entity": view.entity.name, "owner": view.owner,
+                "description": view.description, "tags": list(view.tags),
+                "derived": [item(d) for d in view.derived],
+                **({"reads": [other.name for other in view.reads]} if view.reads else {}),
+                **{k: getattr(view, k) for k in ("ttl_days", "drift_method", "drift_threshold")
+                   if getattr(view, k) is not None}}
+
+    declared = [{**common(view), "source": view.source.name,
+                 "features": [item(f) for f in view.features],
+                 **({"streamable": True} if view.streamable else {})}
+                for view in views if isinstance(view, FeatureView)]
+    custom = [{**common(view), "function": view.function, "per": view.per,
+               "lookback": view.lookback, "features": list(view.features),
+               "inputs": [{"source": i.source.name, "columns": list(i.columns)}
+                          for i in view.inputs]}
+              for view in views if isinstance(view, CustomView)]
     return yaml.safe_dump({"entities": list(entities.values()), "sources": list(sources.values()),
-                           "views": body}, sort_keys=False, allow_unicode=True)
+                           "views": declared, **({"custom_views": custom} if custom else {})},
+                          sort_keys=False, allow_unicode=True)

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tideline.core.errors import FeatureDefinitionError
 from tideline.core.sorting import distinct_ranks, index_type, ordered_bits, stable_argsort
+from tideline.features.custom import AS_OF, ROW, apply_function
 from tideline.features.definitions import (
     APPROXIMATE,
     DAILY,
@@ -49,11 +50,15 @@ from tideline.features.definitions import (
     NUMERIC,
     QUANTILES,
     VIRTUAL_COLUMNS,
+    CustomView,
     Derived,
     Feature,
     FeatureView,
+    Input,
+    View,
     duration_ns,
     whole_days,
+    with_reads,
 )
 from tideline.features.expressions import evaluate, names_in, value_hashes
 
@@ -491,17 +496,17 @@ class ViewComputation:
             self.window_seconds += perf_counter() - started
         return self._segments[key]
 
-    def columns(self, given: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    def columns(self, given: dict[str, np.ndarray] | None = None,
+                borrowed: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Every feature of the view, derived ones last; features in `given` are taken from
-        it instead of being computed (a stream processor's running aggregates)."""
+        it instead of being computed (a stream processor's running aggregates), `borrowed`
+        holds the features of the views it reads."""
         given = given or {}
         values: dict[str, np.ndarray] = {}
         for feature in self.view.features:
             values[feature.name] = (given[feature.name] if feature.name in given
                                     else self.compute(feature))
-        for derived in self.view.derived:
-            values[derived.name] = derive(derived, values)
-        return values
+        return derive_all(self.view, values, borrowed)
 
     def frame(self, given: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
         return as_frame(self.columns(given))
@@ -850,6 +855,52 @@ def derive(derived: Derived, values: dict[str, np.ndarray]) -> np.ndarray:
     return np.select(conditions, labels, default=derived.default).astype(object)
 
 
+def derive_all(view: View, values: dict[str, np.ndarray],
+               borrowed: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """`values` (the view's computed features) and its derived features, which may also use
+    `borrowed`, the features of the views it reads."""
+    known = {**(borrowed or {}), **values}
+    for derived in view.derived:
+        values[derived.name] = known[derived.name] = derive(derived, known)
+    return values
+
+
+def window_events(item: Input, view: CustomView, events: Events, spine: Spine
+                  ) -> tuple[pd.DataFrame, np.ndarray]:
+    """One input's events of every spine row's window `[t - lookback, t)`, window after
+    window, indexed by spine row (`row`), with the entity key, the event time (UTC) and the
+    input's columns; and where each row's events start (`bounds[i]:bounds[i + 1]`)."""
+    codes = spine.codes if spine.codes is not None else events.code_of(spine.keys)
+    hi = events.first_at_or_after(codes, spine.t)
+    lo = (events.slices(codes)[0] if view.lookback_ns is None
+          else events.first_at_or_after(codes, spine.t - view.lookback_ns))
+    seg = Segments(lo=lo, hi=hi, t=spine.t)
+    frame = events.frame[list(item.columns)].take(events.rows[seg.index])
+    frame.index = pd.Index(seg.owner, name=ROW)
+    frame.insert(0, view.entity.key, np.asarray(spine.keys)[seg.owner])
+    frame.insert(1, item.source.timestamp, pd.to_datetime(events.time[seg.index], utc=True))
+    return frame, np.concatenate(([0], np.cumsum(seg.n)))
+
+
+def custom_columns(view: CustomView, events: dict[str, Events], spine: Spine,
+                   borrowed: dict[str, np.ndarray] | None = None,
+                   timings: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """A custom view's features: its function over every spine row's windows (and nothing
+    else of the sources), then its derived features."""
+    started = perf_counter()
+    gathered = [window_events(item, view, events[item.source.name], spine)
+                for item in view.inputs]
+    frame = pd.DataFrame({view.entity.key: spine.keys,
+                          AS_OF: pd.to_datetime(spine.t, utc=True)},
+                         index=pd.RangeIndex(len(spine.t), name=ROW))
+    windows = perf_counter()
+    values = apply_function(view, [f for f, _ in gathered], [b for _, b in gathered], frame)
+    if timings is not None:
+        timings["windows"] = timings.get("windows", 0.0) + windows - started
+        timings["reductions"] = timings.get("reductions", 0.0) + perf_counter() - windows
+    return derive_all(view, values, borrowed)
+
+
 def as_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
     """The columns as a frame without copying them: pandas would otherwise consolidate the
     numbers into one 2-D block, copying every column (most of the time of a wide discovery
@@ -857,21 +908,28 @@ def as_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(columns, copy=False)
 
 
-def compute_views(views: Iterable[FeatureView], events: dict[str, Events], spine: Spine,
+def compute_views(views: Iterable[View], events: dict[str, Events], spine: Spine,
                   leading: dict[str, np.ndarray] | None = None,
                   threads: int = 1, timings: dict[str, float] | None = None) -> pd.DataFrame:
     """Every view's features for every spine row, in spine order, one column per feature,
-    after the `leading` columns (such as the entity keys). With `threads` > 1, views are
-    computed that many at once (numpy releases the GIL for the sorts, searches and
-    reductions): for a process that owns several cores, not a Ray task that owns one. Views of
-    one source share its `Events`, whose caches at worst fill twice with the same values.
-    `timings` gains the seconds spent on "windows" and "reductions" (summed over threads)."""
-    views = list(views)
+    after the `leading` columns (such as the entity keys). The views they read are computed
+    too (not returned). With `threads` > 1, views that read no other view are computed that
+    many at once (numpy releases the GIL for the sorts, searches and reductions): for a
+    process that owns several cores, not a Ray task that owns one. Views of one source share
+    its `Events`, whose caches at worst fill twice with the same values. `timings` gains the
+    seconds spent on "windows" and "reductions" (summed over threads)."""
+    wanted = list(views)
+    every = with_reads(wanted)
+    done: dict[str, dict[str, np.ndarray]] = {}
 
-    def one(view: FeatureView) -> dict[str, np.ndarray]:
+    def one(view: View) -> dict[str, np.ndarray]:
+        borrowed = {name: column for other in view.reads for name, column in
+                    done[other.name].items()}
+        if isinstance(view, CustomView):
+            return custom_columns(view, events, spine, borrowed, timings)
         started = perf_counter()
         computation = ViewComputation(view, events[view.source.name], spine)
-        columns = computation.columns()
+        columns = computation.columns(borrowed=borrowed)
         if timings is not None:
             total = perf_counter() - started
             timings["windows"] = timings.get("windows", 0.0) + computation.window_seconds
@@ -879,13 +937,17 @@ def compute_views(views: Iterable[FeatureView], events: dict[str, Events], spine
                                      - computation.window_seconds)
         return columns
 
-    if threads > 1 and len(views) > 1:
+    independent = [view for view in every if not view.reads]
+    if threads > 1 and len(independent) > 1:
         with ThreadPoolExecutor(threads) as pool:
-            computed_views = list(pool.map(one, views))
-    else:
-        computed_views = [one(view) for view in views]
+            done.update(zip([v.name for v in independent], pool.map(one, independent),
+                            strict=True))
+    for view in every:
+        if view.name not in done:
+            done[view.name] = one(view)
     columns = dict(leading or {})
-    for view, computed in zip(views, computed_views, strict=True):
+    for view in wanted:
+        computed = done[view.name]
         if clash := columns.keys() & computed.keys():
             raise FeatureDefinitionError(f"feature view {view.name!r}: {sorted(clash)} already "
                                          "computed by another view in the same build")

@@ -75,7 +75,7 @@ def _audit_entity(lake: Lake, ref: str, refs: list[FeatureRef], frame: pd.DataFr
                 if j < 0:
                     continue
                 at = as_of_time(dates[j])
-                known = set(before[view.source.name].keys.take(
+                known = set(before[view.sources[0].name].keys.take(
                     known_codes(before, at)).to_pylist())
                 picked = [r for r in rows[(times[rows] == t) & (snapshot == j)]
                           if keys[r] in known]

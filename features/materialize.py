@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 from tideline.core.faults import failpoint
-from tideline.features.engine import Events, Spine, compute_views, encode_entities
+from tideline.features.engine import Events, Spine, as_frame, compute_views, encode_entities
 from tideline.features.offline import feature_path, read_source, write_features
 from tideline.features.plan import FeaturePlan
 from tideline.features.stats import StatsPart, summarise
@@ -97,12 +97,12 @@ def load_events(lake: Lake, ref: str, plan: FeaturePlan, partition: int = 0,
     started = time.perf_counter()
     tables, specs = {}, {}
     for view in plan.views:
-        source = view.source
-        if source.name not in tables:
-            tables[source.name] = read_source(lake, ref, source, view.entity.key,
-                                              list(plan.columns[source.name]), partition,
-                                              partitions)
-            specs[source.name] = (view.entity.key, source.timestamp)
+        for source in view.sources:
+            if source.name not in tables:
+                tables[source.name] = read_source(lake, ref, source, view.entity.key,
+                                                  list(plan.columns[source.name]), partition,
+                                                  partitions)
+                specs[source.name] = (view.entity.key, source.timestamp)
     read = time.perf_counter()
     events = {}
     if tables:
@@ -154,9 +154,10 @@ def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
         keys = _keys(events, codes)
         entities = max(entities, len(keys))
         spine = Spine(keys=keys, t=np.full(len(keys), t.value, dtype=np.int64), codes=codes)
-        for view in plan.views:
-            frame = compute_views([view], events, spine, leading={view.entity.key: keys},
-                                  timings=timings)
+        computed = compute_views(plan.views, events, spine, timings=timings)
+        for view in plan.views:  # a view reading another's features shares its columns
+            frame = as_frame({view.entity.key: keys, **{
+                name: computed[name].to_numpy() for name in view.feature_names}})
             written = time.perf_counter()
             paths.append(write_features(lake, branch, view, day, partition, partitions, frame))
             failpoint("feature-write")

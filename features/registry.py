@@ -21,7 +21,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from tideline.core.database import database_url, open_database, schema_version, shown
 from tideline.core.errors import FeatureDefinitionError
-from tideline.features.definitions import Derived, Entity, Feature, FeatureView, Source, whole_days
+from tideline.features.definitions import (
+    CustomView,
+    Derived,
+    Entity,
+    Feature,
+    FeatureView,
+    Source,
+    View,
+    whole_days,
+)
 from tideline.features.stats import FeatureStats
 
 metadata = sa.MetaData()
@@ -150,8 +159,13 @@ class ViewRecord:
     updated_at: datetime
 
     def feature_view(self) -> FeatureView:
-        """The view as it was declared at this version."""
+        """The view as it was declared at this version (a declared view reading no other view:
+        a custom view's function and a read view live in code)."""
         body = dict(self.definition)
+        if "function" in body or "reads" in body:
+            raise FeatureDefinitionError(
+                f"view {self.name!r} version {self.version} runs a function or reads other "
+                "views; load it from the project's definitions instead")
         return FeatureView(
             **{**body, "entity": Entity(**body["entity"]), "source": Source(**body["source"]),
                "features": [Feature(**f) for f in body["features"]],
@@ -185,12 +199,28 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _feature_rows(view: FeatureView) -> list[dict[str, Any]]:
-    rows = [{"name": f.name, "kind": "windowed", "source_column": f.column,
-             "aggregation": f.agg, "window_days": whole_days(f.window),
-             "window_length": None if f.window is None else str(f.window),
-             "session_gap": f.gap, "event_filter": f.filter,
-             "expression": None, "description": f.description} for f in view.features]
+def _definition(view: View) -> dict[str, Any]:
+    """What the registry keeps of a view's declaration: its fields, with the views it reads
+    by name and version."""
+    body = {item.name: getattr(view, item.name) for item in fields(view) if item.name != "reads"}
+    if view.reads:
+        body["reads"] = {other.name: other.version for other in view.reads}
+    return json.loads(json.dumps(body, default=lambda value: asdict(value), sort_keys=True))
+
+
+def _feature_rows(view: View) -> list[dict[str, Any]]:
+    if isinstance(view, CustomView):
+        rows = [{"name": name, "kind": "custom", "source_column": None,
+                 "aggregation": str(view.function), "window_days": whole_days(view.lookback),
+                 "window_length": None if view.lookback is None else str(view.lookback),
+                 "session_gap": None, "event_filter": None, "expression": None,
+                 "description": ""} for name in view.features]
+    else:
+        rows = [{"name": f.name, "kind": "windowed", "source_column": f.column,
+                 "aggregation": f.agg, "window_days": whole_days(f.window),
+                 "window_length": None if f.window is None else str(f.window),
+                 "session_gap": f.gap, "event_filter": f.filter,
+                 "expression": None, "description": f.description} for f in view.features]
     rows += [{"name": d.name, "kind": "derived", "source_column": None, "aggregation": None,
               "window_days": None, "window_length": None, "session_gap": None,
               "event_filter": None,
@@ -219,14 +249,14 @@ class Registry:
 
     # -- writing -------------------------------------------------------------------------
 
-    def register_views(self, views: Sequence[FeatureView], now: datetime | None = None) -> None:
+    def register_views(self, views: Sequence[View], now: datetime | None = None) -> None:
         """Add new view versions with their features; refresh the prose of known ones."""
         now = now or datetime.now(UTC)
         with self.engine.begin() as connection:
             for view in views:
                 prose = {"owner": view.owner, "description": view.description,
                          "tags": json.dumps(list(view.tags)), "ttl_days": view.ttl_days,
-                         "definition": json.dumps(asdict(view), sort_keys=True)}
+                         "definition": json.dumps(_definition(view), sort_keys=True)}
                 key = (views_table.c.name == view.name) & (views_table.c.version == view.version)
                 known = connection.execute(sa.select(views_table.c.owner, views_table.c.description,
                                                      views_table.c.tags, views_table.c.ttl_days,
@@ -234,9 +264,11 @@ class Registry:
                 if known is None:
                     connection.execute(sa.insert(views_table).values(
                         name=view.name, version=view.version, entity=view.entity.name,
-                        entity_key=view.entity.key, source=view.source.name,
-                        source_dataset=view.source.dataset,
-                        source_timestamp=view.source.timestamp, created_at=now, updated_at=now,
+                        entity_key=view.entity.key,
+                        source=",".join(s.name for s in view.sources),
+                        source_dataset=",".join(s.dataset for s in view.sources),
+                        source_timestamp=",".join(s.timestamp for s in view.sources),
+                        created_at=now, updated_at=now,
                         **prose))
                     connection.execute(sa.insert(features_table), _feature_rows(view))
                 elif dict(known._mapping) != prose:

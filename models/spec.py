@@ -124,7 +124,7 @@ def spec_of(body: Any, views: Sequence[FeatureView], where: str) -> ModelSpec:
     if not isinstance(body, dict) or not isinstance(body.get("label"), dict):
         raise ModelError(f"{where}: needs a mapping with a `label` mapping")
     body = dict(body)
-    sources = {view.source.name: view.source for view in views}
+    sources = {source.name: source for view in views for source in view.sources}
     label = dict(body.pop("label"))
     names = label.pop("activity", [])
     unknown = [n for n in names if n not in sources]

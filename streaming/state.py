@@ -467,4 +467,5 @@ def event_schema(views: Sequence[FeatureView], source: pa.Schema, id_column: str
 
 
 def streamable_views(views: Sequence[FeatureView], source: str) -> tuple[FeatureView, ...]:
-    return tuple(v for v in views if v.streamable and v.source.name == source)
+    return tuple(v for v in views if isinstance(v, FeatureView) and v.streamable
+                 and v.source.name == source)
