@@ -116,5 +116,6 @@ def test_the_shipped_schema_is_the_generated_one_and_fits_every_project() -> Non
     assert settings["data_dir"]["description"].startswith("Where embedded state lives")
     for path in (ROOT / "demo" / "tideline.yaml",
                  ROOT / "docs" / "examples" / "own-subscriptions" / "tideline.yaml",
+                 ROOT / "docs" / "examples" / "custom-views" / "tideline.yaml",
                  ROOT / "deployments" / "template" / "tideline.yaml"):
         ProjectFile.model_validate(yaml.safe_load(path.read_text()))

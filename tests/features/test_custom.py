@@ -23,6 +23,7 @@ from tideline.features.definitions import (
     Input,
     Source,
     load_views,
+    with_reads,
 )
 from tideline.features.engine import Events, Spine, compute_views, encode_entities
 from tideline.features.leakage import future_leaks
@@ -447,3 +448,37 @@ def test_whole_table_functions_get_modin_frames_on_the_sessions_ray(
     assert modin.config.Engine.get() == "Ray"
     assert ray.is_initialized() and len(ray.nodes()) == nodes  # the session's, not a new one
     assert ray.get_runtime_context().gcs_address == ray_cluster
+
+
+# -- the documented example ------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "custom-views"
+
+
+def test_the_examples_functions_compute_from_its_project_file(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tideline.features.definitions import load_definitions
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))  # as `PYTHONPATH=.` in its directory
+    billing, streaks, payments = load_definitions(str(EXAMPLE / "tideline.yaml"))
+    frame = pd.read_csv(EXAMPLE.parent / "own-subscriptions" / "events" / "events-2026-09.csv",
+                        parse_dates=["ts"])
+    t = pd.Timestamp("2026-06-01", tz="UTC")
+    accounts = sorted(frame.loc[frame["ts"] < t, "account"].unique())[:60]
+    events = Events.from_table(pa.Table.from_pandas(frame, preserve_index=False), "account", "ts")
+    out = compute_views([streaks, payments], {"events": events}, Spine.of(accounts, [t] * 60))
+    for k, account in enumerate(accounts):  # the streak, month by month back from May 2026
+        paid = frame[(frame["account"] == account) & (frame["event"] == "payment")
+                     & (frame["ts"] < t)]["ts"].dt.strftime("%Y-%m").unique()
+        months = pd.period_range(end="2026-05", periods=14, freq="M").strftime("%Y-%m")[::-1]
+        expected = next((i for i, m in enumerate(months) if m not in paid), len(months))
+        assert out["paid_streak_months"][k] == expected, account
+        history = frame[(frame["account"] == account) & (frame["ts"] < t)
+                        & (frame["ts"] >= t - pd.Timedelta(days=180))].sort_values("ts")
+        assert out["latest_plan"][k] == history["plan"].iloc[-1]
+        waits = history.loc[history["event"] == "payment", "ts"].diff().dt.total_seconds()
+        np.testing.assert_allclose(out["longest_payment_gap_days"][k],
+                                   waits.max() / 86_400, rtol=1e-12)
+    assert out["paid_streak_months"].max() > 1
+    assert out["longest_payment_gap_days"].between(25, 35).mean() > 0.5  # monthly payers
+    assert {billing.name, streaks.name} == {v.name for v in with_reads([streaks])}
