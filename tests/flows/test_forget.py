@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from tideline.core.errors import ObjectExpired
 from tideline.core.settings import load_settings
 from tideline.features.online import open_online_store
 from tideline.lake import open_lake
@@ -64,6 +66,20 @@ def test_a_forgotten_client_stays_gone(tmp_path: Path, monkeypatch: pytest.Monke
     again = tideline("forget", CLIENT, "--request-id", "q1", cwd=shop)
     assert lake.resolve("main") == head and "clean/payments" in again.stdout
 
+    before_forget = lake.get_commit(head).parents[0]  # main as `tideline run` left it
     tideline("ingest", "--since", "2025-09-01", "--until", "2026-11-01", cwd=shop)
     assert lake.resolve("main") != head  # the backfill was published
+    assert holding(lake, CLIENT) == []
+
+    # a retention later, main's history before the erasure expires but for the model's commits
+    time.sleep(2)
+    gc = tideline("lake", "gc", "--older-than", "1s", cwd=shop)
+    assert "commit(s) of registered models kept" in gc.stdout, gc.stdout
+    lake = open_lake(settings)  # a new reader: this one has read that commit already
+    with pytest.raises(ObjectExpired, match="expired by `tideline lake gc`"):
+        lake.list(before_forget)
+    model = lake.tags()  # the training set and the model's artifacts still read
+    assert any(name.startswith("training-set-") for name in model)
+    for name in model:
+        assert lake.list(name)
     assert holding(lake, CLIENT) == []
