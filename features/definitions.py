@@ -300,6 +300,10 @@ class CustomView:
     ttl_days: int | None = None
     drift_method: str | None = None
     drift_threshold: float | None = None
+    streamable: bool = False
+    """Cheap enough for the stream processor to call on every batch, for the entities it
+    touched (one input, a lookback it keeps in its buffer, no views read): the same function
+    keeps the online values fresh between batch builds."""
 
     def __post_init__(self) -> None:
         for name in ("inputs", "features", "derived", "reads", "tags"):
@@ -334,6 +338,11 @@ class CustomView:
     @property
     def lookback_ns(self) -> int | None:
         return None if self.lookback is None else duration_ns(self.lookback)
+
+    @property
+    def longest_window_ns(self) -> int:
+        """The lookback (0 for all history), as declared views give their longest window."""
+        return self.lookback_ns or 0
 
 
 View = FeatureView | CustomView
@@ -400,6 +409,12 @@ def check_custom(view: CustomView) -> None:
             f"{where}: function {view.function} must take {len(names)} frame(s) ("
             f"{', '.join(names)}) and {last}: {exc}") from None
     _check_derived(view, where, set(view.features))
+    if view.streamable and (len(view.inputs) != 1 or view.lookback is None or view.reads
+                            or view.per == "table"):
+        raise FeatureDefinitionError(
+            f"{where}: a streamable custom view reads one input over a lookback (the stream "
+            "processor's buffer), reads no other view and runs on pandas (per entity or "
+            "partition)")
 
 
 def _check_common(view: View, where: str) -> None:

@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from tideline.core.errors import FeatureDefinitionError
-from tideline.features.definitions import FeatureView, load_definitions
+from tideline.features.definitions import View, load_definitions
 from tideline.features.offline import read_source, source_schema
 from tideline.features.online import open_online_store
 from tideline.features.online.base import STREAM_PREFIX, OnlineState, OnlineStore, arrow_types
@@ -151,7 +151,7 @@ class BatchOutcome:
 class StreamProcessor:
     """One source's streamable views, kept fresh from one subject."""
 
-    def __init__(self, config: StreamConfig, views: tuple[FeatureView, ...], shape: EventShape,
+    def __init__(self, config: StreamConfig, views: tuple[View, ...], shape: EventShape,
                  lake: Lake, online: OnlineStore, wall: Callable[[], float] = time.time,
                  on_batch: Callable[[list[Any]], None] | None = None,
                  scorer: OnlineScorer | None = None) -> None:
@@ -197,12 +197,12 @@ class StreamProcessor:
                         "rebuilding the state from the lake", self.config.name, found[2].versions)
         self.source_commit = self.lake.resolve(MAIN)
         view = self.views[0]
-        history = read_source(self.lake, self.source_commit, view.source, view.entity.key,
+        history = read_source(self.lake, self.source_commit, view.sources[0], view.entity.key,
                               self.shape.schema.names)
         self.state.apply(history.select(self.shape.schema.names).cast(self.shape.schema))
         self.state.evict()
         log.info("stream %s: state built from %d events of %r at %s", self.config.name,
-                 len(history), view.source.dataset, self.source_commit[:12])
+                 len(history), view.sources[0].dataset, self.source_commit[:12])
         self.forget_erased()
         return "lake"
 
@@ -484,9 +484,10 @@ def open_processor(settings: Any, config: StreamConfig, source: str = "events",
                                      f"{settings.declared('features')}; mark one `streamable=True`")
     lake = open_lake(settings)
     first = views[0]
-    schema = event_schema(views, source_schema(lake, MAIN, first.source, first.name), id_column)
-    shape = EventShape(schema=schema, key=first.entity.key, timestamp=first.source.timestamp,
-                       id_column=id_column, contract=_contract(project, first.source.dataset),
+    source = first.sources[0]
+    schema = event_schema(views, source_schema(lake, MAIN, source, first.name), id_column)
+    shape = EventShape(schema=schema, key=first.entity.key, timestamp=source.timestamp,
+                       id_column=id_column, contract=_contract(project, source.dataset),
                        max_future_ns=int(config.max_future_seconds * 1e9))
     scorer = None
     if config.score_on:

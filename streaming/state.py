@@ -32,10 +32,18 @@ from tideline.features.definitions import (
     NUMERIC,
     TEMPORAL,
     VIRTUAL_COLUMNS,
+    CustomView,
     Feature,
-    FeatureView,
+    View,
 )
-from tideline.features.engine import Events, Spine, ViewComputation, as_frame, virtual_column
+from tideline.features.engine import (
+    Events,
+    Spine,
+    ViewComputation,
+    as_frame,
+    custom_columns,
+    virtual_column,
+)
 from tideline.features.expressions import evaluate, names_in
 from tideline.features.plan import plan_views
 from tideline.lake.erasure import drop_erased
@@ -70,11 +78,13 @@ class Running:
         return [self.prefix + name for name in names]
 
 
-def running_groups(views: Sequence[FeatureView]) -> dict[tuple[str | None, str | None],
-                                                          Running]:
-    """The running aggregates the views' all-history features need."""
+def running_groups(views: Sequence[View]) -> dict[tuple[str | None, str | None], Running]:
+    """The running aggregates the declared views' all-history features need (a custom view's
+    function reads its lookback from the buffer)."""
     carried: dict[tuple[str | None, str | None], set[str]] = {}
     for view in views:
+        if isinstance(view, CustomView):
+            continue
         for f in view.features:
             if f.window is not None:
                 continue
@@ -92,7 +102,7 @@ def running_groups(views: Sequence[FeatureView]) -> dict[tuple[str | None, str |
 class StreamState:
     """Buffer and running aggregates of one source's events for its streamable views."""
 
-    views: tuple[FeatureView, ...]
+    views: tuple[View, ...]
     key: str
     timestamp: str
     id_column: str
@@ -106,9 +116,10 @@ class StreamState:
 
     def __post_init__(self) -> None:
         self.groups = running_groups(self.views)
-        read = plan_views(self.views, {self.views[0].source.name: self.schema}).columns
+        source = self.views[0].sources[0].name
+        read = plan_views(self.views, {source: self.schema}).columns
         self._computed = [name for name in self.schema.names
-                          if name in read[self.views[0].source.name] and name != self.key]
+                          if name in read[source] and name != self.key]
         """The columns the engine computes from (the key is given by the entity codes)."""
         self.seen = set()
         self._sorted = self.schema.empty_table()
@@ -333,6 +344,9 @@ class StreamState:
                       codes=np.where(codes >= 0, np.searchsorted(known, codes), -1))
         out = {}
         for view in self.views:
+            if isinstance(view, CustomView):  # the batch build's function, on the buffer
+                out[view.name] = custom_columns(view, {view.sources[0].name: events}, spine)
+                continue
             given = {f.name: self._unbounded(f, codes, t) for f in view.features
                      if f.window is None}
             out[view.name] = ViewComputation(view, events, spine).columns(given)
@@ -453,19 +467,20 @@ def _column(events: pa.Table, name: str, ns: np.ndarray) -> np.ndarray | pd.Seri
     return column.to_numpy(zero_copy_only=False)
 
 
-def event_schema(views: Sequence[FeatureView], source: pa.Schema, id_column: str) -> pa.Schema:
+def event_schema(views: Sequence[View], source: pa.Schema, id_column: str) -> pa.Schema:
     """The buffer's schema: the key, event time (as ns UTC), event id and the columns the views
     read, typed as the source table has them."""
-    first = views[0]
-    plan = plan_views(views, {first.source.name: source})
-    names = sorted({id_column, *plan.columns[first.source.name]})
+    first = views[0].sources[0]
+    plan = plan_views(views, {first.name: source})
+    names = sorted({id_column, *plan.columns[first.name]})
     if id_column not in source.names:
-        raise FeatureDefinitionError(f"source {first.source.name!r} has no event id column "
+        raise FeatureDefinitionError(f"source {first.name!r} has no event id column "
                                      f"{id_column!r}; it has {', '.join(source.names)}")
-    return pa.schema([pa.field(name, NS) if name == first.source.timestamp
+    return pa.schema([pa.field(name, NS) if name == first.timestamp
                       else source.field(name) for name in names])
 
 
-def streamable_views(views: Sequence[FeatureView], source: str) -> tuple[FeatureView, ...]:
-    return tuple(v for v in views if isinstance(v, FeatureView) and v.streamable
-                 and v.source.name == source)
+def streamable_views(views: Sequence[View], source: str) -> tuple[View, ...]:
+    """The views a stream of `source` keeps fresh: declared ones marked streamable, and
+    streamable custom views reading only that source."""
+    return tuple(v for v in views if v.streamable and v.sources[0].name == source)

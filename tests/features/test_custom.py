@@ -448,6 +448,19 @@ def test_whole_table_functions_get_modin_frames_on_the_sessions_ray(
     assert modin.config.Engine.get() == "Ray"
     assert ray.is_initialized() and len(ray.nodes()) == nodes  # the session's, not a new one
     assert ray.get_runtime_context().gcs_address == ray_cluster
+    # in a build, each partition's Ray task hands its rows to Modin on the same cluster
+    plan = plan_from_lake([modin_view], lake, ref)
+    lake.create_branch("modin", "main")
+
+    @ray.remote
+    def partition(k: int) -> object:
+        return materialize_partition(lake, ref, "modin", plan, [date(2026, 9, 1)], k, 2)
+
+    ray.get([partition.remote(k) for k in range(2)])
+    built = read_features(lake, "modin", modin_view, date(2026, 9, 1))
+    assert built["customer_id"].tolist() == list(keys)
+    pd.testing.assert_frame_equal(built[["days", "spend_per_click"]],
+                                  on_pandas.iloc[:len(keys)], check_exact=True)
 
 
 # -- the documented example ------------------------------------------------------------------

@@ -5,9 +5,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from tideline.demo.views import ACTIVITY, SIGNALS
+from tideline.core.errors import FeatureDefinitionError
+from tideline.demo.views import ACTIVITY, ENGAGEMENT, EVENTS, SIGNALS, SPENDING
+from tideline.features.definitions import CustomView, Input
 from tideline.features.engine import Events, Spine, compute_views
-from tideline.streaming.state import StreamState, event_schema
+from tideline.streaming.state import StreamState, event_schema, streamable_views
 
 from tests.features.conftest import AS_OF, churn_tables
 from tests.features.test_engine import assert_same
@@ -149,3 +151,45 @@ def test_a_snapshot_does_not_change_when_the_state_goes_on(events: pd.DataFrame,
     copy.restore(*snapshot, clock=clock)
     for view in VIEWS:
         assert_same(copy.values(keys, AS_OF.value)[view.name], before[view.name], rtol=0)
+
+
+def recent_pages(events: pd.DataFrame, spine: pd.DataFrame) -> pd.DataFrame:
+    """Hours with a cancel-page visit in the last day, and the latest event type."""
+    cancels = events[events["event_type"] == "cancel_page"]
+    hours = cancels["ts"].dt.floor("h").groupby(level="row").nunique()
+    latest = events["event_type"].astype(object).groupby(level="row").last()
+    return pd.DataFrame({"cancel_hours_1d": hours.reindex(spine.index, fill_value=0),
+                         "latest_event_1d": latest.reindex(spine.index)})
+
+
+RECENT = CustomView(name="recent", entity=ACTIVITY.entity, inputs=[Input(EVENTS, ["event_type"])],
+                    function=recent_pages, per="partition", lookback=1, streamable=True,
+                    features=["cancel_hours_1d", "latest_event_1d"], owner="x@example.com")
+
+
+def test_a_streamable_custom_view_gives_the_batch_builds_values(events: pd.DataFrame) -> None:
+    views = (SIGNALS, RECENT)
+    assert streamable_views([SIGNALS, SPENDING, ENGAGEMENT, RECENT], "events") == views
+    schema = event_schema(views, pa.Schema.from_pandas(events, preserve_index=False),
+                          "event_id")
+    state = StreamState(views, key="customer_id", timestamp="ts", id_column="event_id",
+                        schema=schema, lateness_ns=HOUR.value)
+    day = AS_OF - DAY
+    state.apply(table(events[events["ts"] < day], schema))
+    state.evict()  # keeps the lookback: a day and the lateness
+    today = events[(events["ts"] >= day) & (events["ts"] < AS_OF)].sample(frac=1,
+                                                                         random_state=3)
+    for start in range(0, len(today), 101):  # out of order within the allowed lateness
+        state.apply(table(today.iloc[start:start + 101].sort_values("ts"), schema))
+    keys = np.array(sorted(events["customer_id"].unique()), dtype=object)
+    for t in (AS_OF, AS_OF + 2 * HOUR):
+        stream = state.values(keys, t.value)[RECENT.name]
+        source = Events.from_table(pa.Table.from_pandas(events[events["ts"] < t],
+                                                        preserve_index=False), "customer_id", "ts")
+        expected = compute_views([RECENT], {"events": source}, Spine.of(keys, [t] * len(keys)))
+        assert_same(stream, expected)
+    assert stream["cancel_hours_1d"].max() >= 1 and stream["latest_event_1d"].notna().sum() > 20
+    with pytest.raises(FeatureDefinitionError, match="a streamable custom view reads one input"):
+        CustomView(name="recent", entity=ACTIVITY.entity, inputs=[Input(EVENTS)],
+                   function=recent_pages, per="partition", streamable=True,
+                   features=["cancel_hours_1d", "latest_event_1d"], owner="x@example.com")
