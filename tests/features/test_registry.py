@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from tideline.core.errors import FeatureDefinitionError, RegistryError
-from tideline.demo.views import ACTIVITY, PROFILE, SPENDING
+from tideline.demo.views import ACTIVITY, ENGAGEMENT, PROFILE, SPENDING
 from tideline.features.definitions import Feature
 from tideline.features.registry import MIGRATIONS, Registry, metadata
 from tideline.features.stats import profile_features
@@ -139,3 +139,21 @@ def test_the_documented_registry_queries_answer(registry: Registry) -> None:
                                                       ("tenure_days", 0.0)]
     assert [(r.owner, r.view_name, r.features) for r in by_owner] == [
         (PROFILE.owner, PROFILE.name, 3), (SPENDING.owner, SPENDING.name, 35)]
+
+
+def test_a_custom_view_is_registered_with_its_function_sources_and_reads(
+        registry: Registry) -> None:
+    registry.register_views([SPENDING, ENGAGEMENT], now=T0)
+    record = registry.view(ENGAGEMENT.name)
+    assert (record.version, record.source, record.source_timestamp) == (
+        ENGAGEMENT.version, "transactions,events", "ts,ts")
+    assert record.definition["function"] == "tideline.demo.views:engagement"
+    assert record.definition["reads"] == {SPENDING.name: SPENDING.version}
+    rows = registry.features(record)
+    assert [(f["name"], f["kind"]) for f in rows] == [
+        ("active_days_30d", "custom"), ("basket_x_cancel_7d", "custom"),
+        ("spend_per_active_day", "derived")]
+    assert {rows[0]["aggregation"], rows[0]["window_days"]} == {
+        "tideline.demo.views:engagement", 30}
+    with pytest.raises(FeatureDefinitionError, match="runs a function or reads other views"):
+        record.feature_view()
