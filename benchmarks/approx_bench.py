@@ -13,25 +13,37 @@ Each aggregation is timed by itself on a fresh `Events` (the source sorted once,
 occurrence, hash order), `warm` is a second as-of date a week earlier, which reuses them (what
 every further date or window costs). Errors are per spine row against the exact aggregation:
 the largest and the mean of |approx - exact| / |exact| over rows where exact is not 0 or null.
-Prints a table and writes benchmarks/out/approx_bench.json.
+Every sketch value is checked against the exact one (`harness.agreement`, relative tolerance
+`TOLERANCE`); the run exits 1 beyond it. Prints a table and writes
+benchmarks/results/approx_bench.json (`--smoke`: benchmarks/out/approx_bench_smoke.json).
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from harness import Timer, write_results
+from harness import Timer, agreement, disagreements, results_path, verdict, write_results
 from rich.console import Console
 from rich.table import Table
-from tideline.features.definitions import Entity, Feature, FeatureView, Source
+from tideline.features.definitions import (
+    DDSKETCH_ALPHA,
+    HLL_PRECISION,
+    Entity,
+    Feature,
+    FeatureView,
+    Source,
+)
 from tideline.features.engine import Events, Spine, ViewComputation
 
 END = pd.Timestamp("2026-10-01", tz="UTC")
 DAYS = 120
-OUT = Path(__file__).parent / "out" / "approx_bench.json"
+TOLERANCE = {"approx_nunique": 5 * 1.04 / np.sqrt(2**HLL_PRECISION),
+             "approx_p50": DDSKETCH_ALPHA * 1.001, "approx_p95": DDSKETCH_ALPHA * 1.001}
+"""The relative error each sketch is allowed against the exact aggregation: five standard
+errors of HyperLogLog++ at its precision (1.04 / sqrt(2^p)); DDSketch's relative accuracy."""
 PAIRS = (("nunique", "approx_nunique", "merchant"), ("p50", "approx_p50", "amount"),
          ("p95", "approx_p95", "amount"))
 WINDOWS = (30, 90)
@@ -71,12 +83,15 @@ def timed(table: pa.Table, feature: Feature, keys: np.ndarray) -> tuple[np.ndarr
     return result, seconds[0], seconds[1]
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--entities", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--smoke", action="store_true", help="50,000 events, 5,000 entities")
     args = parser.parse_args()
+    if args.smoke:
+        args.events, args.entities = 50_000, 5_000
     console = Console(width=150)  # the whole table, also when piped
     table = events_table(args.events, args.entities, args.seed)
     keys = np.unique(table.column("customer_id").to_numpy(zero_copy_only=False))
@@ -85,7 +100,7 @@ def main() -> None:
                   "merchants")
     out = Table("window", "exact", "approx", "exact s cold", "approx s cold", "exact s warm",
                 "approx s warm", "largest exact", "max rel. error", "mean rel. error")
-    rows = []
+    rows, checks = [], {}
     for window in WINDOWS:
         for exact_agg, approx_agg, column in PAIRS:
             exact, exact_cold, exact_warm = timed(
@@ -93,6 +108,11 @@ def main() -> None:
             approx, approx_cold, approx_warm = timed(
                 table, Feature("x", column, approx_agg, window=window), keys)
             exact, approx = exact.astype(float), approx.astype(float)
+            name = f"{approx_agg}_{window}d"
+            checks[name] = agreement(
+                "exact", pd.DataFrame({"customer_id": keys, name: approx}),
+                pd.DataFrame({"customer_id": keys, name: exact}), "customer_id",
+                rtol=TOLERANCE[approx_agg], atol=0)
             compared = ~np.isnan(exact) & (exact != 0)
             error = np.abs(approx[compared] - exact[compared]) / np.abs(exact[compared])
             rows.append({"window": window, "exact": exact_agg, "approx": approx_agg,
@@ -105,9 +125,14 @@ def main() -> None:
                         f"{approx_cold:.2f}", f"{exact_warm:.2f}", f"{approx_warm:.2f}",
                         f"{np.nanmax(exact):,.6g}", f"{error.max():.4%}", f"{error.mean():.4%}")
     console.print(out)
-    write_results(OUT, {"events": args.events, "entities": args.entities, "seed": args.seed,
-                        "entities_with_events": len(keys), "rows": rows})
+    for line in disagreements(checks):
+        console.print(f"[red]{line}[/red]")
+    write_results(results_path("approx_bench", args.smoke), {
+        "events": args.events, "entities": args.entities, "seed": args.seed, "smoke": args.smoke,
+        "entities_with_events": len(keys), "rows": rows, "tolerance": TOLERANCE,
+        "agreement": checks})
+    return verdict(checks)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -67,8 +67,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tideline.demo
 from feature_bench import AS_OF, ATOL, RTOL, PreparedLake, label, prepare, source_files
-from harness import Child, Timer, write_results
+from harness import (
+    Child,
+    Timer,
+    agreement_text,
+    disagreements,
+    results_path,
+    verdict,
+    write_results,
+)
+from harness import agreement as agreement_of
 from rich.console import Console
 from rich.table import Table
 from tideline.core.settings import Settings
@@ -88,7 +98,6 @@ from tideline.lake.local import LocalLake
 from tideline.models.labels import label_examples, labelable_dates, load_activity
 from tideline.models.training import TrainedModel, time_split, train_model
 
-OUT = Path(__file__).parent / "out" / "discovery_bench.json"
 log = logging.getLogger("discovery_bench")
 OWNER = "discovery-bench@example.com"
 WINDOWS = (7, 30, 90)
@@ -297,9 +306,16 @@ CASES = {"proof": run_proof, "discovery": run_discovery_slice,
 
 
 def measure(case: Case, work: Path) -> dict:
+    """A case in a fresh interpreter, timed from outside (start-up and imports included, the
+    same starting point for both engines); the case's own time is `in_process_seconds`."""
     load = os.getloadavg()[0]
-    result = Child.case(__file__, asdict(case), work / "logs" / f"discovery-{case.kind}-"
-                        f"{case.threads}-{case.lake.customers}.log").measured()
+    # the demo's declared sources and contracts describe the lake: its project file
+    env = {**os.environ, "TIDELINE_PROJECT": os.environ.get("TIDELINE_PROJECT") or str(
+        Path(tideline.demo.__file__).parent / "tideline.yaml")}
+    with Timer() as timer:
+        result = Child.case(__file__, asdict(case), work / "logs" / f"discovery-{case.kind}-"
+                            f"{case.threads}-{case.lake.customers}.log", env).measured()
+    result["in_process_seconds"], result["seconds"] = result["seconds"], timer.seconds
     result["peak_rss_bytes"] = result.pop("tree_peak_rss_bytes")
     return {**result, "load_average_before": load}
 
@@ -326,38 +342,34 @@ def twin(column: str, definitions: dict[str, tuple]) -> str | None:
 
 
 def agreement(ours: pd.DataFrame, theirs: pd.DataFrame, definitions: dict[str, tuple]) -> dict:
-    """Every Featuretools column with a discovery twin, compared after normalising."""
-    ours, theirs = ours.set_index("customer_id"), theirs.set_index("customer_id")
-    common = ours.index.intersection(theirs.index)
-    ours, theirs = ours.reindex(common), theirs.reindex(common)
-    found: dict = {"missing_customers": len(theirs.index.difference(ours.index)),
-                   "compared_customers": len(common), "pairs": {}, "mismatches": {},
-                   "without_twin": []}
-    values = 0
+    """Every Featuretools column with a discovery twin, compared (`harness.agreement`, by
+    customer) after normalising Featuretools' conventions to discovery's."""
+    expected, actual = {}, {}
+    without_twin, pairs = [], {}
     for column in theirs.columns:
+        if column == "customer_id":
+            continue
         name = twin(column, definitions)
         if name is None:
-            found["without_twin"].append(column)
+            without_twin.append(column)
             continue
-        found["pairs"][column] = name
+        pairs[column] = name
         agg, days = FT_AGG[FT_NAME.match(column)["agg"]], int(FT_NAME.match(column)["days"])
-        expected = ours[name].to_numpy(float)
-        actual = theirs[column].to_numpy(float)
+        mine = ours[name].to_numpy(float)
+        other = theirs[column].to_numpy(float)
         if agg in ZERO_WHEN_EMPTY:
-            actual = np.nan_to_num(actual, nan=0.0)
+            other = np.nan_to_num(other, nan=0.0)
         if agg == "days_since_last":
-            actual = actual / 86_400
-            expected = np.where(expected <= days, expected, np.nan)
-        same = np.isclose(expected, actual, rtol=RTOL, atol=ATOL, equal_nan=True)
-        values += len(same)
-        differ = np.flatnonzero(~same)
-        if len(differ):
-            at = differ[0]
-            found["mismatches"][column] = {
-                "twin": name, "rows": len(differ),
-                "example": {"customer_id": common[at], "discovery": float(expected[at]),
-                            "featuretools": float(actual[at])}}
-    found["features_compared"], found["values_compared"] = len(found["pairs"]), values
+            other = other / 86_400
+            mine = np.where(mine <= days, mine, np.nan)
+        expected[column], actual[column] = mine, other
+    found = agreement_of(
+        "featuretools", pd.DataFrame(expected, index=pd.Index(ours["customer_id"],
+                                                               name="customer_id")),
+        pd.DataFrame(actual, index=pd.Index(theirs["customer_id"], name="customer_id")),
+        "customer_id", list(pairs), rtol=RTOL, atol=ATOL)
+    found.update(pairs=pairs, without_twin=without_twin,
+                 values_compared=found["compared_rows"] * len(pairs))
     return found
 
 
@@ -422,20 +434,19 @@ def report_slice(console: Console, slice_: dict, check: dict, args: argparse.Nam
                   f"{'met' if ratio >= DFS_TARGET else 'NOT met'}), {ratio_one:.1f}× its time "
                   "on one thread; both computed the same frame")
     console.print(
-        f"agreement: {check['features_compared']} Featuretools features have a discovery twin "
-        f"({check['values_compared']:,} values over {check['compared_customers']:,} customers), "
-        f"{len(check['mismatches'])} differ beyond rtol {RTOL:g}; "
+        f"agreement: {check['columns_compared']} Featuretools features have a discovery twin "
+        f"({check['values_compared']:,} values over {check['compared_rows']:,} customers): "
+        f"{agreement_text(check)} (rtol {RTOL:g}); "
         f"{len(check['without_twin'])} without a twin ({', '.join(check['without_twin'])})")
-    for column, found in check["mismatches"].items():
-        console.print(f"  {column} vs {found['twin']}: {found['rows']:,} rows, e.g. "
-                      f"{found['example']}")
+    for line in disagreements({"featuretools": check}):
+        console.print(f"  {line}")
     return {"featuretools_over_discovery": ratio, "target_met": ratio >= DFS_TARGET,
             "featuretools_over_discovery_one_thread": ratio_one,
-            "agreement": f"{check['features_compared'] - len(check['mismatches'])} of "
-                         f"{check['features_compared']} agree"}
+            "agreement": f"{check['columns_compared'] - len(check['columns'])} of "
+                         f"{check['columns_compared']} agree"}
 
 
-def run_bench(args: argparse.Namespace) -> None:
+def run_bench(args: argparse.Namespace) -> int:
     """The slice comparison first (minutes), then the proof (its three trainings are the
     longest part); the JSON is rewritten after each, so an interrupted run keeps the first."""
     console = Console(width=None if sys.stdout.isatty() else 150)
@@ -455,7 +466,7 @@ def run_bench(args: argparse.Namespace) -> None:
         "lakes": {label(n): asdict(lake) for n, lake in lakes.items()}, "summary": {}}
 
     def save() -> None:
-        write_results(OUT, result)
+        write_results(results_path("discovery_bench", args.smoke), result)
 
     slice_, outputs = {}, {}
     for name, kind, threads in (("discovery", "discovery", os.cpu_count() or 1),
@@ -474,12 +485,13 @@ def run_bench(args: argparse.Namespace) -> None:
     result["summary"].update(report_slice(console, slice_, check, args))
     save()
     if args.slice_only:
-        return
+        return verdict({"featuretools": check})
     with console.status(f"proof on {label(args.customers)} customers"):
         proof = measure(Case("proof", lakes[args.customers], args.max_candidates), work)
     result["proof"] = proof
     result["summary"].update(report_proof(console, proof, args))
     save()
+    return verdict({"featuretools": check})
 
 
 def main() -> None:
@@ -509,7 +521,7 @@ def main() -> None:
         return
     if args.smoke:
         args.customers, args.slice_customers = 2_000, 2_000
-    run_bench(args)
+    sys.exit(run_bench(args))
 
 
 if __name__ == "__main__":

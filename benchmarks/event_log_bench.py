@@ -19,10 +19,13 @@ raylet and workers included) every 0.2 s:
 
 Every tideline build's partitions report where their time went (read, sort, windows,
 reductions, write) in the build's manifest; the table shows the slowest partition's split.
-Agreement: both references against tideline's table as of 2024-04-01 (rtol 1e-6), every
-customer and feature; the run exits 1 on any difference. Targets on the 2-core machine: build
-≤ the fastest reference, peak RSS of the tree ≤ 8 GiB, four dates ≤ 2× one. Writes
-benchmarks/results/feature_bench_event_log.json.
+Agreement: both references against tideline's table as of 2024-04-01 (`harness.agreement`,
+rtol 1e-6), every customer and feature; the run exits 1 on any difference. Every case is a
+fresh process timed from outside, start-up included on both sides; `--repeat N` runs every
+case N times, interleaved, and reports the median and the minimum. Targets on the 2-core
+machine: build ≤ the fastest reference, peak RSS of the tree ≤ 8 GiB, four dates ≤ 2× one.
+Writes benchmarks/results/feature_bench_event_log.json (`--smoke`: 5,000 customers, one build,
+to benchmarks/out/).
 """
 from __future__ import annotations
 
@@ -31,15 +34,28 @@ import json
 import os
 import shutil
 import sys
+import time
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from event_log import PROJECT_FILES, SEED, EventLog
 from event_log_references import REFERENCES
-from harness import Child, Timer, write_results
+from harness import (
+    ATOL,
+    RTOL,
+    Child,
+    Timer,
+    agreement_text,
+    disagreements,
+    project_env,
+    results_path,
+    spread,
+    verdict,
+    write_results,
+)
+from harness import agreement as agreement_of
 from rich.console import Console
 from rich.table import Table
 from tideline.features.definitions import load_views
@@ -48,12 +64,11 @@ from tideline.lake.local import LocalLake
 
 AS_OF = date(2024, 4, 1)
 WEEKLY = (date(2024, 3, 11), date(2024, 3, 18), date(2024, 3, 25), AS_OF)
-RTOL, ATOL = 1e-6, 1e-9
 MEMORY_TARGET = 8 * 2**30
+SMOKE_CUSTOMERS = 5_000
 DATA_VERSION = 1
 """Bump when the generator changes, to invalidate cached projects."""
 HERE = Path(__file__).parent
-OUT = HERE / "results" / "feature_bench_event_log.json"
 TIDELINE = str(Path(sys.executable).with_name("tideline"))
 PHASES = ("read", "sort", "windows", "reductions", "write")
 
@@ -83,8 +98,8 @@ def prepared(work: Path, customers: int, seed: int, console: Console) -> tuple[E
 def run_cli(arguments: list[str], cwd: Path, log: Path) -> dict:
     """`tideline ARGS` in `cwd`: its wall time and its process tree's peak RSS."""
     with Timer() as timer:
-        child = Child([TIDELINE, *arguments], log, cwd=cwd, name="tideline " + " ".join(
-            arguments))
+        child = Child([TIDELINE, *arguments], log, cwd=cwd, env=project_env(),
+                      name="tideline " + " ".join(arguments))
         child.output()
     return {"seconds": timer.seconds, "peak_rss_bytes": child.memory.peak,
             "peak_processes": child.memory.processes}
@@ -93,7 +108,7 @@ def run_cli(arguments: list[str], cwd: Path, log: Path) -> dict:
 def build(project: EventLog, work: Path, name: str, dates: tuple[date, ...],
           partitions: int | None = None) -> dict:
     """One `tideline features build`, with its partitions' time split from the manifest."""
-    run_id = f"bench-{name.replace(' ', '-')}-{os.getpid()}"
+    run_id = f"bench-{name.replace(' ', '-')}-{os.getpid()}-{time.time_ns()}"  # one per run
     arguments = ["features", "build", "--run-id", run_id,
                  *(f"--as-of={day.isoformat()}" for day in dates),
                  *([f"--partitions={partitions}"] if partitions else [])]
@@ -110,11 +125,15 @@ def build(project: EventLog, work: Path, name: str, dates: tuple[date, ...],
 
 
 def reference(project: EventLog, work: Path, engine: str) -> dict:
+    """A reference in a fresh process, timed from outside as the CLI is (interpreter start,
+    imports, reading Parquet, writing the result); its in-process compute time apart."""
     output = work / "out" / f"event-log-{engine}.parquet"
-    child = Child.case(__file__, {"engine": engine, "root": project.root,
-                                  "output": str(output)}, work / "logs" / f"{engine}.log")
-    result = child.result()
-    return {**result, "engine": engine, "dates": 1, "peak_rss_bytes": child.memory.peak,
+    with Timer() as timer:
+        child = Child.case(__file__, {"engine": engine, "root": project.root,
+                                      "output": str(output)}, work / "logs" / f"{engine}.log")
+        result = child.result()
+    return {"compute_seconds": result["seconds"], "seconds": timer.seconds, "engine": engine,
+            "dates": 1, "peak_rss_bytes": child.memory.peak,
             "peak_processes": child.memory.processes, "output": str(output)}
 
 
@@ -129,42 +148,18 @@ def run_case(case: dict) -> dict:
     return {"seconds": timer.seconds}
 
 
-def disagreements(ours: pd.DataFrame, theirs: pd.DataFrame) -> dict:
-    """Where a reference (by customer id) differs from tideline beyond RTOL/ATOL."""
-    theirs = theirs.set_index("customer_id")
-    common = ours.index.intersection(theirs.index)
-    found: dict = {"missing_customers": len(ours.index.difference(theirs.index)),
-                   "extra_customers": len(theirs.index.difference(ours.index)),
-                   "compared_customers": len(common), "features_compared": 0, "features": {}}
-    ours, theirs = ours.reindex(common), theirs.reindex(common)
-    for name in ours.columns:
-        a, b = ours[name], theirs[name]
-        found["features_compared"] += 1
-        if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
-            same = np.isclose(a.to_numpy(float), b.to_numpy(float), rtol=RTOL, atol=ATOL,
-                              equal_nan=True)
-        else:
-            same = ((a == b) | (a.isna() & b.isna())).to_numpy()
-        differ = np.flatnonzero(~same)
-        if len(differ):
-            at = differ[0]
-            found["features"][name] = {"customers": len(differ), "example": {
-                "customer_id": int(common[at]), "tideline": repr(a.iloc[at]),
-                "reference": repr(b.iloc[at])}}
-    return found
-
-
 def agreement(project: EventLog, results: dict[str, dict]) -> dict[str, dict]:
     root = Path(project.root)
     lake = LocalLake(root / ".tideline" / "lake")
     ours = pd.concat([read_features(lake, "main", view, AS_OF).set_index(view.entity.key)
                       for view in load_views(root / "features.yaml")], axis=1)
-    return {name: disagreements(ours, pd.read_parquet(result["output"]))
+    return {name: agreement_of(name, ours, pd.read_parquet(result["output"]), "customer_id")
             for name, result in results.items() if result["engine"] in REFERENCES}
 
 
 def summarise(results: dict[str, dict], calibration: dict[str, dict]) -> dict:
-    one, four = results["tideline build"], results["tideline build, 4 dates"]
+    one = results["tideline build"]
+    four = results.get("tideline build, 4 dates", one)
     references = {name: r["seconds"] for name, r in results.items() if r["engine"] != "tideline"}
     fastest = min(references, key=references.__getitem__)
     tideline_peak = max(one["peak_rss_bytes"], four["peak_rss_bytes"])  # default settings
@@ -193,11 +188,7 @@ def report(console: Console, project: EventLog, results: dict[str, dict],
         table.add_column(column, justify="left" if column in ("case", "agreement") else "right")
     for name, r in results.items():
         check = checks.get(name)
-        agree = "—" if check is None else (
-            f"{len(check['features'])} of {check['features_compared']} features differ"
-            if check["features"] or check["missing_customers"] or check["extra_customers"]
-            else f"all {check['features_compared']} agree on "
-                 f"{check['compared_customers']:,} customers")
+        agree = "—" if check is None else agreement_text(check)
         split = (" / ".join(f"{r['slowest_partition'][p]:.1f}" for p in PHASES)
                  + f" of {max(r['partition_seconds']):.1f} s") if r["engine"] == "tideline" \
             else "—"
@@ -217,29 +208,39 @@ def report(console: Console, project: EventLog, results: dict[str, dict],
             f"ingest (once, not compared): {ingest['seconds']:.0f} s, peak "
             f"{ingest['peak_rss_bytes'] / 2**30:.2f} GiB"):
         console.print(line)
-    for name, check in checks.items():
-        for feature, found in check["features"].items():
-            console.print(f"{name}: {feature} differs for {found['customers']:,} customers, "
-                          f"e.g. {found['example']}")
+    for line in disagreements(checks):
+        console.print(line)
 
 
 def run_bench(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160)
+    if args.smoke:
+        args.customers = SMOKE_CUSTOMERS
     work = Path(args.work_dir)
     for folder in ("logs", "out"):
         (work / folder).mkdir(parents=True, exist_ok=True)
     project, ingest = prepared(work, args.customers, SEED, console)
     results: dict[str, dict] = {}
-    plan = [("tideline build, 4 dates", lambda: build(project, work, "build-4-dates", WEEKLY)),
+    plan = [*([] if args.smoke else [  # the smoke run checks agreement: one build does
+                ("tideline build, 4 dates",
+                 lambda: build(project, work, "build-4-dates", WEEKLY))]),
             ("tideline build", lambda: build(project, work, "build", (AS_OF,))),
             *((engine, lambda engine=engine: reference(project, work, engine))
               for engine in REFERENCES)]
-    for name, run in plan:
-        with console.status(name):
-            load = os.getloadavg()[0]
-            results[name] = {**run(), "load_average_before": load}
-        console.log(f"{name}: {results[name]['seconds']:.1f} s, peak "
-                    f"{results[name]['peak_rss_bytes'] / 2**30:.2f} GiB")
+    runs: dict[str, list[dict]] = {name: [] for name, _ in plan}
+    for attempt in range(args.repeat):  # every case as often, interleaved: load hits all alike
+        for name, run in plan:
+            with console.status(f"{name} ({attempt + 1} of {args.repeat})"):
+                load = os.getloadavg()[0]
+                runs[name].append({**run(), "load_average_before": load})
+            console.log(f"{name}: {runs[name][-1]['seconds']:.1f} s, peak "
+                        f"{runs[name][-1]['peak_rss_bytes'] / 2**30:.2f} GiB")
+    for name, done in runs.items():  # the median run stands for the case; every run is kept
+        timing = spread([r["seconds"] for r in done])
+        middle = min(done, key=lambda r: abs(r["seconds"] - timing["median"]))
+        results[name] = {**middle, "seconds": timing["median"], "timing": timing,
+                         "peak_rss_bytes": max(r["peak_rss_bytes"] for r in done),
+                         "load_average_before": [r["load_average_before"] for r in done]}
     with console.status("checking that every engine computed the same features"):
         checks = agreement(project, results)  # against the single-date build's tables
     calibration = {}
@@ -251,20 +252,26 @@ def run_bench(args: argparse.Namespace) -> int:
                     f"{calibration[name]['peak_rss_bytes'] / 2**30:.2f} GiB")
     summary = summarise(results, calibration)
     report(console, project, {**results, **calibration}, checks, summary, ingest)
-    write_results(OUT, {"customers": args.customers, "seed": SEED,
+    write_results(results_path("feature_bench_event_log", args.smoke), {
+                        "customers": args.customers, "seed": SEED, "smoke": args.smoke,
+                        "repeat": args.repeat, "cores": os.cpu_count(),
+                        "timing": "every case a fresh process timed from outside, start-up "
+                                  "included; seconds is the median of the runs",
                         "event_log": asdict(project), "as_of": AS_OF.isoformat(),
                         "weekly": [day.isoformat() for day in WEEKLY], "rtol": RTOL,
                         "atol": ATOL, "ingest": ingest, "cases": results,
                         "calibration": calibration, "agreement": checks,
                         "summary": summary})
-    differ = any(c["features"] or c["missing_customers"] or c["extra_customers"]
-                 for c in checks.values())
-    return 1 if differ else 0
+    return verdict(checks)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibrate", type=int, nargs="*", default=[],
                         help="also build with these partition counts (the memory model)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of every case (the median counts; median and min shown)")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"{SMOKE_CUSTOMERS:,} customers, results to benchmarks/out/")
 
 
 def main() -> None:

@@ -26,7 +26,19 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 SAMPLE_SECONDS = 0.2
+RTOL, ATOL = 1e-6, 1e-9
+"""The tolerance of every comparison of values unless a benchmark states its own:
+|ours - theirs| <= ATOL + RTOL * |theirs|, nulls equal to nulls, other types exactly."""
+PERTURB = "TIDELINE_BENCH_PERTURB"
+"""Environment variable naming a reference whose output `agreement` changes (one value of its
+first compared column, first row) before comparing: a run must then fail (tests/benchmarks)."""
+HERE = Path(__file__).parent
+RESULTS, SMOKE_RESULTS = HERE / "results", HERE / "out"
+"""Full-size results are committed; smoke results are not (gitignored)."""
 PACKAGES = ("tideline", "numpy", "pandas", "pyarrow", "ray", "lightgbm", "duckdb", "polars",
             "evidently", "featuretools")
 """Versions recorded with every result, of those installed."""
@@ -59,6 +71,22 @@ def timed(run: Callable[[], object]) -> float:
 def best_of(repeat: int, run: Callable[[], object]) -> float:
     """The fastest of `repeat` calls (the one least disturbed by anything else running)."""
     return min(timed(run) for _ in range(repeat))
+
+
+def spread(seconds: list[float]) -> dict:
+    """Every run's seconds with their median and minimum: what each side of a comparison
+    reports, each side having run the same number of times."""
+    ordered = sorted(seconds)
+    middle = len(ordered) // 2
+    median = (ordered[middle] if len(ordered) % 2
+              else (ordered[middle - 1] + ordered[middle]) / 2)
+    return {"runs": len(seconds), "seconds": list(seconds), "median": median,
+            "min": ordered[0]}
+
+
+def repeated(repeat: int, run: Callable[[], object]) -> dict:
+    """`spread` of `repeat` calls."""
+    return spread([timed(run) for _ in range(repeat)])
 
 
 # -- memory ----------------------------------------------------------------------------------
@@ -191,6 +219,12 @@ class Child:
         return result
 
 
+def project_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for `tideline` run in a project directory: without `TIDELINE_PROJECT`,
+    which would point the CLI at another project than the one in its working directory."""
+    return {k: v for k, v in (base or os.environ).items() if k != "TIDELINE_PROJECT"}
+
+
 def dispatch(args: Namespace, run_case: Callable[[dict], dict],
              run_bench: Callable[[Namespace], int | None]) -> None:
     """In a `--case` child, print that case's JSON (what `Child.result` reads); otherwise run
@@ -201,7 +235,146 @@ def dispatch(args: Namespace, run_case: Callable[[dict], dict],
     sys.exit(run_bench(args))
 
 
+# -- agreement -------------------------------------------------------------------------------
+
+
+def perturbed(reference: str, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`frame` itself, or, when `PERTURB` names `reference`, a copy with the first row's value
+    of the first of `columns` changed (a number moved well past the tolerance, a flag flipped,
+    anything else replaced)."""
+    if os.environ.get(PERTURB) != reference or frame.empty or not columns:
+        return frame
+    frame, column = frame.copy(), columns[0]
+    value = frame[column].iloc[0]
+    if pd.api.types.is_bool_dtype(frame[column]):
+        changed: object = not bool(value)
+    elif pd.api.types.is_numeric_dtype(frame[column]):
+        changed = 1.0 if pd.isna(value) else value * 2 + 1
+        if pd.api.types.is_integer_dtype(frame[column]):
+            changed = int(changed)
+        else:
+            frame[column] = frame[column].astype(float)
+    else:
+        frame[column] = frame[column].astype(object)
+        changed = f"{value}, perturbed"
+    frame.iloc[0, frame.columns.get_loc(column)] = changed
+    return frame
+
+
+def _keyed(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    return frame if frame.index.name == key or key not in frame.columns \
+        else frame.set_index(key)
+
+
+def _same(ours: pd.Series, theirs: pd.Series, rtol: float, atol: float) -> np.ndarray:
+    numeric = [pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+               for s in (ours, theirs)]
+    if all(numeric):
+        return np.isclose(ours.to_numpy(float, na_value=np.nan),
+                          theirs.to_numpy(float, na_value=np.nan),
+                          rtol=rtol, atol=atol, equal_nan=True)
+    both_null = (ours.isna() & theirs.isna()).to_numpy(bool)
+    return ((ours.astype(object) == theirs.astype(object)).to_numpy(bool) | both_null)
+
+
+def _shown(value: object) -> str:
+    """A value as text, numpy scalars as the Python ones they hold."""
+    item = getattr(value, "item", None)
+    return repr(item() if callable(item) and getattr(value, "ndim", 1) == 0 else value)
+
+
+def agreement(reference: str, ours: pd.DataFrame, theirs: pd.DataFrame, key: str,
+              columns: dict[str, str] | list[str] | None = None, rtol: float = RTOL,
+              atol: float = ATOL) -> dict:
+    """`theirs` (a reference's output) against `ours` (tideline's), aligned on `key` (a column
+    or the index's name): rows missing from either side, and per column the rows whose values
+    differ beyond the tolerance, with an example. `columns` maps our column names to theirs
+    (a list: the same names; default: every column of ours). `agrees` is the verdict."""
+    pairs = (dict(columns) if isinstance(columns, dict)
+             else {c: c for c in (columns if columns is not None else
+                                  [c for c in ours.columns if c != key])})
+    ours, theirs = _keyed(ours, key), _keyed(theirs, key)
+    theirs = perturbed(reference, theirs, [pairs[c] for c in pairs if pairs[c] in theirs])
+    common = ours.index.intersection(theirs.index)
+    found: dict = {"reference": reference, "key": key, "rtol": rtol, "atol": atol,
+                   "compared_rows": len(common),
+                   "missing_rows": len(ours.index.difference(theirs.index)),
+                   "extra_rows": len(theirs.index.difference(ours.index)),
+                   "columns_compared": len(pairs), "columns": {},
+                   "missing_columns": sorted(c for c, t in pairs.items()
+                                             if c not in ours or t not in theirs)}
+    ours, theirs = ours.reindex(common), theirs.reindex(common)
+    for name, their_name in pairs.items():
+        if name in found["missing_columns"]:
+            continue
+        a, b = ours[name], theirs[their_name]
+        differ = np.flatnonzero(~_same(a, b, rtol, atol))
+        if len(differ):
+            at = differ[0]
+            example = {key: str(common[at]), "tideline": _shown(a.iloc[at]),
+                       reference: _shown(b.iloc[at])}
+            found["columns"][name] = {"rows": len(differ), "their_column": their_name,
+                                      "example": example}
+    found["agrees"] = not (found["columns"] or found["missing_rows"] or found["extra_rows"]
+                           or found["missing_columns"])
+    return found
+
+
+def agreement_text(check: dict) -> str:
+    """One line: what agrees, or what does not."""
+    parts = []
+    if check["missing_rows"] or check["extra_rows"]:
+        parts.append(f"{check['missing_rows']:,} rows missing, {check['extra_rows']:,} extra")
+    if check["missing_columns"]:
+        parts.append(f"columns absent: {', '.join(check['missing_columns'])}")
+    if check["columns"]:
+        worst = max(check["columns"].values(), key=lambda c: c["rows"])
+        parts.append(f"{len(check['columns'])} of {check['columns_compared']} columns differ "
+                     f"(up to {worst['rows']:,} rows)")
+    if not parts:
+        parts.append(f"all {check['columns_compared']} columns agree on "
+                     f"{check['compared_rows']:,} rows")
+    return "; ".join(parts)
+
+
+def disagreements(checks: dict[str, dict]) -> list[str]:
+    """A line per disagreement beyond tolerance in `checks` (by reference), naming the
+    reference, the column and an example."""
+    lines = []
+    for check in checks.values():
+        name, tolerance = check["reference"], f"rtol {check['rtol']:g}, atol {check['atol']:g}"
+        if check["missing_rows"] or check["extra_rows"]:
+            lines.append(f"{name}: {check['missing_rows']:,} of tideline's rows missing, "
+                         f"{check['extra_rows']:,} rows tideline has not (key "
+                         f"{check['key']})")
+        for column in check["missing_columns"]:
+            lines.append(f"{name}: column {column} absent from one side")
+        for column, found in check["columns"].items():
+            lines.append(f"{name}: column {column} differs on {found['rows']:,} rows beyond "
+                         f"{tolerance}, e.g. {found['example']}")
+    return lines
+
+
+def verdict(checks: dict[str, dict]) -> int:
+    """Log every disagreement in `checks` to standard error and return the exit status: 1 if
+    any reference disagrees beyond its tolerance, else 0. Call it after printing and writing
+    the results."""
+    lines = disagreements(checks)
+    for line in lines:
+        print(f"DISAGREEMENT {line}", file=sys.stderr)
+    if lines:
+        print(f"{len(lines)} disagreement(s) with tideline: failing", file=sys.stderr)
+    return 1 if lines else 0
+
+
 # -- results ---------------------------------------------------------------------------------
+
+
+def results_path(name: str, smoke: bool) -> Path:
+    """Where a benchmark's results go: `results/<name>.json` at full size (committed),
+    `out/<name>_smoke.json` for a smoke run."""
+    return SMOKE_RESULTS / f"{name}_smoke.json" if smoke else RESULTS / f"{name}.json"
+
 
 
 def machine() -> dict:
@@ -211,7 +384,8 @@ def machine() -> dict:
         with contextlib.suppress(metadata.PackageNotFoundError):
             packages[name] = metadata.version(name)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"cpus": os.cpu_count(), "memory_bytes": memory,
+    return {"cpus": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
+            "load_average": os.getloadavg(), "memory_bytes": memory,
             "python": platform.python_version(), "platform": platform.platform(),
             "packages": packages}
 

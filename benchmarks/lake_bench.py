@@ -22,6 +22,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from harness import Timer, timed, write_results
+from harness import Timer, agreement, disagreements, results_path, timed, verdict, write_results
 from rich.console import Console
 from rich.table import Table
 from tideline.lake.base import Lake
@@ -97,7 +98,10 @@ def lakefs_server(work: Path) -> Iterator[tuple[str, tuple[str, str]]]:
 
 
 def measure(lake_for: Callable[[int], Lake], plain_dir: Callable[[int], Path],
-            smalls: list[pa.Table], big: pa.Table, repeat: int) -> dict[str, list[float]]:
+            smalls: list[pa.Table], big: pa.Table, repeat: int, backend: str,
+            checks: dict[str, dict]) -> dict[str, list[float]]:
+    """Every load `repeat` times; `checks[backend]` gains the big table read back from the
+    lake against the same table read back by pyarrow (every value, exactly)."""
     results: dict[str, list[float]] = {k: [] for k in (
         "small_plain", "small_lake", "big_plain", "big_lake", "big_read_plain", "big_read_lake")}
     for attempt in range(repeat):
@@ -123,6 +127,11 @@ def measure(lake_for: Callable[[int], Lake], plain_dir: Callable[[int], Path],
         results["big_lake"].append(timed(big_lake))
         results["big_read_plain"].append(timed(lambda: pq.read_table(plain / "big.parquet")))
         results["big_read_lake"].append(timed(lambda: read_table(lake, "main", "big/big.parquet")))
+        if attempt == repeat - 1:  # untimed: what the lake gives back against pyarrow's file
+            checks[backend] = agreement(
+                "pyarrow", read_table(lake, "main", "big/big.parquet").to_pandas().rename_axis(
+                    "row"), pq.read_table(plain / "big.parquet").to_pandas().rename_axis("row"),
+                "row", rtol=0, atol=0)
         shutil.rmtree(plain)
     return results
 
@@ -148,11 +157,13 @@ def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(dir=args.dir, prefix="lake-bench-"))
     smalls, big = small_tables(args.small), big_table(args.big_gb)
     report: dict = {"big_bytes_in_memory": big.nbytes, "small_files": args.small,
-                    "repeat": args.repeat, "backends": {}}
+                    "repeat": args.repeat, "backends": {}, "agreement": {}}
+    checks = report["agreement"]
     try:
         if "local" in args.backends:
             results = measure(lambda n: LocalLake(work / f"lake{n}"),
-                              lambda n: work / f"plain-local{n}", smalls, big, args.repeat)
+                              lambda n: work / f"plain-local{n}", smalls, big, args.repeat,
+                              "local", checks)
             report["backends"]["local"] = {"all_seconds": results}
         if "lakefs" in args.backends:
             with lakefs_server(work) as (endpoint, keys):
@@ -160,7 +171,8 @@ def run(args: argparse.Namespace) -> dict:
                                          capture_output=True, text=True).stdout.strip()
                 results = measure(
                     lambda n: LakeFSLake(endpoint, *keys, f"bench-{n}-{secrets.token_hex(3)}"),
-                    lambda n: work / f"plain-lakefs{n}", smalls, big, args.repeat)
+                    lambda n: work / f"plain-lakefs{n}", smalls, big, args.repeat, "lakefs",
+                    checks)
                 steps = lakefs_steps(LakeFSLake(endpoint, *keys, "bench-steps"), big, work)
             report["backends"]["lakefs"] = {"all_seconds": results, "steps_seconds": steps,
                                             "server": Path(version).parent.name}
@@ -180,9 +192,15 @@ def main() -> None:
     parser.add_argument("--backends", default="local,lakefs",
                         type=lambda text: [b.strip() for b in text.split(",") if b.strip()])
     parser.add_argument("--dir", default=None, help="scratch directory (default: system temp)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results"
-                        / "lake_bench.json", help="where the JSON goes (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the JSON goes (default: benchmarks/results/lake_bench.json; "
+                             "a smoke run: benchmarks/out/lake_bench_smoke.json)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="20 small files, a 0.01 GiB table, once, on the local lake only")
     args = parser.parse_args()
+    if args.smoke:
+        args.big_gb, args.small, args.repeat, args.backends = 0.01, 20, 1, ["local"]
+    args.out = args.out or results_path("lake_bench", args.smoke)
     report = run(args)
     console = Console()
     table = Table(title=f"the lake vs plain pyarrow on local disk (median of {report['repeat']})")
@@ -205,7 +223,10 @@ def main() -> None:
         for step, seconds in steps.items():
             split.add_row(step, f"{seconds:.2f}")
         console.print(split)
+    for line in disagreements(report["agreement"]):
+        console.print(f"[red]{line}[/red]")
     write_results(args.out, report)
+    sys.exit(verdict(report["agreement"]))
 
 
 if __name__ == "__main__":

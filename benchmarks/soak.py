@@ -28,9 +28,12 @@ is compared per day of events, so the pair is not a spike. After each run it rec
 
 At the end: growth per run of RSS, descriptors, lake size and wall time fitted over the second
 half of the runs (a leak shows as a steady slope once caches are warm), the peak RSS of the whole
-process tree over the soak (sampled every 0.2 s), the table of runs, a PNG of the series and
-benchmarks/out/soak.json. Exit status 1 when any run failed or did not
-reconcile (a run the quality gate stopped is listed, not a failure: the gate did its job).
+process tree over the soak (sampled every 0.2 s), the table of runs, the rows lost by
+reconciliation (printed before any verdict), a PNG of the series and
+benchmarks/results/soak.json (`--smoke`: benchmarks/out/). Exit status 1 when any run failed or
+did not reconcile (`harness.agreement` of the rows landed and published against the rows
+arrived, per run and dataset); a run the quality gate stopped is listed, not a failure: the
+gate did its job.
 """
 from __future__ import annotations
 
@@ -58,8 +61,12 @@ sys.path.insert(0, str(ROOT))
 from harness import (  # noqa: E402
     PeakMemory,
     Timer,
+    agreement,
     current_rss,
+    disagreements,
+    results_path,
     tree_rss,
+    verdict,
     write_results,
 )
 from tideline.demo.generator import (  # noqa: E402
@@ -74,7 +81,6 @@ from tideline.demo.generator import (  # noqa: E402
 from tideline.demo.project import PROJECT_FILE, demo_placeholders  # noqa: E402 - needs the path above
 from tideline.ingestion.project import fill_placeholders  # noqa: E402
 
-OUT = ROOT / "benchmarks" / "out"
 STAGES = ("ingest", "features", "online")
 ARRIVAL = {"customers": "signup_date", "transactions": "updated_at", "tickets": "updated_at",
            "events": "ts"}
@@ -219,7 +225,11 @@ def main() -> int:
                              "it is a dozen tickets, too few for the quality gate's score and "
                              "volume checks to be steady)")
     parser.add_argument("--dir", default=None, help="data directory (default: a new temp dir)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="2 runs of 2,000 customers, ingest only; results to benchmarks/out/")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.customers, args.stages = 2, 2_000, "ingest"
     stages = args.stages.split(",")
     unknown = set(stages) - set(STAGES)
     if unknown:
@@ -242,8 +252,25 @@ def main() -> int:
     with sources.project() as project_file, PeakMemory() as memory:
         os.environ["TIDELINE_PROJECT"] = str(project_file)
         runs, stopped, failures = soak(console, sources, first, args.runs, stages, data_dir)
-    report(console, runs, stopped, failures, data_dir, memory.peak)
-    return 1 if failures or not runs else 0
+    checks = reconciliation(runs)
+    report(console, runs, stopped, failures, data_dir, memory.peak, checks, args.smoke)
+    return 1 if failures or not runs or verdict(checks) else 0
+
+
+def reconciliation(runs: list[dict]) -> dict[str, dict]:
+    """Per run and dataset, what the run landed and published (clean + quarantined) against
+    what arrived in the sources (`harness.agreement`, exactly)."""
+    ours, arrived = [], []
+    for run in runs:
+        for dataset, d in run["datasets"].items():
+            key = f"run {run['run']}: {dataset}"
+            ours.append({"run": key, "landed": d["rows"],
+                         "published": d["clean"] + d["quarantined"]})
+            arrived.append({"run": key, "landed": d["arrived"], "published": d["arrived"]})
+    if not ours:
+        return {}
+    return {"sources": agreement("sources", pd.DataFrame(ours), pd.DataFrame(arrived), "run",
+                                 rtol=0, atol=0)}
 
 
 def soak(console: Console, sources: GrowingSources, first: date, count: int,
@@ -293,7 +320,7 @@ def soak(console: Console, sources: GrowingSources, first: date, count: int,
 
 
 def report(console: Console, runs: list[dict], stopped: list[str], failures: list[str],
-           data_dir: Path, peak_tree_rss: int) -> None:
+           data_dir: Path, peak_tree_rss: int, checks: dict[str, dict], smoke: bool) -> None:
     table = Table(title=f"soak: {len(runs)} runs in {data_dir}")
     for column in ("run", "day", "s", "rows in", "clean", "quarantined", "RSS MB", "children MB",
                    "fds", "lake MB", "objects"):
@@ -314,16 +341,24 @@ def report(console: Console, runs: list[dict], stopped: list[str], failures: lis
     console.print("growth per run over the second half: " + ", ".join(
         f"{name} {value:,.1f}" for name, value in growth.items())
         + f"; peak RSS of the process tree {peak_tree_rss / 1e6:,.0f} MB")
+    arrived = sum(d["arrived"] for r in runs for d in r["datasets"].values())
+    published = sum(d["clean"] + d["quarantined"] for r in runs for d in r["datasets"].values())
+    console.print(f"reconciliation: {arrived:,} rows arrived, {published:,} published clean or "
+                  f"quarantined, rows lost {arrived - published:,}")
+    for line in disagreements(checks):
+        console.print(f"[red]{line}[/red]")
     for gate in stopped:
         console.print(f"[yellow]stopped by the quality gate: {gate}[/yellow]")
     for failure in failures:
         console.print(f"[red]{failure}[/red]")
-    write_results(OUT / "soak.json", {"runs": runs, "growth": growth,
-                                      "peak_tree_rss_bytes": peak_tree_rss,
-                                      "stopped_by_gate": stopped, "failures": failures})
+    out = results_path("soak", smoke)
+    write_results(out, {"runs": runs, "growth": growth, "peak_tree_rss_bytes": peak_tree_rss,
+                        "stopped_by_gate": stopped, "failures": failures,
+                        "rows_arrived": arrived, "rows_published": published,
+                        "rows_lost": arrived - published, "agreement": checks})
     if runs:
-        plot(runs, OUT / "soak.png")
-    console.print(f"wrote {OUT / 'soak.json'} and {OUT / 'soak.png'}")
+        plot(runs, out.with_suffix(".png"))
+    console.print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ file (customer_id, as_of, 57 features) for the references.
 
 Training set, each case in a fresh interpreter, timed around the retrieval call only, peak RSS
 being the process's high-water mark (`VmHWM`) at the end of the call (the peak of its process
-tree, sampled every 0.2 s over the whole case, is kept too); tideline (save=False)
-and DuckDB, whose target is close, run `--repeat` times in turn and the fastest run counts (the
-machine may be shared: each run's time and load average are kept):
+tree, sampled every 0.2 s over the whole case, is kept too; the machine may be shared: each
+run's time and load average are kept):
 - tideline: `FeatureStore.get_training_set(..., save=False)`, and with `save=True` (written to
   the lake, tagged and recorded in the registry) under a fresh name each run;
 - DuckDB: the entity rows `ASOF LEFT JOIN` the long table on customer_id and
@@ -24,9 +23,12 @@ machine may be shared: each run's time and load average are kept):
 - Feast 0.67 `get_historical_features(...).to_df()` with the local file (Dask) offline store:
   a `FileSource` over the long table (event timestamp = as_of), one `FeatureView` with a 30-day
   TTL. Feast is not a project dependency: its interpreter (a separate venv) runs the source of
-  `feast_training_set` only. When `--feast-rows` is below the entity rows, Feast gets the first
-  rows and its time is scaled linearly to the full count (and said so).
-DuckDB's result is compared with tideline's on every row, Feast's on the rows it was given.
+  `feast_training_set` only), with its file (Dask) offline store and with its DuckDB one, on
+  the same entity rows as the others (no extrapolation); skipped, and said so, when
+  `--feast-python` does not exist.
+Every case runs `--repeat` times, in turn; the median and the minimum are reported for each.
+Each reference's rows are compared with tideline's (`harness.agreement`, by row number: values
+per feature to rtol 1e-6, rows missing on either side); the run exits 1 on a disagreement.
 
 Online: per backend (SQLite file, Redis db 12 of the local server, flushed first), in a fresh
 interpreter: `materialize_online` as of 2026-09-24 into an empty store (full), then as of 10-01
@@ -35,8 +37,9 @@ known entities, all 57 features and 5 of them; throughput of 8 client threads, e
 `FeatureStore` and online client, asking for 100 entities × 57 features; and online values
 compared with `get_training_set` just after 10-01 for a sample.
 
-Prints tables and writes benchmarks/out/store_bench.json. `--smoke` runs the whole thing on a
-small lake in under a minute, the cases in this interpreter (so its peak RSS is cumulative);
+Prints tables and writes benchmarks/results/store_bench.json (smoke: benchmarks/out/).
+`--smoke` runs the whole thing on a small lake in under a minute, the cases in this interpreter
+(so its peak RSS is cumulative);
 `--online-only` skips the training sets.
 """
 
@@ -65,8 +68,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import redis
-from feature_bench import WEEKLY, PreparedLake, disagreements, prepare
-from harness import Child, Timer, dispatch, peak_rss, write_results
+from feature_bench import WEEKLY, PreparedLake, prepare
+from harness import (
+    Child,
+    Timer,
+    agreement,
+    agreement_text,
+    dispatch,
+    peak_rss,
+    results_path,
+    spread,
+    verdict,
+    write_results,
+)
 from rich.console import Console
 from rich.table import Table
 from tideline.demo.generator import DemoSpec
@@ -100,18 +114,17 @@ THREADS = 8
 P99_TARGET_MS = 5.0
 FEAST_TARGET, DUCKDB_TARGET = 5.0, 1.5
 CASES = {"tideline": "tideline save=False", "duckdb": "DuckDB ASOF JOIN",
-         "tideline-save": "tideline save=True", "feast": "Feast 0.67 file store"}
-"""Training-set cases by id, with their names in the table."""
-REPEATED = ("tideline", "duckdb")
-"""The cases run `Scale.repeat` times (the best counts): the target between them is close."""
-OUT = Path(__file__).parent / "out" / "store_bench.json"
+         "tideline-save": "tideline save=True", "feast": "Feast 0.67 file store",
+         "feast-duckdb": "Feast 0.67 DuckDB offline store"}
+"""Training-set cases by id, with their names in the table; each runs `Scale.repeat` times,
+in turn, so a burst of load elsewhere hits all alike."""
+FEAST_STORES = {"feast": "file", "feast-duckdb": "duckdb"}
 
 
 @dataclass(frozen=True)
 class Scale:
     customers: int
     entity_rows: int
-    feast_rows: int
     latency_calls: int
     """Timed calls per latency case (after a tenth as many warm-up calls)."""
     throughput_seconds: float
@@ -120,10 +133,9 @@ class Scale:
     partitions: int = 2
 
 
-FULL = Scale(customers=500_000, entity_rows=1_000_000, feast_rows=1_000_000,
-             latency_calls=2_000, throughput_seconds=10.0, repeat=3)
-SMOKE = Scale(customers=20_000, entity_rows=20_000, feast_rows=5_000, latency_calls=30,
-              throughput_seconds=1.0)
+FULL = Scale(customers=500_000, entity_rows=1_000_000, latency_calls=2_000,
+             throughput_seconds=10.0, repeat=3)
+SMOKE = Scale(customers=20_000, entity_rows=20_000, latency_calls=30, throughput_seconds=1.0)
 
 
 @dataclass(frozen=True)
@@ -306,7 +318,7 @@ def feast_training_set(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     store = FeatureStore(config=RepoConfig(
         project="tideline_bench", provider="local", repo_path=repo,
-        registry=str(repo / "registry.db"), offline_store={"type": "file"},
+        registry=str(repo / "registry.db"), offline_store={"type": spec["offline_store"]},
         online_store={"type": "sqlite", "path": str(repo / "online.db")},
         entity_key_serialization_version=3))
     customer = Entity(name="customer", join_keys=[spec["key"]], value_type=ValueType.STRING)
@@ -329,18 +341,20 @@ def feast_training_set(spec: dict[str, Any]) -> dict[str, Any]:
             "entity_rows": len(entities), "rows": len(frame)}
 
 
-def run_feast(data: BenchData, work: Path, rows: int, python: str, output: Path) -> dict:
+def run_feast(data: BenchData, work: Path, rows: int, python: str, output: Path,
+              offline_store: str) -> dict:
     """`feast_training_set` in the Feast venv's interpreter; its JSON result, with the peak RSS
     of its process tree."""
-    spec = {"repo": str(work / "feast-repo"), "long_table": data.long_table,
+    spec = {"repo": str(work / f"feast-repo-{offline_store}"), "long_table": data.long_table,
+            "offline_store": offline_store,
             "entities": data.entities, "rows": rows, "key": KEY, "as_of": AS_OF,
             "features": FEATURES, "ttl_days": FEAST_TTL_DAYS, "output": str(output)}
     source = (f"from __future__ import annotations\nfrom typing import Any\n"
               f"{inspect.getsource(peak_rss)}\n"
               f"{inspect.getsource(feast_training_set)}\n"
               f"import json, sys\nprint(json.dumps(feast_training_set(json.loads(sys.argv[1]))))")
-    return Child([python, "-c", source, json.dumps(spec)], work / "logs" / "feast.log",
-                 name="Feast").measured()
+    return Child([python, "-c", source, json.dumps(spec)],
+                 work / "logs" / f"feast-{offline_store}.log", name="Feast").measured()
 
 
 # -- online ----------------------------------------------------------------------------------
@@ -420,7 +434,8 @@ def online_agreement(store: FeatureStore, data: BenchData, keys: np.ndarray) -> 
     moment = as_of_time(WEEKLY[-1]) + pd.Timedelta(hours=1)
     offline = store.get_training_set(pd.DataFrame({KEY: ids, TIMESTAMP: moment}), REQUEST,
                                      ref=data.commit, save=False).frame
-    return disagreements(offline.set_index(KEY), online, FEATURES)
+    return agreement(f"online {store.online.__class__.__name__}", offline.set_index(KEY),
+                     online, KEY, FEATURES)
 
 
 def online_case(data: BenchData, work: Path, backend: str, scale: Scale) -> dict:
@@ -464,6 +479,8 @@ def measure(body: dict, work: Path, isolated: bool) -> dict:
 
 
 def run_case(body: dict) -> dict:
+    global REDIS_URL  # noqa: PLW0603 - the run's --redis-url, set once per case process
+    REDIS_URL = body.get("redis_url", REDIS_URL)
     work = Path(body["work"])
     if body["case"] == "data":
         return asdict(bench_data(work, Scale(**body["scale"]), body["seed"]))
@@ -478,76 +495,59 @@ def run_case(body: dict) -> dict:
     return online_case(data, work, body["case"], Scale(**body["scale"]))
 
 
-def best_run(name: str, results: list[dict], scale: Scale) -> dict:
-    """The fastest of a case's runs (the least disturbed by anything else running), with
-    every run's time and load."""
-    best = min(results, key=lambda result: result["seconds"])
-    return {"name": name, **best, "runs": len(results),
-            "runs_seconds": [result["seconds"] for result in results],
-            "runs_load_average": [result["load_average_before"] for result in results],
-            "scaled_seconds": best["seconds"] * scale.entity_rows / best["entity_rows"]}
+def summary_of(name: str, results: list[dict]) -> dict:
+    """A case's runs: the median run's facts, with every run's time and load, and the median
+    and minimum of their times (`seconds` is the median)."""
+    timing = spread([result["seconds"] for result in results])
+    middle = min(results, key=lambda result: abs(result["seconds"] - timing["median"]))
+    return {"name": name, **middle, "seconds": timing["median"], "timing": timing,
+            "runs_load_average": [result["load_average_before"] for result in results]}
 
 
 def training_agreement(work: Path, training: dict[str, dict]) -> dict[str, dict]:
-    """DuckDB's and Feast's rows against tideline's, keyed by the entity row number, over the
-    entity rows each was given (the first ones): a row missing from the result counts."""
+    """Each reference's rows against tideline's, keyed by the entity row number: a row missing
+    from either side counts (how many of the missing ones tideline gives no values is said)."""
     expected = pd.read_parquet(work / "out" / "tideline.parquet").set_index("row")
     checks = {}
-    for name in ("duckdb", "feast"):
-        given = expected.iloc[:training[name]["entity_rows"]]
-        # `disagreements` keys the other side by its customer_id column: give it the row number
-        actual = pd.read_parquet(work / "out" / f"{name}.parquet")
-        actual = actual.drop(columns=KEY).rename(columns={"row": KEY})
-        checks[name] = disagreements(given, actual, FEATURES)
-        returned = given.index.isin(actual[KEY])
-        missing, kept = given[~returned], given[returned]
-        pairs = [KEY, TIMESTAMP]
-        checks[name]["missing_rows_without_values"] = int(
-            missing[FEATURES].isna().all(axis=1).sum())
-        checks[name]["missing_rows_sharing_key_and_time"] = int(pd.MultiIndex.from_frame(
-            missing[pairs]).isin(pd.MultiIndex.from_frame(kept[pairs])).sum())
+    for name in training:
+        if name in ("tideline", "tideline-save"):
+            continue
+        actual = pd.read_parquet(work / "out" / f"{name}.parquet").drop(columns=KEY)
+        # Feast's file store leaves out an entity row with no values at all, where tideline
+        # returns it with nulls: the same answer, put back as nulls (and counted); a row
+        # left out that has a value in tideline's still counts as missing
+        missing = expected[~expected.index.isin(actual["row"])]
+        empty = missing[missing[FEATURES].isna().all(axis=1)]
+        actual = pd.concat([actual, empty[FEATURES].reset_index()], ignore_index=True)
+        checks[name] = agreement(name, expected, actual, "row", FEATURES)
+        checks[name]["rows_without_values_left_out"] = len(empty)
     return checks
-
-
-def agreement_text(check: dict | None) -> str:
-    if check is None:
-        return "—"
-    parts = []
-    if check["missing_entities"] or check["extra_entities"]:
-        parts.append(f"{check['missing_entities']:,} rows missing (tideline gives "
-                     f"{check['missing_rows_without_values']:,} of them no values; "
-                     f"{check['missing_rows_sharing_key_and_time']:,} share customer and time "
-                     f"with a returned row), {check['extra_entities']:,} extra")
-    if check["features"]:
-        worst = max(check["features"].values(), key=lambda f: f["rows"])
-        parts.append(f"{len(check['features'])} of {check['features_compared']} features "
-                     f"differ (up to {worst['rows']:,} rows)")
-    else:
-        parts.append(f"all {check['features_compared']} features agree on "
-                     f"{check['compared_entities']:,} rows")
-    return "; ".join(parts)
 
 
 def report_training(console: Console, data: BenchData, training: dict[str, dict],
                     checks: dict[str, dict]) -> None:
     table = Table(title=f"point-in-time training set: {data.entity_rows:,} entity rows × "
                         f"{len(FEATURES)} features, {data.customers:,} customers × "
-                        f"{len(WEEKLY)} as-of dates")
-    for column in ("case", "rows run", "seconds (best)", "runs (s)", "seconds at full rows",
-                   "rows/s", "× tideline", "peak RSS (GiB)", "load avg before",
+                        f"{len(WEEKLY)} as-of dates; every case run as often, in turn")
+    for column in ("case", "rows", "median s", "min s", "runs (s)", "rows/s (median)",
+                   "× tideline (median)", "peak RSS (GiB)", "load avg before",
                    "agreement with tideline"):
         table.add_column(column, justify="left" if column in ("case", "agreement with tideline")
                          else "right")
     base = training["tideline"]["seconds"]
     for case, result in training.items():
-        table.add_row(result["name"], f"{result['entity_rows']:,}", f"{result['seconds']:.2f}",
-                      " / ".join(f"{s:.1f}" for s in result["runs_seconds"]),
-                      f"{result['scaled_seconds']:.2f}",
+        check = checks.get(case)
+        table.add_row(result["name"], f"{result['entity_rows']:,}",
+                      f"{result['timing']['median']:.2f}", f"{result['timing']['min']:.2f}",
+                      " / ".join(f"{s:.1f}" for s in result["timing"]["seconds"]),
                       f"{result['entity_rows'] / result['seconds']:,.0f}",
-                      f"{result['scaled_seconds'] / base:.2f}",
+                      f"{result['seconds'] / base:.2f}",
                       f"{result['peak_rss_bytes'] / 2**30:.2f}",
                       " / ".join(f"{x:.1f}" for x in result["runs_load_average"]),
-                      agreement_text(checks.get(case)))
+                      "—" if check is None else agreement_text(check) + (
+                          f" ({check['rows_without_values_left_out']:,} rows without values "
+                          "left out, counted as nulls)"
+                          if check.get("rows_without_values_left_out") else ""))
     console.print(table)
 
 
@@ -583,61 +583,71 @@ def report(console: Console, data: BenchData, training: dict[str, dict],
 
 
 def summarise(scale: Scale, training: dict[str, dict], online: dict[str, dict]) -> dict:
-    verdict = {True: "met", False: "NOT met"}
+    verdict_text = {True: "met", False: "NOT met"}
     redis_p99 = online["redis"]["latency"][f"100x{len(FEATURES)}"]["p99_ms"]
     summary: dict[str, Any] = {"redis_100_p99_ms": redis_p99, "targets": []}
     if training:
-        ours = training["tideline"]["seconds"]
-        feast = training["feast"]
-        duck = training["duckdb"]["seconds"]
-        summary.update(feast_over_tideline=feast["scaled_seconds"] / ours,
-                       tideline_over_duckdb=ours / duck, feast_rows=feast["entity_rows"],
+        ours = training["tideline"]["timing"]
+        duck = training["duckdb"]["timing"]
+        summary.update(tideline_over_duckdb=ours["median"] / duck["median"],
+                       tideline_over_duckdb_min=ours["min"] / duck["min"],
                        entity_rows=scale.entity_rows)
-        scaled = ("" if feast["entity_rows"] == scale.entity_rows else
-                  f" (Feast ran {feast['entity_rows']:,} rows, scaled linearly to "
-                  f"{scale.entity_rows:,})")
-        summary["targets"] += [
-            f"Feast / tideline: {summary['feast_over_tideline']:.1f}× (target ≥ "
-            f"{FEAST_TARGET:g}×: {verdict[summary['feast_over_tideline'] >= FEAST_TARGET]})"
-            f"{scaled}",
-            f"tideline / DuckDB ASOF JOIN: {summary['tideline_over_duckdb']:.2f}× (target ≤ "
-            f"{DUCKDB_TARGET:g}×: {verdict[summary['tideline_over_duckdb'] <= DUCKDB_TARGET]})"]
+        summary["targets"].append(
+            f"tideline / DuckDB ASOF JOIN, medians: {summary['tideline_over_duckdb']:.2f}× "
+            f"(minimums {summary['tideline_over_duckdb_min']:.2f}×; target ≤ "
+            f"{DUCKDB_TARGET:g}×: "
+            f"{verdict_text[summary['tideline_over_duckdb'] <= DUCKDB_TARGET]})")
+        for case in FEAST_STORES:
+            if case not in training:
+                continue
+            feast = training[case]["timing"]
+            ratio = feast["median"] / ours["median"]
+            summary[f"{case.replace('-', '_')}_over_tideline"] = ratio
+            summary[f"{case.replace('-', '_')}_over_tideline_min"] = feast["min"] / ours["min"]
+            summary["targets"].append(
+                f"{CASES[case]} / tideline at {scale.entity_rows:,} rows, medians: {ratio:.1f}× "
+                f"(minimums {feast['min'] / ours['min']:.1f}×; target ≥ {FEAST_TARGET:g}×: "
+                f"{verdict_text[ratio >= FEAST_TARGET]})")
     summary["targets"].append(
         f"Redis p99 for 100 entities × {len(FEATURES)} features: {redis_p99:.2f} ms (target < "
-        f"{P99_TARGET_MS:g} ms: {verdict[redis_p99 < P99_TARGET_MS]})")
+        f"{P99_TARGET_MS:g} ms: {verdict_text[redis_p99 < P99_TARGET_MS]})")
     return summary
 
 
 def run_training(console: Console, data: BenchData, body: dict, scale: Scale,
                  args: argparse.Namespace) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Every training-set case, `REPEATED` ones `scale.repeat` times; the best run of each and
-    the agreement of DuckDB's and Feast's rows with tideline's."""
+    """Every training-set case `scale.repeat` times, in turn, at the same entity rows; each
+    case's median and minimum, and the references' agreement with tideline's rows."""
     work = Path(body["work"])
-    runs: dict[str, list[dict]] = {case: [] for case in CASES}
-    # the close pair alternates, so a burst of load elsewhere hits both alike
-    order = [*(case for _ in range(scale.repeat) for case in REPEATED), "tideline-save", "feast"]
-    for case in order:
-        load = os.getloadavg()[0]  # anything else running skews the timing: say so
-        with console.status(CASES[case]):
-            if case == "feast":
-                result = run_feast(data, work, scale.feast_rows, args.feast_python,
-                                   work / "out" / "feast.parquet")
-            else:
-                result = measure({**body, "case": case}, work, isolated=not args.smoke)
-        runs[case].append({**result, "load_average_before": load})
-        console.log(f"{CASES[case]}: {result['seconds']:.2f} s for {result['rows']:,} rows "
-                    f"(load average {load:.1f})")
-    training = {case: best_run(CASES[case], results, scale) for case, results in runs.items()}
+    feast = Path(args.feast_python).exists()
+    if not feast:
+        console.print(f"Feast: no interpreter at {args.feast_python} (a venv with "
+                      "feast[duckdb]==0.67.0): its cases are skipped")
+    cases = [case for case in CASES if feast or case not in FEAST_STORES]
+    runs: dict[str, list[dict]] = {case: [] for case in cases}
+    for _ in range(scale.repeat):
+        for case in cases:
+            load = os.getloadavg()[0]  # anything else running skews the timing: say so
+            with console.status(CASES[case]):
+                if case in FEAST_STORES:
+                    result = run_feast(data, work, scale.entity_rows, args.feast_python,
+                                       work / "out" / f"{case}.parquet", FEAST_STORES[case])
+                else:
+                    result = measure({**body, "case": case}, work, isolated=not args.smoke)
+            runs[case].append({**result, "load_average_before": load})
+            console.log(f"{CASES[case]}: {result['seconds']:.2f} s for {result['rows']:,} rows "
+                        f"(load average {load:.1f})")
+    training = {case: summary_of(CASES[case], results) for case, results in runs.items()}
     with console.status("comparing training sets"):
         return training, training_agreement(work, training)
 
 
-def run_bench(args: argparse.Namespace) -> None:
+def run_bench(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160)
     scale = SMOKE if args.smoke else Scale(
         customers=args.customers, entity_rows=args.entity_rows,
-        feast_rows=min(args.feast_rows, args.entity_rows), latency_calls=FULL.latency_calls,
-        throughput_seconds=FULL.throughput_seconds, repeat=args.repeat)
+        latency_calls=FULL.latency_calls, throughput_seconds=FULL.throughput_seconds,
+        repeat=args.repeat)
     work = Path(args.work_dir)
     for folder in ("logs", "out"):
         (work / folder).mkdir(parents=True, exist_ok=True)
@@ -650,7 +660,8 @@ def run_bench(args: argparse.Namespace) -> None:
                                           work / "logs" / "data.log").result())
     console.log(f"data ready: {data.long_rows:,} feature rows, built in "
                 f"{data.build_seconds:.0f} s (when not cached)")
-    body = {"data": asdict(data), "work": str(work), "scale": asdict(scale)}
+    body = {"data": asdict(data), "work": str(work), "scale": asdict(scale),
+            "redis_url": args.redis_url}
     training, checks = ({}, {}) if args.online_only else run_training(
         console, data, body, scale, args)
     online = {}
@@ -663,24 +674,29 @@ def run_bench(args: argparse.Namespace) -> None:
         console.log(f"online {backend}: done")
     summary = summarise(scale, training, online)
     report(console, data, training, checks, online, summary)
-    write_results(OUT, {
+    checks = {**checks, **{f"online {backend}": result["agreement"]
+                           for backend, result in online.items()}}
+    write_results(results_path("store_bench", args.smoke), {
         "scale": asdict(scale), "smoke": args.smoke, "online_only": args.online_only,
-        "data": asdict(data),
+        "data": asdict(data), "cores": os.cpu_count(),
+        "timing": "training sets: each case in a fresh interpreter, timed around the "
+                  "retrieval call, every case run `repeat` times in turn; seconds is the median",
         "weekly": [day.isoformat() for day in WEEKLY], "features": len(FEATURES),
-        "subset": SUBSET, "cpus": os.cpu_count(),
-        "training": training, "agreement": checks, "online": online, "summary": summary})
+        "subset": SUBSET, "training": training, "agreement": checks, "online": online,
+        "summary": summary})
+    return verdict(checks)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=FULL.customers)
     parser.add_argument("--entity-rows", type=int, default=FULL.entity_rows)
-    parser.add_argument("--feast-rows", type=int, default=FULL.feast_rows,
-                        help="entity rows Feast gets (its time is scaled to --entity-rows)")
     parser.add_argument("--feast-python", default="/tmp/feast-venv/bin/python",
                         help="an interpreter with feast==0.67.0 installed")
     parser.add_argument("--repeat", type=int, default=FULL.repeat,
-                        help="runs of tideline save=False and DuckDB (the fastest counts)")
+                        help="runs of every training-set case (median and minimum reported)")
+    parser.add_argument("--redis-url", default=REDIS_URL,
+                        help="the Redis database the online cases flush and fill")
     parser.add_argument("--smoke", action="store_true", help="a small run, under a minute")
     parser.add_argument("--online-only", action="store_true",
                         help="the online store cases only (no training sets, no Feast)")

@@ -42,20 +42,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from harness import Child, Timer, dispatch, write_results
+import pyarrow as pa
+import tideline.demo
+from harness import (
+    Child,
+    Timer,
+    agreement,
+    agreement_text,
+    dispatch,
+    results_path,
+    verdict,
+    write_results,
+)
 
-OUT = Path(__file__).parent / "out" / "stream_bench.json"
-SMOKE_OUT = OUT.with_name("stream_bench_smoke.json")
-NATS = "nats://127.0.0.1:4222"
-REDIS = "redis://127.0.0.1:6379/13"
+NATS = os.environ.get("TIDELINE_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+REDIS = os.environ.get("TIDELINE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+"""The servers (`--nats-url`, `--redis-url` set these for the cases' interpreters too)."""
 STREAM, PREFIX = "TIDELINE_BENCH", "tideline-bench.events"
-START = pd.Timestamp("2026-10-01", tz="UTC")
+START = pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=3)
+"""A few days back: the processor's guard against events from the future stays on (events are
+refused more than `max_future_seconds` ahead of the wall clock), as in production."""
 TYPES = ["login", "view", "search", "add_to_cart", "payment_failed", "cancel_page"]
 
 
@@ -71,6 +84,18 @@ def events(customers: int, n: int, start: pd.Timestamp, seconds: int, seed: int,
         "session_id": np.char.add("s", rng.integers(0, 20 * customers, n).astype(str)
                                   ).astype(object),
         "duration_s": rng.exponential(60.0, n).round(3)})
+
+
+def history_events(args: argparse.Namespace) -> pd.DataFrame:
+    """The events in the lake before the stream (the state's start)."""
+    return events(args.customers, args.history, START - pd.Timedelta(days=30), 30 * 86_400,
+                  seed=1, prefix="h")
+
+
+def live_events(args: argparse.Namespace) -> pd.DataFrame:
+    """The events preloaded on the stream, a few per second of event time after the history."""
+    return events(args.customers, args.events, START, max(args.events // 100, 60), seed=2,
+                  prefix="e")
 
 
 def payloads(frame: pd.DataFrame) -> tuple[list[bytes], np.ndarray]:
@@ -89,17 +114,14 @@ def prepare(args: argparse.Namespace, work: Path) -> None:
     from tideline.lake.local import LocalLake
 
     shutil.rmtree(work, ignore_errors=True)
-    history = events(args.customers, args.history, START - pd.Timedelta(days=30), 30 * 86_400,
-                     seed=1, prefix="h")
+    history = history_events(args)
     lake = LocalLake(work / "base" / "lake")
     days = history["ts"].dt.strftime("%Y-%m-%d")
     for day, rows in history.groupby(days):
         write_bucketed(lake, "main", clean_path("events", day, "bench"),
                        rows.reset_index(drop=True), "customer_id", 4)
     lake.commit("main", "bench history")
-    live = events(args.customers, args.events, START, max(args.events // 100, 60), seed=2,
-                  prefix="e")
-    messages, partition = payloads(live)
+    messages, partition = payloads(live_events(args))
     asyncio.run(reset_stream())
     asyncio.run(publish_all(messages, partition))
 
@@ -183,8 +205,7 @@ def open_bench_processor(case: dict):  # noqa: ANN201 - a StreamProcessor
     config = StreamConfig(name=case["name"], url=NATS, subject=case["subject"],
                           stream=STREAM, start=case["start"], batch_size=case["batch_size"],
                           max_wait_seconds=case.get("max_wait", 0.05),
-                          checkpoint_seconds=10,
-                          max_future_seconds=10**9, lateness_seconds=3600)
+                          checkpoint_seconds=10)  # the future and lateness guards: defaults
     return open_processor(settings, config, project=declared_project(settings))
 
 
@@ -216,13 +237,60 @@ async def processor_case(case: dict) -> dict:
            "timed_events": int(sum(n for _, n in batches[1:])),
            "first_end": batches[0][0] if batches else 0.0,
            "last_end": batches[-1][0] if batches else 0.0, "batch_ends": batches,
-           "entities": len(processor.state.entities())}
+           "entities": len(processor.state.entities()), "clock": int(processor.state.clock)}
     if latencies:
         lat = np.concatenate(latencies) * 1000
         out.update(latency_ms={"p50": float(np.percentile(lat, 50)),
                                "p99": float(np.percentile(lat, 99)),
                                "max": float(lat.max())})
     return out
+
+
+# -- agreement ----------------------------------------------------------------------------------
+
+
+def recomputed(args: argparse.Namespace, clock: int) -> dict[str, pd.DataFrame]:
+    """Every streamable view's values recomputed by the batch engine from the history and every
+    streamed event, as of just after the newest (the processor's clock + 1 ns), by customer."""
+    from tideline.demo.views import DEMO_VIEWS
+    from tideline.features.engine import Events, Spine, compute_views
+    from tideline.streaming.processor import streamable_views
+
+    views = streamable_views(DEMO_VIEWS, "events")
+    frame = pd.concat([history_events(args), live_events(args)], ignore_index=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    keys = np.unique(frame["customer_id"].to_numpy(str)).astype(object)
+    values = compute_views(views, {"events": Events.from_table(table, "customer_id", "ts")},
+                           Spine.of(keys, [pd.Timestamp(clock + 1, tz="UTC")] * len(keys)),
+                           leading={"customer_id": keys})
+    return {view.name: values[["customer_id", *view.feature_names]] for view in views}
+
+
+def online_values(views: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """What the processor left in Redis for every customer the recomputation has."""
+    from tideline.features.online.redis import RedisOnlineStore
+
+    store = RedisOnlineStore(REDIS)
+    try:
+        found = {}
+        for name, expected in views.items():
+            keys = expected["customer_id"].tolist()
+            state, rows = store.read(name, keys)
+            columns = list(state.columns) if state else []
+            present = [(key, row) for key, row in zip(keys, rows, strict=True) if row is not None]
+            found[name] = pd.DataFrame([row for _, row in present], columns=columns).assign(
+                customer_id=[key for key, _ in present])
+        return found
+    finally:
+        store.close()
+
+
+def stream_agreement(args: argparse.Namespace, clock: int) -> dict[str, dict]:
+    """The values `one` wrote to Redis against the batch engine's, per view (rtol 1e-6)."""
+    expected = recomputed(args, clock)
+    actual = online_values(expected)
+    return {f"redis {name}": agreement(f"redis {name}", frame, actual[name], "customer_id")
+            for name, frame in expected.items()}
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -256,8 +324,8 @@ def rate(results: list[dict]) -> float:
     """Events per second after each processor's first batch (from the first batch's end to
     the last's), all processors together."""
     total = sum(r["timed_events"] for r in results)
-    return total / (max(r["last_end"] for r in results) - min(r["first_end"]
-                                                            for r in results))
+    spent = max(r["last_end"] for r in results) - min(r["first_end"] for r in results)
+    return total / spent if spent > 0 else 0.0  # fewer than two batches: nothing to time
 
 
 def sustained(results: list[dict]) -> float:
@@ -267,6 +335,8 @@ def sustained(results: list[dict]) -> float:
     counts as time one of them runs alone."""
     start = max(r["first_end"] for r in results)
     end = min(r["last_end"] for r in results)
+    if end <= start:
+        return 0.0
     return sum(n for r in results for at, n in r["batch_ends"] if start < at <= end) / (
         end - start)
 
@@ -303,6 +373,7 @@ def run_bench(args: argparse.Namespace) -> int:
           f"{preparing.seconds:.0f} s", flush=True)
     common = {"batch_size": args.batch_size, "events": args.events, "start": "all"}
     cases = set(args.cases.split(","))
+    checks: dict[str, dict] = {}
     result: dict = {"customers": args.customers, "history_events": args.history,
                     "events": args.events, "batch_size": args.batch_size}
     if "transport" in cases:
@@ -315,6 +386,10 @@ def run_bench(args: argparse.Namespace) -> int:
                                    "subject": f"{PREFIX}.>",
                                    "data_dir": copy_lake(work, "one")}], work)[0]
         result["one_events_per_s"] = rate([result["one"]])
+        with Timer() as checking:
+            checks = stream_agreement(args, result["one"]["clock"])
+        print(f"checked Redis against the batch engine in {checking.seconds:.0f} s: " + "; ".join(
+            f"{name}: {agreement_text(check)}" for name, check in checks.items()), flush=True)
     if "two" in cases:
         flush_redis()
         result["two"] = children([{**common, "kind": "two", "name": f"two-p{k}",
@@ -326,7 +401,8 @@ def run_bench(args: argparse.Namespace) -> int:
     if "latency" in cases:
         flush_redis()
         result["latency"] = latency_case(args, work)
-    out = write_results(SMOKE_OUT if args.smoke else OUT, result)
+    result["agreement"] = checks
+    out = write_results(results_path("stream_bench", args.smoke), result)
     for name, per_s in result.get("transport_events_per_s", {}).items():
         print(f"transport only ({name} + ack):{per_s:>12,.0f} events/s")
     if "one" in result:
@@ -344,7 +420,7 @@ def run_bench(args: argparse.Namespace) -> int:
               f"p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms ({latency['events']:,} events "
               f"in {latency['batches']:,} batches)")
     print(f"wrote {out}")
-    return 0
+    return verdict(checks)
 
 
 async def consuming(durable: str) -> bool:
@@ -391,8 +467,20 @@ def main() -> None:
                         help="which cases to run (comma-separated)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--work-dir", default="/tmp/tideline-stream-bench")
+    parser.add_argument("--nats-url", help="NATS JetStream (default: $TIDELINE_BENCH_NATS_URL "
+                        "or nats://127.0.0.1:4222)")
+    parser.add_argument("--redis-url", help="the Redis database to flush and fill (default: "
+                        "$TIDELINE_BENCH_REDIS_URL or redis://127.0.0.1:6379/13)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    dispatch(parser.parse_args(), run_case, run_bench)
+    args = parser.parse_args()
+    global NATS, REDIS  # noqa: PLW0603 - this entry point's settings, set once
+    NATS, REDIS = args.nats_url or NATS, args.redis_url or REDIS
+    # the cases' interpreters inherit the environment
+    os.environ.update({"TIDELINE_BENCH_NATS_URL": NATS, "TIDELINE_BENCH_REDIS_URL": REDIS})
+    # the processor reads the demo's declared project (its events contract)
+    os.environ.setdefault("TIDELINE_PROJECT", str(Path(tideline.demo.__file__).parent
+                                                  / "tideline.yaml"))
+    dispatch(args, run_case, run_bench)
 
 
 if __name__ == "__main__":

@@ -43,18 +43,19 @@ reports its own peak (`VmHWM`) and its RSS with the input loaded:
   early-stopping best iteration must equal tideline's (same data, `deterministic`): else the
   bench exits 1, since the boosting work would differ.
 
-`--threads N` sets OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / MKL_NUM_THREADS in both children
-(default: unset, the libraries use every CPU). Use 1 on a shared machine: LightGBM's OpenMP
-threads spin-wait at every step, so with another process holding one of two cores a 2-thread
-fit ran 20-30x slower (100 s against 4 s at 100k rows) and the comparison means nothing. With
-1 thread the overhead is one of compute; with idle cores LightGBM's part shrinks while most of
-tideline's own stages (single-threaded) do not, so the overhead there is larger.
+Cores: both paths get the same ones, stated: each child is pinned (`sched_setaffinity`) to the
+first `--threads N` usable cores (default: all of them) and OpenMP / BLAS get N threads. A
+1-thread plain LightGBM against a tideline free to use the other core would flatter tideline.
+On a shared machine LightGBM's OpenMP threads spin-wait at every step, so another process
+holding a core slows a 2-thread fit badly: the load average before each run is recorded. Each
+path runs `--repeat` times, in turn; the median run counts, the minimum is kept beside it.
 
 Overhead = (tideline - plain) / plain; the issue's target is under 20 % at every size. The
 "in-process" overhead is tideline's time over its own LightGBM fits, free of the noise between
 two runs. Prints a table (wall time, peak memory, overhead, rounds, test ROC-AUC) and the
-stage breakdown, and writes benchmarks/out/train_bench.json (a smoke run:
-train_bench_smoke.json). `--smoke`: 20,000 rows, well under a minute.
+stage breakdown, and writes benchmarks/results/train_bench.json (a smoke run:
+benchmarks/out/train_bench_smoke.json); exits 1 if plain LightGBM's rounds differ from
+tideline's (`harness.agreement`, exactly). `--smoke`: 20,000 rows, well under a minute.
 """
 
 from __future__ import annotations
@@ -75,12 +76,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from harness import Child, Timer, current_rss, dispatch, peak_rss, write_results
+from harness import (
+    Child,
+    Timer,
+    agreement,
+    current_rss,
+    disagreements,
+    dispatch,
+    peak_rss,
+    project_env,
+    results_path,
+    spread,
+    verdict,
+    write_results,
+)
 from rich.console import Console
 from rich.table import Table
 
-OUT = Path(__file__).parent / "out" / "train_bench.json"
-SMOKE_OUT = OUT.with_name("train_bench_smoke.json")
 DATA_VERSION = 1
 """Bump when the generated frames change, to invalidate cached ones."""
 OVERHEAD_TARGET = 0.20
@@ -89,6 +101,8 @@ DATES = 10
 POSITIVE_RATE = 0.07
 NUM_BOOST_ROUND = 300
 EARLY_STOPPING_ROUNDS = 30
+ROUNDS = ("best_iteration", "refit_rounds")
+"""What plain LightGBM must match tideline on for the work to be the same (exactly)."""
 PATHS = {"plain": "plain lightgbm.train (same boosting)",
          "tideline": "tideline train_model + register_model"}
 STAGES = ("split", "encoding", "leakage check", "LightGBM fits", "LightGBM predict", "baseline",
@@ -419,6 +433,8 @@ def run_plain(data: Data, columns: list[str], refit_rounds: int) -> dict:
 
 
 def run_case(body: dict) -> dict:
+    if body.get("cores"):  # both paths on the same cores (this child is an entry point)
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:body["cores"]])
     work = Path(body["work"])
     if body["case"] == "prepare":
         return asdict(prepare(body["rows"], body["seed"], work))
@@ -434,12 +450,11 @@ def run_case(body: dict) -> dict:
 
 
 def thread_env(threads: int | None) -> dict[str, str]:
-    """The environment of the children: with `threads`, OpenMP (LightGBM) and BLAS (the
-    baseline) use that many threads; without, their defaults (all CPUs)."""
+    """The environment of the children: OpenMP (LightGBM) and BLAS (the baseline) use
+    `threads` threads, by default every usable core; the same on both paths."""
     env = dict(os.environ)
-    if threads:
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[name] = str(threads)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = str(threads or len(os.sched_getaffinity(0)))
     return env
 
 
@@ -453,7 +468,10 @@ def gib(value: float | None) -> str:
 def summarise(size: dict) -> dict:
     plain, tide = size["plain"], size["tideline"]
     lightgbm = tide["stages"]["LightGBM fits"]
+    timing = size["timing"]
     return {"overhead": (tide["seconds"] - plain["seconds"]) / plain["seconds"],
+            "overhead_min": (timing["tideline"]["min"] - timing["plain"]["min"])
+            / timing["plain"]["min"],
             "overhead_in_process": (tide["seconds"] - lightgbm) / lightgbm,
             "overhead_vs_refit_only": (tide["seconds"] - plain["refit_seconds"])
             / plain["refit_seconds"],
@@ -463,7 +481,7 @@ def summarise(size: dict) -> dict:
 
 def report(console: Console, sizes: dict[int, dict], threads: int | None) -> None:
     table = Table(title=f"training: tideline vs plain LightGBM ({os.cpu_count()} CPUs, "
-                        f"{threads or 'default'} OpenMP/BLAS threads; "
+                        f"both pinned to {threads} cores with {threads} OpenMP/BLAS threads; "
                         f"rounds capped at {NUM_BOOST_ROUND}, early stopping "
                         f"{EARLY_STOPPING_ROUNDS})")
     for column in ("rows", "train / valid / test", "features", "rounds: best / refit",
@@ -579,15 +597,16 @@ def run_own_data(args: argparse.Namespace) -> int:
     steps = {}
     for step in ("ingest", "train"):
         with console.status(f"tideline {step}"), Timer() as timer:
-            child = Child([*cli, step], work / f"{step}.log", env=thread_env(args.threads),
-                          cwd=work)
+            child = Child([*cli, step], work / f"{step}.log",
+                          env=project_env(thread_env(args.threads)), cwd=work)
             child.output()
         steps[step] = {"seconds": timer.seconds, "tree_peak_rss_bytes": child.memory.peak}
         console.log(f"tideline {step}: {steps[step]['seconds']:.1f} s, peak RSS "
                     f"{gib(child.memory.peak)} GiB")
     with console.status("fits with the rule and the old defaults; scoring"):
         result = Child.case(__file__, {"case": "own-data", "work": str(work)},
-                            work / "case.log", thread_env(args.threads)).measured()
+                            work / "case.log", project_env(thread_env(args.threads))
+                            ).measured()
     table = Table(title=f"{result['rows']:,} examples x {result['features']} features")
     for column in ("fit", "seconds", "test ROC-AUC", "trees"):
         table.add_column(column)
@@ -610,6 +629,7 @@ def run_own_data(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    args.threads = args.threads or len(os.sched_getaffinity(0))  # stated, the same both sides
     if args.own_data:
         return run_own_data(args)
     console = Console(width=None if sys.stdout.isatty() else 200)
@@ -624,7 +644,7 @@ def run_bench(args: argparse.Namespace) -> int:
                                      work / "logs" / f"prepare-{rows}.log").result())
         console.log(f"{rows:,} rows ready ({data.seconds:.0f} s to generate when not cached), "
                     f"{data.positives / rows:.1%} positives")
-        body = {"data": asdict(data), "work": str(work)}
+        body = {"data": asdict(data), "work": str(work), "cores": args.threads}
         runs: dict[str, list[dict]] = {"tideline": [], "plain": []}
         for attempt in range(args.repeat):
             for path in ("tideline", "plain"):  # plain needs tideline's rounds and columns
@@ -641,10 +661,11 @@ def run_bench(args: argparse.Namespace) -> int:
                 runs[path].append(result)
                 console.log(f"{rows:,} rows, {PATHS[path]}: {result['seconds']:.1f} s, peak "
                             f"RSS {gib(result['tree_peak_rss_bytes'])} GiB (load {load:.1f})")
-        size = {"data": asdict(data), "all_seconds": {
-            p: [r["seconds"] for r in rs] for p, rs in runs.items()}}
-        for path, results in runs.items():  # the fastest run counts
-            size[path] = min(results, key=lambda r: r["seconds"])
+        size = {"data": asdict(data), "timing": {
+            p: spread([r["seconds"] for r in rs]) for p, rs in runs.items()}}
+        for path, results in runs.items():  # the median run stands for the path
+            median = size["timing"][path]["median"]
+            size[path] = min(results, key=lambda r: abs(r["seconds"] - median))
             size[path].pop("columns", None)
         size["summary"] = summarise(size)
         sizes[rows] = size
@@ -654,21 +675,27 @@ def run_bench(args: argparse.Namespace) -> int:
     console.print("overhead: " + ", ".join(
         f"{rows:,} rows {s['summary']['overhead']:+.0%}" for rows, s in sizes.items())
         + f" (target < {OVERHEAD_TARGET:.0%} at every size: {'met' if met else 'NOT met'})")
-    out = write_results(SMOKE_OUT if args.smoke else OUT, {
+    checks = {"plain lightgbm": agreement(
+        "plain lightgbm", pd.DataFrame([{"rows": rows, **{k: s["tideline"][k] for k in ROUNDS}}
+                                        for rows, s in sizes.items()]),
+        pd.DataFrame([{"rows": rows, **{k: s["plain"][k] for k in ROUNDS}}
+                      for rows, s in sizes.items()]), "rows", list(ROUNDS), rtol=0, atol=0)}
+    out = write_results(results_path("train_bench", args.smoke), {
         "sizes": {str(k): v for k, v in sizes.items()}, "seed": args.seed, "smoke": args.smoke,
-        "repeat": args.repeat, "cpus": os.cpu_count(), "threads": args.threads,
+        "repeat": args.repeat, "cores": args.threads, "threads": args.threads,
+        "agreement": checks,
+        "timing": "each path in a fresh interpreter pinned to the same cores with as many "
+                  "OpenMP/BLAS threads; every path run `repeat` times in turn, the median run "
+                  "counts (median and min kept)",
         "num_boost_round": NUM_BOOST_ROUND,
         "early_stopping_rounds": EARLY_STOPPING_ROUNDS, "target": OVERHEAD_TARGET,
         "target_met": met, "plain_includes": PATHS["plain"] + ": Dataset construction, "
         "early-stopping lgb.train on train with the validation set, refit lgb.train on "
         "train + valid with tideline's refit rounds"})
     console.log(f"written to {out}")
-    differ = [rows for rows, s in sizes.items() if not s["summary"]["same_rounds"]]
-    if differ:
-        console.print(f"[red]plain LightGBM boosted a different number of rounds than "
-                      f"tideline at {differ}: the comparison is not like for like[/red]")
-        return 1
-    return 0
+    for line in disagreements(checks):  # different rounds: not like for like
+        console.print(f"[red]{line}[/red]")
+    return verdict(checks)
 
 
 def main() -> None:
@@ -677,11 +704,10 @@ def main() -> None:
                         help="training-set rows, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per size and path; the fastest counts")
+                        help="runs per size and path, in turn; the median counts, min kept")
     parser.add_argument("--threads", type=int, default=None,
-                        help="OpenMP / BLAS threads of both paths (default: all CPUs); 1 on a "
-                             "shared machine, where LightGBM's spinning threads slow down by "
-                             "an order of magnitude when another process holds a core")
+                        help="cores of both paths: each child is pinned to the first N usable "
+                             "cores with N OpenMP / BLAS threads (default: every usable core)")
     parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_ROWS:,} rows only")
     parser.add_argument("--own-data", action="store_true",
                         help="instead: a CDNOW-sized retail log through `tideline ingest` and "

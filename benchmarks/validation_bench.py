@@ -4,22 +4,26 @@
 
 Eight columns (ids, amount, quantity, timestamp, channel, e-mail, refund flag), `--bad` of the
 rows carrying a defect (unparseable amount, bad e-mail, unknown channel, orphan customer,
-duplicate; `--bad 0.9`: the worst case, most rows quarantined). Times, best of
-`--repeat`: `pandas.read_csv` + `to_parquet` (the baseline), then
+duplicate; `--bad 0.9`: the worst case, most rows quarantined).
+Times, median and minimum of `--repeat` runs each: `pandas.read_csv` + `to_parquet` (the
+baseline), then
 `validate` on the frame as read_csv gives it (numbers typed, text as object) and on the all-text
-frame raw landing stores (`string` columns). Writes benchmarks/out/validation_bench.json.
+frame raw landing stores (`string` columns). The quarantine must hold exactly the rows given a
+defect (`harness.agreement`); the run exits 1 otherwise. Writes
+benchmarks/results/validation_bench.json (`--smoke`: benchmarks/out/).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from harness import best_of, write_results
+from harness import agreement, disagreements, repeated, results_path, verdict, write_results
 from rich.console import Console
 from rich.table import Table
 from tideline.ingestion.contracts import Contract
@@ -44,7 +48,8 @@ CONTRACT = Contract.from_dict({
 NOW = datetime(2026, 8, 1, tzinfo=UTC)
 
 
-def transactions(rows: int, bad: float) -> tuple[pd.DataFrame, set[str]]:
+def transactions(rows: int, bad: float) -> tuple[pd.DataFrame, set[str], np.ndarray]:
+    """The frame, the customers it may reference, and the rows given a defect."""
     rng = np.random.default_rng(0)
     customers = np.char.add("c", rng.integers(0, 200_000, rows).astype(str))
     frame = pd.DataFrame({
@@ -66,53 +71,68 @@ def transactions(rows: int, bad: float) -> tuple[pd.DataFrame, set[str]]:
             frame.iloc[i] = frame.iloc[: len(i)].to_numpy()
         else:
             frame.loc[i, column] = value
-    return frame, set(np.unique(customers).tolist())
+    return frame, set(np.unique(customers).tolist()), defects
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--bad", type=float, default=0.01)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="20,000 rows, once")
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.repeat = 20_000, 1
 
-    frame, keys = transactions(args.rows, args.bad)
+    frame, keys, defects = transactions(args.rows, args.bad)
     refs = {"customers": keys}
     with tempfile.TemporaryDirectory() as tmp:
         csv, parquet = Path(tmp) / "tx.csv", Path(tmp) / "tx.parquet"
         frame.to_csv(csv, index=False)
         read = pd.read_csv(csv)
         text = frame.astype("string")
-        timings = {
-            "read_csv": best_of(args.repeat, lambda: pd.read_csv(csv)),
-            "to_parquet": best_of(args.repeat, lambda: read.to_parquet(parquet)),
-            "validate (read_csv frame)": best_of(
+        runs = {
+            "read_csv": repeated(args.repeat, lambda: pd.read_csv(csv)),
+            "to_parquet": repeated(args.repeat, lambda: read.to_parquet(parquet)),
+            "validate (read_csv frame)": repeated(
                 args.repeat, lambda: validate(read, CONTRACT, references=refs, now=NOW)),
-            "validate (landed text)": best_of(
+            "validate (landed text)": repeated(
                 args.repeat, lambda: validate(text, CONTRACT, references=refs, now=NOW)),
         }
         result = validate(read, CONTRACT, references=refs, now=NOW)
-        timings["clean.to_parquet"] = best_of(args.repeat,
-                                              lambda: result.clean.to_parquet(parquet))
+        runs["clean.to_parquet"] = repeated(args.repeat,
+                                            lambda: result.clean.to_parquet(parquet))
+    timings = {name: run["median"] for name, run in runs.items()}
     baseline = timings["read_csv"] + timings["to_parquet"]
     with_validation = (timings["read_csv"] + timings["validate (read_csv frame)"]
                        + timings["clean.to_parquet"])
+    rows = np.arange(args.rows)
+    checks = {"quarantine": agreement(  # exactly the rows given a defect, no other
+        "injected defects",
+        pd.DataFrame({"row": rows, "quarantined": np.isin(rows, result.quarantine["_row"])}),
+        pd.DataFrame({"row": rows, "quarantined": np.isin(rows, defects)}), "row",
+        rtol=0, atol=0)}
     table = Table(title=f"validation on {args.rows:,} rows × 8 columns ({args.bad:.0%} defects)")
-    for name in ("step", "seconds", "rows/s"):
+    for name in ("step", "median s", "min s", "rows/s (median)"):
         table.add_column(name, justify="left" if name == "step" else "right")
     for name, seconds in timings.items():
-        table.add_row(name, f"{seconds:.2f}", f"{args.rows / seconds:,.0f}")
+        table.add_row(name, f"{seconds:.2f}", f"{runs[name]['min']:.2f}",
+                      f"{args.rows / seconds:,.0f}")
     table.add_row("read_csv + validate + to_parquet vs baseline",
-                  f"{with_validation:.2f}", f"{with_validation / baseline:.2f}×")
+                  f"{with_validation:.2f}", "", f"{with_validation / baseline:.2f}×")
     console = Console()
     console.print(table)
     console.print(f"quarantined {len(result.quarantine):,} rows, score {result.score:.2f}")
-    write_results(Path(__file__).parent / "out" / "validation_bench.json", {
+    for line in disagreements(checks):
+        console.print(f"[red]{line}[/red]")
+    write_results(results_path("validation_bench", args.smoke), {
         "rows": args.rows, "bad": args.bad, "repeat": args.repeat, "seconds": timings,
+        "runs": runs, "agreement": checks, "smoke": args.smoke,
         "ratio_vs_baseline": with_validation / baseline,
         "quarantined": len(result.quarantine), "score": result.score,
     })
+    return verdict(checks)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
