@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: demo test test-slow lint bench-lake bench-drift bench-train system
+.PHONY: demo test test-slow lint bench-smoke bench-lake bench-drift bench-train system
 
 $(BIN)/tideline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
 # the bundled demo as a project of its own, in ./tideline-demo, run end to end
@@ -43,8 +43,15 @@ define pytest
 endef
 
 # Everything but the end-to-end scenarios (marked slow), which `make test-slow` runs; CI runs both.
+# The benchmarks' quick smoke runs (tests/benchmarks) are part of it; the slower ones are marked
+# slow and run with `make test-slow`.
 test: $(BIN)/tideline system
 	$(call pytest,-m "not slow")
+
+# every benchmark at a small size, checking that tideline agrees with its references (never
+# timing them), slow ones included; results go to benchmarks/out/, which git ignores
+bench-smoke: $(BIN)/tideline system
+	$(call pytest,tests/benchmarks)
 
 test-slow: $(BIN)/tideline system
 	$(call pytest,-m slow)
@@ -55,12 +62,9 @@ lint: $(BIN)/tideline
 bench-lake: $(BIN)/tideline
 	$(BIN)/python benchmarks/lake_bench.py
 
-# psutil (peak memory of the process tree) comes with the bench extra
 bench-drift: $(BIN)/tideline
-	$(BIN)/python -c 'import psutil' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/drift_bench.py
 
-# tideline's training overhead over plain LightGBM; on a shared machine add ARGS='--threads 1'
+# tideline's training overhead over plain LightGBM, both on the same cores (ARGS='--threads N')
 bench-train: $(BIN)/tideline
-	$(BIN)/python -c 'import psutil' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/train_bench.py $(ARGS)
