@@ -401,6 +401,12 @@ def check_custom(view: CustomView) -> None:
             raise FeatureDefinitionError(
                 f"{where}: lookback must be a positive number of days or a duration such as "
                 f"'30m', '1h' or '7d', got {view.lookback!r}") from None
+    try:
+        inspect.getsource(view.callable)
+    except (OSError, TypeError) as exc:
+        raise FeatureDefinitionError(
+            f"{where}: the source of function {view.function} cannot be read ({exc}); its "
+            "version is the hash of its source, so define it in a Python file") from None
     last = "as_of" if view.per == "entity" else "spine"
     try:
         inspect.signature(view.callable).bind(*names, last)

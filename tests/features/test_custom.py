@@ -199,6 +199,7 @@ def test_the_version_follows_the_function_source_and_inputs_not_the_prose() -> N
 @pytest.mark.parametrize(("make", "message"), [
     (lambda: custom(lambda e, t: 1.0, "x"), "not a module-level function"),
     (lambda: custom("no.such.module:f", "x"), "cannot load function 'no.such.module:f'"),
+    (lambda: custom("math:floor", "x"), "the source of function math:floor cannot be read"),
     (lambda: custom(days_and_spend, "x"), "must take 1 frame(s) (txn) and as_of"),
     (lambda: custom(active_days, "x", per="rows"), "per must be one of entity, partition"),
     (lambda: custom(active_days, "x", lookback=0), "lookback must be a positive number"),
