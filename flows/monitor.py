@@ -1,12 +1,14 @@
 """Monitor: the champion's training set vs the features it scores today → drift, missing
 values, score drift, performance and importance once labels exist → Evidently report and JSON
 summary in the lake → `tideline.drift.detected` when a retrain is due → e-mail to the owners
-of what drifted."""
+of what drifted. With an experiment running: each arm's outcome once the label horizon of its
+scoring days has passed → report → `tideline.experiment.concluded` on a significant verdict."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from prefect import flow, get_run_logger
 from tideline.core.settings import flow_settings
@@ -18,6 +20,11 @@ from tideline.models.spec import load_model_spec
 from tideline.monitoring.checks import MonitorRules
 from tideline.monitoring.events import Emitted
 from tideline.monitoring.mail import Delivery
+from tideline.tasks.experiments import (
+    conclude_experiment,
+    measure_experiment,
+    write_experiment_report,
+)
 from tideline.tasks.monitoring import (
     drift_checks,
     email_owners,
@@ -40,6 +47,8 @@ class MonitorRun:
     """Lake paths of the HTML and summary, their commit and the local copy."""
     event: Emitted | None = None
     emails: list[Delivery] = field(default_factory=list)
+    experiment: dict[str, Any] | None = None
+    """The running experiment's outcome so far, when a scored day's horizon has passed."""
 
 
 @flow(name="monitor", **FAILURE_HOOKS)
@@ -61,7 +70,8 @@ def monitor(run_id: str | None = None, model: str | None = None,
                                    if f["drift"]["drifted"]],
                           retrain=summary["retrain"], reasons=summary["reasons"],
                           report=alerts["report"])
-    record = champion_for(open_model_registry(settings), store, spec)
+    registry = open_model_registry(settings)
+    record = champion_for(registry, store, spec)
     result, compared = drift_checks(store, record, spec, as_of, MonitorRules())
     report = write_drift_report(store, settings, result, compared, run_id)
     event = emit_drift_event(result, report) if result.reasons else None
@@ -74,8 +84,17 @@ def monitor(run_id: str | None = None, model: str | None = None,
                 else "no retrain needed")
     if event is not None and not event.delivered:
         logger.warning("the drift event was not delivered: %s", event.detail)
+    experiment = registry.running_experiment(spec.name)
+    measured = measure_experiment(store, registry, spec, experiment) if experiment else None
+    if measured is not None:
+        outcome = write_experiment_report(store, measured, run_id)
+        concluded = conclude_experiment(registry, measured, outcome)
+        logger.info("experiment %s: %s", measured.experiment.name, measured.verdict.message)
+        if concluded is not None and not concluded.delivered:
+            logger.warning("the experiment's event was not delivered: %s", concluded.detail)
     for failed in (d for d in emails if not d.sent):
         logger.warning("e-mail to %s not sent: %s", ", ".join(failed.to), failed.detail)
     return MonitorRun(model=result.model, as_of=result.as_of,
                       drifted=[f.column for f in result.drifted], retrain=bool(result.reasons),
-                      reasons=result.reasons, report=report, event=event, emails=emails)
+                      reasons=result.reasons, report=report, event=event, emails=emails,
+                      experiment=None if measured is None else measured.as_dict())

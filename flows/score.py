@@ -1,5 +1,7 @@
 """Score: the champion model × every active customer's features as of a day → churn
-probability, risk segment and reasons, into the lake and the analysts' `scores` table."""
+probability, risk segment and reasons, into the lake and the analysts' `scores` table. With an
+experiment running, the challenger scores the same customers: in shadow its scores are only
+recorded, in a split its arm's customers get its scores as the ones acted on."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +14,11 @@ from tideline.flows.hooks import FAILURE_HOOKS
 from tideline.lake.publish import find_published, new_run_id
 from tideline.models.registry import open_model_registry
 from tideline.models.spec import load_model_spec
+from tideline.tasks.experiments import (
+    challenger_for,
+    publish_experiment_scores,
+    split_experiment_scores,
+)
 from tideline.tasks.scoring import (
     champion_for,
     publish_score_artifacts,
@@ -46,6 +53,12 @@ def score(run_id: str | None = None, model: str | None = None,
     record = champion_for(registry, store, spec)
     day, scores = score_customers(store, record, spec, as_of)
     key = spec.label.entity_key
+    experiment = registry.running_experiment(spec.name)
+    if experiment is not None:
+        challenger = challenger_for(registry, store, experiment)
+        _, challenged = score_customers(store, challenger, spec, day)
+        scores, rows = split_experiment_scores(experiment, scores, challenged, key, day)
+        publish_experiment_scores(store, experiment, day, rows, run_id)
     path = publish_scores(store, registry, record, day, scores, run_id, key)
     publish_score_artifacts(record, day, scores, key)
     high = int((scores["risk"] == "high").sum())

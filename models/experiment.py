@@ -15,17 +15,23 @@ smallest effect worth detecting (`min_effect`), the champion's expected rate, `a
 from __future__ import annotations
 
 import hashlib
+import html
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from scipy.stats import norm
 from tideline.core.errors import ModelError
+from tideline.core.plots import figure_png
+from tideline.lake.base import Lake
+from tideline.lake.tables import read_frame
 from tideline.models.evaluation import evaluate
+from tideline.models.labels import ChurnLabel, label_examples, load_activity
 
 Mode = Literal["shadow", "split"]
 MODES: tuple[str, ...] = ("shadow", "split")
@@ -229,3 +235,124 @@ def outcomes(scored: pd.DataFrame, labels: pd.DataFrame, key: str, label: str,
                           "shadow: both models scored the same customers and nothing acted on "
                           "the challenger; put it in a split to judge it")
     return arms, verdict
+
+
+# -- scores and outcomes in the lake -----------------------------------------------------------
+
+
+def scores_path(name: str, day: date) -> str:
+    return f"experiments/{name}/as_of={day:%Y-%m-%d}/scores.parquet"
+
+
+def split_scores(experiment: Experiment, champion: pd.DataFrame, challenger: pd.DataFrame,
+                 key: str, day: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The acted-on scores (the champion's, but in a split the challenger's for its arm, with
+    the `model` and `model_version` each row was scored with) and the experiment's rows:
+    both models' scores of every customer, with the arm."""
+    both = champion.merge(challenger, on=key, how="left", suffixes=("_champion",
+                                                                    "_challenger"))
+    if both["probability_challenger"].isna().any():
+        missing = both.loc[both["probability_challenger"].isna(), key].iloc[0]
+        raise ModelError(f"experiment {experiment.name!r}: the challenger has no score for "
+                         f"{key} {missing!r}, whom the champion scored")
+    keys = both[key].to_numpy()
+    on = assign(experiment.name, keys, experiment.share) if experiment.mode == "split" else (
+        np.zeros(len(keys), dtype=bool))
+    arms = np.where(on, "challenger", "champion")
+    acted = champion.copy()
+    for column in ("probability", "risk", "reasons"):
+        acted[column] = np.where(on, both[f"{column}_challenger"], both[f"{column}_champion"])
+    acted["model"] = np.where(on, f"{experiment.model}:v{experiment.challenger}",
+                              f"{experiment.model}:v{experiment.champion}")
+    acted["model_version"] = np.where(on, experiment.challenger, experiment.champion)
+    rows = pd.DataFrame({
+        key: keys, "as_of": pd.Timestamp(day, tz="UTC"), "arm": arms,
+        **{f"{column}_{arm}": both[f"{column}_{arm}"].to_numpy()
+           for arm in ARMS for column in ("probability", "risk")}})
+    return acted, rows
+
+
+def read_scores(lake: Lake, ref: str, name: str) -> pd.DataFrame:
+    """Every day's experiment rows of `name` at `ref` (empty when nothing was scored yet)."""
+    parts = [read_frame(lake, ref, info.path) for info in lake.list(ref, f"experiments/{name}/")
+             if info.path.endswith("/scores.parquet")]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+@dataclass(frozen=True)
+class Measured:
+    """An experiment's outcome so far: the days measured, each arm, the verdict."""
+
+    experiment: Experiment
+    days: tuple[str, ...]
+    waiting: tuple[str, ...]
+    """Days scored whose label horizon has not passed yet."""
+    arms: tuple[ArmOutcome, ...]
+    verdict: Verdict
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"experiment": self.experiment.name, "model": self.experiment.model,
+                "mode": self.experiment.mode, "metric": self.experiment.metric,
+                "days": list(self.days), "waiting": list(self.waiting),
+                "arms": [asdict(arm) for arm in self.arms], "verdict": asdict(self.verdict)}
+
+
+def measure(lake: Lake, ref: str, label: ChurnLabel, experiment: Experiment,
+            thresholds: dict[str, float]) -> Measured | None:
+    """The outcome of every scored day whose horizon has passed at `ref`; None before any
+    day has."""
+    scored = read_scores(lake, ref, experiment.name)
+    if scored.empty:
+        return None
+    activity = load_activity(lake, ref, label)
+    end = activity.last_day + timedelta(days=1)
+    days = sorted(set(scored["as_of"].dt.date))
+    ready = [d for d in days if d + timedelta(days=label.horizon_days) <= end]
+    waiting = tuple(f"{d}" for d in days if d not in ready)
+    if not ready:
+        return None
+    labels = label_examples(activity, label, ready)
+    scored = scored[scored["as_of"].dt.date.isin(ready)]
+    arms, verdict = outcomes(scored, labels, label.entity_key, label.name, experiment,
+                             thresholds)
+    return Measured(experiment, tuple(f"{d}" for d in ready), waiting, tuple(arms), verdict)
+
+
+def report_html(measured: Measured) -> str:
+    """A page people read: the verdict, each arm's rate with its interval (a plot), counts,
+    model metrics on the realised labels."""
+    e, v = measured.experiment, measured.verdict
+    figure = Figure(figsize=(6, 3.2))
+    axes = figure.subplots()
+    rates = [arm.rate for arm in measured.arms]
+    errors = [[arm.rate - arm.low for arm in measured.arms],
+              [arm.high - arm.rate for arm in measured.arms]]
+    axes.bar([f"{arm.arm}\n{arm.model}" for arm in measured.arms], rates, yerr=errors,
+             capsize=8, color=["#8da0cb", "#fc8d62"])
+    axes.set_ylabel(e.metric.replace("_", " "))
+    axes.set_title(f"{e.name}: {v.status}")
+    rows = "".join(
+        f"<tr><td>{html.escape(a.arm)}</td><td>{html.escape(a.model)}</td>"
+        f"<td>{a.customers:,}</td><td>{a.flagged:,}</td><td>{a.churned:,} / {a.counted:,}</td>"
+        f"<td>{a.rate:.4f} [{a.low:.4f}, {a.high:.4f}]</td>"
+        + "".join(f"<td>{a.metrics.get(k, float('nan')):.4f}</td>"
+                  for k in ("roc_auc", "pr_auc", "precision", "recall", "f1")) + "</tr>"
+        for a in measured.arms)
+    needed = f"{v.needed_for_observed:,}" if v.needed_for_observed else "—"
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Experiment {html.escape(e.name)}</title></head><body style="font-family:sans-serif">
+<h1>Experiment {html.escape(e.name)}: {html.escape(e.model)} v{e.champion} (champion) vs
+v{e.challenger} (challenger)</h1>
+<p><b>{html.escape(v.status)}</b>: {html.escape(v.message)}</p>
+<p>Mode {e.mode}{f", {e.share:.0%} of customers on the challenger" if e.mode == "split" else ""};
+primary metric <code>{e.metric}</code> declared at the start, alpha {e.alpha}, power {e.power},
+smallest effect {e.min_effect} from {e.baseline:.3f}: {v.required_per_arm:,} customers per arm
+needed. Difference {v.difference:+.4f}, interval [{v.low:+.4f}, {v.high:+.4f}], p = {v.p_value:.3g};
+the difference observed would need {needed} per arm.</p>
+<p>Days measured: {", ".join(measured.days)}; waiting for their label horizon:
+{", ".join(measured.waiting) or "none"}.</p>
+<img alt="rates by arm" src="data:image/png;base64,{figure_png(figure)}">
+<table border="1" cellpadding="4"><tr><th>arm</th><th>model</th><th>customers</th>
+<th>flagged</th><th>churned / counted</th><th>rate [95%]</th><th>ROC-AUC</th><th>PR-AUC</th>
+<th>precision</th><th>recall</th><th>F1</th></tr>{rows}</table></body></html>
+"""

@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from functools import cached_property
 from importlib.metadata import version as package_version
@@ -41,6 +41,7 @@ from tideline.features.store import TrainingSet
 from tideline.lake.base import Lake
 from tideline.lake.publish import RunBranch, find_published, publish, run_branch_name
 from tideline.models.evaluation import save_plots
+from tideline.models.experiment import Experiment
 from tideline.models.explain import path_tables
 from tideline.models.spec import ModelSpec
 from tideline.models.training import FeatureMatrix, TrainedModel
@@ -98,6 +99,25 @@ scores_table = sa.Table(
 )
 
 
+experiments_table = sa.Table(
+    "experiments", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("champion", sa.Integer, nullable=False),
+    sa.Column("challenger", sa.Integer, nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("share", sa.Float, nullable=False),
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("baseline", sa.Float, nullable=False),
+    sa.Column("min_effect", sa.Float, nullable=False),
+    sa.Column("alpha", sa.Float, nullable=False),
+    sa.Column("power", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+)
+
+
 def _create_v1(connection: Connection) -> None:
     metadata.create_all(connection, tables=[models_table, events_table])
 
@@ -106,7 +126,11 @@ def _add_scores(connection: Connection) -> None:
     metadata.create_all(connection, tables=[scores_table])
 
 
-MIGRATIONS = (_create_v1, _add_scores)
+def _add_experiments(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[experiments_table])
+
+
+MIGRATIONS = (_create_v1, _add_scores, _add_experiments)
 
 
 def code_version() -> str:
@@ -182,8 +206,7 @@ class ModelRegistry:
         with self.engine.connect() as connection:
             rows = connection.execute(query if where is None else query.where(where)).mappings()
             return [ModelRecord(**{**row, **{k: json.loads(row[k]) for k in _JSON},
-                                   "created_at": row["created_at"].replace(tzinfo=UTC)
-                                   if row["created_at"].tzinfo is None else row["created_at"]})
+                                   "created_at": _utc(row["created_at"])})
                     for row in rows]
 
     def models(self, name: str | None = None) -> list[ModelRecord]:
@@ -284,6 +307,17 @@ class ModelRegistry:
                                .values(stage="champion"))
             self._event(connection, record, "promoted", detail)
 
+    def retire(self, record: ModelRecord, detail: dict[str, Any]) -> None:
+        """Archive a version that is not the champion (a challenger that lost)."""
+        t = models_table
+        with self._writing() as connection:
+            changed = connection.execute(sa.update(t).where(
+                (t.c.name == record.name) & (t.c.version == record.version)
+                & (t.c.stage != "champion")).values(stage="archived")).rowcount
+            if not changed:
+                raise ModelError(f"{record.ref} is the champion: promote another version first")
+            self._event(connection, record, "retired", detail)
+
     def note(self, record: ModelRecord, event: str, detail: dict[str, Any]) -> None:
         with self.engine.begin() as connection:
             self._event(connection, record, event, detail)
@@ -291,20 +325,80 @@ class ModelRegistry:
 
     def save_scores(self, record: ModelRecord, day: date, scores: pd.DataFrame,
                     key: str) -> None:
-        """The scores of `day` for analysts, replacing an earlier scoring of that day."""
+        """The scores of `day` for analysts, replacing an earlier scoring of that day; each
+        row's `model_version` when the scores have one (an experiment's split), else the
+        record's."""
         t = scores_table
         now = datetime.now(UTC)
+        versions = (scores["model_version"] if "model_version" in scores
+                    else [record.version] * len(scores))
         rows = [{"model": record.name, "as_of": day, "entity_id": str(entity),
-                 "model_version": record.version, "probability": float(p), "risk": risk,
+                 "model_version": int(version), "probability": float(p), "risk": risk,
                  "reasons": reasons, "scored_at": now}
-                for entity, p, risk, reasons in zip(scores[key], scores["probability"],
-                                                    scores["risk"], scores["reasons"],
-                                                    strict=True)]
+                for entity, version, p, risk, reasons in zip(
+                    scores[key], versions, scores["probability"], scores["risk"],
+                    scores["reasons"], strict=True)]
         with self.engine.begin() as connection:
             connection.execute(sa.delete(t).where((t.c.model == record.name)
                                                   & (t.c.as_of == day)))
             if rows:
                 connection.execute(sa.insert(t), rows)
+
+    # -- experiments ---------------------------------------------------------------------------
+
+    def experiments(self, model: str | None = None) -> list[Experiment]:
+        t = experiments_table
+        query = sa.select(t).order_by(t.c.started_at)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query if model is None else query.where(
+                t.c.model == model)).mappings()
+            return [Experiment(**{**row, "outcome": json.loads(row["outcome"]),
+                                  "started_at": _utc(row["started_at"])}) for row in rows]
+
+    def experiment(self, name: str) -> Experiment:
+        for found in self.experiments():
+            if found.name == name:
+                return found
+        raise ModelError(f"no experiment named {name!r} (experiments: "
+                         f"{', '.join(e.name for e in self.experiments()) or 'none'})")
+
+    def running_experiment(self, model: str) -> Experiment | None:
+        return next((e for e in self.experiments(model) if e.status == "running"), None)
+
+    def start_experiment(self, experiment: Experiment) -> Experiment:
+        """Record a new experiment: its champion must be the model's champion now, its
+        challenger another registered version, and no other experiment of the model running."""
+        champion = self.champion(experiment.model)
+        challenger = self.get(experiment.model, experiment.challenger)
+        if champion is None or champion.version != experiment.champion:
+            raise ModelError(f"experiment {experiment.name!r}: {experiment.model}:v"
+                             f"{experiment.champion} is not the champion "
+                             f"({champion.ref if champion else 'there is none'})")
+        running = self.running_experiment(experiment.model)
+        if running is not None:
+            raise ModelError(f"experiment {running.name!r} of {experiment.model!r} is running; "
+                             "stop it first (`tideline models experiment stop`)")
+        if any(e.name == experiment.name for e in self.experiments()):
+            raise ModelError(f"an experiment named {experiment.name!r} exists already")
+        started = replace(experiment, status="running", started_at=datetime.now(UTC))
+        values = {**started.as_dict(), "outcome": json.dumps(started.outcome)}
+        with self._writing() as connection:
+            connection.execute(sa.insert(experiments_table).values(**values))
+            self._event(connection, challenger, "experiment started",
+                        {"experiment": started.name, "mode": started.mode,
+                         "share": started.share, "against": champion.ref})
+        return started
+
+    def end_experiment(self, name: str, status: str, outcome: dict[str, Any]) -> Experiment:
+        """Mark a running experiment stopped or concluded, with its outcome."""
+        t = experiments_table
+        with self._writing() as connection:
+            done = connection.execute(sa.update(t).where(
+                (t.c.name == name) & (t.c.status == "running")).values(
+                status=status, outcome=json.dumps(outcome, default=str))).rowcount
+        if not done:
+            raise ModelError(f"experiment {name!r} is not running")
+        return self.experiment(name)
 
     def forget_scores(self, entities: Sequence[str]) -> int:
         """Delete every model's scores of `entities` (an erasure); returns the rows deleted."""
@@ -312,6 +406,11 @@ class ModelRegistry:
         with self.engine.begin() as connection:
             return connection.execute(sa.delete(t).where(
                 t.c.entity_id.in_([str(e) for e in entities]))).rowcount
+
+
+def _utc(moment: datetime) -> datetime:
+    """A time the database returned, as UTC (SQLite keeps no zone)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def open_model_registry(settings: Any) -> ModelRegistry:

@@ -46,8 +46,8 @@ def publish_scores(store: FeatureStore, registry: ModelRegistry, record: ModelRe
                  metadata={"stage": "scores", "model": record.ref, "path": path,
                            "as_of": f"{day}", "customers": str(len(scores)),
                            "high_risk": str(high)}) as run:
-        write_table(store.lake, run.branch, path,
-                    scores.assign(model=record.ref, as_of=pd.Timestamp(day)))
+        write_table(store.lake, run.branch, path, scores.assign(
+            as_of=pd.Timestamp(day), **({} if "model" in scores else {"model": record.ref})))
     registry.save_scores(record, day, scores, key)
     return path
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from tideline.core.errors import TidelineError
 from tideline.core.project import NoProject, find_project
 from tideline.deployments.cli import doctor, erasure, models, ops, project
+from tideline.deployments.cli.experiment import experiment_app
 from tideline.deployments.cli.features import features_app
 from tideline.deployments.cli.lake import lake_app
 from tideline.deployments.cli.models import models_app
@@ -87,6 +88,7 @@ for name, command in (
 app.add_typer(lake_app, name="lake")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
+models_app.add_typer(experiment_app, name="experiment")
 
 
 def main() -> None:

@@ -74,6 +74,10 @@ def test_every_packaged_deployment_converts() -> None:
     assert drift.within == timedelta(minutes=30) and drift.threshold == 1
     assert drift.parameters == {"report": "{{ event.payload.report | default(none) }}",
                                 "reasons": "{{ event.payload.reasons | default([]) }}"}
+    (verdict,) = deployments["conclude-experiment"].triggers
+    assert verdict.expect == {"tideline.experiment.concluded"} and verdict.threshold == 1
+    assert verdict.parameters == {"experiment": "{{ event.payload.experiment }}"}
+    assert deployments["conclude-experiment"].entrypoint == "tideline.flows.conclude.conclude"
 
 
 # The oracle below is Prefect's own private conversion in `prefect deploy`; tideline's product
