@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from tideline.core.errors import SourceUnavailable
 from tideline.core.settings import load_settings
 from tideline.demo.project import declared_project
 from tideline.demo.views import ACTIVITY, SIGNALS
+from tideline.features.engine import Events, Spine, compute_views
 from tideline.features.online.sqlite import SQLiteOnlineStore
 from tideline.lake.erasure import erase_rows
 from tideline.lake.local import LocalLake
@@ -28,7 +30,7 @@ from tideline.streaming.processor import StreamConfig, open_processor
 from tests.features.conftest import AS_OF, churn_tables, write_clean
 from tests.features.test_engine import assert_same
 from tests.streaming.broker import dead_letters, publish
-from tests.streaming.test_state import VIEWS, batch_values
+from tests.streaming.test_state import RECENT, STREAMED, VIEWS, batch_values
 from tests.waiting import ROOT, wait_for
 
 pytestmark = pytest.mark.service("nats")
@@ -117,6 +119,31 @@ def test_a_day_replayed_through_nats_gives_the_batch_values_and_dead_letters_the
         assert bad[payload] in reason, (payload[:40], reason)
     meta = load_checkpoint(lake, subject)[2]
     assert (meta.sequence, meta.clock) == (len(payloads), processor.state.clock)
+
+
+def test_the_processor_calls_a_streamable_custom_views_function_for_touched_entities(
+        tmp_path: Path, subject: str, nats_url: str, events: pd.DataFrame) -> None:
+    day = AS_OF - DAY
+    lake_before(tmp_path / "lake", events, day)
+    settings = load_settings(data_dir=tmp_path,
+                             feature_views="tests.streaming.test_state:STREAMED")
+    config = StreamConfig(name=subject, url=nats_url, subject=subject, start="all",
+                          batch_size=150, max_wait_seconds=0.5)
+    processor = open_processor(settings, config, project=declared_project(settings))
+    assert processor.views == STREAMED and processor.load() == "lake"
+    today = events[(events["ts"] >= day) & (events["ts"] < AS_OF)].sort_values("ts")
+    publish(nats_url, subject, as_json(today))
+    asyncio.run(processor.run(idle_exit=True))
+
+    keys = np.array(sorted(today["customer_id"].unique()), dtype=object)
+    t = pd.Timestamp(processor.state.clock + 1, tz="UTC")
+    expected = compute_views([RECENT], {"events": Events.from_table(pa.Table.from_pandas(
+        events[events["ts"] < t], preserve_index=False), "customer_id", "ts")},
+        Spine.of(keys, [t] * len(keys)))
+    state, rows = processor.online.read(RECENT.name, list(keys))
+    served = pd.DataFrame(rows, columns=list(state.columns))
+    assert_same(served[RECENT.feature_names], expected)
+    assert served["cancel_hours_1d"].sum() > 0
 
 
 def test_killed_mid_stream_the_processor_resumes_from_its_checkpoint_to_the_same_values(

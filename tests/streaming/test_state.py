@@ -167,6 +167,11 @@ RECENT = CustomView(name="recent", entity=ACTIVITY.entity, inputs=[Input(EVENTS,
                     features=["cancel_hours_1d", "latest_event_1d"], owner="x@example.com")
 
 
+STREAMED = (ACTIVITY, SIGNALS, RECENT)
+"""The demo's streamed views and a streamable custom one (`tests.streaming.test_state:STREAMED`
+for a processor)."""
+
+
 def test_a_streamable_custom_view_gives_the_batch_builds_values(events: pd.DataFrame) -> None:
     views = (SIGNALS, RECENT)
     assert streamable_views([SIGNALS, SPENDING, ENGAGEMENT, RECENT], "events") == views
