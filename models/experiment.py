@@ -248,14 +248,16 @@ def split_scores(experiment: Experiment, champion: pd.DataFrame, challenger: pd.
                  key: str, day: date) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The acted-on scores (the champion's, but in a split the challenger's for its arm, with
     the `model` and `model_version` each row was scored with) and the experiment's rows:
-    both models' scores of every customer, with the arm."""
-    both = champion.merge(challenger, on=key, how="left", suffixes=("_champion",
-                                                                    "_challenger"))
-    if both["probability_challenger"].isna().any():
-        missing = both.loc[both["probability_challenger"].isna(), key].iloc[0]
-        raise ModelError(f"experiment {experiment.name!r}: the challenger has no score for "
-                         f"{key} {missing!r}, whom the champion scored")
-    keys = both[key].to_numpy()
+    both models' scores of every customer, with the arm. Both score frames hold the same
+    customers in the same order (the same population, or the same request)."""
+    keys = champion[key].to_numpy()
+    if len(challenger) != len(keys) or not (challenger[key].to_numpy() == keys).all():
+        raise ModelError(f"experiment {experiment.name!r}: the challenger scored other "
+                         f"customers than the champion ({len(challenger):,} against "
+                         f"{len(keys):,}); both must score the same population")
+    both = {f"{column}_{arm}": frame[column].to_numpy()
+            for arm, frame in (("champion", champion), ("challenger", challenger))
+            for column in ("probability", "risk", "reasons")}
     on = assign(experiment.name, keys, experiment.share) if experiment.mode == "split" else (
         np.zeros(len(keys), dtype=bool))
     arms = np.where(on, "challenger", "champion")
@@ -267,7 +269,7 @@ def split_scores(experiment: Experiment, champion: pd.DataFrame, challenger: pd.
     acted["model_version"] = np.where(on, experiment.challenger, experiment.champion)
     rows = pd.DataFrame({
         key: keys, "as_of": pd.Timestamp(day, tz="UTC"), "arm": arms,
-        **{f"{column}_{arm}": both[f"{column}_{arm}"].to_numpy()
+        **{f"{column}_{arm}": both[f"{column}_{arm}"]
            for arm in ARMS for column in ("probability", "risk")}})
     return acted, rows
 

@@ -118,6 +118,20 @@ experiments_table = sa.Table(
 )
 
 
+predictions_table = sa.Table(
+    "experiment_predictions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment", sa.String(255), nullable=False, index=True),
+    sa.Column("entity_id", sa.String(255), nullable=False),
+    sa.Column("arm", sa.String(16), nullable=False),
+    sa.Column("probability_champion", sa.Float, nullable=False),
+    sa.Column("probability_challenger", sa.Float, nullable=False),
+    sa.Column("risk_champion", sa.String(16), nullable=False),
+    sa.Column("risk_challenger", sa.String(16), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _create_v1(connection: Connection) -> None:
     metadata.create_all(connection, tables=[models_table, events_table])
 
@@ -127,7 +141,7 @@ def _add_scores(connection: Connection) -> None:
 
 
 def _add_experiments(connection: Connection) -> None:
-    metadata.create_all(connection, tables=[experiments_table])
+    metadata.create_all(connection, tables=[experiments_table, predictions_table])
 
 
 MIGRATIONS = (_create_v1, _add_scores, _add_experiments)
@@ -400,12 +414,33 @@ class ModelRegistry:
             raise ModelError(f"experiment {name!r} is not running")
         return self.experiment(name)
 
+    def record_predictions(self, experiment: str, rows: pd.DataFrame, key: str) -> None:
+        """Online predictions made during an experiment: both models' scores and the arm."""
+        now = datetime.now(UTC)
+        values = [{"experiment": experiment, "entity_id": str(entity), "arm": arm,
+                   "probability_champion": float(p1), "probability_challenger": float(p2),
+                   "risk_champion": r1, "risk_challenger": r2, "at": now}
+                  for entity, arm, p1, p2, r1, r2 in zip(
+                      rows[key], rows["arm"], rows["probability_champion"],
+                      rows["probability_challenger"], rows["risk_champion"],
+                      rows["risk_challenger"], strict=True)]
+        if values:
+            with self.engine.begin() as connection:
+                connection.execute(sa.insert(predictions_table), values)
+
+    def predictions(self, experiment: str) -> pd.DataFrame:
+        t = predictions_table
+        with self.engine.connect() as connection:
+            return pd.read_sql(sa.select(t).where(t.c.experiment == experiment).order_by(t.c.id),
+                               connection)
+
     def forget_scores(self, entities: Sequence[str]) -> int:
-        """Delete every model's scores of `entities` (an erasure); returns the rows deleted."""
-        t = scores_table
+        """Delete every model's scores of `entities`, and their online predictions made in
+        experiments (an erasure); returns the rows deleted."""
+        ids = [str(e) for e in entities]
         with self.engine.begin() as connection:
-            return connection.execute(sa.delete(t).where(
-                t.c.entity_id.in_([str(e) for e in entities]))).rowcount
+            return sum(connection.execute(sa.delete(t).where(t.c.entity_id.in_(ids))).rowcount
+                       for t in (scores_table, predictions_table))
 
 
 def _utc(moment: datetime) -> datetime:

@@ -5,7 +5,7 @@ contributions to the log-odds along the row's decision paths, `tideline.models.e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,7 @@ from tideline.features.definitions import FeatureView
 from tideline.features.retrieval import dates_with_tables
 from tideline.features.store import FeatureStore, OnlineFeatures
 from tideline.lake.base import MAIN
+from tideline.models.experiment import Experiment, split_scores
 from tideline.models.explain import contributions
 from tideline.models.labels import Activity, active_at, load_activity
 from tideline.models.registry import LoadedModel, ModelRecord, ModelRegistry, load_model
@@ -99,6 +100,7 @@ class OnlineScorer:
     def __init__(self, store: FeatureStore, models: ModelRegistry, model: str) -> None:
         self.store, self.models, self.model = store, models, model
         self._loaded: dict[str, LoadedModel] = {}
+        self._challengers: dict[str, LoadedModel] = {}
 
     def champion(self) -> LoadedModel | None:
         """The champion, loaded; None when the model has none. Raises `ModelError` when the
@@ -117,3 +119,23 @@ class OnlineScorer:
         """The online features of the entities and their scores (`score`), in order."""
         online = self.store.get_online_features(entity_ids, model.record.features)
         return online, score(model, online.frame, online.frame.columns[0])
+
+    def experiment(self) -> Experiment | None:
+        """The model's running experiment, looked up on every call like the champion."""
+        return self.models.running_experiment(self.model)
+
+    def challenge(self, experiment: Experiment, online: OnlineFeatures, scores: pd.DataFrame,
+                  entity_ids: Sequence[Any]) -> pd.DataFrame:
+        """The scores acted on during `experiment` (the champion's `scores`, but the
+        challenger's for its arm in a split); both models' scores of the entities the store
+        knows are recorded in the registry."""
+        record = self.models.get(self.model, experiment.challenger)
+        check_versions(record, self.store.views)
+        if record.ref not in self._challengers:
+            self._challengers = {record.ref: load_model(self.store.lake, record)}
+        _, theirs = self.score(self._challengers[record.ref], entity_ids)
+        key = scores.columns[0]
+        acted, rows = split_scores(experiment, scores, theirs, key,
+                                   datetime.now(UTC).date())
+        self.models.record_predictions(experiment.name, rows[np.asarray(online.found)], key)
+        return acted

@@ -82,10 +82,16 @@ class Prediction(BaseModel):
     risk: str | None
     reasons: list[str]
     """The features that pushed the score up most: `feature=value (+contribution)`."""
+    model: str
+    """The model version whose score this is: the champion, or in an experiment's split the
+    challenger for the customers in its arm."""
 
 
 class PredictResponse(BaseModel):
     model: str
+    """The champion."""
+    experiment: str | None = None
+    """The experiment running, if any (`tideline models experiment`)."""
     predictions: list[Prediction]
     views: dict[str, dict[str, Any]]
 
@@ -252,13 +258,24 @@ def create_app(store: FeatureStore, models: ModelRegistry | None = None,
                                                         "train one (`tideline train`)")
         with _answerable():
             result, scored = scorer.score(champion, request.entities)  # type: ignore[union-attr]
-        return PredictResponse(model=champion.record.ref, views=result.views, predictions=[
-            Prediction(entity=entity, probability=p if known else None,
-                       risk=risk if known else None,
-                       reasons=reasons.split("; ") if known and reasons else [])
-            for entity, p, risk, reasons, known in zip(
-                request.entities, scored["probability"], scored["risk"], scored["reasons"],
-                result.found, strict=True)])
+            experiment = scorer.experiment()  # type: ignore[union-attr]
+            if experiment is not None:
+                try:
+                    scored = scorer.challenge(  # type: ignore[union-attr]
+                        experiment, result, scored, request.entities)
+                except ModelError as exc:
+                    raise HTTPException(status_code=409, detail=str(exc)) from exc
+        models = scored["model"] if "model" in scored else [champion.record.ref] * len(scored)
+        return PredictResponse(
+            model=champion.record.ref, views=result.views,
+            experiment=None if experiment is None else experiment.name, predictions=[
+                Prediction(entity=entity, probability=p if known else None,
+                           risk=risk if known else None,
+                           reasons=reasons.split("; ") if known and reasons else [],
+                           model=ref)
+                for entity, p, risk, reasons, ref, known in zip(
+                    request.entities, scored["probability"], scored["risk"],
+                    scored["reasons"], models, result.found, strict=True)])
 
     return app
 

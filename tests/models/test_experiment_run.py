@@ -11,14 +11,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from tideline.core.errors import ModelError
 from tideline.demo.model import CHURN_MODEL
+from tideline.features.online.sqlite import SQLiteOnlineStore
 from tideline.features.store import FeatureStore, TrainingSet
 from tideline.models.experiment import Experiment, measure, read_scores, split_scores
 from tideline.models.promotion import judge
 from tideline.models.registry import ModelRecord, ModelRegistry, register_model
 from tideline.models.training import TrainedModel, train_model
 from tideline.monitoring.events import EXPERIMENT_EVENT
+from tideline.serving.api import create_app
 from tideline.tasks.experiments import act_on_verdict, conclude_experiment
 from tideline.tasks.scoring import score_customers
 
@@ -72,7 +75,8 @@ def thresholds(registry: ModelRegistry, e: Experiment) -> dict[str, float]:
 
 
 def test_shadow_then_split_on_the_demo(
-        registered: tuple[FeatureStore, ModelRegistry, ModelRecord, ModelRecord]) -> None:
+        registered: tuple[FeatureStore, ModelRegistry, ModelRecord, ModelRecord],
+        tmp_path: Path) -> None:
     store, registry, good, bad = registered
     shadow = registry.start_experiment(Experiment(
         "shadow-1", "churn", good.version, bad.version, mode="shadow", baseline=0.5))
@@ -99,6 +103,20 @@ def test_shadow_then_split_on_the_demo(
     # scoring again puts every customer in the same arm
     _, _, again = scored(store, registry, split)
     assert (again["arm"] == rows["arm"]).all()
+
+    # online, the same arms: the champion or the challenger answers, both are recorded
+    store._online = SQLiteOnlineStore(tmp_path / "online.db")
+    store.materialize_online()
+    asked = [*rows[KEY].iloc[:30], "C9999999"]
+    body = TestClient(create_app(store, registry)).post("/predict", json={
+        "entities": asked}).json()
+    assert body["model"] == good.ref and body["experiment"] == "split-1"
+    arms = dict(zip(rows[KEY], rows["arm"], strict=True))
+    assert [p["model"] for p in body["predictions"][:-1]] == [
+        bad.ref if arms[key] == "challenger" else good.ref for key in asked[:-1]]
+    recorded = registry.predictions("split-1")
+    assert list(recorded["entity_id"]) == asked[:-1]  # the unknown customer is not recorded
+    assert list(recorded["arm"]) == [arms[key] for key in asked[:-1]]
 
     record_rows(store, split, rows)
     assert len(read_scores(store.lake, "main", "split-1")) == len(rows)

@@ -64,7 +64,8 @@ def test_batch_scores_and_online_predictions_agree(
     assert [p["risk"] for p in online[:-1]] == list(sample["risk"])
     assert ["; ".join(p["reasons"]) for p in online[:-1]] == list(sample["reasons"])
     assert online[-1] == {"entity": "C9999999", "probability": None, "risk": None,
-                          "reasons": []}
+                          "reasons": [], "model": "churn:v1"}
+    assert body["experiment"] is None
 
     changed = replace(SPENDING, features=SPENDING.features[1:], derived=())
     store.views = [changed if v.name == SPENDING.name else v for v in store.views]
