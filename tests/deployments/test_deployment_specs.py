@@ -2,13 +2,14 @@
 an installed wheel runs it) converts whole; schedules and triggers become the same objects
 `prefect deploy` builds; a bad entry names its deployment; a project's own `prefect.yaml`
 wins over the packaged one; and a drift event sent by hand with only a report path starts a
-retrain of the served deployment."""
+retrain of the served deployment, and an experiment's verdict promotes its challenger."""
 from __future__ import annotations
 
 import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -157,11 +158,11 @@ def _deployments(directory: Path, *specs: Any) -> Path:
     return path
 
 
-@pytest.fixture
-def retrain_served(prefect_server: None, data_dir: Path) -> Iterator[Any]:
-    """`tideline worker retrain` against the session's test server, in a project without a
-    `prefect.yaml` of its own (so: the packaged deployments); its automation registered; its
-    runs and automation removed afterwards, so later tests count only their own retrains."""
+@contextmanager
+def _served(data_dir: Path, deployment: str, automation: str) -> Iterator[Any]:
+    """`tideline worker <deployment>` against the session's test server, in a project without
+    a `prefect.yaml` of its own (so: the packaged deployments); its automation registered; its
+    runs and automation removed afterwards, so later tests count only their own runs."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
@@ -171,36 +172,48 @@ def retrain_served(prefect_server: None, data_dir: Path) -> Iterator[Any]:
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "TIDELINE_PROJECT": str(data_dir.parent)}
     started = datetime.now(UTC)
     with get_client(sync_client=True) as client:  # left by an earlier test's worker, if any
-        stale = {a.id for a in client.read_automations_by_name("retrain-on-drift")}
+        stale = {a.id for a in client.read_automations_by_name(automation)}
     log = (data_dir.parent / "worker.log").open("w")
-    worker = subprocess.Popen([*CLI, "worker", "retrain"], cwd=data_dir.parent, env=env,
+    worker = subprocess.Popen([*CLI, "worker", deployment], cwd=data_dir.parent, env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     try:
         with get_client(sync_client=True) as client:
             def registered() -> bool:
                 assert worker.poll() is None, (data_dir.parent / "worker.log").read_text()
                 return any(a.id not in stale for a in
-                           client.read_automations_by_name("retrain-on-drift"))
+                           client.read_automations_by_name(automation))
 
-            wait_for("the retrain automation", registered, timeout=120)
+            wait_for(f"the {deployment} automation", registered, timeout=120)
             yield client
     finally:
         worker.terminate()
         worker.wait(30)
         log.close()
         with get_client(sync_client=True) as client:
-            for run in _retrain_runs(client):
+            for run in _runs(client, deployment):
                 if run.created and run.created >= started:
                     client.delete_flow_run(run.id)
-            for automation in client.read_automations_by_name("retrain-on-drift"):
-                client.delete_automation(automation.id)
+            for found in client.read_automations_by_name(automation):
+                client.delete_automation(found.id)
 
 
-def _retrain_runs(client: Any) -> list[Any]:
+@pytest.fixture
+def retrain_served(prefect_server: None, data_dir: Path) -> Iterator[Any]:
+    with _served(data_dir, "retrain", "retrain-on-drift") as client:
+        yield client
+
+
+@pytest.fixture
+def conclude_served(prefect_server: None, data_dir: Path) -> Iterator[Any]:
+    with _served(data_dir, "conclude-experiment", "conclude-on-verdict") as client:
+        yield client
+
+
+def _runs(client: Any, deployment: str) -> list[Any]:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
     return client.read_flow_runs(deployment_filter=DeploymentFilter(
-        name=DeploymentFilterName(any_=["retrain"])), limit=50)
+        name=DeploymentFilterName(any_=[deployment])), limit=50)
 
 
 @pytest.mark.slow
@@ -218,7 +231,7 @@ def test_a_drift_event_with_only_a_report_starts_a_retrain(retrain_served: Any) 
         # per-model debounce turns any later copy into no second run
         assert emit(Event(event=DRIFT_EVENT, resource=resource,
                           payload={"report": report})).delivered
-        return [r for r in _retrain_runs(client) if r.parameters.get("report") == report]
+        return [r for r in _runs(client, "retrain") if r.parameters.get("report") == report]
 
     (run,) = wait_for("a retrain run started by the event", retrained, timeout=90)
     assert run.parameters == {"report": report, "reasons": []}
@@ -244,3 +257,42 @@ def test_retrain_parameters_render_from_whatever_payload_is_sent(payload: dict) 
         for name, template in templates.items()}
     assert rendered == {"report": payload.get("report"), "reasons": payload.get("reasons", [])}
     assert retrain.validate_parameters(rendered)["reasons"] == payload.get("reasons", [])
+
+
+@pytest.mark.slow
+def test_an_experiment_verdict_promotes_the_challenger_through_the_automation(
+        conclude_served: Any, data_dir: Path) -> None:
+    """The event the monitor sends on a significant verdict starts the conclude deployment,
+    whose run promotes the challenger in the project's registry and tells its owner."""
+    from prefect.events import Event
+    from tideline.core.settings import load_settings
+    from tideline.models.experiment import Experiment
+    from tideline.models.registry import open_model_registry
+    from tideline.monitoring.events import EXPERIMENT_EVENT, emit, model_resource
+
+    from tests.deployments.test_experiment_cli import record
+
+    registry = open_model_registry(load_settings())
+    registry.add(record(1, "champion"), {})
+    registry.add(record(2, "candidate"), {})
+    name = f"by-hand-{uuid.uuid4().hex[:8]}"
+    registry.start_experiment(Experiment(name, "churn", 1, 2, mode="split"))
+    registry.end_experiment(name, "concluded", {"verdict": {
+        "winner": "challenger", "message": "the challenger is better"}})
+
+    def promoted() -> bool:
+        assert emit(Event(event=EXPERIMENT_EVENT, resource={
+            "prefect.resource.id": model_resource(f"churn-{name}")},
+            payload={"experiment": name})).delivered
+        champion = registry.champion("churn")
+        return champion is not None and champion.version == 2
+
+    wait_for("the challenger promoted by the conclude run", promoted, timeout=90)
+    events = [e for e in registry.events("churn") if e["event"] == "promoted"]
+    assert events[-1]["version"] == 2 and events[-1]["detail"]["experiment"] == name
+    assert registry.get("churn", 1).stage == "archived"
+    (run, *_) = _runs(conclude_served, "conclude-experiment")
+    assert run.parameters == {"experiment": name}
+    mails = wait_for("the owner's e-mail", lambda: list((data_dir / "outbox").glob("*.eml")),
+                     timeout=30)
+    assert f"experiment {name}" in mails[0].read_text()
