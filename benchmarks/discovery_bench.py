@@ -35,8 +35,10 @@ work dir; the slice is the first customers of the same sequence.
    computation of all its candidates (`compute_views` on a spine of every customer at the same
    time), once on every core (`compute_views(threads=os.cpu_count())`: a process running the
    views side by side, as Ray's tasks do in the flow) and once on one thread; Featuretools runs
-   on one core (its `n_jobs` needs dask.distributed, not installed). All timed from reading
-   the lake to the frame in memory. Every Featuretools column
+   on one core (its `n_jobs` fails with dask.distributed 2026.8: Featuretools 1.31 passes
+   `diagnostics_port`, which `LocalCluster` no longer takes). Each case is a fresh process timed
+   from outside, start-up included (`in_process_seconds`: from reading the lake to the frame
+   in memory). Every Featuretools column
    whose definition (primitive, column, window, filter) has a discovery candidate is compared
    to rtol 1e-6 (atol 1e-9), after normalising Featuretools' conventions: COUNT, SUM and
    NUM_UNIQUE of an empty window are NaN there and 0 here; TIME_SINCE_LAST is in seconds and

@@ -37,6 +37,14 @@ def _timing(case: dict) -> tuple[str, str, str]:
     return _s(case.get("seconds")), _s(case.get("seconds")), "1"
 
 
+def _load(case: dict) -> str:
+    """The load average before each run of a case."""
+    load = case.get("load_average_before", case.get("runs_load_average"))
+    if load is None:
+        return "—"
+    return " / ".join(f"{x:.1f}" for x in (load if isinstance(load, list) else [load]))
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
             *("| " + " | ".join(row) + " |" for row in rows)]
@@ -60,11 +68,12 @@ def _agreement(result: dict) -> str:
 def feature_bench_event_log(result: dict) -> list[str]:
     cases = {**result["cases"], **result.get("calibration", {})}
     rows = [[name, *_timing(case), _gib(case.get("peak_rss_bytes")),
-             str(case.get("partitions", "—"))] for name, case in cases.items()]
+             str(case.get("partitions", "—")), _load(case)] for name, case in cases.items()]
     summary = result["summary"]
     return [f"{result['customers']:,} customers, 47 features, each case a fresh process timed "
             "from outside (start-up included).", "",
-            *_table(["case", "median s", "min s", "runs", "peak RSS GiB", "partitions"], rows),
+            *_table(["case", "median s", "min s", "runs", "peak RSS GiB", "partitions",
+                     "load avg before each run"], rows),
             "", f"`tideline features build` takes {summary['build_over_fastest_reference']:.2f}× "
                 f"the time of the fastest reference ({summary['fastest_reference']})."]
 
@@ -109,10 +118,12 @@ def store_bench(result: dict) -> list[str]:
     lines = []
     if result.get("training"):
         rows = [[case["name"], f"{case['entity_rows']:,}", *_timing(case),
-                 _gib(case.get("peak_rss_bytes"))] for case in result["training"].values()]
+                 _gib(case.get("peak_rss_bytes")), _load(case)]
+                for case in result["training"].values()]
         lines += [f"Point-in-time training set, {result['scale']['entity_rows']:,} entity rows "
                   "× 57 features; every case at the same rows, run as often.", "",
-                  *_table(["case", "rows", "median s", "min s", "runs", "peak RSS GiB"], rows),
+                  *_table(["case", "rows", "median s", "min s", "runs", "peak RSS GiB",
+                           "load avg before each run"], rows),
                   ""]
     rows = [[backend, request, f"{stats['p50_ms']:.2f}", f"{stats['p99_ms']:.2f}"]
             for backend, online in result["online"].items()
@@ -122,11 +133,12 @@ def store_bench(result: dict) -> list[str]:
 
 
 def discovery_bench(result: dict) -> list[str]:
-    rows = [[name, str(case["candidates"]), *_timing(case)]
+    rows = [[name, str(case["candidates"]), *_timing(case), _load(case)]
             for name, case in result["slice"].items()]
     summary = result["summary"]
     return [f"{result['slice_customers']:,} customers; every case a fresh process timed from "
-            "outside.", "", *_table(["engine", "candidates", "median s", "min s", "runs"], rows),
+            "outside.", "", *_table(["engine", "candidates", "median s", "min s", "runs",
+                                   "load avg before"], rows),
             "", f"Featuretools takes {summary['featuretools_over_discovery']:.1f}× discovery's "
                 "time."]
 
