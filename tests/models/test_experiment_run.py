@@ -4,6 +4,7 @@ outcome waits for its sample size; a challenger far better (or worse) than the c
 promoted (or retired) from the verdict, recorded in the registry's history."""
 from __future__ import annotations
 
+import html
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -16,7 +17,13 @@ from tideline.core.errors import ModelError
 from tideline.demo.model import CHURN_MODEL
 from tideline.features.online.sqlite import SQLiteOnlineStore
 from tideline.features.store import FeatureStore, TrainingSet
-from tideline.models.experiment import Experiment, measure, read_scores, split_scores
+from tideline.models.experiment import (
+    Experiment,
+    measure,
+    read_scores,
+    report_html,
+    split_scores,
+)
 from tideline.models.promotion import judge
 from tideline.models.registry import ModelRecord, ModelRegistry, register_model
 from tideline.models.training import TrainedModel, train_model
@@ -147,6 +154,9 @@ def test_a_clear_verdict_promotes_or_retires_the_challenger(
     measured = measure(store.lake, "main", CHURN_MODEL.label, split, thresholds(registry, split))
     assert measured is not None and measured.verdict.status == "significant"
     assert measured.verdict.winner == ("challenger" if challenger_wins else "champion")
+    page = report_html(measured)
+    assert f"<b>significant</b>: {html.escape(measured.verdict.message)}" in page
+    assert 'src="data:image/png;base64,' in page and "42 customers per arm" in page
     event = conclude_experiment.fn(registry, measured, {"html": "r.html", "commit": "c"})
     assert event is not None and event.delivered and event.event == EXPERIMENT_EVENT
     concluded = registry.experiment("split-2")
