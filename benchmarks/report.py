@@ -1,6 +1,7 @@
 """The figures of docs/benchmarks.md, generated from the results the benchmarks wrote at full
 size (benchmarks/results/*.json): every figure the page quotes comes from one of these files.
 
+    git add benchmarks/results/NEW.json  # the page quotes only the files git tracks
     python benchmarks/report.py          # rewrite the generated section of the page
     python benchmarks/report.py --check  # exit 1 if the page and the results differ
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -234,9 +236,20 @@ def section(path: Path) -> list[str]:
     return [*lines, "", _agreement(result), ""]
 
 
+def committed(results: Path = RESULTS) -> list[Path]:
+    """The results files git tracks (staged ones included): what the page may quote. Others'
+    files still being written stay out until they are added."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "--", "*.json"], cwd=results,
+                                capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: every file
+        return sorted(results.glob("*.json"))
+    return sorted(results / name for name in listed if "/" not in name)
+
+
 def render(results: Path = RESULTS) -> str:
     """The generated section, markers included."""
-    body = [line for path in sorted(results.glob("*.json")) for line in section(path)]
+    body = [line for path in committed(results) for line in section(path)]
     return "\n".join([BEGIN, "", *body, END])
 
 
