@@ -41,7 +41,7 @@ def _timing(case: dict) -> tuple[str, str, str]:
 
 def _load(case: dict) -> str:
     """The load average before each run of a case."""
-    load = case.get("load_average_before", case.get("runs_load_average"))
+    load = case.get("runs_load_average", case.get("load_average_before"))
     if load is None:
         return "—"
     return " / ".join(f"{x:.1f}" for x in (load if isinstance(load, list) else [load]))
