@@ -223,9 +223,11 @@ def section(path: Path) -> list[str]:
              f"load average {load[0]:.1f} when written" if load else "load not recorded"]
     lines = [f"### {path.stem}", "", f"`benchmarks/results/{path.name}`: "
              + ", ".join(facts) + ".", ""]
+    checked = isinstance(result.get("agreement"), dict) and all(
+        isinstance(c, dict) and "agrees" in c for c in result["agreement"].values())
     if isinstance(result.get("timing"), str):
         lines += [f"How it was timed: {result['timing']}.", ""]
-    else:
+    elif not checked:
         lines += ["**Not re-measured under the equal-work rules** (issue 32: every side from "
                   "the same starting point, the same cores and repeats, values checked by "
                   "`harness.agreement`): an older result, kept for its own figures.", ""]
