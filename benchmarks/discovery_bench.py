@@ -465,6 +465,8 @@ def run_bench(args: argparse.Namespace) -> int:
         "customers": args.customers, "slice_customers": args.slice_customers,
         "max_candidates": args.max_candidates, "as_of": AS_OF.isoformat(), "rtol": RTOL,
         "atol": ATOL, "cpus": os.cpu_count(), "discovery_mode": "in-process (no Ray)",
+        "timing": "every case a fresh process timed from outside, start-up included, once "
+                  "each; discovery on every core, Featuretools on one (its n_jobs fails)",
         "lakes": {label(n): asdict(lake) for n, lake in lakes.items()}, "summary": {}}
 
     def save() -> None:

@@ -52,8 +52,16 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(row) + " |" for row in rows)]
 
 
-def _agreement(result: dict) -> str:
+def _checks(result: dict) -> dict | None:
+    """A result's agreement checks by reference (one check alone: under its reference)."""
     checks = result.get("agreement")
+    if isinstance(checks, dict) and "agrees" in checks:
+        return {checks["reference"]: checks}
+    return checks
+
+
+def _agreement(result: dict) -> str:
+    checks = _checks(result)
     if not isinstance(checks, dict) or not checks:
         return "Agreement: not checked in this run."
     if not all(isinstance(c, dict) and "agrees" in c for c in checks.values()):
@@ -223,8 +231,9 @@ def section(path: Path) -> list[str]:
              f"load average {load[0]:.1f} when written" if load else "load not recorded"]
     lines = [f"### {path.stem}", "", f"`benchmarks/results/{path.name}`: "
              + ", ".join(facts) + ".", ""]
-    checked = isinstance(result.get("agreement"), dict) and all(
-        isinstance(c, dict) and "agrees" in c for c in result["agreement"].values())
+    checks = _checks(result)
+    checked = isinstance(checks, dict) and bool(checks) and all(
+        isinstance(c, dict) and "agrees" in c for c in checks.values())
     if isinstance(result.get("timing"), str):
         lines += [f"How it was timed: {result['timing']}.", ""]
     elif not checked:
