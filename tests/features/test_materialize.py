@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from tideline.core.errors import FeatureDefinitionError
 from tideline.core.partitioning import hash_bucket
-from tideline.demo.views import CHURN_VIEWS, SIGNALS
+from tideline.demo.views import CHURN_VIEWS, DEMO_VIEWS
 from tideline.features.materialize import (
     BASE_BYTES,
     BYTES_PER_VALUE,
@@ -150,7 +150,8 @@ def test_build_features_flow_on_a_two_node_ray_cluster(
     result = build_features(run_id="f1", partitions=3)
     head = lake.get_commit("main")
     assert head.metadata["source_commit"] == result.source_commit == source_commit
-    assert result.as_of == ("2026-09-01",) and result.features == 57 + len(SIGNALS.feature_names)
+    assert result.as_of == ("2026-09-01",) and result.features == sum(
+        len(view.feature_names) for view in DEMO_VIEWS) == 57 + 17 + 3
     assert sorted(p.partition for p in result.partitions) == [0, 1, 2]
     assert result.entities == len(read_features(lake, "main", CHURN_VIEWS[0], date(2026, 9, 1)))
     assert lake.exists("main", result.manifest)

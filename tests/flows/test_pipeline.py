@@ -105,7 +105,8 @@ def test_demo_pipeline_catches_every_defect_builds_features_and_reruns_idempoten
         "features"]
     assert merges[7].id == built.id
     assert (features.features, features.entities, features.as_of) == (
-        57 + len(SIGNALS.feature_names), 3000, ("2026-10-01",))
+        sum(len(view.feature_names) for view in DEMO_VIEWS), 3000, ("2026-10-01",))
+    assert features.features == 57 + 17 + 3  # churn, real-time signals, the custom view
     assert len({p.node for p in features.partitions}) == 2  # both nodes of the Ray cluster
     spending = read_features(lake, "main", CHURN_VIEWS[0], date(2026, 10, 1))
     stamps = pd.concat([read_frame(lake, "main", o.path, columns=["ts"])["ts"]
