@@ -720,19 +720,24 @@ class LocalLake:
             if item.name not in ignore_branches:
                 live.update(e[0] for e in self._staged(item.name).values() if e is not None)
         heads = [head for name, head in self.branches().items() if name not in ignore_branches]
-        refs = [*heads, *self.tags().values()]
-        reachable: set[str] = set()
-        for head in refs:
-            if head not in reachable:
-                reachable |= self._ancestors(head)
-        expired = self._past_retention(heads, {*refs, *keep}, cutoff) if expire_history else set()
-        expired -= {path.name for path in (self.root / "expired").iterdir()}
+        tags = list(self.tags().values())
+        from_heads: set[str] = set()
+        for head in heads:
+            if head not in from_heads:
+                from_heads |= self._ancestors(head)
+        reachable = set(from_heads)
+        for tag in tags:
+            if tag not in reachable:
+                reachable |= self._ancestors(tag)
+        marked = {path.name for path in (self.root / "expired").iterdir()}
+        expired = self._past_retention(heads, from_heads, {*heads, *tags, *keep}, cutoff
+                                       ) - marked if expire_history else set()
         old_commits, trees = [], set()
         for item in list(os.scandir(self.root / "commits")):
             commit_id = item.name.removesuffix(".json")
             if commit_id not in reachable and _mtime(item.path) < stamp:
                 old_commits.append((commit_id, Path(item.path)))
-            elif commit_id not in expired and not (self.root / "expired" / commit_id).exists():
+            elif commit_id not in expired and commit_id not in marked:
                 trees.add(self._commit_record(commit_id)["tree"])
         for tree_id in trees:
             live.add(tree_id)
@@ -769,12 +774,13 @@ class LocalLake:
                 freed, temps = freed + _unlink(path), temps + 1
         return Sweep(objects, commits, temps, freed, len(expired))
 
-    def _past_retention(self, heads: Collection[str], kept: Collection[str], cutoff: datetime
-                        ) -> set[str]:
-        """The commits of the branches' histories that their branch replaced before `cutoff`,
-        but for `kept`: walking each head's first-parent line, a commit stays while it or its
-        successor is younger than `cutoff`; every other reachable commit older than `cutoff`
-        (second parents: merged run branches) is past the retention too."""
+    def _past_retention(self, heads: Collection[str], reachable: set[str],
+                        kept: Collection[str], cutoff: datetime) -> set[str]:
+        """The commits of the branches' histories (`reachable` from `heads`) that their branch
+        replaced before `cutoff`, but for `kept`: walking each head's first-parent line, a
+        commit stays while it or its successor is younger than `cutoff`; every other reachable
+        commit older than `cutoff` (second parents: merged run branches) is past the retention
+        too."""
         young: set[str] = set(kept)
         for head in heads:
             successor = None
@@ -785,9 +791,6 @@ class LocalLake:
                     young.add(current)
                 successor = commit.created_at
                 current = commit.parents[0] if commit.parents else None
-        reachable: set[str] = set()
-        for head in heads:
-            reachable |= self._ancestors(head)
         return {commit_id for commit_id in reachable - young
                 if self.get_commit(commit_id).created_at < cutoff}
 

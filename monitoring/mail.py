@@ -151,3 +151,13 @@ def open_transport(settings: object) -> Transport:
                           f"{type(password).__name__}, not the password as a string")
     return Smtp(host, settings.smtp_port, settings.smtp_security,  # type: ignore[attr-defined]
                 settings.smtp_username, password)  # type: ignore[attr-defined]
+
+
+def send_mails(settings: object, mails: Sequence[Mail]) -> list[Delivery]:
+    """Deliver through the configured transport; when it cannot be opened (a missing secret),
+    every mail comes back as not sent with the reason, so what was decided stands."""
+    try:
+        transport = open_transport(settings)
+    except Exception as exc:  # noqa: BLE001 - any failure to open is recorded, not raised
+        return [Delivery(m.to, m.subject, False, 0, f"no mail transport: {exc}") for m in mails]
+    return deliver(transport, mails, settings.mail_from)  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ from tideline.models.registry import ModelRecord, ModelRegistry
 from tideline.models.scoring import check_versions
 from tideline.models.spec import ModelSpec
 from tideline.monitoring.events import Emitted, emit, experiment_event
-from tideline.monitoring.mail import Delivery, Mail, deliver, open_transport
+from tideline.monitoring.mail import Delivery, Mail, send_mails
 
 
 @task(name="challenger", cache_policy=NONE)
@@ -146,8 +146,4 @@ def tell_owner(settings: Settings, registry: ModelRegistry, experiment: Experime
             f"v{experiment.challenger}) concluded: {verdict.get('message', '')}\n{action}.")
     mail = Mail((owner,), f"[tideline] experiment {experiment.name}: {action}", text,
                 f"<p>{text}</p>")
-    try:
-        transport = open_transport(settings)
-    except Exception as exc:  # noqa: BLE001 - a missing secret must not undo the promotion
-        return [Delivery(mail.to, mail.subject, False, 0, f"no mail transport: {exc}")]
-    return deliver(transport, [mail], settings.mail_from)
+    return send_mails(settings, [mail])

@@ -19,7 +19,7 @@ from tideline.monitoring.alerts import owner_mails
 from tideline.monitoring.checks import MonitorRules
 from tideline.monitoring.events import Emitted, drift_event, emit
 from tideline.monitoring.evidently_report import render_report
-from tideline.monitoring.mail import Delivery, deliver, open_transport
+from tideline.monitoring.mail import Delivery, send_mails
 from tideline.monitoring.monitor import Comparison, MonitorResult, run_checks, summary_json
 
 
@@ -65,12 +65,7 @@ def emit_drift_event(result: MonitorResult, report: dict[str, str]) -> Emitted:
 def email_owners(settings: Settings, result: MonitorResult, report: dict[str, str]
                  ) -> list[Delivery]:
     local = Path(report["local"])
-    mails = owner_mails(result, local.as_uri(), local.read_bytes())
-    try:
-        transport = open_transport(settings)
-    except Exception as exc:  # noqa: BLE001 - a missing secret must not lose the report
-        return [Delivery(m.to, m.subject, False, 0, f"no mail transport: {exc}") for m in mails]
-    return deliver(transport, mails, settings.mail_from)
+    return send_mails(settings, owner_mails(result, local.as_uri(), local.read_bytes()))
 
 
 @task(name="record-alerts", retries=1, cache_policy=NONE)
