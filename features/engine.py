@@ -160,7 +160,7 @@ class Events:
         known = codes >= 0
         if not known.all():
             table, codes = table.filter(pa.array(known)), codes[known]
-        time = _arrow_nanoseconds(table.column(timestamp))
+        time = arrow_nanoseconds(table.column(timestamp))
         frame = table.drop_columns([c for c in (key, timestamp) if c in table.column_names]
                                    ).to_pandas(types_mapper=arrow_text, date_as_object=False)
         clock, position, order = Clock.order(codes, time, len(keys))
@@ -521,13 +521,9 @@ class ViewComputation:
             return n.astype(np.int64)
         if f.agg == "share":
             total = self.segments(None, f.window).n
-            return _divide(n, total)
+            return divide(n, total)
         if f.agg in ("first", "last"):
-            at = seg.lo if f.agg == "first" else seg.hi - 1
-            found = events.at(f.column, at[seg.nonempty])
-            out = np.full(len(n), None if found.dtype == object else np.nan, dtype=found.dtype)
-            out[seg.nonempty] = found
-            return out
+            return edge_values(events, seg, f.column, f.agg)
         if f.agg in ("days_since_last", "days_since_first"):
             if f.column is not None:
                 ufunc = np.fmax if f.agg == "days_since_last" else np.fmin
@@ -551,15 +547,11 @@ class ViewComputation:
         values = self._once(("values", *key), lambda: np.ones(len(seg.index)) if f.column is None
                             else events.values(f.column)[seg.index])
         if f.agg in DAILY:  # without a column, statistics of daily event counts
-            times, days = events.time[seg.index], whole_days(f.window)
-            if f.agg in ("daily_mean", "ema_7d"):
-                return _smoothed(f.agg, seg, times, values, days)
-            return _trend(f.agg, days, *self._once(
-                ("daily", *key), lambda: _daily_sums(seg, times, values, days)))
+            return self.daily(f, seg, events.time[seg.index], values, key)
         total = self._once(("sum", *key), lambda: seg.reduce(np.add, values, empty=0.0))
         if f.agg == "sum":
             return total
-        mean = _divide(total, n)
+        mean = divide(total, n)
         if f.agg == "mean":
             return mean
         if f.agg in ("min", "max", "range"):
@@ -568,7 +560,17 @@ class ViewComputation:
             return {"min": low, "max": high, "range": high - low}[f.agg]
         centred = self._once(("centred", *key), lambda: values - np.repeat(mean, seg.n))
         m2 = self._once(("m2", *key), lambda: seg.reduce(np.add, centred**2))
-        return _moment(f.agg, seg, centred, m2, mean)
+        return moment(f.agg, n, m2, mean, lambda power: seg.reduce(np.add, centred**power))
+
+    def daily(self, f: Feature, seg: Segments, times: np.ndarray, values: np.ndarray,
+              key: tuple) -> np.ndarray:
+        """A `DAILY` feature from its window's gathered event times and values (or daily
+        totals at their days' start: the same days, the same totals)."""
+        days = whole_days(f.window)
+        if f.agg in ("daily_mean", "ema_7d"):
+            return _smoothed(f.agg, seg, times, values, days)
+        return _trend(f.agg, days, *self._once(
+            ("daily", *key), lambda: _daily_sums(seg, times, values, days)))
 
     def _once(self, key: tuple, make: Callable[[], Any]) -> Any:
         """`make()`, computed once per key for this spine: features of one window share their
@@ -755,7 +757,7 @@ def _nanoseconds(values: pd.Series) -> np.ndarray:
     return stamps.astype("datetime64[ns]").to_numpy().view(np.int64)
 
 
-def _arrow_nanoseconds(column: pa.ChunkedArray) -> np.ndarray:
+def arrow_nanoseconds(column: pa.ChunkedArray) -> np.ndarray:
     """int64 ns since the epoch, UTC, straight from Arrow for timestamps (no pandas copy; a
     missing time is NaT's value, as pandas gives it)."""
     if not pa.types.is_timestamp(column.type):
@@ -764,32 +766,44 @@ def _arrow_nanoseconds(column: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(nanos.fill_null(np.iinfo(np.int64).min).to_numpy(), dtype=np.int64)
 
 
-def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.full(len(a), np.nan)
     np.divide(a, b, out=out, where=b != 0)
     return out
 
 
-def _moment(agg: str, seg: Segments, centred: np.ndarray, m2: np.ndarray,
-            mean: np.ndarray) -> np.ndarray:
-    """Variance-based statistics on values centred per window (`m2`: their summed squares),
-    with pandas' definitions (sample variance; bias-corrected skewness and excess kurtosis)."""
-    n = seg.n.astype(float)
+def edge_values(events: Events, seg: Segments, column: str, agg: str) -> np.ndarray:
+    """`first` or `last`: a column's value at each window's first or last event (missing for
+    an empty window)."""
+    at = seg.lo if agg == "first" else seg.hi - 1
+    found = events.at(column, at[seg.nonempty])
+    out = np.full(len(seg.lo), None if found.dtype == object else np.nan, dtype=found.dtype)
+    out[seg.nonempty] = found
+    return out
+
+
+def moment(agg: str, n: np.ndarray, m2: np.ndarray, mean: np.ndarray,
+           central: Callable[[int], np.ndarray]) -> np.ndarray:
+    """Variance-based statistics from each window's count, mean and summed squared deviations
+    from its mean (`m2`; `central(k)` gives the k-th powers' sums, asked only for skew and
+    kurtosis), with pandas' definitions (sample variance; bias-corrected skewness and excess
+    kurtosis)."""
+    n = n.astype(float)
     if agg in ("std", "var", "cv"):
         with np.errstate(invalid="ignore", divide="ignore"):
             var = np.where(n >= 2, m2 / (n - 1), np.nan)
         if agg == "var":
             return var
-        return np.sqrt(var) if agg == "std" else _divide(np.sqrt(var), mean)
+        return np.sqrt(var) if agg == "std" else divide(np.sqrt(var), mean)
     m2 = np.where(np.abs(m2) < 1e-14, 0.0, m2)
     with np.errstate(invalid="ignore", divide="ignore"):
         if agg == "skew":
-            m3 = seg.reduce(np.add, centred**3)
+            m3 = central(3)
             m3 = np.where(np.abs(m3) < 1e-14, 0.0, m3)
             out = (n * (n - 1) ** 0.5 / (n - 2)) * (m3 / m2**1.5)
             out = np.where(m2 == 0, 0.0, out)
             return np.where(n < 3, np.nan, out)
-        m4 = seg.reduce(np.add, centred**4)
+        m4 = central(4)
         numerator = n * (n + 1) * (n - 1) * m4
         denominator = (n - 2) * (n - 3) * m2**2
         adjust = 3 * (n - 1) ** 2 / ((n - 2) * (n - 3))
@@ -910,14 +924,18 @@ def as_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
 
 def compute_views(views: Iterable[View], events: dict[str, Events], spine: Spine,
                   leading: dict[str, np.ndarray] | None = None,
-                  threads: int = 1, timings: dict[str, float] | None = None) -> pd.DataFrame:
+                  threads: int = 1, timings: dict[str, float] | None = None,
+                  computations: dict[str, Callable[[Spine], ViewComputation]] | None = None
+                  ) -> pd.DataFrame:
     """Every view's features for every spine row, in spine order, one column per feature,
     after the `leading` columns (such as the entity keys). The views they read are computed
     too (not returned). With `threads` > 1, views that read no other view are computed that
     many at once (numpy releases the GIL for the sorts, searches and reductions): for a
     process that owns several cores, not a Ray task that owns one. Views of one source share
     its `Events`, whose caches at worst fill twice with the same values. `timings` gains the
-    seconds spent on "windows" and "reductions" (summed over threads)."""
+    seconds spent on "windows" and "reductions" (summed over threads). `computations` gives,
+    by view name, how to compute a view other than from its source's `events` (from daily
+    tiles, `tideline.features.tiles`)."""
     wanted = list(views)
     every = with_reads(wanted)
     done: dict[str, dict[str, np.ndarray]] = {}
@@ -928,7 +946,8 @@ def compute_views(views: Iterable[View], events: dict[str, Events], spine: Spine
         if isinstance(view, CustomView):
             return custom_columns(view, events, spine, borrowed, timings)
         started = perf_counter()
-        computation = ViewComputation(view, events[view.source.name], spine)
+        computation = (computations[view.name](spine) if view.name in (computations or {})
+                       else ViewComputation(view, events[view.source.name], spine))
         columns = computation.columns(borrowed=borrowed)
         if timings is not None:
             total = perf_counter() - started

@@ -17,6 +17,7 @@ from tideline.features.engine import Events, Spine, as_frame, compute_views, enc
 from tideline.features.offline import feature_path, read_source, write_features
 from tideline.features.plan import FeaturePlan
 from tideline.features.stats import StatsPart, summarise
+from tideline.features.tiles import days_before, load_tiled
 from tideline.lake.base import Lake
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,12 @@ class PartitionResult:
     """Where the seconds went: "read", "sort", "windows", "reductions", "write"."""
     node: str = ""
     """The Ray node that computed it (empty outside Ray)."""
+    days_from_tiles: int = 0
+    """Source days merged from daily tiles (`tideline.features.tiles`)."""
+    days_from_events: int = 0
+    """Source days read as raw events."""
+    untiled: tuple[str, ...] = ()
+    """`view.feature: reason` for each feature that kept its source on raw events."""
     stats: dict[str, list[StatsPart]] = field(default_factory=dict, compare=False)
     """`view@as-of day` -> each feature's statistics in this partition, for the registry
     (not kept in the build's manifest)."""
@@ -141,20 +148,30 @@ def _keys(events: dict[str, Events], codes: np.ndarray) -> np.ndarray:
 
 def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
                           as_of: Sequence[date], partition: int = 0,
-                          partitions: int = 1) -> PartitionResult:
-    """Compute every view for one partition's entities at each as-of date and write them."""
+                          partitions: int = 1, full: bool = False) -> PartitionResult:
+    """Compute every view for one partition's entities at each as-of date and write them:
+    merged from the daily tiles of the days that have valid ones, and from raw events (whose
+    tiles it writes) for the rest; from raw events only with `full`."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    events = load_events(lake, ref, plan, partition, partitions, timings)
+    if full:
+        events = present = load_events(lake, ref, plan, partition, partitions, timings)
+        computations, tiled = {}, None
+    else:
+        tiled = load_tiled(lake, ref, branch, plan.views, plan.columns, as_of, partition,
+                           partitions, timings)
+        events, present = tiled.events, tiled.present
+        computations = tiled.computations(plan.views)
     paths, rows, entities, stats = [], 0, 0, {}
     timings["write"] = 0.0
     for day in as_of:
         t = as_of_time(day)
-        codes = known_codes(events, t)
-        keys = _keys(events, codes)
+        codes = known_codes(present, t)
+        keys = _keys(present, codes)
         entities = max(entities, len(keys))
         spine = Spine(keys=keys, t=np.full(len(keys), t.value, dtype=np.int64), codes=codes)
-        computed = compute_views(plan.views, events, spine, timings=timings)
+        computed = compute_views(plan.views, events, spine, timings=timings,
+                                 computations=computations)
         for view in plan.views:  # a view reading another's features shares its columns
             frame = as_frame({view.entity.key: keys, **{
                 name: computed[name].to_numpy() for name in view.feature_names}})
@@ -169,8 +186,12 @@ def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
     log.info("partition %d/%d: %d entities, %d feature rows in %.1f s (%s)", partition,
              partitions, entities, rows, seconds,
              ", ".join(f"{name} {value:.1f} s" for name, value in timings.items()))
+    counts = {"days_from_events": days_before(lake, ref, plan.views, as_of)} if tiled is None \
+        else {"days_from_tiles": tiled.days_from_tiles,
+              "days_from_events": tiled.days_from_events, "untiled": tiled.untiled}
     return PartitionResult(partition=partition, entities=entities, rows=rows,
-                           paths=tuple(paths), seconds=seconds, timings=timings, stats=stats)
+                           paths=tuple(paths), seconds=seconds, timings=timings, stats=stats,
+                           **counts)
 
 
 @dataclass(frozen=True)
@@ -198,6 +219,21 @@ class FeatureBuild:
     @property
     def entities(self) -> int:
         return sum(p.entities for p in self.partitions)
+
+    @property
+    def days_from_tiles(self) -> int:
+        """Source days merged from tiles (by the partition that merged the most)."""
+        return max((p.days_from_tiles for p in self.partitions), default=0)
+
+    @property
+    def days_from_events(self) -> int:
+        """Source days read as raw events (by the partition that read the most)."""
+        return max((p.days_from_events for p in self.partitions), default=0)
+
+    @property
+    def untiled(self) -> tuple[str, ...]:
+        """The features that kept their sources on raw events."""
+        return tuple(dict.fromkeys(r for p in self.partitions for r in p.untiled))
 
 
 def record_build(lake: Lake, branch: str, run_id: str, source_commit: str, plan: FeaturePlan,
@@ -228,6 +264,7 @@ def load_build(lake: Lake, ref: str, run_id: str) -> FeatureBuild:
     """The record of a build that was published before (a re-run returns it unchanged)."""
     body = json.loads(lake.get(ref, f"features/_runs/{run_id}.json"))
     body["as_of"] = tuple(body["as_of"])
-    body["partitions"] = tuple(PartitionResult(**{**p, "paths": tuple(p["paths"])})
+    body["partitions"] = tuple(PartitionResult(**{**p, "paths": tuple(p["paths"]),
+                                                  "untiled": tuple(p.get("untiled", ()))})
                                for p in body["partitions"])
     return FeatureBuild(**body)

@@ -79,7 +79,7 @@ def test_a_rebuild_with_other_partitions_replaces_every_table(
 def test_a_partition_reports_where_its_time_went(churn_lake: tuple[LocalLake, str]) -> None:
     lake, ref = churn_lake
     (result,) = build(lake, ref, "b", 1)
-    assert set(result.timings) == {"read", "sort", "windows", "reductions", "write"}
+    assert set(result.timings) == {"read", "sort", "tiles", "windows", "reductions", "write"}
     assert all(seconds >= 0 for seconds in result.timings.values())
     assert sum(result.timings.values()) <= result.seconds + 0.01
 
