@@ -40,8 +40,9 @@ def ray_task_runner(settings: Settings) -> RayTaskRunner:
 
 @flow(name="build-features", task_runner=RayTaskRunner(init_kwargs=LOCAL_RAY), **FAILURE_HOOKS)
 def build_features(run_id: str | None = None, as_of: list[date] | None = None,
-                   partitions: int | None = None) -> FeatureBuild:
-    """clean tables at a main commit → plan → entity partitions on Ray → offline store."""
+                   partitions: int | None = None, full: bool = False) -> FeatureBuild:
+    """clean tables at a main commit → plan → entity partitions on Ray (merging daily tiles,
+    or recomputing every window from raw events with `full`) → offline store."""
     run_id = run_id or new_run_id()
     settings = flow_settings()
     logger = get_run_logger()
@@ -67,13 +68,14 @@ def build_features(run_id: str | None = None, as_of: list[date] | None = None,
                  metadata={"stage": "features", "source_commit": source_commit,
                            "views": json.dumps(plan.versions, sort_keys=True)}) as run:
         futures = [compute_partition.submit(settings, source_commit, run.branch, plan, dates, k,
-                                            count) for k in range(count)]
+                                            count, full) for k in range(count)]
         build = record_feature_build(lake, run.branch, run_id, source_commit, plan, dates,
                                      [future.result() for future in futures])
     register_feature_build(store, build, run.published.id)
     publish_feature_artifacts(build)
-    logger.info("published %d features for %d entities as of %s", build.features,
-                build.entities, ", ".join(build.as_of))
+    logger.info("published %d features for %d entities as of %s (source days: %d from "
+                "tiles, %d from raw events)", build.features, build.entities,
+                ", ".join(build.as_of), build.days_from_tiles, build.days_from_events)
     return build
 
 

@@ -51,15 +51,15 @@ def publish_online_artifacts(writes: list[OnlineWrite], backend: str) -> None:
 @task(name="compute-partition", task_run_name="features[{partition}/{partitions}]",
       retries=2, retry_delay_seconds=5, cache_policy=NONE)
 def compute_partition(settings: Settings, ref: str, branch: str, plan: FeaturePlan,
-                      as_of: Sequence[date], partition: int, partitions: int
-                      ) -> PartitionResult:
+                      as_of: Sequence[date], partition: int, partitions: int,
+                      full: bool = False) -> PartitionResult:
     """One entity partition on a Ray worker: it opens the lake itself (lake clients do not
     travel between processes) and returns only a small summary (its features' statistics
     included), naming its node."""
     import ray
 
     result = materialize_partition(open_lake(settings), ref, branch, plan, as_of, partition,
-                                   partitions)
+                                   partitions, full)
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     return replace(result, node=node)
 
