@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A real lakeFS server on this machine, built from its Go module.
 #   tools/lakefs.sh build            build once per machine (cached by version); print the path
-#   tools/lakefs.sh serve DIR PORT   run it in the foreground: metadata and objects under DIR,
-#                                    on 127.0.0.1:PORT, installation user keys from
+#   tools/lakefs.sh serve DIR PORT [HOST]
+#                                    run it in the foreground: metadata and objects under DIR,
+#                                    on HOST:PORT (127.0.0.1), installation user keys from
 #                                    LAKEFS_ACCESS_KEY_ID / LAKEFS_SECRET_ACCESS_KEY
 # Exit status 3: no Go here to build with.
 set -euo pipefail
@@ -39,10 +40,11 @@ build() {
 }
 
 serve() {
-  local dir="${1:?usage: tools/lakefs.sh serve DIR PORT}" port="${2:?usage: tools/lakefs.sh serve DIR PORT}"
+  local dir="${1:?usage: tools/lakefs.sh serve DIR PORT [HOST]}" port="${2:?usage: tools/lakefs.sh serve DIR PORT [HOST]}"
+  local host="${3:-127.0.0.1}"
   local bin; bin="$(build)"
   mkdir -p "$dir"
-  export LAKEFS_LISTEN_ADDRESS="127.0.0.1:$port"
+  export LAKEFS_LISTEN_ADDRESS="$host:$port"
   export LAKEFS_DATABASE_TYPE=local LAKEFS_DATABASE_LOCAL_PATH="$dir/metadata"
   export LAKEFS_BLOCKSTORE_TYPE=local LAKEFS_BLOCKSTORE_LOCAL_PATH="$dir/block"
   export LAKEFS_COMMITTED_LOCAL_CACHE_DIR="$dir/cache"
@@ -59,5 +61,5 @@ serve() {
 case "${1:-}" in
   build) build ;;
   serve) shift; serve "$@" ;;
-  *) echo "usage: tools/lakefs.sh build | serve DIR PORT" >&2; exit 2 ;;
+  *) echo "usage: tools/lakefs.sh build | serve DIR PORT [HOST]" >&2; exit 2 ;;
 esac

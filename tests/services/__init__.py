@@ -1,7 +1,8 @@
 """Private servers for tests: PostgreSQL, Redis, NATS JetStream and lakeFS, each on a free port
-with its data in a temporary directory. `Unavailable` says why one cannot start here (a missing
-binary, no Go to build lakeFS with); the suite's fixtures turn it into a skip, or a failure
-under `CI=true`."""
+with its data in a temporary directory, on loopback or, for the cluster scenario, on a network
+namespace's address. `Unavailable` says why one cannot start here (a missing binary, no Go
+to build lakeFS with); the suite's fixtures turn it into a skip, or a failure under
+`CI=true`."""
 from __future__ import annotations
 
 import base64
@@ -56,8 +57,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
         return True
     return False
 
@@ -71,12 +72,19 @@ def _binary(name: str, *also: str) -> str:
 
 @dataclass
 class Server:
-    """A server process of ours, started from `argv` and ready once its port listens."""
+    """A server process of ours, started from `argv` and ready once its port listens: on
+    loopback, or on `host` inside the network namespace `netns` (`tests/cluster`)."""
 
     root: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    host: str = "127.0.0.1"
+    netns: str | None = None
     name = "server"
+
+    def inside(self, argv: list[str]) -> list[str]:
+        """`argv` run in this server's network namespace, if it has one."""
+        return ["ip", "netns", "exec", self.netns, *argv] if self.netns else argv
 
     def argv(self) -> list[str]:
         raise NotImplementedError
@@ -85,12 +93,13 @@ class Server:
         return dict(os.environ)
 
     def ready(self) -> bool:
-        return listening(self.port)
+        return listening(self.port, self.host)
 
     def start(self, timeout: float = 60) -> None:
         log = (self.root / f"{self.name}.log").open("ab")
-        self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
-                                        env=self.environment(), cwd=self.root)
+        self.process = subprocess.Popen(self.inside(self.argv()), stdout=log,
+                                        stderr=subprocess.STDOUT, env=self.environment(),
+                                        cwd=self.root)
         log.close()
         deadline = time.monotonic() + timeout
         while not self.ready():
@@ -128,10 +137,10 @@ class Server:
         return self
 
     @classmethod
-    def create(cls: type[S]) -> S:
-        """A new server in a temporary directory of its own, started; `Unavailable` (from
-        `argv`) when its binary is missing."""
-        return cls(_temporary(cls.name)).launched()
+    def create(cls: type[S], **where: str) -> S:
+        """A new server in a temporary directory of its own, started (`where`: its `host`
+        and `netns`); `Unavailable` (from `argv`) when its binary is missing."""
+        return cls(_temporary(cls.name), **where).launched()
 
 
 def _temporary(prefix: str) -> Path:
@@ -149,10 +158,10 @@ class Nats(Server):
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"nats://{self.host}:{self.port}"
 
     def argv(self) -> list[str]:
-        return [_binary("nats-server", "/usr/sbin/nats-server"), "-a", "127.0.0.1",
+        return [_binary("nats-server", "/usr/sbin/nats-server"), "-a", self.host,
                 "-p", str(self.port), "-js", "-sd", str(self.root / "store")]
 
 
@@ -161,16 +170,16 @@ class Nats(Server):
 
 @dataclass
 class Redis(Server):
-    """redis-server without persistence, on loopback only."""
+    """redis-server without persistence, on its one address only."""
 
     name = "redis"
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def argv(self) -> list[str]:
-        return [_binary("redis-server"), "--bind", "127.0.0.1", "--port", str(self.port),
+        return [_binary("redis-server"), "--bind", self.host, "--port", str(self.port),
                 "--save", "", "--appendonly", "no", "--dir", str(self.root)]
 
 
@@ -198,15 +207,15 @@ class Postgres(Server):
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/postgres"
 
     def _run(self, *argv: str) -> None:
         user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*user, *argv], check=True, capture_output=True, text=True)
+        subprocess.run(self.inside([*user, *argv]), check=True, capture_output=True, text=True)
 
     def ctl(self, *args: str) -> None:
         options = (f"-p {self.port} -k {self.root / 'sock'} "
-                   "-c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200")
+                   f"-c listen_addresses={self.host} -c fsync=off -c max_connections=200")
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-l",
                   str(self.root / "log"), "-w", "-t", "60", "-o", options, *args)
 
@@ -232,7 +241,7 @@ class Postgres(Server):
         """Wait for pending restarts; start the server if a test left it down."""
         while self.restarts:
             self.restarts.pop().join()
-        if not listening(self.port):
+        if not listening(self.port, self.host):
             self.start()
 
     def close(self) -> None:
@@ -241,10 +250,10 @@ class Postgres(Server):
         super().close()
 
     @classmethod
-    def create(cls) -> Postgres:
+    def create(cls, **where: str) -> Postgres:
         if os.geteuid() == 0 and shutil.which("runuser") is None:
             raise Unavailable("running as root needs runuser to start PostgreSQL as postgres")
-        server = cls(_temporary("pg"))
+        server = cls(_temporary("pg"), **where)
         (server.root / "sock").mkdir()
         if os.geteuid() == 0:
             for path in (server.root, server.root / "sock"):
@@ -252,6 +261,9 @@ class Postgres(Server):
         try:
             server._run(str(server.bin / "initdb"), "-D", str(server.root / "data"), "-A",
                         "trust", "-U", "postgres", "--no-sync")
+            if server.host != "127.0.0.1":  # initdb trusts loopback only: also the subnet's hosts
+                with (server.root / "data" / "pg_hba.conf").open("a") as hba:
+                    hba.write("host all all samenet trust\n")
         except BaseException:
             server.close()
             raise
@@ -285,10 +297,10 @@ class LakeFS(Server):
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def argv(self) -> list[str]:
-        return ["bash", str(LAKEFS_TOOL), "serve", str(self.root), str(self.port)]
+        return ["bash", str(LAKEFS_TOOL), "serve", str(self.root), str(self.port), self.host]
 
     def environment(self) -> dict[str, str]:
         key_id, secret = LAKEFS_KEYS
@@ -310,6 +322,6 @@ class LakeFS(Server):
             self.version = json.load(reply).get("version", "")
 
     @classmethod
-    def create(cls) -> LakeFS:
+    def create(cls, **where: str) -> LakeFS:
         lakefs_binary()  # built (or found) before the clock of start() runs
-        return super().create()
+        return super().create(**where)

@@ -1,0 +1,150 @@
+"""The deployment of `docs/deployment.md` across four hosts on this machine (`tests/cluster/
+hosts.py`): `lake` runs lakeFS, PostgreSQL and Redis; `head` runs the Ray head (no CPUs of its
+own: nothing is computed there) and the Prefect server with the deployments registered for the
+`tideline` work pool; `w1` and `w2` each run a Ray worker and a Prefect process worker. The
+hosts share the code and the project file (the same image), never a data directory: the lake
+is lakeFS over the bridge and the registries are PostgreSQL on `lake`."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from tideline.demo.project import PROJECT_FILE
+
+from tests.cluster.hosts import Host, Network, network
+from tests.services import LAKEFS_KEYS, LakeFS, Postgres, Redis, skip_or_fail, start_or_skip
+from tests.waiting import CLI, wait_for
+
+BIN = Path(CLI[0]).parent
+RAY_PORT, PREFECT_PORT = 6379, 4200
+WORKERS = ("w1", "w2")
+
+
+@dataclass
+class Cluster:
+    """The running hosts, the settings every tideline process there gets, and the API."""
+
+    net: Network
+    env: dict[str, str]
+    api: str
+    project: Path
+    lakefs: LakeFS
+    postgres: Postgres
+    prefect_workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start_prefect_worker(self, name: str) -> subprocess.Popen:
+        """A Prefect process worker on the `tideline` pool on host `name`, polling every
+        second; its flow runs inherit the host's environment (its own data directory)."""
+        worker = self.net[name].start(
+            "prefect-worker", [str(BIN / "prefect"), "worker", "start", "--pool", "tideline",
+                               "--type", "process", "--name", f"worker-{name}"],
+            {**self.env, "PREFECT_WORKER_QUERY_SECONDS": "1",
+             "PREFECT_WORKER_PREFETCH_SECONDS": "1"}, cwd=self.project)
+        self.prefect_workers[name] = worker
+        return worker
+
+    def logs(self) -> str:
+        """The tail of every host's logs, for a failure message."""
+        tails = []
+        for host in self.net.hosts.values():
+            for log in sorted(host.root.glob("*.log")):
+                tails.append(f"--- {host.name}/{log.name}\n"
+                             + log.read_text(errors="replace")[-2500:])
+        return "\n".join(tails)
+
+
+def _ray(host: Host, *args: str) -> subprocess.Popen:
+    # a worker node takes the head's temporary directory unless told its own
+    return host.start("ray", [str(BIN / "ray"), "start", "--block", "--disable-usage-stats",
+                              f"--node-ip-address={host.address}",
+                              f"--temp-dir={host.root / 'tmp' / 'ray'}",
+                              "--object-store-memory=200000000", *args])
+
+
+def ray_nodes(net: Network) -> dict[str, str]:
+    """The live Ray nodes, asked on the head: node id -> the host it runs on."""
+    done = net["head"].run([str(BIN / "python"), "-c",
+                            "import json, ray; ray.init(address='auto', log_to_driver=False); "
+                            "print(json.dumps({n['NodeID']: n['NodeManagerAddress'] "
+                            "for n in ray.nodes() if n['Alive']}))"], timeout=120)
+    if done.returncode or not done.stdout.strip():
+        return {}
+    hosts = {host.address: host.name for host in net.hosts.values()}
+    return {node: hosts[address] for node, address in
+            json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
+def _requirements() -> None:
+    if os.geteuid() != 0:
+        skip_or_fail("the cluster scenario makes network namespaces: it needs root")
+    if shutil.which("ip") is None:
+        skip_or_fail("the cluster scenario needs iproute2's `ip`")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    _requirements()
+    root = Path(tempfile.mkdtemp(prefix="tl"))  # short: Ray's socket paths live under it
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, root, True)
+        net = stack.enter_context(network(["lake", "head", *WORKERS], root))
+        lake, head = net["lake"], net["head"]
+        where = {"host": lake.address, "netns": lake.netns}
+        postgres = start_or_skip("postgres", lambda: Postgres.create(**where))
+        stack.callback(postgres.close)
+        redis = start_or_skip("redis", lambda: Redis.create(**where))
+        stack.callback(redis.close)
+        lakefs = start_or_skip("lakefs", lambda: LakeFS.create(**where))
+        stack.callback(lakefs.close)
+
+        # the same image on every host: the code (this checkout's venv) and the project file
+        project = root / "project"
+        project.mkdir()
+        shutil.copyfile(PROJECT_FILE, project / "tideline.yaml")
+        api = f"http://{head.address}:{PREFECT_PORT}/api"
+        env = {"TIDELINE_PROJECT": str(project / "tideline.yaml"),
+               "TIDELINE_LAKE_BACKEND": "lakefs", "TIDELINE_LAKEFS_ENDPOINT": lakefs.endpoint,
+               "TIDELINE_LAKEFS_ACCESS_KEY_ID": LAKEFS_KEYS[0],
+               "TIDELINE_LAKEFS_SECRET_ACCESS_KEY": LAKEFS_KEYS[1],
+               "TIDELINE_LAKEFS_REPOSITORY": f"cluster-{uuid.uuid4().hex[:8]}",
+               "TIDELINE_REGISTRY_URL": postgres.url, "TIDELINE_ONLINE_STORE": "redis",
+               "TIDELINE_REDIS_URL": redis.url, "TIDELINE_FEATURE_PARTITIONS": "4",
+               "TIDELINE_RAY_ADDRESS": f"{head.address}:{RAY_PORT}", "PREFECT_API_URL": api,
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+
+        _ray(head, "--head", f"--port={RAY_PORT}", "--num-cpus=0", "--include-dashboard=false")
+        prefect = head.start("prefect-server", [
+            str(BIN / "prefect"), "server", "start", "--host", head.address,
+            "--port", str(PREFECT_PORT), "--no-ui"], env)
+        wait_for("the Ray head", lambda: ray_nodes(net), timeout=120)
+        for name in WORKERS:
+            _ray(net[name], f"--address={head.address}:{RAY_PORT}", "--num-cpus=1")
+
+        def healthy() -> bool:
+            if prefect.poll() is not None:
+                raise AssertionError(f"the Prefect server exited:\n{head.log('prefect-server')}")
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{api}/health", timeout=2).status_code == 200
+            return False
+
+        wait_for("the Prefect server", healthy, timeout=180)
+        deployed = head.run([*CLI, "deploy"], env, cwd=project, timeout=300)
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        wait_for("both Ray workers", lambda: sorted(ray_nodes(net).values()) == [
+            "head", *WORKERS], timeout=120)
+        made = Cluster(net, env, api, project, lakefs, postgres)
+        for name in WORKERS:
+            made.start_prefect_worker(name)
+        wait_for("both Prefect workers", lambda: len(httpx.post(
+            f"{api}/work_pools/tideline/workers/filter", json={}, timeout=5).json()) == 2)
+        yield made
