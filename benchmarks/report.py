@@ -211,7 +211,29 @@ def validation_bench(result: dict) -> list[str]:
             f"read + validate + write: {result['ratio_vs_baseline']:.2f}× read + write."]
 
 
+def tile_bench(result: dict) -> list[str]:
+    cases = {name: case for name, case in result["cases"].items() if name != "seed"}
+    rows = [[name, _s(case["seconds"]), _gib(case.get("tree_peak_rss_bytes")),
+             str(case.get("days_from_tiles", "—")), str(case.get("days_from_events", "—")),
+             _load(case)] for name, case in cases.items()]
+    summary = result["summary"]
+    lines = [f"{result['customers']:,} customers, {result['source_rows']:,} payments over "
+             f"{result['days']} days ({result['rate']:g} a customer a day), "
+             f"{result['features']} features, {result['partitions']} partitions.", "",
+             *_table(["case", "seconds", "peak RSS GiB", "days from tiles",
+                      "days from events", "load avg before"], rows), "",
+             f"Next day: the full build takes {summary['next_day_speedup']:.2f}× the "
+             f"incremental one's time; the incremental one's peak RSS is "
+             f"{summary['next_day_rss_ratio']:.2f}× the full one's."]
+    if "backfill_speedup" in summary:
+        lines.append(f"Backfill of {result['backfill']} dates: {result['backfill']} full "
+                     f"builds take {summary['backfill_speedup']:.2f}× one incremental build's "
+                     "time.")
+    return lines
+
+
 FORMATS: dict[str, Callable[[dict], list[str]]] = {
+    "tile_bench": tile_bench, "tile_bench_backfill": tile_bench,
     "feature_bench_event_log": feature_bench_event_log, "feature_bench": feature_bench,
     "train_bench": train_bench, "train_bench_own_data": train_bench_own_data,
     "store_bench": store_bench, "discovery_bench": discovery_bench,

@@ -28,8 +28,9 @@ SMOKES = {
     "discovery": (["discovery_bench.py", "--smoke", "--slice-only"], ()),
     "event_log": (["feature_bench.py", "--data", "event-log", "--smoke"], ()),
     "soak": (["soak.py", "--smoke"], ()),
+    "tile": (["tile_bench.py", "--smoke"], ()),
 }
-SLOW = {"train", "feature", "discovery", "event_log", "soak"}
+SLOW = {"train", "feature", "discovery", "event_log", "soak", "tile"}
 """The smokes of 40 s to two minutes on a loaded 2-core machine (fresh interpreters, Ray,
 Prefect's server): `make test-slow` runs them, `make bench-smoke` runs everything, so that
 `make test` stays within its time."""
