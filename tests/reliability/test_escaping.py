@@ -46,7 +46,6 @@ def drift(column: str, drifted: bool = True) -> ColumnDrift:
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_validation_report_escapes_names_values_and_reasons(ledger: Ledger,
                                                             payload: str) -> None:
-    ledger.hostile_input()
     contract = Contract.from_dict({
         "dataset": "customers", "description": payload,
         "columns": {"id": {"type": "string"}, payload: {"type": "int"},
@@ -58,13 +57,13 @@ def test_validation_report_escapes_names_values_and_reasons(ledger: Ledger,
     assert len(result.quarantine) == 1 and payload in result.quarantine["_reason"].iloc[0]
     html = render_html({payload: result}, title=payload, run_id=payload)
     assert_escaped(html, payload)
+    ledger.serve("markup, shown escaped")
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_discovery_report_escapes_candidates_descriptions_and_reasons(
     ledger: Ledger, payload: str
 ) -> None:
-    ledger.hostile_input()
     names = [f"{payload}_kept", f"{payload}_dropped"]
     decisions = pd.DataFrame({
         "candidate": names, "status": ["kept", "dropped"], "step": ["kept", payload],
@@ -80,6 +79,7 @@ def test_discovery_report_escapes_candidates_descriptions_and_reasons(
     report = selection_report(payload, payload * 2, selection, candidates, computed=2,
                               rows=15, over_budget=0, views=[payload], correlations=None)
     assert_escaped(report.html, payload)
+    ledger.serve("markup, shown escaped")
 
 
 def test_drift_report_keeps_a_category_value_inside_its_script_block(
@@ -87,7 +87,6 @@ def test_drift_report_keeps_a_category_value_inside_its_script_block(
 ) -> None:
     """Evidently embeds category values as unescaped JSON in a `<script>` block: a value that
     would close the block is made inert before it gets there."""
-    ledger.hostile_input()
     payload = "</script><script>alert(1)</script>"
     rng = np.random.default_rng(0)
     reference = pd.DataFrame({"plan": rng.choice([payload, "basic"], 200)})
@@ -97,6 +96,7 @@ def test_drift_report_keeps_a_category_value_inside_its_script_block(
                           current_rows=200)]
     run = render_report(reference, current, tested, {}, tmp_path / "drift.html")
     assert payload not in run.path.read_text()
+    ledger.serve("markup, shown escaped")
 
 
 def monitor_result(payload: str, owner: str = "owner@example.com") -> MonitorResult:
@@ -119,7 +119,6 @@ def html_part(message: EmailMessage) -> str:
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_owner_mails_escape_feature_view_and_model_names(ledger: Ledger, payload: str) -> None:
-    ledger.hostile_input()
     mails = owner_mails(monitor_result(payload), link=payload, report=b"<html></html>")
     assert len(mails) == 2  # the feature owner's, and the retrain notice to the model's owner
     for mail in mails:
@@ -127,6 +126,7 @@ def test_owner_mails_escape_feature_view_and_model_names(ledger: Ledger, payload
         message = build_message(mail, "tideline@example.com")
         assert_escaped(html_part(message), payload)
         assert message["To"] == "owner@example.com"
+    ledger.serve("markup, shown escaped")
 
 
 @pytest.mark.parametrize("owner", [
@@ -135,20 +135,21 @@ def test_owner_mails_escape_feature_view_and_model_names(ledger: Ledger, payload
     "Owner <owner@example.com>", "owner@example.com\r\n\r\n<script>alert(1)</script>",
 ])
 def test_owner_address_header_injection_is_rejected(ledger: Ledger, owner: str) -> None:
-    ledger.hostile_input(2)
     for mail in owner_mails(monitor_result("churn", owner=owner), link="x", report=None):
         with pytest.raises(ConfigError, match="not an e-mail address"):
             build_message(mail, "tideline@example.com")
+        ledger.refused("ConfigError")
     mail = Mail(to=("owner@example.com",), subject="s", text="t", html="h")
     with pytest.raises(ConfigError, match="not an e-mail address"):
         build_message(mail, owner)
+    ledger.refused("ConfigError")
 
 
 def test_a_line_break_in_a_subject_adds_no_header(ledger: Ledger) -> None:
-    ledger.hostile_input()
     mail = Mail(to=("owner@example.com",), subject="drift in churn\r\nBcc: evil@example.com",
                 text="t", html="<p>h</p>")
     message = build_message(mail, "tideline@example.com")
     assert message["Bcc"] is None
     assert message["Subject"] == "drift in churn Bcc: evil@example.com"
     assert b"\nBcc:" not in bytes(message)
+    ledger.serve("a subject with a line break, folded")

@@ -63,8 +63,12 @@ HOSTILE_VALUES = st.one_of(
 @dataclass
 class Outcome:
     rows: int
+    """Records the connector read: landed, or rejected as unparseable."""
+    validated: int
+    """Records validation saw: the landed rows, and the rejected ones."""
     clean: int
     quarantined: int
+    """Quarantined by validation, or rejected by the connector."""
 
 
 def ingest(tmp: Path, name: str, data: bytes, *, fmt: str, encoding: str) -> Outcome:
@@ -83,11 +87,11 @@ def ingest(tmp: Path, name: str, data: bytes, *, fmt: str, encoding: str) -> Out
     assert all(reason.strip() and name in reason for _, reason in pull.rejected)
     result = validate_dataset(lake, "main", CONTRACT, [record], timestamp_column="ts",
                               run_id="r1", now=NOW)
-    assert result.rows == record.rows == len(result.clean) + len(result.quarantine)
     if len(result.quarantine):
         assert result.quarantine["_reason"].str.strip().str.len().gt(0).all()
         assert result.quarantine["_rules"].notna().all()
-    return Outcome(rows=record.rows + len(pull.rejected), clean=len(result.clean),
+    return Outcome(rows=record.rows + len(pull.rejected),
+                   validated=result.rows + len(pull.rejected), clean=len(result.clean),
                    quarantined=len(result.quarantine) + len(pull.rejected))
 
 
@@ -102,16 +106,20 @@ def csv_bytes(header: list[str], rows: list[list[str | None]], encoding: str) ->
 
 def ingest_or_error(ledger: Ledger, name: str, data: bytes, *, fmt: str, encoding: str,
                     expected_rows: int | None) -> None:
-    ledger.hostile_input()
+    """The file refused with a `SourceError` naming it, or its rows reconciled: the records
+    written (`expected_rows`, when the test knows them; else those the connector read) against
+    the rows clean, quarantined or rejected."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
             outcome = ingest(Path(tmp), name, data, fmt=fmt, encoding=encoding)
         except SourceError:
+            ledger.fuzz("files refused with a SourceError naming them")
             return
-    assert outcome.rows == outcome.clean + outcome.quarantined
-    if expected_rows is not None:
-        ledger.rows_lost(expected_rows - outcome.clean - outcome.quarantined)
-        assert outcome.rows == expected_rows
+    rows_in = outcome.rows if expected_rows is None else expected_rows
+    ledger.reconcile(f"{name} ({encoding})", rows_in, outcome.clean + outcome.quarantined)
+    assert outcome.rows == outcome.validated == outcome.clean + outcome.quarantined
+    assert outcome.rows == rows_in
+    ledger.fuzz("files ingested, every row clean or quarantined")
 
 
 @FUZZ

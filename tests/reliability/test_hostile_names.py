@@ -38,52 +38,53 @@ HOSTILE_NAMES = [
 @pytest.mark.parametrize("field", ["name", "dataset"])
 def test_source_and_dataset_names_are_path_safe(ledger: Ledger, field: str) -> None:
     for hostile in HOSTILE_NAMES:
-        ledger.hostile_input()
         spec = {"name": "crm", "dataset": "customers", field: hostile}
         with pytest.raises(ValidationError) as caught:
             FileSource(timestamp_column="ts", url="crm.csv", format="csv", **spec)
         assert caught.value.errors()[0]["loc"] == (field,)
         assert "is not a valid name" in str(caught.value)
+        ledger.refused("ValidationError")
 
 
 def test_view_and_feature_names_are_rejected_naming_the_view(ledger: Ledger) -> None:
     view = DEMO_VIEWS[0]
     for hostile in HOSTILE_NAMES:
-        ledger.hostile_input(2)
         with pytest.raises(FeatureDefinitionError, match="a view name is lower-case"):
             replace(view, name=hostile)
         with pytest.raises(FeatureDefinitionError,
                            match=rf"feature view {view.name!r}: feature name .* identifier"):
             replace(view, features=(Feature(hostile, agg="count"),))
+        ledger.refused("FeatureDefinitionError", 2)
 
 
 @pytest.mark.parametrize("owner", ["a@example.com\r\nBcc: evil@example.com",
                                    "a@example.com, evil@example.com", "Eve <evil@example.com>",
                                    "a@example.com\nX-Injected: 1", "$(mail)@example.com"])
 def test_owner_addresses_are_one_bare_address(ledger: Ledger, owner: str) -> None:
-    ledger.hostile_input(3)
     with pytest.raises(FeatureDefinitionError, match="owner must be one bare e-mail address"):
         replace(DEMO_VIEWS[0], owner=owner)
+    ledger.refused("FeatureDefinitionError")
     for field in ("mail_from", "pipeline_owner"):
         with pytest.raises(ConfigError, match=rf"{field}\n.*not one bare e-mail address"):
             load_settings(**{field: owner})
+        ledger.refused("ConfigError")
 
 
 def test_branch_names_and_lake_paths_refuse_traversal(ledger: Ledger, tmp_path: Path) -> None:
     lake = LocalLake(tmp_path / "lake")
     for hostile in HOSTILE_NAMES:
-        ledger.hostile_input(2)
         with pytest.raises(InvalidName, match="invalid branch name"):
             check_branch(hostile)
-        with pytest.raises(InvalidName):
+        with pytest.raises(InvalidName, match="invalid branch name"):
             lake.create_branch(hostile, "main")
+        ledger.refused("InvalidName", 2)
     for path in ["../x", "/etc/passwd", "a/../../b", "clean/..", "a/./b", "a\\..\\b", "a\nb",
                  "C:/x", ""]:
-        ledger.hostile_input()
         with pytest.raises(InvalidPath, match="invalid object path"):
             check_path(path)
-        with pytest.raises(InvalidPath):
+        with pytest.raises(InvalidPath, match="invalid object path"):
             lake.put("main", path, b"x")
+        ledger.refused("InvalidPath", 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]
 
 
@@ -118,16 +119,16 @@ def sql_source(table: str, cursor: str, timestamp: str) -> SqlSource:
 def test_sql_identifiers_with_quotes_are_quoted_not_spliced(
     ledger: Ledger, weird_database: sa.Engine
 ) -> None:
-    ledger.hostile_input()
     pull = SqlConnector().pull(sql_source(WEIRD_TABLE, *WEIRD_COLUMNS), None, None)
     assert pull.frame["id"].tolist() == [1, 2, 3]
     assert pull.checkpoint["cursor"] == 3
+    ledger.serve("SQL identifiers with quotes, read quoted")
     # an identifier that is an injection attempt names a table that does not exist
     for hostile in ["victims; DROP TABLE victims", 'victims" ; DROP TABLE victims; --',
                     "victims'; DROP TABLE victims; --"]:
-        ledger.hostile_input()
         with pytest.raises(SourceError, match=r"source 'weird': reading table"):
             SqlConnector().pull(sql_source(hostile, "id", "id"), None, None)
+        ledger.refused("SourceError")
     with weird_database.connect() as conn:
         assert sa.inspect(conn).has_table("victims")
 
@@ -136,9 +137,9 @@ def test_sql_identifiers_with_quotes_are_quoted_not_spliced(
 def test_a_hostile_cursor_column_is_an_error_naming_it(
     ledger: Ledger, weird_database: sa.Engine
 ) -> None:
-    ledger.hostile_input()
     hostile = "id) OR 1=1; DROP TABLE victims; --"
     with pytest.raises(SourceError, match="reading table .* does not exist"):
         SqlConnector().pull(sql_source(WEIRD_TABLE, hostile, WEIRD_COLUMNS[1]), None, None)
+    ledger.refused("SourceError")
     with weird_database.connect() as conn:
         assert sa.inspect(conn).has_table("victims")
