@@ -2,7 +2,7 @@
 time, kept in the lake beside the feature tables, so that a build reads raw events only for
 the days without a valid tile and merges the rest (Chronon's tiling).
 
-    features/tiles/<view>/v=<version>/day=<YYYY-MM-DD>/src=<identity>/part-<k>-of-<n>.parquet
+    features/tiles/<view>/v=<version>/f=<format>/day=<YYYY-MM-DD>/src=<identity>/part-<k>-of-<n>.parquet
 
 `identity` hashes the day's source objects (the path and checksum of every
 `clean/<dataset>/dt=<day>/` object): an ingest that adds to or rewrites a day (late events, a
@@ -63,6 +63,8 @@ MOMENTS = {"std", "var", "skew", "kurtosis", "cv"}
 TILED = COUNTING | TEMPORAL | DAILY | MOMENTS | {"sum", "mean", "min", "max", "range", "first",
                                                  "last"}
 """The aggregations a build merges from daily tiles."""
+TILE_FORMAT = 1
+"""The partials a tile holds for a view; a change to them is a new format, beside the old."""
 DAY = "_day"
 """A tile's day (its midnight, UTC), as the time of the tile's row."""
 Group = tuple[str | None, str | None]
@@ -99,8 +101,10 @@ def _stats(feature: Feature) -> list[Stat]:
         return [("sum", column)]
     if agg in ("min", "max", "range"):
         return [("min", column), ("max", column)]
-    if agg in MOMENTS:
-        return [("sum", column), ("m2", column), ("m3", column), ("m4", column)]
+    if agg in MOMENTS:  # third and fourth powers only for skew and kurtosis
+        return [("sum", column), ("m2", column), *(
+            [("m3", column)] if agg in ("skew", "kurtosis") else []), *(
+            [("m4", column)] if agg == "kurtosis" else [])]
     if agg in ("first", "last"):
         return [(agg, column)]
     if agg in TEMPORAL:
@@ -211,8 +215,17 @@ class TileComputation(ViewComputation):
     def _counts(self, filter_: str | None, valued: str | None,
                 window: int | str | None) -> tuple[Segments, np.ndarray]:
         seg = self.segments(filter_, window, valued)
-        counts = self.subset(filter_, valued).values(partial("n", None, filter_, valued))
-        return seg, seg.reduce(np.add, counts[seg.index], empty=0).astype(np.int64)
+        return seg, self._once(("count", filter_, valued, window), lambda: seg.reduce(
+            np.add, self._gathered(seg, "n", None, filter_, valued, window),
+            empty=0).astype(np.int64))
+
+    def _gathered(self, seg: Segments, stat: str, column: str | None, filter_: str | None,
+                  valued: str | None, window: int | str | None) -> np.ndarray:
+        """A partial's values in each window's tiles, window after window; once for every
+        feature of the window that needs it."""
+        name = partial(stat, column, filter_, valued)
+        return self._once(("gathered", name, window), lambda: self.subset(
+            filter_, valued).values(name)[seg.index])
 
     def compute(self, f: Feature) -> np.ndarray:
         filter_, valued = _group(f)
@@ -220,7 +233,11 @@ class TileComputation(ViewComputation):
         tiles = self.subset(filter_, valued)
 
         def gathered(stat: str, column: str | None = f.column) -> np.ndarray:
-            return tiles.values(partial(stat, column, filter_, valued))[seg.index]
+            return self._gathered(seg, stat, column, filter_, valued, f.window)
+
+        def reduced(ufunc: np.ufunc, stat: str, empty: float = np.nan) -> np.ndarray:
+            return self._once(("reduced", stat, f.column, filter_, valued, f.window),
+                              lambda: seg.reduce(ufunc, gathered(stat), empty=empty))
 
         if f.agg == "count":
             return n
@@ -242,10 +259,9 @@ class TileComputation(ViewComputation):
             return self.daily(f, seg, tiles.time[seg.index], gathered("total"),
                               ("tiles", f.column, f.filter, f.window))
         if f.agg in ("min", "max", "range"):
-            low, high = seg.reduce(np.minimum, gathered("min")), seg.reduce(np.maximum,
-                                                                            gathered("max"))
+            low, high = reduced(np.minimum, "min"), reduced(np.maximum, "max")
             return {"min": low, "max": high, "range": high - low}[f.agg]
-        total = seg.reduce(np.add, gathered("sum"), empty=0.0)
+        total = reduced(np.add, "sum", 0.0)
         if f.agg == "sum":
             return total
         mean = divide(total, n)
@@ -255,12 +271,13 @@ class TileComputation(ViewComputation):
         # own mean (delta: the tile's mean less the window's)
         counts = gathered("n", None)
         delta = gathered("sum") / counts - np.repeat(mean, seg.n)
-        m2, m3 = gathered("m2"), gathered("m3")
+        m2 = gathered("m2")
         merged = {2: lambda: m2 + counts * delta**2,
-                  3: lambda: m3 + 3 * delta * m2 + counts * delta**3,
-                  4: lambda: (gathered("m4") + 4 * delta * m3 + 6 * delta**2 * m2
+                  3: lambda: gathered("m3") + 3 * delta * m2 + counts * delta**3,
+                  4: lambda: (gathered("m4") + 4 * delta * gathered("m3") + 6 * delta**2 * m2
                               + counts * delta**4)}
-        return moment(f.agg, n, seg.reduce(np.add, merged[2]()), mean,
+        return moment(f.agg, n, self._once(("m2", f.column, filter_, f.window),
+                                           lambda: seg.reduce(np.add, merged[2]())), mean,
                       lambda power: seg.reduce(np.add, merged[power]()))
 
 
@@ -272,7 +289,7 @@ def tile_path(view: View, day: str, identity: str, partition: int, partitions: i
 
 
 def tile_prefix(view: View) -> str:
-    return f"features/tiles/{view.name}/v={view.version}/"
+    return f"features/tiles/{view.name}/v={view.version}/f={TILE_FORMAT}/"
 
 
 def source_days(lake: Lake, ref: str, source: Source) -> dict[str, tuple[str, list[str]]]:
