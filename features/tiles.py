@@ -137,7 +137,7 @@ def compute_tiles(view: FeatureView, events: Events) -> tuple[pa.Table, np.ndarr
     low = int(day.min(initial=0))
     span = int(day.max(initial=0)) - low + 1
     cell = events.entity * span + (day - low)
-    base = _runs(cell)
+    base, _ = _runs(cell)
     codes = events.entity[base]
     columns: dict[str, pa.Array] = {
         view.entity.key: events.keys.take(pa.array(codes)),
@@ -145,8 +145,7 @@ def compute_tiles(view: FeatureView, events: Events) -> tuple[pa.Table, np.ndarr
     for (filter_, valued), stats in partials(view).items():
         sub = events.matching(filter_, valued)
         sub_cell = sub.entity * span + (sub.time // DAY_NS - low)
-        starts = _runs(sub_cell)
-        ends = np.append(starts[1:], len(sub_cell)).astype(np.int64)
+        starts, ends = _runs(sub_cell)
         rows = np.searchsorted(cell[base], sub_cell[starts])
         for stat, column in stats:
             values = _tile_stat(stat, column, sub, starts, ends)
@@ -154,11 +153,12 @@ def compute_tiles(view: FeatureView, events: Events) -> tuple[pa.Table, np.ndarr
     return pa.table(columns), codes
 
 
-def _runs(cell: np.ndarray) -> np.ndarray:
-    """Where each run of equal values starts."""
+def _runs(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of equal values starts, and where it ends."""
     first = np.ones(len(cell), dtype=bool)
     first[1:] = cell[1:] != cell[:-1]
-    return np.flatnonzero(first)
+    starts = np.flatnonzero(first)
+    return starts, np.append(starts[1:], len(cell)).astype(np.int64)[:len(starts)]
 
 
 def _tile_stat(stat: str, column: str | None, sub: Events, starts: np.ndarray,
@@ -371,7 +371,9 @@ def load_tiled(lake: Lake, ref: str, branch: str, views: Sequence[View],
     for name, (source, key) in sources.items():
         days = source_days(lake, ref, source)
         tiled = by_source.get(name)
-        needed = _needed(days, tiled or [], as_of, end)
+        # every day before the last date, not only those the windows reach: an entity with
+        # an event before t is in the table at t, however old the event
+        needed = sorted(day for day in days if day < end)
         if tiled:
             identities[name] = {day: days[day][0] for day in needed}
             have = _valid_tiles(lake, ref, tiled, identities[name], partition, partitions)
@@ -431,15 +433,6 @@ def days_before(lake: Lake, ref: str, views: Sequence[View], as_of: Sequence[dat
     return sum(day < end for source in sources.values() for day in source_days(lake, ref, source))
 
 
-def _needed(days: dict[str, tuple[str, list[str]]], views: Sequence[FeatureView],
-            as_of: Sequence[date], end: str) -> list[str]:
-    """The source days before the last as-of date that the views' windows reach."""
-    windows = [whole_days(f.window) for view in views for f in view.features]
-    start = ("" if not windows or None in windows
-             else f"{min(as_of) - timedelta(days=max(windows)):%Y-%m-%d}")
-    return sorted(day for day in days if start <= day < end)
-
-
 def _valid_tiles(lake: Lake, ref: str, views: Sequence[FeatureView],
                  identities: dict[str, str], partition: int, partitions: int
                  ) -> dict[str, set[str]]:
@@ -489,8 +482,7 @@ def _write_tiles(lake: Lake, branch: str, view: FeatureView, table: pa.Table,
     day = arrow_nanoseconds(table.column(DAY)) // DAY_NS
     order = np.argsort(day, kind="stable")
     table, day = table.take(pa.array(order)), day[order]
-    starts = _runs(day)
-    for start, stop in zip(starts, np.append(starts[1:], len(day)), strict=True):
+    for start, stop in zip(*_runs(day), strict=True):
         name = f"{date(1970, 1, 1) + timedelta(days=int(day[start])):%Y-%m-%d}"
         path = tile_path(view, name, identities[name], partition, partitions)
         part = path.rsplit("/", 1)[1]

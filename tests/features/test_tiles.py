@@ -200,3 +200,24 @@ def test_a_full_build_reads_no_tiles_and_writes_none(event_log: LocalLake) -> No
     assert {(r.days_from_tiles, r.days_from_events) for r in results} == {(0, 2 * DAYS)}
     assert not event_log.list("main", "features/tiles/")
 
+
+def test_an_entity_known_only_from_old_days_is_in_the_table(event_log: LocalLake) -> None:
+    """A customer whose one payment is older than every window of the view still has a row
+    (its counts 0), from a tile as from a recompute."""
+    lake = event_log
+    old = payments(np.random.default_rng(13), [START], 1, first=40_000).assign(
+        customer_id="OLD")
+    write_days(lake, "payments", old, "old")
+    lake.commit("main", "a customer of the first day only")
+    view = FeatureView(name="recent_payments", entity=CUSTOMER, source=PAYMENTS,
+                       owner="risk@example.com",
+                       features=[Feature("payments_7d", agg="count", window=7)])
+    end = START + timedelta(days=DAYS)
+    build(lake, [view], [end], full=False)
+    incremental, results = build(lake, [view], [end + timedelta(days=1)], full=False)
+    assert {r.days_from_tiles for r in results} == {DAYS}
+    recomputed, _ = build(lake, [view], [end + timedelta(days=1)], full=True)
+    assert_same(lake, [view], [end + timedelta(days=1)], incremental, recomputed)
+    table = read_features(lake, incremental, view, end + timedelta(days=1))
+    assert table.set_index("customer_id").loc["OLD", "payments_7d"] == 0
+
