@@ -34,6 +34,10 @@ def print_features(build) -> None:  # noqa: ANN001 - features.materialize.Featur
     console.print(f"{build.features} features for {build.entities:,} entities from lake commit "
                   f"{short(build.source_commit)} in {len(build.partitions)} Ray partitions; "
                   f"manifest: {build.manifest}")
+    console.print(f"source days: {build.days_from_tiles} from daily tiles, "
+                  f"{build.days_from_events} from raw events")
+    for reason in build.untiled:
+        console.print(f"  read raw: {reason}")
 
 
 def print_discovery(result, top: int | None = None) -> None:  # noqa: ANN001 - flows.discover.Discovery
@@ -66,15 +70,18 @@ def features_build(
                                          help="As-of date (repeat for several); default: the "
                                               "day after the newest data."),
     partitions: int = typer.Option(None, min=1, help="Entity partitions (Ray tasks)."),
+    full: bool = typer.Option(False, "--full", help="Recompute every window from raw events "
+                                                    "instead of merging daily tiles."),
 ) -> None:
-    """Build the feature views from the clean tables on main, on Ray, into the offline store."""
+    """Build the feature views from the clean tables on main, on Ray, into the offline store:
+    days with a valid daily tile are merged from it, the others read from raw events."""
     with flow_runtime(with_ray=True):
         from tideline.flows.build_features import build_features, ray_task_runner
 
         flow = build_features.with_options(task_runner=ray_task_runner(load_settings()))
         print_features(flow(run_id=run_id,
                              as_of=[day.date() for day in as_of] if as_of else None,
-                             partitions=partitions))
+                             partitions=partitions, full=full))
 
 
 @features_app.command("discover")
