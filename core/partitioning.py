@@ -14,6 +14,9 @@ def hash_bucket(keys: pa.Array | np.ndarray, buckets: int) -> np.ndarray:
     polynomial hash of the key's UTF-8 bytes, computed over Arrow's buffers (no Python object
     per key), then mixed (splitmix64) so that similar keys spread evenly. Null counts as ''."""
     array = keys if isinstance(keys, pa.Array) else pa.array(np.asarray(keys, dtype=object))
+    if (pa.types.is_integer(array.type) and array.type != pa.uint64() and not array.null_count
+            and len(array)):
+        return _mix(_integer_hash(array.to_numpy().astype(np.int64)), buckets)
     array = pc.cast(array, pa.large_string())
     if array.null_count or len(array) == 0:
         array = array.fill_null("")
@@ -34,7 +37,56 @@ def hash_bucket(keys: pa.Array | np.ndarray, buckets: int) -> np.ndarray:
         filled = lengths > 0
         if filled.any():
             hashed[filled] = np.add.reduceat(terms, starts[filled], dtype=np.uint64)
-    hashed += lengths.astype(np.uint64)
+    return _mix(hashed + lengths.astype(np.uint64), buckets)
+
+
+_BLOCK = 10_000
+_POWERS = np.cumprod(np.full(24, _PRIME, dtype=np.uint64), dtype=np.uint64)
+"""_POWERS[k] is the factor of the byte at position k of a key's text: _PRIME ** (k + 1)."""
+
+
+def _block_hashes() -> np.ndarray:
+    """[t, b]: the hash of block b written as t digits (zero-padded), at positions 0..t-1."""
+    blocks = np.arange(_BLOCK, dtype=np.uint64)
+    hashes = np.zeros((5, _BLOCK), dtype=np.uint64)
+    for width in range(1, 5):
+        rest = blocks.copy()
+        for place in range(width):  # the last digit first
+            hashes[width] += (rest % np.uint64(10) + np.uint64(ord("0"))) * _POWERS[
+                width - 1 - place]
+            rest //= np.uint64(10)
+    return hashes
+
+
+_BLOCK_HASHES = _block_hashes()
+
+
+def _integer_hash(values: np.ndarray) -> np.ndarray:
+    """The polynomial hash of each integer's decimal text (as `str` writes it), four digits at a
+    time from a table: the cast to text costs several times the hash. A block at position s
+    contributes _PRIME ** s times its hash at position 0 (arithmetic modulo 2 ** 64)."""
+    negative = values < 0
+    rest = np.abs(values).astype(np.uint64)  # int64's minimum keeps its bits: still right
+    digits = np.ones(len(values), dtype=np.int64)
+    for power in 10 ** np.arange(1, 19, dtype=np.uint64):
+        if not (more := rest >= power).any():
+            break
+        digits += more
+    hashed = np.where(negative, np.uint64(ord("-")) * _PRIME, np.uint64(0))
+    left = digits.copy()  # leading digits not hashed yet
+    while True:
+        width = np.minimum(left, 4)
+        start = negative + left - width  # the block's first position in the text
+        shift = np.where(start > 0, _POWERS[np.maximum(start - 1, 0)], np.uint64(1))
+        hashed += _BLOCK_HASHES[width, rest % np.uint64(_BLOCK)] * shift
+        left -= width
+        if not left.any():
+            return hashed + (digits + negative).astype(np.uint64)
+        rest //= np.uint64(_BLOCK)
+
+
+def _mix(hashed: np.ndarray, buckets: int) -> np.ndarray:
+    """splitmix64's finaliser, then the bucket."""
     hashed ^= hashed >> np.uint64(30)
     hashed *= np.uint64(0xBF58476D1CE4E5B9)
     hashed ^= hashed >> np.uint64(27)

@@ -49,7 +49,8 @@ def write_bucketed(lake: Lake, branch: str, path: str, data: pd.DataFrame | pa.T
         bucket = np.zeros(len(table), dtype=np.int64)
     else:
         bucket = hash_bucket(table.column(key).combine_chunks(), count)
-    order = np.argsort(bucket, kind="stable")
+    # a stable sort of small integers is a radix sort: many times faster than of int64s
+    order = np.argsort(bucket.astype(np.min_scalar_type(count)), kind="stable")
     sizes = np.bincount(bucket, minlength=count)
     present = np.flatnonzero(sizes)
     stops = np.cumsum(sizes)[present]

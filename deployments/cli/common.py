@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import os
 import sys
@@ -47,24 +48,25 @@ def prefect_quiet() -> None:
 
 
 @contextmanager
-def flow_runtime(with_ray: bool = False) -> Iterator[None]:
+def flow_runtime(*flows: str, with_ray: bool = False) -> Iterator[None]:
     """What a command that runs flows sets up for them: quiet Prefect, and one Prefect API that
-    the Ray workers report to as well (`tideline.core.process.prefect_api`); `with_ray`: Ray
-    started while the API server starts, shared by every flow of the command and stopped at
-    its end."""
+    the Ray workers report to as well (`tideline.core.process.prefect_api`). While the API
+    server starts (a process of its own), the `flows` modules are imported and, `with_ray`,
+    Ray is started, shared by every flow of the command and stopped at its end."""
     prefect_quiet()
-    from tideline.core.process import prefect_api
+    from tideline.core.process import kept_heap, prefect_api
 
-    start = None
-    if with_ray:
-        from tideline.core.ray_runtime import start_ray
+    address = load_settings().ray_address if with_ray else None
 
-        address = load_settings().ray_address
+    def alongside() -> None:
+        if with_ray:
+            from tideline.core.ray_runtime import start_ray
 
-        def start() -> None:
             start_ray(address)
+        for module in flows:
+            importlib.import_module(module)
     try:
-        with prefect_api(alongside=start):
+        with kept_heap(), prefect_api(alongside=alongside):
             yield
     finally:
         if with_ray:

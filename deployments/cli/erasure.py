@@ -23,7 +23,7 @@ def forget(
     the rows until the lake's garbage collection removes them."""
     from pydantic import SecretStr
 
-    with flow_runtime():
+    with flow_runtime("tideline.flows.forget"):
         from tideline.flows.forget import forget as forget_flow
 
         result = forget_flow([SecretStr(key) for key in keys], reason=reason, column=column,

@@ -75,7 +75,7 @@ def features_build(
 ) -> None:
     """Build the feature views from the clean tables on main, on Ray, into the offline store:
     days with a valid daily tile are merged from it, the others read from raw events."""
-    with flow_runtime(with_ray=True):
+    with flow_runtime("tideline.flows.build_features", with_ray=True):
         from tideline.flows.build_features import build_features, ray_task_runner
 
         flow = build_features.with_options(task_runner=ray_task_runner(load_settings()))
@@ -97,7 +97,8 @@ def features_discover(
 ) -> None:
     """Generate candidate features from the clean tables and their references, compute them on
     Ray, and keep the ones that earn their place (judged on the training split)."""
-    with flow_runtime(with_ray=True):
+    with flow_runtime("tideline.flows.build_features", "tideline.flows.discover",
+                      with_ray=True):
         from tideline.flows.build_features import ray_task_runner
         from tideline.flows.discover import discover_features
 
@@ -197,7 +198,7 @@ def features_diff(
 @features_app.command("materialize")
 def features_materialize() -> None:
     """Load the newest feature tables on main into the online store (changed entities only)."""
-    with flow_runtime():
+    with flow_runtime("tideline.flows.build_features"):
         from tideline.flows.build_features import materialize_online
 
         table = Table("view", "version", "as of", "mode", "written", "deleted")

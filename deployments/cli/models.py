@@ -61,7 +61,7 @@ def train(
 ) -> None:
     """Train a model on point-in-time features from main, register it, run the promotion
     gate."""
-    with flow_runtime(with_ray=True):
+    with flow_runtime("tideline.flows.train", with_ray=True):
         from tideline.flows.train import train as train_flow
 
         print_training(train_flow(run_id=run_id, model=model))
@@ -76,7 +76,7 @@ def score_command(
 ) -> None:
     """Score every active customer with the champion: probability, risk and reasons, into the
     lake and the `scores` table."""
-    with flow_runtime():
+    with flow_runtime("tideline.flows.score"):
         from tideline.flows.score import score
 
         print_scoring(score(run_id=run_id, model=model,

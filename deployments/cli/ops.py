@@ -69,7 +69,7 @@ def run(
     run_id: str = typer.Option(None, help="Re-use a run id to re-run it idempotently."),
 ) -> None:
     """Run the pipeline end to end on the project's sources."""
-    with flow_runtime(with_ray=True):
+    with flow_runtime("tideline.flows.pipeline", with_ray=True):
         from tideline.flows.pipeline import pipeline
 
         result = pipeline(run_id=run_id)
@@ -94,7 +94,7 @@ def ingest(
     until: datetime = typer.Option(None, formats=["%Y-%m-%d"], help="Backfill up to (excl.)."),
 ) -> None:
     """Ingest, validate and publish every source; with --since/--until, backfill those days."""
-    with flow_runtime():
+    with flow_runtime("tideline.flows.ingest"):
         from tideline.flows.ingest import ingest as ingest_flow
 
         _print_audit(ingest_flow(run_id=run_id,
@@ -208,7 +208,7 @@ def monitor(
     notify: bool = typer.Option(True, help="E-mail the owners of what drifted."),
 ) -> None:
     """Compare the champion's training set with today's features: drift report, event, e-mail."""
-    with flow_runtime():
+    with flow_runtime("tideline.flows.monitor"):
         from tideline.flows.monitor import monitor as monitor_flow
 
         _print_monitoring(monitor_flow(run_id=run_id, model=model,
@@ -221,7 +221,7 @@ def retrain(
     report: str = typer.Option(None, help="The drift report asking for it (lake path)."),
 ) -> None:
     """Rebuild the training set from main, train, and run the promotion gate."""
-    with flow_runtime():
+    with flow_runtime("tideline.flows.retrain"):
         from tideline.flows.retrain import retrain as retrain_flow
 
         print_training(retrain_flow(model=model, report=report))

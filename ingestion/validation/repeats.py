@@ -67,8 +67,8 @@ class Spill:
         self._specs = specs
 
     def add(self, spec: int, hashes: np.ndarray) -> None:
-        parts = (hashes >> np.uint64(64 - SPILL_BITS)).astype(np.intp)
-        order = np.argsort(parts, kind="stable")
+        parts = (hashes >> np.uint64(64 - SPILL_BITS)).astype(np.uint8)
+        order = np.argsort(parts, kind="stable")  # of small integers: a radix sort
         sizes = np.bincount(parts, minlength=2**SPILL_BITS)
         ordered = hashes[order]
         for part, stop in zip(np.flatnonzero(sizes), np.cumsum(sizes)[sizes > 0], strict=True):

@@ -117,6 +117,17 @@ def _combine(codes: list[np.ndarray]) -> np.ndarray:
     return combined
 
 
+def _key_codes(key: list[Typed]) -> np.ndarray:
+    """Dense first-appearance codes of the key's values. A one-column key of distinct,
+    comparable values (an export's id) has codes 0..n-1: a sort tells, at a third of the cost
+    of hashing every value."""
+    if len(key) == 1 and key[0].cmp is not None and key[0].valid.all():
+        ordered = np.sort(key[0].cmp)
+        if (ordered[1:] != ordered[:-1]).all():
+            return np.arange(len(ordered), dtype=np.int64)
+    return _combine([_codes(typed.values) for typed in key])
+
+
 def _repeats(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For dense first-appearance codes: which rows repeat an earlier one (code -1 never does),
     and the position of the first row with each row's code."""
@@ -282,7 +293,7 @@ def duplicate_checks(frame: pd.DataFrame, contract: Contract, typed: dict[str, T
     key_codes = None
     if contract.key and all(name in typed for name in contract.key):
         # typed values are null wherever a value is null or unparseable: codes -1 there
-        key_codes = _combine([_codes(typed[name].values) for name in contract.key])
+        key_codes = _key_codes([typed[name] for name in contract.key])
         candidates &= _in_groups(key_codes)
     if candidates.sum() > 0.05 * n:
         prefilter = _hash_prefilter(typed)

@@ -7,8 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tideline.core.partitioning import hash_bucket
 from tideline.lake.buckets import bucket_count, read_partition, write_bucketed
 from tideline.lake.local import LocalLake
@@ -37,6 +40,16 @@ def test_entity_hash_is_stable_even_and_width_independent() -> None:
     assert list(mixed[:3]) == list(buckets[:3])  # the same key, fixed- or variable-width path
     assert list(hash_bucket(pa.array(["C0000005", "C0000006", "C0000007"]), 1000)) == [
         704, 127, 474]  # pinned: every process and release must agree
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(-2**63, 2**63 - 1), min_size=1, max_size=50),
+       st.sampled_from([pa.int64(), pa.int32(), pa.int16(), pa.uint32()]))
+def test_an_integer_key_hashes_as_its_text_does(values: list[int], kind: pa.DataType) -> None:
+    info = np.iinfo(kind.to_pandas_dtype())
+    keys = pa.array([min(max(v, info.min), info.max) for v in values], type=kind)
+    assert hash_bucket(keys, 1_000_003).tolist() == hash_bucket(
+        pc.cast(keys, pa.string()), 1_000_003).tolist()
 
 
 def test_each_row_group_holds_one_bucket_in_arrival_order(lake: LocalLake) -> None:
