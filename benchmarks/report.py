@@ -228,7 +228,8 @@ def tile_bench(result: dict) -> list[str]:
     if "backfill_speedup" in summary:
         lines.append(f"Backfill of {result['backfill']} dates: {result['backfill']} full "
                      f"builds take {summary['backfill_speedup']:.2f}× one incremental build's "
-                     "time.")
+                     "time, one full build of every date "
+                     f"{summary['backfill_speedup_over_one_full_build']:.2f}×.")
     return lines
 
 
