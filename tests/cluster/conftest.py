@@ -10,10 +10,12 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from tests.services import LAKEFS_KEYS, LakeFS, Postgres, Redis, skip_or_fail, s
 from tests.waiting import CLI, wait_for
 
 BIN = Path(CLI[0]).parent
-RAY_PORT, PREFECT_PORT = 6379, 4200
+RAY_PORT, RAY_CLIENT_PORT, PREFECT_PORT = 6379, 10001, 4200
 WORKERS = ("w1", "w2")
 
 
@@ -53,6 +55,32 @@ class Cluster:
         self.prefect_workers[name] = worker
         return worker
 
+    def kill_prefect_worker(self, name: str) -> None:
+        """Stop host `name`'s Prefect worker as its service manager would: SIGTERM to its
+        process group, the flow runs it started included."""
+        worker = self.prefect_workers.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+    @contextmanager
+    def only_worker(self, name: str) -> Iterator[None]:
+        """Only host `name`'s Prefect worker polls the pool for the block (the flow runs
+        there); the others start again after it, if their host is still on the network."""
+        others = [other for other in WORKERS if other != name and other in self.prefect_workers]
+        for other in others:
+            self.kill_prefect_worker(other)
+        try:
+            yield
+        finally:
+            for other in others:
+                if other not in self.net.unplugged:
+                    self.start_prefect_worker(other)
+
     def logs(self) -> str:
         """The tail of every host's logs, for a failure message."""
         tails = []
@@ -71,12 +99,19 @@ def _ray(host: Host, *args: str) -> subprocess.Popen:
                               "--object-store-memory=200000000", *args])
 
 
-def ray_nodes(net: Network) -> dict[str, str]:
-    """The live Ray nodes, asked on the head: node id -> the host it runs on."""
-    done = net["head"].run([str(BIN / "python"), "-c",
-                            "import json, ray; ray.init(address='auto', log_to_driver=False); "
-                            "print(json.dumps({n['NodeID']: n['NodeManagerAddress'] "
-                            "for n in ray.nodes() if n['Alive']}))"], timeout=120)
+def ray_nodes(net: Network, alive: bool = True) -> dict[str, str]:
+    """The live Ray nodes (every node, dead ones too, unless `alive`), asked on the head:
+    node id -> the host it runs on (none while the head does not answer)."""
+    head = net["head"]
+    try:
+        done = head.run([str(BIN / "python"), "-c",
+                         f"import json, ray; ray.init(address='{head.address}:{RAY_PORT}', "
+                         "log_to_driver=False); "
+                         "print(json.dumps({n['NodeID']: n['NodeManagerAddress'] "
+                         f"for n in ray.nodes() if n['Alive'] or not {alive}}}))"],
+                        timeout=120)
+    except subprocess.TimeoutExpired:
+        return {}
     if done.returncode or not done.stdout.strip():
         return {}
     hosts = {host.address: host.name for host in net.hosts.values()}
@@ -119,10 +154,14 @@ def cluster() -> Iterator[Cluster]:
                "TIDELINE_LAKEFS_REPOSITORY": f"cluster-{uuid.uuid4().hex[:8]}",
                "TIDELINE_REGISTRY_URL": postgres.url, "TIDELINE_ONLINE_STORE": "redis",
                "TIDELINE_REDIS_URL": redis.url, "TIDELINE_FEATURE_PARTITIONS": "4",
-               "TIDELINE_RAY_ADDRESS": f"{head.address}:{RAY_PORT}", "PREFECT_API_URL": api,
+               "TIDELINE_RAY_ADDRESS": f"ray://{head.address}:{RAY_CLIENT_PORT}",
+               "PREFECT_API_URL": api,
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 
-        _ray(head, "--head", f"--port={RAY_PORT}", "--num-cpus=0", "--include-dashboard=false")
+        # flows reach Ray through the head's client port, as docs/deployment.md says: the
+        # Ray driver then runs on the head, the Prefect flow run on w1 or w2
+        _ray(head, "--head", f"--port={RAY_PORT}", f"--ray-client-server-port={RAY_CLIENT_PORT}",
+             "--num-cpus=0", "--include-dashboard=false")
         prefect = head.start("prefect-server", [
             str(BIN / "prefect"), "server", "start", "--host", head.address,
             "--port", str(PREFECT_PORT), "--no-ui"], env)

@@ -1,7 +1,7 @@
 """Several hosts on this machine: network namespaces joined by a bridge, each with its own
 address and its own directory (home, temporary files, Prefect home, tideline data), sharing no
 data directory. The bridge holds the operator's address (the test itself, as a user's laptop
-on the same network); nothing is routed off the bridge. Needs root and iproute2.
+on the same network); the hosts have no route off their subnet. Needs root and iproute2.
 
 Names carry the owning process id (`tl<pid>-<host>`, links `tl<pid>b`, `tl<pid>h<n>`), so a
 run killed before its teardown is cleaned up by the next one without touching a live run."""
@@ -85,6 +85,7 @@ class Network:
     operator: str
     hosts: dict[str, Host]
     cables: dict[str, str]
+    unplugged: set[str] = field(default_factory=set)
 
     def __getitem__(self, name: str) -> Host:
         return self.hosts[name]
@@ -92,9 +93,7 @@ class Network:
     def unplug(self, name: str) -> None:
         """Take a host's link down (its side of the bridge): it drops off the network."""
         _ip("link", "set", self.cables[name], "down")
-
-    def plug(self, name: str) -> None:
-        _ip("link", "set", self.cables[name], "up")
+        self.unplugged.add(name)
 
 
 def _pids(netns: str) -> list[int]:
@@ -169,9 +168,7 @@ def network(names: Sequence[str], root: Path) -> Iterator[Network]:
             inside = ("ip", "-n", netns)
             for args in (("link", "set", "lo", "up"),
                          ("addr", "add", f"{subnet}.{n}/24", "dev", "eth0"),
-                         ("link", "set", "eth0", "up"),
-                         # Ray finds a host's address from the route out; nothing answers there
-                         ("route", "add", "default", "dev", "eth0")):
+                         ("link", "set", "eth0", "up")):
                 _ip(*inside[1:], *args)
             host_root = root / name
             for sub in ("home", "tmp", "prefect", "data"):

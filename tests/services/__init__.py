@@ -179,8 +179,10 @@ class Redis(Server):
         return f"redis://{self.host}:{self.port}/0"
 
     def argv(self) -> list[str]:
+        # off loopback, Redis without a password refuses other hosts unless told not to
         return [_binary("redis-server"), "--bind", self.host, "--port", str(self.port),
-                "--save", "", "--appendonly", "no", "--dir", str(self.root)]
+                "--save", "", "--appendonly", "no", "--dir", str(self.root),
+                "--protected-mode", "yes" if self.host == "127.0.0.1" else "no"]
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""The pipeline across hosts (`tests/cluster/conftest.py`): started through the Prefect API as
+a user's Run does, its feature partitions computed on both Ray workers, its feature tables the
+same bytes a single process computes; then the faults a team's cluster meets."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import date
+
+import httpx
+import pytest
+from tideline.core.settings import load_settings
+from tideline.demo.project import PROJECT_FILE, declared_pii
+from tideline.features.definitions import load_definitions
+from tideline.features.materialize import materialize_partition
+from tideline.features.plan import plan_from_lake
+from tideline.lake.base import MAIN
+from tideline.lake.lakefs import LakeFSLake
+from tideline.lake.publish import find_published
+
+from tests.cluster.conftest import Cluster, ray_nodes
+from tests.services import LAKEFS_KEYS
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def run_deployment(cluster: Cluster, name: str, parameters: dict) -> str:
+    """A flow run of deployment `name` (flow/deployment), as the UI's Run starts it."""
+    deployment = httpx.get(f"{cluster.api}/deployments/name/{name}", timeout=10).json()
+    started = httpx.post(f"{cluster.api}/deployments/{deployment['id']}/create_flow_run",
+                         json={"parameters": parameters}, timeout=10)
+    started.raise_for_status()
+    return started.json()["id"]
+
+
+def finished(cluster: Cluster, run: str, timeout: float) -> dict:
+    def final() -> dict | None:
+        found = httpx.get(f"{cluster.api}/flow_runs/{run}", timeout=10).json()
+        return found if found["state"]["type"] in FINAL else None
+
+    try:
+        return wait_for(f"flow run {run}", final, timeout=timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{cluster.logs()}") from None
+
+
+def partitions_artifact(cluster: Cluster, run_id: str) -> list[dict]:
+    """The rows of the feature build's partition table for tideline run `run_id`."""
+    found = httpx.post(f"{cluster.api}/artifacts/filter", timeout=10, json={
+        "artifacts": {"key": {"any_": ["feature-partitions"]}}, "sort": "CREATED_DESC"}).json()
+    mine = [a for a in found if run_id in (a.get("description") or "")]
+    assert mine, f"no feature-partitions artifact for run {run_id}"
+    data = mine[0]["data"]
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def lake_of(cluster: Cluster) -> LakeFSLake:
+    return LakeFSLake(cluster.lakefs.endpoint, *LAKEFS_KEYS,
+                      cluster.env["TIDELINE_LAKEFS_REPOSITORY"], create=False)
+
+
+def single_host_tables(lake: LakeFSLake, run_id: str) -> dict[str, bytes]:
+    """The feature tables of `run_id`'s build, computed again here in one process without
+    Ray, from the same source commit into a scratch branch: path -> bytes."""
+    manifest = json.loads(lake.get(MAIN, f"features/_runs/{run_id}.json"))
+    views = load_definitions(str(PROJECT_FILE))
+    plan = plan_from_lake(views, lake, manifest["source_commit"],
+                          declared_pii(load_settings(project=PROJECT_FILE)))
+    scratch = f"single-host-{run_id}"
+    lake.create_branch(scratch, manifest["source_commit"])
+    days = [date.fromisoformat(day) for day in manifest["as_of"]]
+    count = len(manifest["partitions"])
+    paths = [path for k in range(count) for path in materialize_partition(
+        lake, manifest["source_commit"], scratch, plan, days, k, count).paths]
+    tables = {path: lake.get(scratch, path) for path in paths}
+    lake.delete_branch(scratch)
+    return tables
+
+
+def test_pipeline_runs_across_hosts_as_a_single_host_would(cluster: Cluster) -> None:
+    run = run_deployment(cluster, "pipeline/pipeline", {"run_id": "across"})
+    state = finished(cluster, run, timeout=900)
+    assert state["state"]["type"] == "COMPLETED", f"{state['state']}\n{cluster.logs()}"
+
+    hosts = {node[:12]: host for node, host in ray_nodes(cluster.net).items()}
+    rows = partitions_artifact(cluster, "across")
+    placed = Counter(hosts[row["ray node"]] for row in rows)
+    print(f"feature partitions per host: {dict(placed)}; per partition: " + ", ".join(
+        f"{row['partition']} on {hosts[row['ray node']]} {row['entities']} entities "
+        f"{row['rows']} rows {row['seconds']} s" for row in rows))
+    assert set(placed) == {"w1", "w2"}, rows
+
+    lake = lake_of(cluster)
+    assert find_published(lake, "across-features") is not None
+    published = {path: lake.get(MAIN, path) for row in json.loads(lake.get(
+        MAIN, "features/_runs/across.json"))["partitions"] for path in row["paths"]}
+    reference = single_host_tables(lake, "across")
+    assert sorted(published) == sorted(reference)
+    assert all(published[path] == reference[path] for path in published)
+    print(f"{len(published)} feature tables equal a single host's, byte for byte")
+
