@@ -17,7 +17,7 @@ from tideline.features.engine import Events, Spine, as_frame, compute_views, enc
 from tideline.features.offline import feature_path, read_source, write_features
 from tideline.features.plan import FeaturePlan
 from tideline.features.stats import StatsPart, summarise
-from tideline.features.tiles import days_before, load_tiled
+from tideline.features.tiles import MIN_DENSITY, days_before, load_tiled
 from tideline.lake.base import Lake
 
 log = logging.getLogger(__name__)
@@ -148,10 +148,12 @@ def _keys(events: dict[str, Events], codes: np.ndarray) -> np.ndarray:
 
 def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
                           as_of: Sequence[date], partition: int = 0,
-                          partitions: int = 1, full: bool = False) -> PartitionResult:
+                          partitions: int = 1, full: bool = False,
+                          min_density: float = MIN_DENSITY) -> PartitionResult:
     """Compute every view for one partition's entities at each as-of date and write them:
     merged from the daily tiles of the days that have valid ones, and from raw events (whose
-    tiles it writes) for the rest; from raw events only with `full`."""
+    tiles it writes, for sources of at least `min_density` events per entity and day) for the
+    rest; from raw events only with `full`."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
     if full:
@@ -159,7 +161,7 @@ def materialize_partition(lake: Lake, ref: str, branch: str, plan: FeaturePlan,
         computations, tiled = {}, None
     else:
         tiled = load_tiled(lake, ref, branch, plan.views, plan.columns, as_of, partition,
-                           partitions, timings)
+                           partitions, timings, min_density)
         events, present = tiled.events, tiled.present
         computations = tiled.computations(plan.views)
     paths, rows, entities, stats = [], 0, 0, {}

@@ -63,6 +63,8 @@ MOMENTS = {"std", "var", "skew", "kurtosis", "cv"}
 TILED = COUNTING | TEMPORAL | DAILY | MOMENTS | {"sum", "mean", "min", "max", "range", "first",
                                                  "last"}
 """The aggregations a build merges from daily tiles."""
+MIN_DENSITY = 4.0
+"""Events per entity and active day from which a source gets tiles (`tile_bench.py`)."""
 TILE_FORMAT = 1
 """The partials a tile holds for a view; a change to them is a new format, beside the old."""
 DAY = "_day"
@@ -71,6 +73,13 @@ Group = tuple[str | None, str | None]
 """The events a partial reduces: a filter, and the column whose missing values it skips."""
 Stat = tuple[str, str | None]
 """A partial: a statistic and its column."""
+
+
+def _events_per_tile(events: Events) -> float:
+    """Events per (entity, day) with an event: what a tile row stands for."""
+    cells = len(_runs(events.entity * (int(events.time.max(initial=0) // DAY_NS) + 1)
+                      + events.time // DAY_NS)[0])
+    return len(events.time) / cells if cells else 0.0
 
 
 def tiling_gap(feature: Feature) -> str | None:
@@ -348,12 +357,15 @@ class TiledEvents:
 
 def load_tiled(lake: Lake, ref: str, branch: str, views: Sequence[View],
                columns: dict[str, tuple[str, ...]], as_of: Sequence[date], partition: int = 0,
-               partitions: int = 1, timings: dict[str, float] | None = None) -> TiledEvents:
+               partitions: int = 1, timings: dict[str, float] | None = None,
+               min_density: float = MIN_DENSITY) -> TiledEvents:
     """One entity partition's events for `views` at `as_of`: for every source whose views all
     merge from tiles, the valid tiles of the days the windows cover and raw events only for
     the other days, from which the missing tiles are computed and written to `branch`; every
-    other source's raw events whole. `timings` gains the seconds spent to "read", to "sort"
-    and on "tiles" (computing and writing the new ones)."""
+    other source's raw events whole. A source without tiles whose events are fewer than
+    `min_density` per entity and day gets none (a merge of as many rows as events, wider,
+    costs more than the events' windows) and is read raw. `timings` gains the seconds spent
+    to "read", to "sort" and on "tiles" (computing and writing the new ones)."""
     started = perf_counter()
     reasons = untiled_features(views)
     by_source: dict[str, list[FeatureView]] = {}
@@ -409,7 +421,12 @@ def load_tiled(lake: Lake, ref: str, branch: str, views: Sequence[View],
     for (_, view_name, _), code in zip(previous, codes[len(names):], strict=True):
         old_codes.setdefault(view_name, []).append(code)
     tiles, tiling = {}, 0.0
-    for name, tiled in by_source.items():
+    for name, tiled in list(by_source.items()):
+        density = _events_per_tile(events[name])
+        if not any(old[view.name] for view in tiled) and density < min_density:
+            reasons[name] = [f"{name}: {density:.1f} events per entity and day (tiles pay from "
+                             f"{min_density:g})"]
+            continue  # no tile yet, and a tile would stand for too few events: raw
         for view in tiled:
             begun = perf_counter()
             table, new_codes = compute_tiles(view, events[name])

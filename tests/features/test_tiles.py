@@ -14,7 +14,7 @@ from tideline.features.definitions import Derived, Entity, Feature, FeatureView,
 from tideline.features.materialize import PartitionResult, materialize_partition
 from tideline.features.offline import read_features
 from tideline.features.plan import plan_from_lake
-from tideline.features.tiles import TILED, tile_prefix
+from tideline.features.tiles import MIN_DENSITY, TILED, tile_prefix
 from tideline.lake.buckets import clean_path, write_bucketed
 from tideline.lake.local import LocalLake
 
@@ -94,14 +94,15 @@ def write_days(lake: LocalLake, dataset: str, frame: pd.DataFrame, run: str) -> 
 
 
 def build(lake: LocalLake, views: list[View], as_of: list[date], full: bool,
-          partitions: int = 2) -> tuple[str, list[PartitionResult]]:
-    """A build on its own branch, published to main (so the next build sees its tiles)."""
+          partitions: int = 2, min_density: float = 0.0) -> tuple[str, list[PartitionResult]]:
+    """A build on its own branch, published to main (so the next build sees its tiles); by
+    default tiling every source, however few its events a day."""
     ref = lake.resolve("main")
     plan = plan_from_lake(views, lake, ref)
     branch = f"build-{len(lake.log('main', 1000))}"
     lake.create_branch(branch, "main")
-    results = [materialize_partition(lake, ref, branch, plan, as_of, k, partitions, full=full)
-               for k in range(partitions)]
+    results = [materialize_partition(lake, ref, branch, plan, as_of, k, partitions, full=full,
+                                     min_density=min_density) for k in range(partitions)]
     lake.commit(branch, "features")
     lake.merge(branch, "main", message=f"publish {branch}")
     return branch, results
@@ -220,4 +221,17 @@ def test_an_entity_known_only_from_old_days_is_in_the_table(event_log: LocalLake
     assert_same(lake, [view], [end + timedelta(days=1)], incremental, recomputed)
     table = read_features(lake, incremental, view, end + timedelta(days=1))
     assert table.set_index("customer_id").loc["OLD", "payments_7d"] == 0
+
+
+def test_a_source_of_too_few_events_a_day_gets_no_tiles(event_log: LocalLake) -> None:
+    """About one payment per customer and active day: a tile would stand for one event, so
+    the build reads the events, writes no tile and says why."""
+    end = START + timedelta(days=DAYS)
+    _, (result,) = build(event_log, VIEWS, [end], full=False, partitions=1,
+                         min_density=MIN_DENSITY)
+    assert (result.days_from_tiles, result.days_from_events) == (0, 2 * DAYS)
+    (reason,) = [r for r in result.untiled if r.startswith("payments:")]
+    assert reason.endswith(f"events per entity and day (tiles pay from {MIN_DENSITY:g})")
+    assert float(reason.split()[1]) < MIN_DENSITY
+    assert not event_log.list("main", "features/tiles/")
 
