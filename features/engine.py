@@ -144,7 +144,7 @@ class Events:
     def __post_init__(self) -> None:
         self.offsets = np.searchsorted(self.entity, np.arange(len(self.keys) + 1))
         self._columns: dict[tuple[str, str], np.ndarray] = {}
-        self._subsets: dict[tuple[str | None, str | None], Events] = {}
+        self._subsets: dict[tuple, Events] = {}
         self._calls: dict[str, Any] = {}
         """Function calls' values over the whole frame, shared by the filters."""
 
@@ -179,17 +179,24 @@ class Events:
     def matching(self, filter_: str | None, valued: str | None = None) -> Events:
         """The events matching `filter_`, and with a value in column `valued` if given (numeric
         statistics skip missing values, as pandas does); kept for every later spine."""
-        key = (filter_, valued)
-        if key not in self._subsets:
-            mask = np.ones(len(self.time), dtype=bool)
+        def mask() -> np.ndarray:
+            kept = np.ones(len(self.time), dtype=bool)
             if filter_ is not None:  # element-wise: evaluated on the unsorted frame
                 columns = {name: self.whole(name)
                            for name in names_in(filter_, f"filter {filter_!r}")}
-                mask &= np.asarray(evaluate(filter_, columns, self._calls),
+                kept &= np.asarray(evaluate(filter_, columns, self._calls),
                                    dtype=bool)[self.rows]
             if valued is not None:
-                mask &= ~np.isnan(self.values(valued))
-            self._subsets[key] = self if mask.all() else self.subset(mask)
+                kept &= ~np.isnan(self.values(valued))
+            return kept
+
+        return self.where((filter_, valued), mask)
+
+    def where(self, key: tuple, mask: Callable[[], np.ndarray]) -> Events:
+        """The events where `mask()` holds, kept under `key` for every later spine."""
+        if key not in self._subsets:
+            kept = mask()
+            self._subsets[key] = self if kept.all() else self.subset(kept)
         return self._subsets[key]
 
     def whole(self, name: str) -> np.ndarray | pd.Series:

@@ -214,12 +214,9 @@ class TileComputation(ViewComputation):
 
     def subset(self, filter_: str | None, valued: str | None = None) -> Events:
         """The tiles with an event matching `filter_` (and a value in `valued`)."""
-        def present() -> Events:
-            counts = self.events.frame[partial("n", None, filter_, valued)].to_numpy()
-            mask = counts[self.events.rows] > 0
-            return self.events if mask.all() else self.events.subset(mask)
-
-        return self._once(("tiles", filter_, valued), present)
+        name = partial("n", None, filter_, valued)
+        return self.events.where(("tiles", name), lambda: self.events.frame[name].to_numpy()[
+            self.events.rows] > 0)
 
     def _counts(self, filter_: str | None, valued: str | None,
                 window: int | str | None) -> tuple[Segments, np.ndarray]:
