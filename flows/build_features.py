@@ -38,7 +38,18 @@ def ray_task_runner(settings: Settings) -> RayTaskRunner:
     return RayTaskRunner(address=kwargs.pop("address"), init_kwargs=kwargs)
 
 
-@flow(name="build-features", task_runner=RayTaskRunner(init_kwargs=LOCAL_RAY), **FAILURE_HOOKS)
+class ConfiguredRayTaskRunner(RayTaskRunner):
+    """`ray_task_runner` of the settings as they are when the flow starts, not when its module
+    is imported: a deployment's run (a Prefect worker, maybe on another host) computes on the
+    cluster `ray_address` names instead of a Ray of its own."""
+
+    def __enter__(self) -> ConfiguredRayTaskRunner:
+        configured = ray_task_runner(load_settings())
+        self.address, self.init_kwargs = configured.address, configured.init_kwargs
+        return super().__enter__()
+
+
+@flow(name="build-features", task_runner=ConfiguredRayTaskRunner(), **FAILURE_HOOKS)
 def build_features(run_id: str | None = None, as_of: list[date] | None = None,
                    partitions: int | None = None, full: bool = False) -> FeatureBuild:
     """clean tables at a main commit → plan → entity partitions on Ray (merging daily tiles,

@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect_ray import RayTaskRunner
 from tideline.core.errors import DiscoveryError
-from tideline.core.ray_runtime import LOCAL_RAY, ray_cpus
+from tideline.core.ray_runtime import ray_cpus
 from tideline.core.settings import Settings, flow_settings
 from tideline.demo.project import declared_project
 from tideline.discovery.compute import ComputedPart, read_values, write_examples
@@ -35,6 +34,7 @@ from tideline.features.definitions import Entity, FeatureView, dump_views, load_
 from tideline.features.materialize import partition_count
 from tideline.features.plan import measured, plan_from_lake
 from tideline.features.store import FeatureStore
+from tideline.flows.build_features import ConfiguredRayTaskRunner
 from tideline.flows.hooks import FAILURE_HOOKS
 from tideline.lake.base import MAIN, Commit, Lake
 from tideline.lake.publish import find_published, new_run_id, publish
@@ -149,8 +149,7 @@ def _compute(settings: Settings, lake: Lake, commit: str, branch: str, run_id: s
     return frame, list(pending)
 
 
-@flow(name="discover-features", task_runner=RayTaskRunner(init_kwargs=LOCAL_RAY),
-      **FAILURE_HOOKS)
+@flow(name="discover-features", task_runner=ConfiguredRayTaskRunner(), **FAILURE_HOOKS)
 def discover_features(run_id: str | None = None, max_candidates: int = 600,
                       seconds: float = 900.0, max_selected: int = 30,
                       approximate: bool = False, owner: str | None = None,
