@@ -234,7 +234,7 @@ def tile_bench(result: dict) -> list[str]:
 
 
 FORMATS: dict[str, Callable[[dict], list[str]]] = {
-    "tile_bench": tile_bench, "tile_bench_backfill": tile_bench,
+    "tile_bench": tile_bench, "tile_bench_backfill": tile_bench, "tile_bench_dense": tile_bench,
     "feature_bench_event_log": feature_bench_event_log, "feature_bench": feature_bench,
     "train_bench": train_bench, "train_bench_own_data": train_bench_own_data,
     "store_bench": store_bench, "discovery_bench": discovery_bench,
