@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -136,7 +136,8 @@ class DayParts:
     """Batches of records written by day as they come, each day to one Parquet object whose
     row groups keep the day's records in the order they came. A day's rows wait in memory
     until they fill a row group, or until all days' waiting rows pass the budget, when every
-    day is written out; so memory is the budget and a batch, however big the source.
+    day is written out, on threads, while the next batches are read and split; so memory is
+    twice the budget and a batch at most, however big the source.
 
     A batch whose columns or types differ from the last one's (files of another shape) starts
     new objects (`-1`, `-2` … after the run id), so every object has one schema and a day's
@@ -150,6 +151,7 @@ class DayParts:
         self._waiting_rows: dict[str, int] = {}
         self._waiting_bytes = 0
         self._writers: dict[str, pq.ParquetWriter] = {}
+        self._writing: list[Future] = []
         self._schema: pa.Schema | None = None
         self._variant = -1
         self._written: list[tuple[str, int, str]] = []
@@ -164,8 +166,12 @@ class DayParts:
         try:
             if kind is None:
                 self._flush(list(self._waiting))
+                self._written_out()
+        except BaseException as failure:
+            kind, error, trace = type(failure), failure, failure.__traceback__
+            raise
         finally:
-            self._pool.shutdown()
+            self._pool.shutdown()  # every write done (or failed) before the objects close
             # a failed landing discards the objects it was writing
             self._stack.__exit__(kind, error, trace)
 
@@ -211,12 +217,22 @@ class DayParts:
         for label, pieces in batches:
             self._waiting_bytes -= sum(piece.nbytes for piece in pieces)
             del self._waiting_rows[label]
-        list(self._pool.map(lambda item: self._writers[item[0]].write_table(
-            pa.Table.from_batches(item[1], self._schema)), batches))
+        self._written_out()  # a day's object takes one write at a time
+        schema = self._schema
+        self._writing = [self._pool.submit(self._writers[label].write_table,
+                                           pa.Table.from_batches(pieces, schema))
+                         for label, pieces in batches]
+
+    def _written_out(self) -> None:
+        """Wait for the writes under way; the first failure is raised."""
+        writing, self._writing = self._writing, []
+        for done in writing:
+            done.result()
 
     def _close_writers(self) -> None:
         """Finish the objects written so far, in the order they were opened: the next batch
         has another schema."""
+        self._written_out()
         stack, self._stack = self._stack, ExitStack()
         stack.close()
         self._writers.clear()
