@@ -2,6 +2,8 @@
 which the engine fans out, clean tables are bucketed and online state is split."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,7 +18,10 @@ def hash_bucket(keys: pa.Array | np.ndarray, buckets: int) -> np.ndarray:
     array = keys if isinstance(keys, pa.Array) else pa.array(np.asarray(keys, dtype=object))
     if (pa.types.is_integer(array.type) and array.type != pa.uint64() and not array.null_count
             and len(array)):
-        return _mix(_integer_hash(array.to_numpy().astype(np.int64)), buckets)
+        values = array.to_numpy().astype(np.int64)
+        if buckets <= 256 and values.min() >= 0 and values.max() < _DENSE_IDS:
+            return _dense_buckets(int(values.max()), buckets)[values].astype(np.int64)
+        return _mix(_integer_hash(values), buckets)
     array = pc.cast(array, pa.large_string())
     if array.null_count or len(array) == 0:
         array = array.fill_null("")
@@ -38,6 +43,28 @@ def hash_bucket(keys: pa.Array | np.ndarray, buckets: int) -> np.ndarray:
         if filled.any():
             hashed[filled] = np.add.reduceat(terms, starts[filled], dtype=np.uint64)
     return _mix(hashed + lengths.astype(np.uint64), buckets)
+
+
+_DENSE_IDS = 2**24
+"""Integer ids below this have their buckets looked up in a table per bucket count (a byte an
+id): an export's ids are mostly small and dense, and each is hashed once per process."""
+_dense: dict[int, np.ndarray] = {}
+_dense_lock = threading.Lock()
+
+
+def _dense_buckets(largest: int, buckets: int) -> np.ndarray:
+    """The bucket of every id 0..`largest` at least (the table grows by doubling)."""
+    table = _dense.get(buckets)
+    if table is not None and largest < len(table):
+        return table
+    with _dense_lock:
+        table = _dense.get(buckets, np.zeros(0, dtype=np.uint8))
+        if largest >= len(table):
+            size = min(max(2 * len(table), 1 << (largest.bit_length())), _DENSE_IDS)
+            more = np.arange(len(table), size, dtype=np.int64)
+            table = np.concatenate([table, _mix(_integer_hash(more), buckets).astype(np.uint8)])
+            _dense[buckets] = table
+        return table
 
 
 _BLOCK = 10_000

@@ -336,7 +336,7 @@ class Outputs:
             self._clean.append(clean[self._rng.random(len(clean)) < self._sample])
         table = pa.Table.from_pandas(clean, preserve_index=False)
         groups = self._group[owners[keep]]
-        for group in np.unique(groups):
+        for group in np.flatnonzero(np.bincount(groups)):  # groups present: no sort
             self._waiting.setdefault(int(group), []).append(
                 table.filter(pa.array(groups == group)))
         if len(owners):
