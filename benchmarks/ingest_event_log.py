@@ -38,6 +38,7 @@ from harness import (
     disagreements,
     project_env,
     results_path,
+    spread,
     verdict,
     write_results,
 )
@@ -128,14 +129,23 @@ def run_bench(args: argparse.Namespace) -> int:
     for scale in args.scales:
         log = generated(work, round(CUSTOMERS * scale), console)
         rows = sum(log.rows[name] for name in FILES)
+        runs: dict[str, list[dict]] = {"pyarrow": [], "tideline ingest": []}
+        for attempt in range(args.repeats):  # the sides alternate, so both see the same load
+            for name, run in (("pyarrow", lambda: copy_with_pyarrow(log, work)),
+                              ("tideline ingest", lambda: ingest(log, work))):
+                with console.status(f"{name}, {rows:,} rows, run {attempt + 1}"):
+                    load = os.getloadavg()[0]
+                    runs[name].append({**run(), "load_average_before": load})
+                console.log(f"{scale:g}×: {name} {runs[name][-1]['seconds']:.1f} s, peak "
+                            f"{runs[name][-1]['peak_rss_bytes'] / 2**30:.2f} GiB")
+        # the median run's figures, each side's spread, and the highest peak of all its runs
         measured = {}
-        for name, run in (("pyarrow", lambda: copy_with_pyarrow(log, work)),
-                          ("tideline ingest", lambda: ingest(log, work))):
-            with console.status(f"{name}, {rows:,} rows"):
-                load = os.getloadavg()[0]
-                measured[name] = {**run(), "load_average_before": load}
-            console.log(f"{scale:g}×: {name} {measured[name]['seconds']:.1f} s, peak "
-                        f"{measured[name]['peak_rss_bytes'] / 2**30:.2f} GiB")
+        for name, done in runs.items():
+            times = spread([r["seconds"] for r in done])
+            measured[name] = {**sorted(done, key=lambda r: r["seconds"])[len(done) // 2],
+                              "seconds": times["median"], "min_seconds": times["min"],
+                              "runs": times["runs"], "every_seconds": times["seconds"],
+                              "peak_rss_bytes": max(r["peak_rss_bytes"] for r in done)}
         outcomes = measured["tideline ingest"]["outcomes"]
         copied = measured["pyarrow"]["rows_by_file"]
         # every row of the files read, and clean (the generator makes no defects), as many as
@@ -174,6 +184,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ingest_bench.py --data event-log`."""
     parser.add_argument("--scales", type=float, nargs="*", default=[1.0, 2.0, 4.0],
                         help="sizes, as scales of 2.1M customers")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each side at each size (median and minimum reported)")
     parser.add_argument("--work-dir", default="/tmp/tideline-feature-bench")
     parser.add_argument("--smoke", action="store_true",
                         help=f"{SMOKE_CUSTOMERS:,} customers, results to benchmarks/out/")
