@@ -215,8 +215,12 @@ class TileComputation(ViewComputation):
     def subset(self, filter_: str | None, valued: str | None = None) -> Events:
         """The tiles with an event matching `filter_` (and a value in `valued`)."""
         name = partial("n", None, filter_, valued)
-        return self.events.where(("tiles", name), lambda: self.events.frame[name].to_numpy()[
-            self.events.rows] > 0)
+
+        def present() -> Events:  # per as-of date: kept for the build, they cost memory
+            mask = self.events.frame[name].to_numpy()[self.events.rows] > 0
+            return self.events if mask.all() else self.events.subset(mask)
+
+        return self._once(("tiles", name), present)
 
     def _counts(self, filter_: str | None, valued: str | None,
                 window: int | str | None) -> tuple[Segments, np.ndarray]:
