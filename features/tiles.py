@@ -226,16 +226,15 @@ class TileComputation(ViewComputation):
                 window: int | str | None) -> tuple[Segments, np.ndarray]:
         seg = self.segments(filter_, window, valued)
         return seg, self._once(("count", filter_, valued, window), lambda: seg.reduce(
-            np.add, self._gathered(seg, "n", None, filter_, valued, window),
+            np.add, self._gathered(seg, "n", None, filter_, valued),
             empty=0).astype(np.int64))
 
     def _gathered(self, seg: Segments, stat: str, column: str | None, filter_: str | None,
-                  valued: str | None, window: int | str | None) -> np.ndarray:
-        """A partial's values in each window's tiles, window after window; once for every
-        feature of the window that needs it."""
-        name = partial(stat, column, filter_, valued)
-        return self._once(("gathered", name, window), lambda: self.subset(
-            filter_, valued).values(name)[seg.index])
+                  valued: str | None) -> np.ndarray:
+        """A partial's values in each window's tiles, window after window (gathered for each
+        use: kept, a window's gathered partials outweigh the tiles)."""
+        return self.subset(filter_, valued).values(partial(stat, column, filter_, valued))[
+            seg.index]
 
     def compute(self, f: Feature) -> np.ndarray:
         filter_, valued = _group(f)
@@ -243,7 +242,7 @@ class TileComputation(ViewComputation):
         tiles = self.subset(filter_, valued)
 
         def gathered(stat: str, column: str | None = f.column) -> np.ndarray:
-            return self._gathered(seg, stat, column, filter_, valued, f.window)
+            return self._gathered(seg, stat, column, filter_, valued)
 
         def reduced(ufunc: np.ufunc, stat: str, empty: float = np.nan) -> np.ndarray:
             return self._once(("reduced", stat, f.column, filter_, valued, f.window),
