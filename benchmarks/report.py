@@ -222,14 +222,14 @@ def tile_bench(result: dict) -> list[str]:
              f"{result['features']} features, {result['partitions']} partitions.", "",
              *_table(["case", "seconds", "peak RSS GiB", "days from tiles",
                       "days from events", "load avg before"], rows), "",
-             f"Next day: the full build takes {summary['next_day_speedup']:.2f}× the "
-             f"incremental one's time; the incremental one's peak RSS is "
+             f"Next day: speed-up from tiles (full ÷ incremental seconds) "
+             f"{summary['next_day_speedup']:.2f}×; the incremental build's peak RSS is "
              f"{summary['next_day_rss_ratio']:.2f}× the full one's."]
     if "backfill_speedup" in summary:
-        lines.append(f"Backfill of {result['backfill']} dates: {result['backfill']} full "
-                     f"builds take {summary['backfill_speedup']:.2f}× one incremental build's "
-                     "time, one full build of every date "
-                     f"{summary['backfill_speedup_over_one_full_build']:.2f}×.")
+        lines.append(f"Backfill of {result['backfill']} dates: speed-up from tiles "
+                     f"{summary['backfill_speedup']:.2f}× against a full build per date, "
+                     f"{summary['backfill_speedup_over_one_full_build']:.2f}× against one full "
+                     "build of every date.")
     return lines
 
 
