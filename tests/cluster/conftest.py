@@ -30,6 +30,20 @@ from tests.waiting import CLI, wait_for
 BIN = Path(CLI[0]).parent
 RAY_PORT, RAY_CLIENT_PORT, PREFECT_PORT = 6379, 10001, 4200
 WORKERS = ("w1", "w2")
+LOST_RUNS = {
+    "name": "crash-lost-flow-runs", "enabled": True,
+    "description": "A running flow run whose heartbeats stop (its worker or host died) is "
+                   "marked crashed (Prefect's recipe for zombie flow runs)",
+    "trigger": {"type": "event", "posture": "Proactive", "threshold": 1, "within": 60,
+                "after": ["prefect.flow-run.heartbeat"],
+                "expect": ["prefect.flow-run.heartbeat", "prefect.flow-run.Completed",
+                           "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+                           "prefect.flow-run.Crashed"],
+                "match": {"prefect.resource.id": ["prefect.flow-run.*"]},
+                "for_each": ["prefect.resource.id"]},
+    "actions": [{"type": "change-flow-run-state", "state": "CRASHED",
+                 "message": "no heartbeat for 60 s: its worker is gone"}]}
+"""The automation of the deployment recipe (docs/deployment.md) that marks lost runs crashed."""
 
 
 @dataclass
@@ -55,12 +69,12 @@ class Cluster:
         self.prefect_workers[name] = worker
         return worker
 
-    def kill_prefect_worker(self, name: str) -> None:
-        """Stop host `name`'s Prefect worker as its service manager would: SIGTERM to its
-        process group, the flow runs it started included."""
+    def kill_prefect_worker(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop host `name`'s Prefect worker: `sig` to its process group, the flow runs it
+        started included (SIGTERM: stopped; SIGKILL: lost, as when its host dies)."""
         worker = self.prefect_workers.pop(name)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGTERM)
+            os.killpg(worker.pid, sig)
         try:
             worker.wait(30)
         except subprocess.TimeoutExpired:
@@ -70,7 +84,7 @@ class Cluster:
     @contextmanager
     def only_worker(self, name: str) -> Iterator[None]:
         """Only host `name`'s Prefect worker polls the pool for the block (the flow runs
-        there); the others start again after it, if their host is still on the network."""
+        there); the others start again after it."""
         others = [other for other in WORKERS if other != name and other in self.prefect_workers]
         for other in others:
             self.kill_prefect_worker(other)
@@ -78,8 +92,7 @@ class Cluster:
             yield
         finally:
             for other in others:
-                if other not in self.net.unplugged:
-                    self.start_prefect_worker(other)
+                self.start_prefect_worker(other)
 
     def logs(self) -> str:
         """The tail of every host's logs, for a failure message."""
@@ -99,17 +112,16 @@ def _ray(host: Host, *args: str) -> subprocess.Popen:
                               "--object-store-memory=200000000", *args])
 
 
-def ray_nodes(net: Network, alive: bool = True) -> dict[str, str]:
-    """The live Ray nodes (every node, dead ones too, unless `alive`), asked on the head:
-    node id -> the host it runs on (none while the head does not answer)."""
+def ray_nodes(net: Network) -> dict[str, str]:
+    """The live Ray nodes, asked on the head: node id -> the host it runs on (none while
+    the head does not answer)."""
     head = net["head"]
     try:
         done = head.run([str(BIN / "python"), "-c",
                          f"import json, ray; ray.init(address='{head.address}:{RAY_PORT}', "
                          "log_to_driver=False); "
                          "print(json.dumps({n['NodeID']: n['NodeManagerAddress'] "
-                         f"for n in ray.nodes() if n['Alive'] or not {alive}}}))"],
-                        timeout=120)
+                         "for n in ray.nodes() if n['Alive']}))"], timeout=120)
     except subprocess.TimeoutExpired:
         return {}
     if done.returncode or not done.stdout.strip():
@@ -119,6 +131,19 @@ def ray_nodes(net: Network, alive: bool = True) -> dict[str, str]:
             json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
+def quiet_schedules(api: str) -> None:
+    """Every deployment's schedules off and their scheduled runs gone: only the runs a test
+    starts run (the hourly ingest would otherwise start in the middle of one)."""
+    for deployment in httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json():
+        for schedule in deployment["schedules"]:
+            httpx.patch(f"{api}/deployments/{deployment['id']}/schedules/{schedule['id']}",
+                        json={"active": False}, timeout=10).raise_for_status()
+    scheduled = httpx.post(f"{api}/flow_runs/filter", timeout=10, json={
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}, "limit": 200}).json()
+    for run in scheduled:
+        httpx.delete(f"{api}/flow_runs/{run['id']}", timeout=10).raise_for_status()
+
+
 def _requirements() -> None:
     if os.geteuid() != 0:
         skip_or_fail("the cluster scenario makes network namespaces: it needs root")
@@ -126,7 +151,7 @@ def _requirements() -> None:
         skip_or_fail("the cluster scenario needs iproute2's `ip`")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     _requirements()
     root = Path(tempfile.mkdtemp(prefix="tl"))  # short: Ray's socket paths live under it
@@ -156,7 +181,10 @@ def cluster() -> Iterator[Cluster]:
                "TIDELINE_REDIS_URL": redis.url, "TIDELINE_FEATURE_PARTITIONS": "4",
                "TIDELINE_RAY_ADDRESS": f"ray://{head.address}:{RAY_CLIENT_PORT}",
                "PREFECT_API_URL": api,
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+               # flow runs beat, so the server can tell a lost one (LOST_RUNS); a lost run's
+               # lease on its run id expires soon after, for its re-run
+               "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "TIDELINE_LAKEFS_RUN_HOLD_TTL": "20"}
 
         # flows reach Ray through the head's client port, as docs/deployment.md says: the
         # Ray driver then runs on the head, the Prefect flow run on w1 or w2
@@ -179,6 +207,8 @@ def cluster() -> Iterator[Cluster]:
         wait_for("the Prefect server", healthy, timeout=180)
         deployed = head.run([*CLI, "deploy"], env, cwd=project, timeout=300)
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        httpx.post(f"{api}/automations/", json=LOST_RUNS, timeout=10).raise_for_status()
+        quiet_schedules(api)
         wait_for("both Ray workers", lambda: sorted(ray_nodes(net).values()) == [
             "head", *WORKERS], timeout=120)
         made = Cluster(net, env, api, project, lakefs, postgres)

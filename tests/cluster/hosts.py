@@ -85,15 +85,9 @@ class Network:
     operator: str
     hosts: dict[str, Host]
     cables: dict[str, str]
-    unplugged: set[str] = field(default_factory=set)
 
     def __getitem__(self, name: str) -> Host:
         return self.hosts[name]
-
-    def unplug(self, name: str) -> None:
-        """Take a host's link down (its side of the bridge): it drops off the network."""
-        _ip("link", "set", self.cables[name], "down")
-        self.unplugged.add(name)
 
 
 def _pids(netns: str) -> list[int]:
