@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: demo test test-slow lint bench-smoke bench-lake bench-drift bench-train system
+.PHONY: demo test test-slow test-cluster lint bench-smoke bench-lake bench-drift bench-train system
 
 $(BIN)/tideline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,7 @@ endef
 # The benchmarks' quick smoke runs (tests/benchmarks) are part of it; the slower ones are marked
 # slow and run with `make test-slow`.
 test: $(BIN)/tideline system
-	$(call pytest,-m "not slow")
+	$(call pytest,-m "not slow and not cluster")
 
 # every benchmark at a small size, checking that tideline agrees with its references (never
 # timing them), slow ones included; results go to benchmarks/out/, which git ignores
@@ -54,7 +54,13 @@ bench-smoke: $(BIN)/tideline system
 	$(call pytest,tests/benchmarks)
 
 test-slow: $(BIN)/tideline system
-	$(call pytest,-m slow)
+	$(call pytest,-m "slow and not cluster")
+
+# The deployment across hosts (tests/cluster, docs/deployment.md): lake, head, w1 and w2 as
+# network namespaces on this machine (root and iproute2), the pipeline started through the
+# Prefect API, then a killed worker and a lakeFS restart. About 13 minutes on 2 cores.
+test-cluster: $(BIN)/tideline system
+	$(call pytest,-m cluster -v -s tests/cluster)
 
 lint: $(BIN)/tideline
 	$(BIN)/ruff check .
