@@ -27,6 +27,7 @@ ZERO_WHEN_EMPTY = [
     "events_trend_30d"]
 COUNTS = [name for name in ZERO_WHEN_EMPTY
           if not name.startswith(("spend_", "time_")) and "trend" not in name]
+DAY_US = 86_400 * 10**6
 
 
 def _midnight(as_of: date) -> datetime:
@@ -71,69 +72,78 @@ def _finish(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def polars_features(files: dict[str, str], as_of: date) -> pd.DataFrame:
+    """Per export, one group-by over the 90-day lookback whose aggregations take each
+    window's rows by a condition on the row's age in days, and one over the whole history
+    for recency and the population (every customer with an event before t)."""
     t = _midnight(as_of)
+    t_us = int(t.timestamp()) * 10**6
+    us = pl.col("ts").dt.epoch("us")  # day, weekday and hour (UTC) by integer arithmetic
 
     def scan(dataset: str) -> pl.LazyFrame:
-        age = (pl.lit(as_of) - pl.col("ts").dt.date()).dt.total_days() - 1
-        return pl.scan_parquet(files[dataset]).filter(pl.col("ts") < t).with_columns(age=age)
+        return pl.scan_parquet(files[dataset]).filter(pl.col("ts") < t).with_columns(
+            age=(t_us - 1 - us) // DAY_US)  # whole days before as_of: 0 is the day before
 
     def within(days: int) -> pl.Expr:
         return pl.col("age") < days
 
-    def days_before(stamp: pl.Expr) -> pl.Expr:
-        return (pl.lit(t) - stamp).dt.total_microseconds() / 86_400e6
+    def windowed(days: int, value: pl.Expr) -> pl.Expr:
+        """`value` on the window's rows, null elsewhere (aggregations skip nulls)."""
+        return pl.when(within(days)).then(value)
 
-    def trend(frame: pl.LazyFrame, window: int, y: pl.Expr, name: str) -> pl.LazyFrame:
-        daily = frame.filter(within(window)).group_by("customer_id", "age").agg(y=y)
-        return daily.group_by("customer_id").agg(
-            slope(window, pl.col("y").sum(),
-                  ((window - 1 - pl.col("age")) * pl.col("y")).sum()).alias(name))
+    def distinct(days: int, value: pl.Expr) -> pl.Expr:
+        """Distinct values in the window: `n_unique` counts the nulls outside it as one."""
+        return windowed(days, value).n_unique() - (~within(days)).any().cast(pl.UInt32)
 
+    def trend(days: int, y: pl.Expr) -> pl.Expr:
+        """Σy and Σxy over the daily totals are sums over the rows (x = days - 1 - age)."""
+        return slope(days, windowed(days, y).sum(),
+                     windowed(days, (days - 1 - pl.col("age")) * y).sum())
+
+    def days_before(stamp_us: pl.Expr) -> pl.Expr:
+        return (t_us - stamp_us) / 86_400e6
+
+    amount, one = pl.col("amount"), pl.lit(1.0)
     tx, ev = scan("transactions"), scan("app_events")
-    amount = pl.col("amount")
-    amount30, amount90 = amount.filter(within(30)), amount.filter(within(90))
-    day = pl.col("ts").dt.date()
-    spending = tx.group_by("customer_id").agg(
+    spending = tx.filter(within(90)).group_by("customer_id").agg(
         *(within(w).sum().alias(f"txn_{w}d") for w in (7, 30, 90)),
-        *(amount.filter(within(w)).sum().alias(f"spend_{w}d") for w in (7, 30, 90)),
-        avg_amount_30d=amount30.mean(), avg_amount_90d=amount90.mean(),
-        max_amount_90d=amount90.max(), min_amount_90d=amount90.min(),
-        std_amount_90d=amount90.std(),
-        median_amount_90d=amount90.quantile(0.5, "linear"),
-        p95_amount_90d=amount90.quantile(0.95, "linear"),
-        categories_30d=pl.col("category").filter(within(30)).n_unique(),
-        categories_90d=pl.col("category").filter(within(90)).n_unique(),
-        channels_90d=pl.col("channel").filter(within(90)).n_unique(),
-        active_days_30d=day.filter(within(30)).n_unique(),
-        active_days_90d=day.filter(within(90)).n_unique(),
-        online_share_30d=(pl.col("channel") == 1).filter(within(30)).mean(),
-        store_share_90d=(pl.col("channel") == 2).filter(within(90)).mean(),
-        weekend_share_90d=(pl.col("ts").dt.weekday() >= 6).filter(within(90)).mean(),
-        night_txn_30d=(within(30) & (pl.col("ts").dt.hour() < 6)).sum(),
-        days_since_last_txn=days_before(pl.col("ts").max()),
-        days_since_first_txn=days_before(pl.col("ts").min()),
+        *(windowed(w, amount).sum().alias(f"spend_{w}d") for w in (7, 30, 90)),
+        avg_amount_30d=windowed(30, amount).mean(), avg_amount_90d=windowed(90, amount).mean(),
+        max_amount_90d=windowed(90, amount).max(), min_amount_90d=windowed(90, amount).min(),
+        std_amount_90d=windowed(90, amount).std(),
+        median_amount_90d=windowed(90, amount).quantile(0.5, "linear"),
+        p95_amount_90d=windowed(90, amount).quantile(0.95, "linear"),
+        categories_30d=distinct(30, pl.col("category")),
+        categories_90d=distinct(90, pl.col("category")),
+        channels_90d=distinct(90, pl.col("channel")),
+        active_days_30d=distinct(30, pl.col("age")),
+        active_days_90d=distinct(90, pl.col("age")),
+        online_share_30d=windowed(30, pl.col("channel") == 1).mean(),
+        store_share_90d=windowed(90, pl.col("channel") == 2).mean(),
+        weekend_share_90d=windowed(90, (us // DAY_US + 3) % 7 >= 5).mean(),  # 1970-01-01: Thu
+        night_txn_30d=(within(30) & (us % DAY_US < 6 * 3_600 * 10**6)).sum(),
+        spend_trend_90d=trend(90, amount),
+        txn_trend_30d=trend(30, one),
     )
-    duration = pl.col("duration_s")
-    event_type = pl.col("event_type")
-    usage = ev.group_by("customer_id").agg(
+    duration, event_type = pl.col("duration_s"), pl.col("event_type")
+    usage = ev.filter(within(90)).group_by("customer_id").agg(
         *(within(w).sum().alias(f"events_{w}d") for w in (7, 30, 90)),
         logins_7d=(within(7) & (event_type == 0)).sum(),
         logins_30d=(within(30) & (event_type == 0)).sum(),
         support_30d=(within(30) & (event_type == 5)).sum(),
-        event_types_30d=event_type.filter(within(30)).n_unique(),
-        app_days_30d=day.filter(within(30)).n_unique(),
-        time_in_app_30d=duration.filter(within(30)).sum(),
-        avg_duration_30d=duration.filter(within(30)).mean(),
-        p75_duration_90d=duration.filter(within(90)).quantile(0.75, "linear"),
-        days_since_last_event=days_before(pl.col("ts").max()),
+        event_types_30d=distinct(30, event_type),
+        app_days_30d=distinct(30, pl.col("age")),
+        time_in_app_30d=windowed(30, duration).sum(),
+        avg_duration_30d=windowed(30, duration).mean(),
+        p75_duration_90d=windowed(90, duration).quantile(0.75, "linear"),
+        events_trend_30d=trend(30, one),
     )
-    population = pl.concat([tx.select("customer_id"), ev.select("customer_id")]).unique()
-    joined = population
-    for part in (spending, trend(tx, 90, amount.sum(), "spend_trend_90d"),
-                 trend(tx, 30, pl.len().cast(pl.Float64), "txn_trend_30d"), usage,
-                 trend(ev, 30, pl.len().cast(pl.Float64), "events_trend_30d")):
-        joined = joined.join(part, on="customer_id", how="left")
-    frame = joined.sort("customer_id").collect(engine="streaming")  # faster than in-memory here
+    tx_history = tx.group_by("customer_id").agg(days_since_last_txn=days_before(us.max()),
+                                                 days_since_first_txn=days_before(us.min()))
+    ev_history = ev.group_by("customer_id").agg(days_since_last_event=days_before(us.max()))
+    frame = (tx_history.join(ev_history, on="customer_id", how="full", coalesce=True)
+             .join(spending, on="customer_id", how="left")
+             .join(usage, on="customer_id", how="left")
+             .sort("customer_id").collect(engine="streaming"))
     return _finish(frame.to_pandas())
 
 
