@@ -21,25 +21,18 @@ def kept_heap() -> Iterator[None]:
     batch-at-a-time work (an ingest's audit) frees and reallocates arrays of the same sizes
     batch after batch, and glibc would return each and fault it in again, page by page. The
     heap keeps up to 1 GiB free; blocks over 32 MiB (glibc's ceiling) are still mapped apart.
-    Arrow allocates from the same heap for the block (its own allocator hands pages back too,
-    and the kernel zeroes each page again: a sixth of a landing's time, measured with perf).
     Nothing changes where the C library is not glibc."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         yield
         return
-    import pyarrow as pa
-
     settings = {_M_TRIM_THRESHOLD: 2**30, _M_TOP_PAD: 256 * 2**20, _M_MMAP_THRESHOLD: 32 * 2**20}
     for parameter, value in settings.items():
         mallopt(parameter, value)
-    arrow = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
     try:
         yield
     finally:
-        pa.set_memory_pool(arrow)
         for parameter, value in _GLIBC_DEFAULTS.items():
             mallopt(parameter, value)
 
