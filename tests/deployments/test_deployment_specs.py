@@ -187,7 +187,11 @@ def _served(data_dir: Path, deployment: str, automation: str) -> Iterator[Any]:
             yield client
     finally:
         worker.terminate()
-        worker.wait(30)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:  # still serving (a busy machine): a leftover worker
+            worker.kill()                  # would answer the next test's events too
+            worker.wait()
         log.close()
         with get_client(sync_client=True) as client:
             for run in _runs(client, deployment):
