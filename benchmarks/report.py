@@ -180,9 +180,12 @@ def drift_bench(result: dict) -> list[str]:
 def ingest_bench_event_log(result: dict) -> list[str]:
     rows = [[f"{size['scale']:g}×", f"{sum(size['rows'].values()):,}",
              _s(size["cases"]["pyarrow"]["seconds"]),
-             _s(size["cases"]["tideline ingest"]["seconds"]), f"{size['ratio']:.2f}×"]
+             _s(size["cases"]["tideline ingest"]["seconds"]), f"{size['ratio']:.2f}×",
+             f"{size['cases']['tideline ingest']['peak_rss_bytes'] / 2**30:.2f}",
+             f"{size['cases']['pyarrow']['load_average_before']:.1f}"]
             for size in result["sizes"]]
-    return _table(["size", "rows", "pyarrow s", "tideline ingest s", "ratio"], rows)
+    return _table(["size", "rows", "pyarrow s", "tideline ingest s", "ratio",
+                   "tideline peak RSS GiB", "load before"], rows)
 
 
 def lake_bench(result: dict) -> list[str]:
