@@ -58,7 +58,8 @@ test-slow: $(BIN)/tideline system
 
 # The deployment across hosts (tests/cluster, docs/deployment.md): lake, head, w1 and w2 as
 # network namespaces on this machine (root and iproute2), the pipeline started through the
-# Prefect API, then a killed worker and a lakeFS restart. 11-13 minutes on 2 cores.
+# Prefect API, then a killed worker, a lakeFS restart and an unplugged worker host. 9-15
+# minutes on 2 cores.
 test-cluster: $(BIN)/tideline system
 	$(call pytest,-m cluster -v -s tests/cluster)
 

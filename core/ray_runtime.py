@@ -17,6 +17,16 @@ LOCAL_RAY = {**RAY_INIT, **({} if os.environ.get("RAY_ADDRESS") else {"address":
 leftover /tmp/ray/ray_current_cluster names, whose head may be long gone (`ray.init()` would
 wait minutes for it)."""
 
+RAY_NODE_ENVIRONMENT = {"RAY_grpc_client_keepalive_time_ms": "10000",
+                        "RAY_grpc_client_keepalive_timeout_ms": "10000"}
+"""The environment of every Ray process of a cluster (`ray start` on each host, a driver joining
+with host:port). Ray retries a task whose node is lost only once its owner's call to the worker
+running it fails; a host whose link goes down drops packets without a reset, so that call waits
+for gRPC's keepalive, which Ray sets to a ping after 5 minutes of silence and 2 more minutes for
+its answer. With these a call to a lost host fails within about 20 s. Every process needs the
+same values: a Ray server refuses pings more frequent than its own setting and closes the
+connection."""
+
 
 def start_ray(address: str | None) -> None:
     """Start (or join) Ray for this process now: flows' `RayTaskRunner`s then use it instead of

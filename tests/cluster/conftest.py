@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tideline.core.ray_runtime import RAY_NODE_ENVIRONMENT
 from tideline.demo.project import PROJECT_FILE
 
 from tests.cluster.hosts import Host, Network, network
@@ -109,19 +110,20 @@ def _ray(host: Host, *args: str) -> subprocess.Popen:
     return host.start("ray", [str(BIN / "ray"), "start", "--block", "--disable-usage-stats",
                               f"--node-ip-address={host.address}",
                               f"--temp-dir={host.root / 'tmp' / 'ray'}",
-                              "--object-store-memory=200000000", *args])
+                              "--object-store-memory=200000000", *args], RAY_NODE_ENVIRONMENT)
 
 
-def ray_nodes(net: Network) -> dict[str, str]:
-    """The live Ray nodes, asked on the head: node id -> the host it runs on (none while
-    the head does not answer)."""
+def ray_nodes(net: Network, alive: bool = True) -> dict[str, str]:
+    """The live Ray nodes (all it has known with `alive=False`), asked on the head: node id
+    -> the host it runs on (none while the head does not answer)."""
     head = net["head"]
     try:
         done = head.run([str(BIN / "python"), "-c",
                          f"import json, ray; ray.init(address='{head.address}:{RAY_PORT}', "
                          "log_to_driver=False); "
                          "print(json.dumps({n['NodeID']: n['NodeManagerAddress'] "
-                         "for n in ray.nodes() if n['Alive']}))"], timeout=120)
+                         f"for n in ray.nodes() if n['Alive'] or not {alive}}}))"],
+                        RAY_NODE_ENVIRONMENT, timeout=120)
     except subprocess.TimeoutExpired:
         return {}
     if done.returncode or not done.stdout.strip():

@@ -89,6 +89,11 @@ class Network:
     def __getitem__(self, name: str) -> Host:
         return self.hosts[name]
 
+    def unplug(self, name: str) -> None:
+        """Host `name`'s cable out of the bridge: its packets are dropped both ways, without a
+        reset or an error to either side (a pulled cable, a host lost); its processes run on."""
+        _ip("link", "set", self.cables[name], "down")
+
 
 def _pids(netns: str) -> list[int]:
     return [int(p) for p in _ip("netns", "pids", netns, check=False).split()]

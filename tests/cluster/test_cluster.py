@@ -1,12 +1,13 @@
 """The pipeline across hosts (`tests/cluster/conftest.py`): started through the Prefect API as
 a user's Run does, its feature partitions computed on both Ray workers, its feature tables the
 same bytes a single process computes; then the faults a team's cluster meets: a Prefect worker
-killed mid-flow, lakeFS restarted as a build commits. (A worker host unplugged mid-build is not
-here yet: Ray never re-ran the partition in flight on it, see docs/deployment.md.)"""
+killed mid-flow, lakeFS restarted as a build commits, a worker host unplugged mid-build (last:
+that host stays lost)."""
 from __future__ import annotations
 
 import json
 import signal
+import time
 from collections import Counter
 from datetime import date
 
@@ -168,3 +169,33 @@ def test_a_lakefs_restart_during_the_commit_never_half_publishes(cluster: Cluste
     assert all(lake.exists(MAIN, path) for part in manifest["partitions"]
                for path in part["paths"])
 
+
+def test_a_worker_host_lost_mid_build_moves_its_partitions(cluster: Cluster) -> None:
+    lake = lake_of(cluster)
+    before = lake.resolve(MAIN)
+    with cluster.only_worker("w1"):  # the flow itself runs on w1: w2 only computes
+        run = build(cluster, "unplugged", partitions=12)
+        wait_for("partitions done", lambda: len(task_runs(
+            cluster, run, "features[", ("COMPLETED",))) >= 2, timeout=300)
+
+        def running() -> set[str]:  # one CPU per worker: of two running, one runs on w2
+            names = {t["name"] for t in task_runs(cluster, run, "features[", ("RUNNING",))}
+            return names if len(names) == 2 else set()
+
+        in_flight = wait_for("a partition running on each worker", running, timeout=120)
+        cluster.net.unplug("w2")
+        unplugged = time.monotonic()
+        state = finished(cluster, run, timeout=600)
+        took = time.monotonic() - unplugged
+    assert state["state"]["type"] == "COMPLETED", f"{state['state']}\n{cluster.logs()}"
+    hosts = {node[:12]: host for node, host in ray_nodes(cluster.net, alive=False).items()}
+    placed = {f"features[{row['partition']}/12]": hosts[row["ray node"]]
+              for row in partitions_artifact(cluster, "unplugged")}
+    print(f"w2 unplugged with {sorted(in_flight)} in flight; the run completed {took:.0f} s "
+          f"later; partitions per host: {dict(Counter(placed.values()))}")
+    # Ray's default keepalive (RAY_NODE_ENVIRONMENT) would hold w2's partition 5-7 minutes
+    assert took < 300, f"w2's partition waited for gRPC's keepalive: {took:.0f} s"
+    assert len(placed) == 12
+    assert {placed[name] for name in in_flight} == {"w1"}  # w2's own moved to w1
+    assert merges(lake, "unplugged-features") == 1
+    assert lake.get_commit(MAIN).parents[0] == before  # main moved exactly once
