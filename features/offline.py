@@ -18,7 +18,7 @@ from tideline.core.errors import FeatureDefinitionError
 from tideline.features.definitions import FeatureView, Source
 from tideline.lake.base import Lake
 from tideline.lake.buckets import bucket_layout, read_partition
-from tideline.lake.tables import read_table
+from tideline.lake.tables import read_table, write_table
 
 READ_THREADS = 4
 """Objects read at once (Arrow decodes without the GIL; a source is hundreds of day objects)."""
@@ -85,13 +85,9 @@ def feature_path(view: FeatureView, as_of: date, partition: int, partitions: int
 
 def write_features(lake: Lake, branch: str, view: FeatureView, as_of: date, partition: int,
                    partitions: int, frame: pd.DataFrame) -> str:
-    """One partition's feature table. Feature values are mostly distinct numbers, so only
-    text columns are dictionary-encoded (dictionaries of numbers cost 4x the write time)."""
+    """One partition's feature table."""
     path = feature_path(view, as_of, partition, partitions)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    text = [f.name for f in table.schema if pa.types.is_string(f.type)]
-    with lake.writer(branch, path) as sink:
-        pq.write_table(table, sink, use_dictionary=text)
+    write_table(lake, branch, path, frame)
     return path
 
 

@@ -55,7 +55,7 @@ from tideline.features.engine import (
 from tideline.features.offline import READ_THREADS, read_source, source_schema
 from tideline.lake.base import Lake
 from tideline.lake.buckets import read_partition
-from tideline.lake.tables import read_table
+from tideline.lake.tables import encoding, read_table
 
 log = logging.getLogger(__name__)
 
@@ -507,4 +507,4 @@ def _write_tiles(lake: Lake, branch: str, view: FeatureView, table: pa.Table,
             if info.path.endswith(part) and info.path != path:
                 lake.delete(branch, info.path)
         with lake.writer(branch, path) as sink:
-            pq.write_table(table.slice(start, stop - start), sink)
+            pq.write_table(table.slice(start, stop - start), sink, **encoding(table.schema))

@@ -37,7 +37,7 @@ from tideline.ingestion.rawtext import as_raw_text, landed
 from tideline.ingestion.sources import BATCH_BYTES, Pull, Source, Window
 from tideline.lake.base import Lake
 from tideline.lake.erasure import drop_erased, erasure_list
-from tideline.lake.tables import write_table
+from tideline.lake.tables import encoding, write_table
 
 T = TypeVar("T")
 UNKNOWN_DATE = "unknown"
@@ -208,10 +208,8 @@ class DayParts:
                 variant = f"-{self._variant}" if self._variant else ""
                 path = self._path.format(day=label, variant=variant)
                 sink = self._stack.enter_context(self._lake.writer(self._branch, path))
-                # raw text is mostly distinct values (ids, times, amounts): a dictionary would
-                # double the encoding time to save a few percent of space
-                self._writers[label] = self._stack.enter_context(
-                    pq.ParquetWriter(sink, self._schema, use_dictionary=False))
+                self._writers[label] = self._stack.enter_context(pq.ParquetWriter(
+                    sink, self._schema, **encoding(self._schema, dictionaries=False)))
                 self._written.append((label, self._variant, path))
         batches = [(label, self._waiting.pop(label)) for label in labels]
         for label, pieces in batches:

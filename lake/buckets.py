@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tideline.core.partitioning import hash_bucket
 from tideline.lake.base import Lake, ObjectInfo
+from tideline.lake.tables import encoding
 
 BUCKET_COUNTS = (1, 2, 4, 8, 24, 48, 96)
 """Bucket counts an object may have, each dividing the next, so that a partition count that
@@ -57,12 +58,8 @@ def write_bucketed(lake: Lake, branch: str, path: str, data: pd.DataFrame | pa.T
     layout = {"key": key, "count": count, "row_groups": present.tolist()}
     table = table.take(order).replace_schema_metadata(
         {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(layout).encode()})
-    # dictionaries only for text: numbers in a bucket's row group are mostly distinct, and
-    # trying a dictionary on them doubles the time to write for no smaller file
-    text = [field.name for field in table.schema
-            if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)]
     with lake.writer(branch, path) as sink, pq.ParquetWriter(
-            sink, table.schema, use_dictionary=text) as writer:
+            sink, table.schema, **encoding(table.schema)) as writer:
         for start, stop in zip(stops - sizes[present], stops, strict=True):
             writer.write_table(table.slice(start, stop - start), row_group_size=stop - start)
     return lake.stat(branch, path)
