@@ -5,8 +5,11 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -50,15 +53,69 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_server(port: int) -> subprocess.Popen[bytes]:
+    """Prefect's temporary API server, run as `SubprocessASGIServer` runs it (uvicorn on
+    Prefect's app factory, its UI off), without that class: importing it loads the server's
+    whole stack into this process first, 3 s before the server could even start."""
+    import prefect
+    from prefect.settings import get_current_settings
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent),
+         "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
+         str(port), "--log-level", "error", "--lifespan", "on"],
+        env={**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+             "PREFECT__SERVER_FINAL": "1",
+             **get_current_settings().to_environment_variables(exclude_unset=True)})
+
+
+_PORT_TAKEN = 3
+"""uvicorn's exit status when its port was taken meanwhile."""
+
+
+def _await_server(server: subprocess.Popen[bytes], port: int,
+                  timeout: float) -> tuple[subprocess.Popen[bytes], int]:
+    """Wait until the server answers its health check (on another port if its own was taken
+    meanwhile); the server and its port."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() == _PORT_TAKEN:
+            port = _free_port()
+            server = _start_server(port)
+        elif server.returncode is not None:
+            raise RuntimeError(f"Prefect's temporary server exited with status "
+                               f"{server.returncode} before it answered")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                return server, port
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError(f"Prefect's temporary server did not answer within {timeout:.0f} s")
+
+
 @contextmanager
 def prefect_api(alongside: Callable[[], object] | None = None) -> Iterator[str]:
     """The Prefect API this process's flows report to, named in `PREFECT_API_URL` for the block
     so that every process they start reports to it too: the configured one, else Prefect's
-    embedded server, started now instead of on the client's first use. Ray workers inherit
-    the variable and receive it in each task's settings; without it each would start a
-    throwaway server of its own and report there. `alongside` (starting Ray, say) runs while
-    the server starts, with the variable already set."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    temporary server, started now instead of on the client's first use and stopped at the
+    block's end. Ray workers inherit the variable and receive it in each task's settings;
+    without it each would start a throwaway server of its own and report there. `alongside`
+    (starting Ray, say) runs while the server starts, with the variable already set."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
     configured = PREFECT_API_URL.value()
     if configured:
@@ -66,25 +123,26 @@ def prefect_api(alongside: Callable[[], object] | None = None) -> Iterator[str]:
             alongside()
         yield configured
         return
-    from prefect.server.api.server import SubprocessASGIServer  # the server's stack: on need
-
-    server = SubprocessASGIServer()
-    if server.port is None:  # its address, before it starts, for what starts alongside
-        server.port = server.find_available_port()
     before = os.environ.get("PREFECT_API_URL")
-    os.environ["PREFECT_API_URL"] = server.api_url
-    with ThreadPoolExecutor(1) as pool:  # the server starts in a process of its own
-        starting = pool.submit(server.start)
-        try:
-            if alongside is not None:
-                alongside()
-        finally:
-            starting.result()
-    os.environ["PREFECT_API_URL"] = server.api_url  # moved if the port was taken meanwhile
+    port = _free_port()
+    os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    server = _start_server(port)
     try:
-        with temporary_settings({PREFECT_API_URL: server.api_url}):
-            yield server.api_url
+        if alongside is not None:
+            alongside()
+        server, port = _await_server(server, port,
+                                     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+        url = f"http://127.0.0.1:{port}/api"
+        os.environ["PREFECT_API_URL"] = url  # moved if the port was taken meanwhile
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield url
     finally:
+        server.terminate()
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
         if before is None:
             os.environ.pop("PREFECT_API_URL", None)
         else:
