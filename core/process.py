@@ -103,6 +103,16 @@ def _await_server(server: subprocess.Popen[bytes], port: int,
     raise RuntimeError(f"Prefect's temporary server did not answer within {timeout:.0f} s")
 
 
+def _drain_prefect_senders(timeout: float = 5.0) -> None:
+    """Send the logs and events Prefect still queues for the API while it answers: at exit,
+    with the server stopped, Prefect's senders would retry them for minutes."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout)
+    EventsWorker.drain_all(timeout=timeout)
+
+
 @contextmanager
 def prefect_api(alongside: Callable[[], object] | None = None) -> Iterator[str]:
     """The Prefect API this process's flows report to, named in `PREFECT_API_URL` for the block
@@ -137,6 +147,7 @@ def prefect_api(alongside: Callable[[], object] | None = None) -> Iterator[str]:
         with temporary_settings({PREFECT_API_URL: url}):
             yield url
     finally:
+        _drain_prefect_senders()
         server.terminate()
         try:
             server.wait(timeout=5)
