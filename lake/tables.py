@@ -22,8 +22,8 @@ def encoding(schema: pa.Schema, *, dictionaries: bool = True) -> dict[str, Any]:
     arrival order take 0.4-6 bytes a value instead of 1-8 with plain values and snappy, at
     half the encoding time. Text gets a dictionary (unless not `dictionaries`: raw text is
     mostly distinct values), floats plain values; both with snappy. A dictionary of numbers
-    costs up to 4x the encoding time for little saving. Nested
-    columns keep pyarrow's defaults (per-column settings name leaf columns)."""
+    costs up to 4x the encoding time for little saving. Nested columns keep pyarrow's
+    defaults (per-column settings name leaf columns)."""
     text = [field.name for field in schema if dictionaries and (
         pa.types.is_string(field.type) or pa.types.is_large_string(field.type))]
     if any(pa.types.is_nested(field.type) for field in schema):
