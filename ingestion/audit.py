@@ -208,8 +208,11 @@ def validate_dataset(
     with tempfile.TemporaryDirectory(prefix="tideline-audit-") as spill:
         repeated = (None if total <= rows else
                     _repeated(lake, branch, parts, schema, rows, contract, specs, Path(spill)))
-        if repeated is not None and not any(len(hashes) for hashes in repeated):
-            repeated = None  # nothing repeats across batches: each batch is checked alone
+        # no hash seen twice: no row repeats another, in its batch or across batches, so each
+        # batch is checked alone and the repeat rules compare no rows
+        unrepeated = repeated is not None and not any(len(hashes) for hashes in repeated)
+        if unrepeated:
+            repeated = None
         earlier = Earlier(len(specs))
         start = 0
         for table, owners in read_ahead(landed_batches(lake, branch, parts, schema, rows)
@@ -222,6 +225,7 @@ def validate_dataset(
             if issues is None:  # the schema, and a sample of an unexpected column's values
                 issues = schema_issues(frame, contract, now_ns)
             prior, prior_numbers, hashes, candidate = None, numbers[:0], [], None
+            repeating = np.zeros(len(frame), dtype=bool) if unrepeated else None
             if repeated is not None:
                 found = [spec_hashes(frame, contract, spec) for spec in specs]
                 matches = [counted & np.isin(values, repeats) for (values, counted), repeats
@@ -230,11 +234,13 @@ def validate_dataset(
                 hashes = [values for values, _ in found]
                 prior, prior_numbers = earlier.matching(
                     [values[match] for values, match in zip(hashes, matches, strict=True)])
+                # the rows whose hashes repeat: this batch's candidates and the earlier ones
+                repeating = np.concatenate([np.ones(len(prior_numbers), dtype=bool), candidate])
             combined = frame if prior is None else pd.concat([prior, frame], ignore_index=True)
             typed, checks = row_checks(combined, contract, known, now_ns,
-                                       np.concatenate([prior_numbers, numbers]))
+                                       np.concatenate([prior_numbers, numbers]), repeating)
             if prior is not None:
-                typed = {name: _tail(t, len(prior)) for name, t in typed.items()}
+                typed = {name: t.rows(slice(len(prior), None)) for name, t in typed.items()}
                 checks = [_tail_check(check, len(prior)) for check in checks]
             failing = np.zeros(len(frame), dtype=bool)
             for check in checks:
@@ -281,13 +287,6 @@ def _repeated(lake: Lake, branch: str, parts: list[LandedPart], schema: pa.Schem
         return [spill.repeated(i) for i in range(len(specs))]
     finally:
         spill.close()
-
-
-def _tail(typed: Typed, start: int) -> Typed:
-    return Typed(typed.values.iloc[start:].reset_index(drop=True), typed.null[start:],
-                 typed.bad[start:],
-                 None if typed.cmp is None else typed.cmp[start:],
-                 None if typed.text is None else typed.text.slice(start))
 
 
 def _tail_check(check: Check, start: int) -> Check:

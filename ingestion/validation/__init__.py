@@ -146,16 +146,20 @@ def known_values(contract: Contract, references: dict[str, Any] | None, columns:
 
 
 def row_checks(frame: pd.DataFrame, contract: Contract, known: dict[str, Any], now_ns: int,
-               numbers: np.ndarray | None = None) -> tuple[dict[str, Typed], list[Check]]:
+               numbers: np.ndarray | None = None, repeating: np.ndarray | None = None
+               ) -> tuple[dict[str, Typed], list[Check]]:
     """Every row's values coerced, and every per-row check (column rules, references,
-    duplicates) on them; `numbers` are the rows' input numbers (positions when not given)."""
+    duplicates) on them; `numbers` are the rows' input numbers (positions when not given);
+    `repeating`, the only rows the repeat rules (unique, duplicate, duplicate_key) need to
+    compare (a mask, all when not given): a first pass over hashes says which."""
     present = [column for column in contract.columns if column.name in frame.columns]
     raws = {column.name: frame[column.name] for column in present}
 
     def prepare(column: Column) -> tuple[Typed, list[Check]]:
         typed = coerce(raws[column.name], column)
         return typed, column_checks(column, raws[column.name], typed, now_ns=now_ns,
-                                    key=column.name in contract.key, numbers=numbers)
+                                    key=column.name in contract.key, numbers=numbers,
+                                    repeating=repeating)
 
     typed: dict[str, Typed] = {}
     checks: list[Check] = []
@@ -166,7 +170,7 @@ def row_checks(frame: pd.DataFrame, contract: Contract, known: dict[str, Any], n
         partial(reference_check, ref, raws[ref.column], typed[ref.column],
                 contract.column(ref.column), known[ref.label])
         for ref in contract.references if ref.column in typed and ref.label in known]
-    tasks.append(partial(duplicate_checks, frame, contract, typed, numbers))
+    tasks.append(partial(duplicate_checks, frame, contract, typed, numbers, repeating))
     for found in _map(lambda task: task(), tasks, len(frame)):
         checks += found
     return typed, checks

@@ -50,6 +50,15 @@ class Typed:
     def valid(self) -> np.ndarray:
         return ~(self.null | self.bad)
 
+    def rows(self, positions: slice | np.ndarray) -> Typed:
+        """These rows alone (a slice, or ascending positions), numbered from 0."""
+        text = self.text
+        if text is not None:
+            text = text[positions] if isinstance(positions, slice) else text.take(positions)
+        return Typed(self.values.iloc[positions].reset_index(drop=True), self.null[positions],
+                     self.bad[positions], None if self.cmp is None else self.cmp[positions],
+                     text)
+
 
 def np_bool(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)

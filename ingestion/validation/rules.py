@@ -117,10 +117,28 @@ def _combine(codes: list[np.ndarray]) -> np.ndarray:
     return combined
 
 
-def _key_codes(key: list[Typed]) -> np.ndarray:
-    """Dense first-appearance codes of the key's values. A one-column key of distinct,
-    comparable values (an export's id) has codes 0..n-1: a sort tells, at a third of the cost
-    of hashing every value."""
+def _codes_among(values: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """`_codes` of the values of `rows` (a mask) alone, -1 elsewhere: still dense in order of
+    first appearance."""
+    if rows.all():
+        return _codes(values)
+    codes = np.full(len(rows), -1, dtype=np.int64)
+    positions = np.flatnonzero(rows)
+    if positions.size:
+        codes[positions] = _codes(values.iloc[positions])
+    return codes
+
+
+def _key_codes(key: list[Typed], rows: np.ndarray | None = None) -> np.ndarray:
+    """Dense first-appearance codes of the key's values; of `rows` (a mask) alone if given,
+    -1 elsewhere. A one-column key of distinct, comparable values (an export's id) has codes
+    0..n-1: a sort tells, at a third of the cost of hashing every value."""
+    if rows is not None and not rows.all():
+        codes = np.full(len(rows), -1, dtype=np.int64)
+        positions = np.flatnonzero(rows)
+        if positions.size:
+            codes[positions] = _key_codes([typed.rows(positions) for typed in key])
+        return codes
     if len(key) == 1 and key[0].cmp is not None and key[0].valid.all():
         ordered = np.sort(key[0].cmp)
         if (ordered[1:] != ordered[:-1]).all():
@@ -203,9 +221,11 @@ def _regex_mask(pattern: str, typed: Typed) -> np.ndarray:
 
 
 def column_checks(column: Column, raw: pd.Series, typed: Typed, *, key: bool,
-                  now_ns: int, numbers: np.ndarray | None = None) -> list[Check]:
+                  now_ns: int, numbers: np.ndarray | None = None,
+                  repeating: np.ndarray | None = None) -> list[Check]:
     """The checks of one column's own rules, `raw` as received and `typed` coerced from it;
-    `numbers` are the rows' input numbers (their positions when not given)."""
+    `numbers` are the rows' input numbers (their positions when not given); `repeating`, the
+    only rows that may repeat a value or be repeated (a mask; all when not given)."""
     name, valid, pii = column.name, typed.valid, column.pii_kind
     checks = [Check("type", name, typed.bad, lambda p: _join(
         f"{name}: ", _shown(raw, p, pii), f" is not {_TYPE_WORDS[column.type]}"))]
@@ -250,7 +270,8 @@ def column_checks(column: Column, raw: pd.Series, typed: Typed, *, key: bool,
         checks.append(Check("not_in_future", name, valid & (typed.cmp > limit), lambda p: _join(
             f"{name}: ", _shown(raw, p, pii), f" is {when}")))
     if column.unique:
-        repeat, first = _repeats(np.where(valid, _codes(typed.values), -1))
+        repeat, first = _repeats(_codes_among(
+            typed.values, valid if repeating is None else valid & repeating))
         checks.append(Check("unique", name, repeat, lambda p: _join(
             f"{name}: ", _shown(raw, p, pii), " repeats row ", _row_text(first[p], numbers))))
     return checks
@@ -283,17 +304,19 @@ def reference_check(ref: Any, raw: pd.Series, typed: Typed, column: Column,
 
 
 def duplicate_checks(frame: pd.DataFrame, contract: Contract, typed: dict[str, Typed],
-                     numbers: np.ndarray | None = None) -> list[Check]:
+                     numbers: np.ndarray | None = None,
+                     repeating: np.ndarray | None = None) -> list[Check]:
     """Exact duplicate rows, and rows repeating an earlier row's key with other values;
-    `numbers` are the rows' input numbers (their positions when not given)."""
+    `numbers` are the rows' input numbers (their positions when not given); `repeating`, the
+    only rows that may repeat another or be repeated (a mask; all when not given)."""
     n = len(frame)
     # exact duplicates share their key and their numeric values: narrow the rows to compare
     # exactly by the key groups first, then (if still many) by a hash of the numeric columns
-    candidates = np.ones(n, dtype=bool)
+    candidates = np.ones(n, dtype=bool) if repeating is None else repeating.copy()
     key_codes = None
     if contract.key and all(name in typed for name in contract.key):
         # typed values are null wherever a value is null or unparseable: codes -1 there
-        key_codes = _key_codes([typed[name] for name in contract.key])
+        key_codes = _key_codes([typed[name] for name in contract.key], repeating)
         candidates &= _in_groups(key_codes)
     if candidates.sum() > 0.05 * n:
         prefilter = _hash_prefilter(typed)

@@ -13,6 +13,7 @@ import pytest
 from tideline.demo.generator import DemoSpec, generate
 from tideline.demo.project import PROJECT_FILE
 from tideline.ingestion.audit import audit
+from tideline.ingestion.contracts import Contract
 from tideline.ingestion.landing import land
 from tideline.ingestion.project import Project, load_project
 from tideline.ingestion.rawtext import as_text
@@ -28,12 +29,21 @@ DATASETS = {"customers": "updated_at", "transactions": "ts", "tickets": "created
 @pytest.fixture(scope="module")
 def demo() -> tuple[Project, dict[str, pd.DataFrame]]:
     data = generate(replace(DemoSpec(), customers=600))
-    contracts = load_project(PROJECT_FILE, demo_dir="", demo_api="http://unused",
-                             validation_time=NOW.isoformat()).contracts
+    contracts = tuple(unique_emails(contract) for contract in load_project(
+        PROJECT_FILE, demo_dir="", demo_api="http://unused",
+        validation_time=NOW.isoformat()).contracts)
     sources = tuple(FileSource(name=name, dataset=name, timestamp_column=ts, url="x.csv",
                                format="csv") for name, ts in DATASETS.items())
     frames = {name: as_text(getattr(data, name)) for name in DATASETS}
     return Project(sources=sources, contracts=contracts, validation_time=NOW), frames
+
+
+def unique_emails(contract: Contract) -> Contract:
+    """The contract, with customers' e-mails declared unique: the demo repeats some (its
+    duplicate rows), so the `unique` rule has failures to find across batches too."""
+    columns = [column.model_copy(update={"unique": column.name == "email"})
+               for column in contract.columns]
+    return contract.model_copy(update={"columns": tuple(columns)})
 
 
 def run(tmp_path: Path, name: str, demo: tuple[Project, dict[str, pd.DataFrame]],
@@ -62,7 +72,8 @@ def test_batches_give_the_whole_datasets_verdicts(
     rows = {name: len(frame) for name, frame in demo[1].items()}
     assert all(rows[name] > 256 for name in DATASETS)  # batches of 256 rows: two or more
     failures = {rule for outcome in whole.values() for rule in outcome.failures}
-    assert {"duplicate", "duplicate_key:event_id", "reference:customer_id"} <= failures
+    assert {"duplicate", "duplicate_key:event_id", "reference:customer_id", "unique:email"
+            } <= failures
     for name, contract in {c.dataset: c for c in demo[0].contracts}.items():
         quarantined = read_all(small_lake, f"quarantine/{name}/part-", ["_row"])
         pd.testing.assert_frame_equal(
