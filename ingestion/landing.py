@@ -273,10 +273,22 @@ def day_codes(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
     """Each record's `dt=` as a position in the sorted days the table has (`unknown` last)."""
     if column not in table.column_names:
         return np.zeros(table.num_rows, dtype=np.intp), np.array([UNKNOWN_DATE], dtype=object)
-    codes, uniques = pd.factorize(utc_stamps(table.column(column)).astype("datetime64[D]"),
-                                  sort=True)
-    days = np.append(np.datetime_as_string(uniques, unit="D").astype(object), UNKNOWN_DATE)
-    return np.where(codes < 0, len(uniques), codes), days
+    stamps = utc_stamps(table.column(column)).astype("datetime64[D]").view(np.int64)
+    known = stamps != np.iinfo(np.int64).min  # not NaT
+    if not known.any():
+        return np.zeros(table.num_rows, dtype=np.intp), np.array([UNKNOWN_DATE], dtype=object)
+    valid = stamps[known]
+    first, last = valid.min(), valid.max()
+    # days as offsets from the first, unknown ones one past the last: counted, then numbered
+    # in order (half the time of hashing them)
+    offsets = np.where(known, stamps - first, last - first + 1)
+    counts = np.bincount(offsets, minlength=last - first + 2)
+    present = np.flatnonzero(counts[:-1])
+    position = np.zeros(len(counts), dtype=np.intp)
+    position[present] = np.arange(len(present))
+    position[-1] = len(present)
+    days = np.datetime_as_string((first + present).astype("datetime64[D]"), unit="D")
+    return position[offsets], np.append(days.astype(object), UNKNOWN_DATE)
 
 
 def utc_stamps(values: pa.ChunkedArray) -> np.ndarray:
