@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib.util
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 """glibc's `mallopt` parameters (malloc.h)."""
@@ -62,17 +64,19 @@ def _free_port() -> int:
 def _start_server(port: int) -> subprocess.Popen[bytes]:
     """Prefect's temporary API server, run as `SubprocessASGIServer` runs it (uvicorn on
     Prefect's app factory, its UI off), without that class: importing it loads the server's
-    whole stack into this process first, 3 s before the server could even start."""
-    import prefect
-    from prefect.settings import get_current_settings
-
+    whole stack into this process first, 3 s before the server could even start. Prefect is
+    not imported here at all, so the server (3 s of imports) and this process (1 s of Prefect,
+    then the flows) start side by side; the server reads the settings of the environment and
+    the active profile itself, settings changed in this process do not reach it."""
+    package = importlib.util.find_spec("prefect")
+    if package is None or package.origin is None:
+        raise RuntimeError("Prefect is not installed in this environment")
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent),
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(package.origin).parent.parent),
          "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
          str(port), "--log-level", "error", "--lifespan", "on"],
         env={**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-             "PREFECT__SERVER_FINAL": "1",
-             **get_current_settings().to_environment_variables(exclude_unset=True)})
+             "PREFECT__SERVER_FINAL": "1"})
 
 
 _PORT_TAKEN = 3
@@ -120,7 +124,13 @@ def prefect_api(alongside: Callable[[], object] | None = None) -> Iterator[str]:
     temporary server, started now instead of on the client's first use and stopped at the
     block's end. Ray workers inherit the variable and receive it in each task's settings;
     without it each would start a throwaway server of its own and report there. `alongside`
-    (starting Ray, say) runs while the server starts, with the variable already set."""
+    (starting Ray, say) runs while the server starts, with the variable already set.
+
+    Unless the environment names an API, the server is started before Prefect is imported here
+    (`_start_server`), and stopped unused should the active profile name one."""
+    before = os.environ.get("PREFECT_API_URL")
+    port = _free_port()
+    server = None if before else _start_server(port)
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
@@ -128,15 +138,14 @@ def prefect_api(alongside: Callable[[], object] | None = None) -> Iterator[str]:
     )
 
     configured = PREFECT_API_URL.value()
-    if configured:
+    if configured or server is None:
+        if server is not None:
+            _stop(server)
         if alongside is not None:
             alongside()
         yield configured
         return
-    before = os.environ.get("PREFECT_API_URL")
-    port = _free_port()
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
-    server = _start_server(port)
     try:
         if alongside is not None:
             alongside()
@@ -148,13 +157,17 @@ def prefect_api(alongside: Callable[[], object] | None = None) -> Iterator[str]:
             yield url
     finally:
         _drain_prefect_senders()
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        _stop(server)
         if before is None:
             os.environ.pop("PREFECT_API_URL", None)
-        else:
+        else:  # set, but empty
             os.environ["PREFECT_API_URL"] = before
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
