@@ -40,7 +40,7 @@ from tideline.ingestion.landing import (
 )
 from tideline.ingestion.project import Project
 from tideline.ingestion.rawtext import as_raw_text
-from tideline.ingestion.report import PLOT_VALUES, render_csv, render_html
+from tideline.ingestion.report import PLOT_VALUES, render_csv, render_html, section
 from tideline.ingestion.sources import BATCH_BYTES, Window
 from tideline.ingestion.validation import (
     Tally,
@@ -406,16 +406,19 @@ def audit(
              if any(record.dataset == dataset for record in records)]
     share = max(batch_bytes // min(AUDITS, max(len(order), 1)), 1)
     done: dict[str, Future[ValidationResult]] = {}
+    sections: dict[str, dict[str, object]] = {}
 
     def check(dataset: str) -> ValidationResult:
         contract = project.contract(dataset)
         for ref in contract.references:  # its references' keys come from their clean rows
             if ref.dataset in done and ref.dataset != dataset:
                 done[ref.dataset].result()
-        return validate_dataset(
+        result = validate_dataset(
             lake, branch, contract, [r for r in records if r.dataset == dataset],
             timestamp_column=project.sources_of(dataset)[0].timestamp_column,
             run_id=run_id, now=now, window=window, batch_bytes=share)
+        sections[dataset] = section(dataset, result)  # its plots, while others are checked
+        return result
 
     # datasets side by side, each as soon as the datasets it references are done: in
     # validation order, so a dataset's references were started before it
@@ -425,7 +428,8 @@ def audit(
         results = {dataset: done[dataset].result() for dataset in order}
     outcomes = [_outcome(results[dataset], sum(r.rejected for r in records
                                                if r.dataset == dataset)) for dataset in order]
-    html = render_html(results, title=f"Data quality — run {run_id}", run_id=run_id)
+    html = render_html(results, title=f"Data quality — run {run_id}", run_id=run_id,
+                       sections=sections)
     report = f"reports/quality/{run_id}.html"
     lake.put(branch, report, html.encode())
     lake.put(branch, f"reports/quality/{run_id}.csv", render_csv(results).encode())
