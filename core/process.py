@@ -133,6 +133,7 @@ def prefect_api(alongside: Callable[[], object] | None = None) -> Iterator[str]:
     server = None if before else _start_server(port)
     from prefect.settings import (
         PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
     )
@@ -153,7 +154,9 @@ def prefect_api(alongside: Callable[[], object] | None = None) -> Iterator[str]:
                                      PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
         url = f"http://127.0.0.1:{port}/api"
         os.environ["PREFECT_API_URL"] = url  # moved if the port was taken meanwhile
-        with temporary_settings({PREFECT_API_URL: url}):
+        # no flow-run heartbeats: they tell a lasting server that a run's process died, and this
+        # one dies with it; each flow's end would wait up to 1 s for the heartbeat thread
+        with temporary_settings({PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield url
     finally:
         _drain_prefect_senders()
