@@ -117,15 +117,13 @@ def _combine(codes: list[np.ndarray]) -> np.ndarray:
     return combined
 
 
-def _codes_among(values: pd.Series, rows: np.ndarray) -> np.ndarray:
-    """`_codes` of the values of `rows` (a mask) alone, -1 elsewhere: still dense in order of
-    first appearance."""
-    if rows.all():
-        return _codes(values)
+def _among(rows: np.ndarray, codes_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The codes `codes_of` gives the positions of `rows` (a mask), -1 at the other rows:
+    still dense in order of first appearance."""
     codes = np.full(len(rows), -1, dtype=np.int64)
     positions = np.flatnonzero(rows)
     if positions.size:
-        codes[positions] = _codes(values.iloc[positions])
+        codes[positions] = codes_of(positions)
     return codes
 
 
@@ -134,11 +132,8 @@ def _key_codes(key: list[Typed], rows: np.ndarray | None = None) -> np.ndarray:
     -1 elsewhere. A one-column key of distinct, comparable values (an export's id) has codes
     0..n-1: a sort tells, at a third of the cost of hashing every value."""
     if rows is not None and not rows.all():
-        codes = np.full(len(rows), -1, dtype=np.int64)
-        positions = np.flatnonzero(rows)
-        if positions.size:
-            codes[positions] = _key_codes([typed.rows(positions) for typed in key])
-        return codes
+        return _among(rows, lambda positions: _key_codes([typed.rows(positions)
+                                                          for typed in key]))
     if len(key) == 1 and key[0].cmp is not None and key[0].valid.all():
         ordered = np.sort(key[0].cmp)
         if (ordered[1:] != ordered[:-1]).all():
@@ -270,8 +265,8 @@ def column_checks(column: Column, raw: pd.Series, typed: Typed, *, key: bool,
         checks.append(Check("not_in_future", name, valid & (typed.cmp > limit), lambda p: _join(
             f"{name}: ", _shown(raw, p, pii), f" is {when}")))
     if column.unique:
-        repeat, first = _repeats(_codes_among(
-            typed.values, valid if repeating is None else valid & repeating))
+        compared = valid if repeating is None else valid & repeating
+        repeat, first = _repeats(_among(compared, lambda p: _codes(typed.values.iloc[p])))
         checks.append(Check("unique", name, repeat, lambda p: _join(
             f"{name}: ", _shown(raw, p, pii), " repeats row ", _row_text(first[p], numbers))))
     return checks
