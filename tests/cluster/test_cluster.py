@@ -32,10 +32,16 @@ FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 def run_deployment(cluster: Cluster, name: str, parameters: dict) -> str:
-    """A flow run of deployment `name` (flow/deployment), as the UI's Run starts it."""
+    """A flow run of deployment `name` (flow/deployment), as the UI's Run starts it. A 503 is
+    the server's database refusing for now (its transaction rolled back): retried, as Prefect's
+    own client does."""
     deployment = httpx.get(f"{cluster.api}/deployments/name/{name}", timeout=10).json()
-    started = httpx.post(f"{cluster.api}/deployments/{deployment['id']}/create_flow_run",
-                         json={"parameters": parameters}, timeout=10)
+    for attempt in range(5):
+        started = httpx.post(f"{cluster.api}/deployments/{deployment['id']}/create_flow_run",
+                             json={"parameters": parameters}, timeout=10)
+        if started.status_code != 503:
+            break
+        time.sleep(2 * (attempt + 1))
     started.raise_for_status()
     return started.json()["id"]
 
