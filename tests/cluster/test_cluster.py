@@ -9,7 +9,9 @@ import json
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import httpx
 import pytest
@@ -46,6 +48,25 @@ def run_deployment(cluster: Cluster, name: str, parameters: dict) -> str:
     return started.json()["id"]
 
 
+def flow_state(cluster: Cluster, run: str) -> dict:
+    return httpx.get(f"{cluster.api}/flow_runs/{run}", timeout=10).json()["state"]
+
+
+class RunFailed(AssertionError):
+    """A cluster run did not do what the test waited for."""
+
+
+def failing(cluster: Cluster, run: str, message: str) -> RunFailed:
+    """`message`, with what a reader needs to tell why: the run's state, its task runs'
+    states and every host's logs."""
+    tasks = httpx.post(f"{cluster.api}/task_runs/filter", timeout=10, json={
+        "flow_runs": {"id": {"any_": [run]}}, "limit": 200}).json()
+    states = Counter(f"{t['name'].split('[')[0]} {t['state']['type']}" for t in tasks
+                     if t.get("state"))
+    return RunFailed(f"{message}\nflow run {run}: {flow_state(cluster, run)}\n"
+                     f"task runs: {dict(states)}\n{cluster.logs()}")
+
+
 def finished(cluster: Cluster, run: str, timeout: float) -> dict:
     def final() -> dict | None:
         found = httpx.get(f"{cluster.api}/flow_runs/{run}", timeout=10).json()
@@ -54,7 +75,25 @@ def finished(cluster: Cluster, run: str, timeout: float) -> dict:
     try:
         return wait_for(f"flow run {run}", final, timeout=timeout)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{cluster.logs()}") from None
+        raise failing(cluster, run, str(exc)) from None
+
+
+def during(cluster: Cluster, run: str, what: str, probe: Callable[[], Any],
+           timeout: float) -> Any:
+    """`wait_for(what, probe)` while flow run `run` goes on: a run that ends first, or a
+    wait that gives up, fails with the run's states and the hosts' logs."""
+    def probed() -> Any:
+        state = flow_state(cluster, run)
+        if state["type"] in FINAL:
+            raise failing(cluster, run, f"the run ended while waiting for {what}")
+        return probe()
+
+    try:
+        return wait_for(what, probed, timeout=timeout)
+    except RunFailed:
+        raise
+    except AssertionError as exc:
+        raise failing(cluster, run, str(exc)) from None
 
 
 def partitions_artifact(cluster: Cluster, run_id: str) -> list[dict]:
@@ -138,7 +177,7 @@ def test_a_run_whose_worker_is_killed_crashes_and_its_rerun_publishes_once(
     lake = lake_of(cluster)
     with cluster.only_worker("w1"):
         run = build(cluster, "orphan", partitions=8)
-        wait_for("partitions computing", lambda: task_runs(
+        during(cluster, run, "partitions computing", lambda: task_runs(
             cluster, run, "features[", ("COMPLETED",)), timeout=300)
         cluster.kill_prefect_worker("w1", signal.SIGKILL)
         state = finished(cluster, run, timeout=180)
@@ -156,7 +195,7 @@ def test_a_lakefs_restart_during_the_commit_never_half_publishes(cluster: Cluste
     lake = lake_of(cluster)
     before = lake.resolve(MAIN)
     run = build(cluster, "restarted", partitions=4)
-    wait_for("the build's record, before its commit", lambda: task_runs(
+    during(cluster, run, "the build's record, before its commit", lambda: task_runs(
         cluster, run, "record-feature-build", ("COMPLETED",)), timeout=600)
     cluster.lakefs.restart()
     state = finished(cluster, run, timeout=600)
@@ -181,14 +220,15 @@ def test_a_worker_host_lost_mid_build_moves_its_partitions(cluster: Cluster) -> 
     before = lake.resolve(MAIN)
     with cluster.only_worker("w1"):  # the flow itself runs on w1: w2 only computes
         run = build(cluster, "unplugged", partitions=12)
-        wait_for("partitions done", lambda: len(task_runs(
+        during(cluster, run, "partitions done", lambda: len(task_runs(
             cluster, run, "features[", ("COMPLETED",))) >= 2, timeout=300)
 
         def running() -> set[str]:  # one CPU per worker: of two running, one runs on w2
             names = {t["name"] for t in task_runs(cluster, run, "features[", ("RUNNING",))}
             return names if len(names) == 2 else set()
 
-        in_flight = wait_for("a partition running on each worker", running, timeout=120)
+        in_flight = during(cluster, run, "a partition running on each worker", running,
+                           timeout=120)
         cluster.net.unplug("w2")
         unplugged = time.monotonic()
         state = finished(cluster, run, timeout=600)
