@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from tideline.core.ray_runtime import RAY_NODE_ENVIRONMENT
 from tideline.demo.project import PROJECT_FILE
 
@@ -133,6 +134,15 @@ def ray_nodes(net: Network, alive: bool = True) -> dict[str, str]:
             json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
+def _database(postgres: Postgres, name: str) -> str:
+    """A new database `name` on `postgres`: its URL for asyncpg (Prefect's driver)."""
+    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return postgres.url.rsplit("/", 1)[0].replace("+psycopg", "+asyncpg") + f"/{name}"
+
+
 def quiet_schedules(api: str) -> None:
     """Every deployment's schedules off and their scheduled runs gone: only the runs a test
     starts run (the hourly ingest would otherwise start in the middle of one)."""
@@ -192,9 +202,12 @@ def cluster() -> Iterator[Cluster]:
         # Ray driver then runs on the head, the Prefect flow run on w1 or w2
         _ray(head, "--head", f"--port={RAY_PORT}", f"--ray-client-server-port={RAY_CLIENT_PORT}",
              "--num-cpus=0", "--include-dashboard=false")
+        # the Prefect server's database on PostgreSQL, as the docs say for more than one
+        # writing host: SQLite's single writer answered workers and automations with 503s
         prefect = head.start("prefect-server", [
             str(BIN / "prefect"), "server", "start", "--host", head.address,
-            "--port", str(PREFECT_PORT), "--no-ui"], env)
+            "--port", str(PREFECT_PORT), "--no-ui"],
+            {**env, "PREFECT_API_DATABASE_CONNECTION_URL": _database(postgres, "prefect")})
         wait_for("the Ray head", lambda: ray_nodes(net), timeout=120)
         for name in WORKERS:
             _ray(net[name], f"--address={head.address}:{RAY_PORT}", "--num-cpus=1")
