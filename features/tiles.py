@@ -63,7 +63,7 @@ MOMENTS = {"std", "var", "skew", "kurtosis", "cv"}
 TILED = COUNTING | TEMPORAL | DAILY | MOMENTS | {"sum", "mean", "min", "max", "range", "first",
                                                  "last"}
 """The aggregations a build merges from daily tiles."""
-MIN_DENSITY = 4.0
+MIN_DENSITY = 2.0
 """Events per entity and active day from which a source gets tiles (`tile_bench.py`)."""
 TILE_FORMAT = 1
 """The partials a tile holds for a view; a change to them is a new format, beside the old."""

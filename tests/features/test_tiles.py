@@ -133,10 +133,15 @@ def test_every_tiled_aggregation_is_covered() -> None:
 
 @pytest.fixture
 def event_log(tmp_path: Path) -> LocalLake:
-    lake = LocalLake(tmp_path / "lake")
+    """Forty days of 3,000 payments (3.6 a customer and active day) and 1,500 visits."""
+    return forty_days(tmp_path / "lake", 3000)
+
+
+def forty_days(root: Path, count: int) -> LocalLake:
+    lake = LocalLake(root)
     rng = np.random.default_rng(11)
     days = [START + timedelta(days=k) for k in range(DAYS)]
-    write_days(lake, "payments", payments(rng, days, 3000), "a")
+    write_days(lake, "payments", payments(rng, days, count), "a")
     write_days(lake, "visits", visits(rng, days, 1500), "a")
     lake.commit("main", "forty days")
     return lake
@@ -223,15 +228,16 @@ def test_an_entity_known_only_from_old_days_is_in_the_table(event_log: LocalLake
     assert table.set_index("customer_id").loc["OLD", "payments_7d"] == 0
 
 
-def test_a_source_of_too_few_events_a_day_gets_no_tiles(event_log: LocalLake) -> None:
-    """About one payment per customer and active day: a tile would stand for one event, so
-    the build reads the events, writes no tile and says why."""
+def test_a_source_of_too_few_events_a_day_gets_no_tiles(tmp_path: Path) -> None:
+    """1.5 payments per customer and active day: a tile would stand for hardly more than one
+    event, so the build reads the events, writes no tile and says why."""
+    sparse = forty_days(tmp_path / "lake", 300)
     end = START + timedelta(days=DAYS)
-    _, (result,) = build(event_log, VIEWS, [end], full=False, partitions=1,
+    _, (result,) = build(sparse, VIEWS, [end], full=False, partitions=1,
                          min_density=MIN_DENSITY)
     assert (result.days_from_tiles, result.days_from_events) == (0, 2 * DAYS)
     (reason,) = [r for r in result.untiled if r.startswith("payments:")]
     assert reason.endswith(f"events per entity and day (tiles pay from {MIN_DENSITY:g})")
     assert float(reason.split()[1]) < MIN_DENSITY
-    assert not event_log.list("main", "features/tiles/")
+    assert not sparse.list("main", "features/tiles/")
 
