@@ -69,18 +69,23 @@ PARTITION_VALUES = 25_000_000
 caches and one large partition is slower than several small ones (the same runs: 12 partitions
 of 24.5M values beat 4, 6 and 8)."""
 
-def partition_count(plan: FeaturePlan, budget: int, workers: int) -> int:
+def partition_count(plan: FeaturePlan, budget: int, workers: int,
+                    tiled: int | None = None) -> int:
     """How many entity partitions a build of `plan` needs: at least one per worker, at most
     `PARTITION_VALUES` source values each, and few enough that `workers` partition tasks at
-    once, with the rest of the process tree, fit in `budget` bytes. Rounded up to a count that
-    divides the bucket counts of nearly all the rows' objects (`ALIGNED_SHARE`: a partition
-    then reads only its own row groups) and, where one does, to a multiple of the workers (no
-    worker idles in the last round)."""
+    once, with the rest of the process tree, fit in `budget` bytes. `tiled`, the count the
+    daily tiles were written for, when it is that many or more: tiles are per partition, and
+    another count reads every day raw. Else rounded up to a count that divides the bucket
+    counts of nearly all the rows' objects (`ALIGNED_SHARE`: a partition then reads only its
+    own row groups) and, where one does, to a multiple of the workers (no worker idles in the
+    last round)."""
     values = sum(plan.rows[name] * len(columns) for name, columns in plan.columns.items()
                  if name in plan.rows)
     per_task = max(budget - BASE_BYTES, budget // 4) / workers
     need = max(workers, -(-values * BYTES_PER_VALUE // int(per_task)),
                -(-values // PARTITION_VALUES))
+    if tiled is not None and tiled >= need:
+        return tiled
     total = sum(plan.bucket_rows.values())
     fitting = [count for count in PARTITION_COUNTS if count >= need and sum(
         rows for buckets, rows in plan.bucket_rows.items()

@@ -301,6 +301,18 @@ def tile_prefix(view: View) -> str:
     return f"features/tiles/{view.name}/v={view.version}/f={TILE_FORMAT}/"
 
 
+def tile_partitions(lake: Lake, ref: str, views: Sequence[View]) -> int | None:
+    """How many entity partitions the newest daily tiles of `views` at `ref` were written for
+    (None without tiles): a build of another count cannot merge them."""
+    newest: tuple[str, int] | None = None
+    for view in views:
+        for info in lake.list(ref, tile_prefix(view)):
+            day = info.path.split("/day=", 1)[1][:10]
+            count = int(info.path.rsplit("-of-", 1)[1].split(".", 1)[0])
+            newest = max(newest or (day, count), (day, count))
+    return None if newest is None else newest[1]
+
+
 def source_days(lake: Lake, ref: str, source: Source) -> dict[str, tuple[str, list[str]]]:
     """A source's days (`dt=` partitions): day -> the identity of its objects (a hash of
     their paths and checksums) and their paths."""

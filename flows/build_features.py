@@ -15,6 +15,7 @@ from tideline.features.materialize import FeatureBuild, load_build, partition_co
 from tideline.features.offline import default_as_of
 from tideline.features.plan import measured
 from tideline.features.store import FeatureStore, OnlineWrite
+from tideline.features.tiles import tile_partitions
 from tideline.flows.hooks import FAILURE_HOOKS
 from tideline.lake.base import MAIN
 from tideline.lake.publish import find_published, new_run_id, publish
@@ -69,12 +70,17 @@ def build_features(run_id: str | None = None, as_of: list[date] | None = None,
     plan = plan_features(store.views, lake, source_commit, declared_pii(settings))
     dates = as_of or [default_as_of(lake, source_commit, plan.sources.values())]
     count = partitions or settings.feature_partitions
+    tiled = None if full else tile_partitions(lake, source_commit, plan.views)
     if count is None:
         sized = measured(plan, lake, source_commit)
-        count = partition_count(sized, settings.feature_memory_budget, ray_cpus())
-        logger.info("%d entity partitions for %s source rows (memory budget %s)", count,
+        count = partition_count(sized, settings.feature_memory_budget, ray_cpus(), tiled)
+        logger.info("%d entity partitions for %s source rows (memory budget %s%s)", count,
                     f"{sum(sized.rows.values()):,}",
-                    settings.feature_memory_budget.human_readable())
+                    settings.feature_memory_budget.human_readable(),
+                    "; as the daily tiles" if count == tiled else "")
+    if tiled is not None and count != tiled:
+        logger.warning("the daily tiles are of %d entity partitions, this build of %d: it "
+                       "reads every day's raw events (tiles are per partition)", tiled, count)
     with publish(lake, f"{run_id}-features", message=f"features as of {dates[-1]}",
                  metadata={"stage": "features", "source_commit": source_commit,
                            "views": json.dumps(plan.versions, sort_keys=True)}) as run:

@@ -105,6 +105,11 @@ def test_partitions_follow_the_sources_size_and_the_memory_budget(
     small_objects = replace(big, bucket_rows={24: 9_000_000, 48: 31_000_000})
     assert partition_count(small_objects, 4 * GIB, workers=2) == 24
     assert partition_count(big, 4 * GIB, workers=2) == 16
+    # daily tiles of 12 partitions: kept wherever 12 are enough, even unaligned or unbalanced
+    assert partition_count(plan, 8 * GIB, workers=2, tiled=12) == 12
+    assert partition_count(big, 64 * GIB, workers=2, tiled=12) == 12 != counts[0]
+    assert partition_count(big, 4 * GIB, workers=2, tiled=12) == 16  # too few: a new count
+    assert partition_count(plan, 8 * GIB, workers=2, tiled=1) == 2  # one per worker
 
 
 def test_a_partition_loads_only_its_entities(churn_lake: tuple[LocalLake, str]) -> None:

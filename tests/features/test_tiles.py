@@ -14,7 +14,7 @@ from tideline.features.definitions import Derived, Entity, Feature, FeatureView,
 from tideline.features.materialize import PartitionResult, materialize_partition
 from tideline.features.offline import read_features
 from tideline.features.plan import plan_from_lake
-from tideline.features.tiles import MIN_DENSITY, TILED, tile_prefix
+from tideline.features.tiles import MIN_DENSITY, TILED, tile_partitions, tile_prefix
 from tideline.lake.buckets import clean_path, write_bucketed
 from tideline.lake.local import LocalLake
 
@@ -241,3 +241,17 @@ def test_a_source_of_too_few_events_a_day_gets_no_tiles(tmp_path: Path) -> None:
     assert float(reason.split()[1]) < MIN_DENSITY
     assert not sparse.list("main", "features/tiles/")
 
+
+
+def test_tiles_serve_only_builds_of_their_partition_count(event_log: LocalLake) -> None:
+    """A tile holds one entity partition's entities: a build of another count reads raw
+    events, and says so through `tile_partitions`, which the build flow sizes by."""
+    end = START + timedelta(days=DAYS)
+    assert tile_partitions(event_log, "main", VIEWS) is None
+    build(event_log, VIEWS, [end], full=False, partitions=2)
+    assert tile_partitions(event_log, "main", VIEWS) == 2
+    _, results = build(event_log, VIEWS, [end + timedelta(days=1)], full=False, partitions=3)
+    assert {(r.days_from_tiles, r.days_from_events) for r in results} == {(0, 2 * DAYS)}
+    assert tile_partitions(event_log, "main", VIEWS) == 3
+    _, results = build(event_log, VIEWS, [end + timedelta(days=1)], full=False, partitions=3)
+    assert {r.days_from_tiles for r in results} == {DAYS}
