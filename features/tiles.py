@@ -301,16 +301,26 @@ def tile_prefix(view: View) -> str:
     return f"features/tiles/{view.name}/v={view.version}/f={TILE_FORMAT}/"
 
 
+def tile_object(path: str) -> tuple[str, str, int] | None:
+    """A tile's `<view>/v=<version>/f=<format>`, day and partition count from its path (None
+    for any other object)."""
+    parts = path.split("/")
+    if len(parts) != 8 or parts[:2] != ["features", "tiles"] or not parts[5].startswith("day="):
+        return None
+    return "/".join(parts[2:5]), parts[5][4:], int(parts[7].rsplit("-of-", 1)[1].split(".")[0])
+
+
+def newest_count(tiles: Sequence[tuple[str, int]]) -> int | None:
+    """Of tiles' (day, partition count): the count of the newest day's (the larger where two
+    builds of other counts tiled it), None without tiles."""
+    return max(tiles)[1] if tiles else None
+
+
 def tile_partitions(lake: Lake, ref: str, views: Sequence[View]) -> int | None:
     """How many entity partitions the newest daily tiles of `views` at `ref` were written for
     (None without tiles): a build of another count cannot merge them."""
-    newest: tuple[str, int] | None = None
-    for view in views:
-        for info in lake.list(ref, tile_prefix(view)):
-            day = info.path.split("/day=", 1)[1][:10]
-            count = int(info.path.rsplit("-of-", 1)[1].split(".", 1)[0])
-            newest = max(newest or (day, count), (day, count))
-    return None if newest is None else newest[1]
+    return newest_count([found[1:] for view in views for info in lake.list(ref, tile_prefix(view))
+                         if (found := tile_object(info.path)) is not None])
 
 
 def source_days(lake: Lake, ref: str, source: Source) -> dict[str, tuple[str, list[str]]]:

@@ -131,13 +131,18 @@ def _drop_tables(lake: Lake, older_than: timedelta, referenced: set[str], dry_ru
         drop_tables(lake, plan, f"retention-{now:%Y%m%dT%H%M%S}")
     went = "would be dropped" if dry_run else "dropped"
     console.print(f"tables before {plan.cutoff:%Y-%m-%d %H:%M}: {len(plan.feature_tables)} "
-                  f"feature table(s) and {len(plan.training_sets)} training set(s) {went} "
+                  f"feature table(s), {len(plan.training_sets)} training set(s) and "
+                  f"{len(plan.tiles)} set(s) of unused daily tiles {went} "
                   f"({len(plan.paths)} objects); {len(plan.kept)} older training set(s) kept "
                   "for registered models")
     for table in plan.feature_tables:
         console.print(f"  features/{table}")
     for name in plan.training_sets:
         console.print(f"  training_sets/{name}")
+    if plan.tiles:
+        console.print("unused daily tiles (another partition count than their view's newest):")
+        for name in plan.tiles:
+            console.print(f"  features/tiles/{name}")
 
 
 @lake_app.command("gc")

@@ -68,10 +68,33 @@ def test_lake_gc_drops_old_tables_from_the_command_line(data_dir: Path) -> None:
     dry = runner.invoke(app, ["lake", "gc", "--dry-run", "--tables-older-than", "0.001s"],
                         terminal_width=200)
     assert dry.exit_code == 0, dry.output
-    assert "2 feature table(s) and 2 training set(s) would be dropped (8 objects)" in dry.output
+    assert ("2 feature table(s), 2 training set(s) and 0 set(s) of unused daily tiles would be "
+            "dropped (8 objects)") in dry.output
     assert lake.resolve(MAIN) == head
     done = runner.invoke(app, ["lake", "gc", "--tables-older-than", "0.001s"],
                          terminal_width=200)
     assert done.exit_code == 0, done.output
     assert "training_sets/ts-of-a-model" in done.output and lake.resolve(MAIN) != head
     assert lake.tags() == {}
+
+
+def test_tiles_of_a_partition_count_no_build_merges_leave_main(tmp_path: Path) -> None:
+    """A view version's tiles of another count than its newest day's are of no use to any
+    build (tiles are per partition): they go; the newest count's and other versions' stay."""
+    lake = LocalLake(tmp_path / "lake")
+    rows = pd.DataFrame({"customer_id": ["C1"], "n": [1]})
+    written = [("spend/v=ab12/f=1", "2026-01-01", 3), ("spend/v=ab12/f=1", "2026-01-01", 2),
+               ("spend/v=ab12/f=1", "2026-01-02", 2), ("spend/v=cd34/f=1", "2026-01-01", 4)]
+    for group, day, count in written:
+        for part in range(count):
+            write_table(lake, MAIN, f"features/tiles/{group}/day={day}/src=0f0f/part-{part:04d}"
+                        f"-of-{count:04d}.parquet", rows)
+    lake.commit(MAIN, "tiles")
+    plan = plan_table_retention(lake, datetime(2025, 1, 1, tzinfo=UTC), set())
+    assert plan.tiles == ("spend/v=ab12/f=1/of=3",) and not plan.feature_tables
+    assert sorted(plan.paths) == [f"features/tiles/spend/v=ab12/f=1/day=2026-01-01/src=0f0f/"
+                                  f"part-{k:04d}-of-0003.parquet" for k in range(3)]
+    drop_tables(lake, plan, "retention-tiles")
+    left = {info.path.rsplit("-of-", 1)[1][:4] for info in lake.list(MAIN, "features/tiles/")}
+    assert left == {"0002", "0004"}
+    assert not plan_table_retention(lake, datetime(2025, 1, 1, tzinfo=UTC), set()).paths
