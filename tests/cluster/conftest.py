@@ -36,7 +36,7 @@ LOST_RUNS = {
     "name": "crash-lost-flow-runs", "enabled": True,
     "description": "A running flow run whose heartbeats stop (its worker or host died) is "
                    "marked crashed (Prefect's recipe for zombie flow runs)",
-    "trigger": {"type": "event", "posture": "Proactive", "threshold": 1, "within": 60,
+    "trigger": {"type": "event", "posture": "Proactive", "threshold": 1, "within": 90,
                 "after": ["prefect.flow-run.heartbeat"],
                 "expect": ["prefect.flow-run.heartbeat", "prefect.flow-run.Completed",
                            "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
@@ -44,7 +44,7 @@ LOST_RUNS = {
                 "match": {"prefect.resource.id": ["prefect.flow-run.*"]},
                 "for_each": ["prefect.resource.id"]},
     "actions": [{"type": "change-flow-run-state", "state": "CRASHED",
-                 "message": "no heartbeat for 60 s: its worker is gone"}]}
+                 "message": "no heartbeat for 90 s: its worker is gone"}]}
 """The automation of the deployment recipe (docs/deployment.md) that marks lost runs crashed."""
 
 
