@@ -83,10 +83,12 @@ def during(cluster: Cluster, run: str, what: str, probe: Callable[[], Any],
     """`wait_for(what, probe)` while flow run `run` goes on: a run that ends first, or a
     wait that gives up, fails with the run's states and the hosts' logs."""
     def probed() -> Any:
-        state = flow_state(cluster, run)
-        if state["type"] in FINAL:
+        if flow_state(cluster, run)["type"] not in FINAL:
+            return probe()
+        found = probe()  # asked after the run ended: what it did is all there is
+        if not found:
             raise failing(cluster, run, f"the run ended while waiting for {what}")
-        return probe()
+        return found
 
     try:
         return wait_for(what, probed, timeout=timeout)
