@@ -2,14 +2,18 @@
 names otherwise (checked before Ray is asked to join it), with the project's code shipped."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tideline.core.errors import RayUnavailable
+
+log = logging.getLogger(__name__)
 
 RAY_INIT = {"include_dashboard": False, "log_to_driver": False}
 LOCAL_RAY = {**RAY_INIT, **({} if os.environ.get("RAY_ADDRESS") else {"address": "local"})}
@@ -28,13 +32,36 @@ same values: a Ray server refuses pings more frequent than its own setting and c
 connection."""
 
 
+CLIENT_SERVER_STARTS = 3
+"""Tries of a connection through a head's client port (`ray://`) whose server the head fails
+to start."""
+
+
 def start_ray(address: str | None) -> None:
     """Start (or join) Ray for this process now: flows' `RayTaskRunner`s then use it instead of
     each starting and stopping their own, and a command can start it while other things
     start. Stopped when the process exits (or by `ray.shutdown()`)."""
+    connect(init_kwargs(address))
+
+
+def connect(kwargs: dict[str, Any]) -> None:
+    """`ray.init(**kwargs)`. Through a head's client port, tried again when the head fails to
+    start this client's server (Ray's "Starting Ray client server failed": the server process
+    the head starts for each client exited at start, now and then in `make test-cluster`); a
+    new connection gets a new server. Other failures are raised at once."""
     import ray
 
-    ray.init(**init_kwargs(address))
+    for attempt in range(1, CLIENT_SERVER_STARTS + 1):
+        try:
+            ray.init(**kwargs)
+            return
+        except ConnectionAbortedError as exc:
+            if attempt == CLIENT_SERVER_STARTS or "client server failed" not in str(exc):
+                raise
+            log.warning("the Ray head at %s failed to start this client's server (%s); "
+                        "connecting again", kwargs.get("address"),
+                        str(exc).strip().splitlines()[-1])
+            time.sleep(2.0 * attempt)
 
 
 def ray_cpus() -> int:
@@ -99,7 +126,7 @@ def ensure_ray() -> None:
     from tideline.core.settings import load_settings
 
     if not ray.is_initialized():
-        ray.init(**init_kwargs(load_settings().ray_address))
+        start_ray(load_settings().ray_address)
 
 
 @contextmanager

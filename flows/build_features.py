@@ -8,7 +8,7 @@ from datetime import date
 
 from prefect import flow, get_run_logger
 from prefect_ray import RayTaskRunner
-from tideline.core.ray_runtime import LOCAL_RAY, init_kwargs, ray_cpus
+from tideline.core.ray_runtime import LOCAL_RAY, connect, init_kwargs, ray_cpus
 from tideline.core.settings import Settings, flow_settings, load_settings
 from tideline.demo.project import declared_pii
 from tideline.features.materialize import FeatureBuild, load_build, partition_count
@@ -30,16 +30,37 @@ from tideline.tasks.features import (
 )
 
 
+class JoiningRayTaskRunner(RayTaskRunner):
+    """Prefect's `RayTaskRunner`, joining a cluster through `tideline.core.ray_runtime.connect`
+    (a client server the head fails to start is asked for again), and leaving it after the
+    flow as Prefect's does."""
+
+    def __enter__(self) -> JoiningRayTaskRunner:
+        import ray
+
+        self._joined = self.address is not None and not ray.is_initialized()
+        if self._joined:
+            connect({**self.init_kwargs, "address": self.address})
+        return super().__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        super().__exit__(*exc_info)
+        if self._joined:
+            import ray
+
+            ray.shutdown()
+
+
 def ray_task_runner(settings: Settings) -> RayTaskRunner:
     """Local Ray by default, else the cluster `ray_address` names (checked to answer first),
     with the project's code shipped to it (`tideline.core.ray_runtime.init_kwargs`)."""
     if settings.ray_address is None:
         return RayTaskRunner(init_kwargs=LOCAL_RAY)
     kwargs = init_kwargs(settings.ray_address)
-    return RayTaskRunner(address=kwargs.pop("address"), init_kwargs=kwargs)
+    return JoiningRayTaskRunner(address=kwargs.pop("address"), init_kwargs=kwargs)
 
 
-class ConfiguredRayTaskRunner(RayTaskRunner):
+class ConfiguredRayTaskRunner(JoiningRayTaskRunner):
     """`ray_task_runner` of the settings as they are when the flow starts, not when its module
     is imported: a deployment's run (a Prefect worker, maybe on another host) computes on the
     cluster `ray_address` names instead of a Ray of its own."""

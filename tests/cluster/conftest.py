@@ -97,12 +97,15 @@ class Cluster:
                 self.start_prefect_worker(other)
 
     def logs(self) -> str:
-        """The tail of every host's logs, for a failure message."""
+        """The tail of every host's logs, for a failure message: its processes' own and the
+        errors of the Ray client servers that ran the flows' drivers on the head."""
         tails = []
         for host in self.net.hosts.values():
-            for log in sorted(host.root.glob("*.log")):
-                tails.append(f"--- {host.name}/{log.name}\n"
-                             + log.read_text(errors="replace")[-2500:])
+            client_servers = host.root.glob("tmp/ray/session_latest/logs/ray_client_server*.err")
+            for log in [*sorted(host.root.glob("*.log")), *sorted(client_servers)]:
+                text = log.read_text(errors="replace").strip()
+                if text:
+                    tails.append(f"--- {host.name}/{log.name}\n{text[-2500:]}")
         return "\n".join(tails)
 
 

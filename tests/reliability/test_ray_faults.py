@@ -2,7 +2,7 @@
 within seconds (Ray's own `ray.init` retries for many minutes), for the feature build's task
 runner and for every stage that joins Ray itself. A Ray worker killed while it writes a
 partition is covered by `test_kill.py` (the `feature-write` failpoint: Ray retries, the tables
-match an uninterrupted build)."""
+match an uninterrupted build). A head that fails to start a client's server is asked again."""
 from __future__ import annotations
 
 import socket
@@ -10,10 +10,13 @@ import time
 
 import pytest
 import ray
+from tideline.core import ray_runtime
 from tideline.core.errors import RayUnavailable
 from tideline.core.ray_runtime import (
+    CLIENT_SERVER_STARTS,
     LOCAL_RAY,
     check_reachable,
+    connect,
     ensure_ray,
     init_kwargs,
 )
@@ -67,3 +70,46 @@ def test_a_reachable_head_is_joined_with_the_project_shipped() -> None:
     assert (ROOT / "flows" / "build_features.py").is_file()
     assert ".venv/" in kwargs["runtime_env"]["excludes"]
     assert init_kwargs(None) == LOCAL_RAY
+
+
+CLIENT_SERVER_FAILED = ConnectionAbortedError(
+    "Initialization failure from server:\nTraceback (most recent call last):\n  File \"proxier.py\""
+    ", line 772, in Datapath\nRuntimeError: Starting Ray client server failed. See "
+    "ray_client_server_23001.err for detailed logs.")
+"""What `ray.init("ray://…")` raises when the head's client server exits at its start (seen in
+`make test-cluster`): Ray's own error, raised here by a stand-in for `ray.init`, since a
+real head fails so only now and then."""
+
+
+def test_a_client_server_the_head_fails_to_start_is_asked_for_again(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[dict] = []
+
+    def init_failing(times: int, error: Exception) -> None:
+        """`ray.init` raising `error` for the first `times` calls."""
+        def init(**kwargs: object) -> None:
+            calls.append(kwargs)
+            if len(calls) <= times:
+                raise error
+
+        calls.clear()
+        monkeypatch.setattr(ray, "init", init)
+
+    monkeypatch.setattr(ray_runtime.time, "sleep", lambda seconds: None)
+    init_failing(CLIENT_SERVER_STARTS - 1, CLIENT_SERVER_FAILED)
+    ledger.fault(CLIENT_SERVER_STARTS - 1)
+    connect({"address": "ray://head:10001"})
+    assert len(calls) == CLIENT_SERVER_STARTS  # joined at the last try
+    assert ("failed to start this client's server (RuntimeError: Starting Ray client server "
+            "failed.") in caplog.text
+
+    init_failing(CLIENT_SERVER_STARTS, CLIENT_SERVER_FAILED)  # every time: the last error
+    with pytest.raises(ConnectionAbortedError, match="Starting Ray client server failed"):
+        connect({"address": "ray://head:10001"})
+    assert len(calls) == CLIENT_SERVER_STARTS
+
+    init_failing(1, ConnectionAbortedError("version mismatch"))  # any other refusal: at once
+    with pytest.raises(ConnectionAbortedError, match="version mismatch"):
+        connect({"address": "ray://head:10001"})
+    assert len(calls) == 1
