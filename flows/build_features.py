@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import date
 
+import ray
 from prefect import flow, get_run_logger
 from prefect_ray import RayTaskRunner
 from tideline.core.ray_runtime import LOCAL_RAY, connect, init_kwargs, ray_cpus
@@ -36,8 +37,6 @@ class JoiningRayTaskRunner(RayTaskRunner):
     flow as Prefect's does."""
 
     def __enter__(self) -> JoiningRayTaskRunner:
-        import ray
-
         self._joined = self.address is not None and not ray.is_initialized()
         if self._joined:
             connect({**self.init_kwargs, "address": self.address})
@@ -46,8 +45,6 @@ class JoiningRayTaskRunner(RayTaskRunner):
     def __exit__(self, *exc_info: object) -> None:
         super().__exit__(*exc_info)
         if self._joined:
-            import ray
-
             ray.shutdown()
 
 

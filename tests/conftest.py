@@ -140,18 +140,11 @@ def ray_cluster() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def postgres_database(postgres_server: Postgres) -> Iterator[str]:
     """A fresh database on the suite's PostgreSQL for this module, dropped afterwards."""
-    import sqlalchemy as sa
-
     name = f"tideline_test_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
     try:
-        yield postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
+        yield postgres_server.database(name)
     finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
-        admin.dispose()
+        postgres_server.drop_database(name)
 
 
 SERVICES = ("postgres", "redis", "nats", "lakefs")

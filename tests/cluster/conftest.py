@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from tideline.core.ray_runtime import RAY_NODE_ENVIRONMENT
 from tideline.demo.project import PROJECT_FILE
 
@@ -137,15 +136,6 @@ def ray_nodes(net: Network, alive: bool = True) -> dict[str, str]:
             json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
-def _database(postgres: Postgres, name: str) -> str:
-    """A new database `name` on `postgres`: its URL for asyncpg (Prefect's driver)."""
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return postgres.url.rsplit("/", 1)[0].replace("+psycopg", "+asyncpg") + f"/{name}"
-
-
 def quiet_schedules(api: str) -> None:
     """Every deployment's schedules off and their scheduled runs gone: only the runs a test
     starts run (the hourly ingest would otherwise start in the middle of one)."""
@@ -210,7 +200,8 @@ def cluster() -> Iterator[Cluster]:
         prefect = head.start("prefect-server", [
             str(BIN / "prefect"), "server", "start", "--host", head.address,
             "--port", str(PREFECT_PORT), "--no-ui"],
-            {**env, "PREFECT_API_DATABASE_CONNECTION_URL": _database(postgres, "prefect")})
+            {**env, "PREFECT_API_DATABASE_CONNECTION_URL": postgres.database("prefect").replace(
+                "+psycopg", "+asyncpg")})
         wait_for("the Ray head", lambda: ray_nodes(net), timeout=120)
         for name in WORKERS:
             _ray(net[name], f"--address={head.address}:{RAY_PORT}", "--num-cpus=1")

@@ -211,6 +211,24 @@ class Postgres(Server):
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@{self.host}:{self.port}/postgres"
 
+    def _admin(self, statement: str) -> None:
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(self.url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as connection:
+                connection.execute(sa.text(statement))
+        finally:
+            admin.dispose()
+
+    def database(self, name: str) -> str:
+        """A new database `name`: its URL (psycopg's, as `url`)."""
+        self._admin(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop_database(self, name: str) -> None:
+        self._admin(f"DROP DATABASE {name} WITH (FORCE)")
+
     def _run(self, *argv: str) -> None:
         user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         subprocess.run(self.inside([*user, *argv]), check=True, capture_output=True, text=True)
