@@ -208,8 +208,9 @@ def test_a_lakefs_restart_during_the_commit_never_half_publishes(cluster: Cluste
     assert lake.uncommitted(MAIN) == []
     if outcome == "FAILED":  # cleanly: main as before, and a re-run publishes
         assert published == 0 and lake.resolve(MAIN) == before
-        rerun = finished(cluster, build(cluster, "restarted", partitions=4), timeout=600)
-        assert rerun["state"]["type"] == "COMPLETED", rerun["state"]
+        again = build(cluster, "restarted", partitions=4)
+        if finished(cluster, again, timeout=600)["state"]["type"] != "COMPLETED":
+            raise failing(cluster, again, "the re-run after lakeFS's restart did not complete")
         published = merges(lake, "restarted-features")
     assert published == 1
     manifest = json.loads(lake.get(MAIN, "features/_runs/restarted.json"))
