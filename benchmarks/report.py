@@ -228,6 +228,12 @@ def tile_bench(result: dict) -> list[str]:
              f"Next day: speed-up from tiles (full ÷ incremental seconds) "
              f"{summary['next_day_speedup']:.2f}×; the incremental build's peak RSS is "
              f"{summary['next_day_rss_ratio']:.2f}× the full one's."]
+    if "next_day_ceiling" in summary:  # results before the floor case have none
+        lines.append(f"The floor (writing the day's table with its statistics, and committing:"
+                     f" what any build does) leaves an incremental build at most "
+                     f"{summary['next_day_ceiling']:.1f}× faster than the full one; "
+                     f"{summary['next_day_ceiling_without_statistics']:.1f}× were the "
+                     "statistics not computed by either.")
     if "backfill_speedup" in summary:
         lines.append(f"Backfill of {result['backfill']} dates: speed-up from tiles "
                      f"{summary['backfill_speedup']:.2f}× against a full build per date, "

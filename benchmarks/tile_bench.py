@@ -14,6 +14,10 @@ amount). Tiles are written whatever the density (by default a build leaves a sou
 than `tideline.features.tiles.MIN_DENSITY` events per customer and day raw: this measures
 why). Every build is a fresh process (`materialize_partition` over every partition in turn,
 no Ray), timed and its process tree's peak RSS sampled from outside.
+
+The floor: the least any build as of the next day does, however it gets its values (tiles, a
+state carried from yesterday): write the feature table with the statistics monitoring keeps,
+and commit. The full build over it is the most an incremental build could gain.
 """
 from __future__ import annotations
 
@@ -40,10 +44,12 @@ from harness import (
 )
 from tideline.features.definitions import Entity, Feature, FeatureView, Source
 from tideline.features.materialize import materialize_partition
-from tideline.features.offline import read_features
+from tideline.features.offline import feature_path, read_features, write_features
 from tideline.features.plan import plan_from_lake
+from tideline.features.stats import summarise
 from tideline.lake.buckets import bucket_count, clean_path, write_bucketed
 from tideline.lake.local import LocalLake
+from tideline.lake.tables import read_table
 
 RTOL, ATOL = 1e-9, 1e-9
 START = date(2024, 1, 1)
@@ -91,8 +97,11 @@ def write_day(lake: LocalLake, day: date, customers: int, rate: float, seed: int
 
 def run_case(case: dict) -> dict:
     """One build in this process: `as_of` dates on branch `branch`, from tiles or `full`,
-    published to main when `publish` (its tiles then serve later builds)."""
+    published to main when `publish` (its tiles then serve later builds); or the floor of
+    one, when `floor_of` names a build's branch."""
     lake = LocalLake(case["lake"])
+    if case.get("floor_of"):
+        return floor_case(lake, case)
     ref = lake.resolve("main")
     dates = [date.fromisoformat(day) for day in case["as_of"]]
     started = time.perf_counter()
@@ -112,13 +121,34 @@ def run_case(case: dict) -> dict:
                         for name in results[0].timings}}
 
 
+def floor_case(lake: LocalLake, case: dict) -> dict:
+    """Write the feature table of `floor_of`'s build again (read before the clock starts) on
+    `branch`, every partition with its statistics, and commit."""
+    day, count = date.fromisoformat(case["as_of"][0]), case["partitions"]
+    parts = [read_table(lake, case["floor_of"], feature_path(VIEW, day, k, count)).to_pandas()
+             for k in range(count)]
+    lake.create_branch(case["branch"], "main")
+    statistics = 0.0
+    started = time.perf_counter()
+    for k, frame in enumerate(parts):
+        write_features(lake, case["branch"], VIEW, day, k, count, frame)
+        begun = time.perf_counter()
+        summarise(frame, VIEW.feature_names)
+        statistics += time.perf_counter() - begun
+    lake.commit(case["branch"], "features")
+    return {"seconds": time.perf_counter() - started, "driver_peak_rss_bytes": peak_rss(),
+            "rows": sum(len(frame) for frame in parts),
+            "timings": {"statistics": round(statistics, 2)}}
+
+
 def measure(work: Path, name: str, **case: object) -> dict:
     load = os.getloadavg()[0]
     child = Child.case(__file__, {**case, "branch": name}, work / "logs" / f"{name}.log")
     result = {**child.measured(), "load_average_before": load}
+    days = (f", days from tiles {result['days_from_tiles']}, from events "
+            f"{result['days_from_events']}" if "days_from_tiles" in result else "")
     print(f"{name}: {result['seconds']:.1f} s, peak {result['tree_peak_rss_bytes'] / 2**30:.2f}"
-          f" GiB, days from tiles {result['days_from_tiles']}, from events "
-          f"{result['days_from_events']}", file=sys.stderr)
+          f" GiB{days}", file=sys.stderr)
     return result
 
 
@@ -159,10 +189,18 @@ def run_bench(args: argparse.Namespace) -> int:
     cases["next_day_incremental"] = measure(work, "next_day_incremental", as_of=nxt,
                                             full=False, **common)
     cases["next_day_full"] = measure(work, "next_day_full", as_of=nxt, full=True, **common)
+    cases["next_day_floor"] = measure(work, "next_day_floor", as_of=nxt,
+                                      floor_of="next_day_full", **common)
+    statistics = cases["next_day_floor"]["timings"]["statistics"]  # in both builds alike
     checks = {"next_day": compare(lake, "next_day_incremental", ["next_day_full"],
                                   [end + timedelta(days=1)])}
     summary = {"next_day_speedup": cases["next_day_full"]["seconds"]
                / cases["next_day_incremental"]["seconds"],
+               "next_day_ceiling": cases["next_day_full"]["seconds"]
+               / cases["next_day_floor"]["seconds"],
+               "next_day_ceiling_without_statistics": (
+                   cases["next_day_full"]["seconds"] - statistics)
+               / (cases["next_day_floor"]["seconds"] - statistics),
                "next_day_rss_ratio": cases["next_day_incremental"]["tree_peak_rss_bytes"]
                / cases["next_day_full"]["tree_peak_rss_bytes"]}
     if args.backfill:
