@@ -18,6 +18,7 @@ from rich.console import Console
 from tideline.core.errors import TidelineError
 from tideline.core.project import NoProject, find_project
 from tideline.deployments.cli import doctor, erasure, models, ops, project
+from tideline.deployments.cli.common import command_group
 from tideline.deployments.cli.experiment import experiment_app
 from tideline.deployments.cli.features import features_app
 from tideline.deployments.cli.lake import lake_app
@@ -34,8 +35,7 @@ class _Commands(TyperGroup):
         return super().invoke(ctx)
 
 
-app = typer.Typer(help="tideline: an ML feature platform for churn models.", no_args_is_help=True,
-                  cls=_Commands)
+app = command_group("tideline: an ML feature platform for churn models.", cls=_Commands)
 WITHOUT_PROJECT = {"init", "demo", "doctor", "schema"}
 """Commands that need no project file."""
 

@@ -24,6 +24,14 @@ from tideline.core.settings import load_settings
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 1000)
 
 
+def command_group(help_text: str, **options: Any) -> typer.Typer:
+    """A group of commands: its help when called alone, and docstrings as Markdown, so that a
+    command's summary in the group's list joins the docstring's lines (typer's rich mode keeps
+    them, breaking the list's sentences mid-line)."""
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode="markdown",
+                       **options)
+
+
 def configured_lake():  # noqa: ANN202 - returns the configured Lake backend
     from tideline.lake import open_lake
 

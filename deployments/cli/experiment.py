@@ -11,15 +11,15 @@ from tideline.deployments.cli.common import (
     FORMAT_OPTION,
     Format,
     Section,
+    command_group,
     configured_lake,
     console,
     model_registry,
     show,
 )
 
-experiment_app = typer.Typer(
-    help="Champion and challenger: shadow scoring, an A/B split, the outcome.",
-    no_args_is_help=True)
+experiment_app = command_group(
+    "Champion and challenger: shadow scoring, an A/B split, the outcome.")
 
 
 @experiment_app.command("start")

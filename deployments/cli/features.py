@@ -14,13 +14,14 @@ from tideline.deployments.cli.common import (
     FORMAT_OPTION,
     Format,
     Section,
+    command_group,
     console,
     flow_runtime,
     short,
     show,
 )
 
-features_app = typer.Typer(help="Build, inspect and serve feature views.", no_args_is_help=True)
+features_app = command_group("Build, inspect and serve feature views.")
 
 
 def print_features(build) -> None:  # noqa: ANN001 - features.materialize.FeatureBuild

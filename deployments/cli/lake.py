@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
-from tideline.deployments.cli.common import configured_lake, console, short
+from tideline.deployments.cli.common import command_group, configured_lake, console, short
 
 if TYPE_CHECKING:
     from tideline.lake.base import Lake
 
-lake_app = typer.Typer(help="Inspect and manage the versioned lake.", no_args_is_help=True)
+lake_app = command_group("Inspect and manage the versioned lake.")
 
 
 @lake_app.command("init")

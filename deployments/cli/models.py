@@ -14,6 +14,7 @@ from tideline.deployments.cli.common import (
     FORMAT_OPTION,
     Format,
     Section,
+    command_group,
     console,
     flow_runtime,
     model_registry,
@@ -21,8 +22,7 @@ from tideline.deployments.cli.common import (
     show,
 )
 
-models_app = typer.Typer(help="Trained models: versions, stages, metrics, lineage.",
-                         no_args_is_help=True)
+models_app = command_group("Trained models: versions, stages, metrics, lineage.")
 
 
 def print_training(outcome) -> None:  # noqa: ANN001 - flows.train.TrainingOutcome
