@@ -47,6 +47,8 @@ class FileSource(SourceBase):
     url: str
     format: Literal["csv", "parquet", "jsonl"]
     encoding: str = "utf-8"
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    """CSV: the character between fields (`;` in many European exports, `\t`, `|`)."""
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
 

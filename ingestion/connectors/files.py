@@ -183,7 +183,7 @@ def read_csv(open_file: Callable[[], BinaryIO], path: str, source: FileSource,
     with open_file() as handle:
         raw = handle.read()
     try:
-        frame, bad = read_ragged_csv(decode(raw, path, source), path)
+        frame, bad = read_ragged_csv(decode(raw, path, source), path, source.delimiter)
     except csv.Error as exc:
         raise SourceError(source.name, f"{path!r} is not readable CSV: {exc}") from exc
     rejected.extend(bad)
@@ -197,7 +197,7 @@ def read_regular_csv(open_file: Callable[[], BinaryIO], source: FileSource
     text (the header alone when there are no rows); `ArrowInvalid` at the first block with
     any other row."""
     read = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, encoding=source.encoding)
-    parse = pa_csv.ParseOptions(newlines_in_values=True)
+    parse = pa_csv.ParseOptions(delimiter=source.delimiter, newlines_in_values=True)
     with open_file() as handle:
         names = pa_csv.open_csv(handle, read_options=read, parse_options=parse).schema.names
     convert = pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
@@ -214,12 +214,13 @@ def read_regular_csv(open_file: Callable[[], BinaryIO], source: FileSource
             yield reader.schema.empty_table().rename_columns(unique)
 
 
-def read_ragged_csv(text: str, path: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+def read_ragged_csv(text: str, path: str, delimiter: str = ","
+                    ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """`read_csv` record by record with the `csv` module, for files with rows of the wrong
     length: each is placed (padded) or rejected with its text, file and line."""
     lines = io.StringIO(text, newline="").readlines()
     csv.field_size_limit(CSV_FIELD_BYTES)
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, delimiter=delimiter)
     header: list[str] | None = None
     rows: list[list[str | None]] = []
     rejected: list[tuple[str, str]] = []

@@ -43,6 +43,27 @@ def _fit(raw: pd.Series, column: Column, now_ns: int) -> float:
     return float((present & ~failing).sum() / present.sum())
 
 
+SEPARATORS = (";", "\t", "|", ",")
+"""Characters a header may be joined by when a file was read with another delimiter."""
+
+
+def _joined(absent: list[str], unexpected: list[str]) -> list[SchemaIssue]:
+    """An unexpected column whose name is missing columns joined by one character: the input
+    was split at another character than its own (a CSV's `delimiter`)."""
+    for extra in unexpected:
+        for separator in SEPARATORS:
+            names = [name.strip().strip('"') for name in extra.split(separator)]
+            found = [name for name in names if name in absent]
+            if len(found) >= 2:
+                shown = separator.encode("unicode_escape").decode()
+                return [SchemaIssue(
+                    "unexpected", extra, True,
+                    f"schema break: the input has one column {extra!r} where the contract "
+                    f"has {', '.join(map(repr, found))}: its fields are separated by "
+                    f'"{shown}"; a CSV file source reads them with `delimiter: "{shown}"`')]
+    return []
+
+
 def schema_issues(frame: pd.DataFrame, contract: Contract, now_ns: int) -> list[SchemaIssue]:
     declared = {column.name: column for column in contract.columns}
     absent = [name for name in declared if name not in frame.columns]
@@ -65,7 +86,7 @@ def schema_issues(frame: pd.DataFrame, contract: Contract, now_ns: int) -> list[
         if missing not in renamed and extra not in renamed.values():
             renamed[missing], fits[missing] = extra, fit
 
-    issues = []
+    issues = _joined(absent, unexpected)
     for missing in absent:
         if missing in renamed:
             extra = renamed[missing]
@@ -80,7 +101,7 @@ def schema_issues(frame: pd.DataFrame, contract: Contract, now_ns: int) -> list[
                 "missing", missing, True,
                 f"schema break: required column {missing!r} is missing from the input"))
     for extra in unexpected:
-        if extra not in renamed.values():
+        if extra not in renamed.values() and all(issue.column != extra for issue in issues):
             issues.append(SchemaIssue(
                 "unexpected", extra, not contract.allow_extra_columns,
                 f"column {extra!r} is not in the contract"

@@ -138,6 +138,34 @@ def test_rows_with_too_many_fields_are_rejected_not_fatal(tmp_path: Path) -> Non
     assert "expected 4 fields, saw 5" in pull.rejected[0][1]
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_a_declared_delimiter_splits_regular_and_ragged_files(tmp_path: Path,
+                                                              delimiter: str) -> None:
+    def written(name: str, rows: list[list[str]]) -> str:
+        path = tmp_path / name
+        path.write_text("".join(delimiter.join(row) + "\n" for row in rows))
+        return str(path)
+
+    header = HEADER.strip().split(",")
+    rows = [line.split(",") for line in DAY1.strip().splitlines()[1:]]
+    rows[0][2] = f'"basic{delimiter}, yearly"'  # quoted: the delimiter is a value's
+    frame = FileConnector().pull(source(written("regular.csv", [header, *rows]),
+                                        delimiter=delimiter), None, None).to_frame()
+    assert list(frame.columns) == header
+    assert frame["plan"].tolist() == [f"basic{delimiter}, yearly", "plus", "premium"]
+    extra = ["C9", "i@x.com", "basic", "2026-07-01", "EXTRA"]
+    pull = FileConnector().pull(source(written("ragged.csv", [header, *rows, extra, ["C10"]]),
+                                       delimiter=delimiter), None, None)
+    assert pull.to_frame()["customer_id"].tolist() == [f"C000000{i}" for i in (1, 2, 3)] + [
+        "C10"]
+    assert pull.rejected[0][0] == delimiter.join(extra)
+
+
+def test_a_delimiter_is_one_character() -> None:
+    with pytest.raises(ValueError, match="delimiter"):
+        source("x.csv", delimiter=";;")
+
+
 def test_jsonl_keeps_good_lines_and_rejects_malformed_ones(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text('{"id": 1, "updated_at": "2026-07-01T00:00:00Z", "v": null}\n'
