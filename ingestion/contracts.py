@@ -73,6 +73,9 @@ class Column(_Frozen):
     not_in_future: bool = False
     outliers: Literal["iqr", "zscore"] | None = None
     """Flag (never quarantine) values outside 1.5·IQR of the quartiles, or beyond |z| > 3."""
+    decimal: Literal[".", ","] = "."
+    """The decimal mark of numbers read from text: `,` for many European exports. With `,`, a
+    number with a `.` (a thousands mark, say) does not parse rather than read as another."""
     pii: bool | PiiKind = False
     """Personal data: `true`, or its kind. Its values are masked in reports, reasons, logs,
     e-mails and artifacts, and features may use it only through declared transformations."""
@@ -132,6 +135,8 @@ class Column(_Frozen):
             raise ValueError(f"{where}: not_in_future applies to timestamp and date columns")
         if self.outliers is not None and self.type not in _NUMERIC:
             raise ValueError(f"{where}: outliers apply to int and float columns")
+        if self.decimal != "." and self.type not in _NUMERIC:
+            raise ValueError(f"{where}: a decimal mark applies to int and float columns")
         if self.allowed is not None:
             if not self.allowed:
                 raise ValueError(f"{where}: allowed is empty; drop it or list the values")

@@ -111,6 +111,15 @@ def _numbers_from_text(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return values, parsed
 
 
+def _decimal_point(text: pa.Array, decimal: str) -> pa.Array:
+    """Numbers written with `decimal` as written with a point; with a comma, text with a point
+    as none (it would read as another number)."""
+    if decimal == ".":
+        return text
+    pointed = pc.match_substring(text, ".")
+    return pc.if_else(pointed, pa.scalar(None, text.type), pc.replace_substring(text, ",", "."))
+
+
 def _exact_big_ints(text: pa.Array, values: np.ndarray, ints: np.ndarray) -> tuple[
         np.ndarray, np.ndarray]:
     """Integers beyond 2**53 lose digits as floats: re-read those few exactly from the text."""
@@ -214,7 +223,7 @@ def coerce(raw: pd.Series, column: Column) -> Typed:
             bad = ~parsed & ~null
         else:
             text = to_arrow_text(raw)
-            values, parsed = _numbers_from_text(text)
+            values, parsed = _numbers_from_text(_decimal_point(text, column.decimal))
             null, bad = _split_unparsed(text, parsed, NULL_TOKENS)
         if kind == "float":
             values = np.where(parsed, values, np.nan) + 0.0  # -0.0 -> 0.0

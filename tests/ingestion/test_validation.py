@@ -115,6 +115,17 @@ def test_missing_blank_and_null_tokens_are_null_not_type_failures(raw: object) -
     assert result.stats.null_rates == {"v": 0.5}
 
 
+def test_a_decimal_comma_reads_as_declared_and_a_point_then_does_not_parse() -> None:
+    contract, frame = one_column({"type": "float", "decimal": ","},
+                                 ["17,46", " 5 ", "-0,5", "1.234,5", "1.5", "", "NULL"])
+    result = validate(frame, contract, now=NOW)
+    assert result.clean["v"].tolist()[:3] == [17.46, 5.0, -0.5]
+    assert result.clean["v"].iloc[3:].isna().all()
+    # "1.234,5" (a thousands mark) and "1.5" would read as other numbers: quarantined as sent
+    assert result.quarantine["_reason"].tolist() == ["v: '1.234,5' is not a float",
+                                                     "v: '1.5' is not a float"]
+
+
 def test_amount_typo_is_quarantined_with_column_and_value_in_the_reason() -> None:
     frame = pd.DataFrame([tx(), tx(transaction_id="t2", amount="12,5O")])
     result = validate(frame, TRANSACTIONS, references=CUSTOMERS, now=NOW)
@@ -311,6 +322,19 @@ def test_missing_and_unexpected_columns_that_do_not_match_are_reported_apart() -
     assert "note" not in result.clean.columns and "note" in result.quarantine.columns
 
 
+@pytest.mark.parametrize("separator", [";", "\t", "|"])
+def test_a_header_read_as_one_column_names_the_delimiter(separator: str) -> None:
+    frame = pd.DataFrame({separator.join(tx()): [separator.join(map(str, tx().values()))]})
+    result = validate(frame, TRANSACTIONS, references=CUSTOMERS, now=NOW)
+    first, *others = result.gate_reasons
+    shown = separator.encode("unicode_escape").decode()
+    assert first.startswith(f"schema break: the input has one column {separator.join(tx())!r}")
+    assert first.endswith(f'separated by "{shown}"; a CSV file source reads them with '
+                          f'`delimiter: "{shown}"`')
+    assert sum("is missing from the input" in reason for reason in others) == len(tx())
+    assert sum(issue.column == separator.join(tx()) for issue in result.schema_issues) == 1
+
+
 def test_optional_missing_column_is_null_and_not_an_issue() -> None:
     contract = Contract.from_dict({"dataset": "d", "columns": {
         "a": {"type": "int"}, "b": {"type": "float", "required": False}}})
@@ -498,6 +522,8 @@ def test_load_contracts_from_a_file(tmp_path) -> None:
 @pytest.mark.parametrize(("spec", "message"), [
     ({"columns": {"a": {"type": "int", "regex": "x"}}}, "regex applies to string columns"),
     ({"columns": {"a": {"type": "uuid"}}}, "type"),
+    ({"columns": {"a": {"type": "string", "decimal": ","}}},
+     "a decimal mark applies to int and float columns"),
     ({"columns": {"a": {"type": "int"}}, "key": ["b"]}, "key column 'b' is not declared"),
     ({"columns": {"a": {"type": "int"}}, "bucket_by": "b"},
      "bucket_by column 'b' is not declared"),
