@@ -9,10 +9,33 @@ from html import escape
 from typing import Any
 
 from prefect.client.schemas.objects import Flow, FlowRun, State
+from tideline.core.errors import TidelineError
 from tideline.core.settings import load_settings
 from tideline.monitoring.mail import Mail, deliver, open_transport
 
 log = logging.getLogger(__name__)
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+"""Where Prefect logs a run's exception, with its traceback."""
+
+
+class ExplainedFailures(logging.Filter):
+    """Keeps Prefect's log of a run that failed with a tideline error (a failed quality gate,
+    a bad source, a wrong setting) to the error's message, which says what is wrong and what
+    to do: its traceback, once per task, subflow and flow, only buried it. Any other exception
+    keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TidelineError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def explain_failures() -> None:
+    """Install `ExplainedFailures` on Prefect's run loggers (once)."""
+    for name in RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ExplainedFailures) for f in logger.filters):
+            logger.addFilter(ExplainedFailures())
 
 
 def _failed_tasks(flow_run: FlowRun) -> list[str]:
