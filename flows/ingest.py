@@ -38,7 +38,8 @@ def ingest(run_id: str | None = None, since: date | None = None, until: date | N
                      metadata={"stage": "ingest", "backfill": "yes" if window else "no"}) as run:
             batch = int(settings.ingest_batch_bytes)
             futures = [ingest_source.submit(lake, run.branch, source, run_id=run_id,
-                                            window=window, batch_bytes=batch)
+                                            window=window, batch_bytes=batch,
+                                            timestamp=project.timestamp_of(source))
                        for source in project.sources]
             records = [future.result() for future in futures]
             for record in records:

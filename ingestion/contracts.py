@@ -38,6 +38,8 @@ from tideline.core.durations import PositiveDuration
 from tideline.core.errors import ContractError
 
 ColumnType = Literal["string", "int", "float", "timestamp", "date", "bool"]
+EPOCH_UNITS = {"unix_s": 10**9, "unix_ms": 10**6, "unix_us": 10**3, "unix_ns": 1}
+"""Column formats of times since the Unix epoch: nanoseconds per unit."""
 PiiKind = Literal["email", "name", "phone", "address", "free_text"]
 Scalar = bool | int | float | str
 
@@ -73,6 +75,11 @@ class Column(_Frozen):
     not_in_future: bool = False
     outliers: Literal["iqr", "zscore"] | None = None
     """Flag (never quarantine) values outside 1.5·IQR of the quartiles, or beyond |z| > 3."""
+    format: str | None = None
+    """How timestamps and dates are written, when not ISO 8601 or one of the formats tried: a
+    `strftime` pattern (`%d.%m.%Y %H:%M`), or seconds, milliseconds, microseconds or
+    nanoseconds since the Unix epoch (`unix_s`, `unix_ms`, `unix_us`, `unix_ns`), as numbers
+    or their text. Ingestion also picks each record's `dt=` day with it."""
     decimal: Literal[".", ","] = "."
     """The decimal mark of numbers read from text: `,` for many European exports. With `,`, a
     number with a `.` (a thousands mark, say) does not parse rather than read as another."""
@@ -135,6 +142,11 @@ class Column(_Frozen):
             raise ValueError(f"{where}: not_in_future applies to timestamp and date columns")
         if self.outliers is not None and self.type not in _NUMERIC:
             raise ValueError(f"{where}: outliers apply to int and float columns")
+        if self.format is not None and self.type not in _TEMPORAL:
+            raise ValueError(f"{where}: format applies to timestamp and date columns")
+        if self.format is not None and self.format not in EPOCH_UNITS and "%" not in self.format:
+            raise ValueError(f"{where}: format {self.format!r} is neither a strftime pattern "
+                             f"(with % codes) nor one of {', '.join(EPOCH_UNITS)}")
         if self.decimal != "." and self.type not in _NUMERIC:
             raise ValueError(f"{where}: a decimal mark applies to int and float columns")
         if self.allowed is not None:

@@ -33,8 +33,10 @@ import pyarrow.parquet as pq
 from tideline.core.errors import IngestionError
 from tideline.core.faults import failpoint
 from tideline.ingestion.connectors import connector_for
+from tideline.ingestion.contracts import Column
 from tideline.ingestion.rawtext import as_raw_text, landed
 from tideline.ingestion.sources import BATCH_BYTES, Pull, Source, Window
+from tideline.ingestion.validation.coercion import coerce
 from tideline.lake.base import Lake
 from tideline.lake.erasure import drop_erased, erasure_list
 from tideline.lake.tables import encoding, write_table
@@ -92,10 +94,12 @@ def land(
     window: Window | None = None,
     started: float | None = None,
     batch_bytes: int = BATCH_BYTES,
+    timestamp: Column | None = None,
 ) -> IngestRecord:
     """Write one pull to the run branch, batch by batch as the connector reads it; the
     checkpoint moves only if this is not a backfill. Records of erased entities are dropped
-    before anything is written, and counted."""
+    before anything is written, and counted. `timestamp`: the contract's declaration of the
+    source's timestamp column, whose `format` (if any) reads each record's day."""
     prefix = f"raw/source={source.name}"
     erased, dropped = erasure_list(lake, branch), 0
     replaced = clear_days(lake, branch, prefix, window) if window is not None else []
@@ -104,7 +108,7 @@ def land(
         for chunk in pull.chunks():
             table, erasing = drop_erased(landed(chunk, typed=pull.typed), erased)
             dropped += erasing
-            days.add(table, *day_codes(table, source.timestamp_column))
+            days.add(table, *day_codes(table, source.timestamp_column, timestamp))
     parts = days.paths()
     failpoint("landing")  # the days are written; rejects, checkpoint and record are not
     if pull.rejected:
@@ -269,11 +273,16 @@ def partition_dates(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.Series(days[codes], index=frame.index)
 
 
-def day_codes(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each record's `dt=` as a position in the sorted days the table has (`unknown` last)."""
+def day_codes(table: pa.Table, column: str, declared: Column | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's `dt=` as a position in the sorted days the table has (`unknown` last);
+    read as the contract reads them where it `declared` the column with a format."""
     if column not in table.column_names:
         return np.zeros(table.num_rows, dtype=np.intp), np.array([UNKNOWN_DATE], dtype=object)
-    stamps = utc_stamps(table.column(column)).astype("datetime64[D]").view(np.int64)
+    values = table.column(column)
+    stamps = (utc_stamps(values) if declared is None or declared.format is None else
+              coerce(values.to_pandas(), declared).cmp.view("datetime64[ns]"))
+    stamps = stamps.astype("datetime64[D]").view(np.int64)
     known = stamps != np.iinfo(np.int64).min  # not NaT
     if not known.any():
         return np.zeros(table.num_rows, dtype=np.intp), np.array([UNKNOWN_DATE], dtype=object)
@@ -431,15 +440,15 @@ def _conform(table: pa.Table, schema: pa.Schema, names: list[str]) -> pa.Table:
 
 def pull_and_land(
     lake: Lake, branch: str, source: Source, *, run_id: str, window: Window | None = None,
-    batch_bytes: int = BATCH_BYTES,
+    batch_bytes: int = BATCH_BYTES, timestamp: Column | None = None,
 ) -> IngestRecord:
     """Pull a source from its committed checkpoint (or its backfill window) and land it, about
-    `batch_bytes` of records at a time."""
+    `batch_bytes` of records at a time (`land`'s `timestamp`)."""
     started = time.perf_counter()
     before = read_checkpoint(lake, branch, source.name)
     pull = connector_for(source, batch_bytes).pull(source, before, window)
     return land(lake, branch, source, pull, run_id=run_id, checkpoint_before=before,
-                window=window, started=started, batch_bytes=batch_bytes)
+                window=window, started=started, batch_bytes=batch_bytes, timestamp=timestamp)
 
 
 def acknowledge(source: Source, record: IngestRecord) -> None:

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from tideline.core.errors import ConfigError
 from tideline.core.project import interpolate, is_project_file, relative_to
-from tideline.ingestion.contracts import Contract
+from tideline.ingestion.contracts import Column, Contract
 from tideline.ingestion.sources import Source
 
 
@@ -50,6 +50,12 @@ class Project(BaseModel):
 
     def contract(self, dataset: str) -> Contract:
         return next(c for c in self.contracts if c.dataset == dataset)
+
+    def timestamp_of(self, source: Source) -> Column | None:
+        """The contract's declaration of a source's timestamp column (None if undeclared)."""
+        found = [column for column in self.contract(source.dataset).columns
+                 if column.name == source.timestamp_column]
+        return found[0] if found else None
 
     def sources_of(self, dataset: str) -> list[Source]:
         return [source for source in self.sources if source.dataset == dataset]

@@ -2,7 +2,8 @@
 
 A value is null when it is missing, blank, or (for non-string types) a null token such as
 `null`, `NaN`, `N/A`; any other value that does not parse is a `type` failure, never a silent
-NaN. Naive timestamps are UTC. `07/01/2026` is read month first.
+NaN. Naive timestamps are UTC. `07/01/2026` is read month first. A column's declared `format`
+(a strftime pattern, or `unix_s`/`unix_ms`/`unix_us`/`unix_ns`) replaces the formats tried.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from tideline.ingestion.contracts import Column
+from tideline.ingestion.contracts import EPOCH_UNITS, Column
 
 NULL_TOKENS = ("", "null", "none", "nan", "na", "n/a", "nat", "<na>")
 TRUE_TOKENS = ("true", "t", "yes", "y", "1")
@@ -149,11 +150,13 @@ def _ns_from_arrow(stamps: pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(stamps.cast(pa.int64()), _NAT).to_numpy(), dtype="int64")
 
 
-def _ns_from_pandas(text: pd.Series) -> np.ndarray:
-    """The slow path, only for values that are not ISO 8601: pandas, then each known format."""
+def _ns_from_pandas(text: pd.Series, formats: Iterable[str] = ("ISO8601", *DATE_FORMATS)
+                    ) -> np.ndarray:
+    """The slow path, only for values that are not ISO 8601 (or in a declared format): pandas,
+    with each format in turn."""
     ns = np.full(len(text), _NAT, dtype="int64")
     todo = np.arange(len(text))
-    for fmt in ("ISO8601", *DATE_FORMATS):
+    for fmt in formats:
         if not todo.size:
             break
         parsed = pd.to_datetime(text.iloc[todo], format=fmt, utc=True, errors="coerce")
@@ -161,6 +164,35 @@ def _ns_from_pandas(text: pd.Series) -> np.ndarray:
         ns[todo] = values
         todo = todo[values == _NAT]
     return ns
+
+
+def _epoch_ns(raw: pd.Series, numeric: bool, scale: int) -> tuple[np.ndarray, np.ndarray,
+                                                                   np.ndarray]:
+    """Times since the Unix epoch, as numbers or their text, in `scale` nanoseconds each: UTC
+    nanoseconds (whole numbers exactly, fractions as far as a float64 holds them: within a
+    microsecond), and the null and bad masks."""
+    text = None
+    if numeric:
+        values = raw.to_numpy(dtype="float64", na_value=np.nan)
+        null, parsed = np.isnan(values), np.isfinite(values)
+    else:
+        text = to_arrow_text(raw)
+        values, parsed = _numbers_from_text(text)
+        null, _ = _split_unparsed(text, parsed, NULL_TOKENS)
+    safe = np.where(parsed, values, 0.0)
+    fits = parsed & (np.abs(safe) * scale < 2.0**63)
+    safe = np.where(fits, safe, 0.0)
+    whole = fits & (safe == np.floor(safe))
+    if pd.api.types.is_integer_dtype(raw.dtype):
+        exact = raw.to_numpy(dtype="int64", na_value=0)
+    elif text is not None:
+        exact, whole = _exact_big_ints(text, safe, whole)  # nanoseconds beyond 2**53
+    else:
+        exact = np.where(whole, safe, 0.0).astype("int64")
+    floor = np.floor(safe)  # a fraction apart: the whole units stay exact
+    ns = np.where(whole, np.where(whole, exact, 0) * scale,
+                  floor.astype("int64") * scale + np.round((safe - floor) * scale).astype("int64"))
+    return np.where(fits, ns, _NAT), null, ~null & ~fits
 
 
 def _timestamps_from_text(text: pa.Array) -> np.ndarray:
@@ -266,11 +298,14 @@ def coerce(raw: pd.Series, column: Column) -> Typed:
         ns = raw.to_numpy(dtype="datetime64[ns]").view("int64").copy()
         null = ns == _NAT
         bad = np.zeros(len(raw), dtype=bool)
+    elif column.format in EPOCH_UNITS:
+        ns, null, bad = _epoch_ns(raw, numeric, EPOCH_UNITS[column.format])
     elif numeric or boolean:
         return _failed(raw, column, raw.isna().to_numpy())
     else:
         text = to_arrow_text(raw)
-        ns = _timestamps_from_text(text)
+        ns = _timestamps_from_text(text) if column.format is None else _ns_from_pandas(
+            pc.utf8_trim_whitespace(text).to_pandas(), (column.format,))
         null, bad = _split_unparsed(text, ns != _NAT, NULL_TOKENS)
     if kind == "date":
         bad |= (ns != _NAT) & (ns % DAY_NS != 0)  # a time of day is not a date

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tideline.core.errors import IngestionError
 from tideline.ingestion import landing
+from tideline.ingestion.contracts import Column
 from tideline.ingestion.landing import land, partition_dates, read_checkpoint, read_landed
 from tideline.ingestion.rawtext import RAW_TEXT
 from tideline.ingestion.sources import FileSource, Pull, Window
@@ -55,6 +56,24 @@ def test_lands_text_by_source_and_day_with_a_record(lake: LocalLake) -> None:
     assert lake.exists("main", "raw/source=shop-tx/_runs/r1.json")
     landed = read_landed(lake, "main", record)
     assert sorted(landed["id"]) == ["1", "2", "3"] and landed["amount"].isna().sum() == 1
+
+
+@pytest.mark.parametrize(("declared", "values"), [
+    ({"type": "timestamp", "format": "unix_ms"}, ["1782900000000", 1782986399999, None, "x"]),
+    ({"type": "timestamp", "format": "%d.%m.%Y %H:%M"},
+     ["01.07.2026 10:00", "02.07.2026 23:59", None, "2026-07-01"]),
+])
+def test_a_declared_format_picks_each_records_day(lake: LocalLake, declared: dict,
+                                                  values: list) -> None:
+    """Epoch numbers and other formats land on their UTC day, read as the contract reads them
+    (they would otherwise be nanoseconds of 1970, or a guess)."""
+    column = Column(name="ts", **declared)
+    rows = [{"id": k, "ts": value} for k, value in enumerate(values)]
+    record = land(lake, "main", SOURCE, pull_of(rows, {}), run_id="r1", checkpoint_before=None,
+                  timestamp=column)
+    assert [part.split("/")[2] for part in record.parts] == [
+        "dt=2026-07-01", "dt=2026-07-02", "dt=unknown"]
+    assert read_frame(lake, "main", record.parts[2])["id"].tolist() == ["2", "3"]
 
 
 def test_checkpoint_reaches_main_only_with_the_merge(lake: LocalLake) -> None:

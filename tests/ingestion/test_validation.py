@@ -115,6 +115,47 @@ def test_missing_blank_and_null_tokens_are_null_not_type_failures(raw: object) -
     assert result.stats.null_rates == {"v": 0.5}
 
 
+@pytest.mark.parametrize(("column", "values", "dtype", "expected"), [
+    ({"format": "unix_s"}, ["1782900000", " 1782900000.25 ", "-1.5"], object,
+     ["2026-07-01 10:00:00", "2026-07-01 10:00:00.25", "1969-12-31 23:59:58.5"]),
+    ({"format": "unix_ms"}, [1782900000123, 1782900000124], "int64",
+     ["2026-07-01 10:00:00.123", "2026-07-01 10:00:00.124"]),
+    ({"format": "unix_us"}, [1782900000123456.0, np.nan], "float64",
+     ["2026-07-01 10:00:00.123456", None]),
+    ({"format": "unix_ns"}, ["1782900000123456789"], object,  # beyond 2**53: exact
+     ["2026-07-01 10:00:00.123456789"]),
+    ({"format": "%d.%m.%Y %H:%M"}, ["01.07.2026 10:00", "NULL"], object,
+     ["2026-07-01 10:00:00", None]),
+    ({"format": "%a, %d %b %Y %H:%M:%S %z"}, ["Wed, 01 Jul 2026 12:00:00 +0200"], object,
+     ["2026-07-01 10:00:00"]),
+    ({"type": "date", "format": "unix_s"}, ["1782864000"], object, ["2026-07-01"]),
+])
+def test_a_declared_format_reads_epochs_and_patterns(column: dict, values: list, dtype: str,
+                                                     expected: list) -> None:
+    contract, frame = one_column({"type": "timestamp", **column}, values)
+    frame["v"] = frame["v"].astype(dtype)
+    result = validate(frame, contract, now=NOW)
+    assert len(result.quarantine) == 0
+    utc = column.get("type", "timestamp") == "timestamp"
+    assert result.clean["v"].tolist() == [
+        pd.NaT if value is None else pd.Timestamp(value, tz="UTC" if utc else None)
+        for value in expected]
+
+
+@pytest.mark.parametrize(("column", "raw"), [
+    ({"format": "unix_s"}, "1e30"),  # beyond 2262
+    ({"format": "unix_s"}, "yesterday"),
+    ({"format": "unix_ms"}, "2026-07-01T10:00:00Z"),  # ISO is not the declared format
+    ({"format": "%d.%m.%Y"}, "2026-07-01"),
+    ({"type": "date", "format": "unix_s"}, "1782900000"),  # 10:00, not a date
+])
+def test_a_value_not_in_the_declared_format_is_a_type_failure(column: dict, raw: str) -> None:
+    contract, frame = one_column({"type": "timestamp", **column}, [raw])
+    result = validate(frame, contract, now=NOW)
+    kind = column.get("type", "timestamp")
+    assert result.quarantine["_reason"].tolist() == [f"v: '{raw}' is not a {kind}"]
+
+
 def test_a_decimal_comma_reads_as_declared_and_a_point_then_does_not_parse() -> None:
     contract, frame = one_column({"type": "float", "decimal": ","},
                                  ["17,46", " 5 ", "-0,5", "1.234,5", "1.5", "", "NULL"])
@@ -524,6 +565,10 @@ def test_load_contracts_from_a_file(tmp_path) -> None:
     ({"columns": {"a": {"type": "uuid"}}}, "type"),
     ({"columns": {"a": {"type": "string", "decimal": ","}}},
      "a decimal mark applies to int and float columns"),
+    ({"columns": {"a": {"type": "int", "format": "unix_s"}}},
+     "format applies to timestamp and date columns"),
+    ({"columns": {"a": {"type": "timestamp", "format": "dd.mm.yyyy"}}},
+     "neither a strftime pattern"),
     ({"columns": {"a": {"type": "int"}}, "key": ["b"]}, "key column 'b' is not declared"),
     ({"columns": {"a": {"type": "int"}}, "bucket_by": "b"},
      "bucket_by column 'b' is not declared"),
