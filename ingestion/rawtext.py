@@ -3,7 +3,9 @@ SQL) in their own types, and everything else as text, as Arrow strings (`RAW_TEX
 decided later by validation against the contract."""
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -92,4 +94,13 @@ def _column_text(values: pd.Series) -> pd.Series:
 def _text(value: object) -> str:
     if isinstance(value, (datetime, pd.Timestamp)):
         return value.isoformat()
+    if isinstance(value, (dict, list)):  # as JSON, not as Python writes it
+        return json.dumps(value, ensure_ascii=False, default=str)
     return str(value)
+
+
+def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """JSON objects (a JSON Lines file, an API page, stream messages) as a frame: nested
+    objects flattened into dotted columns (`{"client": {"id": 7}}` gives `client.id`), as
+    `pandas.json_normalize` does; arrays kept whole (they land as JSON text)."""
+    return pd.json_normalize(records, sep=".") if records else pd.DataFrame()

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from fsspec.utils import stringify_path
 from tideline.core.errors import SourceError, SourceUnavailable
 from tideline.ingestion.connectors.windows import filter_window
-from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text
+from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text, records_frame
 from tideline.ingestion.sources import BATCH_BYTES, FileSource, Pull, Window
 
 log = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ def read_jsonl(text: str, path: str) -> tuple[pd.DataFrame, list[tuple[str, str]
             rejected.append((line, f"{path}: line {number}: an empty JSON object, no fields"))
             continue
         records.append(record)
-    return pd.DataFrame.from_records(records) if records else pd.DataFrame(), rejected
+    return records_frame(records), rejected
 
 
 def read_parquet(fs: fsspec.AbstractFileSystem, path: str, source: FileSource,

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from tideline.core.errors import SourceError, SourceUnavailable
 from tideline.ingestion.connectors.windows import as_utc, filter_window, parse_timestamps
+from tideline.ingestion.rawtext import records_frame
 from tideline.ingestion.sources import Pull, RestSource, Window
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class RestConnector:
                     else:
                         rejected.append((json.dumps(item), f"{url} (page {page}): expected a "
                                          f"JSON object, got {type(item).__name__}"))
-        frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+        frame = records_frame(records)
         log.info("source %s: %d page(s), %d record(s), %d rejected", source.name, pages,
                  len(frame), len(rejected))
         if window is not None:

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import pandas as pd
 from tideline.core.errors import SourceError, SourceUnavailable
 from tideline.ingestion.connectors.windows import filter_window
+from tideline.ingestion.rawtext import records_frame
 from tideline.ingestion.sources import Pull, StreamSource, Window
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def messages_to_pull(
             rejected.append((message.data.decode("utf-8", "replace"),
                              f"{stream} seq {seq}: {problem}"))
             terms.append(message.reply)
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    frame = records_frame(records)
     if window is not None:
         return Pull(frame=filter_window(frame, source.timestamp_column, window, source.name),
                     checkpoint=dict(checkpoint or {}))
@@ -275,7 +275,7 @@ def pull_event_log(
             records.append(record)
         else:
             rejected.append((raw, problem))
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    frame = records_frame(records)
     if window is not None:
         return Pull(frame=filter_window(frame, source.timestamp_column, window, source.name),
                     checkpoint=dict(checkpoint or {}))

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from tideline.core.errors import SourceError
 from tideline.ingestion.connectors import connector_for
 from tideline.ingestion.connectors.files import FileConnector, read_csv, read_ragged_csv
-from tideline.ingestion.rawtext import RAW_TEXT
+from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text
+from tideline.ingestion.rawtext import landed as landed_table
 from tideline.ingestion.sources import FileSource, Pull, Window
 
 HEADER = "customer_id,email,plan,updated_at\n"
@@ -183,6 +184,22 @@ def test_jsonl_keeps_good_lines_and_rejects_malformed_ones(tmp_path: Path) -> No
                                     Window(since=datetime(2026, 7, 2)))
     # no time, no window
     assert backfill.to_frame()["id"].tolist() == [3] and backfill.rejected == []
+
+
+def test_jsonl_nested_objects_become_dotted_columns_and_arrays_json_text(
+        tmp_path: Path) -> None:
+    path = tmp_path / "payments.jsonl"
+    path.write_text('{"id": 1, "client": {"id": "C7", "tier": {"name": "gold"}}, '
+                    '"tags": ["a", "é"], "updated_at": "2026-07-01T00:00:00Z"}\n'
+                    '{"id": 2, "client": {"id": "C8"}, "updated_at": "2026-07-02T00:00:00Z"}\n')
+    frame = FileConnector().pull(source(str(path), "jsonl"), None, None).to_frame()
+    assert sorted(frame.columns) == ["client.id", "client.tier.name", "id", "tags",
+                                     "updated_at"]
+    assert frame["client.id"].tolist() == ["C7", "C8"]
+    assert frame["client.tier.name"].tolist()[0] == "gold"
+    landed = as_raw_text(landed_table(frame, typed=False))
+    assert landed["tags"].tolist()[0] == '["a", "é"]'  # JSON, not Python's repr
+    assert landed["tags"].isna().tolist() == [False, True]
 
 
 def test_parquet_keeps_the_source_types(tmp_path: Path) -> None:
