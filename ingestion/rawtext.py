@@ -99,8 +99,16 @@ def _text(value: object) -> str:
     return str(value)
 
 
+_FLAT = {"string", "empty", "integer", "floating", "mixed-integer-float", "boolean", "decimal"}
+"""Kinds of a column (`pandas.api.types.infer_dtype`) that hold no object to flatten."""
+
+
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """JSON objects (a JSON Lines file, an API page, stream messages) as a frame: nested
     objects flattened into dotted columns (`{"client": {"id": 7}}` gives `client.id`), as
     `pandas.json_normalize` does; arrays kept whole (they land as JSON text)."""
-    return pd.json_normalize(records, sep=".") if records else pd.DataFrame()
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    nested = any(pd.api.types.infer_dtype(frame[name], skipna=True) not in _FLAT
+                 and frame[name].map(lambda value: isinstance(value, dict)).any()
+                 for name in frame.columns if frame[name].dtype == object)
+    return pd.json_normalize(records, sep=".") if nested else frame  # 3x slower: when needed
