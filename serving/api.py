@@ -205,10 +205,10 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 
 
 def create_app(store: FeatureStore, models: ModelRegistry | None = None,
-               model: str = "churn", max_body_bytes: int = MAX_BODY_BYTES,
+               model: str | None = None, max_body_bytes: int = MAX_BODY_BYTES,
                api_keys: Sequence[str] = ()) -> FastAPI:
-    """The app; `/predict` scores with `model`'s champion from `models`, loaded once per
-    version; request bodies over `max_body_bytes` are refused. With `api_keys`
+    """The app; `/predict` scores with `model`'s champion from `models` (the project's model),
+    loaded once per version; request bodies over `max_body_bytes` are refused. With `api_keys`
     (`serving.access.api_keys` reads them from the settings), every path but `/health` and
     the docs needs one of them, checked before the body is read; without, the app is open."""
     app = FastAPI(title="tideline online features",
@@ -223,7 +223,7 @@ def create_app(store: FeatureStore, models: ModelRegistry | None = None,
         app.add_middleware(RequireKey, keys=api_keys, open_paths=open_paths)
         app.openapi = secured_openapi(app.openapi, open_paths)  # type: ignore[method-assign]
     app.exception_handler(RequestValidationError)(_invalid)
-    scorer = OnlineScorer(store, models, model) if models is not None else None
+    scorer = OnlineScorer(store, models, model) if models is not None and model else None
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -253,6 +253,9 @@ def create_app(store: FeatureStore, models: ModelRegistry | None = None,
             champion = scorer.champion() if scorer is not None else None
         except ModelError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
+        if model is None:
+            raise HTTPException(status_code=404, detail="no model to predict with: the project "
+                                                        "declares none (`model:` in its file)")
         if champion is None:
             raise HTTPException(status_code=404, detail=f"model {model!r} has no champion; "
                                                         "train one (`tideline train`)")

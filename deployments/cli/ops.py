@@ -7,11 +7,15 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
-from tideline.core.settings import load_settings
+from tideline.core.errors import ModelError
+from tideline.core.project import NoProject
+from tideline.core.settings import Settings, load_settings
 from tideline.deployments.cli.common import (
     console,
     flow_runtime,
@@ -21,6 +25,9 @@ from tideline.deployments.cli.common import (
 )
 from tideline.deployments.cli.features import print_discovery, print_features
 from tideline.deployments.cli.models import print_scoring, print_training
+
+if TYPE_CHECKING:
+    from tideline.features.definitions import FeatureView
 
 
 def _print_audit(audit) -> None:  # noqa: ANN001 - ingestion.audit.Audit, imported lazily
@@ -118,8 +125,21 @@ def serve(
     if not keys and not _loopback(host):
         console.print(f"[yellow]warning:[/] serving on {host} without authentication: anyone "
                       "who reaches it can read features; set TIDELINE_API_KEYS")
-    uvicorn.run(create_app(FeatureStore.open(settings), model_registry(), api_keys=keys),
-                host=host, port=port)
+    store = FeatureStore.open(settings)
+    uvicorn.run(create_app(store, model_registry(), served_model(settings, store.views),
+                           api_keys=keys), host=host, port=port)
+
+
+def served_model(settings: Settings, views: Sequence[FeatureView]) -> str | None:
+    """The name of the project's model, whose champion `/predict` scores with (None when the
+    project declares none: features alone are served)."""
+    from tideline.models.spec import load_model_spec
+
+    try:
+        return load_model_spec(settings.declared("model"), views).name
+    except (NoProject, ModelError) as exc:
+        console.print(f"[yellow]note:[/] /predict has no model ({exc})")
+        return None
 
 
 def _loopback(host: str) -> bool:

@@ -119,3 +119,20 @@ def test_the_shipped_schema_is_the_generated_one_and_fits_every_project() -> Non
                  ROOT / "docs" / "examples" / "custom-views" / "tideline.yaml",
                  ROOT / "deployments" / "template" / "tideline.yaml"):
         ProjectFile.model_validate(yaml.safe_load(path.read_text()))
+
+
+def test_serve_predicts_with_the_projects_model_or_says_there_is_none(
+        tmp_path: Path, own_env: dict[str, str]) -> None:
+    from tideline.core.settings import load_settings
+    from tideline.deployments.cli.ops import served_model
+    from tideline.features.definitions import load_definitions
+
+    assert tideline("init", "shop", cwd=tmp_path, env=own_env).returncode == 0
+    project = tmp_path / "shop" / "tideline.yaml"
+    body = yaml.safe_load(project.read_text())
+    views = load_definitions(str(project))
+    assert served_model(load_settings(project=project), views) == body["model"]["name"]
+    assert body["model"]["name"] != "churn"  # the demo's
+    del body["model"]
+    project.write_text(yaml.safe_dump(body))
+    assert served_model(load_settings(project=project), views) is None

@@ -115,7 +115,7 @@ def test_shadow_then_split_on_the_demo(
     store._online = SQLiteOnlineStore(tmp_path / "online.db")
     store.materialize_online()
     asked = [*rows[KEY].iloc[:30], "C9999999"]
-    body = TestClient(create_app(store, registry)).post("/predict", json={
+    body = TestClient(create_app(store, registry, "churn")).post("/predict", json={
         "entities": asked}).json()
     assert body["model"] == good.ref and body["experiment"] == "split-1"
     arms = dict(zip(rows[KEY], rows["arm"], strict=True))

@@ -52,7 +52,7 @@ def test_batch_scores_and_online_predictions_agree(
 
     store._online = SQLiteOnlineStore(tmp_path / "online.db")
     store.materialize_online()
-    client = TestClient(create_app(store, registry))
+    client = TestClient(create_app(store, registry, "churn"))
     sample = scores.sample(40, random_state=1)
     response = client.post("/predict", json={"entities": [*sample["customer_id"], "C9999999"]})
     assert response.status_code == 200, response.text
@@ -77,7 +77,7 @@ def test_no_champion_and_mismatched_versions_are_named(
         trained: tuple[FeatureStore, TrainingSet, TrainedModel], tmp_path: Path) -> None:
     store, _, _ = trained
     registry = ModelRegistry(f"sqlite:///{tmp_path / 'models.db'}")
-    response = TestClient(create_app(store, registry)).post("/predict",
+    response = TestClient(create_app(store, registry, "churn")).post("/predict",
                                                             json={"entities": ["C1"]})
     assert response.status_code == 404 and "no champion" in response.json()["detail"]
     with pytest.raises(ModelError, match="no champion to score with"):

@@ -74,10 +74,10 @@ def test_either_header_with_any_configured_key_is_answered(guarded: TestClient) 
     assert answers[0].json() == answers[2].json()
     views = guarded.get("/views", headers={"X-API-Key": KEYS[0]})
     assert views.status_code == 200 and "customer_spending" in views.json()
-    # no champion in this store: past the key check, to the route's own answer
+    # no model in this app: past the key check, to the route's own answer
     predict = guarded.post("/predict", json={"entities": ["C0000001"]},
                            headers={"Authorization": f"Bearer {KEYS[0]}"})
-    assert predict.status_code == 404 and "no champion" in predict.json()["detail"]
+    assert predict.status_code == 404 and "no model" in predict.json()["detail"]
 
 
 def test_health_and_docs_stay_open_and_declare_the_keys(guarded: TestClient) -> None:

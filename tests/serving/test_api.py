@@ -48,6 +48,8 @@ def test_features_come_back_per_entity_in_order(store: FeatureStore) -> None:
 
 def test_bad_requests_get_a_clear_4xx(store: FeatureStore) -> None:
     client = TestClient(create_app(store))
+    unmodelled = client.post("/predict", json={"entities": ["C0000001"]})
+    assert unmodelled.status_code == 404 and "declares none" in unmodelled.json()["detail"]
     unknown = client.post("/features", json={"entities": ["C0000001"],
                                              "features": ["spend_31d"]})
     assert unknown.status_code == 404 and "unknown feature 'spend_31d'" in unknown.json()[
