@@ -273,7 +273,8 @@ class StreamProcessor:
         event_time = pd.Timestamp(self.state.clock, tz="UTC").isoformat()
         high = scores[(scores["risk"] == "high").to_numpy() & np.asarray(online.found)]
         self.metrics.alerts.inc(len(high))
-        return [{"model": model.record.ref, self.shape.key: key, "probability": float(p),
+        return [{"model": model.record.ref, self.shape.key: key, "entity": key,
+                 "probability": float(p),
                  "risk": "high", "reasons": reasons.split("; ") if reasons else [],
                  "trigger": sorted(cause[key]), "event_time": event_time}
                 for key, p, reasons in zip(high[self.shape.key], high["probability"],

@@ -32,6 +32,6 @@ def publish_stream_artifacts(run: StreamRun) -> None:
     if run.alerts:
         create_table_artifact(
             key="realtime-alerts", description="customers scored at high risk on a live event",
-            table=[{"customer": a["customer_id"], "probability": round(a["probability"], 4),
+            table=[{"entity": a["entity"], "probability": round(a["probability"], 4),
                     "trigger": ", ".join(a["trigger"]), "reasons": "; ".join(a["reasons"])}
                    for a in sorted(run.alerts, key=lambda a: -a["probability"])])

@@ -67,7 +67,7 @@ def _print_stream(run) -> None:  # noqa: ANN001 - streaming.processor.StreamRun
     table = Table("customer", "churn probability", "after", "top reasons",
                   title=f"{len(run.alerts)} high-risk alerts on live events")
     for alert in sorted(run.alerts, key=lambda a: -a["probability"])[:10]:
-        table.add_row(alert["customer_id"], f"{alert['probability']:.3f}",
+        table.add_row(alert["entity"], f"{alert['probability']:.3f}",
                       ", ".join(alert["trigger"]), "; ".join(alert["reasons"][:2]))
     console.print(table)
 

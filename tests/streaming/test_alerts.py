@@ -65,6 +65,7 @@ def test_failed_payments_score_the_customer_at_once_and_high_risk_is_alerted(
     high = now[now["risk"] == "high"]
     assert len(high) > 0, "some of the riskiest customers stay high risk"
     assert sorted(a["customer_id"] for a in alerts) == sorted(high["customer_id"])
+    assert all(a["entity"] == a["customer_id"] for a in alerts)  # named alike for any key
     by_customer = {a["customer_id"]: a for a in alerts}
     for customer, probability in zip(high["customer_id"], high["probability"], strict=True):
         alert = by_customer[customer]
