@@ -120,7 +120,8 @@ def load_model_spec(spec: str, views: Sequence[FeatureView] = ()) -> ModelSpec:
 
 def spec_of(body: Any, views: Sequence[FeatureView], where: str) -> ModelSpec:
     """A spec from a mapping whose label names its activity sources by the views' names for
-    them; `where` names the file and section in errors."""
+    them (its `entity_key`, unless given, the key of the views reading them); `where` names
+    the file and section in errors."""
     if not isinstance(body, dict) or not isinstance(body.get("label"), dict):
         raise ModelError(f"{where}: needs a mapping with a `label` mapping")
     body = dict(body)
@@ -131,6 +132,10 @@ def spec_of(body: Any, views: Sequence[FeatureView], where: str) -> ModelSpec:
     if unknown or not names:
         raise ModelError(f"{where}: label activity {unknown or names!r} is not a source of the "
                          f"feature views ({', '.join(sorted(sources)) or 'none'})")
+    keys = {view.entity.key for view in views for source in view.sources
+            if source.name in names}
+    if "entity_key" not in label and len(keys) == 1:  # the key the views give the entity
+        label["entity_key"] = keys.pop()
     gate = body.pop("gate", {})
     try:
         return ModelSpec(label=ChurnLabel(activity=tuple(sources[n] for n in names), **label),

@@ -2,6 +2,7 @@
 name the file and what is wrong."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,13 @@ def test_mistakes_name_the_file(tmp_path: Path, text: str, error: str) -> None:
     path.write_text(text)
     with pytest.raises(ModelError, match=error):
         load_model_spec(str(path), CHURN_VIEWS)
+
+
+def test_the_labels_entity_key_defaults_to_the_key_of_the_views_reading_its_activity(
+        tmp_path: Path) -> None:
+    views = [replace(view, entity=replace(view.entity, key="client")) for view in CHURN_VIEWS]
+    path = tmp_path / "model.yaml"
+    path.write_text(SPEC.replace("[customer_spending:*, customer_activity:*, customer_support:*, "
+                                 "customer_profile:*]", "[customer_spending:*]")
+                    .replace("[transactions, events]", "[transactions]"))
+    assert load_model_spec(str(path), views).label.entity_key == "client"
