@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
-from tideline.core.errors import ModelError
+from tideline.core.errors import ConfigError, ModelError
 from tideline.core.project import NoProject
 from tideline.core.settings import Settings, load_settings
 from tideline.deployments.cli.common import (
@@ -28,6 +28,7 @@ from tideline.deployments.cli.models import print_scoring, print_training
 
 if TYPE_CHECKING:
     from tideline.features.definitions import FeatureView
+    from tideline.ingestion.project import Project
 
 
 def _print_audit(audit) -> None:  # noqa: ANN001 - ingestion.audit.Audit, imported lazily
@@ -151,14 +152,40 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def stream_defaults(settings: Settings, project: Project, subject: str | None,
+                    source: str | None) -> tuple[str, str]:
+    """The subject and the feature source `tideline stream` reads: as given, else the
+    subject of the project's one stream source and the feature source over its dataset."""
+    if subject is not None and source is not None:
+        return subject, source
+    streams = [declared for declared in project.sources if declared.kind == "stream"]
+    if len(streams) != 1:
+        raise ConfigError(f"the project declares {len(streams)} stream sources"
+                          f"{': ' + ', '.join(s.name for s in streams) if streams else ''}; "
+                          "give --subject and --source")
+    stream_source = streams[0]
+    if source is None:
+        from tideline.features.definitions import load_definitions
+
+        names = sorted({read.name for view in load_definitions(settings.declared("features"))
+                        for read in view.sources if read.dataset == stream_source.dataset})
+        if len(names) != 1:
+            raise ConfigError(f"{len(names)} feature sources read dataset "
+                              f"{stream_source.dataset!r} of stream source "
+                              f"{stream_source.name!r}; give --source")
+        source = names[0]
+    return subject or stream_source.subject, source  # type: ignore[union-attr]
+
+
 def stream(
-    subject: str = typer.Option("app-events", help="NATS subject of the events."),
+    subject: str = typer.Option(None, help="NATS subject of the events; default: the "
+                                           "project's stream source's."),
     url: str = typer.Option(None, help="NATS server; default: the nats_url setting, else "
                                         "nats://127.0.0.1:4222."),
     name: str = typer.Option(None, help="Processor name (consumer, checkpoints, dead letters); "
                                         "default: the subject."),
-    source: str = typer.Option("events", help="Feature source whose streamable views to keep "
-                                              "fresh."),
+    source: str = typer.Option(None, help="Feature source whose streamable views to keep "
+                                          "fresh; default: the one over the stream's dataset."),
     start: str = typer.Option("new", help="Without a checkpoint, read from: new, all, or a "
                                           "stream sequence."),
     lateness: float = typer.Option(3600.0, help="Allowed lateness, seconds."),
@@ -182,13 +209,14 @@ def stream(
     from tideline.streaming.processor import StreamConfig, open_processor
 
     settings = load_settings()
+    project = declared_project(settings)
+    subject, source = stream_defaults(settings, project, subject, source)
     url = url or settings.nats_url or "nats://127.0.0.1:4222"
     config = StreamConfig(name=name or subject.replace(".", "-"), url=url, subject=subject,
                           start=start, lateness_seconds=lateness, batch_size=batch_size,
                           checkpoint_seconds=checkpoint_seconds, refresh_seconds=refresh_seconds,
                           score_on=tuple(t.strip() for t in score_on.split(",") if t.strip()))
-    processor = open_processor(settings, config, source=source,
-                               project=declared_project(settings))
+    processor = open_processor(settings, config, source=source, project=project)
     console.print(f"stream {config.name}: state from the {processor.load()}; views "
                   f"{', '.join(v.name for v in processor.views)}")
     if metrics_port:

@@ -136,3 +136,20 @@ def test_serve_predicts_with_the_projects_model_or_says_there_is_none(
     del body["model"]
     project.write_text(yaml.safe_dump(body))
     assert served_model(load_settings(project=project), views) is None
+
+
+def test_stream_reads_the_projects_stream_source_unless_told(
+        tmp_path: Path, own_env: dict[str, str]) -> None:
+    from tideline.core.errors import ConfigError
+    from tideline.core.settings import load_settings
+    from tideline.demo.project import PROJECT_FILE, declared_project
+    from tideline.deployments.cli.ops import stream_defaults
+
+    demo = load_settings(project=PROJECT_FILE)
+    assert stream_defaults(demo, declared_project(demo), None, None) == ("app-events", "events")
+    assert tideline("init", "shop", cwd=tmp_path, env=own_env).returncode == 0
+    shop = load_settings(project=tmp_path / "shop" / "tideline.yaml")
+    with pytest.raises(ConfigError, match="declares 0 stream sources; give --subject"):
+        stream_defaults(shop, declared_project(shop), None, "payments")
+    assert stream_defaults(shop, declared_project(shop), "pay", "payments") == ("pay",
+                                                                               "payments")
