@@ -53,9 +53,10 @@ class Project(BaseModel):
 
     def timestamp_of(self, source: Source) -> Column | None:
         """The contract's declaration of a source's timestamp column (None if undeclared)."""
-        found = [column for column in self.contract(source.dataset).columns
-                 if column.name == source.timestamp_column]
-        return found[0] if found else None
+        try:
+            return self.contract(source.dataset).column(source.timestamp_column)
+        except KeyError:
+            return None
 
     def sources_of(self, dataset: str) -> list[Source]:
         return [source for source in self.sources if source.dataset == dataset]
