@@ -12,6 +12,10 @@ from tideline.core.errors import RegistryError
 
 Migration = Callable[[Connection], None]
 
+SQLITE_BUSY_SECONDS = 60
+"""How long a SQLite writer waits for another process's write lock before `database is locked`
+(Python's default, 5 s, is shorter than one slow fsync on a busy disk)."""
+
 
 def database_url(settings: Any) -> str:
     """`registry_url` when set, else `registry.db` in the data directory."""
@@ -29,7 +33,9 @@ def shown(url: str) -> str:
 def open_database(url: str, schema: str, migrations: Sequence[Migration]) -> Engine:
     """An engine on `url` whose `schema` (a version table) is brought up to date."""
     try:
-        engine = sa.create_engine(url)
+        sqlite = sa.engine.make_url(url).get_backend_name() == "sqlite"
+        engine = sa.create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_SECONDS} if sqlite else {})
         migrate(engine, schema, migrations)
     except sa.exc.SQLAlchemyError as exc:
         raise RegistryError(f"cannot open the metadata database at {shown(url)}: "

@@ -289,8 +289,10 @@ def test_a_run_whose_holder_was_killed_is_taken_over(lake: Lake, tmp_path: Path,
 # ---- the model registry: two processes registering one model name at once -----------------
 
 REGISTER = """
-import json, sys, time
+import faulthandler, json, sys, time
 from pathlib import Path
+
+faulthandler.dump_traceback_later(240, exit=True)  # a hang shows where, before the test's 300 s
 
 import lightgbm as lgb
 import numpy as np
@@ -367,20 +369,25 @@ def test_two_processes_registering_one_model_keep_every_version(
     try:
         time.sleep(3)  # both import and reach the start line, then go at once
         go.touch()
-        finished = [writer.communicate(timeout=300) for writer in writers]
+        # a writer that fails leaves the other waiting for it: stop both at the first failure
+        deadline = time.monotonic() + 300
+        while (any(w.poll() is None for w in writers) and time.monotonic() < deadline
+               and not any(w.poll() for w in writers)):
+            time.sleep(0.1)
     finally:
         for writer in writers:
             if writer.poll() is None:
                 writer.kill()
-                writer.communicate()
+        finished = [writer.communicate() for writer in writers]
+    ended = "\n".join(f"writer {name} ended with {writer.returncode}: {err[-3000:]}"
+                     for name, writer, (_, err) in zip("ab", writers, finished, strict=True))
+    assert [writer.returncode for writer in writers] == [0, 0], ended
     ledger.fault()  # a concurrent writer is the fault this registry must survive
     registry, lake = ModelRegistry(url), LocalLake(root)
     try:
         records = registry.models("churn")
         ledger.reconcile(f"model versions registered at once ({database})", 2 * VERSIONS_EACH,
                          len(records))
-        for writer, (_, err) in zip(writers, finished, strict=True):
-            assert writer.returncode == 0, err[-3000:]
         said = [json.loads(line) for out, _ in finished for line in out.splitlines()]
         versions = sorted(r.version for r in records)
         assert versions == sorted({v for _, _, v in said}) == list(range(1, 2 * VERSIONS_EACH + 1))
