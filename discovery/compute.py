@@ -29,9 +29,9 @@ def examples_path(run_id: str) -> str:
 
 def write_examples(lake: Lake, branch: str, run_id: str, examples: pd.DataFrame, key: str
                    ) -> str:
-    """The examples' keys and as-of times, for the tasks to read (labels stay on the driver:
-    no task ever sees the target)."""
-    frame = pd.DataFrame({key: examples[key].astype(str).to_numpy(),
+    """The examples' keys (of the events' type, which the engine joins on) and as-of times, for
+    the tasks to read (labels stay on the driver: no task ever sees the target)."""
+    frame = pd.DataFrame({key: examples[key].to_numpy(),
                           "as_of": pd.to_datetime(examples["as_of"], utc=True).to_numpy()})
     path = examples_path(run_id)
     buffer = io.BytesIO()

@@ -76,8 +76,11 @@ def load_activity(lake: Lake, ref: str, label: ChurnLabel) -> Activity:
             table = table.filter(pa.array(np.asarray(
                 evaluate(label.filter, {c: frame[c] for c in used}), dtype=bool)))
         tables.append(pa.table({
-            "key": table.column(label.entity_key).cast(pa.string()),
+            "key": table.column(label.entity_key),
             "t": table.column(source.timestamp).cast(pa.timestamp("ns", tz="UTC"))}))
+    if len({t.schema.field("key").type for t in tables}) > 1:  # keys of one type, as the
+        tables = [t.set_column(0, "key", t.column("key").cast(pa.string()))  # views join them
+                  for t in tables]
     table = pa.concat_tables(tables).drop_null()
     if not len(table):
         raise ModelError(f"label {label.name!r}: the activity sources "
