@@ -70,10 +70,10 @@ def test_tideline_run_from_a_projects_directory_runs_every_stage(
     env.pop("PREFECT_API_URL", None)  # a Prefect of its own: its drift event is not the suite's
     if example in ("init", "warehouse"):
         subprocess.run([*CLI, "init", str(here)], env=env, check=True, capture_output=True)
-    if example == "warehouse":
-        _as_warehouse_export(here)
     else:
         shutil.copytree(EXAMPLES / example, here, ignore=shutil.ignore_patterns(".tideline"))
+    if example == "warehouse":
+        _as_warehouse_export(here)
     done = subprocess.run([*CLI, "run", "--run-id", "own"], cwd=here, env=env,
                           capture_output=True, text=True, timeout=1200)
     out = " ".join(done.stdout.split())  # rich wraps lines at the terminal's width
