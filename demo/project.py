@@ -121,11 +121,13 @@ def open_project(settings: Settings) -> Iterator[Project]:
 
 def declared_project(settings: Settings) -> Project:
     """The configured project's declarations (sources, contracts, references) without
-    preparing anything: the demo's are read with its placeholders unfilled."""
+    preparing anything: the demo's source files where a run generates them, its API at no
+    address."""
     path = Path(settings.declared("sources"))
     if not is_demo(settings):
         return load_project(path)
-    return load_project(path, demo_dir="demo", demo_api="http://demo.invalid",
+    return load_project(path, demo_dir=str((settings.data_dir / "demo").resolve()),
+                        demo_api="http://demo.invalid",
                         validation_time=datetime.now(UTC).isoformat())
 
 

@@ -8,15 +8,17 @@ import dataclasses
 import json
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
+import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from tideline.core.errors import ConfigError, TidelineError
+from tideline.core.errors import ConfigError, SourceError, TidelineError
 from tideline.core.project import FILE_NAME
 from tideline.core.settings import Settings
+from tideline.demo.project import declared_project
 from tideline.features.definitions import (
     AGGREGATIONS,
     APPROXIMATE,
@@ -32,9 +34,13 @@ from tideline.features.definitions import (
 )
 from tideline.features.definitions import Source as FeatureSource
 from tideline.features.plan import plan_views
-from tideline.ingestion.contracts import Contract
-from tideline.ingestion.project import Project, load_project
-from tideline.ingestion.sources import Source
+from tideline.ingestion.connectors.files import list_files, sample_file
+from tideline.ingestion.contracts import Column, Contract
+from tideline.ingestion.project import Project
+from tideline.ingestion.sources import FileSource, Source
+from tideline.ingestion.validation import now_nanoseconds
+from tideline.ingestion.validation.coercion import coerce
+from tideline.ingestion.validation.schema import schema_issues
 from tideline.models.labels import ChurnLabel
 from tideline.models.spec import ModelSpec, PromotionGate, load_model_spec
 
@@ -153,6 +159,8 @@ class ProjectPlan:
 
     project: Path | None
     sources: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    """What the columns of each file source's first file showed, or why they were not read."""
     views: dict[str, str] = field(default_factory=dict)
     """View -> its version as declared."""
     model: str | None = None
@@ -189,7 +197,7 @@ def plan_project(settings: Settings) -> ProjectPlan:
     does not exist yet has nothing registered)."""
     plan = ProjectPlan(project=settings.project)
     try:
-        project = load_project(Path(settings.declared("sources")))
+        project = declared_project(settings)
         plan.sources = [source.name for source in project.sources]
         views = load_definitions(settings.declared("features"))
         plan.views = {view.name: view.version for view in views}
@@ -200,6 +208,9 @@ def plan_project(settings: Settings) -> ProjectPlan:
     except TidelineError as exc:
         plan.errors.append(str(exc))
         return plan
+    for source in project.sources:
+        if isinstance(source, FileSource):
+            _check_file(source, project, plan)
     registered, discovered = _registered(settings)
     for name, version in plan.views.items():
         if name not in registered:
@@ -211,6 +222,69 @@ def plan_project(settings: Settings) -> ProjectPlan:
     plan.removed = sorted(set(registered) - set(plan.views) - discovered)
     plan.discovered = sorted(discovered - set(plan.views))
     return plan
+
+
+def _check_file(source: FileSource, project: Project, plan: ProjectPlan) -> None:
+    """The columns of the source's first file against its contract, from a sample of its
+    records, as validation will see them (a missing, renamed or joined column breaks)."""
+    try:
+        fs, files = list_files(source)
+    except SourceError as exc:  # files that come later are checked when a run reads them
+        plan.files.append(f"{source.name}: nothing to read yet: {exc.detail}")
+        return
+    path = min(files)
+    try:
+        sample = sample_file(fs, path, source)
+    except SourceError as exc:
+        plan.errors.append(str(exc))
+        return
+    contract = project.contract(source.dataset)
+    issues = schema_issues(sample, contract,
+                           now_nanoseconds(project.validation_time or datetime.now(UTC)))
+    breaking = [issue for issue in issues if issue.breaking]
+    plan.errors += [f"source {source.name!r}: {path}: {issue.detail}" for issue in breaking]
+    unread = _unread_types(sample, contract)
+    plan.errors += [f"source {source.name!r}: {path}: {detail}" for detail in unread]
+    extra = [issue.column for issue in issues if not issue.breaking]
+    plan.files.append(f"{source.name}: {path}: " + (
+        "its columns break the contract" if breaking else
+        "values that are not of their column's type" if unread else
+        f"the contract's columns are there ({len(sample):,} records read)"
+        + (f"; kept beside them: {', '.join(extra)}" if extra else "")))
+
+
+def _unread_types(sample: pd.DataFrame, contract: Contract) -> list[str]:
+    """Columns of which most sampled values do not read as their declared type (a decimal
+    mark or a time format the contract does not say), with an example each; a few such
+    values are bad rows, which a run quarantines."""
+    found = []
+    for column in contract.columns:
+        if column.name not in sample.columns:
+            continue
+        typed = coerce(sample[column.name], column)
+        present = int((~typed.null | typed.bad).sum())
+        if present and typed.bad.sum() * 2 > present:
+            example = sample[column.name][typed.bad].iloc[0]
+            found.append(f"column {column.name!r}: {int(typed.bad.sum())} of {present} values "
+                         f"read are not {column.type} (e.g. {example!r}); "
+                         + _type_hint(column, example))
+    return found
+
+
+_EPOCH_DIGITS = {10: "unix_s", 13: "unix_ms", 16: "unix_us", 19: "unix_ns"}
+
+
+def _type_hint(column: Column, example: object) -> str:
+    text = str(example)
+    if column.type in ("float", "int") and "," in text and column.decimal == ".":
+        return 'with a decimal comma, declare `decimal: ","` on the column'
+    digits = text.strip().lstrip("-")
+    if column.type in ("timestamp", "date") and digits.isdigit():
+        unit = _EPOCH_DIGITS.get(len(digits), "unix_s")  # today's epoch, as each unit writes it
+        return f"for epoch numbers, declare `format: {unit}` (or unix_s, unix_ms, unix_us, unix_ns)"
+    if column.type in ("timestamp", "date"):
+        return "declare the column's `format` as a strftime pattern (e.g. %d.%m.%Y %H:%M)"
+    return "check the column's type in the contract"
 
 
 def _check_model(spec: ModelSpec, views: list[View]) -> None:

@@ -37,6 +37,8 @@ _ETAG_KEYS = ("ETag", "etag", "md5Hash", "md5", "checksum")
 CSV_BLOCK_BYTES = 16 * 2**20
 """CSV parsed per block of this size, one block per thread: larger than Arrow's 1 MiB
 default, for less work per row in parsing and in landing's regrouping by day."""
+SAMPLE_BYTES = 2**20
+"""What `sample_file` reads of a CSV or JSON-lines file: the whole records in its first MiB."""
 CSV_FIELD_BYTES = 2**31 - 1
 """The `csv` module's field limit (128 KiB by default): a field Arrow reads, the record by
 record reading reads too, rather than failing the file."""
@@ -109,6 +111,30 @@ def list_files(source: FileSource) -> tuple[fsspec.AbstractFileSystem, dict[str,
     if not files:
         raise SourceError(source.name, f"no files match {source.url!r}; check `url`")
     return fs, files
+
+
+def sample_file(fs: fsspec.AbstractFileSystem, path: str, source: FileSource,
+                rows: int = 2_000) -> pd.DataFrame:
+    """A file's first `rows` records as landing reads them (from its first MiB, or its first
+    Parquet batch): what `tideline plan` checks the contract's columns against without
+    reading the data."""
+    if source.format == "parquet":
+        table = next(read_parquet(fs, path, source, BATCH_BYTES))
+        return as_raw_text(table.slice(0, rows))
+    try:
+        with fs.open(path, "rb") as handle:
+            head = handle.read(SAMPLE_BYTES)
+    except OSError as exc:
+        raise SourceUnavailable(source.name, f"cannot read {path!r}: {exc}") from exc
+    if len(head) == SAMPLE_BYTES:  # whole records only: a cut one would read as a bad row
+        head = head[:head.rfind(b"\n") + 1] or head
+    if source.format == "jsonl":
+        frame = read_jsonl(decode(head, path, source), path)[0]
+    else:
+        batches = list(read_csv(lambda: io.BytesIO(head), path, source, []))
+        frame = pd.concat([b if isinstance(b, pd.DataFrame) else as_raw_text(b)
+                           for b in batches], ignore_index=True) if batches else pd.DataFrame()
+    return frame.iloc[:rows]
 
 
 def file_identity(info: dict[str, Any]) -> dict[str, Any]:

@@ -153,3 +153,70 @@ def test_stream_reads_the_projects_stream_source_unless_told(
         stream_defaults(shop, declared_project(shop), None, "payments")
     assert stream_defaults(shop, declared_project(shop), "pay", "payments") == ("pay",
                                                                                "payments")
+
+
+def test_plan_reads_each_file_sources_first_records(tmp_path: Path, own_env: dict[str, str]
+                                                    ) -> None:
+    """A delimiter, a decimal mark or a time format the contract does not say shows at `plan`,
+    with the field that says it, from the first file's first records; so does a column the
+    file lacks. A source whose files are not there yet is left to the run."""
+    import pandas as pd
+    from tideline.core.settings import load_settings
+    from tideline.deployments.project import plan_project
+
+    assert tideline("init", "shop", cwd=tmp_path, env=own_env).returncode == 0
+    project = tmp_path / "shop" / "tideline.yaml"
+    data = tmp_path / "shop" / "data" / "payments-2026-09.csv"
+    frame = pd.read_csv(data, dtype=str)
+    frame["value"] = frame["value"].str.replace(".", ",")
+    frame["paid_at"] = (pd.to_datetime(frame["paid_at"]).astype("int64") // 10**6).astype(str)
+    frame.to_csv(data, sep=";", index=False)
+    body = yaml.safe_load(project.read_text())
+    source, columns = body["sources"][0], body["contracts"][0]["columns"]
+
+    def errors() -> list[str]:
+        project.write_text(yaml.safe_dump(body))
+        return plan_project(load_settings(project=project)).errors
+
+    done = tideline("plan", cwd=project.parent, env=own_env)
+    assert done.returncode == 1
+    said = " ".join(done.stdout.split())
+    assert f"{data}: schema break: the input has one column 'payment_id;client;paid_at;value'" \
+           in said and 'reads them with `delimiter: ";"`' in said
+    source["delimiter"] = ";"
+    assert errors() == [
+        f"source 'payments-export': {data}: column 'paid_at': 2000 of 2000 values read are not "
+        f"timestamp (e.g. '{frame['paid_at'][0]}'); for epoch numbers, declare `format: "
+        "unix_ms` (or unix_s, unix_ms, unix_us, unix_ns)",
+        f"source 'payments-export': {data}: column 'value': 2000 of 2000 values read are not "
+        f"float (e.g. '{frame['value'][0]}'); with a decimal comma, declare `decimal: \",\"` on "
+        "the column"]
+    columns[2]["format"], columns[3]["decimal"] = "unix_ms", ","
+    assert errors() == []
+    project.write_text(yaml.safe_dump(body))
+    assert "the contract's columns are there (2,000 records read)" in " ".join(
+        tideline("plan", cwd=project.parent, env=own_env).stdout.split())
+
+    frame.drop(columns="value").to_parquet(data.with_suffix(".parquet"))
+    source.update(url="data/*.parquet", format="parquet")
+    assert errors() == [f"source 'payments-export': {data.with_suffix('.parquet')}: schema "
+                        "break: required column 'value' is missing from the input"]
+    source["url"] = "incoming/*.csv"
+    project.write_text(yaml.safe_dump(body))
+    plan = plan_project(load_settings(project=project))
+    assert plan.errors == [] and plan.files == [
+        f"payments-export: nothing to read yet: no files match '{project.parent}/incoming/*.csv'"
+        "; check `url`"]
+
+
+def test_the_demo_project_plans(tmp_path: Path) -> None:
+    """`tideline plan` in the directory `tideline demo` made: its placeholders filled as a run
+    fills them, its files looked for where a run generates them."""
+    from tideline.core.settings import load_settings
+    from tideline.deployments.project import plan_project
+
+    plan = plan_project(load_settings(project=ROOT / "demo" / "tideline.yaml",
+                                      data_dir=tmp_path))
+    assert plan.errors == [] and plan.model is not None and plan.model.startswith("churn")
+    assert plan.files == [f"crm-customers: nothing to read yet: no files match "
+                          f"'{tmp_path.resolve()}/demo/crm/customers-*.csv'; check `url`"]
