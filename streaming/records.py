@@ -1,11 +1,12 @@
 """Stream messages to typed events, or to a dead-letter reason each.
 
 A message is one JSON object, an event of the source: the entity key, the event time (ISO 8601
-text), the event id and the columns the streamable views read. Every way a message can be
-wrong gives it a reason and leaves the rest of its batch alone: not JSON, not an object, a
-missing or non-text key or id, an event time that is not a timestamp or lies in the future, a
-value of the wrong type, and what the dataset's contract forbids (a value not allowed, such as
-an unknown event type; out of range; missing where not nullable).
+text, or as the contract's `format` says: epoch numbers, a strftime pattern), the event id and
+the columns the streamable views read. Every way a message can be wrong gives it a reason and
+leaves the rest of its batch alone: not JSON, not an object, a missing or non-text key or id, an
+event time that is not a timestamp or lies in the future, a value of the wrong type, and what
+the dataset's contract forbids (a value not allowed, such as an unknown event type; out of
+range; missing where not nullable).
 
 Messages are parsed by orjson one by one (not by Arrow's JSON reader, which is faster on a
 batch but crashed the process on a fuzzed payload: one poison message would then stop the
@@ -24,7 +25,8 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from tideline.ingestion.contracts import Contract
+from tideline.ingestion.contracts import Column, Contract
+from tideline.ingestion.validation.coercion import coerce
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,12 @@ def decode(payloads: Sequence[bytes], shape: EventShape, now_ns: int) -> Decoded
     """The events of a batch of message payloads, and why each bad one is bad."""
     positions, rejected, records = _parse(payloads)
     raw = _columns(records, shape.schema.names)
-    arrays = {field.name: _converted(raw[field.name], field) for field in shape.schema}
     problems = np.full(len(positions), None, dtype=object)
+    formatted = {c.name: c for c in shape.contract.columns if c.format is not None} if (
+        shape.contract) else {}
+    arrays = {field.name: _formatted(raw[field.name], formatted[field.name], field, problems)
+              if field.name in formatted else _converted(raw[field.name], field)
+              for field in shape.schema}
     for field in shape.schema:
         array = arrays[field.name]
         if isinstance(array, tuple):  # the column did not convert as a whole
@@ -181,6 +187,18 @@ def _converted(values: list, field: pa.Field) -> pa.Array | tuple[()]:
         return pa.array(values, kind)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
         return ()
+
+
+def _formatted(values: list, column: Column, field: pa.Field, problems: np.ndarray
+               ) -> pa.Array:
+    """A time column the contract gives a `format` (epoch numbers, a strftime pattern), read
+    as batch ingestion reads it; a value not in it noted with the value."""
+    typed = coerce(pd.Series(values, dtype=object), column)
+    for row in np.flatnonzero(typed.bad):
+        if problems[row] is None:
+            problems[row] = (f"{field.name} is not a timestamp in format {column.format!r}: "
+                             f"{repr(values[row])[:80]}")
+    return pa.array(typed.values, field.type)
 
 
 def _value_by_value(values: list, field: pa.Field, problems: np.ndarray) -> pa.Array:

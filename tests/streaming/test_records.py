@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -83,3 +84,26 @@ def test_no_payload_crashes_the_decoder_and_every_message_is_accounted_for(
     assert sorted([*rejected, *decoded.positions.tolist()]) == list(range(len(payloads)))
     assert all(why for _, why in decoded.rejected)
     assert len(decoded.events) == len(decoded.positions)
+
+
+def test_event_times_read_in_the_contracts_format() -> None:
+    """A contract whose event time is epoch milliseconds (or a strftime pattern) has its
+    stream read so, as batch ingestion reads it; a time in no such form is dead-lettered."""
+    def formatted(fmt: str) -> EventShape:
+        columns = tuple(c.model_copy(update={"format": fmt}) if c.name == "ts" else c
+                        for c in CONTRACT.columns)
+        return EventShape(schema=shape(pa.string()).schema, key="customer_id", timestamp="ts",
+                          id_column="event_id",
+                          contract=CONTRACT.model_copy(update={"columns": columns}))
+
+    sent = [1789900000500, "1789900000500", "2026-09-20T10:00:00Z", "soon"]
+    decoded = decode([json.dumps({**GOOD, "event_id": f"e{k}", "ts": t}).encode()
+                      for k, t in enumerate(sent)], formatted("unix_ms"), NOW)
+    assert decoded.events.column("ts").to_pylist() == [
+        pd.Timestamp(1789900000500, unit="ms", tz="UTC")] * 2
+    assert [(i, why) for i, why in decoded.rejected] == [
+        (2, "ts is not a timestamp in format 'unix_ms': '2026-09-20T10:00:00Z'"),
+        (3, "ts is not a timestamp in format 'unix_ms': 'soon'")]
+    decoded = decode([json.dumps({**GOOD, "ts": "20.09.2026 10:15"}).encode()],
+                     formatted("%d.%m.%Y %H:%M"), NOW)
+    assert decoded.events.column("ts").to_pylist() == [pd.Timestamp("2026-09-20 10:15Z")]
