@@ -9,10 +9,12 @@ from tideline.core.settings import Settings
 from tideline.discovery.compute import ComputedPart, compute_part
 from tideline.features.plan import FeaturePlan
 from tideline.lake import open_lake
+from tideline.tasks.remote import worker_traceback
 
 
 @task(name="compute-candidates", task_run_name="candidates[{partition}/{partitions}]",
       retries=2, retry_delay_seconds=5, cache_policy=NONE)
+@worker_traceback
 def compute_candidates(settings: Settings, ref: str, branch: str, run_id: str,
                        plan: FeaturePlan, key: str, partition: int, partitions: int
                        ) -> ComputedPart:

@@ -19,6 +19,7 @@ from tideline.features.materialize import (
 from tideline.features.plan import FeaturePlan, plan_from_lake
 from tideline.features.store import FeatureStore, OnlineWrite, register_build
 from tideline.lake import open_lake
+from tideline.tasks.remote import worker_traceback
 
 plan_features = task(plan_from_lake, name="plan-features", cache_policy=NONE)
 record_feature_build = task(record_build, name="record-feature-build", cache_policy=NONE)
@@ -50,6 +51,7 @@ def publish_online_artifacts(writes: list[OnlineWrite], backend: str) -> None:
 
 @task(name="compute-partition", task_run_name="features[{partition}/{partitions}]",
       retries=2, retry_delay_seconds=5, cache_policy=NONE)
+@worker_traceback
 def compute_partition(settings: Settings, ref: str, branch: str, plan: FeaturePlan,
                       as_of: Sequence[date], partition: int, partitions: int,
                       full: bool = False) -> PartitionResult:

@@ -1,8 +1,9 @@
 """Ray faults: a cluster address whose head does not answer is a clear error naming the address
 within seconds (Ray's own `ray.init` retries for many minutes), for the feature build's task
-runner and for every stage that joins Ray itself. A Ray worker killed while it writes a
-partition is covered by `test_kill.py` (the `feature-write` failpoint: Ray retries, the tables
-match an uninterrupted build). A head that fails to start a client's server is asked again."""
+runner and for every stage that joins Ray itself. A bug on a worker comes back with its frames.
+A Ray worker killed while it writes a partition is covered by `test_kill.py` (the
+`feature-write` failpoint: Ray retries, the tables match an uninterrupted build). A head that
+fails to start a client's server is asked again."""
 from __future__ import annotations
 
 import socket
@@ -10,6 +11,7 @@ import time
 
 import pytest
 import ray
+from prefect import flow, task
 from tideline.core import ray_runtime
 from tideline.core.errors import RayUnavailable
 from tideline.core.ray_runtime import (
@@ -21,7 +23,8 @@ from tideline.core.ray_runtime import (
     init_kwargs,
 )
 from tideline.core.settings import Settings
-from tideline.flows.build_features import ray_task_runner
+from tideline.flows.build_features import ConfiguredRayTaskRunner, ray_task_runner
+from tideline.tasks.remote import worker_traceback
 
 from tests.reliability.conftest import Ledger
 from tests.waiting import ROOT
@@ -113,3 +116,27 @@ def test_a_client_server_the_head_fails_to_start_is_asked_for_again(
     with pytest.raises(ConnectionAbortedError, match="version mismatch"):
         connect({"address": "ray://head:10001"})
     assert len(calls) == 1
+
+
+@task(retries=0)
+@worker_traceback
+def _reciprocal(n: int) -> float:
+    return 1 / n
+
+
+@flow(task_runner=ConfiguredRayTaskRunner())
+def _reciprocals(n: int) -> float:
+    return _reciprocal.submit(n).result()
+
+
+def test_an_unexpected_failure_on_a_worker_names_its_line(
+        ray_cluster: str, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in code run on a Ray worker reaches the flow's caller with the worker's frames
+    (the exception comes back pickled without them, and the worker's log stays there)."""
+    monkeypatch.setenv("TIDELINE_RAY_ADDRESS", ray_cluster)
+    with pytest.raises(ZeroDivisionError) as caught:
+        _reciprocals(0)
+    (note,) = caught.value.__notes__
+    assert note.startswith("raised in _reciprocal on the Ray worker ")
+    assert "test_ray_faults.py" in note and "return 1 / n" in note
+    assert "remote.py" not in note  # the wrapper is no part of the story
