@@ -126,6 +126,11 @@ class SourceUnavailable(SourceError):
     later run may succeed, so tasks may retry on this one."""
 
 
+class SourceAbsent(SourceError):
+    """The source has nothing to read yet: no file matches its URL, or the environment variable
+    that names its database is not set (in a deployment's environment, not yet in this one)."""
+
+
 class FeatureDefinitionError(TidelineError):
     """A feature view cannot be computed as declared: an unknown column or entity, a bad window,
     an aggregation that does not fit its column, a duplicate name, a missing source table."""

@@ -15,7 +15,13 @@ from typing import Any, Literal, get_type_hints
 import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from tideline.core.errors import ConfigError, SourceError, TidelineError
+from tideline.core.errors import (
+    ConfigError,
+    SourceAbsent,
+    SourceError,
+    SourceUnavailable,
+    TidelineError,
+)
 from tideline.core.project import FILE_NAME
 from tideline.core.settings import Settings
 from tideline.demo.project import declared_project
@@ -35,9 +41,10 @@ from tideline.features.definitions import (
 from tideline.features.definitions import Source as FeatureSource
 from tideline.features.plan import plan_views
 from tideline.ingestion.connectors.files import list_files, sample_file
+from tideline.ingestion.connectors.sql import sample_rows
 from tideline.ingestion.contracts import Column, Contract
 from tideline.ingestion.project import Project
-from tideline.ingestion.sources import FileSource, Source
+from tideline.ingestion.sources import FileSource, Source, SqlSource
 from tideline.ingestion.validation import now_nanoseconds
 from tideline.ingestion.validation.coercion import coerce
 from tideline.ingestion.validation.schema import schema_issues
@@ -159,8 +166,8 @@ class ProjectPlan:
 
     project: Path | None
     sources: list[str] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    """What the columns of each file source's first file showed, or why they were not read."""
+    sources_read: list[str] = field(default_factory=list)
+    """What the first records of each file and SQL source showed, or why none were read."""
     views: dict[str, str] = field(default_factory=dict)
     """View -> its version as declared."""
     model: str | None = None
@@ -209,8 +216,8 @@ def plan_project(settings: Settings) -> ProjectPlan:
         plan.errors.append(str(exc))
         return plan
     for source in project.sources:
-        if isinstance(source, FileSource):
-            _check_file(source, project, plan)
+        if isinstance(source, FileSource | SqlSource):
+            _check_source(source, project, plan)
     registered, discovered = _registered(settings)
     for name, version in plan.views.items():
         if name not in registered:
@@ -224,17 +231,24 @@ def plan_project(settings: Settings) -> ProjectPlan:
     return plan
 
 
-def _check_file(source: FileSource, project: Project, plan: ProjectPlan) -> None:
-    """The columns of the source's first file against its contract, from a sample of its
-    records, as validation will see them (a missing, renamed or joined column breaks)."""
+def _check_source(source: Source, project: Project, plan: ProjectPlan) -> None:
+    """The columns of the source's first records against its contract (a file source's first
+    file, a SQL source's table or query), as validation will see them: a missing, renamed or
+    joined column, or values of the wrong type, is an error. A source not there yet (no file,
+    its database's URL not set) is checked when a run reads it."""
     try:
-        fs, files = list_files(source)
-    except SourceError as exc:  # files that come later are checked when a run reads them
-        plan.files.append(f"{source.name}: nothing to read yet: {exc.detail}")
+        if isinstance(source, FileSource):
+            fs, files = list_files(source)
+            where = min(files)
+            sample = sample_file(fs, where, source)
+        else:
+            where, sample = sample_rows(source)
+    except SourceAbsent as exc:
+        plan.sources_read.append(f"{source.name}: nothing to read yet: {exc.detail}")
         return
-    path = min(files)
-    try:
-        sample = sample_file(fs, path, source)
+    except SourceUnavailable as exc:
+        plan.sources_read.append(f"{source.name}: not read: {exc.detail}")
+        return
     except SourceError as exc:
         plan.errors.append(str(exc))
         return
@@ -242,11 +256,11 @@ def _check_file(source: FileSource, project: Project, plan: ProjectPlan) -> None
     issues = schema_issues(sample, contract,
                            now_nanoseconds(project.validation_time or datetime.now(UTC)))
     breaking = [issue for issue in issues if issue.breaking]
-    plan.errors += [f"source {source.name!r}: {path}: {issue.detail}" for issue in breaking]
+    plan.errors += [f"source {source.name!r}: {where}: {issue.detail}" for issue in breaking]
     unread = _unread_types(sample, contract)
-    plan.errors += [f"source {source.name!r}: {path}: {detail}" for detail in unread]
+    plan.errors += [f"source {source.name!r}: {where}: {detail}" for detail in unread]
     extra = [issue.column for issue in issues if not issue.breaking]
-    plan.files.append(f"{source.name}: {path}: " + (
+    plan.sources_read.append(f"{source.name}: {where}: " + (
         "its columns break the contract" if breaking else
         "values that are not of their column's type" if unread else
         f"the contract's columns are there ({len(sample):,} records read)"

@@ -50,8 +50,8 @@ def demo(directory: Path = typer.Argument(Path("tideline-demo"), help="Where the
 
 def plan(fmt: Format = FORMAT_OPTION) -> None:
     """Check the project without running it (columns and types, windows, entity keys,
-    references, owners, label sources, the first records of each file source) and show what
-    would change in the feature registry; exit 1 on an error."""
+    references, owners, label sources, the first records of each file and SQL source) and
+    show what would change in the feature registry; exit 1 on an error."""
     from tideline.deployments.project import plan_project
 
     found = plan_project(load_settings())
@@ -63,8 +63,8 @@ def plan(fmt: Format = FORMAT_OPTION) -> None:
     else:
         console.print(f"project {found.project}: {len(found.sources)} sources, "
                       f"{len(found.views)} views, model {found.model or '-'}", highlight=False)
-        for line in found.files:
-            console.print(f"file source {line}", highlight=False)
+        for line in found.sources_read:
+            console.print(f"source {line}", highlight=False)
         for error in found.errors:
             console.print(f"[bold red]error:[/] {error}", highlight=False)
         if not found.errors:

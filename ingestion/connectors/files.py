@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from fsspec.utils import stringify_path
-from tideline.core.errors import SourceError, SourceUnavailable
+from tideline.core.errors import SourceAbsent, SourceError, SourceUnavailable
 from tideline.ingestion.connectors.windows import filter_window
 from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text, records_frame
 from tideline.ingestion.sources import BATCH_BYTES, FileSource, Pull, Window
@@ -104,12 +104,12 @@ def list_files(source: FileSource) -> tuple[fsspec.AbstractFileSystem, dict[str,
         elif fs.exists(root):
             listing = {root: fs.info(root)}
         else:
-            raise SourceError(source.name, f"file not found: {source.url!r}; check `url`")
+            raise SourceAbsent(source.name, f"file not found: {source.url!r}; check `url`")
     except OSError as exc:
         raise SourceUnavailable(source.name, f"cannot list {source.url!r}: {exc}") from exc
     files = {path: info for path, info in listing.items() if info.get("type") != "directory"}
     if not files:
-        raise SourceError(source.name, f"no files match {source.url!r}; check `url`")
+        raise SourceAbsent(source.name, f"no files match {source.url!r}; check `url`")
     return fs, files
 
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
-from tideline.core.errors import SourceError, SourceUnavailable
+from tideline.core.errors import SourceAbsent, SourceError, SourceUnavailable
 from tideline.core.retry import with_retries
 from tideline.ingestion.connectors.windows import as_utc, filter_window
 from tideline.ingestion.sources import Pull, SqlSource, Window
@@ -92,8 +92,8 @@ def source_url(source: SqlSource) -> URL:
     it may carry a password)."""
     raw = os.environ.get(source.url_env)
     if not raw:
-        raise SourceError(source.name, f"environment variable {source.url_env} is not set; it "
-                          "must hold the database's SQLAlchemy URL")
+        raise SourceAbsent(source.name, f"environment variable {source.url_env} is not set; it "
+                           "must hold the database's SQLAlchemy URL")
     try:
         return sa.make_url(raw)
     except sa.exc.ArgumentError as exc:
@@ -108,7 +108,7 @@ def create_engine(source: SqlSource, url: URL) -> sa.Engine:
         url.database.startswith("file:") or Path(url.database).exists()
     ):
         # SQLite would create an empty database and then report a missing table
-        raise SourceError(source.name, f"SQLite database file not found: {url.database}")
+        raise SourceAbsent(source.name, f"SQLite database file not found: {url.database}")
     connect_args = (
         {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if backend in ("postgresql", "mysql") else {}
     )
@@ -213,6 +213,28 @@ def read_rows(
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}), last
     return pd.DataFrame({name: stacked([chunk[i] for chunk in chunks])
                          for i, name in enumerate(columns)}), last
+
+
+def sample_rows(source: SqlSource, rows: int = 2_000) -> tuple[str, pd.DataFrame]:
+    """Where the source's database is, and the first `rows` rows its table or query gives (in
+    the database's order, not the cursor's: no sort of a whole table), typed as a pull types
+    them: what `tideline plan` checks the contract's columns against."""
+    url = source_url(source)
+    engine = create_engine(source, url)
+    try:
+        with connect(engine, source, url) as conn:
+            result = conn.execute(sa.select(sa.text("*")).select_from(selectable(source))
+                                  .limit(rows))
+            columns = list(result.keys())
+            frame = pd.DataFrame(list(result), columns=columns, dtype=object)
+    except sa.exc.DBAPIError as exc:
+        what = f"table {source.table!r}" if source.table else "the query"
+        raise SourceError(source.name, f"reading {what} from {describe(url)} failed: "
+                          f"{driver_message(exc, url)}") from exc
+    finally:
+        engine.dispose()
+    return describe(url), pd.DataFrame({name: stacked([held(frame[name].to_numpy())])
+                                        for name in columns})
 
 
 def held(values: np.ndarray) -> pa.Array | np.ndarray:

@@ -204,7 +204,7 @@ def test_plan_reads_each_file_sources_first_records(tmp_path: Path, own_env: dic
     source["url"] = "incoming/*.csv"
     project.write_text(yaml.safe_dump(body))
     plan = plan_project(load_settings(project=project))
-    assert plan.errors == [] and plan.files == [
+    assert plan.errors == [] and plan.sources_read == [
         f"payments-export: nothing to read yet: no files match '{project.parent}/incoming/*.csv'"
         "; check `url`"]
 
@@ -218,5 +218,54 @@ def test_the_demo_project_plans(tmp_path: Path) -> None:
     plan = plan_project(load_settings(project=ROOT / "demo" / "tideline.yaml",
                                       data_dir=tmp_path))
     assert plan.errors == [] and plan.model is not None and plan.model.startswith("churn")
-    assert plan.files == [f"crm-customers: nothing to read yet: no files match "
-                          f"'{tmp_path.resolve()}/demo/crm/customers-*.csv'; check `url`"]
+    assert plan.sources_read == [
+        f"crm-customers: nothing to read yet: no files match "
+        f"'{tmp_path.resolve()}/demo/crm/customers-*.csv'; check `url`",
+        "shop-transactions: nothing to read yet: environment variable TIDELINE_DEMO_SQL_URL "
+        "is not set; it must hold the database's SQLAlchemy URL"]
+
+
+def test_plan_reads_a_sql_sources_first_rows(tmp_path: Path, own_env: dict[str, str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SQL source's table is read as a pull reads it, its first 2,000 rows only; without its
+    URL in the environment it is left to the run, and a table that is not there is an error
+    naming it."""
+    import sqlite3
+
+    import pandas as pd
+    from tideline.core.settings import load_settings
+    from tideline.deployments.project import plan_project
+
+    assert tideline("init", "shop", cwd=tmp_path, env=own_env).returncode == 0
+    project = tmp_path / "shop" / "tideline.yaml"
+    frame = pd.read_csv(tmp_path / "shop" / "data" / "payments-2026-09.csv")
+    frame["paid_at"] = pd.to_datetime(frame["paid_at"]).astype("int64") // 10**6
+    with sqlite3.connect(tmp_path / "shop.db") as db:
+        frame.to_sql("payments", db, index=False)
+    body = yaml.safe_load(project.read_text())
+    body["sources"] = [{"name": "shop", "kind": "sql", "dataset": "payments",
+                        "url_env": "SHOP_DB", "table": "payments", "cursor_column": "paid_at",
+                        "timestamp_column": "paid_at"}]
+
+    def plan():  # noqa: ANN202
+        project.write_text(yaml.safe_dump(body))
+        return plan_project(load_settings(project=project))
+
+    monkeypatch.delenv("SHOP_DB", raising=False)
+    assert plan().errors == [] and plan().sources_read == [
+        "shop: nothing to read yet: environment variable SHOP_DB is not set; it must hold the "
+        "database's SQLAlchemy URL"]
+    monkeypatch.setenv("SHOP_DB", f"sqlite:///{tmp_path / 'shop.db'}")
+    found = plan()
+    assert found.errors == [
+        f"source 'shop': sqlite:{tmp_path / 'shop.db'}: column 'paid_at': 2000 of 2000 values "
+        f"read are not timestamp (e.g. {frame['paid_at'][0]}); for epoch numbers, declare "
+        "`format: unix_ms` (or unix_s, unix_ms, unix_us, unix_ns)"]
+    body["contracts"][0]["columns"][2]["format"] = "unix_ms"
+    found = plan()
+    assert found.errors == [] and found.sources_read == [
+        f"shop: sqlite:{tmp_path / 'shop.db'}: the contract's columns are there (2,000 records "
+        "read)"]
+    body["sources"][0]["table"] = "refunds"
+    assert plan().errors[0].startswith(f"source 'shop': reading table 'refunds' from "
+                                       f"sqlite:{tmp_path / 'shop.db'} failed: ")
