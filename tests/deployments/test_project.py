@@ -209,11 +209,13 @@ def test_plan_reads_each_file_sources_first_records(tmp_path: Path, own_env: dic
         "; check `url`"]
 
 
-def test_the_demo_project_plans(tmp_path: Path) -> None:
+def test_the_demo_project_plans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`tideline plan` in the directory `tideline demo` made: its placeholders filled as a run
     fills them, its files looked for where a run generates them."""
     from tideline.core.settings import load_settings
     from tideline.deployments.project import plan_project
+
+    monkeypatch.delenv("TIDELINE_DEMO_SQL_URL", raising=False)  # set by a demo run earlier
 
     plan = plan_project(load_settings(project=ROOT / "demo" / "tideline.yaml",
                                       data_dir=tmp_path))
