@@ -11,9 +11,13 @@ changed (a changed file is read again in full). Files that no longer match drop 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import logging
+import lzma
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -23,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from fsspec.utils import stringify_path
+from fsspec.utils import infer_compression, stringify_path
 from tideline.core.errors import SourceAbsent, SourceError, SourceUnavailable
 from tideline.ingestion.connectors.windows import filter_window
 from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text, records_frame
@@ -122,8 +126,10 @@ def sample_file(fs: fsspec.AbstractFileSystem, path: str, source: FileSource,
         table = next(read_parquet(fs, path, source, BATCH_BYTES))
         return as_raw_text(table.slice(0, rows))
     try:
-        with fs.open(path, "rb") as handle:
+        with open_records(fs, path) as handle:
             head = handle.read(SAMPLE_BYTES)
+    except BROKEN_COMPRESSION as exc:
+        raise _broken(source, path, exc) from exc
     except OSError as exc:
         raise SourceUnavailable(source.name, f"cannot read {path!r}: {exc}") from exc
     if len(head) == SAMPLE_BYTES:  # whole records only: a cut one would read as a bad row
@@ -135,6 +141,22 @@ def sample_file(fs: fsspec.AbstractFileSystem, path: str, source: FileSource,
         frame = pd.concat([b if isinstance(b, pd.DataFrame) else as_raw_text(b)
                            for b in batches], ignore_index=True) if batches else pd.DataFrame()
     return frame.iloc[:rows]
+
+
+def open_records(fs: fsspec.AbstractFileSystem, path: str) -> BinaryIO:
+    """A CSV or JSON-lines file's bytes, decompressed as its name says (`.gz`, `.bz2`, `.xz`,
+    `.zip` of one member)."""
+    return fs.open(path, "rb", compression=infer_compression(path))
+
+
+BROKEN_COMPRESSION = (gzip.BadGzipFile, EOFError, zlib.error, lzma.LZMAError,
+                      zipfile.BadZipFile)
+"""What reading a file its name calls compressed raises when it is not, or is cut short."""
+
+
+def _broken(source: FileSource, path: str, exc: Exception) -> SourceError:
+    return SourceError(source.name, f"{path!r} is not a whole {infer_compression(path)} file, "
+                       f"as its name says: {exc}")
 
 
 def file_identity(info: dict[str, Any]) -> dict[str, Any]:
@@ -160,13 +182,17 @@ def read_file(
         if source.format == "parquet":
             yield from read_parquet(fs, path, source, batch_bytes)
         elif source.format == "csv":
-            yield from read_csv(lambda: fs.open(path, "rb"), path, source, rejected)
+            yield from read_csv(lambda: open_records(fs, path), path, source, rejected)
         else:
-            frame, bad = read_jsonl(decode(fs.cat_file(path), path, source), path)
+            with open_records(fs, path) as handle:
+                raw = handle.read()
+            frame, bad = read_jsonl(decode(raw, path, source), path)
             rejected.extend(bad)
             yield frame
     except FileNotFoundError as exc:
         raise SourceError(source.name, f"file {path!r} vanished while being read") from exc
+    except BROKEN_COMPRESSION as exc:
+        raise _broken(source, path, exc) from exc
     except OSError as exc:
         raise SourceUnavailable(source.name, f"cannot read {path!r}: {exc}") from exc
 

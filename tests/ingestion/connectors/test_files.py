@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -200,6 +201,46 @@ def test_jsonl_nested_objects_become_dotted_columns_and_arrays_json_text(
     landed = as_raw_text(landed_table(frame, typed=False))
     assert landed["tags"].tolist()[0] == '["a", "é"]'  # JSON, not Python's repr
     assert landed["tags"].isna().tolist() == [False, True]
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zip"])
+def test_compressed_exports_read_as_their_names_say(tmp_path: Path, suffix: str) -> None:
+    """`.csv.gz` and its kin read as the plain file (CSV through Arrow and, for a ragged row,
+    the csv module; JSON lines); one named so but not, or cut short, is refused by name."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    def packed(name: str, text: str) -> Path:
+        path = tmp_path / (name + suffix)
+        if suffix == ".zip":
+            with zipfile.ZipFile(path, "w") as archive:
+                archive.writestr(name, text)
+        else:
+            opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix]
+            with opener(path, "wt") as handle:
+                handle.write(text)
+        return path
+
+    csv_pull = FileConnector().pull(source(str(packed("day1.csv", DAY1 + "C9,x,y,z,EXTRA\n"))),
+                                    None, None)
+    assert csv_pull.to_frame()["customer_id"].tolist() == ["C0000001", "C0000002", "C0000003"]
+    assert [raw for raw, _ in csv_pull.rejected] == ["C9,x,y,z,EXTRA"]
+    lines = '{"id": 1, "updated_at": "2026-07-01T00:00:00Z"}\n'
+    jsonl = FileConnector().pull(source(str(packed("events.jsonl", lines)), "jsonl"), None, None)
+    assert jsonl.to_frame()["id"].tolist() == [1]
+
+    fake = tmp_path / ("fake.csv" + suffix)
+    fake.write_text(DAY1)
+    cut = tmp_path / ("cut.csv" + suffix)
+    cut.write_bytes(packed("whole.csv", DAY1 * 50).read_bytes()[:60])
+    for broken in (fake, cut):
+        with pytest.raises(SourceError, match=re.escape(f"'{broken}'")) as refused:
+            FileConnector().pull(source(str(broken)), None, None).to_frame()
+        if (suffix, broken) != (".bz2", fake):  # bz2 says only "Invalid data stream"
+            assert "is not a whole" in str(refused.value) and "as its name says" in str(
+                refused.value)
 
 
 def test_parquet_keeps_the_source_types(tmp_path: Path) -> None:
