@@ -4,6 +4,7 @@ decided later by validation against the contract."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +42,14 @@ def as_raw_text(table: pa.Table) -> pd.DataFrame:
     """A landed Arrow table as a frame: text columns `RAW_TEXT` (sharing Arrow's memory), typed
     ones in nullable pandas types."""
     return table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+
+
+def batches_frame(batches: Iterable[pd.DataFrame | pa.Table]) -> pd.DataFrame:
+    """Batches of records as a connector reads them (text frames, or Arrow tables) in one
+    frame."""
+    frames = [batch if isinstance(batch, pd.DataFrame) else as_raw_text(batch)
+              for batch in batches]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def landed(batch: pd.DataFrame | pa.Table, *, typed: bool) -> pa.Table:

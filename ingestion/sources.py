@@ -153,12 +153,9 @@ class Pull:
         """Every record in one frame, which becomes the pull's `frame`: for small pulls and
         tests."""
         if self.batches is not None:
-            from tideline.ingestion.rawtext import as_raw_text
+            from tideline.ingestion.rawtext import batches_frame
 
-            frames = [chunk if isinstance(chunk, pd.DataFrame) else as_raw_text(chunk)
-                      for chunk in self.batches]
-            self.frame = (pd.concat(frames, ignore_index=True) if frames
-                          else pd.DataFrame())
+            self.frame = batches_frame(self.batches)
             self.batches = None
         return self.frame if self.frame is not None else pd.DataFrame()
 

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from fsspec.utils import infer_compression, stringify_path
 from tideline.core.errors import SourceAbsent, SourceError, SourceUnavailable
 from tideline.ingestion.connectors.windows import filter_window
-from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text, records_frame
+from tideline.ingestion.rawtext import RAW_TEXT, as_raw_text, batches_frame, records_frame
 from tideline.ingestion.sources import BATCH_BYTES, FileSource, Pull, Window
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,7 @@ def sample_file(fs: fsspec.AbstractFileSystem, path: str, source: FileSource,
     if source.format == "jsonl":
         frame = read_jsonl(decode(head, path, source), path)[0]
     else:
-        batches = list(read_csv(lambda: io.BytesIO(head), path, source, []))
-        frame = pd.concat([b if isinstance(b, pd.DataFrame) else as_raw_text(b)
-                           for b in batches], ignore_index=True) if batches else pd.DataFrame()
+        frame = batches_frame(read_csv(lambda: io.BytesIO(head), path, source, []))
     return frame.iloc[:rows]
 
 

@@ -203,16 +203,20 @@ def read_rows(
             last = next((row[position] for row in reversed(chunk)
                          if row[position] is not None), last)
     except sa.exc.DBAPIError as exc:
-        what = f"table {source.table!r}" if source.table else "the query"
-        url = conn.engine.url
-        # a dropped connection (the server restarted) may be back for a retry; a bad query not
-        failure = SourceUnavailable if exc.connection_invalidated else SourceError
-        raise failure(source.name, f"reading {what} from {describe(url)} failed: "
-                      f"{driver_message(exc, url)}") from exc
+        raise read_failed(source, conn.engine.url, exc) from exc
     if not chunks:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}), last
     return pd.DataFrame({name: stacked([chunk[i] for chunk in chunks])
                          for i, name in enumerate(columns)}), last
+
+
+def read_failed(source: SqlSource, url: URL, exc: sa.exc.DBAPIError) -> SourceError:
+    """A failed read of the table or query, naming it and the database: a dropped connection
+    (the server restarted) may be back for a retry, a bad query not."""
+    what = f"table {source.table!r}" if source.table else "the query"
+    failure = SourceUnavailable if exc.connection_invalidated else SourceError
+    return failure(source.name, f"reading {what} from {describe(url)} failed: "
+                   f"{driver_message(exc, url)}")
 
 
 def sample_rows(source: SqlSource, rows: int = 2_000) -> tuple[str, pd.DataFrame]:
@@ -228,9 +232,7 @@ def sample_rows(source: SqlSource, rows: int = 2_000) -> tuple[str, pd.DataFrame
             columns = list(result.keys())
             frame = pd.DataFrame(list(result), columns=columns, dtype=object)
     except sa.exc.DBAPIError as exc:
-        what = f"table {source.table!r}" if source.table else "the query"
-        raise SourceError(source.name, f"reading {what} from {describe(url)} failed: "
-                          f"{driver_message(exc, url)}") from exc
+        raise read_failed(source, url, exc) from exc
     finally:
         engine.dispose()
     return describe(url), pd.DataFrame({name: stacked([held(frame[name].to_numpy())])
